@@ -1,0 +1,255 @@
+"""Hardware and model catalogs: specs loaded from TOML data files, derived sizes computed.
+
+Units: bytes, seconds, watts, FLOP/s. Nothing here touches SimPy.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ScenarioError
+
+DATA_DIR = Path(__file__).parent / "data"
+
+#: Bytes per element of each supported dtype.
+DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One accelerator. Peak figures from vendor specs; efficiencies from calibration."""
+
+    id: str
+    name: str
+    memory_gb: float
+    mem_bw_tbps: float
+    tflops: Mapping[str, float]
+    tdp_w: float
+    idle_w: float
+    scaleup_gbps_bidir: float
+    bw_efficiency: float = 0.8
+    flops_efficiency: float = 0.55
+    step_overhead_s: float = 0.003
+    seq_overhead_s: float = 0.0
+    comm_latency_s: float = 1e-5
+    usd_per_accel_hour: float | None = None
+    sources: str = ""
+    calibration: str = ""
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gb * 1e9
+
+    @property
+    def mem_bw_bytes_per_s(self) -> float:
+        return self.mem_bw_tbps * 1e12
+
+    @property
+    def link_bytes_per_s(self) -> float:
+        """Scale-up bandwidth in one direction (half the bidirectional figure)."""
+        return self.scaleup_gbps_bidir * 1e9 / 2
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s for `dtype`; fp16 uses bf16, and a dtype without tensor-core
+        support (fp8 on A100) falls back to the next wider supported one."""
+        order = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "bf16": ["bf16"],
+                 "fp16": ["bf16"], "fp32": ["bf16"]}[dtype]
+        for d in order:
+            if d in self.tflops:
+                return float(self.tflops[d]) * 1e12
+        raise ScenarioError(f"hardware.{self.id}.tflops", f"no figure for {dtype} or wider",
+                            "add tflops.bf16 to the hardware entry")
+
+
+@dataclass(frozen=True)
+class Model:
+    """A decoder-only transformer. Sizes are derived from the architecture, in elements."""
+
+    id: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: int
+    vocab: int
+    tie_embeddings: bool = False
+    experts: int = 0
+    active_experts: int = 0
+    shared_experts: int = 0
+    shared_ffn: int = 0
+    source: str = ""
+
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 0
+
+    @property
+    def attn_params_per_layer(self) -> int:
+        q = self.hidden * self.heads * self.head_dim
+        kv = 2 * self.hidden * self.kv_heads * self.head_dim
+        o = self.heads * self.head_dim * self.hidden
+        return q + kv + o + 2 * self.hidden  # + the two RMSNorm weight vectors
+
+    @property
+    def expert_params(self) -> int:
+        """One gated MLP (gate, up, down) of size `ffn`: a dense MLP or one routed expert."""
+        return 3 * self.hidden * self.ffn
+
+    @property
+    def shared_params_per_layer(self) -> int:
+        return self.shared_experts * 3 * self.hidden * self.shared_ffn
+
+    @property
+    def router_params_per_layer(self) -> int:
+        return self.hidden * self.experts if self.is_moe else 0
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tie_embeddings else 2)
+
+    @property
+    def dense_params_per_layer(self) -> int:
+        """Parameters every token touches in a layer (all but the routed experts)."""
+        base = self.attn_params_per_layer + self.shared_params_per_layer + self.router_params_per_layer
+        return base if self.is_moe else base + self.expert_params
+
+    @property
+    def total_params(self) -> int:
+        n_exp = self.experts if self.is_moe else 0
+        return self.layers * (self.dense_params_per_layer + n_exp * self.expert_params) + self.embedding_params
+
+    @property
+    def active_params(self) -> int:
+        """Parameters used per token (matmul FLOPs = 2 x this), including the LM head."""
+        k = self.active_experts if self.is_moe else 0
+        return self.layers * (self.dense_params_per_layer + k * self.expert_params) + self.vocab * self.hidden
+
+    def weight_bytes(self, dtype: str) -> float:
+        return self.total_params * DTYPE_BYTES[dtype]
+
+    def kv_bytes_per_token(self, dtype: str) -> float:
+        """K and V for every layer: 2 x layers x kv_heads x head_dim x bytes (GQA-aware)."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype]
+
+
+def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
+    names = {f.name for f in fields(cls)} - {"id"}
+    unknown = set(raw) - names
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ScenarioError(f"{where}.{entry_id}.{key}", "unknown field",
+                            f"use one of: {', '.join(sorted(names))}")
+    required = {f.name for f in fields(cls) if f.default is dataclass_missing() and f.name != "id"}
+    missing = required - set(raw)
+    if missing:
+        key = sorted(missing)[0]
+        raise ScenarioError(f"{where}.{entry_id}.{key}", "missing field", f"add {key} = ...")
+    try:
+        obj = cls(id=entry_id, **raw)
+    except TypeError as exc:  # pragma: no cover - guarded above
+        raise ScenarioError(f"{where}.{entry_id}", str(exc)) from None
+    _check_numbers(obj, where)
+    return obj
+
+
+def dataclass_missing() -> Any:
+    from dataclasses import MISSING
+    return MISSING
+
+
+def _check_numbers(obj: Any, where: str) -> None:
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if f.name in ("id", "name", "source", "sources", "calibration", "tie_embeddings"):
+            continue
+        if isinstance(v, Mapping):
+            for k, x in v.items():
+                if not isinstance(x, (int, float)) or x <= 0:
+                    raise ScenarioError(f"{where}.{obj.id}.{f.name}.{k}", f"must be a positive number, got {x!r}")
+            continue
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or math.isnan(v):
+            raise ScenarioError(f"{where}.{obj.id}.{f.name}", f"must be a non-negative number, got {v!r}")
+    if isinstance(obj, Model):
+        for name in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab"):
+            if getattr(obj, name) <= 0:
+                raise ScenarioError(f"{where}.{obj.id}.{name}", "must be a positive integer")
+        if obj.is_moe and not (0 < obj.active_experts <= obj.experts):
+            raise ScenarioError(f"{where}.{obj.id}.active_experts", "must be between 1 and experts")
+    if isinstance(obj, Hardware):
+        for name in ("memory_gb", "mem_bw_tbps"):
+            if getattr(obj, name) <= 0:
+                raise ScenarioError(f"{where}.{obj.id}.{name}", "must be positive")
+        for name in ("bw_efficiency", "flops_efficiency"):
+            if not 0 < getattr(obj, name) <= 1:
+                raise ScenarioError(f"{where}.{obj.id}.{name}", "must be in (0, 1]")
+
+
+def _load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ScenarioError(str(path), "file not found", "check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(str(path), f"not valid TOML: {exc}") from None
+
+
+@dataclass
+class Catalog:
+    """Hardware and models by id; built-ins from sim/data, extendable by users."""
+
+    hardware: dict[str, Hardware] = field(default_factory=dict)
+    models: dict[str, Model] = field(default_factory=dict)
+
+    def add_hardware(self, raw: Mapping[str, Mapping[str, Any]], where: str = "hardware") -> None:
+        for hid, entry in raw.items():
+            self.hardware[hid] = _build(Hardware, hid, entry, where)
+
+    def add_models(self, raw: Mapping[str, Mapping[str, Any]], where: str = "models") -> None:
+        for mid, entry in raw.items():
+            self.models[mid] = _build(Model, mid, entry, where)
+
+    def get_hardware(self, hid: str, field_name: str = "hardware") -> Hardware:
+        try:
+            return self.hardware[hid]
+        except KeyError:
+            raise ScenarioError(field_name, f"unknown hardware {hid!r}",
+                                f"use one of: {', '.join(sorted(self.hardware))}, or define it under [hardware.{hid}]") from None
+
+    def get_model(self, mid: str, field_name: str = "model") -> Model:
+        try:
+            return self.models[mid]
+        except KeyError:
+            raise ScenarioError(field_name, f"unknown model {mid!r}",
+                                f"use one of: {', '.join(sorted(self.models))}, or define it under [models.{mid}]") from None
+
+    def copy(self) -> "Catalog":
+        return Catalog(dict(self.hardware), dict(self.models))
+
+
+@lru_cache(maxsize=1)
+def _builtin() -> Catalog:
+    cat = Catalog()
+    cat.add_hardware(_load_toml(DATA_DIR / "hardware.toml"), "hardware")
+    cat.add_models(_load_toml(DATA_DIR / "models.toml"), "models")
+    return cat
+
+
+def builtin_catalog() -> Catalog:
+    """A fresh copy of the built-in catalog (callers may add entries to it)."""
+    return _builtin().copy()
+
+
+def load_catalog_file(cat: Catalog, path: Path) -> None:
+    """Add `[hardware.<id>]` and `[models.<id>]` tables from a user's TOML file."""
+    raw = _load_toml(path)
+    cat.add_hardware(raw.get("hardware", {}), f"{path}:hardware")
+    cat.add_models(raw.get("models", {}), f"{path}:models")

@@ -1,0 +1,193 @@
+"""Command line: `dcsim run | perf | catalog`. Bad input exits 2 with one line naming the field."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import ScenarioError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with one line, as for scenario errors
+        self.exit(2, f"dcsim: error: {message} (see {self.prog} --help)\n")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v == 0:
+            return "0"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+        return f"{v:.4g}"
+    return str(v)
+
+
+def print_table(summary: dict[str, Any], title: str) -> None:
+    rows = [
+        ("requests", f"{summary['requests_total']} total: {summary['requests_completed']} completed, "
+                     f"{summary['requests_rejected']} rejected, {summary['requests_failed']} failed, "
+                     f"{summary['requests_in_flight']} in flight"),
+    ]
+    lat = [("TTFT (s)", "ttft"), ("TPOT (s)", "tpot"), ("E2E (s)", "e2e")]
+    print(title)
+    for k, v in rows:
+        print(f"  {k:<22} {v}")
+    print(f"  {'':<22} {'mean':>10} {'p50':>10} {'p90':>10} {'p99':>10}")
+    for label, key in lat:
+        vals = [summary.get(f"{key}_{s}_s") for s in ("mean", "p50", "p90", "p99")]
+        print(f"  {label:<22} " + " ".join(f"{_fmt(v):>10}" for v in vals))
+    for label, key in [("queue mean (s)", "queue_mean_s"), ("throughput (tok/s)", "throughput_output_tok_per_s"),
+                       ("throughput (req/s)", "throughput_req_per_s"), ("utilization (mean)", "utilization_mean"),
+                       ("preemptions", "preemptions_total"), ("simulated time (s)", "sim_time_s"),
+                       ("wall time (s)", "wall_time_s")]:
+        print(f"  {label:<22} {_fmt(summary.get(key))}")
+    if summary.get("reasons"):
+        print(f"  {'reasons':<22} " + ", ".join(f"{k}: {v}" for k, v in summary["reasons"].items()))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import config
+    from .metrics import summarize
+    from .output import write_run
+    from .simulation import Simulation
+
+    sc = config.load(args.scenario, args.set, args.seed)
+    res = Simulation(sc).run()
+    summary = summarize(res)
+    if args.out:
+        write_run(res, summary, args.out)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print_table(summary, f"dcsim run: {sc.name} (seed {sc.seed})")
+        if args.out:
+            print(f"  results in {args.out}/ (requests.parquet, timeseries.parquet, summary.json, scenario.toml)")
+    return 0
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    from .catalog import builtin_catalog, load_catalog_file
+    from .perf import PerfModel
+
+    cat = builtin_catalog()
+    if args.catalog:
+        load_catalog_file(cat, Path(args.catalog))
+    hw = cat.get_hardware(args.hardware, "--hardware")
+    model = cat.get_model(args.model, "--model")
+    for name in ("tp", "batch", "context"):
+        if getattr(args, name) < 1:
+            raise ScenarioError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
+    pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype)
+    dec = pm.decode_cost(args.batch, args.context)
+    blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
+    per_seq = math.ceil(args.context / args.block_size)
+    fits = pm.weight_bytes < hw.memory_bytes * args.tp * args.kv_memory_fraction
+    out: dict[str, Any] = {
+        "hardware": hw.id, "model": model.id, "tp": args.tp, "dtype": pm.dtype, "kv_dtype": pm.kv_dtype,
+        "batch": args.batch, "context": args.context,
+        "decode_step_s": dec.t_s,
+        "decode_tokens_per_s": args.batch / dec.t_s,
+        "bound": dec.bound,
+        "decode_breakdown_s": {"memory": dec.t_mem_s, "compute": dec.t_comp_s, "comm": dec.t_comm_s,
+                               "overhead": dec.t_overhead_s},
+        "weights_bytes": pm.weight_bytes,
+        "kv_bytes_per_token": pm.kv_bytes_per_token,
+        "kv_capacity_tokens": max(0, blocks) * args.block_size,
+        "max_sequences_in_kv": max(0, blocks // per_seq) if fits else 0,
+        "fits": fits,
+        "params_total": model.total_params,
+        "params_active": model.active_params,
+    }
+    if args.prompt is not None:
+        if args.prompt < 1:
+            raise ScenarioError("--prompt", f"must be >= 1, got {args.prompt}")
+        pre = pm.prefill_cost(args.prompt)
+        out["prefill_s"] = pre.t_s
+        out["prefill_bound"] = pre.bound
+        out["prefill_batch_s"] = pm.prefill_cost(args.prompt, args.batch).t_s
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for k, v in out.items():
+            print(f"{k:<22} {_fmt(v) if not isinstance(v, dict) else ', '.join(f'{a}={_fmt(b)}' for a, b in v.items())}")
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from .catalog import builtin_catalog
+
+    cat = builtin_catalog()
+    if args.json:
+        print(json.dumps({
+            "hardware": {k: {"name": h.name, "memory_gb": h.memory_gb, "mem_bw_tbps": h.mem_bw_tbps,
+                             "tflops": dict(h.tflops), "tdp_w": h.tdp_w, "idle_w": h.idle_w,
+                             "scaleup_gbps_bidir": h.scaleup_gbps_bidir, "sources": h.sources}
+                         for k, h in cat.hardware.items()},
+            "models": {k: {"params_total": m.total_params, "params_active": m.active_params,
+                           "layers": m.layers, "hidden": m.hidden, "heads": m.heads, "kv_heads": m.kv_heads,
+                           "head_dim": m.head_dim, "ffn": m.ffn, "vocab": m.vocab, "experts": m.experts,
+                           "active_experts": m.active_experts, "kv_bytes_per_token_bf16": m.kv_bytes_per_token("bf16"),
+                           "source": m.source} for k, m in cat.models.items()},
+        }, indent=2))
+        return 0
+    print("hardware:")
+    for k, h in cat.hardware.items():
+        print(f"  {k:<18} {h.memory_gb:>5g} GB  {h.mem_bw_tbps:>6g} TB/s  {h.tflops.get('bf16', 0):>7g} TFLOP/s bf16  {h.tdp_w:g} W")
+    print("models:")
+    for k, m in cat.models.items():
+        moe = f"  MoE {m.experts}x top-{m.active_experts}" if m.is_moe else ""
+        print(f"  {k:<24} {m.total_params / 1e9:7.1f} B params ({m.active_params / 1e9:.1f} B active){moe}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="dcsim", description="Discrete-event simulator of LLM-inference datacenters.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run a scenario file")
+    r.add_argument("scenario")
+    r.add_argument("--out", help="write requests.parquet, timeseries.parquet, summary.json, scenario.toml here")
+    r.add_argument("--seed", type=int, help="override the scenario's seed")
+    r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a scenario value, e.g. --set workload.rate_per_s=20 (repeatable)")
+    r.add_argument("--json", action="store_true", help="print only the summary JSON")
+    r.set_defaults(fn=cmd_run)
+    f = sub.add_parser("perf", help="roofline step-time calculator")
+    f.add_argument("--hardware", required=True)
+    f.add_argument("--model", required=True)
+    f.add_argument("--tp", type=int, default=1)
+    f.add_argument("--batch", type=int, default=1)
+    f.add_argument("--context", type=int, default=1024, help="tokens in KV per sequence")
+    f.add_argument("--prompt", type=int, help="prompt tokens: adds prefill_s")
+    f.add_argument("--dtype", default="bf16")
+    f.add_argument("--kv-dtype", dest="kv_dtype", default=None)
+    f.add_argument("--kv-memory-fraction", dest="kv_memory_fraction", type=float, default=0.9)
+    f.add_argument("--block-size", dest="block_size", type=int, default=16)
+    f.add_argument("--catalog", help="extra TOML file with [hardware.<id>] / [models.<id>] tables")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(fn=cmd_perf)
+    c = sub.add_parser("catalog", help="list hardware and model ids")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=cmd_catalog)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ScenarioError as exc:
+        print(f"dcsim: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""Scenario files: TOML in, validated frozen dataclasses out.
+
+Every check names the field (as a dotted path) and the fix. `apply_overrides` implements
+`--set key.path=value`. `effective_dict` is what gets saved beside results so a run can be
+repeated exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
+from .errors import ScenarioError
+
+ARRIVALS = ("poisson", "gamma", "trace")
+TRACE_FORMATS = ("csv", "azure", "mooncake")
+LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
+                "empirical": ("file",)}
+SCHEDULERS = ("fcfs", "static", "continuous", "chunked")
+ROUTERS = ("round_robin", "least_loaded", "central_queue")
+SERVICE_DISTS = ("exponential", "deterministic")
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    arrival: str
+    rate_per_s: float
+    cv: float
+    num_requests: int | None
+    duration_s: float | None
+    prompt_tokens: Mapping[str, Any]
+    output_tokens: Mapping[str, Any]
+    trace: str | None
+    trace_format: str
+    time_scale: float
+    warmup_s: float
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    policy: str
+    max_batch_size: int
+    max_batched_tokens: int
+    kv_memory_fraction: float
+    block_size: int
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    dist: str
+    mean_s: float
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    name: str
+    hardware: Hardware
+    model: Model
+    dtype: str
+    kv_dtype: str
+    replicas: int
+    tp: int
+    scheduler: SchedulerConfig
+    service: ServiceConfig | None
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    policy: str
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    horizon_s: float | None
+    timeseries: bool
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    seed: int
+    workload: WorkloadConfig
+    pools: tuple[PoolConfig, ...]
+    router: RouterConfig
+    run: RunConfig
+    base_dir: Path
+    raw: Mapping[str, Any]  # the effective scenario (defaults filled in)
+
+
+class _Table:
+    """Reads one TOML table, tracking the dotted path for errors and rejecting unknown keys."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ScenarioError(path, f"must be a table, got {type(data).__name__}", f"write [{path}] with keys under it")
+        self.data, self.path, self.seen = data, path, set()
+
+    def _p(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def get(self, key: str, kind: type | tuple, default: Any = ..., *, positive: bool = False,
+            nonneg: bool = False, choices: tuple | None = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            if default is ...:
+                raise ScenarioError(self._p(key), "missing", f"add {key} = ... to [{self.path or 'top level'}]")
+            return default
+        v = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ScenarioError(self._p(key), f"must be {names}, got {v!r}", f"write {key} = <{names}>")
+        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+            raise ScenarioError(self._p(key), f"must be finite, got {v!r}")
+        if positive and v <= 0:
+            raise ScenarioError(self._p(key), f"must be > 0, got {v!r}", f"set {key} to a positive value")
+        if nonneg and v < 0:
+            raise ScenarioError(self._p(key), f"must be >= 0, got {v!r}", f"set {key} to zero or more")
+        if choices is not None and v not in choices:
+            raise ScenarioError(self._p(key), f"unknown value {v!r}", f"use one of: {', '.join(choices)}")
+        return v
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.seen)
+        if extra:
+            raise ScenarioError(self._p(extra[0]), "unknown key",
+                                f"remove it or check the spelling (known: {', '.join(sorted(self.seen))})")
+
+
+def _length_spec(raw: Any, path: str) -> dict[str, Any]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"dist": "fixed", "value": raw}
+    t = _Table(raw, path)
+    dist = t.get("dist", str, choices=tuple(LENGTH_DISTS))
+    out: dict[str, Any] = {"dist": dist}
+    for k in LENGTH_DISTS[dist]:
+        out[k] = t.get(k, str if k == "file" else (int, float), positive=(k != "file"))
+    if dist == "empirical":
+        col = t.get("column", str, None)
+        if col is not None:
+            out["column"] = col
+    if dist != "uniform":
+        for k in ("min", "max"):
+            v = t.get(k, (int, float), None, positive=True)
+            if v is not None:
+                out[k] = v
+    t.done()
+    if dist == "uniform" and out["min"] > out["max"]:
+        raise ScenarioError(f"{path}.min", "must be <= max")
+    if "min" in out and "max" in out and out["min"] > out["max"]:
+        raise ScenarioError(f"{path}.min", "must be <= max")
+    return out
+
+
+def _workload(raw: Any) -> WorkloadConfig:
+    t = _Table(raw, "workload")
+    arrival = t.get("arrival", str, "poisson", choices=ARRIVALS)
+    trace = t.get("trace", str, None)
+    trace_format = t.get("trace_format", str, "csv", choices=TRACE_FORMATS)
+    time_scale = t.get("time_scale", float, 1.0, positive=True)
+    num = t.get("num_requests", int, None, positive=True)
+    dur = t.get("duration_s", float, None, positive=True)
+    warmup = t.get("warmup_s", float, 0.0, nonneg=True)
+    cv = t.get("cv", float, 1.0, positive=True)
+    if arrival == "trace":
+        if trace is None:
+            raise ScenarioError("workload.trace", "missing for arrival = \"trace\"", "add trace = \"path/to/trace.csv\"")
+        rate = t.get("rate_per_s", float, 0.0, nonneg=True)
+        pt = t.data.get("prompt_tokens")
+        ot = t.data.get("output_tokens")
+        t.seen.update({"prompt_tokens", "output_tokens"})
+        prompt = _length_spec(pt, "workload.prompt_tokens") if pt is not None else {"dist": "fixed", "value": 1}
+        output = _length_spec(ot, "workload.output_tokens") if ot is not None else {"dist": "fixed", "value": 1}
+    else:
+        rate = t.get("rate_per_s", float, positive=True)
+        if num is None and dur is None:
+            raise ScenarioError("workload.num_requests", "missing: give num_requests or duration_s",
+                                "add num_requests = 1000 (or duration_s = 600)")
+        if num is not None and dur is not None:
+            raise ScenarioError("workload.duration_s", "give either num_requests or duration_s, not both",
+                                "remove one of them")
+        prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
+        output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
+    t.done()
+    return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup)
+
+
+def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
+    path = f"pools[{i}]"
+    t = _Table(raw, path)
+    name = t.get("name", str, f"pool{i}")
+    hw = cat.get_hardware(t.get("hardware", str), f"{path}.hardware")
+    model = cat.get_model(t.get("model", str), f"{path}.model")
+    dtype = t.get("dtype", str, "bf16", choices=tuple(DTYPE_BYTES))
+    kv_dtype = t.get("kv_dtype", str, dtype, choices=tuple(DTYPE_BYTES))
+    replicas = t.get("replicas", int, 1, positive=True)
+    tp = t.get("tp", int, 1, positive=True)
+    s = _Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
+    sched = SchedulerConfig(
+        policy=s.get("policy", str, "chunked", choices=SCHEDULERS),
+        max_batch_size=s.get("max_batch_size", int, 256, positive=True),
+        max_batched_tokens=s.get("max_batched_tokens", int, 8192, positive=True),
+        kv_memory_fraction=s.get("kv_memory_fraction", float, 0.9, positive=True),
+        block_size=s.get("block_size", int, 16, positive=True),
+    )
+    s.done()
+    if sched.kv_memory_fraction > 1:
+        raise ScenarioError(f"{path}.scheduler.kv_memory_fraction", f"must be in (0, 1], got {sched.kv_memory_fraction}")
+    service = None
+    if "service" in t.data:
+        sv = _Table(t.get("service", dict), f"{path}.service")
+        service = ServiceConfig(sv.get("dist", str, choices=SERVICE_DISTS), sv.get("mean_s", float, positive=True))
+        sv.done()
+    t.done()
+    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service)
+    if service is None:
+        _check_fits(pool, path)
+    return pool
+
+
+def _check_fits(pool: PoolConfig, path: str) -> None:
+    from .perf import PerfModel
+
+    pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype)
+    sch = pool.scheduler
+    usable = pool.hardware.memory_bytes * pool.tp * sch.kv_memory_fraction
+    if pm.weight_bytes >= usable:
+        need = math.ceil(pm.weight_bytes / (pool.hardware.memory_bytes * sch.kv_memory_fraction))
+        raise ScenarioError(
+            f"{path}.tp",
+            f"{pool.model.id} weights ({pm.weight_bytes / 1e9:.1f} GB in {pool.dtype}) do not fit in "
+            f"{pool.tp} x {pool.hardware.id} ({usable / 1e9:.1f} GB usable at kv_memory_fraction "
+            f"{sch.kv_memory_fraction})",
+            f"raise tp to at least {need + 1}, use dtype = \"fp8\", or pick hardware with more memory")
+    if pm.kv_blocks(sch.kv_memory_fraction, sch.block_size) < 1:
+        raise ScenarioError(f"{path}.scheduler.kv_memory_fraction", "no room left for one KV block beside the weights",
+                            "raise kv_memory_fraction or tp")
+
+
+def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
+    """Validate a scenario dict (as read from TOML) into a Scenario."""
+    raw = copy.deepcopy(dict(raw))
+    t = _Table(raw, "")
+    cat = builtin_catalog()
+    cat_file = t.get("catalog", str, None)
+    if cat_file is not None:
+        load_catalog_file(cat, base_dir / cat_file)
+    cat.add_hardware(t.get("hardware", dict, {}), "hardware")
+    cat.add_models(t.get("models", dict, {}), "models")
+    name = t.get("name", str, "scenario")
+    seed = t.get("seed", int, 0, nonneg=True)
+    workload = _workload(t.get("workload", dict))
+    pools_raw = t.get("pools", list)
+    if not pools_raw:
+        raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
+    pools = tuple(_pool(p, i, cat) for i, p in enumerate(pools_raw))
+    names = [p.name for p in pools]
+    if len(set(names)) != len(names):
+        raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
+    r = _Table(t.get("router", dict, {}), "router")
+    router = RouterConfig(r.get("policy", str, "round_robin", choices=ROUTERS))
+    r.done()
+    rn = _Table(t.get("run", dict, {}), "run")
+    run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True))
+    rn.done()
+    t.done()
+    effective = _effective(raw, seed, name, workload, pools, router, run)
+    return Scenario(name, seed, workload, pools, router, run, base_dir, effective)
+
+
+def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[PoolConfig, ...],
+               router: RouterConfig, run: RunConfig) -> dict[str, Any]:
+    """The scenario with every default written out (None values dropped: TOML has no null)."""
+    out = {k: v for k, v in raw.items() if k in ("catalog", "hardware", "models")}
+    out.update({"name": name, "seed": seed})
+    wd = {k: v for k, v in w.__dict__.items() if v is not None}
+    wd["prompt_tokens"] = dict(w.prompt_tokens)
+    wd["output_tokens"] = dict(w.output_tokens)
+    if w.arrival == "trace":
+        wd.pop("prompt_tokens")
+        wd.pop("output_tokens")
+    out["workload"] = wd
+    out["pools"] = []
+    for p in pools:
+        d: dict[str, Any] = {"name": p.name, "hardware": p.hardware.id, "model": p.model.id, "dtype": p.dtype,
+                             "kv_dtype": p.kv_dtype, "replicas": p.replicas, "tp": p.tp,
+                             "scheduler": dict(p.scheduler.__dict__)}
+        if p.service:
+            d["service"] = dict(p.service.__dict__)
+        out["pools"].append(d)
+    out["router"] = {"policy": router.policy}
+    out["run"] = {k: v for k, v in run.__dict__.items() if v is not None}
+    return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ScenarioError("scenario", f"file not found: {path}", "check the path") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("scenario", f"{path} is not valid TOML: {exc}", "fix the syntax at that line") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
+
+
+def apply_overrides(raw: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides. In arrays of tables (pools) a segment may be an index
+    or a pool name; otherwise the rest of the path applies to every element."""
+    raw = copy.deepcopy(raw)
+    for item in sets:
+        if "=" not in item:
+            raise ScenarioError("--set", f"{item!r} is not key.path=value", "write e.g. --set workload.rate_per_s=5")
+        key, text = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ScenarioError("--set", f"empty key in {item!r}")
+        _set(raw, parts, _parse_value(text.strip()), key)
+    return raw
+
+
+def _set(node: Any, parts: list[str], value: Any, key: str) -> None:
+    head, rest = parts[0], parts[1:]
+    if isinstance(node, list):
+        targets: list[Any]
+        if head.isdigit():
+            i = int(head)
+            if i >= len(node):
+                raise ScenarioError(f"--set {key}", f"index {i} out of range (have {len(node)})")
+            targets, rest = [node[i]], rest
+        elif any(isinstance(e, dict) and e.get("name") == head for e in node):
+            targets = [e for e in node if isinstance(e, dict) and e.get("name") == head]
+        else:
+            targets, rest = node, parts
+        for tgt in targets:
+            if rest:
+                _set(tgt, rest, value, key)
+            else:
+                raise ScenarioError(f"--set {key}", "cannot replace a whole array element")
+        return
+    if not isinstance(node, dict):
+        raise ScenarioError(f"--set {key}", f"{head!r} is under a value, not a table")
+    if not rest:
+        node[head] = value
+        return
+    if head not in node:
+        node[head] = {}
+    _set(node[head], rest, value, key)
+
+
+def load(path: str | Path, sets: list[str] | None = None, seed: int | None = None) -> Scenario:
+    """Read, override and validate a scenario file."""
+    p = Path(path)
+    raw = read_toml(p)
+    if sets:
+        raw = apply_overrides(raw, sets)
+    if seed is not None:
+        raw["seed"] = seed
+    return parse(raw, p.parent)

@@ -1,0 +1,115 @@
+"""Summaries of a run: request counts, latency percentiles, throughput and utilization.
+
+Definitions (see the README): TTFT = first token - arrival; E2E = finish - arrival; queue =
+first scheduled - arrival; a request's TPOT = (finish - first token) / (output tokens - 1) over
+requests with at least 2 output tokens. Latency statistics cover completed requests that
+arrived at or after `warmup_s`; counts cover every request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
+
+SUMMARY_KEYS = (
+    "requests_total", "requests_completed", "requests_rejected", "requests_failed", "requests_in_flight",
+    "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
+    "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
+    "throughput_req_per_s", "utilization_mean", "sim_time_s", "wall_time_s",
+)
+
+
+def _stat(x: np.ndarray, fn: str, q: float = 0.0) -> float | None:
+    if x.size == 0:
+        return None
+    if fn == "mean":
+        return float(np.mean(x))
+    return float(np.percentile(x, q))
+
+
+def request_columns(res: Any) -> dict[str, np.ndarray]:
+    """The per-request table as columns (one row per request, in arrival order)."""
+    wl, tb = res.workload, res.requests
+    arr = wl.arrival_s
+    done = tb.status == COMPLETED
+    ttft = np.where(done, tb.first_token_s - arr, np.nan)
+    e2e = np.where(done, tb.finish_s - arr, np.nan)
+    denom = wl.output_tokens - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(done & (denom > 0), (tb.finish_s - tb.first_token_s) / np.maximum(denom, 1), np.nan)
+    queue = np.where(tb.start_s >= 0, tb.start_s - arr, np.nan)
+    from .recorder import STATUS
+
+    status = np.array([STATUS[int(s)] for s in tb.status]) if len(tb.status) else np.zeros(0, dtype=str)
+    reason = np.array([tb.reason.get(i, "") for i in range(len(arr))]) if len(arr) else np.zeros(0, dtype=str)
+    return {
+        "request_id": np.arange(len(arr), dtype=np.int64), "arrival_s": arr,
+        "prompt_tokens": wl.prompt_tokens, "output_tokens": wl.output_tokens,
+        "start_s": tb.start_s, "first_token_s": tb.first_token_s, "finish_s": tb.finish_s,
+        "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queue_s": queue,
+        "replica": tb.replica, "status": status, "reason": reason, "preemptions": tb.preemptions,
+    }
+
+
+def summarize(res: Any) -> dict[str, Any]:
+    """The summary JSON object of a run (keys in SUMMARY_KEYS, then extras)."""
+    wl, tb = res.workload, res.requests
+    warm = res.scenario.workload.warmup_s
+    st = tb.status
+    n = len(wl)
+    counts = {k: int(np.sum(st == c)) for k, c in
+              (("completed", COMPLETED), ("rejected", REJECTED), ("failed", FAILED), ("in_flight", IN_FLIGHT))}
+    arr = wl.arrival_s
+    sel = (st == COMPLETED) & (arr >= warm)
+    ttft = tb.first_token_s[sel] - arr[sel]
+    e2e = tb.finish_s[sel] - arr[sel]
+    queue = tb.start_s[sel] - arr[sel]
+    out_tok = wl.output_tokens[sel]
+    multi = out_tok > 1
+    tpot = (tb.finish_s[sel][multi] - tb.first_token_s[sel][multi]) / (out_tok[multi] - 1)
+    # Throughput over the measured window: from warm-up end to the last completion.
+    t_end = float(np.max(tb.finish_s[sel])) if sel.any() else res.sim_time_s
+    window = max(t_end - warm, 1e-12)
+    util = [r.busy_s / res.sim_time_s if res.sim_time_s > 0 else 0.0 for r in res.replicas]
+    reasons: dict[str, int] = {}
+    for r in tb.reason.values():
+        key = r.split(":", 1)[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    s: dict[str, Any] = {
+        "requests_total": n,
+        "requests_completed": counts["completed"],
+        "requests_rejected": counts["rejected"],
+        "requests_failed": counts["failed"],
+        "requests_in_flight": counts["in_flight"],
+        "ttft_mean_s": _stat(ttft, "mean"), "ttft_p50_s": _stat(ttft, "p", 50),
+        "ttft_p90_s": _stat(ttft, "p", 90), "ttft_p99_s": _stat(ttft, "p", 99),
+        "tpot_mean_s": _stat(tpot, "mean"), "tpot_p50_s": _stat(tpot, "p", 50),
+        "tpot_p90_s": _stat(tpot, "p", 90), "tpot_p99_s": _stat(tpot, "p", 99),
+        "e2e_mean_s": _stat(e2e, "mean"), "e2e_p50_s": _stat(e2e, "p", 50),
+        "e2e_p90_s": _stat(e2e, "p", 90), "e2e_p99_s": _stat(e2e, "p", 99),
+        "queue_mean_s": _stat(queue, "mean"), "queue_p99_s": _stat(queue, "p", 99),
+        "throughput_output_tok_per_s": float(out_tok.sum()) / window,
+        "throughput_req_per_s": float(sel.sum()) / window,
+        "utilization_mean": float(np.mean(util)) if util else 0.0,
+        "sim_time_s": res.sim_time_s,
+        "wall_time_s": res.wall_time_s,
+        "preemptions_total": int(tb.preemptions.sum()),
+        "reasons": dict(sorted(reasons.items())),
+        "warmup_s": warm,
+        "replicas": len(res.replicas),
+    }
+    return s
+
+
+def time_average_in_system(res: Any, t_end: float | None = None) -> float:
+    """Time-averaged number of requests in the system, from the recorded step function."""
+    t = res.in_system_t_s
+    n = res.in_system_n
+    t_end = res.sim_time_s if t_end is None else t_end
+    if t.size == 0 or t_end <= 0:
+        return 0.0
+    dt = np.diff(np.append(t, t_end))
+    return float(np.sum(n * dt) / t_end)

@@ -1,0 +1,148 @@
+"""Roofline performance model: time of one engine iteration (a batch step) on a TP group.
+
+One step runs `n_dec` decode sequences (one token each, reading their whole KV context) and
+prefill chunks totalling `p_tok` tokens. Per accelerator of a tensor-parallel group of `tp`:
+
+    bytes   = weights touched / tp + KV read and written / tp
+    flops   = 2 x active params x tokens / tp + attention flops / tp
+    t_mem   = bytes / (peak bandwidth x bw_efficiency)
+    t_comp  = flops / (peak dense FLOP/s x flops_efficiency)
+    t_comm  = 2 all-reduces per layer of tokens x hidden activations (ring), plus a latency each
+    t_step  = max(t_mem, t_comp) + t_comm + step_overhead + seq_overhead x sequences
+
+MoE: the weight bytes of a step count only the experts the batch touches (expected number of
+distinct experts hit by `tokens` tokens each routed to k of E experts uniformly); FLOPs use the
+k active experts. Units: seconds, bytes, FLOPs. Pure Python, no SimPy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .catalog import DTYPE_BYTES, Hardware, Model
+from .errors import ScenarioError
+
+ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Breakdown of one step's time (s) and the quantities behind it (per accelerator)."""
+
+    t_s: float
+    t_mem_s: float
+    t_comp_s: float
+    t_comm_s: float
+    t_overhead_s: float
+    bytes: float
+    flops: float
+
+    @property
+    def bound(self) -> str:
+        return "memory" if self.t_mem_s >= self.t_comp_s else "compute"
+
+
+class PerfModel:
+    """Step-time calculator for `model` on `tp` x `hardware` with weights in `dtype`."""
+
+    def __init__(self, hardware: Hardware, model: Model, tp: int = 1, dtype: str = "bf16",
+                 kv_dtype: str | None = None, clock_factor: float = 1.0) -> None:
+        if tp < 1:
+            raise ScenarioError("tp", f"must be >= 1, got {tp}")
+        if dtype not in DTYPE_BYTES:
+            raise ScenarioError("dtype", f"unknown dtype {dtype!r}", f"use one of {sorted(DTYPE_BYTES)}")
+        kv_dtype = kv_dtype or dtype
+        if kv_dtype not in DTYPE_BYTES:
+            raise ScenarioError("kv_dtype", f"unknown dtype {kv_dtype!r}", f"use one of {sorted(DTYPE_BYTES)}")
+        self.hardware, self.model, self.tp = hardware, model, tp
+        self.dtype, self.kv_dtype = dtype, kv_dtype
+        wb = DTYPE_BYTES[dtype]
+        self.weight_bytes = model.weight_bytes(dtype)
+        self.kv_bytes_per_token = model.kv_bytes_per_token(kv_dtype)
+        # KV heads are split across TP ranks; with fewer KV heads than ranks they are replicated.
+        self._kv_shard = max(1.0, min(tp, model.kv_heads))
+        self._bw = hardware.mem_bw_bytes_per_s * hardware.bw_efficiency
+        self._flops = hardware.peak_flops(dtype) * hardware.flops_efficiency * clock_factor
+        # Weight bytes every step reads (everything but routed experts), per accelerator.
+        n_exp = model.experts if model.is_moe else 0
+        self._w_fixed = (self.weight_bytes - model.layers * n_exp * model.expert_params * wb) / tp
+        self._w_expert_layer = model.layers * model.expert_params * wb / tp  # one expert, all layers
+        self._kv_per_tok = self.kv_bytes_per_token / self._kv_shard
+        # FLOPs per token for linear layers (LM head counted per sequence, not per token).
+        self._f_tok = 2.0 * (model.active_params - model.vocab * model.hidden) / tp
+        self._f_seq = 2.0 * model.vocab * model.hidden / tp
+        self._f_attn = 4.0 * model.layers * model.heads * model.head_dim / tp  # per (query, key) pair
+        if tp > 1:
+            ring = 2.0 * (tp - 1) / tp
+            self._comm_per_tok = 2 * model.layers * ring * model.hidden * ACT_BYTES / hardware.link_bytes_per_s
+            self._comm_fixed = 2 * model.layers * hardware.comm_latency_s
+        else:
+            self._comm_per_tok = 0.0
+            self._comm_fixed = 0.0
+        self._ovh = hardware.step_overhead_s
+        self._ovh_seq = hardware.seq_overhead_s
+
+    def experts_touched(self, tokens: float) -> float:
+        """Expected distinct routed experts per layer hit by `tokens` tokens (top-k of E)."""
+        m = self.model
+        if not m.is_moe or tokens <= 0:
+            return 0.0
+        return m.experts * (1.0 - (1.0 - m.active_experts / m.experts) ** tokens)
+
+    def cost(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
+             p_attn: float = 0.0, n_seq: int | None = None) -> StepCost:
+        """Full breakdown of one step.
+
+        n_dec: decode sequences; ctx_dec: sum of their context lengths (tokens in KV, incl. the
+        new one); p_tok: prefill tokens computed this step; p_ctx_read: KV tokens already cached
+        that the prefill chunks attend to; p_attn: prefill (query, key) pairs, i.e. sum over
+        chunks of c * (prior + (c + 1) / 2); n_seq: sequences in the step (default n_dec + 1
+        if there is prefill).
+        """
+        tokens = n_dec + p_tok
+        if n_seq is None:
+            n_seq = n_dec + (1 if p_tok else 0)
+        if tokens <= 0:
+            return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        w = self._w_fixed + self.experts_touched(tokens) * self._w_expert_layer
+        nbytes = w + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)
+        flops = self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)
+        t_mem = nbytes / self._bw
+        t_comp = flops / self._flops
+        t_comm = self._comm_fixed + self._comm_per_tok * tokens
+        t_ovh = self._ovh + self._ovh_seq * n_seq
+        return StepCost(max(t_mem, t_comp) + t_comm + t_ovh, t_mem, t_comp, t_comm, t_ovh, nbytes, flops)
+
+    def step_time(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
+                  p_attn: float = 0.0, n_seq: int = 0) -> float:
+        """Seconds for one step (the hot path; same arithmetic as `cost`)."""
+        tokens = n_dec + p_tok
+        if tokens <= 0:
+            return 0.0
+        w = self._w_fixed
+        if self._w_expert_layer and self.model.is_moe:
+            w += self.experts_touched(tokens) * self._w_expert_layer
+        t_mem = (w + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)) / self._bw
+        t_comp = (self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)) / self._flops
+        return (t_mem if t_mem >= t_comp else t_comp) + self._comm_fixed + self._comm_per_tok * tokens \
+            + self._ovh + self._ovh_seq * n_seq
+
+    # Convenience forms used by the calculator, validation and tests.
+    def decode_cost(self, batch: int, context: int) -> StepCost:
+        """One decode step of `batch` sequences each with `context` tokens in KV."""
+        return self.cost(batch, float(batch) * context, n_seq=batch)
+
+    def prefill_cost(self, prompt: int, batch: int = 1) -> StepCost:
+        """Prefill `batch` whole prompts of `prompt` tokens in one step (no cached prefix)."""
+        pairs = batch * prompt * (prompt + 1) / 2.0
+        return self.cost(0, 0.0, batch * prompt, 0.0, pairs, n_seq=batch)
+
+    # Memory capacity.
+    def kv_capacity_tokens(self, kv_memory_fraction: float) -> float:
+        """KV tokens that fit in the group beside the weights (negative if weights do not fit)."""
+        usable = self.hardware.memory_bytes * self.tp * kv_memory_fraction
+        return (usable - self.weight_bytes) / self.kv_bytes_per_token
+
+    def kv_blocks(self, kv_memory_fraction: float, block_size: int) -> int:
+        return int(math.floor(self.kv_capacity_tokens(kv_memory_fraction) / block_size))

@@ -1,0 +1,124 @@
+"""Batch schedulers: pure policies that plan the next step of a replica over a ReplicaCore.
+
+Registered by name (`SCHEDULERS`). Each returns a Plan, or None when there is nothing to run.
+- fcfs: one request at a time, served whole (static batching with batch size 1).
+- static: request-level batching (FasterTransformer-style): take up to max_batch_size waiting
+  requests, reserve KV for their whole sequences, prefill them together, decode until the last
+  one finishes; nothing joins a batch in progress.
+- continuous: iteration-level batching with whole prefills (Orca; vLLM v0 default): a step
+  prefills newly admitted prompts (up to max_batched_tokens) or decodes every running request;
+  prefills take priority, which stalls decodes.
+- chunked: decode first, then prefill chunks fill the token budget (vLLM v1, Sarathi-Serve):
+  every step decodes every running request, and the rest of max_batched_tokens goes to
+  prompt chunks in arrival order.
+"""
+
+from __future__ import annotations
+
+from .replica import PREFILL, Plan, ReplicaCore
+
+
+class Scheduler:
+    def __init__(self, max_batch_size: int, max_batched_tokens: int) -> None:
+        self.max_batch_size = max_batch_size
+        self.max_batched_tokens = max_batched_tokens
+
+    def plan(self, core: ReplicaCore) -> Plan | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class Chunked(Scheduler):
+    def plan(self, core: ReplicaCore) -> Plan | None:
+        if core.n_dec:
+            core.grow_decodes()
+        budget = self.max_batched_tokens - core.n_dec
+        slots = self.max_batch_size - len(core.running)
+        chunks: list = []
+        for req in list(core.prefilling):
+            if budget <= 0:
+                break
+            if req.state != PREFILL:
+                continue  # preempted by an earlier allocation in this loop
+            c = min(req.target - req.done, budget)
+            need = core.blocks_for(req.done + c) - req.blocks
+            if need > 0 and not core.ensure_blocks(req, need):
+                continue
+            core.take(req, max(need, 0))
+            chunks.append((req, c))
+            budget -= c
+        # vLLM v1 admits no new request in a step that had to preempt.
+        waiting = core.waiting
+        while budget > 0 and slots > 0 and waiting and not core.preempted_this_step:
+            req = waiting[0]
+            c = min(req.target, budget)
+            need = core.blocks_for(c)
+            if need > core.free_blocks:
+                break
+            waiting.popleft()
+            core.admit(req)
+            core.take(req, need)
+            chunks.append((req, c))
+            budget -= c
+            slots -= 1
+        if core.n_dec == 0 and not chunks:
+            return None
+        return Plan(chunks, core.n_dec)
+
+
+class Continuous(Scheduler):
+    def plan(self, core: ReplicaCore) -> Plan | None:
+        waiting = core.waiting
+        chunks: list = []
+        budget = self.max_batched_tokens
+        slots = self.max_batch_size - len(core.running)
+        while waiting and slots > 0:
+            req = waiting[0]
+            if chunks and req.target > budget:
+                break
+            need = core.blocks_for(req.target)
+            if need > core.free_blocks:
+                break
+            waiting.popleft()
+            core.admit(req)
+            core.take(req, need)
+            chunks.append((req, req.target))
+            budget -= req.target
+            slots -= 1
+            if budget <= 0:
+                break
+        if chunks:
+            return Plan(chunks, 0)
+        if core.n_dec:
+            core.grow_decodes()
+            if core.n_dec:
+                return Plan([], core.n_dec)
+        return None
+
+
+class Static(Scheduler):
+    def plan(self, core: ReplicaCore) -> Plan | None:
+        if core.running:
+            return Plan([], core.n_dec) if core.n_dec else None
+        waiting = core.waiting
+        chunks: list = []
+        while waiting and len(chunks) < self.max_batch_size:
+            req = waiting[0]
+            need = core.blocks_for(req.target + req.output - req.generated)
+            if need > core.free_blocks:
+                break
+            waiting.popleft()
+            core.admit(req)
+            core.take(req, need)
+            req.reserved = True
+            chunks.append((req, req.target))
+        return Plan(chunks, 0) if chunks else None
+
+
+def make_scheduler(policy: str, max_batch_size: int, max_batched_tokens: int) -> Scheduler:
+    if policy == "fcfs":
+        return Static(1, max_batched_tokens)
+    return SCHEDULERS[policy](max_batch_size, max_batched_tokens)
+
+
+SCHEDULERS: dict[str, type[Scheduler]] = {"chunked": Chunked, "continuous": Continuous, "static": Static,
+                                          "fcfs": Static}

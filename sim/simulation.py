@@ -1,0 +1,249 @@
+"""Assembles and runs one simulation: workload -> router -> replicas (SimPy) -> recorder.
+
+This is the only module besides the replica loop that touches SimPy. One SimPy process feeds
+arrivals; one process per replica runs batch iterations (one timeout per step) and sleeps on a
+wake-up event when idle (no polling).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import simpy
+
+from .config import PoolConfig, Scenario
+from .perf import PerfModel
+from .recorder import COMPLETED, REJECTED, RequestTable, TimeSeries
+from .replica import ReplicaCore, Request
+from .rng import stream
+from .router import make_router
+from .schedulers import make_scheduler
+from .workload import Workload, build_workload
+
+
+@dataclass
+class ReplicaInfo:
+    rid: int
+    pool: str
+    total_blocks: int
+    busy_s: float = 0.0
+
+
+@dataclass
+class Result:
+    """Everything a run produced. Times in s."""
+
+    scenario: Scenario
+    workload: Workload
+    requests: RequestTable
+    timeseries: TimeSeries
+    in_system_t_s: np.ndarray  # times at which the number of requests in the system changed
+    in_system_n: np.ndarray  # that number, from each time on
+    replicas: list[ReplicaInfo]
+    sim_time_s: float
+    wall_time_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Replica:
+    """SimPy side of one replica: the step loop around a ReplicaCore and a scheduler."""
+
+    def __init__(self, sim: "Simulation", rid: int, pool: PoolConfig, waiting: deque) -> None:
+        self.sim, self.env, self.rid, self.pool = sim, sim.env, rid, pool
+        self.idle = False
+        self.wake: simpy.Event | None = None
+        self.outstanding_tok = 0
+        self.service = pool.service
+        if pool.service is None:
+            self.perf = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype)
+            sc = pool.scheduler
+            blocks = self.perf.kv_blocks(sc.kv_memory_fraction, sc.block_size)
+            self.sched = make_scheduler(sc.policy, sc.max_batch_size, sc.max_batched_tokens)
+            bs = sc.block_size
+        else:
+            blocks, bs = 1 << 62, 1
+        self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish)
+        self.info = ReplicaInfo(rid, pool.name, blocks if pool.service is None else 0)
+
+    def _on_finish(self, req: Request, now: float) -> None:
+        self.sim.complete(req, now, self)
+
+    def notify(self) -> None:
+        if self.idle:
+            self.idle = False
+            assert self.wake is not None
+            self.wake.succeed()
+
+    def _sleep(self):
+        ts = self.sim.ts
+        ts.add(self.env.now, self.rid, 0, self.core.used_blocks, len(self.core.waiting), 0)
+        self.idle = True
+        self.wake = self.env.event()
+        return self.wake
+
+    def loop(self):
+        env, core, sim = self.env, self.core, self.sim
+        start_s = sim.table.start_s
+        ts = sim.ts
+        step_time = self.perf.step_time
+        plan_fn = self.sched.plan
+        info = self.info
+        while True:
+            plan = plan_fn(core)
+            if plan is None:
+                yield self._sleep()
+                continue
+            now = env.now
+            p_tok = 0
+            p_read = 0
+            p_attn = 0.0
+            for req, c in plan.chunks:
+                if start_s[req.idx] < 0:
+                    start_s[req.idx] = now
+                p_tok += c
+                p_read += req.done
+                p_attn += c * (req.done + (c + 1) * 0.5)
+            n_dec = plan.n_dec
+            n_seq = n_dec + len(plan.chunks)
+            ctx = core.decode_context() if n_dec else 0
+            dt = step_time(n_dec, ctx, p_tok, p_read, p_attn, n_seq)
+            ts.add(now, self.rid, n_seq, core.used_blocks, len(core.waiting), 1)
+            info.busy_s += dt
+            yield env.timeout(dt)
+            core.commit(plan, env.now)
+
+    def analytic_loop(self, service_s: np.ndarray):
+        env, core, sim = self.env, self.core, self.sim
+        table = sim.table
+        while True:
+            if not core.waiting:
+                yield self._sleep()
+                continue
+            req = core.waiting.popleft()
+            now = env.now
+            table.start_s[req.idx] = now
+            dt = float(service_s[req.idx])
+            self.sim.ts.add(now, self.rid, 1, 0, len(core.waiting), 1)
+            self.info.busy_s += dt
+            yield env.timeout(dt)
+            req.first_token = env.now
+            self.sim.complete(req, env.now, self)
+
+
+class Simulation:
+    """One run of a scenario. Build with a Scenario, call `run()`."""
+
+    def __init__(self, scenario: Scenario, workload: Workload | None = None) -> None:
+        self.sc = scenario
+        self.wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
+        n = len(self.wl)
+        self.env = simpy.Environment()
+        self.table = RequestTable(n)
+        self.ts = TimeSeries(scenario.run.timeseries)
+        self.router = make_router(scenario.router.policy)
+        shared: deque | None = deque() if self.router.shared_queue else None
+        self.replicas: list[_Replica] = []
+        for pool in scenario.pools:
+            for _ in range(pool.replicas):
+                q = shared if shared is not None else deque()
+                self.replicas.append(_Replica(self, len(self.replicas), pool, q))
+        self.shared = shared
+        self._n_sys = 0
+        self._sys_t = [0.0]
+        self._sys_n = [0]
+        self.service_s: dict[str, np.ndarray] = {}
+        for pool in scenario.pools:
+            if pool.service is not None:
+                if pool.service.dist == "exponential":
+                    draws = stream(scenario.seed, f"service:{pool.name}").exponential(pool.service.mean_s, size=n)
+                else:
+                    draws = np.full(n, pool.service.mean_s)
+                self.service_s[pool.name] = draws
+
+    # --- bookkeeping -----------------------------------------------------------------------------
+    def _in_system(self, delta: int, t: float) -> None:
+        self._n_sys += delta
+        if self._sys_t[-1] == t:
+            self._sys_n[-1] = self._n_sys
+        else:
+            self._sys_t.append(t)
+            self._sys_n.append(self._n_sys)
+
+    def complete(self, req: Request, now: float, rep: _Replica) -> None:
+        i = req.idx
+        tb = self.table
+        tb.finish_s[i] = now
+        tb.first_token_s[i] = req.first_token
+        tb.status[i] = COMPLETED
+        tb.preemptions[i] = req.preemptions
+        tb.replica[i] = rep.rid
+        rep.outstanding_tok -= req.prompt + req.output
+        self._in_system(-1, now)
+
+    def reject(self, i: int, reason: str) -> None:
+        self.table.status[i] = REJECTED
+        self.table.reason[i] = reason
+
+    # --- processes ----------------------------------------------------------------------------------
+    def _arrivals(self):
+        env = self.env
+        arr = self.wl.arrival_s
+        pr = self.wl.prompt_tokens.tolist()
+        out = self.wl.output_tokens.tolist()
+        reps = self.replicas
+        choose = self.router.choose
+        shared = self.shared
+        for i, t in enumerate(arr.tolist()):
+            if t > env.now:
+                yield env.timeout(t - env.now)
+            p, o = pr[i], out[i]
+            if shared is not None:
+                need_ok = all(r.core.fits_ever(p + o) for r in reps)
+                target = None
+            else:
+                target = reps[choose([r.outstanding_tok for r in reps])] if len(reps) > 1 else reps[0]
+                need_ok = target.core.fits_ever(p + o)
+            if not need_ok:
+                cap = min(r.core.total_blocks * r.core.block_size for r in reps) if target is None \
+                    else target.core.total_blocks * target.core.block_size
+                self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
+                continue
+            req = Request(i, t, p, o)
+            self._in_system(+1, env.now)
+            if target is None:
+                shared.append(req)
+                for r in reps:
+                    if r.idle:
+                        r.notify()
+                        break
+            else:
+                target.outstanding_tok += p + o
+                self.table.replica[i] = target.rid
+                target.core.waiting.append(req)
+                target.notify()
+
+    def run(self) -> Result:
+        wall0 = time.perf_counter()
+        env = self.env
+        for rep in self.replicas:
+            if rep.service is not None:
+                env.process(rep.analytic_loop(self.service_s[rep.pool.name]))
+            else:
+                env.process(rep.loop())
+        env.process(self._arrivals())
+        horizon = self.sc.run.horizon_s
+        if horizon is not None:
+            env.run(until=horizon)
+        else:
+            env.run()
+        sim_time = float(env.now)
+        return Result(self.sc, self.wl, self.table, self.ts, np.array(self._sys_t), np.array(self._sys_n),
+                      [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0)
+
+
+def run_scenario(scenario: Scenario) -> Result:
+    return Simulation(scenario).run()

@@ -1,0 +1,181 @@
+"""Workload: request arrival times and prompt/output lengths, drawn up front as numpy columns.
+
+Arrivals: poisson, gamma (bursty: inter-arrival CV given) or trace replay. Lengths: fixed,
+uniform, lognormal (mean and CV) or empirical (resampled from a file). Every draw comes from a
+named stream (`arrivals`, `prompt_tokens`, `output_tokens`), so two runs with one seed see the
+same requests whatever else differs. Units: seconds and tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ScenarioError
+from .rng import stream
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Columns of the requests, sorted by arrival. Length n for every column."""
+
+    arrival_s: np.ndarray  # float64, non-decreasing
+    prompt_tokens: np.ndarray  # int64, >= 1
+    output_tokens: np.ndarray  # int64, >= 1
+
+    def __len__(self) -> int:
+        return int(self.arrival_s.shape[0])
+
+
+def draw_lengths(spec: Mapping[str, Any], n: int, rng: np.random.Generator, field: str,
+                 base_dir: Path) -> np.ndarray:
+    """Draw `n` integer lengths (>= 1) from a length distribution spec (see the README)."""
+    dist = spec["dist"]
+    if dist == "fixed":
+        vals = np.full(n, float(spec["value"]))
+    elif dist == "uniform":
+        lo, hi = int(spec["min"]), int(spec["max"])
+        vals = rng.integers(lo, hi + 1, size=n).astype(float)
+    elif dist == "lognormal":
+        mean, cv = float(spec["mean"]), float(spec["cv"])
+        sigma2 = np.log1p(cv * cv)
+        mu = np.log(mean) - sigma2 / 2.0
+        vals = rng.lognormal(mu, np.sqrt(sigma2), size=n)
+    elif dist == "empirical":
+        pool = _read_empirical(base_dir / spec["file"], spec.get("column"), field)
+        vals = pool[rng.integers(0, pool.shape[0], size=n)]
+    else:  # validated in config
+        raise ScenarioError(f"{field}.dist", f"unknown distribution {dist!r}")
+    lo = float(spec.get("min", 1)) if dist != "uniform" else 1.0
+    hi = float(spec["max"]) if ("max" in spec and dist != "uniform") else np.inf
+    out = np.clip(np.rint(vals), max(lo, 1.0), hi)
+    return out.astype(np.int64)
+
+
+def _read_empirical(path: Path, column: str | None, field: str) -> np.ndarray:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise ScenarioError(f"{field}.file", f"file not found: {path}", "give a path relative to the scenario") from None
+    if not rows:
+        raise ScenarioError(f"{field}.file", f"{path} is empty")
+    header = rows[0]
+    start = 0
+    idx = 0
+    try:
+        float(header[0])
+    except ValueError:
+        start = 1
+        if column is not None:
+            if column not in header:
+                raise ScenarioError(f"{field}.column", f"{column!r} not in {header}")
+            idx = header.index(column)
+    try:
+        vals = np.array([float(r[idx]) for r in rows[start:] if r], dtype=float)
+    except (ValueError, IndexError):
+        raise ScenarioError(f"{field}.file", f"{path}: non-numeric value in column {idx}") from None
+    if vals.size == 0 or np.any(vals < 1):
+        raise ScenarioError(f"{field}.file", f"{path}: needs values >= 1")
+    return vals
+
+
+def gaps(kind: str, rate: float, cv: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` inter-arrival gaps (s) with mean 1/rate."""
+    if kind == "poisson":
+        return rng.exponential(1.0 / rate, size=n)
+    shape = 1.0 / (cv * cv)
+    return rng.gamma(shape, 1.0 / (rate * shape), size=n)
+
+
+def arrivals(kind: str, rate: float, cv: float, num: int | None, duration: float | None,
+             rng: np.random.Generator) -> np.ndarray:
+    """Arrival times from t=0 (first gap included): `num` of them, or all before `duration`."""
+    if num is not None:
+        return np.cumsum(gaps(kind, rate, cv, num, rng))
+    assert duration is not None
+    out: list[np.ndarray] = []
+    t0 = 0.0
+    chunk = max(16, int(rate * duration * 1.1) + 16)
+    while True:
+        a = t0 + np.cumsum(gaps(kind, rate, cv, chunk, rng))
+        if a[-1] >= duration:
+            out.append(a[a < duration])
+            break
+        out.append(a)
+        t0 = float(a[-1])
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+# Trace adapters: each returns (arrival_s from 0, prompt, output) as numpy columns.
+def read_trace(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a request trace. Formats: `csv` (arrival_s,prompt_tokens,output_tokens), `azure`
+    (Azure LLM inference trace 2023: TIMESTAMP,ContextTokens,GeneratedTokens), `mooncake`
+    (JSON lines with timestamp in ms, input_length, output_length)."""
+    if not path.exists():
+        raise ScenarioError(field, f"trace file not found: {path}", "give a path relative to the scenario file")
+    try:
+        if fmt == "mooncake":
+            a, p, o = [], [], []
+            with open(path) as fh:
+                for line in fh:
+                    if line.strip():
+                        r = json.loads(line)
+                        a.append(float(r["timestamp"]) / 1000.0)
+                        p.append(int(r["input_length"]))
+                        o.append(int(r["output_length"]))
+            arr, pr, out = np.array(a), np.array(p, dtype=np.int64), np.array(o, dtype=np.int64)
+        else:
+            with open(path, newline="") as fh:
+                reader = csv.DictReader(fh)
+                cols = reader.fieldnames or []
+                if fmt == "azure":
+                    need = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+                else:
+                    need = ["arrival_s", "prompt_tokens", "output_tokens"]
+                missing = [c for c in need if c not in cols]
+                if missing:
+                    raise ScenarioError(field, f"{path} lacks column(s) {missing} (has {cols})",
+                                        "use columns arrival_s,prompt_tokens,output_tokens or set trace_format")
+                rows = list(reader)
+            if fmt == "azure":
+                ts = np.array([np.datetime64(r["TIMESTAMP"].strip()[:26]) for r in rows])
+                arr = (ts - ts.min()) / np.timedelta64(1, "us") / 1e6
+            else:
+                arr = np.array([float(r["arrival_s"]) for r in rows])
+            pr = np.array([int(float(r[need[1]])) for r in rows], dtype=np.int64)
+            out = np.array([int(float(r[need[2]])) for r in rows], dtype=np.int64)
+    except ScenarioError:
+        raise
+    except (ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise ScenarioError(field, f"cannot parse {path}: {exc}") from None
+    order = np.argsort(arr, kind="stable")
+    arr, pr, out = arr[order], pr[order], out[order]
+    if arr.size:
+        arr = arr - arr[0]
+    # Zero-token rows exist in real traces; a request has at least one token each way.
+    return arr.astype(float), np.maximum(pr, 1), np.maximum(out, 1)
+
+
+def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
+    """Draw the whole workload for config `w` (a WorkloadConfig) and run `seed`."""
+    if w.arrival == "trace":
+        arr, pr, out = read_trace(base_dir / w.trace, w.trace_format)
+        if w.time_scale != 1.0:
+            arr = arr / w.time_scale
+        if w.duration_s is not None:
+            keep = arr < w.duration_s
+            arr, pr, out = arr[keep], pr[keep], out[keep]
+        if w.num_requests is not None:
+            arr, pr, out = arr[: w.num_requests], pr[: w.num_requests], out[: w.num_requests]
+        return Workload(arr, pr, out)
+    arr = arrivals(w.arrival, w.rate_per_s, w.cv, w.num_requests, w.duration_s, stream(seed, "arrivals"))
+    n = arr.shape[0]
+    pr = draw_lengths(w.prompt_tokens, n, stream(seed, "prompt_tokens"), "workload.prompt_tokens", base_dir)
+    out = draw_lengths(w.output_tokens, n, stream(seed, "output_tokens"), "workload.output_tokens", base_dir)
+    return Workload(arr, pr, out)
