@@ -63,6 +63,7 @@ def check_invariants(res) -> dict:
         lam = done.sum() / t_end
         W = float(np.mean(tb.finish_s[done] - arr[done]))
         assert L == pytest.approx(lam * W, rel=1e-9)
+        assert s["littles_law_rel_err"] < 1e-9
     return s
 
 
