@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from .catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
 from .errors import ScenarioError
 
-ARRIVALS = ("poisson", "gamma", "trace")
+ARRIVALS = ("poisson", "gamma", "constant", "trace")
 TRACE_FORMATS = ("csv", "azure", "mooncake")
 LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
                 "empirical": ("file",)}
@@ -39,6 +39,9 @@ class WorkloadConfig:
     trace_format: str
     time_scale: float
     warmup_s: float
+    stages: tuple[tuple[float, float], ...] = ()  # (rate_per_s, duration_s) per load stage
+    shared_prefix: tuple[int, int] | None = None  # (groups, tokens)
+    timeout_s: float | None = None  # client gives up (request fails, reason "timeout")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class SchedulerConfig:
     max_batched_tokens: int
     kv_memory_fraction: float
     block_size: int
+    prefix_caching: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,19 @@ def _workload(raw: Any) -> WorkloadConfig:
     dur = t.get("duration_s", float, None, positive=True)
     warmup = t.get("warmup_s", float, 0.0, nonneg=True)
     cv = t.get("cv", float, 1.0, positive=True)
+    timeout = t.get("timeout_s", float, None, positive=True)
+    prefix = None
+    if "shared_prefix" in t.data:
+        sp = _Table(t.get("shared_prefix", dict), "workload.shared_prefix")
+        prefix = (sp.get("groups", int, positive=True), sp.get("tokens", int, positive=True))
+        sp.done()
+    stages: list[tuple[float, float]] = []
+    for k, st in enumerate(t.get("stages", list, [])):
+        s = _Table(st, f"workload.stages[{k}]")
+        stages.append((s.get("rate_per_s", float, positive=True), s.get("duration_s", float, positive=True)))
+        s.done()
+    if stages and arrival == "trace":
+        raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
     if arrival == "trace":
         if trace is None:
             raise ScenarioError("workload.trace", "missing for arrival = \"trace\"", "add trace = \"path/to/trace.csv\"")
@@ -178,6 +195,13 @@ def _workload(raw: Any) -> WorkloadConfig:
         t.seen.update({"prompt_tokens", "output_tokens"})
         prompt = _length_spec(pt, "workload.prompt_tokens") if pt is not None else {"dist": "fixed", "value": 1}
         output = _length_spec(ot, "workload.output_tokens") if ot is not None else {"dist": "fixed", "value": 1}
+    elif stages:
+        if num is not None or dur is not None or "rate_per_s" in t.data:
+            raise ScenarioError("workload.stages", "stages set their own rate and duration",
+                                "remove rate_per_s, num_requests and duration_s from [workload]")
+        rate = stages[0][0]
+        prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
+        output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
     else:
         rate = t.get("rate_per_s", float, positive=True)
         if num is None and dur is None:
@@ -189,7 +213,8 @@ def _workload(raw: Any) -> WorkloadConfig:
         prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
         output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
     t.done()
-    return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup)
+    return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup,
+                          tuple(stages), prefix, timeout)
 
 
 def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
@@ -209,6 +234,7 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
         max_batched_tokens=s.get("max_batched_tokens", int, 8192, positive=True),
         kv_memory_fraction=s.get("kv_memory_fraction", float, 0.9, positive=True),
         block_size=s.get("block_size", int, 16, positive=True),
+        prefix_caching=s.get("prefix_caching", bool, False),
     )
     s.done()
     if sched.kv_memory_fraction > 1:
@@ -280,9 +306,15 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
     """The scenario with every default written out (None values dropped: TOML has no null)."""
     out = {k: v for k, v in raw.items() if k in ("catalog", "hardware", "models")}
     out.update({"name": name, "seed": seed})
-    wd = {k: v for k, v in w.__dict__.items() if v is not None}
+    wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix")}
     wd["prompt_tokens"] = dict(w.prompt_tokens)
     wd["output_tokens"] = dict(w.output_tokens)
+    if w.stages:
+        for k in ("rate_per_s", "num_requests", "duration_s"):
+            wd.pop(k, None)
+        wd["stages"] = [{"rate_per_s": r, "duration_s": d} for r, d in w.stages]
+    if w.shared_prefix is not None:
+        wd["shared_prefix"] = {"groups": w.shared_prefix[0], "tokens": w.shared_prefix[1]}
     if w.arrival == "trace":
         wd.pop("prompt_tokens")
         wd.pop("output_tokens")

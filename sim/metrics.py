@@ -64,12 +64,8 @@ def summarize(res: Any) -> dict[str, Any]:
               (("completed", COMPLETED), ("rejected", REJECTED), ("failed", FAILED), ("in_flight", IN_FLIGHT))}
     arr = wl.arrival_s
     sel = (st == COMPLETED) & (arr >= warm)
-    ttft = tb.first_token_s[sel] - arr[sel]
-    e2e = tb.finish_s[sel] - arr[sel]
-    queue = tb.start_s[sel] - arr[sel]
+    lat = latency_stats(res, sel)
     out_tok = wl.output_tokens[sel]
-    multi = out_tok > 1
-    tpot = (tb.finish_s[sel][multi] - tb.first_token_s[sel][multi]) / (out_tok[multi] - 1)
     # Throughput over the measured window: from warm-up end to the last completion.
     t_end = float(np.max(tb.finish_s[sel])) if sel.any() else res.sim_time_s
     window = max(t_end - warm, 1e-12)
@@ -84,13 +80,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "requests_rejected": counts["rejected"],
         "requests_failed": counts["failed"],
         "requests_in_flight": counts["in_flight"],
-        "ttft_mean_s": _stat(ttft, "mean"), "ttft_p50_s": _stat(ttft, "p", 50),
-        "ttft_p90_s": _stat(ttft, "p", 90), "ttft_p99_s": _stat(ttft, "p", 99),
-        "tpot_mean_s": _stat(tpot, "mean"), "tpot_p50_s": _stat(tpot, "p", 50),
-        "tpot_p90_s": _stat(tpot, "p", 90), "tpot_p99_s": _stat(tpot, "p", 99),
-        "e2e_mean_s": _stat(e2e, "mean"), "e2e_p50_s": _stat(e2e, "p", 50),
-        "e2e_p90_s": _stat(e2e, "p", 90), "e2e_p99_s": _stat(e2e, "p", 99),
-        "queue_mean_s": _stat(queue, "mean"), "queue_p99_s": _stat(queue, "p", 99),
+        **lat,
         "throughput_output_tok_per_s": float(out_tok.sum()) / window,
         "throughput_req_per_s": float(sel.sum()) / window,
         "utilization_mean": float(np.mean(util)) if util else 0.0,
@@ -102,7 +92,41 @@ def summarize(res: Any) -> dict[str, Any]:
         "warmup_s": warm,
         "replicas": len(res.replicas),
     }
+    if wl.stage is not None and len(wl.stage_bounds_s) > 1:
+        stages = []
+        for k in range(len(wl.stage_bounds_s) - 1):
+            in_k = wl.stage == k
+            t0, t1 = wl.stage_bounds_s[k], wl.stage_bounds_s[k + 1]
+            stages.append({
+                "stage": k, "start_s": t0, "end_s": t1,
+                "offered_rate_per_s": float(in_k.sum()) / (t1 - t0),
+                "requests": int(in_k.sum()), "completed": int(np.sum(in_k & (st == COMPLETED))),
+                "failed": int(np.sum(in_k & (st == FAILED))), "rejected": int(np.sum(in_k & (st == REJECTED))),
+                **latency_stats(res, in_k & (st == COMPLETED)),
+            })
+        s["stages"] = stages
     return s
+
+
+def latency_stats(res: Any, sel: np.ndarray) -> dict[str, float | None]:
+    """TTFT, TPOT, E2E and queueing statistics (s) over the requests selected by mask `sel`."""
+    wl, tb = res.workload, res.requests
+    arr = wl.arrival_s[sel]
+    ttft = tb.first_token_s[sel] - arr
+    e2e = tb.finish_s[sel] - arr
+    queue = tb.start_s[sel] - arr
+    out_tok = wl.output_tokens[sel]
+    multi = out_tok > 1
+    tpot = (tb.finish_s[sel][multi] - tb.first_token_s[sel][multi]) / (out_tok[multi] - 1)
+    return {
+        "ttft_mean_s": _stat(ttft, "mean"), "ttft_p50_s": _stat(ttft, "p", 50),
+        "ttft_p90_s": _stat(ttft, "p", 90), "ttft_p99_s": _stat(ttft, "p", 99),
+        "tpot_mean_s": _stat(tpot, "mean"), "tpot_p50_s": _stat(tpot, "p", 50),
+        "tpot_p90_s": _stat(tpot, "p", 90), "tpot_p99_s": _stat(tpot, "p", 99),
+        "e2e_mean_s": _stat(e2e, "mean"), "e2e_p50_s": _stat(e2e, "p", 50),
+        "e2e_p90_s": _stat(e2e, "p", 90), "e2e_p99_s": _stat(e2e, "p", 99),
+        "queue_mean_s": _stat(queue, "mean"), "queue_p99_s": _stat(queue, "p", 99),
+    }
 
 
 def time_average_in_system(res: Any, t_end: float | None = None) -> float:

@@ -1,4 +1,5 @@
-"""One model replica: its queue, paged KV cache and in-flight requests (no SimPy here).
+"""One model replica: its queue, paged KV cache (with optional prefix caching) and in-flight
+requests. No SimPy here.
 
 `ReplicaCore` holds the state a batch scheduler plans over and applies the result of each step
 (`commit`). Decode bookkeeping is O(log n) per event, not O(batch) per step: a request that
@@ -6,32 +7,40 @@ joined decoding after decode step j0 with `base` tokens in KV has `base + (d - j
 decode step d, so the batch's total context is `S + n_dec * d` with S = sum(base - j0), and
 finishes and KV-block growth are found with heaps keyed by decode-step number.
 
-Invariants: 0 <= free_blocks <= total_blocks; every admitted request holds the blocks its KV
-tokens need; a request is in exactly one of waiting / prefilling / decoding, or gone.
+KV blocks are free, held by running requests (privately, or shared through the prefix cache),
+or cached with no holder (evictable, kept in LRU order). Allocation takes free blocks first,
+then evicts the least recently used cached blocks; only when neither suffices is a running
+request preempted (as vLLM does). Prefix-cache keys are (shared-prefix group, block index):
+blocks of the same shared prefix have equal content.
+
+Invariants: free + evictable + held = total_blocks; every admitted request holds the blocks its
+KV tokens need; a request is in exactly one of waiting / prefilling / decoding, or gone.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Callable
 
-WAITING, PREFILL, DECODE = 0, 1, 2
+WAITING, PREFILL, DECODE, GONE = 0, 1, 2, -1
 
 
 class Request:
     """A request inside a replica. Token counts in tokens, times in seconds."""
 
     __slots__ = ("idx", "arrival", "prompt", "output", "generated", "target", "done", "blocks",
-                 "base", "j0", "epoch", "state", "preemptions", "reserved", "first_token")
+                 "base", "j0", "epoch", "state", "preemptions", "reserved", "first_token", "group",
+                 "shared", "queue", "owner")
 
-    def __init__(self, idx: int, arrival: float, prompt: int, output: int) -> None:
+    def __init__(self, idx: int, arrival: float, prompt: int, output: int, group: int = -1) -> None:
         self.idx, self.arrival, self.prompt, self.output = idx, arrival, prompt, output
         self.generated = 0  # output tokens produced so far (kept across preemption)
         self.target = prompt  # tokens to prefill this round (prompt + generated after a preemption)
-        self.done = 0  # tokens of `target` already prefilled
-        self.blocks = 0  # KV blocks held
+        self.done = 0  # tokens of `target` already in KV (computed or prefix-cache hits)
+        self.blocks = 0  # KV blocks held privately
+        self.shared: list = []  # prefix-cache keys held (leading blocks of the sequence)
         self.base = 0  # tokens in KV when decoding began
         self.j0 = 0  # decode-step count when decoding began
         self.epoch = 0  # bumped on preemption; invalidates heap entries
@@ -39,6 +48,9 @@ class Request:
         self.preemptions = 0
         self.reserved = False  # static batching reserves the whole sequence up front
         self.first_token = -1.0
+        self.group = group  # shared-prefix group, -1 = none
+        self.queue: deque | None = None  # the queue it waits in
+        self.owner: "ReplicaCore | None" = None  # the replica running it
 
 
 @dataclass
@@ -56,16 +68,19 @@ def _ceil_div(a: int, b: int) -> int:
 class ReplicaCore:
     """Queue, KV cache and running set of one replica.
 
-    `on_first_token(req, t)` and `on_finish(req, t)` are called as those events happen.
+    `on_finish(req, t)` is called when a request completes. `prefix_blocks` is the number of
+    whole KV blocks in a shared prefix (0 disables prefix caching).
     """
 
     def __init__(self, rid: int, total_blocks: int, block_size: int, waiting: deque | None = None,
-                 on_first_token: Callable[[Request, float], None] | None = None,
-                 on_finish: Callable[[Request, float], None] | None = None) -> None:
+                 on_finish: Callable[[Request, float], None] | None = None, prefix_blocks: int = 0) -> None:
         self.rid = rid
         self.total_blocks = total_blocks
-        self.free_blocks = total_blocks
         self.block_size = block_size
+        self._free = total_blocks  # blocks holding nothing
+        self._ref: dict = {}  # prefix-cache key -> number of running holders
+        self._lru: OrderedDict = OrderedDict()  # cached keys with no holder, oldest first
+        self.prefix_blocks = prefix_blocks
         self.waiting: deque[Request] = waiting if waiting is not None else deque()
         self.prefilling: list[Request] = []
         self.running: dict[int, Request] = {}  # prefilling + decoding, in admission order
@@ -75,7 +90,9 @@ class ReplicaCore:
         self._fin: list[tuple[int, int, int, Request]] = []  # (decode step, idx, epoch, req)
         self._grow: list[tuple[int, int, int, Request]] = []  # next decode step needing a block
         self.preempted_this_step = False
-        self.on_first_token = on_first_token or (lambda r, t: None)
+        self.prefill_tokens = 0  # prompt tokens computed (prefix-cache hits excluded)
+        self.cache_hit_tokens = 0
+        self.evictions = 0
         self.on_finish = on_finish or (lambda r, t: None)
 
     # --- KV blocks --------------------------------------------------------------------------
@@ -85,9 +102,29 @@ class ReplicaCore:
     def fits_ever(self, tokens: int) -> bool:
         return self.blocks_for(tokens) <= self.total_blocks
 
+    @property
+    def free_blocks(self) -> int:
+        """Blocks an allocation can get: free ones plus evictable cached ones."""
+        return self._free + len(self._lru)
+
+    @property
+    def used_blocks(self) -> int:
+        """Blocks held by running requests."""
+        return self.total_blocks - self._free - len(self._lru)
+
+    @property
+    def cached_blocks(self) -> int:
+        """Blocks in the prefix cache (held or evictable)."""
+        return len(self._ref)
+
+    @staticmethod
+    def held(req: Request) -> int:
+        return req.blocks + len(req.shared)
+
     def ensure_blocks(self, req: Request, need: int) -> bool:
-        """Make `need` free blocks for `req`, preempting the latest-arrived running requests
-        (vLLM's recompute preemption). False if `req` itself had to be preempted."""
+        """Make `need` blocks available for `req`, preempting the latest-arrived running
+        requests (vLLM's recompute preemption) once no free or evictable block is left.
+        False if `req` itself had to be preempted."""
         while self.free_blocks < need:
             victim = max(self.running.values(), key=lambda r: (r.arrival, r.idx))
             self.preempt(victim)
@@ -96,27 +133,75 @@ class ReplicaCore:
         return True
 
     def take(self, req: Request, n: int) -> None:
+        """Give `req` n private blocks, evicting least recently used cached blocks if needed."""
         assert 0 <= n <= self.free_blocks
-        self.free_blocks -= n
+        while self._free < n:
+            key, _ = self._lru.popitem(last=False)
+            del self._ref[key]
+            self._free += 1
+            self.evictions += 1
+        self._free -= n
         req.blocks += n
 
     def release(self, req: Request) -> None:
-        self.free_blocks += req.blocks
+        self._free += req.blocks
         req.blocks = 0
-        assert self.free_blocks <= self.total_blocks
+        ref, lru = self._ref, self._lru
+        for key in req.shared:
+            ref[key] -= 1
+            if ref[key] == 0:
+                lru[key] = None  # most recently used end
+        req.shared = []
+        assert self._free + len(lru) <= self.total_blocks
 
-    @property
-    def used_blocks(self) -> int:
-        return self.total_blocks - self.free_blocks
+    # --- prefix cache -----------------------------------------------------------------------
+    def peek_hits(self, req: Request) -> tuple[int, int]:
+        """(cached leading blocks of req's prompt, how many of them are evictable now)."""
+        if not self.prefix_blocks or req.group < 0 or req.done:
+            return 0, 0
+        k = min(self.prefix_blocks, (req.target - 1) // self.block_size)  # the last token is always computed
+        hits = idle = 0
+        g = req.group
+        while hits < k:
+            n = self._ref.get((g, hits))
+            if n is None:
+                break
+            idle += n == 0
+            hits += 1
+        return hits, idle
+
+    def acquire_hits(self, req: Request, hits: int) -> None:
+        g = req.group
+        for j in range(hits):
+            key = (g, j)
+            if self._ref[key] == 0:
+                del self._lru[key]
+            self._ref[key] += 1
+            req.shared.append(key)
+        req.done = hits * self.block_size
+        self.cache_hit_tokens += req.done
+
+    def _register(self, req: Request) -> None:
+        """Publish req's computed full prefix blocks to the cache (its private blocks become shared)."""
+        full = min(self.prefix_blocks, req.done // self.block_size)
+        g = req.group
+        while len(req.shared) < full:
+            key = (g, len(req.shared))
+            if key in self._ref:
+                break  # computed concurrently by another request: keep ours private
+            self._ref[key] = 1
+            req.blocks -= 1
+            req.shared.append(key)
 
     # --- transitions ------------------------------------------------------------------------
     def admit(self, req: Request) -> None:
         req.state = PREFILL
+        req.owner = self
         self.prefilling.append(req)
         self.running[req.idx] = req
 
-    def preempt(self, req: Request) -> None:
-        """Recompute preemption: drop the KV and requeue at the front."""
+    def _drop(self, req: Request) -> None:
+        """Take req out of the running set and free its KV."""
         if req.state == DECODE:
             req.generated += self.dit - req.j0
             self.ctx_base -= req.base - req.j0
@@ -126,13 +211,31 @@ class ReplicaCore:
         del self.running[req.idx]
         self.release(req)
         req.epoch += 1
+
+    def preempt(self, req: Request) -> None:
+        """Recompute preemption: drop the KV and requeue at the front."""
+        self._drop(req)
         req.state = WAITING
         req.target = req.prompt + req.generated
         req.done = 0
         req.reserved = False
         req.preemptions += 1
         self.waiting.appendleft(req)
+        req.queue = self.waiting
         self.preempted_this_step = True
+
+    def cancel(self, req: Request) -> None:
+        """Remove a request for good (client gone): from the queue, or from the running set."""
+        if req.state == WAITING:
+            assert req.queue is not None
+            req.queue.remove(req)
+        elif req.owner is not self:
+            assert req.owner is not None
+            req.owner.cancel(req)
+            return
+        elif req.state in (PREFILL, DECODE):
+            self._drop(req)
+        req.state = GONE
 
     def _start_decode(self, req: Request) -> None:
         req.state = DECODE
@@ -142,18 +245,18 @@ class ReplicaCore:
         self.ctx_base += req.base - req.j0
         heapq.heappush(self._fin, (self.dit + req.output - req.generated, req.idx, req.epoch, req))
         if not req.reserved:
-            heapq.heappush(self._grow, (self.dit + req.blocks * self.block_size - req.base + 1,
+            heapq.heappush(self._grow, (self.dit + self.held(req) * self.block_size - req.base + 1,
                                         req.idx, req.epoch, req))
 
     def _finish(self, req: Request, now: float) -> None:
         del self.running[req.idx]
         self.release(req)
-        req.state = -1
+        req.state = GONE
         self.on_finish(req, now)
 
     def grow_decodes(self) -> None:
         """Before a decode step: give a block to every decoding request whose next token starts
-        a new block, preempting if the cache is full."""
+        a new block, evicting cached blocks or preempting if the cache is full."""
         nxt = self.dit + 1
         g = self._grow
         bs = self.block_size
@@ -184,14 +287,16 @@ class ReplicaCore:
                 self._finish(req, now)
         for req, c in plan.chunks:
             if req.state != PREFILL:
-                continue  # preempted while planned (cannot happen after planning, kept safe)
+                continue  # preempted while the step was planned
             req.done += c
+            self.prefill_tokens += c
+            if self.prefix_blocks and req.group >= 0:
+                self._register(req)
             if req.done >= req.target:
                 self.prefilling.remove(req)
                 req.generated += 1  # the prefill step samples the next token
                 if req.first_token < 0:
                     req.first_token = now
-                    self.on_first_token(req, now)
                 if req.generated >= req.output:
                     self._finish(req, now)
                 else:

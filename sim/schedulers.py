@@ -40,7 +40,7 @@ class Chunked(Scheduler):
             if req.state != PREFILL:
                 continue  # preempted by an earlier allocation in this loop
             c = min(req.target - req.done, budget)
-            need = core.blocks_for(req.done + c) - req.blocks
+            need = core.blocks_for(req.done + c) - core.held(req)
             if need > 0 and not core.ensure_blocks(req, need):
                 continue
             core.take(req, max(need, 0))
@@ -50,12 +50,16 @@ class Chunked(Scheduler):
         waiting = core.waiting
         while budget > 0 and slots > 0 and waiting and not core.preempted_this_step:
             req = waiting[0]
-            c = min(req.target, budget)
-            need = core.blocks_for(c)
-            if need > core.free_blocks:
+            hits, idle = core.peek_hits(req)
+            cached = hits * core.block_size
+            c = min(req.target - cached, budget)
+            need = core.blocks_for(cached + c) - hits
+            if need > core.free_blocks - idle:
                 break
             waiting.popleft()
             core.admit(req)
+            if hits:
+                core.acquire_hits(req, hits)
             core.take(req, need)
             chunks.append((req, c))
             budget -= c
@@ -73,16 +77,21 @@ class Continuous(Scheduler):
         slots = self.max_batch_size - len(core.running)
         while waiting and slots > 0:
             req = waiting[0]
-            if chunks and req.target > budget:
+            hits, idle = core.peek_hits(req)
+            cached = hits * core.block_size
+            c = req.target - cached
+            if chunks and c > budget:
                 break
-            need = core.blocks_for(req.target)
-            if need > core.free_blocks:
+            need = core.blocks_for(req.target) - hits
+            if need > core.free_blocks - idle:
                 break
             waiting.popleft()
             core.admit(req)
+            if hits:
+                core.acquire_hits(req, hits)
             core.take(req, need)
-            chunks.append((req, req.target))
-            budget -= req.target
+            chunks.append((req, c))
+            budget -= c
             slots -= 1
             if budget <= 0:
                 break
@@ -103,14 +112,17 @@ class Static(Scheduler):
         chunks: list = []
         while waiting and len(chunks) < self.max_batch_size:
             req = waiting[0]
-            need = core.blocks_for(req.target + req.output - req.generated)
-            if need > core.free_blocks:
+            hits, idle = core.peek_hits(req)
+            need = core.blocks_for(req.target + req.output - req.generated) - hits
+            if need > core.free_blocks - idle:
                 break
             waiting.popleft()
             core.admit(req)
+            if hits:
+                core.acquire_hits(req, hits)
             core.take(req, need)
             req.reserved = True
-            chunks.append((req, req.target))
+            chunks.append((req, req.target - req.done))
         return Plan(chunks, 0) if chunks else None
 
 

@@ -7,6 +7,7 @@ wake-up event when idle (no polling).
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,8 +18,8 @@ import simpy
 
 from .config import PoolConfig, Scenario
 from .perf import PerfModel
-from .recorder import COMPLETED, REJECTED, RequestTable, TimeSeries
-from .replica import ReplicaCore, Request
+from .recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
+from .replica import GONE, ReplicaCore, Request
 from .rng import stream
 from .router import make_router
 from .schedulers import make_scheduler
@@ -64,9 +65,10 @@ class _Replica:
             blocks = self.perf.kv_blocks(sc.kv_memory_fraction, sc.block_size)
             self.sched = make_scheduler(sc.policy, sc.max_batch_size, sc.max_batched_tokens)
             bs = sc.block_size
+            prefix_blocks = sim.wl.prefix_tokens // bs if sc.prefix_caching else 0
         else:
-            blocks, bs = 1 << 62, 1
-        self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish)
+            blocks, bs, prefix_blocks = 1 << 62, 1, 0
+        self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish, prefix_blocks=prefix_blocks)
         self.info = ReplicaInfo(rid, pool.name, blocks if pool.service is None else 0)
 
     def _on_finish(self, req: Request, now: float) -> None:
@@ -92,7 +94,10 @@ class _Replica:
         step_time = self.perf.step_time
         plan_fn = self.sched.plan
         info = self.info
+        expire = sim.expire if sim.deadlines is not None else None
         while True:
+            if expire is not None:
+                expire(env.now)
             plan = plan_fn(core)
             if plan is None:
                 yield self._sleep()
@@ -120,10 +125,13 @@ class _Replica:
         env, core, sim = self.env, self.core, self.sim
         table = sim.table
         while True:
+            if sim.deadlines is not None:
+                sim.expire(env.now)
             if not core.waiting:
                 yield self._sleep()
                 continue
             req = core.waiting.popleft()
+            req.state = GONE  # in service: analytic service is not interrupted by a timeout
             now = env.now
             table.start_s[req.idx] = now
             dt = float(service_s[req.idx])
@@ -152,6 +160,9 @@ class Simulation:
                 q = shared if shared is not None else deque()
                 self.replicas.append(_Replica(self, len(self.replicas), pool, q))
         self.shared = shared
+        self.timeout_s = scenario.workload.timeout_s
+        self.deadlines: list | None = [] if self.timeout_s is not None else None
+        self._target: dict[int, _Replica] = {}  # routed replica of each request in the system
         self._n_sys = 0
         self._sys_t = [0.0]
         self._sys_n = [0]
@@ -181,8 +192,27 @@ class Simulation:
         tb.status[i] = COMPLETED
         tb.preemptions[i] = req.preemptions
         tb.replica[i] = rep.rid
-        rep.outstanding_tok -= req.prompt + req.output
+        if i in self._target:
+            self._target.pop(i).outstanding_tok -= req.prompt + req.output
         self._in_system(-1, now)
+
+    def expire(self, now: float) -> None:
+        """Fail every request whose client gave up by `now` (workload.timeout_s after arrival)."""
+        dl = self.deadlines
+        while dl and dl[0][0] <= now:
+            t, i, req = heapq.heappop(dl)
+            if req.state == GONE:
+                continue
+            self.replicas[0].core.cancel(req)  # cancel() finds the queue or replica holding it
+            tb = self.table
+            tb.status[i] = FAILED
+            tb.reason[i] = f"timeout: no response within {self.timeout_s:g} s"
+            tb.preemptions[i] = req.preemptions
+            if req.first_token >= 0:
+                tb.first_token_s[i] = req.first_token
+            if i in self._target:
+                self._target.pop(i).outstanding_tok -= req.prompt + req.output
+            self._in_system(-1, t)
 
     def reject(self, i: int, reason: str) -> None:
         self.table.status[i] = REJECTED
@@ -194,6 +224,9 @@ class Simulation:
         arr = self.wl.arrival_s
         pr = self.wl.prompt_tokens.tolist()
         out = self.wl.output_tokens.tolist()
+        grp = self.wl.prefix_group.tolist() if self.wl.prefix_group is not None else None
+        deadlines = self.deadlines
+        timeout = self.timeout_s
         reps = self.replicas
         choose = self.router.choose
         shared = self.shared
@@ -212,9 +245,12 @@ class Simulation:
                     else target.core.total_blocks * target.core.block_size
                 self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
                 continue
-            req = Request(i, t, p, o)
+            req = Request(i, t, p, o, grp[i] if grp is not None else -1)
             self._in_system(+1, env.now)
+            if deadlines is not None:
+                heapq.heappush(deadlines, (t + timeout, i, req))
             if target is None:
+                req.queue = shared
                 shared.append(req)
                 for r in reps:
                     if r.idle:
@@ -222,7 +258,9 @@ class Simulation:
                         break
             else:
                 target.outstanding_tok += p + o
+                self._target[i] = target
                 self.table.replica[i] = target.rid
+                req.queue = target.core.waiting
                 target.core.waiting.append(req)
                 target.notify()
 

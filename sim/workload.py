@@ -1,9 +1,11 @@
 """Workload: request arrival times and prompt/output lengths, drawn up front as numpy columns.
 
-Arrivals: poisson, gamma (bursty: inter-arrival CV given) or trace replay. Lengths: fixed,
-uniform, lognormal (mean and CV) or empirical (resampled from a file). Every draw comes from a
-named stream (`arrivals`, `prompt_tokens`, `output_tokens`), so two runs with one seed see the
-same requests whatever else differs. Units: seconds and tokens.
+Arrivals: poisson, gamma (bursty: inter-arrival CV given), constant (evenly spaced) or trace
+replay, optionally in load stages (each with its own rate and duration, in order). Lengths:
+fixed, uniform, lognormal (mean and CV) or empirical (resampled from a file). Shared prefixes:
+each request may start with one of `groups` shared prefixes of `tokens` tokens. Every draw comes
+from a named stream (`arrivals`, `prompt_tokens`, `output_tokens`, `prefix_groups`), so two runs
+with one seed see the same requests whatever else differs. Units: seconds and tokens.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ class Workload:
     arrival_s: np.ndarray  # float64, non-decreasing
     prompt_tokens: np.ndarray  # int64, >= 1
     output_tokens: np.ndarray  # int64, >= 1
+    stage: np.ndarray | None = None  # int16 load-stage index of each request (None: one stage)
+    prefix_group: np.ndarray | None = None  # int32 shared-prefix group, -1 = none (None: no prefixes)
+    prefix_tokens: int = 0  # length of every shared prefix
+    stage_bounds_s: tuple[float, ...] = ()  # start time of each stage, then the end of the last
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -87,6 +93,8 @@ def _read_empirical(path: Path, column: str | None, field: str) -> np.ndarray:
 
 def gaps(kind: str, rate: float, cv: float, n: int, rng: np.random.Generator) -> np.ndarray:
     """`n` inter-arrival gaps (s) with mean 1/rate."""
+    if kind == "constant":
+        return np.full(n, 1.0 / rate)
     if kind == "poisson":
         return rng.exponential(1.0 / rate, size=n)
     shape = 1.0 / (cv * cv)
@@ -95,7 +103,12 @@ def gaps(kind: str, rate: float, cv: float, n: int, rng: np.random.Generator) ->
 
 def arrivals(kind: str, rate: float, cv: float, num: int | None, duration: float | None,
              rng: np.random.Generator) -> np.ndarray:
-    """Arrival times from t=0 (first gap included): `num` of them, or all before `duration`."""
+    """Arrival times from t=0: `num` of them, or all before `duration`. Random processes include
+    the first gap; constant arrivals start at t=0 and are exactly 1/rate apart."""
+    if kind == "constant":
+        n = num if num is not None else int(np.ceil(duration * rate - 1e-9))
+        t = np.arange(n, dtype=float) / rate
+        return t if num is not None else t[t < duration]
     if num is not None:
         return np.cumsum(gaps(kind, rate, cv, num, rng))
     assert duration is not None
@@ -174,8 +187,32 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
         if w.num_requests is not None:
             arr, pr, out = arr[: w.num_requests], pr[: w.num_requests], out[: w.num_requests]
         return Workload(arr, pr, out)
-    arr = arrivals(w.arrival, w.rate_per_s, w.cv, w.num_requests, w.duration_s, stream(seed, "arrivals"))
+    rng = stream(seed, "arrivals")
+    stage = None
+    bounds: tuple[float, ...] = ()
+    if w.stages:
+        parts, idx, t0 = [], [], 0.0
+        starts = []
+        for k, (rate, dur) in enumerate(w.stages):
+            a = t0 + arrivals(w.arrival, rate, w.cv, None, dur, rng)
+            parts.append(a)
+            idx.append(np.full(a.shape[0], k, dtype=np.int16))
+            starts.append(t0)
+            t0 += dur
+        arr = np.concatenate(parts)
+        stage = np.concatenate(idx)
+        bounds = tuple(starts) + (t0,)
+    else:
+        arr = arrivals(w.arrival, w.rate_per_s, w.cv, w.num_requests, w.duration_s, rng)
     n = arr.shape[0]
     pr = draw_lengths(w.prompt_tokens, n, stream(seed, "prompt_tokens"), "workload.prompt_tokens", base_dir)
     out = draw_lengths(w.output_tokens, n, stream(seed, "output_tokens"), "workload.output_tokens", base_dir)
-    return Workload(arr, pr, out)
+    group = None
+    ptok = 0
+    if w.shared_prefix is not None:
+        groups, ptok = w.shared_prefix
+        group = stream(seed, "prefix_groups").integers(0, groups, size=n).astype(np.int32)
+        # A prompt holds its prefix: one no longer than the prefix carries none of it (a prompt
+        # needs at least one token of its own).
+        group[pr <= ptok] = -1
+    return Workload(arr, pr, out, stage, group, ptok, bounds)
