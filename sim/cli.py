@@ -147,6 +147,22 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import DEFAULT_DATA, format_table, validate
+
+    rep = validate(Path(args.data) if args.data else DEFAULT_DATA, cv=args.cv, workers=args.workers,
+                   out_dir=Path(args.out) if args.out else None)
+    if args.out:
+        (Path(args.out) / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        print(format_table(rep))
+        if args.out:
+            print(f"scenarios and report.json in {args.out}/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dcsim", description="Discrete-event simulator of LLM-inference datacenters.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -172,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--catalog", help="extra TOML file with [hardware.<id>] / [models.<id>] tables")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_perf)
+    v = sub.add_parser("validate", help="rerun measured vLLM experiments and compare")
+    v.add_argument("--data", help="folder with experiments.csv (default: data/validation/vllm-measured)")
+    v.add_argument("--cv", action="store_true",
+                   help="leave-one-model-out: refit the constants without each model before simulating it")
+    v.add_argument("--out", help="write one scenario TOML per experiment and report.json here")
+    v.add_argument("--workers", type=int, default=None, help="processes (default: all cores; results identical)")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(fn=cmd_validate)
     c = sub.add_parser("catalog", help="list hardware and model ids")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_catalog)

@@ -10,9 +10,13 @@ prefill chunks totalling `p_tok` tokens. Per accelerator of a tensor-parallel gr
     t_comm  = 2 all-reduces per layer of tokens x hidden activations (ring), plus a latency each
     t_step  = max(t_mem, t_comp) + t_comm + step_overhead + seq_overhead x sequences
 
-MoE: the weight bytes of a step count only the experts the batch touches (expected number of
-distinct experts hit by `tokens` tokens each routed to k of E experts uniformly); FLOPs use the
-k active experts. Units: seconds, bytes, FLOPs. Pure Python, no SimPy.
+MoE: the routed experts are a second roofline term, max(expert bytes / bandwidth, expert FLOPs /
+(peak x flops_efficiency x moe_flops_efficiency)), added to the first (attention and every
+other weight). Their bytes count only the experts the batch touches (expected number of
+distinct experts hit by `tokens` tokens each routed to k of E experts uniformly); their FLOPs
+use the k active experts. Fused-MoE grouped GEMMs run far below dense GEMM efficiency at
+serving batch sizes (each expert sees about tokens x k / E rows), hence their own factor.
+Units: seconds, bytes, FLOPs. Pure Python, no SimPy.
 """
 
 from __future__ import annotations
@@ -69,14 +73,18 @@ class PerfModel:
         self._w_fixed = (self.weight_bytes - model.layers * n_exp * model.expert_params * wb) / tp
         self._w_expert_layer = model.layers * model.expert_params * wb / tp  # one expert, all layers
         self._kv_per_tok = self.kv_bytes_per_token / self._kv_shard
-        # FLOPs per token for linear layers (LM head counted per sequence, not per token).
-        self._f_tok = 2.0 * (model.active_params - model.vocab * model.hidden) / tp
+        # FLOPs per token for linear layers (LM head counted per sequence, not per token);
+        # routed experts separately.
+        self._f_exp_tok = 2.0 * model.layers * (model.active_experts if model.is_moe else 0) * model.expert_params / tp
+        self._f_tok = 2.0 * (model.active_params - model.vocab * model.hidden) / tp - self._f_exp_tok
+        self._flops_exp = self._flops * hardware.moe_flops_efficiency
         self._f_seq = 2.0 * model.vocab * model.hidden / tp
         self._f_attn = 4.0 * model.layers * model.heads * model.head_dim / tp  # per (query, key) pair
         if tp > 1:
             ring = 2.0 * (tp - 1) / tp
             self._comm_per_tok = 2 * model.layers * ring * model.hidden * ACT_BYTES / hardware.link_bytes_per_s
-            self._comm_fixed = 2 * model.layers * hardware.comm_latency_s
+            # ring all-reduce: 2 (tp - 1) hops, half of them carrying the latency of a hop each way
+            self._comm_fixed = 2 * model.layers * hardware.comm_latency_s * (tp - 1)
         else:
             self._comm_per_tok = 0.0
             self._comm_fixed = 0.0
@@ -105,14 +113,16 @@ class PerfModel:
             n_seq = n_dec + (1 if p_tok else 0)
         if tokens <= 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        w = self._w_fixed + self.experts_touched(tokens) * self._w_expert_layer
-        nbytes = w + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)
-        flops = self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)
-        t_mem = nbytes / self._bw
-        t_comp = flops / self._flops
+        b_main = self._w_fixed + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)
+        f_main = self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)
+        b_exp = self.experts_touched(tokens) * self._w_expert_layer
+        f_exp = self._f_exp_tok * tokens
+        m1, c1 = b_main / self._bw, f_main / self._flops
+        m2, c2 = b_exp / self._bw, (f_exp / self._flops_exp if f_exp else 0.0)
         t_comm = self._comm_fixed + self._comm_per_tok * tokens
         t_ovh = self._ovh + self._ovh_seq * n_seq
-        return StepCost(max(t_mem, t_comp) + t_comm + t_ovh, t_mem, t_comp, t_comm, t_ovh, nbytes, flops)
+        return StepCost(max(m1, c1) + max(m2, c2) + t_comm + t_ovh, m1 + m2, c1 + c2, t_comm, t_ovh,
+                        b_main + b_exp, f_main + f_exp)
 
     def step_time(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
                   p_attn: float = 0.0, n_seq: int = 0) -> float:
@@ -120,13 +130,15 @@ class PerfModel:
         tokens = n_dec + p_tok
         if tokens <= 0:
             return 0.0
-        w = self._w_fixed
-        if self._w_expert_layer and self.model.is_moe:
-            w += self.experts_touched(tokens) * self._w_expert_layer
-        t_mem = (w + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)) / self._bw
+        t_mem = (self._w_fixed + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)) / self._bw
         t_comp = (self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)) / self._flops
-        return (t_mem if t_mem >= t_comp else t_comp) + self._comm_fixed + self._comm_per_tok * tokens \
+        t = (t_mem if t_mem >= t_comp else t_comp) + self._comm_fixed + self._comm_per_tok * tokens \
             + self._ovh + self._ovh_seq * n_seq
+        if self._f_exp_tok:
+            m2 = self.experts_touched(tokens) * self._w_expert_layer / self._bw
+            c2 = self._f_exp_tok * tokens / self._flops_exp
+            t += m2 if m2 >= c2 else c2
+        return t
 
     # Convenience forms used by the calculator, validation and tests.
     def decode_cost(self, batch: int, context: int) -> StepCost:

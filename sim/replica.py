@@ -73,7 +73,8 @@ class ReplicaCore:
     """
 
     def __init__(self, rid: int, total_blocks: int, block_size: int, waiting: deque | None = None,
-                 on_finish: Callable[[Request, float], None] | None = None, prefix_blocks: int = 0) -> None:
+                 on_finish: Callable[[Request, float], None] | None = None, prefix_blocks: int = 0,
+                 output_lag_steps: int = 0) -> None:
         self.rid = rid
         self.total_blocks = total_blocks
         self.block_size = block_size
@@ -94,6 +95,22 @@ class ReplicaCore:
         self.cache_hit_tokens = 0
         self.evictions = 0
         self.on_finish = on_finish or (lambda r, t: None)
+        # Tokens sampled in a step reach the client `output_lag_steps` steps later (0 or 1): the
+        # serving front end processes step k's output while step k+1 runs.
+        self.lag = output_lag_steps
+        self._pending_first: list[Request] = []
+        self._pending_done: list[Request] = []
+
+    def flush(self, now: float) -> None:
+        """Deliver the tokens of the previous step to clients at `now` (lagged output)."""
+        if self._pending_first:
+            for req in self._pending_first:
+                req.first_token = now
+            self._pending_first = []
+        if self._pending_done:
+            done, self._pending_done = self._pending_done, []
+            for req in done:
+                self.on_finish(req, now)
 
     # --- KV blocks --------------------------------------------------------------------------
     def blocks_for(self, tokens: int) -> int:
@@ -227,8 +244,8 @@ class ReplicaCore:
     def cancel(self, req: Request) -> None:
         """Remove a request for good (client gone): from the queue, or from the running set."""
         if req.state == WAITING:
-            assert req.queue is not None
-            req.queue.remove(req)
+            if req.queue is not None:  # None: still on its way to the engine
+                req.queue.remove(req)
         elif req.owner is not self:
             assert req.owner is not None
             req.owner.cancel(req)
@@ -252,7 +269,10 @@ class ReplicaCore:
         del self.running[req.idx]
         self.release(req)
         req.state = GONE
-        self.on_finish(req, now)
+        if self.lag:
+            self._pending_done.append(req)
+        else:
+            self.on_finish(req, now)
 
     def grow_decodes(self) -> None:
         """Before a decode step: give a block to every decoding request whose next token starts
@@ -274,6 +294,8 @@ class ReplicaCore:
 
     def commit(self, plan: Plan, now: float) -> None:
         """Apply a finished step at time `now`: decode tokens, finished prefills, completions."""
+        if self.lag:
+            self.flush(now)
         if plan.n_dec:
             self.dit += 1
             fin = self._fin
@@ -296,7 +318,11 @@ class ReplicaCore:
                 self.prefilling.remove(req)
                 req.generated += 1  # the prefill step samples the next token
                 if req.first_token < 0:
-                    req.first_token = now
+                    if self.lag:
+                        req.first_token = 0.0  # marks "sampled"; the client time is set by flush()
+                        self._pending_first.append(req)
+                    else:
+                        req.first_token = now
                 if req.generated >= req.output:
                     self._finish(req, now)
                 else:

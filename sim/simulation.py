@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,8 @@ class _Replica:
         self.wake: simpy.Event | None = None
         self.outstanding_tok = 0
         self.service = pool.service
+        # Host-side latency (HTTP, tokenizer) before a request reaches this replica's engine.
+        self.delay_s = pool.hardware.request_overhead_s if pool.service is None else 0.0
         if pool.service is None:
             self.perf = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype)
             sc = pool.scheduler
@@ -68,7 +71,9 @@ class _Replica:
             prefix_blocks = sim.wl.prefix_tokens // bs if sc.prefix_caching else 0
         else:
             blocks, bs, prefix_blocks = 1 << 62, 1, 0
-        self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish, prefix_blocks=prefix_blocks)
+        lag = pool.hardware.output_lag_steps if pool.service is None else 0
+        self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish, prefix_blocks=prefix_blocks,
+                                output_lag_steps=lag)
         self.info = ReplicaInfo(rid, pool.name, blocks if pool.service is None else 0)
 
     def _on_finish(self, req: Request, now: float) -> None:
@@ -81,6 +86,7 @@ class _Replica:
             self.wake.succeed()
 
     def _sleep(self):
+        self.core.flush(self.env.now)  # no next step to wait for: deliver lagged output now
         ts = self.sim.ts
         ts.add(self.env.now, self.rid, 0, self.core.used_blocks, len(self.core.waiting), 0)
         self.idle = True
@@ -163,9 +169,8 @@ class Simulation:
         self.timeout_s = scenario.workload.timeout_s
         self.deadlines: list | None = [] if self.timeout_s is not None else None
         self._target: dict[int, _Replica] = {}  # routed replica of each request in the system
-        self._n_sys = 0
-        self._sys_t = [0.0]
-        self._sys_n = [0]
+        self._sys_t = array("d")  # times at which a request entered (+1) or left (-1) the system
+        self._sys_d = array("b")
         self.service_s: dict[str, np.ndarray] = {}
         for pool in scenario.pools:
             if pool.service is not None:
@@ -177,12 +182,18 @@ class Simulation:
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _in_system(self, delta: int, t: float) -> None:
-        self._n_sys += delta
-        if self._sys_t[-1] == t:
-            self._sys_n[-1] = self._n_sys
-        else:
-            self._sys_t.append(t)
-            self._sys_n.append(self._n_sys)
+        """Record a change of the number of requests in the system at client time t (events may
+        be recorded late: arrivals are seen after the front end, timeouts at the next step)."""
+        self._sys_t.append(t)
+        self._sys_d.append(delta)
+
+    def _in_system_series(self) -> tuple[np.ndarray, np.ndarray]:
+        t = np.frombuffer(self._sys_t, dtype=np.float64) if len(self._sys_t) else np.zeros(0)
+        d = np.frombuffer(self._sys_d, dtype=np.int8).astype(np.int64) if len(self._sys_d) else np.zeros(0, np.int64)
+        order = np.argsort(t, kind="stable")
+        t, n = np.concatenate(([0.0], t[order])), np.concatenate(([0], np.cumsum(d[order])))
+        last = np.append(t[1:] != t[:-1], True)  # keep the final count at each distinct time
+        return t[last], n[last]
 
     def complete(self, req: Request, now: float, rep: _Replica) -> None:
         i = req.idx
@@ -208,7 +219,7 @@ class Simulation:
             tb.status[i] = FAILED
             tb.reason[i] = f"timeout: no response within {self.timeout_s:g} s"
             tb.preemptions[i] = req.preemptions
-            if req.first_token >= 0:
+            if req.first_token > 0:  # 0.0 marks a sampled token not yet delivered
                 tb.first_token_s[i] = req.first_token
             if i in self._target:
                 self._target.pop(i).outstanding_tok -= req.prompt + req.output
@@ -230,9 +241,10 @@ class Simulation:
         reps = self.replicas
         choose = self.router.choose
         shared = self.shared
+        d0 = min(r.delay_s for r in reps)
         for i, t in enumerate(arr.tolist()):
-            if t > env.now:
-                yield env.timeout(t - env.now)
+            if t + d0 > env.now:
+                yield env.timeout(t + d0 - env.now)
             p, o = pr[i], out[i]
             if shared is not None:
                 need_ok = all(r.core.fits_ever(p + o) for r in reps)
@@ -246,7 +258,7 @@ class Simulation:
                 self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
                 continue
             req = Request(i, t, p, o, grp[i] if grp is not None else -1)
-            self._in_system(+1, env.now)
+            self._in_system(+1, t)
             if deadlines is not None:
                 heapq.heappush(deadlines, (t + timeout, i, req))
             if target is None:
@@ -260,9 +272,18 @@ class Simulation:
                 target.outstanding_tok += p + o
                 self._target[i] = target
                 self.table.replica[i] = target.rid
-                req.queue = target.core.waiting
-                target.core.waiting.append(req)
-                target.notify()
+                if target.delay_s > d0:
+                    env.timeout(target.delay_s - d0).callbacks.append(lambda _e, r=req, tg=target: self._enqueue(r, tg))
+                else:
+                    self._enqueue(req, target)
+
+    @staticmethod
+    def _enqueue(req: Request, target: _Replica) -> None:
+        if req.state == GONE:
+            return  # timed out before reaching the engine
+        req.queue = target.core.waiting
+        target.core.waiting.append(req)
+        target.notify()
 
     def run(self) -> Result:
         wall0 = time.perf_counter()
@@ -279,7 +300,8 @@ class Simulation:
         else:
             env.run()
         sim_time = float(env.now)
-        return Result(self.sc, self.wl, self.table, self.ts, np.array(self._sys_t), np.array(self._sys_n),
+        sys_t, sys_n = self._in_system_series()
+        return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n,
                       [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0)
 
 

@@ -23,6 +23,7 @@ def small(policy: str = "chunked", **over):
     """A small engine scenario: Llama-3.1-8B on H100, lognormal prompts."""
     raw = {
         "seed": over.pop("seed", 3),
+        "hardware": over.pop("hardware_tables", {}),
         "workload": {"arrival": "poisson", "rate_per_s": over.pop("rate", 8.0),
                      "num_requests": over.pop("n", 300),
                      "prompt_tokens": over.pop("prompt", {"dist": "lognormal", "mean": 800, "cv": 1.0, "max": 6000}),

@@ -1,5 +1,6 @@
 """The batching engine: hand-computed timelines, KV paging, preemption, rejection, determinism."""
 
+import dataclasses
 import json
 from collections import deque
 
@@ -18,17 +19,30 @@ from sim.simulation import Simulation
 from sim.workload import Workload
 
 
-def one_replica(policy="chunked", **sched):
-    return parse({"seed": 0,
+def hw_table(**over):
+    """The h100-sxm catalog entry as an inline [hardware.gpu] table, with overrides."""
+    h = builtin_catalog().hardware["h100-sxm"]
+    d = {f.name: getattr(h, f.name) for f in dataclasses.fields(h) if f.name != "id" and getattr(h, f.name) is not None}
+    d["tflops"] = dict(h.tflops)
+    d.update(over)
+    return d
+
+
+# The engine's own timeline: no front-end latency, tokens delivered when sampled.
+PLAIN = {"request_overhead_s": 0.0, "output_lag_steps": 0}
+
+
+def one_replica(policy="chunked", hw=PLAIN, **sched):
+    return parse({"seed": 0, "hardware": {"gpu": hw_table(**hw)},
                   "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1,
                                "prompt_tokens": 1, "output_tokens": 1},
-                  "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b",
+                  "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b",
                              "scheduler": {"policy": policy, **sched}}]})
 
 
-def perf():
+def perf(hw=PLAIN):
     c = builtin_catalog()
-    return PerfModel(c.hardware["h100-sxm"], c.models["llama-3.1-8b"])
+    return PerfModel(dataclasses.replace(c.hardware["h100-sxm"], **hw), c.models["llama-3.1-8b"])
 
 
 def fixed(arrivals, prompts, outputs):
@@ -70,8 +84,24 @@ def test_chunked_prefill_splits_long_prompt_by_budget():
     assert res.requests.finish_s[0] == pytest.approx(dt1 + dt2)
 
 
+def test_front_end_latency_and_output_lag_by_hand():
+    """request_overhead_s delays the engine's view of an arrival; with output_lag_steps = 1 a
+    sampled token reaches the client when the next step ends (or at once if the engine idles)."""
+    hw = {"request_overhead_s": 0.01, "output_lag_steps": 1}
+    pm = perf(hw)
+    res = Simulation(one_replica(hw=hw), fixed([0.5], [100], [3])).run()
+    dt1 = pm.step_time(0, 0, 100, 0, 100 * (0 + 101 / 2), 1)
+    dt2 = pm.step_time(1, 101, n_seq=1)
+    dt3 = pm.step_time(1, 102, n_seq=1)
+    tb = res.requests
+    assert tb.start_s[0] == pytest.approx(0.51, rel=1e-12)
+    assert tb.first_token_s[0] == pytest.approx(0.51 + dt1 + dt2, rel=1e-12)
+    assert tb.finish_s[0] == pytest.approx(0.51 + dt1 + dt2 + dt3, rel=1e-12)  # idle: no lag
+
+
 def test_fcfs_serves_one_request_at_a_time():
-    res = run(small("fcfs", n=60, rate=5.0, replicas=1))
+    res = run(small("fcfs", n=60, rate=5.0, replicas=1, hardware="gpu",
+                    hardware_tables={"gpu": hw_table(**PLAIN)}))
     s = check_invariants(res)
     ts = res.timeseries.columns()
     assert ts["batch_size"].max() == 1
