@@ -145,7 +145,7 @@ def _littles_law_gap(res: Any) -> float | None:
     number-in-system and W from per-request times: a self-check printed with every drained run
     (None when requests remain in flight, where the identity needs boundary terms)."""
     tb = res.requests
-    done = tb.status == COMPLETED
+    done = (tb.status == COMPLETED) | (tb.status == FAILED)  # every request that entered and left
     if (tb.status == IN_FLIGHT).any() or not done.any() or res.sim_time_s <= 0:
         return None
     lam_w = float(np.sum(tb.finish_s[done] - res.workload.arrival_s[done])) / res.sim_time_s

@@ -198,6 +198,9 @@ class Simulation:
     def complete(self, req: Request, now: float, rep: _Replica) -> None:
         i = req.idx
         tb = self.table
+        if self.timeout_s is not None and now > req.arrival + self.timeout_s:
+            self._fail_timeout(req, req.arrival + self.timeout_s)  # the client left before the end
+            return
         tb.finish_s[i] = now
         tb.first_token_s[i] = req.first_token
         tb.status[i] = COMPLETED
@@ -207,6 +210,19 @@ class Simulation:
             self._target.pop(i).outstanding_tok -= req.prompt + req.output
         self._in_system(-1, now)
 
+    def _fail_timeout(self, req: Request, t: float) -> None:
+        i = req.idx
+        tb = self.table
+        tb.status[i] = FAILED
+        tb.finish_s[i] = t  # when it left the system
+        tb.reason[i] = f"timeout: no response within {self.timeout_s:g} s"
+        tb.preemptions[i] = req.preemptions
+        if 0 < req.first_token <= t:  # 0.0 marks a sampled token not yet delivered
+            tb.first_token_s[i] = req.first_token
+        if i in self._target:
+            self._target.pop(i).outstanding_tok -= req.prompt + req.output
+        self._in_system(-1, t)
+
     def expire(self, now: float) -> None:
         """Fail every request whose client gave up by `now` (workload.timeout_s after arrival)."""
         dl = self.deadlines
@@ -215,15 +231,7 @@ class Simulation:
             if req.state == GONE:
                 continue
             self.replicas[0].core.cancel(req)  # cancel() finds the queue or replica holding it
-            tb = self.table
-            tb.status[i] = FAILED
-            tb.reason[i] = f"timeout: no response within {self.timeout_s:g} s"
-            tb.preemptions[i] = req.preemptions
-            if req.first_token > 0:  # 0.0 marks a sampled token not yet delivered
-                tb.first_token_s[i] = req.first_token
-            if i in self._target:
-                self._target.pop(i).outstanding_tok -= req.prompt + req.output
-            self._in_system(-1, t)
+            self._fail_timeout(req, t)
 
     def reject(self, i: int, reason: str) -> None:
         self.table.status[i] = REJECTED

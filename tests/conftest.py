@@ -3,7 +3,7 @@ import pytest
 
 from sim.config import parse
 from sim.metrics import summarize, time_average_in_system
-from sim.recorder import COMPLETED
+from sim.recorder import COMPLETED, FAILED
 from sim.simulation import Simulation
 
 
@@ -58,11 +58,12 @@ def check_invariants(res) -> dict:
             assert np.all(np.diff(ts["t_s"][m]) >= 0)
     # Little's law: time-average number in system (integrated from the recorded step function)
     # equals throughput x mean time in system, over a run that starts empty and drains.
+    left = done | (tb.status == FAILED)
     if s["requests_in_flight"] == 0 and done.any():
         t_end = res.sim_time_s
         L = time_average_in_system(res, t_end)
-        lam = done.sum() / t_end
-        W = float(np.mean(tb.finish_s[done] - arr[done]))
+        lam = left.sum() / t_end
+        W = float(np.mean(tb.finish_s[left] - arr[left]))
         assert L == pytest.approx(lam * W, rel=1e-9)
         assert s["littles_law_rel_err"] < 1e-9
     return s
