@@ -48,6 +48,10 @@ def print_table(summary: dict[str, Any], title: str) -> None:
                        ("preemptions", "preemptions_total"), ("simulated time (s)", "sim_time_s"),
                        ("wall time (s)", "wall_time_s")]:
         print(f"  {label:<22} {_fmt(summary.get(key))}")
+    for st in summary.get("stages", []):
+        print(f"  stage {st['stage']} ({st['start_s']:g}-{st['end_s']:g} s, {st['offered_rate_per_s']:.3g} req/s): "
+              f"{st['completed']}/{st['requests']} completed, TTFT mean {_fmt(st['ttft_mean_s'])} s, "
+              f"TPOT mean {_fmt(st['tpot_mean_s'])} s, E2E mean {_fmt(st['e2e_mean_s'])} s")
     if summary.get("reasons"):
         print(f"  {'reasons':<22} " + ", ".join(f"{k}: {v}" for k, v in summary["reasons"].items()))
 

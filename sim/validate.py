@@ -243,7 +243,7 @@ def write_scenarios(exps: list[Experiment], out_dir: Path, over: dict[str, dict]
         if over and e.exp_id in over:
             sc["hardware"] = over[e.exp_id]
         head = (f"# vLLM experiment {e.exp_id} as a dcsim scenario (written by `dcsim validate`).\n"
-                f"# Run: dcsim run {out_dir.name}/{e.exp_id}.toml\n")
+                f"# Run: dcsim run {out_dir / (e.exp_id + '.toml')}\n")
         (out_dir / f"{e.exp_id}.toml").write_text(head + tomli_w.dumps(sc))
 
 
