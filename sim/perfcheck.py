@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 VLLM_CSV = REPO / "data" / "validation" / "vllm-measured" / "experiments.csv"
 SPLITWISE_CSV = REPO / "data" / "validation" / "splitwise" / "perf_model.csv"
 
-HW_IDS = {"H100": "h100-sxm", "A100-80GB": "a100-80g", "L40S": "l40s",
+HW_IDS = {"H100": "h100-sxm", "A100-80GB": "a100-80g", "A100": "a100-80g", "L40S": "l40s", "H200": "h200",
           "a100-80gb": "a100-80g", "h100-80gb": "h100-sxm"}
 MODEL_IDS = {
     "meta-llama/Llama-2-7b-hf": "llama-2-7b", "meta-llama/Llama-2-70b-hf": "llama-2-70b",
@@ -76,12 +76,22 @@ class Skipped:
 
 
 def _model_id(name: str) -> str | None:
+    """Catalog id of a Hugging Face model name: the table above, else the name without its
+    organisation and release suffixes (Instruct, Chat, hf, FP8-dynamic, v0.1, dates)."""
     if name in MODEL_IDS:
         return MODEL_IDS[name]
     low = name.lower()
     for k, v in MODEL_IDS.items():
         if k.lower() == low:
             return v
+    from .catalog import builtin_catalog
+    import re
+    base = low.rsplit("/", 1)[-1]
+    base = re.sub(r"-(instruct|chat|hf|it|base|fp8-dynamic|fp8|v\d+(\.\d+)*|\d{4})(?=-|$)", "", base)
+    base = re.sub(r"-(instruct|chat|hf|it|base|fp8-dynamic|fp8|v\d+(\.\d+)*|\d{4})(?=-|$)", "", base)
+    ids = builtin_catalog().models
+    if base in ids:
+        return base
     return None
 
 

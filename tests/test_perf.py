@@ -15,7 +15,9 @@ def pm(model="llama-3.1-8b", hw="h100-sxm", tp=1, dtype="bf16"):
 @pytest.mark.parametrize("model,billions", [("llama-2-7b", 6.74), ("llama-2-70b", 68.98), ("llama-3.1-8b", 8.03),
                                             ("llama-3.1-70b", 70.55), ("llama-3.1-405b", 405.85),
                                             ("mixtral-8x7b", 46.70), ("mixtral-8x22b", 140.63),
-                                            ("qwen2.5-7b", 7.62), ("mistral-nemo-12b", 12.25), ("yi-34b", 34.39)])
+                                            ("qwen2.5-7b", 7.62), ("mistral-nemo-12b", 12.25), ("yi-34b", 34.39),
+                                            ("llama-2-13b", 13.02), ("mistral-7b", 7.24), ("qwen3-8b", 8.19),
+                                            ("qwen3-30b-a3b", 30.53), ("llama-3.2-3b", 3.21)])
 def test_parameter_counts_match_published(model, billions):
     # Published counts (model cards); qwen2.5-7b differs by its small QKV biases only.
     assert CAT.models[model].total_params / 1e9 == pytest.approx(billions, rel=0.01)
