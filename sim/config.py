@@ -21,9 +21,29 @@ ARRIVALS = ("poisson", "gamma", "constant", "trace")
 TRACE_FORMATS = ("csv", "azure", "mooncake")
 LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
                 "empirical": ("file",)}
-SCHEDULERS = ("fcfs", "static", "continuous", "chunked")
-ROUTERS = ("round_robin", "least_loaded", "central_queue")
+SCHEDULERS = ("fcfs", "static", "continuous", "chunked", "priority", "sjf")
+ROUTERS = ("round_robin", "least_loaded", "central_queue", "jsq", "power_of_two", "least_kv", "session_affinity")
 SERVICE_DISTS = ("exponential", "deterministic")
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency objectives (s); None = no objective on that metric."""
+
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RequestClass:
+    """A share of the traffic with its own priority (lower = served first), lengths and SLO."""
+
+    name: str
+    share: float
+    priority: int
+    prompt_tokens: Mapping[str, Any] | None
+    output_tokens: Mapping[str, Any] | None
+    slo: SLO | None
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,8 @@ class WorkloadConfig:
     stages: tuple[tuple[float, float], ...] = ()  # (rate_per_s, duration_s) per load stage
     shared_prefix: tuple[int, int] | None = None  # (groups, tokens)
     timeout_s: float | None = None  # client gives up (request fails, reason "timeout")
+    classes: tuple[RequestClass, ...] = ()
+    sessions: int | None = None  # draw a session id per request from this many sessions
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,7 @@ class SchedulerConfig:
     kv_memory_fraction: float
     block_size: int
     prefix_caching: bool = False
+    ageing_s: float = 10.0  # sjf: a request waiting this long is served before shorter ones
 
 
 @dataclass(frozen=True)
@@ -92,6 +115,7 @@ class Scenario:
     pools: tuple[PoolConfig, ...]
     router: RouterConfig
     run: RunConfig
+    slo: SLO
     base_dir: Path
     raw: Mapping[str, Any]  # the effective scenario (defaults filled in)
 
@@ -174,6 +198,21 @@ def _workload(raw: Any) -> WorkloadConfig:
     warmup = t.get("warmup_s", float, 0.0, nonneg=True)
     cv = t.get("cv", float, 1.0, positive=True)
     timeout = t.get("timeout_s", float, None, positive=True)
+    sessions = t.get("sessions", int, None, positive=True)
+    classes = []
+    for k, c in enumerate(t.get("classes", list, [])):
+        ct = _Table(c, f"workload.classes[{k}]")
+        pt, ot = ct.data.get("prompt_tokens"), ct.data.get("output_tokens")
+        ct.seen.update({"prompt_tokens", "output_tokens"})
+        classes.append(RequestClass(
+            name=ct.get("name", str, f"class{k}"), share=ct.get("share", float, positive=True),
+            priority=ct.get("priority", int, 0),
+            prompt_tokens=_length_spec(pt, f"workload.classes[{k}].prompt_tokens") if pt is not None else None,
+            output_tokens=_length_spec(ot, f"workload.classes[{k}].output_tokens") if ot is not None else None,
+            slo=_slo(ct.get("slo", dict, None), f"workload.classes[{k}].slo")))
+        ct.done()
+    if len({c.name for c in classes}) != len(classes):
+        raise ScenarioError("workload.classes.name", "duplicate class names", "give each class a unique name")
     prefix = None
     if "shared_prefix" in t.data:
         sp = _Table(t.get("shared_prefix", dict), "workload.shared_prefix")
@@ -214,7 +253,16 @@ def _workload(raw: Any) -> WorkloadConfig:
         output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
     t.done()
     return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup,
-                          tuple(stages), prefix, timeout)
+                          tuple(stages), prefix, timeout, tuple(classes), sessions)
+
+
+def _slo(raw: Any, path: str) -> SLO | None:
+    if raw is None:
+        return None
+    t = _Table(raw, path)
+    out = SLO(t.get("ttft_s", float, None, positive=True), t.get("tpot_s", float, None, positive=True))
+    t.done()
+    return out
 
 
 def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
@@ -235,6 +283,7 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
         kv_memory_fraction=s.get("kv_memory_fraction", float, 0.9, positive=True),
         block_size=s.get("block_size", int, 16, positive=True),
         prefix_caching=s.get("prefix_caching", bool, False),
+        ageing_s=s.get("ageing_s", float, 10.0, positive=True),
     )
     s.done()
     if sched.kv_memory_fraction > 1:
@@ -293,20 +342,30 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     r = _Table(t.get("router", dict, {}), "router")
     router = RouterConfig(r.get("policy", str, "round_robin", choices=ROUTERS))
     r.done()
+    slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
     rn = _Table(t.get("run", dict, {}), "run")
     run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True))
     rn.done()
     t.done()
-    effective = _effective(raw, seed, name, workload, pools, router, run)
-    return Scenario(name, seed, workload, pools, router, run, base_dir, effective)
+    effective = _effective(raw, seed, name, workload, pools, router, run, slo)
+    return Scenario(name, seed, workload, pools, router, run, slo, base_dir, effective)
+
+
+def _slo_dict(slo: SLO | None) -> dict[str, float] | None:
+    return None if slo is None else {k: v for k, v in slo.__dict__.items() if v is not None}
 
 
 def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[PoolConfig, ...],
-               router: RouterConfig, run: RunConfig) -> dict[str, Any]:
+               router: RouterConfig, run: RunConfig, slo: SLO) -> dict[str, Any]:
     """The scenario with every default written out (None values dropped: TOML has no null)."""
     out = {k: v for k, v in raw.items() if k in ("catalog", "hardware", "models")}
     out.update({"name": name, "seed": seed})
-    wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix")}
+    wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix", "classes")}
+    if w.classes:
+        wd["classes"] = [{k: (dict(v) if isinstance(v, Mapping) else v) for k, v in
+                          {"name": c.name, "share": c.share, "priority": c.priority, "prompt_tokens": c.prompt_tokens,
+                           "output_tokens": c.output_tokens, "slo": _slo_dict(c.slo)}.items() if v is not None}
+                         for c in w.classes]
     wd["prompt_tokens"] = dict(w.prompt_tokens)
     wd["output_tokens"] = dict(w.output_tokens)
     if w.stages:
@@ -328,6 +387,8 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             d["service"] = dict(p.service.__dict__)
         out["pools"].append(d)
     out["router"] = {"policy": router.policy}
+    if _slo_dict(slo):
+        out["slo"] = _slo_dict(slo)
     out["run"] = {k: v for k, v in run.__dict__.items() if v is not None}
     return out
 

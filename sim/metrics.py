@@ -30,6 +30,43 @@ def _stat(x: np.ndarray, fn: str, q: float = 0.0) -> float | None:
     return float(np.percentile(x, q))
 
 
+def slo_limits(res: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-request (TTFT, TPOT) limits in s (inf = none), from [slo] and class SLOs; None when
+    the scenario sets no SLO at all."""
+    sc = res.scenario
+    classes = sc.workload.classes
+    g = sc.slo
+    if g.ttft_s is None and g.tpot_s is None and not any(c.slo for c in classes):
+        return None
+    n = len(res.workload)
+    ttft = np.full(n, g.ttft_s if g.ttft_s is not None else np.inf)
+    tpot = np.full(n, g.tpot_s if g.tpot_s is not None else np.inf)
+    cls = res.workload.cls
+    if cls is not None:
+        for k, c in enumerate(classes):
+            if c.slo is not None:
+                m = cls == k
+                if c.slo.ttft_s is not None:
+                    ttft[m] = c.slo.ttft_s
+                if c.slo.tpot_s is not None:
+                    tpot[m] = c.slo.tpot_s
+    return ttft, tpot
+
+
+def slo_met(res: Any) -> np.ndarray | None:
+    """Whether each request completed within both of its SLOs (DistServe's definition; a
+    one-token output has no TPOT and meets any TPOT SLO)."""
+    lim = slo_limits(res)
+    if lim is None:
+        return None
+    wl, tb = res.workload, res.requests
+    done = tb.status == COMPLETED
+    ttft = tb.first_token_s - wl.arrival_s
+    denom = np.maximum(wl.output_tokens - 1, 1)
+    tpot = np.where(wl.output_tokens > 1, (tb.finish_s - tb.first_token_s) / denom, 0.0)
+    return done & (ttft <= lim[0] + 1e-12) & (tpot <= lim[1] + 1e-12)
+
+
 def request_columns(res: Any) -> dict[str, np.ndarray]:
     """The per-request table as columns (one row per request, in arrival order)."""
     wl, tb = res.workload, res.requests
@@ -45,12 +82,22 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
 
     status = np.array([STATUS[int(s)] for s in tb.status]) if len(tb.status) else np.zeros(0, dtype=str)
     reason = np.array([tb.reason.get(i, "") for i in range(len(arr))]) if len(arr) else np.zeros(0, dtype=str)
+    extra: dict[str, np.ndarray] = {}
+    if wl.cls is not None and res.scenario.workload.classes:
+        names = np.array([c.name for c in res.scenario.workload.classes])
+        extra["class"] = names[wl.cls]
+    if wl.session is not None:
+        extra["session"] = wl.session
+    met = slo_met(res)
+    if met is not None:
+        extra["slo_met"] = met
     return {
-        "request_id": np.arange(len(arr), dtype=np.int64), "arrival_s": arr,
+        **{"request_id": np.arange(len(arr), dtype=np.int64), "arrival_s": arr},
         "prompt_tokens": wl.prompt_tokens, "output_tokens": wl.output_tokens,
         "start_s": tb.start_s, "first_token_s": tb.first_token_s, "finish_s": tb.finish_s,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queue_s": queue,
         "replica": tb.replica, "status": status, "reason": reason, "preemptions": tb.preemptions,
+        **extra,
     }
 
 
@@ -92,6 +139,26 @@ def summarize(res: Any) -> dict[str, Any]:
         "warmup_s": warm,
         "replicas": len(res.replicas),
     }
+    met = slo_met(res)
+    counted = (arr >= warm) & (st != IN_FLIGHT)
+    if met is not None:
+        s["slo_ttft_s"] = res.scenario.slo.ttft_s
+        s["slo_tpot_s"] = res.scenario.slo.tpot_s
+        s["slo_attainment"] = float(np.sum(met & counted) / max(1, counted.sum()))
+        s["goodput_req_per_s"] = float(np.sum(met & counted)) / window
+    classes = res.scenario.workload.classes
+    if wl.cls is not None and classes:
+        s["classes"] = []
+        for k, c in enumerate(classes):
+            in_k = wl.cls == k
+            sel_k = sel & in_k
+            d = {"name": c.name, "priority": c.priority, "requests": int(in_k.sum()),
+                 "completed": int(np.sum(in_k & (st == COMPLETED))), **latency_stats(res, sel_k)}
+            if met is not None:
+                ck = counted & in_k
+                d["slo_attainment"] = float(np.sum(met & ck) / max(1, ck.sum()))
+                d["goodput_req_per_s"] = float(np.sum(met & ck)) / window
+            s["classes"].append(d)
     if wl.stage is not None and len(wl.stage_bounds_s) > 1:
         stages = []
         for k in range(len(wl.stage_bounds_s) - 1):

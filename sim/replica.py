@@ -32,9 +32,10 @@ class Request:
 
     __slots__ = ("idx", "arrival", "prompt", "output", "generated", "target", "done", "blocks",
                  "base", "j0", "epoch", "state", "preemptions", "reserved", "first_token", "group",
-                 "shared", "queue", "owner")
+                 "shared", "queue", "owner", "priority", "session")
 
-    def __init__(self, idx: int, arrival: float, prompt: int, output: int, group: int = -1) -> None:
+    def __init__(self, idx: int, arrival: float, prompt: int, output: int, group: int = -1,
+                 priority: int = 0, session: int = -1) -> None:
         self.idx, self.arrival, self.prompt, self.output = idx, arrival, prompt, output
         self.generated = 0  # output tokens produced so far (kept across preemption)
         self.target = prompt  # tokens to prefill this round (prompt + generated after a preemption)
@@ -51,6 +52,8 @@ class Request:
         self.group = group  # shared-prefix group, -1 = none
         self.queue: deque | None = None  # the queue it waits in
         self.owner: "ReplicaCore | None" = None  # the replica running it
+        self.priority = priority  # lower value = more important (request class)
+        self.session = session
 
 
 @dataclass
@@ -74,7 +77,7 @@ class ReplicaCore:
 
     def __init__(self, rid: int, total_blocks: int, block_size: int, waiting: deque | None = None,
                  on_finish: Callable[[Request, float], None] | None = None, prefix_blocks: int = 0,
-                 output_lag_steps: int = 0) -> None:
+                 output_lag_steps: int = 0, priority_preemption: bool = False) -> None:
         self.rid = rid
         self.total_blocks = total_blocks
         self.block_size = block_size
@@ -82,7 +85,9 @@ class ReplicaCore:
         self._ref: dict = {}  # prefix-cache key -> number of running holders
         self._lru: OrderedDict = OrderedDict()  # cached keys with no holder, oldest first
         self.prefix_blocks = prefix_blocks
-        self.waiting: deque[Request] = waiting if waiting is not None else deque()
+        self.waiting = waiting if waiting is not None else deque()
+        # Victim order for preemption: latest arrival (vLLM); with priorities, lowest class first.
+        self.priority_preemption = priority_preemption
         self.prefilling: list[Request] = []
         self.running: dict[int, Request] = {}  # prefilling + decoding, in admission order
         self.n_dec = 0
@@ -143,11 +148,17 @@ class ReplicaCore:
         requests (vLLM's recompute preemption) once no free or evictable block is left.
         False if `req` itself had to be preempted."""
         while self.free_blocks < need:
-            victim = max(self.running.values(), key=lambda r: (r.arrival, r.idx))
+            victim = self.victim()
             self.preempt(victim)
             if victim is req:
                 return False
         return True
+
+    def victim(self) -> Request:
+        """The running request to preempt next."""
+        if self.priority_preemption:
+            return max(self.running.values(), key=lambda r: (r.priority, r.arrival, r.idx))
+        return max(self.running.values(), key=lambda r: (r.arrival, r.idx))
 
     def take(self, req: Request, n: int) -> None:
         """Give `req` n private blocks, evicting least recently used cached blocks if needed."""

@@ -11,6 +11,13 @@ Registered by name (`SCHEDULERS`). Each returns a Plan, or None when there is no
 - chunked: decode first, then prefill chunks fill the token budget (vLLM v1, Sarathi-Serve):
   every step decodes every running request, and the rest of max_batched_tokens goes to
   prompt chunks in arrival order.
+- priority: chunked, with the queue ordered by request-class priority (lower value first, then
+  arrival) and preemption of the lowest class first; a waiting request that does not fit
+  preempts running requests of a lower class (vLLM's `--scheduling-policy priority`).
+- sjf: chunked, with the queue ordered by shortest prompt first, except that a request waiting
+  longer than `ageing_s` goes first (shortest-job-first with ageing, e.g. Fu et al. 2024,
+  "Efficient LLM Scheduling by Learning to Rank", and Qiu et al. 2024 on starvation bounds).
+The queue order lives in sim/queues.py; the step planning below is shared.
 """
 
 from __future__ import annotations
@@ -55,7 +62,9 @@ class Chunked(Scheduler):
             c = min(req.target - cached, budget)
             need = core.blocks_for(cached + c) - hits
             if need > core.free_blocks - idle:
-                break
+                if not self._make_room(core, req, need + idle):
+                    break
+                continue  # the queue head may have changed (preempted requests rejoin it)
             waiting.popleft()
             core.admit(req)
             if hits:
@@ -67,6 +76,28 @@ class Chunked(Scheduler):
         if core.n_dec == 0 and not chunks:
             return None
         return Plan(chunks, core.n_dec)
+
+
+    def _make_room(self, core: ReplicaCore, req, need: int) -> bool:
+        """FCFS waits for room; see Priority."""
+        return False
+
+
+class Priority(Chunked):
+    def _make_room(self, core: ReplicaCore, req, need: int) -> bool:
+        """Preempt running requests of a lower class (higher priority value) until `need`
+        blocks are free; False (and nothing preempted) if that cannot be done."""
+        lower = sorted((r for r in core.running.values() if r.priority > req.priority),
+                       key=lambda r: (r.priority, r.arrival, r.idx), reverse=True)
+        free = core.free_blocks
+        if free + sum(core.held(r) for r in lower) < need:
+            return False
+        for r in lower:
+            if core.free_blocks >= need:
+                break
+            core.preempt(r)
+        core.preempted_this_step = False  # the admission this made room for goes ahead
+        return core.free_blocks >= need
 
 
 class Continuous(Scheduler):
@@ -133,4 +164,4 @@ def make_scheduler(policy: str, max_batch_size: int, max_batched_tokens: int) ->
 
 
 SCHEDULERS: dict[str, type[Scheduler]] = {"chunked": Chunked, "continuous": Continuous, "static": Static,
-                                          "fcfs": Static}
+                                          "fcfs": Static, "priority": Priority, "sjf": Chunked}

@@ -22,6 +22,7 @@ from .perf import PerfModel
 from .recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
 from .replica import GONE, ReplicaCore, Request
 from .rng import stream
+from .queues import make_queue
 from .router import make_router
 from .schedulers import make_scheduler
 from .workload import Workload, build_workload
@@ -59,6 +60,7 @@ class _Replica:
         self.idle = False
         self.wake: simpy.Event | None = None
         self.outstanding_tok = 0
+        self.outstanding_req = 0
         self.service = pool.service
         # Host-side latency (HTTP, tokenizer) before a request reaches this replica's engine.
         self.delay_s = pool.hardware.request_overhead_s if pool.service is None else 0.0
@@ -73,7 +75,8 @@ class _Replica:
             blocks, bs, prefix_blocks = 1 << 62, 1, 0
         lag = pool.hardware.output_lag_steps if pool.service is None else 0
         self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish, prefix_blocks=prefix_blocks,
-                                output_lag_steps=lag)
+                                output_lag_steps=lag,
+                                priority_preemption=pool.scheduler.policy == "priority")
         self.info = ReplicaInfo(rid, pool.name, blocks if pool.service is None else 0)
 
     def _on_finish(self, req: Request, now: float) -> None:
@@ -158,17 +161,23 @@ class Simulation:
         self.env = simpy.Environment()
         self.table = RequestTable(n)
         self.ts = TimeSeries(scenario.run.timeseries)
-        self.router = make_router(scenario.router.policy)
-        shared: deque | None = deque() if self.router.shared_queue else None
+        n_reps = sum(p.replicas for p in scenario.pools)
+        self.router = make_router(scenario.router.policy, n, n_reps, stream(scenario.seed, "router"))
+        sc0 = scenario.pools[0].scheduler
+        now = lambda: self.env.now  # noqa: E731
+        shared = make_queue(sc0.policy, sc0.ageing_s, now) if self.router.shared_queue else None
         self.replicas: list[_Replica] = []
         for pool in scenario.pools:
             for _ in range(pool.replicas):
-                q = shared if shared is not None else deque()
+                q = shared if shared is not None else make_queue(pool.scheduler.policy, pool.scheduler.ageing_s, now)
                 self.replicas.append(_Replica(self, len(self.replicas), pool, q))
         self.shared = shared
         self.timeout_s = scenario.workload.timeout_s
         self.deadlines: list | None = [] if self.timeout_s is not None else None
         self._target: dict[int, _Replica] = {}  # routed replica of each request in the system
+        cls = self.wl.cls
+        classes = scenario.workload.classes
+        self._prio = ([classes[int(c)].priority for c in cls] if (cls is not None and classes) else None)
         self._sys_t = array("d")  # times at which a request entered (+1) or left (-1) the system
         self._sys_d = array("b")
         self.service_s: dict[str, np.ndarray] = {}
@@ -207,7 +216,9 @@ class Simulation:
         tb.preemptions[i] = req.preemptions
         tb.replica[i] = rep.rid
         if i in self._target:
-            self._target.pop(i).outstanding_tok -= req.prompt + req.output
+            tg = self._target.pop(i)
+            tg.outstanding_tok -= req.prompt + req.output
+            tg.outstanding_req -= 1
         self._in_system(-1, now)
 
     def _fail_timeout(self, req: Request, t: float) -> None:
@@ -220,7 +231,9 @@ class Simulation:
         if 0 < req.first_token <= t:  # 0.0 marks a sampled token not yet delivered
             tb.first_token_s[i] = req.first_token
         if i in self._target:
-            self._target.pop(i).outstanding_tok -= req.prompt + req.output
+            tg = self._target.pop(i)
+            tg.outstanding_tok -= req.prompt + req.output
+            tg.outstanding_req -= 1
         self._in_system(-1, t)
 
     def expire(self, now: float) -> None:
@@ -244,6 +257,8 @@ class Simulation:
         pr = self.wl.prompt_tokens.tolist()
         out = self.wl.output_tokens.tolist()
         grp = self.wl.prefix_group.tolist() if self.wl.prefix_group is not None else None
+        sess = self.wl.session.tolist() if self.wl.session is not None else None
+        prio = self._prio
         deadlines = self.deadlines
         timeout = self.timeout_s
         reps = self.replicas
@@ -258,14 +273,15 @@ class Simulation:
                 need_ok = all(r.core.fits_ever(p + o) for r in reps)
                 target = None
             else:
-                target = reps[choose([r.outstanding_tok for r in reps])] if len(reps) > 1 else reps[0]
+                target = reps[choose(i, sess[i] if sess is not None else -1, reps)] if len(reps) > 1 else reps[0]
                 need_ok = target.core.fits_ever(p + o)
             if not need_ok:
                 cap = min(r.core.total_blocks * r.core.block_size for r in reps) if target is None \
                     else target.core.total_blocks * target.core.block_size
                 self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
                 continue
-            req = Request(i, t, p, o, grp[i] if grp is not None else -1)
+            req = Request(i, t, p, o, grp[i] if grp is not None else -1, prio[i] if prio is not None else 0,
+                          sess[i] if sess is not None else -1)
             self._in_system(+1, t)
             if deadlines is not None:
                 heapq.heappush(deadlines, (t + timeout, i, req))
@@ -278,6 +294,7 @@ class Simulation:
                         break
             else:
                 target.outstanding_tok += p + o
+                target.outstanding_req += 1
                 self._target[i] = target
                 self.table.replica[i] = target.rid
                 if target.delay_s > d0:

@@ -33,6 +33,8 @@ class Workload:
     prefix_group: np.ndarray | None = None  # int32 shared-prefix group, -1 = none (None: no prefixes)
     prefix_tokens: int = 0  # length of every shared prefix
     stage_bounds_s: tuple[float, ...] = ()  # start time of each stage, then the end of the last
+    cls: np.ndarray | None = None  # int16 request-class index (None: one class)
+    session: np.ndarray | None = None  # int64 session id (None: no sessions)
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -186,7 +188,10 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
             arr, pr, out = arr[keep], pr[keep], out[keep]
         if w.num_requests is not None:
             arr, pr, out = arr[: w.num_requests], pr[: w.num_requests], out[: w.num_requests]
-        return Workload(arr, pr, out)
+        sess = read_trace_sessions(base_dir / w.trace, w.trace_format, arr.shape[0])
+        if sess is None and w.sessions:
+            sess = stream(seed, "sessions").integers(0, w.sessions, size=arr.shape[0])
+        return Workload(arr, pr, out, session=sess)
     rng = stream(seed, "arrivals")
     stage = None
     bounds: tuple[float, ...] = ()
@@ -215,4 +220,31 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
         # A prompt holds its prefix: one no longer than the prefix carries none of it (a prompt
         # needs at least one token of its own).
         group[pr <= ptok] = -1
-    return Workload(arr, pr, out, stage, group, ptok, bounds)
+    cls = None
+    if w.classes:
+        shares = np.array([c.share for c in w.classes], dtype=float)
+        cls = stream(seed, "classes").choice(len(shares), size=n, p=shares / shares.sum()).astype(np.int16)
+        for k, c in enumerate(w.classes):
+            m = cls == k
+            if c.prompt_tokens is not None:
+                pr[m] = draw_lengths(c.prompt_tokens, int(m.sum()), stream(seed, f"prompt_tokens:{c.name}"),
+                                     f"workload.classes[{k}].prompt_tokens", base_dir)
+            if c.output_tokens is not None:
+                out[m] = draw_lengths(c.output_tokens, int(m.sum()), stream(seed, f"output_tokens:{c.name}"),
+                                      f"workload.classes[{k}].output_tokens", base_dir)
+    sess = stream(seed, "sessions").integers(0, w.sessions, size=n) if w.sessions else None
+    return Workload(arr, pr, out, stage, group, ptok, bounds, cls, sess)
+
+
+def read_trace_sessions(path: Path, fmt: str, n: int) -> np.ndarray | None:
+    """The `session_id` column of a CSV trace (first n rows in arrival order), if it has one."""
+    if fmt != "csv":
+        return None
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if "session_id" not in (reader.fieldnames or []):
+            return None
+        rows = [(float(r["arrival_s"]), i, r["session_id"]) for i, r in enumerate(reader)]
+    rows.sort()
+    ids: dict[str, int] = {}
+    return np.array([ids.setdefault(s, len(ids)) for _, _, s in rows[:n]], dtype=np.int64)

@@ -171,11 +171,14 @@ def test_routers_spread_load_and_keep_invariants(router):
 
 
 def test_least_loaded_prefers_idle_replica():
+    from types import SimpleNamespace as NS
+
     from sim.router import LeastLoaded, RoundRobin
-    assert LeastLoaded().choose([5, 0, 3]) == 1
-    assert LeastLoaded().choose([2, 2, 2]) == 0
+    reps = [NS(outstanding_tok=t) for t in (5, 0, 3)]
+    assert LeastLoaded().choose(0, -1, reps) == 1
+    assert LeastLoaded().choose(0, -1, [NS(outstanding_tok=2)] * 3) == 0
     rr = RoundRobin()
-    assert [rr.choose([0, 0, 0]) for _ in range(4)] == [0, 1, 2, 0]
+    assert [rr.choose(i, -1, reps) for i in range(4)] == [0, 1, 2, 0]
 
 
 # --- plan-level properties (no SimPy): budgets, batch sizes, KV never over capacity -------------

@@ -1,0 +1,131 @@
+"""Waiting queues of a replica, one per ordering discipline; all share deque's interface
+(append, appendleft, popleft, [0], remove, len) so schedulers stay policy-agnostic.
+
+- FIFO: `collections.deque`.
+- PriorityQueue: lowest `priority` value first, then earliest arrival (a preempted request keeps
+  its place). O(log n) per operation, lazy deletion.
+- SjfQueue: shortest remaining prompt first, except that a request which has waited `ageing_s`
+  or more is served before any shorter one (oldest first), so nothing starves.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from typing import Callable
+
+
+class _HeapQueue:
+    """Heap with lazy deletion; subclasses define the key."""
+
+    def __init__(self) -> None:
+        self._heap: list = []
+        self._live: set[int] = set()  # ids of queued requests
+        self._seq = 0
+
+    def _key(self, req) -> tuple:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def append(self, req) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (*self._key(req), self._seq, req))
+        self._live.add(id(req))
+
+    appendleft = append  # order comes from the key (a preempted request keeps its key)
+
+    def _clean(self) -> None:
+        h = self._heap
+        while h and id(h[0][-1]) not in self._live:
+            heapq.heappop(h)
+
+    def __getitem__(self, i: int):
+        if i != 0:
+            raise IndexError("only the head is accessible")
+        self._clean()
+        if not self._heap:
+            raise IndexError("empty queue")
+        return self._heap[0][-1]
+
+    def popleft(self):
+        self._clean()
+        req = heapq.heappop(self._heap)[-1]
+        self._live.discard(id(req))
+        return req
+
+    def remove(self, req) -> None:
+        if id(req) not in self._live:
+            raise ValueError("not queued")
+        self._live.discard(id(req))
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __bool__(self) -> bool:
+        return bool(self._live)
+
+
+class PriorityQueue(_HeapQueue):
+    def _key(self, req) -> tuple:
+        return (req.priority, req.arrival, req.idx)
+
+
+class SjfQueue:
+    """Shortest prompt first with an ageing bound (`now()` gives the current time)."""
+
+    def __init__(self, ageing_s: float, now: Callable[[], float]) -> None:
+        self.ageing_s = ageing_s
+        self.now = now
+        self._by_len = _ByLen()
+        self._by_age: deque = deque()  # arrival order (lazy deletion through _by_len's live set)
+
+    def append(self, req) -> None:
+        self._by_len.append(req)
+        self._by_age.append(req)
+
+    def appendleft(self, req) -> None:
+        self._by_len.append(req)
+        self._by_age.appendleft(req)
+
+    def _oldest(self):
+        live = self._by_len._live
+        q = self._by_age
+        while q and id(q[0]) not in live:
+            q.popleft()
+        return q[0] if q else None
+
+    def __getitem__(self, i: int):
+        if i != 0:
+            raise IndexError("only the head is accessible")
+        old = self._oldest()
+        if old is None:
+            raise IndexError("empty queue")
+        if self.now() - old.arrival >= self.ageing_s:
+            return old
+        return self._by_len[0]
+
+    def popleft(self):
+        req = self[0]
+        self._by_len.remove(req)
+        return req
+
+    def remove(self, req) -> None:
+        self._by_len.remove(req)
+
+    def __len__(self) -> int:
+        return len(self._by_len)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_len)
+
+
+class _ByLen(_HeapQueue):
+    def _key(self, req) -> tuple:
+        return (req.target - req.done, req.arrival, req.idx)
+
+
+def make_queue(policy: str, ageing_s: float, now: Callable[[], float]):
+    if policy == "priority":
+        return PriorityQueue()
+    if policy == "sjf":
+        return SjfQueue(ageing_s, now)
+    return deque()
