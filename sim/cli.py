@@ -63,10 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .simulation import Simulation
 
     sc = config.load(args.scenario, args.set, args.seed)
-    res = Simulation(sc).run()
+    res = Simulation(sc, quiet=args.quiet or args.json).run()
     summary = summarize(res)
     if args.out:
         write_run(res, summary, args.out)
+        if not args.no_plots:
+            from .plots import plot_dir
+            plot_dir(args.out)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -167,6 +170,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .study import compare, save, strip_latencies, table_compare
+
+    rep = compare(args.scenario, args.vary, args.replications, args.baseline, args.workers, args.set,
+                  args.quiet or args.json)
+    if args.out:
+        out = Path(args.out)
+        save(rep, out / "compare.json")
+        from .plots import plot_dir
+        plot_dir(out)
+    if args.json:
+        print(json.dumps(strip_latencies(rep), indent=1))
+    else:
+        print(table_compare(rep))
+        if args.out:
+            print(f"\ncompare.json, comparison.png and latency_cdf.png in {args.out}/")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .study import save, sweep, table_sweep
+
+    rep = sweep(args.scenario, args.range, args.vary, args.replications, args.workers, args.set,
+                args.quiet or args.json, args.attainment)
+    if args.out:
+        out = Path(args.out)
+        save(rep, out / "sweep.json")
+        from .plots import plot_dir
+        plot_dir(out)
+    if args.json:
+        print(json.dumps(rep, indent=1))
+    else:
+        print(table_sweep(rep))
+        if args.out:
+            print(f"\nsweep.json, latency_vs_load.png, throughput_vs_latency.png (and goodput_vs_load.png) in {args.out}/")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_dir
+
+    for f in plot_dir(args.run_dir):
+        print(f)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dcsim", description="Discrete-event simulator of LLM-inference datacenters.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -177,7 +226,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override a scenario value, e.g. --set workload.rate_per_s=20 (repeatable)")
     r.add_argument("--json", action="store_true", help="print only the summary JSON")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--no-plots", dest="no_plots", action="store_true", help="with --out: skip the PNG plots")
     r.set_defaults(fn=cmd_run)
+    for name, hlp in (("compare", "run policy variants on common random numbers and compare"),
+                      ("sweep", "latency against offered load for each variant")):
+        c = sub.add_parser(name, help=hlp)
+        c.add_argument("scenario")
+        if name == "sweep":
+            c.add_argument("--range", required=True, metavar="KEY=START:STOP:STEP",
+                           help="the swept key, e.g. workload.rate_per_s=2:20:2")
+            c.add_argument("--attainment", type=float, default=0.9,
+                           help="SLO attainment that a load must reach to count as meeting the SLO (default 0.9)")
+        c.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a key and its values (repeatable: variants are the product)")
+        c.add_argument("--replications", type=int, default=3 if name == "compare" else 1,
+                       help="runs per variant, on seeds seed, seed+1, ... (the same for every variant)")
+        if name == "compare":
+            c.add_argument("--baseline", help="the variant differences are taken against (default: the first)")
+        c.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+        c.add_argument("--workers", type=int, default=None, help="processes (default: all cores; results identical)")
+        c.add_argument("--out", help="write the report JSON and PNG plots here")
+        c.add_argument("--quiet", action="store_true", help="no progress bar")
+        c.add_argument("--json", action="store_true")
+        c.set_defaults(fn=cmd_compare if name == "compare" else cmd_sweep)
+    pl = sub.add_parser("plot", help="(re)draw the plots of a run, compare or sweep folder")
+    pl.add_argument("run_dir")
+    pl.set_defaults(fn=cmd_plot)
     f = sub.add_parser("perf", help="roofline step-time calculator")
     f.add_argument("--hardware", required=True)
     f.add_argument("--model", required=True)

@@ -138,6 +138,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "reasons": dict(sorted(reasons.items())),
         "warmup_s": warm,
         "replicas": len(res.replicas),
+        "kv_blocks_total": {str(r.rid): r.total_blocks for r in res.replicas},
     }
     met = slo_met(res)
     counted = (arr >= warm) & (st != IN_FLIGHT)

@@ -22,6 +22,7 @@ from .perf import PerfModel
 from .recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
 from .replica import GONE, ReplicaCore, Request
 from .rng import stream
+from .progress import Progress
 from .queues import make_queue
 from .router import make_router
 from .schedulers import make_scheduler
@@ -154,11 +155,12 @@ class _Replica:
 class Simulation:
     """One run of a scenario. Build with a Scenario, call `run()`."""
 
-    def __init__(self, scenario: Scenario, workload: Workload | None = None) -> None:
+    def __init__(self, scenario: Scenario, workload: Workload | None = None, quiet: bool = True) -> None:
         self.sc = scenario
         self.wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
         n = len(self.wl)
         self.env = simpy.Environment()
+        self.quiet = quiet
         self.table = RequestTable(n)
         self.ts = TimeSeries(scenario.run.timeseries)
         n_reps = sum(p.replicas for p in scenario.pools)
@@ -265,7 +267,11 @@ class Simulation:
         choose = self.router.choose
         shared = self.shared
         d0 = min(r.delay_s for r in reps)
+        bar = None if self.quiet else Progress(len(arr), "run")
+        tick = max(1, len(arr) // 200)
         for i, t in enumerate(arr.tolist()):
+            if bar is not None and i % tick == 0:
+                bar.set(i)
             if t + d0 > env.now:
                 yield env.timeout(t + d0 - env.now)
             p, o = pr[i], out[i]
@@ -301,6 +307,9 @@ class Simulation:
                     env.timeout(target.delay_s - d0).callbacks.append(lambda _e, r=req, tg=target: self._enqueue(r, tg))
                 else:
                     self._enqueue(req, target)
+        if bar is not None:
+            bar.set(len(arr), "arrivals done; draining")
+            bar.close()
 
     @staticmethod
     def _enqueue(req: Request, target: _Replica) -> None:

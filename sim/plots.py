@@ -1,0 +1,207 @@
+"""Standard plots (matplotlib, PNG). Every figure is written with a JSON file of the numbers it
+was drawn from beside it (same name, .json), so plots can be checked and redrawn.
+
+- run folder: timeseries.png (per-replica batch size, KV blocks used, queue length over time),
+  latency_cdf.png.
+- compare folder: latency_cdf.png (one curve per variant, first replication), comparison.png
+  (bar chart of key metrics with 95% CIs).
+- sweep folder: latency_vs_load.png (p50/p99 TTFT, TPOT, E2E against the swept value, CI bands),
+  throughput_vs_latency.png, goodput_vs_load.png.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path: Path, data: dict[str, Any]) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def _cdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x = np.sort(np.asarray(x, dtype=float))
+    x = x[np.isfinite(x)]
+    return x, (np.arange(1, x.size + 1) / x.size if x.size else x)
+
+
+def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: str = "") -> Path:
+    """curves: label -> {"ttft_s": [...], "tpot_s": [...], "e2e_s": [...]}."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    data: dict[str, Any] = {}
+    for ax, key, name in zip(axes, ("ttft_s", "tpot_s", "e2e_s"),
+                             ("time to first token (s)", "time per output token (s)", "end-to-end latency (s)")):
+        for lab, c in curves.items():
+            x, y = _cdf(c.get(key, []))
+            if x.size:
+                ax.plot(x, y, label=lab)
+                q = np.quantile(x, [0.5, 0.9, 0.99]).tolist()
+                data.setdefault(lab, {})[key] = {"p50": q[0], "p90": q[1], "p99": q[2], "n": int(x.size)}
+        ax.set_xlabel(name)
+        ax.set_ylabel("fraction of requests")
+        ax.grid(alpha=0.3)
+        if key != "tpot_s":
+            ax.set_xscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title or "Latency CDFs (completed requests)")
+    return _save(fig, path, data)
+
+
+def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Path, title: str = "") -> Path:
+    fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
+    data: dict[str, Any] = {}
+    reps = np.unique(ts["replica"]) if ts["t_s"].size else []
+    for r in list(reps)[:16]:
+        m = ts["replica"] == r
+        t = ts["t_s"][m]
+        kv = ts["kv_blocks_used"][m] / max(1, total_blocks.get(int(r), 1)) * 100
+        axes[0].step(t, ts["batch_size"][m], where="post", lw=0.7, label=f"replica {r}")
+        axes[1].step(t, kv, where="post", lw=0.7)
+        axes[2].step(t, ts["queue_len"][m], where="post", lw=0.7)
+        data[str(int(r))] = {"batch_size_mean": float(np.mean(ts["batch_size"][m])),
+                             "batch_size_max": int(np.max(ts["batch_size"][m])),
+                             "kv_used_pct_max": float(np.max(kv)), "queue_len_max": int(np.max(ts["queue_len"][m]))}
+    axes[0].set_ylabel("batch size (sequences)")
+    axes[1].set_ylabel("KV cache used (%)")
+    axes[2].set_ylabel("queue length (requests)")
+    axes[2].set_xlabel("simulated time (s)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    if len(reps) and len(reps) <= 8:
+        axes[0].legend(fontsize=7, ncol=4)
+    fig.suptitle(title or "Per-replica state over time")
+    return _save(fig, path, data)
+
+
+def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
+    metrics = [m for m in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_mean_s", "e2e_p99_s",
+                           "throughput_output_tok_per_s", "goodput_req_per_s") if m in rep["metrics"]]
+    labels = list(rep["variants"])
+    cols = 4
+    rows = (len(metrics) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
+    data: dict[str, Any] = {}
+    for ax, m in zip(axes.flat, metrics):
+        means = [rep["variants"][lab]["metrics"][m]["mean"] for lab in labels]
+        lo = [rep["variants"][lab]["metrics"][m]["ci_low"] for lab in labels]
+        hi = [rep["variants"][lab]["metrics"][m]["ci_high"] for lab in labels]
+        err = np.array([np.subtract(means, lo), np.subtract(hi, means)])
+        ax.bar(range(len(labels)), means, yerr=err, capsize=4, color=[f"C{i}" for i in range(len(labels))])
+        ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
+        unit = "tok/s" if "tok_per_s" in m else ("req/s" if "req_per_s" in m else "s")
+        ax.set_title(f"{m.replace('_s', '').replace('_per', ' per')} ({unit})", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        data[m] = {lab: {"mean": a, "ci_low": b, "ci_high": c} for lab, a, b, c in zip(labels, means, lo, hi)}
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle(f"Policy comparison: mean and 95% CI over {rep['replications']} replications")
+    return _save(fig, path, data)
+
+
+def _band(ax, x, pts, m, label, color, ls="-"):
+    mean = np.array([p["metrics"][m]["mean"] if m in p["metrics"] else np.nan for p in pts])
+    lo = np.array([p["metrics"][m]["ci_low"] if m in p["metrics"] else np.nan for p in pts])
+    hi = np.array([p["metrics"][m]["ci_high"] if m in p["metrics"] else np.nan for p in pts])
+    ax.plot(x, mean, ls, color=color, marker="o", ms=3, label=label)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.15)
+    return {"mean": mean.tolist(), "ci_low": lo.tolist(), "ci_high": hi.tolist()}
+
+
+def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
+    key = rep["key"]
+    xlabel = "offered load (requests/s)" if key.endswith("rate_per_s") else key
+    files = []
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    data: dict[str, Any] = {"x": rep["values"], "xlabel": xlabel, "variants": {}}
+    for i, (lab, v) in enumerate(rep["variants"].items()):
+        x = [p["value"] for p in v["points"]]
+        d = data["variants"][lab] = {}
+        for ax, base, name in zip(axes, ("ttft", "tpot", "e2e"), ("TTFT (s)", "TPOT (s)", "E2E latency (s)")):
+            d[f"{base}_p50_s"] = _band(ax, x, v["points"], f"{base}_p50_s", f"{lab} p50", f"C{i}", "--")
+            d[f"{base}_p99_s"] = _band(ax, x, v["points"], f"{base}_p99_s", f"{lab} p99", f"C{i}", "-")
+            ax.set_ylabel(name)
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Latency against load: p50 (dashed) and p99 (solid), 95% CI bands")
+    files.append(_save(fig, out / "latency_vs_load.png", data))
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    data2: dict[str, Any] = {}
+    for i, (lab, v) in enumerate(rep["variants"].items()):
+        thr = [p["metrics"]["throughput_output_tok_per_s"]["mean"] for p in v["points"]]
+        p99 = [p["metrics"].get("tpot_p99_s", {}).get("mean", np.nan) for p in v["points"]]
+        ax.plot(thr, p99, "-o", ms=3, color=f"C{i}", label=lab)
+        data2[lab] = {"throughput_output_tok_per_s": thr, "tpot_p99_s": p99}
+    ax.set_xlabel("output throughput (tokens/s)")
+    ax.set_ylabel("p99 time per output token (s)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title("Throughput against latency")
+    files.append(_save(fig, out / "throughput_vs_latency.png", data2))
+
+    if all(v["slo_defined"] for v in rep["variants"].values()):
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        data3: dict[str, Any] = {}
+        for i, (lab, v) in enumerate(rep["variants"].items()):
+            x = [p["value"] for p in v["points"]]
+            data3[lab] = {"goodput_req_per_s": _band(axes[0], x, v["points"], "goodput_req_per_s", lab, f"C{i}"),
+                          "slo_attainment": _band(axes[1], x, v["points"], "slo_attainment", lab, f"C{i}"),
+                          "max_value_meeting_slo": v["max_value_meeting_slo"]}
+            if v["max_value_meeting_slo"] is not None:
+                axes[1].axvline(v["max_value_meeting_slo"], color=f"C{i}", ls=":", lw=1)
+        axes[0].set_ylabel("goodput (requests/s meeting the SLO)")
+        axes[1].set_ylabel("SLO attainment (fraction)")
+        axes[1].axhline(rep["attainment_target"], color="k", ls="--", lw=0.8)
+        for ax in axes:
+            ax.set_xlabel(xlabel)
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.suptitle("Goodput and SLO attainment against load (dotted: max load meeting the SLO)")
+        files.append(_save(fig, out / "goodput_vs_load.png", data3))
+    return files
+
+
+def plot_dir(d: str | Path) -> list[Path]:
+    """(Re)draw the standard plots of a run, compare or sweep folder."""
+    d = Path(d)
+    if (d / "compare.json").exists():
+        rep = json.loads((d / "compare.json").read_text())
+        curves = {lab: v["latencies_seed0"] for lab, v in rep["variants"].items() if "latencies_seed0" in v}
+        files = [comparison_bars(rep, d / "comparison.png")]
+        if curves:
+            files.append(latency_cdf(curves, d / "latency_cdf.png", "Latency CDFs per variant (first replication)"))
+        return files
+    if (d / "sweep.json").exists():
+        return sweep_plots(json.loads((d / "sweep.json").read_text()), d)
+    if (d / "requests.parquet").exists():
+        import pyarrow.parquet as pq
+
+        req = pq.read_table(d / "requests.parquet").to_pydict()
+        done = np.array(req["status"]) == "completed"
+        curves = {"run": {k: np.array(req[k], dtype=float)[done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}}
+        files = [latency_cdf(curves, d / "latency_cdf.png")]
+        if (d / "timeseries.parquet").exists():
+            ts = {k: np.asarray(v) for k, v in pq.read_table(d / "timeseries.parquet").to_pydict().items()}
+            summ = json.loads((d / "summary.json").read_text())
+            files.append(timeseries(ts, {int(k): v for k, v in summ.get("kv_blocks_total", {}).items()},
+                                    d / "timeseries.png"))
+        return files
+    from .errors import ScenarioError
+    raise ScenarioError("RUN_DIR", f"{d} holds no requests.parquet, compare.json or sweep.json",
+                        "point at a folder written by dcsim run/compare/sweep --out")

@@ -1,0 +1,276 @@
+"""Studies over many runs: `compare` (policy variants on common random numbers) and `sweep`
+(latency against offered load). Each run is one task; tasks run on a process pool and are
+aggregated in task order, so results do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import apply_overrides, parse, read_toml
+from .errors import ScenarioError
+from .progress import Progress
+from .stats import mean_ci, paired_diff_ci
+
+METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
+           "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
+           "throughput_req_per_s", "utilization_mean", "slo_attainment", "goodput_req_per_s",
+           "requests_completed", "requests_rejected", "requests_failed", "preemptions_total")
+
+
+@dataclass(frozen=True)
+class Task:
+    raw: dict[str, Any]  # the scenario with this task's overrides applied
+    base_dir: str
+    seed: int
+    keep_latencies: bool = False
+
+
+def run_task(task: Task) -> dict[str, Any]:
+    """Run one scenario; returns its summary (and completed requests' latencies if asked)."""
+    from .metrics import request_columns, summarize
+    from .simulation import Simulation
+
+    raw = dict(task.raw)
+    raw["seed"] = task.seed
+    raw.setdefault("run", {})
+    raw["run"] = dict(raw["run"], timeseries=bool(task.keep_latencies))
+    res = Simulation(parse(raw, Path(task.base_dir))).run()
+    s = summarize(res)
+    out: dict[str, Any] = {"summary": {k: v for k, v in s.items() if k != "wall_time_s"},
+                           "wall_time_s": s["wall_time_s"]}
+    if task.keep_latencies:
+        cols = request_columns(res)
+        done = cols["status"] == "completed"
+        out["latencies"] = {k: cols[k][done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}
+    return out
+
+
+def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
+            quiet: bool = False) -> list[dict[str, Any]]:
+    """Run tasks on a local process pool (workers=1: in this process); results in task order."""
+    workers = workers or os.cpu_count() or 1
+    bar = Progress(len(tasks), label, enabled=None if not quiet else False)
+    results: list[dict[str, Any] | None] = [None] * len(tasks)
+    if workers <= 1 or len(tasks) <= 1:
+        for i, t in enumerate(tasks):
+            results[i] = run_task(t)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+            futs = {pool.submit(run_task, t): i for i, t in enumerate(tasks)}
+            for f in as_completed(futs):
+                results[futs[f]] = f.result()
+                bar.update()
+    bar.close()
+    return [r for r in results if r is not None]
+
+
+def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+    out = []
+    for it in items:
+        if "=" not in it:
+            raise ScenarioError("--vary", f"{it!r} is not KEY=V1,V2", "write e.g. --vary pools.scheduler.policy=continuous,chunked")
+        k, vs = it.split("=", 1)
+        vals = [v.strip() for v in vs.split(",") if v.strip()]
+        if not vals:
+            raise ScenarioError("--vary", f"no values in {it!r}")
+        out.append((k.strip(), vals))
+    return out
+
+
+def variants(vary: Sequence[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """Cartesian product of the varied keys: [(label, [key=value, ...])]."""
+    if not vary:
+        return [("base", [])]
+    combos = itertools.product(*[[(k, v) for v in vals] for k, vals in vary])
+    out = []
+    for combo in combos:
+        label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in combo) if len(vary) > 1 else combo[0][1]
+        out.append((label, [f"{k}={v}" for k, v in combo]))
+    return out
+
+
+def _load(path: str | Path) -> tuple[dict[str, Any], Path]:
+    p = Path(path)
+    return read_toml(p), p.parent
+
+
+def _validated(raw: dict[str, Any], base: Path, sets: list[str]) -> dict[str, Any]:
+    r = apply_overrides(raw, sets)
+    parse(r, base)  # fail fast, in this process, with the field named
+    return r
+
+
+def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, baseline: str | None = None,
+            workers: int | None = None, sets: Sequence[str] = (), quiet: bool = False,
+            keep_latencies: bool = True) -> dict[str, Any]:
+    """Every variant on the same seeds; means, 95% CIs and paired differences to the baseline."""
+    if replications < 1:
+        raise ScenarioError("--replications", "must be >= 1")
+    raw, base = _load(scenario)
+    raw = apply_overrides(raw, list(sets))
+    seed0 = int(raw.get("seed", 0))
+    vs = variants(parse_vary(vary))
+    labels = [v[0] for v in vs]
+    if baseline is None:
+        baseline = labels[0]
+    if baseline not in labels:
+        raise ScenarioError("--baseline", f"{baseline!r} is not a variant", f"use one of {labels}")
+    raws = {lab: _validated(raw, base, s) for lab, s in vs}
+    tasks = [Task(raws[lab], str(base), seed0 + r, keep_latencies and r == 0) for lab, _ in vs for r in range(replications)]
+    res = execute(tasks, workers, "compare", quiet)
+    by: dict[str, list[dict[str, Any]]] = {lab: res[i * replications:(i + 1) * replications] for i, lab in enumerate(labels)}
+    out: dict[str, Any] = {"scenario": str(scenario), "replications": replications,
+                           "seeds": [seed0 + r for r in range(replications)], "baseline": baseline,
+                           "vary": list(vary), "metrics": [], "variants": {}}
+    metrics = [m for m in METRICS if all(r["summary"].get(m) is not None for rs in by.values() for r in rs)]
+    out["metrics"] = metrics
+    for lab, s in vs:
+        runs = by[lab]
+        md: dict[str, Any] = {}
+        for m in metrics:
+            vals = [float(r["summary"][m]) for r in runs]
+            mean, lo, hi = mean_ci(vals)
+            d: dict[str, Any] = {"mean": mean, "ci_low": lo, "ci_high": hi, "values": vals}
+            if lab != baseline:
+                bvals = [float(r["summary"][m]) for r in by[baseline]]
+                dm, dlo, dhi = paired_diff_ci(vals, bvals)
+                d.update({"diff_mean": dm, "diff_ci_low": dlo, "diff_ci_high": dhi,
+                          "significant": bool(replications > 1 and (dlo > 0 or dhi < 0))})
+            md[m] = d
+        out["variants"][lab] = {"sets": s, "metrics": md}
+        if keep_latencies and runs and "latencies" in runs[0]:
+            out["variants"][lab]["latencies_seed0"] = runs[0]["latencies"]
+    return out
+
+
+def parse_range(text: str) -> tuple[str, list[float]]:
+    if "=" not in text or text.count(":") != 2:
+        raise ScenarioError("--range", f"{text!r} is not KEY=START:STOP:STEP", "write e.g. --range workload.rate_per_s=2:20:2")
+    k, spec = text.split("=", 1)
+    try:
+        a, b, st = (float(x) for x in spec.split(":"))
+    except ValueError:
+        raise ScenarioError("--range", f"{spec!r}: START, STOP and STEP must be numbers") from None
+    if st <= 0 or b < a:
+        raise ScenarioError("--range", "needs STEP > 0 and STOP >= START")
+    n = int(math.floor((b - a) / st + 1e-9)) + 1
+    return k.strip(), [round(a + i * st, 10) for i in range(n)]
+
+
+def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replications: int = 1,
+          workers: int | None = None, sets: Sequence[str] = (), quiet: bool = False,
+          attainment: float = 0.9) -> dict[str, Any]:
+    """Latency against a swept key (offered load) for each variant, and the largest value at
+    which mean SLO attainment stays at or above `attainment`."""
+    raw, base = _load(scenario)
+    raw = apply_overrides(raw, list(sets))
+    seed0 = int(raw.get("seed", 0))
+    key, values = parse_range(range_)
+    vs = variants(parse_vary(vary))
+    tasks, index = [], []
+    for lab, s in vs:
+        for v in values:
+            r = _validated(raw, base, list(s) + [f"{key}={v}"])
+            for k in range(replications):
+                tasks.append(Task(r, str(base), seed0 + k))
+                index.append((lab, v))
+    res = execute(tasks, workers, "sweep", quiet)
+    out: dict[str, Any] = {"scenario": str(scenario), "key": key, "values": values, "replications": replications,
+                           "attainment_target": attainment, "variants": {}}
+    for lab, s in vs:
+        pts = []
+        for v in values:
+            runs = [r for (l2, v2), r in zip(index, res) if l2 == lab and v2 == v]
+            md = {}
+            for m in METRICS:
+                vals = [r["summary"].get(m) for r in runs]
+                if any(x is None for x in vals):
+                    continue
+                mean, lo, hi = mean_ci([float(x) for x in vals])
+                md[m] = {"mean": mean, "ci_low": lo, "ci_high": hi}
+            pts.append({"value": v, "metrics": md})
+        best = None
+        has_slo = all("slo_attainment" in p["metrics"] for p in pts)
+        if has_slo:
+            for p in pts:
+                if p["metrics"]["slo_attainment"]["mean"] >= attainment:
+                    best = p["value"]
+                else:
+                    break
+        out["variants"][lab] = {"sets": s, "points": pts, "max_value_meeting_slo": best,
+                                "slo_defined": has_slo}
+    return out
+
+
+def save(obj: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1) + "\n")
+
+
+def strip_latencies(rep: dict[str, Any]) -> dict[str, Any]:
+    """The report without the per-request latency lists (for printing)."""
+    out = json.loads(json.dumps(rep))
+    for v in out.get("variants", {}).values():
+        v.pop("latencies_seed0", None)
+    return out
+
+
+def table_compare(rep: dict[str, Any], metrics: Sequence[str] | None = None) -> str:
+    metrics = metrics or [m for m in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_mean_s",
+                                      "e2e_p99_s", "throughput_output_tok_per_s", "goodput_req_per_s",
+                                      "slo_attainment") if m in rep["metrics"]]
+    L = [f"dcsim compare: {rep['scenario']}, {rep['replications']} replications (seeds {rep['seeds']}), "
+         f"baseline {rep['baseline']}", "mean [95% CI]; diff = paired difference to the baseline; * = significant", ""]
+    for m in metrics:
+        L.append(m)
+        for lab, v in rep["variants"].items():
+            d = v["metrics"][m]
+            line = f"  {lab:<28} {_g(d['mean'])} [{_g(d['ci_low'])}, {_g(d['ci_high'])}]"
+            if "diff_mean" in d:
+                line += (f"   diff {_g(d['diff_mean'])} [{_g(d['diff_ci_low'])}, {_g(d['diff_ci_high'])}]"
+                         f"{' *' if d['significant'] else ''}")
+            L.append(line)
+    return "\n".join(L)
+
+
+def table_sweep(rep: dict[str, Any]) -> str:
+    L = [f"dcsim sweep: {rep['scenario']} over {rep['key']} ({rep['replications']} replication(s) per point)", ""]
+    for lab, v in rep["variants"].items():
+        L.append(f"variant {lab}: max {rep['key']} meeting the SLO ({rep['attainment_target']:.0%} attainment): "
+                 f"{v['max_value_meeting_slo'] if v['slo_defined'] else 'no SLO defined'}")
+        L.append(f"  {'value':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'TPOT p50':>9} {'TPOT p99':>9} {'E2E p50':>9} "
+                 f"{'E2E p99':>9} {'tok/s':>9} {'goodput':>8} {'attain':>7}")
+        for p in v["points"]:
+            m = p["metrics"]
+
+            def g(k, scale=1.0):
+                return _g(m[k]["mean"] * scale) if k in m else "-"
+            L.append(f"  {p['value']:>8g} {g('ttft_p50_s'):>9} {g('ttft_p99_s'):>9} {g('tpot_p50_s'):>9} "
+                     f"{g('tpot_p99_s'):>9} {g('e2e_p50_s'):>9} {g('e2e_p99_s'):>9} "
+                     f"{g('throughput_output_tok_per_s'):>9} {g('goodput_req_per_s'):>8} {g('slo_attainment'):>7}")
+    return "\n".join(L)
+
+
+def _g(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if x == 0:
+        return "0"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.4g}"
+
+
+__all__ = ["compare", "sweep", "execute", "Task", "run_task", "save", "table_compare", "table_sweep",
+           "Callable"]
