@@ -1,0 +1,113 @@
+"""Python API for scripts and notebooks.
+
+    import sim.api as dc
+    sc = dc.load("scenarios/quickstart.toml", set=["workload.rate_per_s=20"])
+    res = dc.run(sc)
+    dc.summary(res)["ttft_p99_s"]
+    df = dc.requests_df(res)                       # one row per request (pandas)
+    cmp = dc.compare("scenarios/quickstart.toml", vary=["pools.scheduler.policy=continuous,chunked"])
+    dc.compare_df(cmp)                             # one row per variant and metric
+    sw = dc.sweep("scenarios/quickstart.toml", range_="workload.rate_per_s=50:250:50")
+    dc.sweep_df(sw)                                # one row per variant, load and metric
+    dc.plot(res, "runs/mine")                      # or dc.plot("runs/mine") for a saved folder
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import config
+from .config import Scenario
+from .metrics import request_columns, summarize
+from .simulation import Result, Simulation
+from .study import compare as _compare
+from .study import save
+from .study import sweep as _sweep
+
+
+def load(path: str | Path, set: Sequence[str] = (), seed: int | None = None) -> Scenario:  # noqa: A002
+    """Read a scenario file, apply `key.path=value` overrides, validate."""
+    return config.load(path, list(set), seed)
+
+
+def from_dict(raw: dict[str, Any], base_dir: str | Path = ".") -> Scenario:
+    """Validate a scenario given as a dict (the TOML structure)."""
+    return config.parse(raw, Path(base_dir))
+
+
+def override(sc: Scenario, set: Sequence[str]) -> Scenario:  # noqa: A002
+    """A copy of `sc` with `key.path=value` overrides applied."""
+    return config.parse(config.apply_overrides(dict(sc.raw), list(set)), sc.base_dir)
+
+
+def run(sc: Scenario, quiet: bool = True) -> Result:
+    return Simulation(sc, quiet=quiet).run()
+
+
+def summary(res: Result) -> dict[str, Any]:
+    return summarize(res)
+
+
+def requests_df(res: Result):
+    """The per-request table as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(request_columns(res))
+
+
+def timeseries_df(res: Result):
+    import pandas as pd
+
+    return pd.DataFrame(res.timeseries.columns())
+
+
+def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, baseline: str | None = None,
+            set: Sequence[str] = (), workers: int | None = None) -> dict[str, Any]:  # noqa: A002
+    return _compare(scenario, vary, replications, baseline, workers, set, quiet=True)
+
+
+def compare_df(rep: dict[str, Any]):
+    import pandas as pd
+
+    rows = []
+    for lab, v in rep["variants"].items():
+        for m, d in v["metrics"].items():
+            rows.append({"variant": lab, "metric": m, **{k: d.get(k) for k in (
+                "mean", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "significant")}})
+    return pd.DataFrame(rows)
+
+
+def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replications: int = 1,
+          set: Sequence[str] = (), workers: int | None = None, attainment: float = 0.9) -> dict[str, Any]:  # noqa: A002
+    return _sweep(scenario, range_, vary, replications, workers, set, quiet=True, attainment=attainment)
+
+
+def sweep_df(rep: dict[str, Any]):
+    import pandas as pd
+
+    rows = []
+    for lab, v in rep["variants"].items():
+        for p in v["points"]:
+            for m, d in p["metrics"].items():
+                rows.append({"variant": lab, rep["key"]: p["value"], "metric": m, **d})
+    return pd.DataFrame(rows)
+
+
+def plot(obj: Result | dict[str, Any] | str | Path, out_dir: str | Path | None = None) -> list[Path]:
+    """Draw the standard plots: of a Result, a compare/sweep report (written to out_dir), or a
+    saved run/compare/sweep folder."""
+    from .metrics import summarize as _s
+    from .output import write_run
+    from .plots import plot_dir
+
+    if isinstance(obj, (str, Path)):
+        return plot_dir(obj)
+    if out_dir is None:
+        raise ValueError("out_dir is needed to plot a result or a report")
+    out = Path(out_dir)
+    if isinstance(obj, Result):
+        write_run(obj, _s(obj), out)
+    else:
+        save(obj, out / ("sweep.json" if "key" in obj else "compare.json"))
+    return plot_dir(out)
