@@ -1,0 +1,128 @@
+"""H200 (141 GB HBM3e, 4.8 TB/s) against Intel Crescent Island (480 GB LPDDR5X, ~0.68 TB/s
+estimated) serving Llama-3.1-70B as the context grows from 4k to 128k tokens: how many sequences
+fit, output throughput per accelerator (and per watt), and p99 time per output token, each
+accelerator run at saturation. Shows where capacity beats bandwidth and where it does not.
+
+Both serve the model in fp8 (weights and KV cache) on one accelerator (70 GB of weights fit
+either). Crescent Island's bandwidth is a press estimate and its compute is undisclosed (the
+catalog marks its TFLOP/s as assumptions); a third series uses the brief's unsourced 1.5 TB/s
+upper estimate to bracket it.
+
+Usage: python scenarios/capacity_vs_bandwidth.py [--out runs/capacity] [--output-tokens 512]
+Writes capacity_vs_bandwidth.png and .json; about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import sim.api as dc  # noqa: E402
+from sim.catalog import builtin_catalog  # noqa: E402
+from sim.perf import PerfModel  # noqa: E402
+
+CONTEXTS = [4096, 8192, 16384, 32768, 65536, 131072]
+MODEL = "llama-3.1-70b"
+
+
+def hardware_tables() -> dict[str, dict]:
+    cat = builtin_catalog()
+    out = {}
+    for hid, over in (("h200", {}), ("crescent-island", {}), ("crescent-island-1.5tbps", {"mem_bw_tbps": 1.5})):
+        h = cat.hardware[hid.split("-1.5")[0]]
+        h = dataclasses.replace(h, **over)
+        d = {f.name: getattr(h, f.name) for f in dataclasses.fields(h) if f.name != "id" and getattr(h, f.name) is not None}
+        d["tflops"] = dict(h.tflops)
+        out[hid] = d
+    return out
+
+
+def point(hw_id: str, tables: dict, ctx: int, out_tok: int) -> dict:
+    cat = builtin_catalog()
+    cat.add_hardware({hw_id: tables[hw_id]})
+    h = cat.hardware[hw_id]
+    pm = PerfModel(h, cat.models[MODEL], 1, "fp8", "fp8")
+    blocks = pm.kv_blocks(0.9, 16)
+    fit = blocks // math.ceil(ctx / 16)
+    res = {"hardware": hw_id, "context": ctx, "sequences_fit": int(fit)}
+    if fit < 1:
+        return {**res, "throughput_tok_per_s": 0.0, "tpot_p99_s": None, "tok_per_s_per_kw": 0.0}
+    n = max(24, 3 * fit)
+    sc = dc.from_dict({
+        "seed": 1, "hardware": {hw_id: tables[hw_id]},
+        "workload": {"arrival": "poisson", "rate_per_s": 1000.0, "num_requests": n,
+                     "prompt_tokens": ctx - out_tok, "output_tokens": out_tok},
+        "pools": [{"hardware": hw_id, "model": MODEL, "dtype": "fp8", "kv_dtype": "fp8",
+                   "scheduler": {"policy": "chunked", "max_batch_size": 1024, "max_batched_tokens": 8192}}],
+        "run": {"timeseries": False}})
+    s = dc.summary(dc.run(sc))
+    thr = s["throughput_output_tok_per_s"]
+    return {**res, "throughput_tok_per_s": thr, "tpot_p99_s": s["tpot_p99_s"], "tpot_p50_s": s["tpot_p50_s"],
+            "tok_per_s_per_kw": thr / (h.tdp_w / 1000.0), "decode_step_at_fit_s": pm.decode_cost(fit, ctx).t_s}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/capacity")
+    ap.add_argument("--output-tokens", type=int, default=512)
+    ap.add_argument("--contexts", default=",".join(map(str, CONTEXTS)))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctxs = [int(c) for c in args.contexts.split(",")]
+    tables = hardware_tables()
+    rows = [point(h, tables, c, args.output_tokens) for h in tables for c in ctxs]
+    (out / "capacity_vs_bandwidth.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    for i, h in enumerate(tables):
+        rs = [r for r in rows if r["hardware"] == h]
+        x = [r["context"] / 1024 for r in rs]
+        ls = "--" if "1.5" in h else "-"
+        axes[0].plot(x, [r["sequences_fit"] for r in rs], ls, marker="o", color=f"C{i}", label=h)
+        axes[1].plot(x, [r["throughput_tok_per_s"] for r in rs], ls, marker="o", color=f"C{i}", label=h)
+        axes[2].plot(x, [r["tok_per_s_per_kw"] for r in rs], ls, marker="o", color=f"C{i}", label=h)
+        axes[3].plot(x, [(r["tpot_p99_s"] or float("nan")) * 1e3 for r in rs], ls, marker="o", color=f"C{i}", label=h)
+    for ax, yl in zip(axes, ("sequences that fit in KV", "output tokens/s per accelerator",
+                             "output tokens/s per kW of TDP", "p99 time per output token (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([c / 1024 for c in ctxs], [f"{c // 1024}k" for c in ctxs])
+        ax.set_yscale("log")
+        ax.set_xlabel("context length (k tokens)")
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{MODEL} (fp8) at saturation: capacity (Crescent Island) against bandwidth (H200)")
+    fig.tight_layout()
+    fig.savefig(out / "capacity_vs_bandwidth.png", dpi=110)
+
+    print(f"{'hardware':<24} {'context':>8} {'fit':>5} {'tok/s':>9} {'tok/s/kW':>9} {'p99 TPOT ms':>12}")
+    for r in rows:
+        p99 = f"{r['tpot_p99_s'] * 1e3:12.1f}" if r["tpot_p99_s"] else f"{'-':>12}"
+        print(f"{r['hardware']:<24} {r['context']:>8} {r['sequences_fit']:>5} {r['throughput_tok_per_s']:>9.0f} "
+              f"{r['tok_per_s_per_kw']:>9.0f} {p99}")
+    print()
+    for c in ctxs:
+        a = next(r for r in rows if r["hardware"] == "h200" and r["context"] == c)
+        b = next(r for r in rows if r["hardware"] == "crescent-island" and r["context"] == c)
+        win_thr = "Crescent Island" if b["throughput_tok_per_s"] > a["throughput_tok_per_s"] else "H200"
+        win_kw = "Crescent Island" if b["tok_per_s_per_kw"] > a["tok_per_s_per_kw"] else "H200"
+        print(f"{c // 1024:>4}k: fits {b['sequences_fit']} vs {a['sequences_fit']} sequences "
+              f"(Crescent Island vs H200); more tokens/s per accelerator: {win_thr}; per kW: {win_kw}")
+    print(f"wrote {out / 'capacity_vs_bandwidth.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
