@@ -85,6 +85,12 @@ def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Pa
     return _save(fig, path, data)
 
 
+NAMES = {"ttft_mean_s": "mean TTFT (s)", "ttft_p99_s": "p99 TTFT (s)", "tpot_mean_s": "mean TPOT (s)",
+         "tpot_p99_s": "p99 TPOT (s)", "e2e_mean_s": "mean E2E latency (s)", "e2e_p99_s": "p99 E2E latency (s)",
+         "throughput_output_tok_per_s": "output throughput (tokens/s)",
+         "goodput_req_per_s": "goodput (requests/s within SLO)"}
+
+
 def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
     metrics = [m for m in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_mean_s", "e2e_p99_s",
                            "throughput_output_tok_per_s", "goodput_req_per_s") if m in rep["metrics"]]
@@ -100,8 +106,7 @@ def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
         err = np.array([np.subtract(means, lo), np.subtract(hi, means)])
         ax.bar(range(len(labels)), means, yerr=err, capsize=4, color=[f"C{i}" for i in range(len(labels))])
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
-        unit = "tok/s" if "tok_per_s" in m else ("req/s" if "req_per_s" in m else "s")
-        ax.set_title(f"{m.replace('_s', '').replace('_per', ' per')} ({unit})", fontsize=9)
+        ax.set_title(NAMES.get(m, m), fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         data[m] = {lab: {"mean": a, "ci_low": b, "ci_high": c} for lab, a, b, c in zip(labels, means, lo, hi)}
     for ax in list(axes.flat)[len(metrics):]:
