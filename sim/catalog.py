@@ -37,6 +37,7 @@ class Hardware:
     moe_flops_efficiency: float = 1.0  # fused-MoE expert GEMMs, relative to flops_efficiency
     request_overhead_s: float = 0.0  # host-side per-request latency (HTTP, tokenizer) before the engine
     output_lag_steps: int = 0  # engine steps between sampling a token and the client receiving it
+    memory_power_frac: float = 0.75  # share of (TDP - idle) drawn when memory-bound (sim/power.py)
     step_overhead_s: float = 0.003
     seq_overhead_s: float = 0.0
     comm_latency_s: float = 1e-5
@@ -190,7 +191,7 @@ def _check_numbers(obj: Any, where: str) -> None:
         for name in ("memory_gb", "mem_bw_tbps"):
             if getattr(obj, name) <= 0:
                 raise ScenarioError(f"{where}.{obj.id}.{name}", "must be positive")
-        for name in ("bw_efficiency", "flops_efficiency", "moe_flops_efficiency"):
+        for name in ("bw_efficiency", "flops_efficiency", "moe_flops_efficiency", "memory_power_frac"):
             if not 0 < getattr(obj, name) <= 1:
                 raise ScenarioError(f"{where}.{obj.id}.{name}", "must be in (0, 1]")
 

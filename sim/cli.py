@@ -112,13 +112,31 @@ def cmd_perf(args: argparse.Namespace) -> int:
         "params_total": model.total_params,
         "params_active": model.active_params,
     }
+    cap = args.power_cap_w
+    if cap is not None and not (0 < cap):
+        raise ScenarioError("--power-cap-w", f"must be > 0, got {cap}")
+    dp = pm.step_power(args.batch, float(args.batch) * args.context, n_seq=args.batch, cap_w=cap)
+    out["power_w"] = dp.power_w
+    if cap is not None:
+        out["power_cap_w"] = cap
+        out["clock_factor"] = dp.clock
+        out["decode_step_uncapped_s"] = dec.t_s
+        out["decode_step_s"] = dp.t_s
+        out["decode_tokens_per_s"] = args.batch / dp.t_s
     if args.prompt is not None:
         if args.prompt < 1:
             raise ScenarioError("--prompt", f"must be >= 1, got {args.prompt}")
         pre = pm.prefill_cost(args.prompt)
-        out["prefill_s"] = pre.t_s
+        pairs = args.prompt * (args.prompt + 1) / 2.0
+        pp = pm.step_power(0, 0.0, args.prompt, 0.0, pairs, 1, cap)
+        out["prefill_s"] = pp.t_s
         out["prefill_bound"] = pre.bound
-        out["prefill_batch_s"] = pm.prefill_cost(args.prompt, args.batch).t_s
+        out["prefill_power_w"] = pp.power_w
+        if cap is not None:
+            out["prefill_clock_factor"] = pp.clock
+            out["prefill_uncapped_s"] = pre.t_s
+        bpairs = args.batch * pairs
+        out["prefill_batch_s"] = pm.step_power(0, 0.0, args.batch * args.prompt, 0.0, bpairs, args.batch, cap).t_s
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -265,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kv-memory-fraction", dest="kv_memory_fraction", type=float, default=0.9)
     f.add_argument("--block-size", dest="block_size", type=int, default=16)
     f.add_argument("--catalog", help="extra TOML file with [hardware.<id>] / [models.<id>] tables")
+    f.add_argument("--power-cap-w", dest="power_cap_w", type=float, default=None,
+                   help="per-accelerator power cap: adds clock_factor and power_w, and caps the step times")
     f.add_argument("--json", action="store_true")
     f.set_defaults(fn=cmd_perf)
     v = sub.add_parser("validate", help="rerun measured vLLM experiments and compare")

@@ -94,6 +94,8 @@ class PoolConfig:
     tp: int
     scheduler: SchedulerConfig
     service: ServiceConfig | None
+    tent: str | None = None  # facility tent the pool is placed in
+    priority: int = 0  # power manager: pools with a higher value are capped/drained first
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,18 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class CostConfig:
+    """Money: rent (usd_per_accel_hour) or capex amortised over years, energy price, and a
+    facility overhead per hour. Unset rent falls back to the hardware catalog's typical rate."""
+
+    usd_per_accel_hour: float | None = None
+    capex_usd_per_accel: float | None = None
+    amortization_years: float = 4.0
+    usd_per_mwh: float = 0.0
+    facility_usd_per_hour: float = 0.0
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     seed: int
@@ -116,6 +130,8 @@ class Scenario:
     router: RouterConfig
     run: RunConfig
     slo: SLO
+    facility: Any  # sim.facility.Facility, or None
+    cost: CostConfig | None
     base_dir: Path
     raw: Mapping[str, Any]  # the effective scenario (defaults filled in)
 
@@ -293,8 +309,10 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
         sv = _Table(t.get("service", dict), f"{path}.service")
         service = ServiceConfig(sv.get("dist", str, choices=SERVICE_DISTS), sv.get("mean_s", float, positive=True))
         sv.done()
+    tent = t.get("tent", str, None)
+    prio = t.get("priority", int, 0)
     t.done()
-    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service)
+    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio)
     if service is None:
         _check_fits(pool, path)
     return pool
@@ -343,12 +361,29 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     router = RouterConfig(r.get("policy", str, "round_robin", choices=ROUTERS))
     r.done()
     slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
+    from .facility import parse_facility
+    facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools)
+    cost = None
+    if "cost" in t.data:
+        ct = _Table(t.get("cost", dict), "cost")
+        cost = CostConfig(ct.get("usd_per_accel_hour", float, None, nonneg=True),
+                          ct.get("capex_usd_per_accel", float, None, nonneg=True),
+                          ct.get("amortization_years", float, 4.0, positive=True),
+                          ct.get("usd_per_mwh", float, 0.0, nonneg=True),
+                          ct.get("facility_usd_per_hour", float, 0.0, nonneg=True))
+        ct.done()
+        if cost.usd_per_accel_hour is not None and cost.capex_usd_per_accel is not None:
+            raise ScenarioError("cost.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not both",
+                                "remove one of them")
     rn = _Table(t.get("run", dict, {}), "run")
     run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True))
     rn.done()
     t.done()
     effective = _effective(raw, seed, name, workload, pools, router, run, slo)
-    return Scenario(name, seed, workload, pools, router, run, slo, base_dir, effective)
+    for k in ("facility", "failures", "cost"):
+        if k in raw:
+            effective[k] = copy.deepcopy(raw[k])
+    return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective)
 
 
 def _slo_dict(slo: SLO | None) -> dict[str, float] | None:
@@ -383,6 +418,10 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
         d: dict[str, Any] = {"name": p.name, "hardware": p.hardware.id, "model": p.model.id, "dtype": p.dtype,
                              "kv_dtype": p.kv_dtype, "replicas": p.replicas, "tp": p.tp,
                              "scheduler": dict(p.scheduler.__dict__)}
+        if p.tent is not None:
+            d["tent"] = p.tent
+        if p.priority:
+            d["priority"] = p.priority
         if p.service:
             d["service"] = dict(p.service.__dict__)
         out["pools"].append(d)

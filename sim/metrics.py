@@ -140,6 +140,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "replicas": len(res.replicas),
         "kv_blocks_total": {str(r.rid): r.total_blocks for r in res.replicas},
     }
+    s.update(energy_and_cost(res))
     met = slo_met(res)
     counted = (arr >= warm) & (st != IN_FLIGHT)
     if met is not None:
@@ -220,3 +221,47 @@ def _littles_law_gap(res: Any) -> float | None:
     if lam_w == 0:
         return 0.0
     return abs(time_average_in_system(res) - lam_w) / lam_w
+
+
+def energy_and_cost(res: Any) -> dict[str, Any]:
+    """Energy (J), power (W) and cost (USD) figures of a run.
+
+    energy_j is facility energy (IT x PUE; PUE 1 without a [facility]); cost covers every
+    accelerator of every pool for the simulated time (rent, or capex amortised per hour), the
+    energy at usd_per_mwh, and the facility overhead per hour."""
+    led = res.extra.get("ledger")
+    out: dict[str, Any] = {}
+    if led is None:
+        return out
+    T = max(res.sim_time_s, 1e-12)
+    done = res.requests.status == COMPLETED
+    out_tok = float(res.workload.output_tokens[done].sum())
+    out["energy_j"] = led.energy_fac_j
+    out["energy_it_j"] = led.energy_it_j
+    out["energy_per_output_tok_j"] = led.energy_fac_j / out_tok if out_tok else None
+    out["it_power_mean_w"] = led.energy_it_j / T
+    out["facility_power_mean_w"] = led.energy_fac_j / T
+    out["facility_power_peak_w"] = led.peak_fac_w
+    out["power_limit_exceeded_s"] = led.exceeded_s
+    out["battery_used_j"] = led.battery_used_j
+    out["supply_drops"] = res.extra.get("supply_drops", 0)
+    out["node_failures"] = res.extra.get("failures", 0)
+    sc = res.scenario
+    c = sc.cost
+    hours = T / 3600.0
+    acc_usd = 0.0
+    for p in sc.pools:
+        n = p.replicas * p.tp
+        if c is not None and c.capex_usd_per_accel is not None:
+            rate = c.capex_usd_per_accel / (c.amortization_years * 8760.0)
+        elif c is not None and c.usd_per_accel_hour is not None:
+            rate = c.usd_per_accel_hour
+        else:
+            rate = p.hardware.usd_per_accel_hour or 0.0  # the catalog's typical public rate
+        acc_usd += n * hours * rate
+    energy_usd = led.energy_fac_j / 3.6e9 * (c.usd_per_mwh if c else 0.0)
+    fac_usd = hours * (c.facility_usd_per_hour if c else 0.0)
+    out["cost_usd"] = acc_usd + energy_usd + fac_usd
+    out["cost_breakdown_usd"] = {"accelerators": acc_usd, "energy": energy_usd, "facility": fac_usd}
+    out["cost_per_mtok_usd"] = out["cost_usd"] / (out_tok / 1e6) if out_tok else None
+    return out

@@ -140,6 +140,25 @@ class PerfModel:
             t += m2 if m2 >= c2 else c2
         return t
 
+    def step_power(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
+                   p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None):
+        """(time s, per-accelerator power W, clock factor) of one step under an optional
+        per-accelerator power cap; see sim/power.py for the model."""
+        from .power import StepPower, step_power
+
+        tokens = n_dec + p_tok
+        h = self.hardware
+        if tokens <= 0:
+            return StepPower(0.0, h.idle_w, 1.0)
+        m1 = (self._w_fixed + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)) / self._bw
+        c1 = (self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)) / self._flops
+        m2 = c2 = 0.0
+        if self._f_exp_tok:
+            m2 = self.experts_touched(tokens) * self._w_expert_layer / self._bw
+            c2 = self._f_exp_tok * tokens / self._flops_exp
+        fixed = self._comm_fixed + self._comm_per_tok * tokens + self._ovh + self._ovh_seq * n_seq
+        return step_power(m1, c1, m2, c2, fixed, h.idle_w, h.tdp_w, h.memory_power_frac, cap_w)
+
     # Convenience forms used by the calculator, validation and tests.
     def decode_cost(self, batch: int, context: int) -> StepCost:
         """One decode step of `batch` sequences each with `context` tokens in KV."""

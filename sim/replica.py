@@ -32,7 +32,7 @@ class Request:
 
     __slots__ = ("idx", "arrival", "prompt", "output", "generated", "target", "done", "blocks",
                  "base", "j0", "epoch", "state", "preemptions", "reserved", "first_token", "group",
-                 "shared", "queue", "owner", "priority", "session")
+                 "shared", "queue", "owner", "priority", "session", "retries")
 
     def __init__(self, idx: int, arrival: float, prompt: int, output: int, group: int = -1,
                  priority: int = 0, session: int = -1) -> None:
@@ -54,6 +54,7 @@ class Request:
         self.owner: "ReplicaCore | None" = None  # the replica running it
         self.priority = priority  # lower value = more important (request class)
         self.session = session
+        self.retries = 0  # times re-queued after a node failure
 
 
 @dataclass
@@ -251,6 +252,27 @@ class ReplicaCore:
         self.waiting.appendleft(req)
         req.queue = self.waiting
         self.preempted_this_step = True
+
+    def evacuate(self, now: float, own_queue: bool = True) -> list[Request]:
+        """Node failure: deliver lagged output, then take every request off this replica (their
+        KV is lost; each keeps the tokens it produced and will recompute the rest). A shared
+        queue (own_queue False) stays for the other replicas."""
+        self.flush(now)
+        out = []
+        for req in list(self.running.values()):
+            self._drop(req)
+            out.append(req)
+        while own_queue and self.waiting:
+            out.append(self.waiting.popleft())
+        for req in out:
+            req.state = WAITING
+            req.target = req.prompt + req.generated
+            req.done = 0
+            req.reserved = False
+            req.queue = None
+            req.owner = None
+        out.sort(key=lambda r: (r.arrival, r.idx))
+        return out
 
     def cancel(self, req: Request) -> None:
         """Remove a request for good (client gone): from the queue, or from the running set."""

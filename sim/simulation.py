@@ -75,10 +75,44 @@ class _Replica:
         else:
             blocks, bs, prefix_blocks = 1 << 62, 1, 0
         lag = pool.hardware.output_lag_steps if pool.service is None else 0
-        self.core = ReplicaCore(rid, blocks, bs, waiting, on_finish=self._on_finish, prefix_blocks=prefix_blocks,
-                                output_lag_steps=lag,
-                                priority_preemption=pool.scheduler.policy == "priority")
+        self.shared_queue = waiting is sim.shared if sim.shared is not None else False
+
+        def new_core(q) -> ReplicaCore:
+            return ReplicaCore(rid, blocks, bs, q, on_finish=self._on_finish, prefix_blocks=prefix_blocks,
+                               output_lag_steps=lag, priority_preemption=pool.scheduler.policy == "priority")
+        self._new_core = new_core
+        self.core = new_core(waiting)
         self.info = ReplicaInfo(rid, pool.name, blocks if pool.service is None else 0)
+        # Power state: cap per accelerator (None = none), drained (takes no new work, off once
+        # idle), down (failed), and the draw of all its accelerators now.
+        self.cap_w: float | None = None
+        self.drained = False
+        self.down = False
+        self.proc: Any = None
+        self.idle_w = pool.hardware.idle_w * pool.tp
+        fac = sim.sc.facility
+        self.host_w = (fac.host_w_per_accel * pool.tp) if fac is not None else 0.0
+        self.p_now = 0.0
+        self.p_since = 0.0
+
+    @property
+    def available(self) -> bool:
+        return not self.down and not self.drained
+
+    def set_power(self, watts: float) -> None:
+        """This replica draws `watts` from now on (energy of the interval that ends now is
+        summed here as well as integrated by the ledger: the conservation check)."""
+        now = self.env.now
+        led = self.sim.ledger
+        if watts > 0:
+            watts += self.host_w  # the servers draw while the accelerators are on
+        led.step_energy_j += self.p_now * (now - self.p_since)
+        self.p_now, self.p_since = watts, now
+        led.set_power(self.rid, watts, now)
+
+    def rest_power(self) -> float:
+        """Draw when not running a step: idle, or off when drained or down."""
+        return 0.0 if (self.down or self.drained) else self.idle_w
 
     def _on_finish(self, req: Request, now: float) -> None:
         self.sim.complete(req, now, self)
@@ -91,6 +125,7 @@ class _Replica:
 
     def _sleep(self):
         self.core.flush(self.env.now)  # no next step to wait for: deliver lagged output now
+        self.set_power(self.rest_power())
         ts = self.sim.ts
         ts.add(self.env.now, self.rid, 0, self.core.used_blocks, len(self.core.waiting), 0)
         self.idle = True
@@ -98,38 +133,73 @@ class _Replica:
         return self.wake
 
     def loop(self):
-        env, core, sim = self.env, self.core, self.sim
+        env, sim = self.env, self.sim
         start_s = sim.table.start_s
         ts = sim.ts
-        step_time = self.perf.step_time
+        perf = self.perf
         plan_fn = self.sched.plan
         info = self.info
+        tp = self.pool.tp
         expire = sim.expire if sim.deadlines is not None else None
         while True:
-            if expire is not None:
-                expire(env.now)
-            plan = plan_fn(core)
-            if plan is None:
-                yield self._sleep()
+            try:
+                if self.down:
+                    yield self._sleep()
+                    continue
+                core = self.core
+                if expire is not None:
+                    expire(env.now)
+                plan = plan_fn(core)
+                if plan is None:
+                    yield self._sleep()
+                    continue
+                now = env.now
+                p_tok = 0
+                p_read = 0
+                p_attn = 0.0
+                for req, c in plan.chunks:
+                    if start_s[req.idx] < 0:
+                        start_s[req.idx] = now
+                    p_tok += c
+                    p_read += req.done
+                    p_attn += c * (req.done + (c + 1) * 0.5)
+                n_dec = plan.n_dec
+                n_seq = n_dec + len(plan.chunks)
+                ctx = core.decode_context() if n_dec else 0
+                sp = perf.step_power(n_dec, ctx, p_tok, p_read, p_attn, n_seq, self.cap_w)
+                dt = sp.t_s
+                self.set_power(sp.power_w * tp)
+                ts.add(now, self.rid, n_seq, core.used_blocks, len(core.waiting), 1)
+                info.busy_s += dt
+                yield env.timeout(dt)
+                core.commit(plan, env.now)
+            except simpy.Interrupt:
+                info.busy_s -= 0.0  # a failure cut the step short; fail() already moved its requests
                 continue
-            now = env.now
-            p_tok = 0
-            p_read = 0
-            p_attn = 0.0
-            for req, c in plan.chunks:
-                if start_s[req.idx] < 0:
-                    start_s[req.idx] = now
-                p_tok += c
-                p_read += req.done
-                p_attn += c * (req.done + (c + 1) * 0.5)
-            n_dec = plan.n_dec
-            n_seq = n_dec + len(plan.chunks)
-            ctx = core.decode_context() if n_dec else 0
-            dt = step_time(n_dec, ctx, p_tok, p_read, p_attn, n_seq)
-            ts.add(now, self.rid, n_seq, core.used_blocks, len(core.waiting), 1)
-            info.busy_s += dt
-            yield env.timeout(dt)
-            core.commit(plan, env.now)
+
+    def fail(self) -> None:
+        """The node under this replica failed: requeue or fail its requests, power off."""
+        if self.down:
+            return
+        now = self.env.now
+        self.down = True
+        reqs = self.core.evacuate(now, own_queue=not self.shared_queue)
+        self.core = self._new_core(self.sim.shared if self.shared_queue else self.core.waiting)
+        self.set_power(0.0)
+        self.sim.failures += 1
+        self.sim.fail_marks.append(now)
+        if self.proc is not None and self.proc.is_alive and not self.idle:
+            self.proc.interrupt("failure")
+        for req in reqs:
+            self.sim.requeue(req, self)
+
+    def repair(self) -> None:
+        if not self.down:
+            return
+        self.down = False
+        self.set_power(self.rest_power())
+        if self.idle:
+            self.notify()
 
     def analytic_loop(self, service_s: np.ndarray):
         env, core, sim = self.env, self.core, self.sim
@@ -161,13 +231,18 @@ class Simulation:
         n = len(self.wl)
         self.env = simpy.Environment()
         self.quiet = quiet
+        self.n_live = 0  # requests in the system
+        self.arrivals_done = False
+        self.end = self.env.event()  # all requests arrived and left
         self.table = RequestTable(n)
         self.ts = TimeSeries(scenario.run.timeseries)
         n_reps = sum(p.replicas for p in scenario.pools)
         self.router = make_router(scenario.router.policy, n, n_reps, stream(scenario.seed, "router"))
+        self._fallback = make_router("jsq")  # while some replicas are unavailable
         sc0 = scenario.pools[0].scheduler
         now = lambda: self.env.now  # noqa: E731
         shared = make_queue(sc0.policy, sc0.ageing_s, now) if self.router.shared_queue else None
+        self.shared = shared
         self.replicas: list[_Replica] = []
         for pool in scenario.pools:
             for _ in range(pool.replicas):
@@ -182,6 +257,13 @@ class Simulation:
         self._prio = ([classes[int(c)].priority for c in cls] if (cls is not None and classes) else None)
         self._sys_t = array("d")  # times at which a request entered (+1) or left (-1) the system
         self._sys_d = array("b")
+        self.failures = 0
+        self.fail_marks: list[float] = []
+        self.shedding = False
+        self.supply_drops = 0
+        self.trip_marks: list[float] = []
+        self.fac = scenario.facility
+        self._setup_power()
         self.service_s: dict[str, np.ndarray] = {}
         for pool in scenario.pools:
             if pool.service is not None:
@@ -191,12 +273,40 @@ class Simulation:
                     draws = np.full(n, pool.service.mean_s)
                 self.service_s[pool.name] = draws
 
+    def _setup_power(self) -> None:
+        from .facility import Ledger, build_graph
+
+        fac = self.fac
+        tents = [t.name for t in fac.tents] if (fac is not None and fac.tents) else ["default"]
+        placement = []
+        for pool in self.sc.pools:
+            tn = pool.tent if pool.tent is not None else tents[0]
+            placement += [tents.index(tn)] * pool.replicas
+        pue = [fac.tents[k].pue(0.0) if (fac is not None and fac.tents) else 1.0 for k in range(len(tents))]
+        self.ledger = Ledger(len(self.replicas), placement, pue)
+        self.tent_names = tents
+        self.graph = None
+        if fac is not None and fac.tents:
+            self.graph = build_graph(fac, self.sc.pools, [tents[k] for k in
+                                                          [placement[sum(p.replicas for p in self.sc.pools[:i])]
+                                                           for i in range(len(self.sc.pools))]])
+            self.ledger.supply_w = fac.supply_w({})
+            for s in fac.sources:
+                if s.kind == "battery":
+                    self.ledger.battery_w += s.unit_mw * 1e6
+                    self.ledger.battery_j += s.energy_mwh * 3.6e9
+        self.units_up = {s.name: s.units for s in fac.sources if s.kind == "gas_turbine"} if fac is not None else {}
+        self.dynamic = fac is not None  # availability can change (drain, failures, commissioning)
+
     # --- bookkeeping -----------------------------------------------------------------------------
     def _in_system(self, delta: int, t: float) -> None:
         """Record a change of the number of requests in the system at client time t (events may
         be recorded late: arrivals are seen after the front end, timeouts at the next step)."""
         self._sys_t.append(t)
         self._sys_d.append(delta)
+        self.n_live += delta
+        if self.n_live == 0 and self.arrivals_done and not self.end.triggered:
+            self.end.succeed()  # lets facility processes (turbines, manager) stop
 
     def _in_system_series(self) -> tuple[np.ndarray, np.ndarray]:
         t = np.frombuffer(self._sys_t, dtype=np.float64) if len(self._sys_t) else np.zeros(0)
@@ -275,15 +385,16 @@ class Simulation:
             if t + d0 > env.now:
                 yield env.timeout(t + d0 - env.now)
             p, o = pr[i], out[i]
+            if self.shedding:
+                self.reject(i, "power: new requests shed while the facility is over its supply limit")
+                continue
             if shared is not None:
                 need_ok = all(r.core.fits_ever(p + o) for r in reps)
-                target = None
             else:
-                target = reps[choose(i, sess[i] if sess is not None else -1, reps)] if len(reps) > 1 else reps[0]
-                need_ok = target.core.fits_ever(p + o)
+                need_ok = all(r.core.fits_ever(p + o) for r in reps) if len(reps) == 1 else \
+                    any(r.core.fits_ever(p + o) for r in reps)
             if not need_ok:
-                cap = min(r.core.total_blocks * r.core.block_size for r in reps) if target is None \
-                    else target.core.total_blocks * target.core.block_size
+                cap = min(r.core.total_blocks * r.core.block_size for r in reps)
                 self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
                 continue
             req = Request(i, t, p, o, grp[i] if grp is not None else -1, prio[i] if prio is not None else 0,
@@ -291,25 +402,69 @@ class Simulation:
             self._in_system(+1, t)
             if deadlines is not None:
                 heapq.heappush(deadlines, (t + timeout, i, req))
-            if target is None:
-                req.queue = shared
-                shared.append(req)
-                for r in reps:
-                    if r.idle:
-                        r.notify()
-                        break
-            else:
-                target.outstanding_tok += p + o
-                target.outstanding_req += 1
-                self._target[i] = target
-                self.table.replica[i] = target.rid
-                if target.delay_s > d0:
-                    env.timeout(target.delay_s - d0).callbacks.append(lambda _e, r=req, tg=target: self._enqueue(r, tg))
-                else:
-                    self._enqueue(req, target)
+            if not self._route(req, d0):
+                self._in_system(-1, t)
+                self.reject(i, "no_capacity: every replica is down, drained or not yet commissioned")
+        self.arrivals_done = True
+        if self.n_live == 0 and not self.end.triggered:
+            self.end.succeed()
         if bar is not None:
             bar.set(len(arr), "arrivals done; draining")
             bar.close()
+
+    def _route(self, req: Request, d0: float = 0.0) -> bool:
+        """Send a request to a replica (or the shared queue). False if none can take it."""
+        reps = self.replicas
+        shared = self.shared
+        if self.dynamic:
+            reps = [r for r in reps if r.available]
+            if not reps:
+                return False
+        if shared is not None:
+            req.queue = shared
+            shared.append(req)
+            for r in reps:
+                if r.idle:
+                    r.notify()
+                    break
+            return True
+        i = req.idx
+        if len(reps) == 1:
+            target = reps[0]
+        else:
+            k = self.router.choose(i, req.session, reps) if len(reps) == len(self.replicas) else \
+                self._fallback.choose(i, req.session, reps)
+            target = reps[k]
+        target.outstanding_tok += req.prompt + req.output
+        target.outstanding_req += 1
+        self._target[i] = target
+        self.table.replica[i] = target.rid
+        if target.delay_s > d0:
+            self.env.timeout(target.delay_s - d0).callbacks.append(lambda _e, r=req, tg=target: self._enqueue(r, tg))
+        else:
+            self._enqueue(req, target)
+        return True
+
+    def requeue(self, req: Request, failed: _Replica) -> None:
+        """A request evacuated from a failed replica: route it again, or fail it after
+        `failures.retry_limit` re-queues."""
+        i = req.idx
+        if i in self._target:
+            tg = self._target.pop(i)
+            tg.outstanding_tok -= req.prompt + req.output
+            tg.outstanding_req -= 1
+        req.retries += 1
+        limit = self.fac.failures.retry_limit if self.fac is not None else 0
+        now = self.env.now
+        if req.retries > limit or not self._route(req, 0.0):
+            req.state = GONE
+            tb = self.table
+            tb.status[i] = FAILED
+            tb.finish_s[i] = now
+            tb.preemptions[i] = req.preemptions
+            tb.reason[i] = (f"node_failure: replica {failed.rid} failed and the request was re-queued "
+                            f"{req.retries - 1} times (retry_limit {limit})")
+            self._in_system(-1, now)
 
     @staticmethod
     def _enqueue(req: Request, target: _Replica) -> None:
@@ -323,20 +478,30 @@ class Simulation:
         wall0 = time.perf_counter()
         env = self.env
         for rep in self.replicas:
+            rep.set_power(rep.rest_power())
             if rep.service is not None:
-                env.process(rep.analytic_loop(self.service_s[rep.pool.name]))
+                rep.proc = env.process(rep.analytic_loop(self.service_s[rep.pool.name]))
             else:
-                env.process(rep.loop())
+                rep.proc = env.process(rep.loop())
+        if self.fac is not None:
+            from .facility_sim import start_facility
+            start_facility(self)
         env.process(self._arrivals())
         horizon = self.sc.run.horizon_s
         if horizon is not None:
             env.run(until=horizon)
         else:
-            env.run()
+            # until every request has arrived and left (facility processes would run forever)
+            env.run(until=self.end)
         sim_time = float(env.now)
+        for rep in self.replicas:
+            rep.set_power(rep.p_now - (rep.host_w if rep.p_now > 0 else 0.0))  # close energy intervals
+        self.ledger.close(sim_time)
         sys_t, sys_n = self._in_system_series()
+        extra = {"ledger": self.ledger, "failures": self.failures, "fail_marks": self.fail_marks,
+                 "supply_drops": self.supply_drops, "trip_marks": self.trip_marks, "tents": self.tent_names, "graph": self.graph}
         return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n,
-                      [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0)
+                      [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0, extra)
 
 
 def run_scenario(scenario: Scenario) -> Result:
