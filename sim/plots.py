@@ -182,6 +182,62 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
     return files
 
 
+def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: Path) -> Path:
+    """Facility draw against the live supply limit, clock caps and drained replicas, turbines up,
+    PUE and per-tent IT power over time, with turbine trips and node failures marked."""
+    t = cols["t_s"]
+    fig, axes = plt.subplots(5, 1, figsize=(11, 11), sharex=True)
+    ax = axes[0]
+    ax.plot(t, cols["facility_w"] / 1e3, label="facility draw (IT x PUE)")
+    ax.plot(t, cols["it_w"] / 1e3, lw=0.8, label="IT draw")
+    ax.step(t, cols["supply_w"] / 1e3, where="post", color="k", ls="--", label="live supply limit")
+    ax.set_ylabel("power (kW)")
+    ax.legend(fontsize=8)
+    axes[1].plot(t, cols["clock_cap_w"], color="C3", label="lowest clock cap (W per accelerator)")
+    axes[1].set_ylabel("cap (W)")
+    ax2 = axes[1].twinx()
+    ax2.step(t, cols["drained"], where="post", color="C4", lw=0.8)
+    ax2.set_ylabel("drained replicas", color="C4")
+    axes[2].step(t, cols["turbines_up"], where="post", color="C2")
+    axes[2].set_ylabel("turbine units up")
+    axes[3].plot(t, cols["pue"], color="C5")
+    axes[3].set_ylabel("PUE")
+    for k in [c for c in cols if c.startswith("tent_it_w:")]:
+        axes[4].plot(t, cols[k] / 1e3, label=k.split(":", 1)[1])
+    axes[4].set_ylabel("tent IT power (kW)")
+    axes[4].legend(fontsize=8)
+    axes[4].set_xlabel("simulated time (s)")
+    for a in axes:
+        a.grid(alpha=0.3)
+        for x in events.get("turbine_trips_s", []):
+            a.axvline(x, color="r", lw=1, ls=":")
+        for x in events.get("node_failures_s", []):
+            a.axvline(x, color="m", lw=0.8, ls="-.")
+    fig.suptitle("Facility power (red dotted: turbine trips; magenta: node failures)")
+    data = {"t_s": t.tolist(), "facility_w": cols["facility_w"].tolist(), "supply_w": cols["supply_w"].tolist(),
+            "turbines_up": cols["turbines_up"].tolist(), "events": events}
+    return _save(fig, path, data)
+
+
+def cost_breakdown(summary: dict[str, Any], path: Path) -> Path:
+    br = summary.get("cost_breakdown_usd", {})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = list(br)
+    axes[0].bar(names, [br[k] for k in names], color=["C0", "C1", "C2"][:len(names)])
+    axes[0].set_ylabel("cost over the run (USD)")
+    axes[0].set_title(f"total ${summary.get('cost_usd', 0):,.2f}; "
+                      f"${summary.get('cost_per_mtok_usd') or 0:,.2f} per million output tokens", fontsize=9)
+    e_it, e_fac = summary.get("energy_it_j", 0.0), summary.get("energy_j", 0.0)
+    axes[1].bar(["IT", "cooling and losses"], [e_it / 3.6e6, (e_fac - e_it) / 3.6e6], color=["C0", "C3"])
+    axes[1].set_ylabel("energy (kWh)")
+    per = summary.get("energy_per_output_tok_j")
+    axes[1].set_title(f"{per:.2f} J per output token (facility)" if per else "energy", fontsize=9)
+    for a in axes:
+        a.grid(axis="y", alpha=0.3)
+    fig.suptitle("Energy and cost breakdown")
+    return _save(fig, path, {"cost_breakdown_usd": br, "energy_it_j": e_it, "energy_j": e_fac})
+
+
 def plot_dir(d: str | Path) -> list[Path]:
     """(Re)draw the standard plots of a run, compare or sweep folder."""
     d = Path(d)
@@ -206,6 +262,13 @@ def plot_dir(d: str | Path) -> list[Path]:
             summ = json.loads((d / "summary.json").read_text())
             files.append(timeseries(ts, {int(k): v for k, v in summ.get("kv_blocks_total", {}).items()},
                                     d / "timeseries.png"))
+        summ = json.loads((d / "summary.json").read_text())
+        if "cost_breakdown_usd" in summ:
+            files.append(cost_breakdown(summ, d / "cost_breakdown.png"))
+        if (d / "facility.parquet").exists():
+            cols = {k: np.asarray(v, dtype=float) for k, v in pq.read_table(d / "facility.parquet").to_pydict().items()}
+            ev = json.loads((d / "facility_events.json").read_text()) if (d / "facility_events.json").exists() else {}
+            files.append(facility(cols, ev, d / "facility.png"))
         return files
     from .errors import ScenarioError
     raise ScenarioError("RUN_DIR", f"{d} holds no requests.parquet, compare.json or sweep.json",

@@ -10,7 +10,7 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["policy_comparison", "queueing_basics"])
+@pytest.mark.parametrize("name", ["policy_comparison", "queueing_basics", "tent_power"])
 def test_notebook_runs(name, monkeypatch):
     monkeypatch.setenv("DCSIM_SMALL", "1")
     nb = nbformat.read(HERE / f"{name}.ipynb", as_version=4)
