@@ -256,15 +256,19 @@ class Ledger:
             self.energy_fac_j += self.fac_w * dt
             deficit = self.fac_w - self.supply_w
             if deficit > 1e-6:
-                # a battery covers a deficit while it has energy
-                cover = min(deficit, self.battery_w)
-                need_j = cover * dt
-                if self.battery_j >= need_j and cover >= deficit - 1e-6:
-                    self.battery_j -= need_j
-                    self.battery_used_j += need_j
-                else:
-                    self.exceeded_s += dt
+                self._deficit(deficit, dt)
             self.now = t
+
+    def _deficit(self, deficit: float, dt: float) -> None:
+        """The facility drew `deficit` W above the supply for dt s: a battery covers it while it
+        has energy, otherwise the time counts as over the limit."""
+        cover = min(deficit, self.battery_w)
+        need_j = cover * dt
+        if self.battery_j >= need_j and cover >= deficit - 1e-6:
+            self.battery_j -= need_j
+            self.battery_used_j += need_j
+        else:
+            self.exceeded_s += dt
 
     def _refresh(self) -> None:
         self.fac_w = sum(w * p for w, p in zip(self.tent_it_w, self.pue_of))
@@ -272,7 +276,13 @@ class Ledger:
 
     def set_power(self, rid: int, watts: float, t: float) -> None:
         """Replica `rid` draws `watts` (all its accelerators together) from time t on."""
-        self._advance(t)
+        dt = t - self.now
+        if dt > 0:  # _advance, inlined: this runs once per engine step
+            self.energy_it_j += self.it_w * dt
+            self.energy_fac_j += self.fac_w * dt
+            if self.fac_w - self.supply_w > 1e-6:
+                self._deficit(self.fac_w - self.supply_w, dt)
+            self.now = t
         d = watts - self.rep_w[rid]
         if d:
             self.rep_w[rid] = watts

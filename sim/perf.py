@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .catalog import DTYPE_BYTES, Hardware, Model
 from .errors import ScenarioError
+from .power import StepPower, step_power
 
 ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 
@@ -90,6 +91,8 @@ class PerfModel:
             self._comm_fixed = 0.0
         self._ovh = hardware.step_overhead_s
         self._ovh_seq = hardware.seq_overhead_s
+        self._mem_frac = hardware.memory_power_frac
+        self._dyn_w = hardware.tdp_w - hardware.idle_w
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct routed experts per layer hit by `tokens` tokens (top-k of E)."""
@@ -141,11 +144,10 @@ class PerfModel:
         return t
 
     def step_power(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
-                   p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None):
+                   p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None) -> StepPower:
         """(time s, per-accelerator power W, clock factor) of one step under an optional
-        per-accelerator power cap; see sim/power.py for the model."""
-        from .power import StepPower, step_power
-
+        per-accelerator power cap; see sim/power.py for the model. Uncapped steps take an
+        inlined fast path (the simulator's hot path)."""
         tokens = n_dec + p_tok
         h = self.hardware
         if tokens <= 0:
@@ -157,6 +159,13 @@ class PerfModel:
             m2 = self.experts_touched(tokens) * self._w_expert_layer / self._bw
             c2 = self._f_exp_tok * tokens / self._flops_exp
         fixed = self._comm_fixed + self._comm_per_tok * tokens + self._ovh + self._ovh_seq * n_seq
+        if cap_w is None:
+            t = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fixed
+            u_c = (c1 + c2) / t
+            act = u_c + self._mem_frac * min(1.0, (m1 + m2) / t)
+            if act > 1.0:
+                act = 1.0
+            return StepPower(t, h.idle_w + self._dyn_w * act, 1.0)
         return step_power(m1, c1, m2, c2, fixed, h.idle_w, h.tdp_w, h.memory_power_frac, cap_w)
 
     # Convenience forms used by the calculator, validation and tests.
