@@ -107,6 +107,7 @@ class RouterConfig:
 class RunConfig:
     horizon_s: float | None
     timeseries: bool
+    fast_forward: bool = True  # advance stable decode batches many steps at once (exact)
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,8 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
             raise ScenarioError("cost.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not both",
                                 "remove one of them")
     rn = _Table(t.get("run", dict, {}), "run")
-    run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True))
+    run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True),
+                    rn.get("fast_forward", bool, True))
     rn.done()
     t.done()
     effective = _effective(raw, seed, name, workload, pools, router, run, slo)

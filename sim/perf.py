@@ -168,6 +168,26 @@ class PerfModel:
             return StepPower(t, h.idle_w + self._dyn_w * act, 1.0)
         return step_power(m1, c1, m2, c2, fixed, h.idle_w, h.tdp_w, h.memory_power_frac, cap_w)
 
+    def decode_window(self, n: int, ctx0: float, k: int):
+        """Times (s) and per-accelerator powers (W) of k consecutive decode steps of the same n
+        sequences, the first reading ctx0 KV tokens and each next one n more: the fast-forward
+        path. Same arithmetic as step_power, vectorised."""
+        import numpy as np
+
+        h = self.hardware
+        ctx = ctx0 + n * np.arange(k, dtype=np.float64)
+        m1 = (self._w_fixed + self._kv_per_tok * ctx) / self._bw
+        c1 = (self._f_tok * n + self._f_seq * n + self._f_attn * ctx) / self._flops
+        m2 = c2 = 0.0
+        if self._f_exp_tok:
+            m2 = self.experts_touched(n) * self._w_expert_layer / self._bw
+            c2 = self._f_exp_tok * n / self._flops_exp
+        fixed = self._comm_fixed + self._comm_per_tok * n + self._ovh + self._ovh_seq * n
+        t = np.maximum(m1, c1) + (m2 if m2 >= c2 else c2) + fixed
+        act = (c1 + c2) / t + self._mem_frac * np.minimum(1.0, (m1 + m2) / t)
+        p = h.idle_w + self._dyn_w * np.minimum(act, 1.0)
+        return t, p
+
     # Convenience forms used by the calculator, validation and tests.
     def decode_cost(self, batch: int, context: int) -> StepCost:
         """One decode step of `batch` sequences each with `context` tokens in KV."""

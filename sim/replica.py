@@ -107,6 +107,11 @@ class ReplicaCore:
         self._pending_first: list[Request] = []
         self._pending_done: list[Request] = []
 
+    @property
+    def pending_output(self) -> bool:
+        """Lagged tokens not yet delivered (routers see completions only once delivered)."""
+        return bool(self._pending_first or self._pending_done)
+
     def flush(self, now: float) -> None:
         """Deliver the tokens of the previous step to clients at `now` (lagged output)."""
         if self._pending_first:
@@ -320,6 +325,37 @@ class ReplicaCore:
             if self.ensure_blocks(req, 1):
                 self.take(req, 1)
                 heapq.heappush(g, (nxt + bs, req.idx, req.epoch, req))
+
+    def window_limit(self, k_max: int) -> int:
+        """How many decode steps from now the batch stays stable: up to and including the next
+        finish, and no more than the free KV blocks can feed (so no preemption is possible)."""
+        k = k_max
+        fin = self._fin
+        while fin and (fin[0][3].state != DECODE or fin[0][2] != fin[0][3].epoch):
+            heapq.heappop(fin)
+        if fin:
+            k = min(k, fin[0][0] - self.dit)
+        if self.n_dec and self._grow:
+            # each sequence needs a new block at most every block_size steps (+1 for rounding)
+            k = min(k, max(0, (self.free_blocks // self.n_dec - 1)) * self.block_size)
+        return max(k, 0)
+
+    def advance_decodes(self, k: int) -> None:
+        """Bulk form of k decode steps' bookkeeping before committing them: give every decoding
+        request the KV blocks its context will need after step dit + k (asserted to fit)."""
+        end = self.dit + k
+        bs = self.block_size
+        grow = []
+        for req in self.running.values():
+            if req.state != DECODE or req.reserved:
+                continue
+            need = -(-(req.base + end - req.j0) // bs) - self.held(req)
+            if need > 0:
+                assert need <= self.free_blocks, "fast-forward window outran the free KV blocks"
+                self.take(req, need)
+            grow.append((req.j0 + self.held(req) * bs - req.base + 1, req.idx, req.epoch, req))
+        heapq.heapify(grow)
+        self._grow = grow
 
     def decode_context(self) -> int:
         """Total KV tokens the next decode step reads."""

@@ -20,13 +20,16 @@ import simpy
 from .config import PoolConfig, Scenario
 from .perf import PerfModel
 from .recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
-from .replica import GONE, ReplicaCore, Request
+from .replica import GONE, Plan, ReplicaCore, Request
 from .rng import stream
 from .progress import Progress
 from .queues import make_queue
 from .router import make_router
 from .schedulers import make_scheduler
 from .workload import Workload, build_workload
+
+
+FF_MAX_STEPS = 4096  # longest fast-forward window (steps)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class _Replica:
         # Power state: cap per accelerator (None = none), drained (takes no new work, off once
         # idle), down (failed), and the draw of all its accelerators now.
         self.cap_w: float | None = None
+        self.in_ff = False  # in a fast-forward window (arrivals interrupt it)
         self.drained = False
         self.down = False
         self.proc: Any = None
@@ -122,6 +126,9 @@ class _Replica:
             self.idle = False
             assert self.wake is not None
             self.wake.succeed()
+        elif self.in_ff:
+            self.in_ff = False
+            self.proc.interrupt("arrival")  # end the window at the step in flight
 
     def _sleep(self):
         self.core.flush(self.env.now)  # no next step to wait for: deliver lagged output now
@@ -141,6 +148,7 @@ class _Replica:
         info = self.info
         tp = self.pool.tp
         expire = sim.expire if sim.deadlines is not None else None
+        ff = sim.sc.run.fast_forward and sim.fac is None and sim.shared is None
         while True:
             try:
                 if self.down:
@@ -164,6 +172,11 @@ class _Replica:
                     p_read += req.done
                     p_attn += c * (req.done + (c + 1) * 0.5)
                 n_dec = plan.n_dec
+                if ff and n_dec and not plan.chunks and not core.pending_output:
+                    k = core.window_limit(FF_MAX_STEPS)
+                    if k >= 2:
+                        yield from self._fast_forward(core, n_dec, k)
+                        continue
                 n_seq = n_dec + len(plan.chunks)
                 ctx = core.decode_context() if n_dec else 0
                 sp = perf.step_power(n_dec, ctx, p_tok, p_read, p_attn, n_seq, self.cap_w)
@@ -176,6 +189,48 @@ class _Replica:
             except simpy.Interrupt:
                 info.busy_s -= 0.0  # a failure cut the step short; fail() already moved its requests
                 continue
+
+    def _fast_forward(self, core: ReplicaCore, n: int, k: int):
+        """Run k decode steps of a stable batch as one SimPy timeout (exactly: the step times are
+        computed per step, vectorised). An arrival for this replica interrupts the window; the
+        steps already done are committed and the step in flight finishes normally."""
+        env, sim = self.env, self.sim
+        now = env.now
+        t, p = self.perf.decode_window(n, core.decode_context(), k)
+        ends = np.cumsum(np.concatenate(([now], t)))[1:]  # same additions as stepping one by one
+        if sim.deadlines:
+            k = min(k, int(np.searchsorted(ends, sim.deadlines[0][0])) + 1)  # stop at the next expiry
+        tp = self.pool.tp
+        e_steps = p[:k] * t[:k] * tp  # energy of each step (J)
+        total = float(ends[k - 1] - now)
+        sim.ts.add(now, self.rid, n, core.used_blocks, len(core.waiting), 1)
+        self.set_power(float(e_steps.sum()) / total if total > 0 else self.idle_w)
+        self.in_ff = True
+        try:
+            yield env.timeout(ends[k - 1] - now)
+            done = k
+        except simpy.Interrupt:
+            done = int(np.searchsorted(ends[:k], env.now, side="right"))  # steps finished by now
+            done = min(done, k - 1)
+        self.in_ff = False
+        if done < k:
+            # steps 1..done are complete; step done+1 is in flight until ends[done]
+            exact = float(e_steps[:done + 1].sum())
+            spent = self.p_now * (env.now - now)
+            rest = float(ends[done]) - env.now
+            self.set_power(max(0.0, (exact - spent) / rest) if rest > 0 else self.p_now)
+        end_step = done if done == k else done + 1
+        self.info.busy_s += float(ends[end_step - 1] - now)
+        core.advance_decodes(end_step)
+        if core.lag and done >= 1:
+            core.flush(float(ends[0]))  # the output of the step before the window
+        core.dit += end_step - 1
+        while env.now < ends[end_step - 1]:
+            try:
+                yield env.timeout(ends[end_step - 1] - env.now)
+            except simpy.Interrupt:
+                pass  # later arrivals wait for the step in flight like any other
+        core.commit(Plan([], n), env.now)
 
     def fail(self) -> None:
         """The node under this replica failed: requeue or fail its requests, power off."""
