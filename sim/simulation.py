@@ -29,7 +29,7 @@ from .schedulers import make_scheduler
 from .workload import Workload, build_workload
 
 
-FF_MAX_STEPS = 4096  # longest fast-forward window (steps)
+FF_MAX_STEPS = 1024  # longest fast-forward window (steps)
 
 
 @dataclass
