@@ -188,11 +188,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    """Per-run results under OUT/runs/: kept as they finish, reused with --resume."""
+    if args.resume and not args.out:
+        raise ScenarioError("--resume", "needs --out (the folder whose saved runs to reuse)", "add --out DIR")
+    if not args.out:
+        return None
+    d = Path(args.out) / "runs"
+    if not args.resume and d.exists():
+        import shutil
+        shutil.rmtree(d)
+    return d
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .study import compare, save, strip_latencies, table_compare
 
     rep = compare(args.scenario, args.vary, args.replications, args.baseline, args.workers, args.set,
-                  args.quiet or args.json)
+                  args.quiet or args.json, executor=args.executor, cache_dir=_cache_dir(args))
     if args.out:
         out = Path(args.out)
         save(rep, out / "compare.json")
@@ -211,7 +224,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .study import save, sweep, table_sweep
 
     rep = sweep(args.scenario, args.range, args.vary, args.replications, args.workers, args.set,
-                args.quiet or args.json, args.attainment)
+                args.quiet or args.json, args.attainment, executor=args.executor, cache_dir=_cache_dir(args))
     if args.out:
         out = Path(args.out)
         save(rep, out / "sweep.json")
@@ -264,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--baseline", help="the variant differences are taken against (default: the first)")
         c.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
         c.add_argument("--workers", type=int, default=None, help="processes (default: all cores; results identical)")
+        c.add_argument("--executor", default="local",
+                       help="local (process pool), dask (a Dask LocalCluster) or tcp://HOST:PORT (a Dask scheduler)")
+        c.add_argument("--resume", action="store_true",
+                       help="reuse the runs already saved under --out (after an interruption)")
         c.add_argument("--out", help="write the report JSON and PNG plots here")
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("--json", action="store_true")

@@ -148,7 +148,7 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     data2: dict[str, Any] = {}
     for i, (lab, v) in enumerate(rep["variants"].items()):
-        thr = [p["metrics"]["throughput_output_tok_per_s"]["mean"] for p in v["points"]]
+        thr = [p["metrics"].get("throughput_output_tok_per_s", {}).get("mean", np.nan) for p in v["points"]]
         p99 = [p["metrics"].get("tpot_p99_s", {}).get("mean", np.nan) for p in v["points"]]
         ax.plot(thr, p99, "-o", ms=3, color=f"C{i}", label=lab)
         data2[lab] = {"throughput_output_tok_per_s": thr, "tpot_p99_s": p99}

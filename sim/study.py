@@ -55,24 +55,93 @@ def run_task(task: Task) -> dict[str, Any]:
     return out
 
 
+def task_key(task: Task) -> str:
+    """Stable id of a task (scenario, seed, options): names its saved result for --resume."""
+    import hashlib
+
+    blob = json.dumps({"raw": task.raw, "seed": task.seed, "lat": task.keep_latencies}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _safe_run(task: Task) -> dict[str, Any]:
+    """run_task, with a failure turned into a result that says which run failed and why."""
+    try:
+        return run_task(task)
+    except Exception as exc:  # noqa: BLE001 - reported per run, the study goes on
+        return {"error": f"{type(exc).__name__}: {exc}", "seed": task.seed}
+
+
 def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
-            quiet: bool = False) -> list[dict[str, Any]]:
-    """Run tasks on a local process pool (workers=1: in this process); results in task order."""
-    workers = workers or os.cpu_count() or 1
+            quiet: bool = False, executor: str = "local", cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Run tasks; results come back in task order, identical whatever the executor and worker
+    count (each run is deterministic and aggregation follows task order).
+
+    executor: "local" (a process pool over local cores; workers=1 runs in this process),
+    "dask" (a Dask LocalCluster on loopback), or "tcp://HOST:PORT" (an existing Dask scheduler).
+    cache_dir: each result is saved there as it arrives, and results already there are reused
+    (this is what --resume relies on). A run that raises yields {"error": ...}, not an abort."""
     bar = Progress(len(tasks), label, enabled=None if not quiet else False)
     results: list[dict[str, Any] | None] = [None] * len(tasks)
-    if workers <= 1 or len(tasks) <= 1:
-        for i, t in enumerate(tasks):
-            results[i] = run_task(t)
+    keys = [task_key(t) for t in tasks]
+    todo = []
+    for i, k in enumerate(keys):
+        f = cache_dir / f"{k}.json" if cache_dir is not None else None
+        if f is not None and f.exists():
+            results[i] = json.loads(f.read_text())
             bar.update()
+        else:
+            todo.append(i)
+
+    def done(i: int, r: dict[str, Any]) -> None:
+        results[i] = r
+        if cache_dir is not None and "error" not in r:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache_dir / f"{keys[i]}.json.tmp"
+            tmp.write_text(json.dumps(r))
+            tmp.replace(cache_dir / f"{keys[i]}.json")  # atomic: an interrupted write leaves no result
+        bar.update()
+
+    workers = workers or os.cpu_count() or 1
+    if executor == "local":
+        if workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                done(i, _safe_run(tasks[i]))
+        else:
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                futs = {pool.submit(_safe_run, tasks[i]): i for i in todo}
+                for f in as_completed(futs):
+                    done(futs[f], f.result())
+    elif executor == "dask" or executor.startswith("tcp://"):
+        _execute_dask(tasks, todo, executor, workers, done)
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-            futs = {pool.submit(run_task, t): i for i, t in enumerate(tasks)}
-            for f in as_completed(futs):
-                results[futs[f]] = f.result()
-                bar.update()
+        raise ScenarioError("--executor", f"unknown executor {executor!r}", "use local, dask or tcp://HOST:PORT")
     bar.close()
-    return [r for r in results if r is not None]
+    return [r if r is not None else {"error": "not run"} for r in results]
+
+
+def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers: int,
+                  done: Callable[[int, dict[str, Any]], None]) -> None:
+    """One Dask task per run; a worker that dies has its runs retried on another worker."""
+    try:
+        from distributed import Client, LocalCluster, as_completed as dask_completed
+    except ImportError:  # pragma: no cover
+        raise ScenarioError("--executor", "Dask is not installed", "pip install 'dcsim[dask]'") from None
+    cluster = None
+    if executor == "dask":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(executor, timeout=30)
+    try:
+        futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3)
+        index = {f.key: i for f, i in zip(futs, todo)}
+        for f in dask_completed(futs):
+            done(index[f.key], f.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -113,7 +182,7 @@ def _validated(raw: dict[str, Any], base: Path, sets: list[str]) -> dict[str, An
 
 def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, baseline: str | None = None,
             workers: int | None = None, sets: Sequence[str] = (), quiet: bool = False,
-            keep_latencies: bool = True) -> dict[str, Any]:
+            keep_latencies: bool = True, executor: str = "local", cache_dir: Path | None = None) -> dict[str, Any]:
     """Every variant on the same seeds; means, 95% CIs and paired differences to the baseline."""
     if replications < 1:
         raise ScenarioError("--replications", "must be >= 1")
@@ -128,7 +197,10 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
         raise ScenarioError("--baseline", f"{baseline!r} is not a variant", f"use one of {labels}")
     raws = {lab: _validated(raw, base, s) for lab, s in vs}
     tasks = [Task(raws[lab], str(base), seed0 + r, keep_latencies and r == 0) for lab, _ in vs for r in range(replications)]
-    res = execute(tasks, workers, "compare", quiet)
+    res = execute(tasks, workers, "compare", quiet, executor, cache_dir)
+    failed = _failures(res, [(lab, seed0 + r) for lab, _ in vs for r in range(replications)])
+    if failed:
+        raise ScenarioError("compare", f"{len(failed)} run(s) failed, e.g. {failed[0]}", "fix the variant named")
     by: dict[str, list[dict[str, Any]]] = {lab: res[i * replications:(i + 1) * replications] for i, lab in enumerate(labels)}
     out: dict[str, Any] = {"scenario": str(scenario), "replications": replications,
                            "seeds": [seed0 + r for r in range(replications)], "baseline": baseline,
@@ -165,12 +237,15 @@ def parse_range(text: str) -> tuple[str, list[float]]:
     if st <= 0 or b < a:
         raise ScenarioError("--range", "needs STEP > 0 and STOP >= START")
     n = int(math.floor((b - a) / st + 1e-9)) + 1
-    return k.strip(), [round(a + i * st, 10) for i in range(n)]
+    vals = [round(a + i * st, 10) for i in range(n)]
+    if all(x.strip().lstrip("-").isdigit() for x in spec.split(":")):
+        vals = [int(v) for v in vals]  # an integer key (tp, replicas, ...) stays integer
+    return k.strip(), vals
 
 
 def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replications: int = 1,
           workers: int | None = None, sets: Sequence[str] = (), quiet: bool = False,
-          attainment: float = 0.9) -> dict[str, Any]:
+          attainment: float = 0.9, executor: str = "local", cache_dir: Path | None = None) -> dict[str, Any]:
     """Latency against a swept key (offered load) for each variant, and the largest value at
     which mean SLO attainment stays at or above `attainment`."""
     raw, base = _load(scenario)
@@ -178,20 +253,31 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
     seed0 = int(raw.get("seed", 0))
     key, values = parse_range(range_)
     vs = variants(parse_vary(vary))
-    tasks, index = [], []
+    tasks, index, bad = [], [], {}
     for lab, s in vs:
         for v in values:
-            r = _validated(raw, base, list(s) + [f"{key}={v}"])
+            try:
+                r = _validated(raw, base, list(s) + [f"{key}={v}"])
+            except ScenarioError as exc:  # this configuration cannot run: report it, run the rest
+                bad[(lab, v)] = f"invalid scenario: {exc}"
+                continue
             for k in range(replications):
                 tasks.append(Task(r, str(base), seed0 + k))
                 index.append((lab, v))
-    res = execute(tasks, workers, "sweep", quiet)
+    res = execute(tasks, workers, "sweep", quiet, executor, cache_dir)
+    for (lab, v), why in bad.items():
+        index.append((lab, v))
+        res.append({"error": why})
     out: dict[str, Any] = {"scenario": str(scenario), "key": key, "values": values, "replications": replications,
-                           "attainment_target": attainment, "variants": {}}
+                           "attainment_target": attainment, "variants": {},
+                           "failed_runs": _failures(res, [(lab, f"{key}={v}") for lab, v in index])}
     for lab, s in vs:
         pts = []
         for v in values:
-            runs = [r for (l2, v2), r in zip(index, res) if l2 == lab and v2 == v]
+            runs = [r for (l2, v2), r in zip(index, res) if l2 == lab and v2 == v and "error" not in r]
+            if not runs:
+                pts.append({"value": v, "metrics": {}, "failed": True})
+                continue
             md = {}
             for m in METRICS:
                 vals = [r["summary"].get(m) for r in runs]
@@ -201,9 +287,11 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                 md[m] = {"mean": mean, "ci_low": lo, "ci_high": hi}
             pts.append({"value": v, "metrics": md})
         best = None
-        has_slo = all("slo_attainment" in p["metrics"] for p in pts)
+        has_slo = all("slo_attainment" in p["metrics"] for p in pts if not p.get("failed"))
         if has_slo:
             for p in pts:
+                if p.get("failed"):
+                    break
                 if p["metrics"]["slo_attainment"]["mean"] >= attainment:
                     best = p["value"]
                 else:
@@ -211,6 +299,10 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
         out["variants"][lab] = {"sets": s, "points": pts, "max_value_meeting_slo": best,
                                 "slo_defined": has_slo}
     return out
+
+
+def _failures(res: list[dict[str, Any]], names: list[tuple]) -> list[dict[str, Any]]:
+    return [{"variant": n[0], "config": str(n[1]), "error": r["error"]} for r, n in zip(res, names) if "error" in r]
 
 
 def save(obj: dict[str, Any], path: Path) -> None:

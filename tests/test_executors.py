@@ -1,0 +1,95 @@
+"""Executors: a real Dask LocalCluster (loopback), a worker killed mid-sweep, --resume, failing runs."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import sim.study as study
+from sim.study import sweep
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = str(REPO / "scenarios" / "quickstart.toml")
+SETS = ["workload.num_requests=1200"]
+RANGE = "workload.rate_per_s=20:120:20"
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def local_result():
+    return sweep(QUICK, RANGE, sets=SETS, workers=2, quiet=True)
+
+
+def test_dask_localcluster_matches_local(local_result):
+    r = sweep(QUICK, RANGE, sets=SETS, workers=2, quiet=True, executor="dask")
+    assert json.dumps(r, sort_keys=True) == json.dumps(local_result, sort_keys=True)
+
+
+def test_killed_worker_does_not_lose_the_sweep():
+    """Runs of 1.5-3 s each on 2 workers; one worker is killed 1 s in, while it runs a task."""
+    from distributed import Client, LocalCluster
+
+    long_sets = ["workload.num_requests=20000"]
+    t0 = time.time()
+    expected = sweep(QUICK, RANGE, sets=long_sets, workers=2, quiet=True)
+    assert time.time() - t0 > 3.0  # long enough for the kill to land mid-sweep
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        pids = list(client.run(os.getpid).values())
+        killed = []
+
+        def killer():
+            time.sleep(1.0)  # mid-sweep: the first runs are in flight
+            os.kill(pids[0], signal.SIGKILL)
+            killed.append(pids[0])
+
+        th = threading.Thread(target=killer)
+        th.start()
+        r = sweep(QUICK, RANGE, sets=long_sets, workers=2, quiet=True, executor=cluster.scheduler_address)
+        th.join()
+    assert killed
+    assert json.dumps(r, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_resume_reuses_saved_runs(tmp_path, local_result, monkeypatch):
+    cache = tmp_path / "runs"
+    first = sweep(QUICK, RANGE, sets=SETS, workers=1, quiet=True, cache_dir=cache)
+    saved = sorted(cache.glob("*.json"))
+    assert len(saved) == 6
+    for f in saved[:4]:
+        f.unlink()  # as if the sweep had been interrupted after two runs
+    calls = []
+    real = study.run_task
+    monkeypatch.setattr(study, "run_task", lambda t: calls.append(1) or real(t))
+    again = sweep(QUICK, RANGE, sets=SETS, workers=1, quiet=True, cache_dir=cache)
+    assert len(calls) == 4
+    assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True) == \
+        json.dumps(local_result, sort_keys=True)
+
+
+def test_a_failing_configuration_is_reported_and_the_rest_completes():
+    r = sweep(QUICK, "pools.tp=1:3:1", sets=['pools.model="llama-3.1-70b"', "workload.num_requests=100"],
+              workers=1, quiet=True)
+    assert [f["config"] for f in r["failed_runs"]] == ["pools.tp=1"]
+    assert "do not fit" in r["failed_runs"][0]["error"]
+    pts = r["variants"]["base"]["points"]
+    assert pts[0].get("failed") and all("ttft_p99_s" in p["metrics"] for p in pts[1:])
+
+
+def test_a_run_that_raises_is_reported(monkeypatch):
+    real = study.run_task
+
+    def flaky(t):
+        if t.raw["workload"]["rate_per_s"] == 40:
+            raise RuntimeError("boom")
+        return real(t)
+
+    monkeypatch.setattr(study, "run_task", flaky)
+    r = sweep(QUICK, "workload.rate_per_s=20:60:20", sets=["workload.num_requests=200"], workers=1, quiet=True)
+    assert r["failed_runs"] == [{"variant": "base", "config": "workload.rate_per_s=40", "error": "RuntimeError: boom"}]
+    assert [p.get("failed", False) for p in r["variants"]["base"]["points"]] == [False, True, False]
