@@ -432,6 +432,10 @@ class Simulation:
         choose = self.router.choose
         shared = self.shared
         d0 = min(r.delay_s for r in reps)
+        # the longest request a replica can ever hold (every replica must hold it with a shared
+        # queue; routers send a request to any replica, so here too the smallest decides)
+        fit_tokens = min(r.core.total_blocks * r.core.block_size for r in reps)
+        cap = fit_tokens
         bar = None if self.quiet else Progress(len(arr), "run")
         tick = max(1, len(arr) // 200)
         for i, t in enumerate(arr.tolist()):
@@ -443,13 +447,7 @@ class Simulation:
             if self.shedding:
                 self.reject(i, "power: new requests shed while the facility is over its supply limit")
                 continue
-            if shared is not None:
-                need_ok = all(r.core.fits_ever(p + o) for r in reps)
-            else:
-                need_ok = all(r.core.fits_ever(p + o) for r in reps) if len(reps) == 1 else \
-                    any(r.core.fits_ever(p + o) for r in reps)
-            if not need_ok:
-                cap = min(r.core.total_blocks * r.core.block_size for r in reps)
+            if p + o > fit_tokens:
                 self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
                 continue
             req = Request(i, t, p, o, grp[i] if grp is not None else -1, prio[i] if prio is not None else 0,

@@ -1,0 +1,130 @@
+"""Scale benchmarks (not tests): simulated requests and seconds per wall-second, memory per
+request, and how wall time grows with requests and replicas. One core, as the figures in the
+README were taken.
+
+Usage:
+  python benchmarks/bench_scale.py quickstart --requests 1000000
+  python benchmarks/bench_scale.py fleet70b [--replicas 100] [--hours 1] [--load 0.8]
+  python benchmarks/bench_scale.py azure [--speedup 100] [--replicas 64]
+  python benchmarks/bench_scale.py memory [--requests 100000]
+  python benchmarks/bench_scale.py scaling
+Each prints one JSON object, with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sim.config import load, parse  # noqa: E402
+from sim.metrics import summarize  # noqa: E402
+from sim.simulation import Simulation  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+MACHINE = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def timed(sc) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    res = Simulation(sc).run()
+    wall = time.perf_counter() - t0
+    return summarize(res), wall
+
+
+def quickstart(n: int) -> dict:
+    sc = load(REPO / "scenarios" / "quickstart.toml", [f"workload.num_requests={n}", "run.timeseries=false"])
+    s, wall = timed(sc)
+    return {"benchmark": f"quickstart x {n} requests", "wall_s": wall, "sim_requests_per_wall_s": n / wall,
+            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "completed": s["requests_completed"]}
+
+
+def fleet70b(replicas: int, hours: float, load_frac: float) -> dict:
+    base = {"seed": 1, "workload": {"arrival": "poisson", "rate_per_s": 1.0, "duration_s": 600.0,
+                                    "prompt_tokens": {"dist": "lognormal", "mean": 1024, "cv": 1.0, "max": 8192},
+                                    "output_tokens": {"dist": "lognormal", "mean": 256, "cv": 0.8, "max": 2048}},
+            "pools": [{"hardware": "h200", "model": "llama-3.1-70b", "tp": 8, "replicas": 1,
+                       "scheduler": {"max_batch_size": 256}}],
+            "router": {"policy": "least_loaded"}, "run": {"timeseries": False}}
+    # saturation throughput of one replica (heavily overloaded short run), then 80% of it per replica
+    sat = json.loads(json.dumps(base))
+    sat["workload"].update(rate_per_s=200.0, duration_s=60.0)
+    s_sat, _ = timed(parse(sat))
+    cap = s_sat["throughput_req_per_s"]
+    run = json.loads(json.dumps(base))
+    run["pools"][0]["replicas"] = replicas
+    run["workload"].update(rate_per_s=load_frac * cap * replicas, duration_s=hours * 3600.0)
+    s, wall = timed(parse(run))
+    return {"benchmark": f"{replicas} x Llama-3.1-70B on 8xH200 at {load_frac:.0%} load, {hours:g} h",
+            "replica_capacity_req_per_s": cap, "rate_per_s": run["workload"]["rate_per_s"],
+            "requests": s["requests_total"], "wall_s": wall, "sim_requests_per_wall_s": s["requests_total"] / wall,
+            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "ttft_p99_s": s["ttft_p99_s"]}
+
+
+def azure(speedup: float, replicas: int) -> dict:
+    sc = parse({"seed": 1, "workload": {"arrival": "trace", "trace_format": "azure", "time_scale": speedup,
+                                        "trace": "data/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"},
+                "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": replicas}],
+                "router": {"policy": "least_loaded"}, "run": {"timeseries": False}}, REPO)
+    s, wall = timed(sc)
+    return {"benchmark": f"Azure 2023 conversation trace at {speedup:g}x on {replicas} x H100 (Llama-3.1-8B)",
+            "requests": s["requests_total"], "wall_s": wall, "sim_requests_per_wall_s": s["requests_total"] / wall,
+            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "ttft_p99_s": s["ttft_p99_s"]}
+
+
+def memory(n: int) -> dict:
+    sc = load(REPO / "scenarios" / "quickstart.toml", [f"workload.num_requests={n}", "run.timeseries=false"])
+    tracemalloc.start()
+    Simulation(sc).run()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"benchmark": f"peak traced memory, quickstart x {n}", "peak_bytes": peak, "bytes_per_request": peak / n}
+
+
+def scaling() -> dict:
+    out = {"requests": [], "replicas": []}
+    for n in (25_000, 50_000, 100_000, 200_000):
+        r = quickstart(n)
+        out["requests"].append({"requests": n, "wall_s": r["wall_s"]})
+    for reps in (4, 8, 16, 32):
+        sc = load(REPO / "scenarios" / "quickstart.toml", [f"pools.replicas={reps}", f"workload.rate_per_s={2.5 * reps}",
+                                                          f"workload.num_requests={12_500 * reps}", "run.timeseries=false"])
+        _, wall = timed(sc)
+        out["replicas"].append({"replicas": reps, "requests": 12_500 * reps, "wall_s": wall})
+    return {"benchmark": "wall time against requests (same rate) and against replicas (rate and requests in proportion)",
+            **out}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling"])
+    ap.add_argument("--requests", type=int, default=1_000_000)
+    ap.add_argument("--replicas", type=int, default=None)
+    ap.add_argument("--hours", type=float, default=1.0)
+    ap.add_argument("--load", type=float, default=0.8)
+    ap.add_argument("--speedup", type=float, default=100.0)
+    a = ap.parse_args()
+    if a.which == "quickstart":
+        r = quickstart(a.requests)
+    elif a.which == "fleet70b":
+        r = fleet70b(a.replicas or 100, a.hours, a.load)
+    elif a.which == "azure":
+        r = azure(a.speedup, a.replicas or 64)
+    elif a.which == "memory":
+        r = memory(min(a.requests, 200_000))
+    else:
+        r = scaling()
+    r["machine"] = MACHINE
+    print(json.dumps(r, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
