@@ -228,6 +228,14 @@ class ReplicaCore:
             req.shared.append(key)
 
     # --- transitions ------------------------------------------------------------------------
+    def admit_with(self, req: Request, hits: int, need: int) -> None:
+        """Admit the head of the queue with `hits` prefix-cache blocks and `need` new blocks."""
+        self.waiting.popleft()
+        self.admit(req)
+        if hits:
+            self.acquire_hits(req, hits)
+        self.take(req, need)
+
     def admit(self, req: Request) -> None:
         req.state = PREFILL
         req.owner = self

@@ -65,11 +65,7 @@ class Chunked(Scheduler):
                 if not self._make_room(core, req, need + idle):
                     break
                 continue  # the queue head may have changed (preempted requests rejoin it)
-            waiting.popleft()
-            core.admit(req)
-            if hits:
-                core.acquire_hits(req, hits)
-            core.take(req, need)
+            core.admit_with(req, hits, need)
             chunks.append((req, c))
             budget -= c
             slots -= 1
@@ -116,11 +112,7 @@ class Continuous(Scheduler):
             need = core.blocks_for(req.target) - hits
             if need > core.free_blocks - idle:
                 break
-            waiting.popleft()
-            core.admit(req)
-            if hits:
-                core.acquire_hits(req, hits)
-            core.take(req, need)
+            core.admit_with(req, hits, need)
             chunks.append((req, c))
             budget -= c
             slots -= 1
@@ -147,11 +139,7 @@ class Static(Scheduler):
             need = core.blocks_for(req.target + req.output - req.generated) - hits
             if need > core.free_blocks - idle:
                 break
-            waiting.popleft()
-            core.admit(req)
-            if hits:
-                core.acquire_hits(req, hits)
-            core.take(req, need)
+            core.admit_with(req, hits, need)
             req.reserved = True
             chunks.append((req, req.target - req.done))
         return Plan(chunks, 0) if chunks else None

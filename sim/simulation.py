@@ -382,11 +382,15 @@ class Simulation:
         tb.status[i] = COMPLETED
         tb.preemptions[i] = req.preemptions
         tb.replica[i] = rep.rid
-        if i in self._target:
-            tg = self._target.pop(i)
+        self._untarget(req)
+        self._in_system(-1, now)
+
+    def _untarget(self, req: Request) -> None:
+        """The request no longer counts against the replica it was routed to."""
+        tg = self._target.pop(req.idx, None)
+        if tg is not None:
             tg.outstanding_tok -= req.prompt + req.output
             tg.outstanding_req -= 1
-        self._in_system(-1, now)
 
     def _fail_timeout(self, req: Request, t: float) -> None:
         i = req.idx
@@ -397,10 +401,7 @@ class Simulation:
         tb.preemptions[i] = req.preemptions
         if 0 < req.first_token <= t:  # 0.0 marks a sampled token not yet delivered
             tb.first_token_s[i] = req.first_token
-        if i in self._target:
-            tg = self._target.pop(i)
-            tg.outstanding_tok -= req.prompt + req.output
-            tg.outstanding_req -= 1
+        self._untarget(req)
         self._in_system(-1, t)
 
     def expire(self, now: float) -> None:
@@ -502,10 +503,7 @@ class Simulation:
         """A request evacuated from a failed replica: route it again, or fail it after
         `failures.retry_limit` re-queues."""
         i = req.idx
-        if i in self._target:
-            tg = self._target.pop(i)
-            tg.outstanding_tok -= req.prompt + req.output
-            tg.outstanding_req -= 1
+        self._untarget(req)
         req.retries += 1
         limit = self.fac.failures.retry_limit if self.fac is not None else 0
         now = self.env.now
