@@ -239,6 +239,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .plan import plan, table
+
+    slo = None
+    if args.slo:
+        slo = {}
+        for part in args.slo.split(","):
+            if "=" not in part:
+                raise ScenarioError("--slo", f"{part!r} is not KEY=SECONDS", "write e.g. --slo ttft_s=0.5,tpot_s=0.05")
+            k, v = part.split("=", 1)
+            k = k.strip()
+            k = {"ttft": "ttft_s", "tpot": "tpot_s"}.get(k, k)
+            if k not in ("ttft_s", "tpot_s"):
+                raise ScenarioError("--slo", f"unknown SLO {k!r}", "use ttft_s and/or tpot_s")
+            try:
+                slo[k] = float(v)
+            except ValueError:
+                raise ScenarioError("--slo", f"{v!r} is not a number of seconds") from None
+    split = lambda x: [y.strip() for y in x.split(",") if y.strip()] if x else []  # noqa: E731
+    rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), [int(t) for t in split(args.tp)],
+               split(args.schedulers), args.attainment, args.max_replicas, args.set)
+    print(json.dumps(rep, indent=1) if args.json else table(rep))
+    return 0 if rep["plan"] else 1
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_dir
 
@@ -285,6 +310,18 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("--json", action="store_true")
         c.set_defaults(fn=cmd_compare if name == "compare" else cmd_sweep)
+    pn = sub.add_parser("plan", help="cheapest configuration meeting an SLO at a target rate")
+    pn.add_argument("scenario")
+    pn.add_argument("--target-rate", dest="target_rate", type=float, required=True, help="requests/s to serve")
+    pn.add_argument("--slo", help="e.g. ttft_s=0.5,tpot_s=0.05 (default: the scenario's [slo])")
+    pn.add_argument("--hardware", help="comma-separated hardware ids to consider (default: the scenario's)")
+    pn.add_argument("--tp", help="comma-separated TP degrees (default: the scenario's)")
+    pn.add_argument("--schedulers", help="comma-separated scheduler policies (default: the scenario's)")
+    pn.add_argument("--attainment", type=float, default=0.9)
+    pn.add_argument("--max-replicas", dest="max_replicas", type=int, default=512)
+    pn.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
+    pn.add_argument("--json", action="store_true")
+    pn.set_defaults(fn=cmd_plan)
     pl = sub.add_parser("plot", help="(re)draw the plots of a run, compare or sweep folder")
     pl.add_argument("run_dir")
     pl.set_defaults(fn=cmd_plot)

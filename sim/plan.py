@@ -1,0 +1,118 @@
+"""`dcsim plan`: the cheapest configuration that meets an SLO at a target rate.
+
+Search space: hardware x TP x scheduler (given lists); for each combination the smallest
+replica count that meets the SLO is found by exponential then binary search (SLO attainment
+rises with replicas at a fixed rate, so no brute force over counts). Cost = replicas x TP x the
+accelerator's hourly rate ([cost] usd_per_accel_hour, else the catalog's typical rate). The
+frontier lists every combination's cheapest passing configuration; the plan is the cheapest.
+Every evaluation runs on the scenario's seed, so a `dcsim run` of the answer reproduces it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import apply_overrides, parse, read_toml
+from .errors import ScenarioError
+from .study import Task, run_task
+
+
+def _meets(raw: dict, base: Path, seed: int, attainment: float) -> tuple[bool, dict]:
+    s = run_task(Task(raw, str(base), seed))["summary"]
+    return (s.get("slo_attainment") or 0.0) >= attainment, s
+
+
+def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None = None,
+         hardware: Sequence[str] = (), tps: Sequence[int] = (), schedulers: Sequence[str] = (),
+         attainment: float = 0.9, max_replicas: int = 512, sets: Sequence[str] = ()) -> dict[str, Any]:
+    path = Path(scenario)
+    raw0 = apply_overrides(read_toml(path), list(sets) + [f"workload.rate_per_s={target_rate}"])
+    if slo:
+        raw0["slo"] = dict(raw0.get("slo", {}), **slo)
+    if not raw0.get("slo"):
+        raise ScenarioError("--slo", "no SLO to plan for", "give --slo ttft_s=0.5,tpot_s=0.05 or an [slo] table")
+    base_sc = parse(raw0, path.parent)
+    pool0 = base_sc.pools[0]
+    hardware = list(hardware) or [pool0.hardware.id]
+    tps = list(tps) or [pool0.tp]
+    schedulers = list(schedulers) or [pool0.scheduler.policy]
+    seed = base_sc.seed
+    frontier, skipped, evals = [], [], 0
+    for hw in hardware:
+        for tp in tps:
+            for pol in schedulers:
+                combo = [f'pools.hardware="{hw}"', f"pools.tp={tp}", f'pools.scheduler.policy="{pol}"']
+                try:
+                    raw_c = apply_overrides(raw0, combo)
+                    sc = parse(raw_c, path.parent)
+                except ScenarioError as exc:
+                    skipped.append({"hardware": hw, "tp": tp, "scheduler": pol, "why": str(exc)})
+                    continue
+                rate_usd = (sc.cost.usd_per_accel_hour if sc.cost and sc.cost.usd_per_accel_hour is not None
+                            else sc.pools[0].hardware.usd_per_accel_hour)
+                if rate_usd is None:
+                    skipped.append({"hardware": hw, "tp": tp, "scheduler": pol,
+                                    "why": "no hourly rate: set [cost] usd_per_accel_hour"})
+                    continue
+                cache: dict[int, tuple[bool, dict]] = {}
+
+                def test(n: int) -> bool:
+                    nonlocal evals
+                    if n not in cache:
+                        evals += 1
+                        cache[n] = _meets(apply_overrides(raw_c, [f"pools.replicas={n}"]), path.parent, seed,
+                                          attainment)
+                    return cache[n][0]
+
+                hi = 1
+                while hi <= max_replicas and not test(hi):
+                    hi *= 2
+                if hi > max_replicas and not test(max_replicas):
+                    skipped.append({"hardware": hw, "tp": tp, "scheduler": pol,
+                                    "why": f"SLO not met with {max_replicas} replicas"})
+                    continue
+                hi = min(hi, max_replicas)
+                lo = hi // 2  # fails (or 0)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if test(mid):
+                        hi = mid
+                    else:
+                        lo = mid
+                s = cache[hi][1]
+                frontier.append({"hardware": hw, "tp": tp, "scheduler": pol, "replicas": hi,
+                                 "accelerators": hi * tp, "usd_per_hour": hi * tp * rate_usd,
+                                 "slo_attainment": s["slo_attainment"], "ttft_p99_s": s["ttft_p99_s"],
+                                 "tpot_p99_s": s["tpot_p99_s"],
+                                 "one_fewer_attainment": cache[hi - 1][1]["slo_attainment"] if hi - 1 in cache else None})
+    frontier.sort(key=lambda f: (f["usd_per_hour"], f["hardware"], f["tp"], f["scheduler"]))
+    best = frontier[0] if frontier else None
+    out = {"scenario": str(scenario), "target_rate_per_s": target_rate, "slo": raw0["slo"],
+           "attainment": attainment, "plan": best, "frontier": frontier, "skipped": skipped, "evaluations": evals}
+    if best:
+        out["verify"] = (f"dcsim run {scenario} --set workload.rate_per_s={target_rate} "
+                         + " ".join(f"--set {x}" for x in list(sets) + [
+                             f"pools.hardware='\"{best['hardware']}\"'", f"pools.tp={best['tp']}",
+                             f"pools.scheduler.policy='\"{best['scheduler']}\"'", f"pools.replicas={best['replicas']}"]
+                             + [f"slo.{k}={v}" for k, v in raw0["slo"].items()]))
+    return out
+
+
+def table(rep: dict[str, Any]) -> str:
+    L = [f"dcsim plan: {rep['scenario']} at {rep['target_rate_per_s']:g} req/s, SLO {rep['slo']} "
+         f"at {rep['attainment']:.0%} attainment ({rep['evaluations']} runs)", "",
+         f"{'hardware':<16} {'TP':>3} {'scheduler':<11} {'replicas':>8} {'accel':>6} {'$/h':>9} {'attain':>7} "
+         f"{'p99 TTFT':>9} {'p99 TPOT':>9}"]
+    for f in rep["frontier"]:
+        L.append(f"{f['hardware']:<16} {f['tp']:>3} {f['scheduler']:<11} {f['replicas']:>8} {f['accelerators']:>6} "
+                 f"{f['usd_per_hour']:>9.2f} {f['slo_attainment']:>7.3f} {f['ttft_p99_s']:>9.3f} {f['tpot_p99_s']:>9.4f}")
+    for s in rep["skipped"]:
+        L.append(f"skipped {s['hardware']} tp{s['tp']} {s['scheduler']}: {s['why']}")
+    if rep["plan"]:
+        b = rep["plan"]
+        L += ["", f"cheapest: {b['replicas']} x {b['hardware']} (TP{b['tp']}, {b['scheduler']}) at "
+                  f"${b['usd_per_hour']:.2f}/h", f"verify: {rep['verify']}"]
+    else:
+        L += ["", "no configuration met the SLO"]
+    return "\n".join(L)
