@@ -327,12 +327,18 @@ class ReplicaCore:
         g = self._grow
         bs = self.block_size
         while g and g[0][0] <= nxt:
-            _, _, ep, req = heapq.heappop(g)
+            _, _, ep, req = g[0]
             if req.state != DECODE or ep != req.epoch:
+                heapq.heappop(g)
                 continue
-            if self.ensure_blocks(req, 1):
+            if self._free > 0:  # the common case, inlined: a free block
+                self._free -= 1
+                req.blocks += 1
+            elif self.ensure_blocks(req, 1):
                 self.take(req, 1)
-                heapq.heappush(g, (nxt + bs, req.idx, req.epoch, req))
+            else:
+                continue  # req itself was preempted (its entry is now stale)
+            heapq.heapreplace(g, (nxt + bs, req.idx, req.epoch, req))
 
     def window_limit(self, k_max: int) -> int:
         """How many decode steps from now the batch stays stable: up to and including the next
@@ -349,21 +355,22 @@ class ReplicaCore:
         return max(k, 0)
 
     def advance_decodes(self, k: int) -> None:
-        """Bulk form of k decode steps' bookkeeping before committing them: give every decoding
-        request the KV blocks its context will need after step dit + k (asserted to fit)."""
+        """Bulk form of k decode steps' bookkeeping before committing them: every decoding
+        request whose context crosses into a new KV block during the window gets the blocks it
+        needs after step dit + k (window_limit guarantees they are free). Walks the growth heap,
+        so the cost is the number of block crossings, not the batch size."""
         end = self.dit + k
         bs = self.block_size
-        grow = []
-        for req in self.running.values():
-            if req.state != DECODE or req.reserved:
+        g = self._grow
+        while g and g[0][0] <= end:
+            _, _, ep, req = heapq.heappop(g)
+            if req.state != DECODE or ep != req.epoch:
                 continue
             need = -(-(req.base + end - req.j0) // bs) - self.held(req)
             if need > 0:
                 assert need <= self.free_blocks, "fast-forward window outran the free KV blocks"
                 self.take(req, need)
-            grow.append((req.j0 + self.held(req) * bs - req.base + 1, req.idx, req.epoch, req))
-        heapq.heapify(grow)
-        self._grow = grow
+            heapq.heappush(g, (req.j0 + self.held(req) * bs - req.base + 1, req.idx, req.epoch, req))
 
     def decode_context(self) -> int:
         """Total KV tokens the next decode step reads."""
