@@ -62,6 +62,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .output import write_run
     from .simulation import Simulation
 
+    raw = config.read_toml(Path(args.scenario))
+    if "fleet" in raw:
+        from .fleet import run_fleet
+        sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+        rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
+        print(json.dumps(rep, indent=1) if args.json else _fleet_table(rep))
+        return 0
     sc = config.load(args.scenario, args.set, args.seed)
     res = Simulation(sc, quiet=args.quiet or args.json).run()
     summary = summarize(res)
@@ -77,6 +87,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.out:
             print(f"  results in {args.out}/ (requests.parquet, timeseries.parquet, summary.json, scenario.toml)")
     return 0
+
+
+def _fleet_table(rep: dict[str, Any]) -> str:
+    L = [f"dcsim fleet: {rep['scenario']}: {rep['cells_simulated']} of {rep['cells_total']} cells simulated"]
+    for k in rep["kinds"]:
+        L.append(f"  {k['name']}: {k['count']} cells, {k['simulated']} simulated; per cell "
+                 f"{k['per_cell_output_tok_per_s']:,.0f} output tok/s, {k['per_cell_req_per_s']:,.1f} req/s, "
+                 f"p99 TTFT {k['per_cell_ttft_p99_s']:.3g} s, ${k['per_cell_usd_per_hour']:,.0f}/h")
+    L.append(f"  fleet: {rep['fleet_output_tokens_per_day'] / 1e12:,.2f} trillion output tokens/day, "
+             f"{rep['fleet_req_per_s']:,.0f} req/s, ${rep['fleet_usd_per_hour']:,.0f}/h, "
+             f"${rep['fleet_usd_per_mtok'] or 0:.3f} per million output tokens")
+    L.append(f"  latency (merged simulated cells): TTFT p50 {rep['ttft_p50_s']:.3g} s, p99 {rep['ttft_p99_s']:.3g} s; "
+             f"TPOT p50 {rep['tpot_p50_s']:.3g} s, p99 {rep['tpot_p99_s']:.3g} s")
+    L.append(f"  inferred: {rep['inference']}")
+    return "\n".join(L)
 
 
 def cmd_perf(args: argparse.Namespace) -> int:

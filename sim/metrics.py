@@ -129,6 +129,8 @@ def summarize(res: Any) -> dict[str, Any]:
         "requests_in_flight": counts["in_flight"],
         **lat,
         "throughput_output_tok_per_s": float(out_tok.sum()) / window,
+        "output_tokens_completed": int(wl.output_tokens[st == COMPLETED].sum()),
+        "arrival_span_s": float(arr[-1] - arr[0]) if len(arr) > 1 else 0.0,
         "throughput_req_per_s": float(sel.sum()) / window,
         "utilization_mean": float(np.mean(util)) if util else 0.0,
         "sim_time_s": res.sim_time_s,

@@ -1,0 +1,115 @@
+"""Fleets of cells, for fleets no single process can hold.
+
+A cell is the scenario's router and pools (with per-kind overrides); a stateless global balancer
+splits arrivals across cells by weight, as large platforms do with weighted DNS or anycast.
+Cells do not interact, so each runs as its own simulation (one task on the executor), and a
+Poisson or gamma stream split by independent weighted choice is again such a stream at the
+cell's share of the rate: each cell draws its own arrivals at that rate from its own seed
+(cell k uses seed + k; a one-cell fleet is exactly the plain scenario).
+
+    [fleet]
+    simulate_per_kind = 2          # cells simulated of each kind; the rest are inferred
+    [[fleet.cells]]
+    name = "h200-70b"
+    count = 1100                   # identical cells of this kind
+    weight = 1.0                   # share of the traffic per cell (relative)
+    set = ["pools.replicas=64"]    # overrides of the base scenario for this kind
+
+Inference: a kind's totals are the mean over its simulated cells times its count (identical
+cells with equal weights are statistically identical); a cell's rate is what it completed over
+its arrival window; latency percentiles come from the merged requests of the simulated cells.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import _Table, apply_overrides, parse
+from .errors import ScenarioError
+from .study import Task, execute
+
+
+def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    t = _Table(raw["fleet"], "fleet")
+    per_kind = t.get("simulate_per_kind", int, 2, positive=True)
+    kinds = []
+    for k, c in enumerate(t.get("cells", list)):
+        ct = _Table(c, f"fleet.cells[{k}]")
+        kinds.append({"name": ct.get("name", str, f"cell{k}"), "count": ct.get("count", int, 1, positive=True),
+                      "weight": ct.get("weight", float, 1.0, positive=True), "set": ct.get("set", list, [])})
+        ct.done()
+    t.done()
+    if not kinds:
+        raise ScenarioError("fleet.cells", "empty", "add at least one [[fleet.cells]]")
+    return kinds, per_kind
+
+
+def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | None = None,
+              quiet: bool = True) -> dict[str, Any]:
+    from .config import read_toml
+
+    p = Path(path)
+    raw = apply_overrides(read_toml(p), list(sets or []))
+    kinds, per_kind = parse_fleet(raw)
+    base = {k: v for k, v in raw.items() if k != "fleet"}
+    if "rate_per_s" not in base.get("workload", {}):
+        raise ScenarioError("workload.rate_per_s", "a fleet splits a rate across cells", "give rate_per_s")
+    total_w = sum(k["count"] * k["weight"] for k in kinds)
+    rate = float(base["workload"]["rate_per_s"])
+    seed0 = int(base.get("seed", 0))
+    tasks, meta, cell_id = [], [], 0
+    for kind in kinds:
+        for j in range(kind["count"]):
+            if j < per_kind:
+                r = apply_overrides(copy.deepcopy(base), list(kind["set"]))
+                r["workload"]["rate_per_s"] = rate * kind["weight"] / total_w
+                parse(r, p.parent)  # fail fast, naming the field
+                tasks.append(Task(r, str(p.parent), seed0 + cell_id, keep_latencies=True))
+                meta.append((kind["name"], cell_id))
+            cell_id += 1
+    res = execute(tasks, workers, "fleet", quiet)
+    bad = [(m, r["error"]) for m, r in zip(meta, res) if "error" in r]
+    if bad:
+        raise ScenarioError("fleet", f"cell {bad[0][0][1]} ({bad[0][0][0]}) failed: {bad[0][1]}")
+    out: dict[str, Any] = {"scenario": str(path), "cells_total": cell_id, "cells_simulated": len(tasks),
+                           "kinds": []}
+    lat = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
+    tok_s = req_s = 0.0
+    cost_h = 0.0
+    for kind in kinds:
+        runs = [r for (name, _), r in zip(meta, res) if name == kind["name"]]
+        s = [r["summary"] for r in runs]
+        # served rate over the arrival window (a drain tail would dilute a short run's average)
+        tput = float(np.mean([x["output_tokens_completed"] / max(x["arrival_span_s"], 1e-9) for x in s]))
+        rps = float(np.mean([x["requests_completed"] / max(x["arrival_span_s"], 1e-9) for x in s]))
+        hours = float(np.mean([x["sim_time_s"] for x in s])) / 3600.0
+        c_h = float(np.mean([x["cost_usd"] for x in s])) / hours if hours > 0 else 0.0
+        tok_s += tput * kind["count"]
+        req_s += rps * kind["count"]
+        cost_h += c_h * kind["count"]
+        for r in runs:
+            for k in lat:
+                lat[k].extend(r["latencies"][k])
+        out["kinds"].append({"name": kind["name"], "count": kind["count"], "simulated": len(runs),
+                             "per_cell_output_tok_per_s": tput, "per_cell_req_per_s": rps,
+                             "per_cell_ttft_p99_s": float(np.mean([x["ttft_p99_s"] for x in s])),
+                             "per_cell_usd_per_hour": c_h,
+                             "requests_simulated": int(sum(x["requests_total"] for x in s)),
+                             "completed_simulated": int(sum(x["requests_completed"] for x in s))})
+    for k, v in lat.items():
+        a = np.asarray(v, dtype=float)
+        a = a[np.isfinite(a)]
+        out[f"{k[:-2]}_p50_s"] = float(np.percentile(a, 50)) if a.size else None
+        out[f"{k[:-2]}_p99_s"] = float(np.percentile(a, 99)) if a.size else None
+    out["fleet_output_tok_per_s"] = tok_s
+    out["fleet_req_per_s"] = req_s
+    out["fleet_output_tokens_per_day"] = tok_s * 86400
+    out["fleet_usd_per_hour"] = cost_h
+    out["fleet_usd_per_mtok"] = cost_h / (tok_s * 3600 / 1e6) if tok_s else None
+    out["inference"] = ("each kind's totals = mean over its simulated cells x its count; percentiles from the "
+                        "merged requests of the simulated cells")
+    return out

@@ -1,0 +1,59 @@
+"""Fleets of cells: one cell is the plain scenario; the rest are inferred from simulated cells."""
+
+from pathlib import Path
+
+import pytest
+
+from sim.config import load
+from sim.fleet import run_fleet
+from sim.metrics import summarize
+from sim.simulation import Simulation
+
+
+def write(tmp_path: Path, count: int, per_kind: int) -> Path:
+    p = tmp_path / "fleet.toml"
+    p.write_text(f"""
+seed = 4
+[workload]
+arrival = "poisson"
+rate_per_s = {20.0 * count}
+duration_s = 30
+prompt_tokens = {{ dist = "lognormal", mean = 800, cv = 1.0, max = 4000 }}
+output_tokens = 64
+[[pools]]
+hardware = "h100-sxm"
+model = "llama-3.1-8b"
+replicas = 2
+[run]
+timeseries = false
+[fleet]
+simulate_per_kind = {per_kind}
+[[fleet.cells]]
+name = "a"
+count = {count}
+""")
+    return p
+
+
+def test_one_cell_fleet_is_the_plain_scenario(tmp_path):
+    p = write(tmp_path, 1, 1)
+    rep = run_fleet(p, workers=1)
+    raw_plain = tmp_path / "plain.toml"
+    raw_plain.write_text(p.read_text().split("[fleet]")[0])
+    s = summarize(Simulation(load(raw_plain)).run())
+    k = rep["kinds"][0]
+    assert k["requests_simulated"] == s["requests_total"] and k["completed_simulated"] == s["requests_completed"]
+    assert k["per_cell_output_tok_per_s"] == pytest.approx(s["output_tokens_completed"] / s["arrival_span_s"])
+    assert rep["ttft_p99_s"] == pytest.approx(s["ttft_p99_s"])
+
+
+def test_fleet_totals_are_inferred_from_simulated_cells(tmp_path):
+    rep = run_fleet(write(tmp_path, 10, 2), workers=2)
+    k = rep["kinds"][0]
+    assert rep["cells_total"] == 10 and rep["cells_simulated"] == 2 and k["simulated"] == 2
+    assert rep["fleet_output_tok_per_s"] == pytest.approx(10 * k["per_cell_output_tok_per_s"])
+    assert rep["fleet_output_tokens_per_day"] == pytest.approx(86400 * rep["fleet_output_tok_per_s"])
+    # each cell takes its share of the global rate: 20 req/s here
+    assert k["per_cell_req_per_s"] == pytest.approx(20.0, rel=0.15)
+    # deterministic whatever the worker count
+    assert run_fleet(write(tmp_path, 10, 2), workers=1) == rep
