@@ -66,7 +66,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "fleet" in raw:
         from .fleet import run_fleet
         sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json)
+        rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json, executor=args.executor)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
@@ -309,6 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print only the summary JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plots", dest="no_plots", action="store_true", help="with --out: skip the PNG plots")
+    r.add_argument("--executor", default="local",
+                   help="fleets of cells: local, dask or tcp://HOST:PORT (cells run as tasks there)")
     r.set_defaults(fn=cmd_run)
     for name, hlp in (("compare", "run policy variants on common random numbers and compare"),
                       ("sweep", "latency against offered load for each variant")):

@@ -49,7 +49,7 @@ def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
 
 
 def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | None = None,
-              quiet: bool = True) -> dict[str, Any]:
+              quiet: bool = True, executor: str = "local") -> dict[str, Any]:
     from .config import read_toml
 
     p = Path(path)
@@ -71,7 +71,7 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
                 tasks.append(Task(r, str(p.parent), seed0 + cell_id, keep_latencies=True))
                 meta.append((kind["name"], cell_id))
             cell_id += 1
-    res = execute(tasks, workers, "fleet", quiet)
+    res = execute(tasks, workers, "fleet", quiet, executor)
     bad = [(m, r["error"]) for m, r in zip(meta, res) if "error" in r]
     if bad:
         raise ScenarioError("fleet", f"cell {bad[0][0][1]} ({bad[0][0][0]}) failed: {bad[0][1]}")

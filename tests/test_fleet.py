@@ -57,3 +57,9 @@ def test_fleet_totals_are_inferred_from_simulated_cells(tmp_path):
     assert k["per_cell_req_per_s"] == pytest.approx(20.0, rel=0.15)
     # deterministic whatever the worker count
     assert run_fleet(write(tmp_path, 10, 2), workers=1) == rep
+
+
+def test_fleet_cells_on_dask_match_local(tmp_path):
+    pytest.importorskip("distributed")
+    p = write(tmp_path, 6, 2)
+    assert run_fleet(p, workers=2, executor="dask") == run_fleet(p, workers=2)
