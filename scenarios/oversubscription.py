@@ -24,7 +24,6 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-import sim.api as dc  # noqa: E402
 from sim.study import Task, execute  # noqa: E402
 
 BUDGET_MW = 0.09

@@ -22,7 +22,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sim.api as dc  # noqa: E402
 from sim.study import Task, execute  # noqa: E402
 
 HOURS_PER_MONTH = 730.0

@@ -40,7 +40,7 @@ def serving_section(cv: dict, fit: dict) -> list[str]:
           "`dcsim validate` turns every experiment of `data/validation/vllm-measured/` into a scenario (same",
           "model, GPU, TP, data-parallel replicas, vLLM settings, constant-rate load stages, shared-prefix",
           "prompts, output lengths, 300 s client timeout), simulates it and compares per stage. Headline",
-          f"numbers are **leave-one-model-out cross-validated** (`dcsim validate --cv`): each model's experiments",
+          "numbers are **leave-one-model-out cross-validated** (`dcsim validate --cv`): each model's experiments",
           "are simulated with constants fitted without that model. Median (and 90th-percentile) absolute",
           f"error over the {n_ok} non-saturated stages:", "",
           "| metric | cross-validated median | cross-validated p90 | in-sample median | target |",

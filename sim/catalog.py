@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
@@ -149,7 +149,7 @@ def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
         key = sorted(unknown)[0]
         raise ScenarioError(f"{where}.{entry_id}.{key}", "unknown field",
                             f"use one of: {', '.join(sorted(names))}")
-    required = {f.name for f in fields(cls) if f.default is dataclass_missing() and f.name != "id"}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.name != "id"}
     missing = required - set(raw)
     if missing:
         key = sorted(missing)[0]
@@ -160,11 +160,6 @@ def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
         raise ScenarioError(f"{where}.{entry_id}", str(exc)) from None
     _check_numbers(obj, where)
     return obj
-
-
-def dataclass_missing() -> Any:
-    from dataclasses import MISSING
-    return MISSING
 
 
 def _check_numbers(obj: Any, where: str) -> None:

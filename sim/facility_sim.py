@@ -8,7 +8,6 @@ policies compared on one seed see the same faults.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from .rng import stream
@@ -199,5 +198,3 @@ def _act(sim, policy: str, supply_w: float) -> None:
         return
     raise ValueError(policy)  # pragma: no cover
 
-
-__all__ = ["start_facility", "math"]

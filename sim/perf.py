@@ -129,19 +129,8 @@ class PerfModel:
 
     def step_time(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
                   p_attn: float = 0.0, n_seq: int = 0) -> float:
-        """Seconds for one step (the hot path; same arithmetic as `cost`)."""
-        tokens = n_dec + p_tok
-        if tokens <= 0:
-            return 0.0
-        t_mem = (self._w_fixed + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)) / self._bw
-        t_comp = (self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)) / self._flops
-        t = (t_mem if t_mem >= t_comp else t_comp) + self._comm_fixed + self._comm_per_tok * tokens \
-            + self._ovh + self._ovh_seq * n_seq
-        if self._f_exp_tok:
-            m2 = self.experts_touched(tokens) * self._w_expert_layer / self._bw
-            c2 = self._f_exp_tok * tokens / self._flops_exp
-            t += m2 if m2 >= c2 else c2
-        return t
+        """Seconds for one uncapped step (same arithmetic as `cost`; see `step_power`)."""
+        return self.step_power(n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq).t_s
 
     def step_power(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
                    p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None) -> StepPower:

@@ -187,8 +187,7 @@ class _Replica:
                 yield env.timeout(dt)
                 core.commit(plan, env.now)
             except simpy.Interrupt:
-                info.busy_s -= 0.0  # a failure cut the step short; fail() already moved its requests
-                continue
+                continue  # a failure cut the step short; fail() already moved its requests
 
     def _fast_forward(self, core: ReplicaCore, n: int, k: int):
         """Run k decode steps of a stable batch as one SimPy timeout (exactly: the step times are
@@ -430,13 +429,10 @@ class Simulation:
         deadlines = self.deadlines
         timeout = self.timeout_s
         reps = self.replicas
-        choose = self.router.choose
-        shared = self.shared
         d0 = min(r.delay_s for r in reps)
         # the longest request a replica can ever hold (every replica must hold it with a shared
         # queue; routers send a request to any replica, so here too the smallest decides)
         fit_tokens = min(r.core.total_blocks * r.core.block_size for r in reps)
-        cap = fit_tokens
         bar = None if self.quiet else Progress(len(arr), "run")
         tick = max(1, len(arr) // 200)
         for i, t in enumerate(arr.tolist()):
@@ -449,7 +445,7 @@ class Simulation:
                 self.reject(i, "power: new requests shed while the facility is over its supply limit")
                 continue
             if p + o > fit_tokens:
-                self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {cap}")
+                self.reject(i, f"kv_capacity: needs {p + o} tokens of KV cache, a replica holds {fit_tokens}")
                 continue
             req = Request(i, t, p, o, grp[i] if grp is not None else -1, prio[i] if prio is not None else 0,
                           sess[i] if sess is not None else -1)

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from .config import apply_overrides, parse, read_toml
 from .errors import ScenarioError
 from .progress import Progress
@@ -363,6 +361,3 @@ def _g(x: float | None) -> str:
         return f"{x:,.0f}"
     return f"{x:.4g}"
 
-
-__all__ = ["compare", "sweep", "execute", "Task", "run_task", "save", "table_compare", "table_sweep",
-           "Callable"]

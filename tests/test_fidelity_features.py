@@ -4,7 +4,6 @@ shared prefixes with prefix caching (LRU eviction), client timeouts, `dcsim vali
 import json
 import subprocess
 import sys
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from sim.config import parse
 from sim.replica import ReplicaCore, Request
 from sim.schedulers import make_scheduler
 from sim.simulation import Simulation
-from sim.workload import Workload, build_workload
+from sim.workload import build_workload
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,6 +1,5 @@
 """The notebooks run, on small sizes, and draw their figures."""
 
-import os
 from pathlib import Path
 
 import nbformat
