@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print_table(summary, f"dcsim run: {sc.name} (seed {sc.seed})")
         if args.out:
-            print(f"  results in {args.out}/ (requests.parquet, timeseries.parquet, summary.json, scenario.toml)")
+            print(f"  results in {args.out}/ (requests.parquet, timeseries.parquet, summary.json, scenario.toml, PNG plots)")
     return 0
 
 
