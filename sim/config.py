@@ -103,11 +103,15 @@ class RouterConfig:
     policy: str
 
 
+ENGINES = ("auto", "simpy", "compiled")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     horizon_s: float | None
     timeseries: bool
     fast_forward: bool = True  # advance stable decode batches many steps at once (exact)
+    engine: str = "auto"  # "simpy", "compiled" (sim/compiled.py), or "auto": compiled where it applies
 
 
 @dataclass(frozen=True)
@@ -378,7 +382,7 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
                                 "remove one of them")
     rn = _Table(t.get("run", dict, {}), "run")
     run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True),
-                    rn.get("fast_forward", bool, True))
+                    rn.get("fast_forward", bool, True), rn.get("engine", str, "auto", choices=ENGINES))
     rn.done()
     t.done()
     effective = _effective(raw, seed, name, workload, pools, router, run, slo)

@@ -522,6 +522,25 @@ class Simulation:
         target.notify()
 
     def run(self) -> Result:
+        engine = self.sc.run.engine
+        if engine != "simpy":
+            from . import compiled
+
+            why = compiled.supported(self.sc, self.wl)
+            if engine == "compiled" and why:
+                from .errors import ScenarioError
+                raise ScenarioError("run.engine", "the compiled engine does not model " + "; ".join(why),
+                                    'set run.engine = "auto" (or "simpy")')
+            if not why:
+                res = compiled.run(self)
+                if res is not None:
+                    return res
+                # a preemption was needed: the SimPy engine models it
+                return self._run_simpy({"engine": "simpy",
+                                        "engine_note": "compiled engine stopped at a KV preemption; rerun on SimPy"})
+        return self._run_simpy({"engine": "simpy"})
+
+    def _run_simpy(self, note: dict[str, Any]) -> Result:
         wall0 = time.perf_counter()
         env = self.env
         for rep in self.replicas:
@@ -546,7 +565,8 @@ class Simulation:
         self.ledger.close(sim_time)
         sys_t, sys_n = self._in_system_series()
         extra = {"ledger": self.ledger, "failures": self.failures, "fail_marks": self.fail_marks,
-                 "supply_drops": self.supply_drops, "trip_marks": self.trip_marks, "tents": self.tent_names, "graph": self.graph}
+                 "supply_drops": self.supply_drops, "trip_marks": self.trip_marks, "tents": self.tent_names, "graph": self.graph,
+                 **note}
         return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n,
                       [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0, extra)
 

@@ -1,0 +1,632 @@
+"""Compiled engine: the SimPy engine's replica semantics for the common case, as one event loop
+compiled with numba, for runs of millions of requests.
+
+It reproduces, step for step and with the same floating-point operations, what
+sim/simulation.py does with sim/replica.py and the `chunked` scheduler (vLLM v1): per-replica
+FIFO queues, chunked prefill under a token budget, a paged KV cache, the uncapped roofline step
+time of sim/perf.py, host request overhead and lagged output delivery, and the routers
+round_robin, least_loaded, jsq and power_of_two. So every request gets the same first-token and
+finish times as in the SimPy engine (tests/test_compiled.py checks it). What it does not model
+(a [facility], timeouts, prefix caching, preemption, other schedulers and routers, a horizon)
+runs on the SimPy engine: `supported()` says why, and a run that would need a preemption stops
+and is rerun there (the result records which engine produced it).
+
+Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
+time of the next arrival routed to it (every replica, for routers that read load); between
+arrivals, a batch that only decodes is stepped in a tight loop whose per-step cost is a few
+float operations, with KV-block growth counted per step in O(1) from the residues of the
+sequences' context lengths modulo the block size (a sequence needs a new block exactly when its
+context length passes a multiple of the block size).
+
+Differences from the SimPy engine, none of which touch per-request results: the time series
+has one sample per planned step that changes the batch (and at idle transitions) rather than
+one per fast-forward window; facility_power_peak_w is the highest mean IT power over fixed time
+bins (1 s, doubled as needed to keep at most 65,536 bins) rather than over the SimPy engine's
+window-averaged steps; energy is summed per replica (equal to fp rounding).
+Units: seconds, watts, joules, tokens, KV blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from .perf import PerfModel
+from .recorder import COMPLETED, REJECTED, RequestTable, TimeSeries
+
+ROUTER_CODES = {"round_robin": 0, "least_loaded": 1, "jsq": 2, "power_of_two": 3}
+
+# Per-replica integer state S[r, field]
+(ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP) = range(26)
+N_S = 26
+IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
+# Per-replica float state F[r, field]
+EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE = range(5)
+N_F = 5
+# Per-request integer state RQ[i, field]
+NXT, DONE, HELD, A, GEN = range(5)
+N_RQ = 5
+# Perf constants PC[r, field] (see PerfModel)
+(W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
+ COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC) = range(19)
+N_PC = 19
+# Globals G[field] (float) and GI[field] (int)
+BIN_W, = range(1)
+TS_N, = range(1)
+N_BINS = 65536
+BAIL, TS_FULL = 1, 2
+
+
+def supported(sc: Any, wl: Any) -> list[str]:
+    """Why this scenario needs the SimPy engine (empty: the compiled engine can run it)."""
+    why = []
+    if sc.facility is not None:
+        why.append("a [facility] (power caps, turbines, failures)")
+    if sc.router.policy not in ROUTER_CODES:
+        why.append(f"router.policy = {sc.router.policy!r} (compiled: {', '.join(ROUTER_CODES)})")
+    if sc.run.horizon_s is not None:
+        why.append("run.horizon_s")
+    if not sc.run.fast_forward:
+        why.append("run.fast_forward = false (the per-iteration reference mode)")
+    if sc.workload.timeout_s is not None:
+        why.append("workload.timeout_s")
+    delays = set()
+    for p in sc.pools:
+        if p.service is not None:
+            why.append(f"pools.{p.name}.service (analytic service times)")
+            continue
+        s = p.scheduler
+        if s.policy != "chunked":
+            why.append(f"pools.{p.name}.scheduler.policy = {s.policy!r} (compiled: 'chunked')")
+        if s.prefix_caching and wl.prefix_tokens // s.block_size > 0:
+            why.append(f"pools.{p.name}.scheduler.prefix_caching with shared prefixes")
+        delays.add(p.hardware.request_overhead_s)
+    if len(delays) > 1:
+        why.append("pools with different hardware request_overhead_s")
+    return why
+
+
+def perf_constants(perf: PerfModel) -> np.ndarray:
+    """The constants of PerfModel.step_power, in PC field order."""
+    m, h = perf.model, perf.hardware
+    moe = m.is_moe
+    return np.array([perf._w_fixed, perf._kv_per_tok, perf._bw, perf._f_tok, perf._f_seq, perf._f_attn,
+                     perf._flops, perf._f_exp_tok, perf._flops_exp, perf._w_expert_layer,
+                     float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
+                     perf._comm_fixed, perf._comm_per_tok, perf._ovh, perf._ovh_seq, h.idle_w, perf._dyn_w,
+                     perf._mem_frac], dtype=np.float64)
+
+
+# --- kernel -------------------------------------------------------------------------------------
+
+@njit(cache=True)
+def _cdiv(a, b):
+    return -((-a) // b)
+
+
+@njit(cache=True)
+def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
+    """(seconds, watts per accelerator) of one uncapped step: PerfModel.step_power's arithmetic,
+    operation for operation (so the results are the same bits)."""
+    tokens = n_dec + p_tok
+    m1 = (pc[W_FIXED] + pc[KV_TOK] * (ctx_dec + p_read + p_tok)) / pc[BW]
+    c1 = (pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)) / pc[FLOPS]
+    m2 = 0.0
+    c2 = 0.0
+    if pc[F_EXP_TOK] != 0.0:
+        touched = 0.0
+        if tokens > 0:
+            touched = pc[EXPERTS] * (1.0 - pc[Q_MISS] ** float(tokens))
+        m2 = touched * pc[W_EXP_LAYER] / pc[BW]
+        c2 = pc[F_EXP_TOK] * tokens / pc[FLOPS_EXP]
+    fixed = pc[COMM_FIXED] + pc[COMM_TOK] * tokens + pc[OVH] + pc[OVH_SEQ] * n_seq
+    t = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fixed
+    u_c = (c1 + c2) / t
+    act = u_c + pc[MEM_FRAC] * min(1.0, (m1 + m2) / t)
+    if act > 1.0:
+        act = 1.0
+    return t, pc[IDLE_W] + pc[DYN_W] * act
+
+
+@njit(cache=True)
+def _bin_energy(bins, G, t0, t1, watts):
+    """Add watts over [t0, t1) to the energy bins, widening the bins (pairwise merge) when t1 is
+    past the last one."""
+    if t1 <= t0:
+        return
+    nb = bins.shape[0]
+    while t1 >= G[BIN_W] * nb:
+        for k in range(nb // 2):
+            bins[k] = bins[2 * k] + bins[2 * k + 1]
+        for k in range(nb // 2, nb):
+            bins[k] = 0.0
+        G[BIN_W] *= 2.0
+    w = G[BIN_W]
+    b0 = int(t0 / w)
+    b1 = int(t1 / w)
+    if b1 >= nb:
+        b1 = nb - 1
+    if b0 == b1:
+        bins[b0] += watts * (t1 - t0)
+        return
+    bins[b0] += watts * ((b0 + 1) * w - t0)
+    for b in range(b0 + 1, b1):
+        bins[b] += watts * w
+    bins[b1] += watts * (t1 - b1 * w)
+
+
+@njit(cache=True)
+def _heap_push(h, r, n, key):
+    k = n
+    h[r, k] = key
+    while k > 0:
+        p = (k - 1) >> 1
+        if h[r, p] <= h[r, k]:
+            break
+        tmp = h[r, p]
+        h[r, p] = h[r, k]
+        h[r, k] = tmp
+        k = p
+
+
+@njit(cache=True)
+def _heap_pop(h, r, n):
+    """Remove the smallest of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
+    top = h[r, 0]
+    n -= 1
+    h[r, 0] = h[r, n]
+    k = 0
+    while True:
+        a = 2 * k + 1
+        if a >= n:
+            break
+        b = a + 1
+        c = b if (b < n and h[r, b] < h[r, a]) else a
+        if h[r, k] <= h[r, c]:
+            break
+        tmp = h[r, c]
+        h[r, c] = h[r, k]
+        h[r, k] = tmp
+        k = c
+    return top
+
+
+@njit(cache=True)
+def _ts_add(tsf, tsi, GI, t, r, batch, kv, q, busy):
+    n = GI[TS_N]
+    tsf[n] = t
+    tsi[n, 0] = r
+    tsi[n, 1] = batch
+    tsi[n, 2] = kv
+    tsi[n, 3] = q
+    tsi[n, 4] = busy
+    GI[TS_N] = n + 1
+
+
+@njit(cache=True)
+def _complete(r, i, t, S, FIN, STATUS, prompt, output):
+    FIN[i] = t
+    STATUS[i] = COMPLETED
+    S[r, OUTREQ] -= 1
+    S[r, OUTTOK] -= prompt[i] + output[i]
+
+
+@njit(cache=True)
+def _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
+    """Deliver the previous step's lagged tokens at t (ReplicaCore.flush)."""
+    for k in range(S[r, NPFIRST]):
+        FIRST[PFIRST[r, k]] = t
+    S[r, NPFIRST] = 0
+    for k in range(S[r, NPDONE]):
+        _complete(r, PDONE[r, k], t, S, FIN, STATUS, prompt, output)
+    S[r, NPDONE] = 0
+
+
+@njit(cache=True)
+def _finish(r, i, t, blocks, S, PDONE, FIN, STATUS, prompt, output):
+    S[r, NRUN] -= 1
+    S[r, USED] -= blocks
+    if S[r, LAG]:
+        PDONE[r, S[r, NPDONE]] = i
+        S[r, NPDONE] += 1
+    else:
+        _complete(r, i, t, S, FIN, STATUS, prompt, output)
+
+
+@njit(cache=True)
+def _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
+    """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
+    bs = S[r, BS]
+    if S[r, LAG]:
+        _flush(r, e, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+    if S[r, PLNDEC]:
+        S[r, DIT] += 1
+        dit = S[r, DIT]
+        while S[r, FHLEN] > 0 and (FH[r, 0] >> 32) <= dit:
+            key = _heap_pop(FH, r, S[r, FHLEN])
+            S[r, FHLEN] -= 1
+            i = key & 0xFFFFFFFF
+            a = RQ[i, A]
+            S[r, NDEC] -= 1
+            S[r, CTXB] -= a
+            CNT[r, a % bs] -= 1
+            _finish(r, i, e, _cdiv(a + dit, bs), S, PDONE, FIN, STATUS, prompt, output)
+    for k in range(S[r, NCH]):
+        i = CH[r, k, 0]
+        RQ[i, DONE] += CH[r, k, 1]
+        if RQ[i, DONE] >= prompt[i]:
+            # chunks go to the prefilling queue in order, so the one that completes is its head
+            S[r, PH] = RQ[i, NXT]
+            S[r, NPF] -= 1
+            if S[r, NPF] == 0:
+                S[r, PT] = -1
+            RQ[i, GEN] += 1  # the prefill step samples the first token
+            if FIRST[i] < 0:
+                if S[r, LAG]:
+                    FIRST[i] = 0.0  # sampled; the client time is set by the flush
+                    PFIRST[r, S[r, NPFIRST]] = i
+                    S[r, NPFIRST] += 1
+                else:
+                    FIRST[i] = e
+            if RQ[i, GEN] >= output[i]:
+                _finish(r, i, e, RQ[i, HELD], S, PDONE, FIN, STATUS, prompt, output)
+            else:
+                a = prompt[i] - S[r, DIT]  # base - j0
+                RQ[i, A] = a
+                S[r, NDEC] += 1
+                S[r, CTXB] += a
+                CNT[r, a % bs] += 1
+                _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - RQ[i, GEN]) << 32) | i)
+                S[r, FHLEN] += 1
+    S[r, NCH] = 0
+    S[r, PLNDEC] = 0
+
+
+@njit(cache=True)
+def _plan(r, now, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on):
+    """Plan and start the next step at `now` (Chunked.plan, then the step loop of _Replica).
+    1: a step is in flight; 0: nothing to run; -1: a preemption would be needed."""
+    bs = S[r, BS]
+    ndec = S[r, NDEC]
+    if ndec:
+        g = CNT[r, (1 - (S[r, DIT] + 1)) % bs]  # sequences whose next token opens a block
+        if S[r, USED] + g > S[r, TOT]:
+            return -1
+        S[r, USED] += g
+    budget = S[r, MAXT] - ndec
+    slots = S[r, MAXB] - S[r, NRUN]
+    nch = 0
+    p_tok = 0
+    p_read = 0
+    p_attn = 0.0
+    i = S[r, PH]
+    while i >= 0 and budget > 0:
+        done = RQ[i, DONE]
+        c = min(prompt[i] - done, budget)
+        need = _cdiv(done + c, bs) - RQ[i, HELD]
+        if need > 0:
+            if S[r, TOT] - S[r, USED] < need:
+                return -1
+            S[r, USED] += need
+            RQ[i, HELD] += need
+        CH[r, nch, 0] = i
+        CH[r, nch, 1] = c
+        nch += 1
+        p_tok += c
+        p_read += done
+        p_attn += c * (done + (c + 1) * 0.5)
+        budget -= c
+        i = RQ[i, NXT]
+    while budget > 0 and slots > 0 and S[r, QLEN] > 0:
+        i = S[r, QH]
+        c = min(prompt[i], budget)
+        need = _cdiv(c, bs)
+        if need > S[r, TOT] - S[r, USED]:
+            break
+        S[r, QH] = RQ[i, NXT]
+        S[r, QLEN] -= 1
+        if S[r, QLEN] == 0:
+            S[r, QT] = -1
+        RQ[i, NXT] = -1
+        if S[r, PT] >= 0:
+            RQ[S[r, PT], NXT] = i
+        else:
+            S[r, PH] = i
+        S[r, PT] = i
+        S[r, NPF] += 1
+        S[r, NRUN] += 1
+        RQ[i, HELD] = need
+        S[r, USED] += need
+        CH[r, nch, 0] = i
+        CH[r, nch, 1] = c
+        nch += 1
+        p_tok += c
+        p_attn += c * (0 + (c + 1) * 0.5)
+        budget -= c
+        slots -= 1
+    S[r, QBLK] = 1 if S[r, QLEN] > 0 else 0  # the head cannot start until something finishes
+    if ndec == 0 and nch == 0:
+        return 0
+    for k in range(nch):
+        j = CH[r, k, 0]
+        if START[j] < 0:
+            START[j] = now
+    n_seq = ndec + nch
+    ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
+    dt, pw = _step(PC[r], ndec, ctx, p_tok, p_read, p_attn, n_seq)
+    watts = pw * S[r, TP]
+    if ts_on:
+        _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[r, QLEN], 1)
+    e = now + dt
+    F[r, EEND] = e
+    F[r, BUSY] += dt
+    F[r, ESTEP] += watts * dt
+    _bin_energy(bins, G, now, e, watts)
+    S[r, PLNDEC] = ndec
+    S[r, NCH] = nch
+    S[r, ST] = STEP
+    return 1
+
+
+@njit(cache=True)
+def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on):
+    if S[r, LAG]:
+        _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+    S[r, ST] = IDLE
+    F[r, IDLE_SINCE] = t
+    if ts_on:
+        _ts_add(tsf, tsi, GI, t, r, 0, S[r, USED], S[r, QLEN], 0)
+
+
+@njit(cache=True)
+def _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
+             bins, G, tsf, tsi, GI, ts_on):
+    """Run replica r through every event before an arrival at T: steps ending at or before T,
+    a wake-up before T. 0: done; BAIL: a preemption would be needed; TS_FULL: grow the
+    time-series buffers and call again."""
+    pc = PC[r]
+    bs = S[r, BS]
+    while True:
+        st = S[r, ST]
+        if st == IDLE:
+            return 0
+        e = F[r, EEND]
+        if ts_on and GI[TS_N] + 2 > tsf.shape[0]:
+            return TS_FULL
+        if st == WAKE:
+            if e >= T:
+                return 0  # requests enqueued at the same instant join the first plan
+            idle_w = pc[IDLE_W] * S[r, TP]
+            F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
+            _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
+            code = _plan(r, e, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on)
+            if code < 0:
+                return BAIL
+            if code == 0:
+                _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
+            continue
+        if e > T:
+            return 0
+        # A decode-only step, no lagged output to deliver, no finish next, nothing admissible:
+        # the batch is stable; step it in a tight loop.
+        if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
+                and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
+            top = FH[r, 0] >> 32
+            d = S[r, DIT]
+            if d + 1 < top:
+                ndec = S[r, NDEC]
+                ctxb = S[r, CTXB]
+                used = S[r, USED]
+                tot = S[r, TOT]
+                tp = S[r, TP]
+                busy = F[r, BUSY]
+                est = F[r, ESTEP]
+                bail = False
+                while e <= T and d + 1 < top:
+                    d += 1  # step d is done; plan step d + 1 at e
+                    g = CNT[r, (1 - (d + 1)) % bs]
+                    if used + g > tot:
+                        bail = True
+                        break
+                    used += g
+                    dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
+                    watts = pw * tp
+                    busy += dt
+                    est += watts * dt
+                    _bin_energy(bins, G, e, e + dt, watts)
+                    e = e + dt
+                S[r, DIT] = d
+                S[r, USED] = used
+                F[r, BUSY] = busy
+                F[r, ESTEP] = est
+                F[r, EEND] = e
+                if bail:
+                    return BAIL
+                continue
+        _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+        code = _plan(r, e, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on)
+        if code < 0:
+            return BAIL
+        if code == 0:
+            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
+
+
+@njit(cache=True)
+def _advance_grow(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
+                  bins, G, ts, GI, ts_on):
+    """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
+    tsf, tsi = ts
+    while True:
+        code = _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN,
+                        STATUS, bins, G, tsf, tsi, GI, ts_on)
+        if code != TS_FULL:
+            return code, (tsf, tsi)
+        nf = np.empty(tsf.shape[0] * 2, np.float64)
+        nf[:tsf.shape[0]] = tsf
+        ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
+        ni[:tsi.shape[0]] = tsi
+        tsf, tsi = nf, ni
+
+
+@njit(cache=True)
+def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, cap, bsmax, FIRST, START, FIN, STATUS, REP,
+         ts_on, ts_cap):
+    """The event loop: arrivals in order, each routed after its replicas have been advanced to
+    its time. Returns (bail flag, arrival-clock end, bins, bin width, time-series buffers, rows)."""
+    n = arr.shape[0]
+    R = S.shape[0]
+    RQ = np.zeros((n, N_RQ), np.int64)
+    CH = np.zeros((R, cap, 2), np.int64)
+    FH = np.zeros((R, cap), np.int64)
+    CNT = np.zeros((R, bsmax), np.int64)
+    PFIRST = np.zeros((R, cap), np.int64)
+    PDONE = np.zeros((R, cap), np.int64)
+    bins = np.zeros(N_BINS, np.float64)
+    G = np.ones(1, np.float64)  # bin width 1 s
+    GI = np.zeros(1, np.int64)
+    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
+    now = 0.0
+    rr = 0
+    for i in range(n):
+        target = arr[i] + d0
+        if target > now:
+            now = now + (target - now)  # SimPy's clock: now + delay
+        if prompt[i] + output[i] > fit:
+            STATUS[i] = REJECTED
+            continue
+        if router == 0 or R == 1:
+            k = 0 if R == 1 else rr % R
+            rr += 1
+            code, ts = _advance_grow(k, now, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+                                     START, FIN, STATUS, bins, G, ts, GI, ts_on)
+            if code:
+                return True, now, bins, G[BIN_W], ts, GI[TS_N]
+        else:
+            for r in range(R):
+                if S[r, ST] == IDLE or F[r, EEND] > now:
+                    continue  # nothing happens there before this arrival
+                code, ts = _advance_grow(r, now, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+                                         START, FIN, STATUS, bins, G, ts, GI, ts_on)
+                if code:
+                    return True, now, bins, G[BIN_W], ts, GI[TS_N]
+            if router == 1 or router == 2:
+                f = OUTTOK if router == 1 else OUTREQ
+                k = 0
+                best = S[0, f]
+                for r in range(1, R):
+                    if S[r, f] < best:
+                        k = r
+                        best = S[r, f]
+            else:
+                a = pairs[i, 0]
+                b = pairs[i, 1]
+                ra = S[a, OUTREQ]
+                rb = S[b, OUTREQ]
+                k = a if (ra < rb or (ra == rb and a <= b)) else b
+        S[k, OUTTOK] += prompt[i] + output[i]
+        S[k, OUTREQ] += 1
+        REP[i] = k
+        RQ[i, NXT] = -1
+        if S[k, QT] >= 0:
+            RQ[S[k, QT], NXT] = i
+        else:
+            S[k, QH] = i
+        S[k, QT] = i
+        S[k, QLEN] += 1
+        if S[k, ST] == IDLE:
+            S[k, ST] = WAKE
+            F[k, EEND] = now
+    for r in range(R):
+        code, ts = _advance_grow(r, np.inf, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+                                 START, FIN, STATUS, bins, G, ts, GI, ts_on)
+        if code:
+            return True, now, bins, G[BIN_W], ts, GI[TS_N]
+    return False, now, bins, G[BIN_W], ts, GI[TS_N]
+
+
+# --- driver -------------------------------------------------------------------------------------
+
+def run(sim: Any) -> Any | None:
+    """Run a Simulation (sim/simulation.py) on the compiled engine. None if a preemption would
+    have been needed (the caller reruns it on the SimPy engine)."""
+    from .facility import Ledger
+    from .simulation import ReplicaInfo, Result
+
+    wall0 = time.perf_counter()
+    sc, wl = sim.sc, sim.wl
+    reps = sim.replicas
+    R = len(reps)
+    n = len(wl)
+    S = np.zeros((R, N_S), np.int64)
+    F = np.zeros((R, N_F), np.float64)
+    PC = np.zeros((R, N_PC), np.float64)
+    for r, rep in enumerate(reps):
+        sch = rep.pool.scheduler
+        S[r, [QH, QT, PH, PT]] = -1
+        S[r, BS] = rep.core.block_size
+        S[r, TOT] = rep.core.total_blocks
+        S[r, MAXB] = sch.max_batch_size
+        S[r, MAXT] = sch.max_batched_tokens
+        S[r, LAG] = rep.core.lag
+        S[r, TP] = rep.pool.tp
+        PC[r] = perf_constants(rep.perf)
+    cap = int(S[:, MAXB].max())
+    bsmax = int(S[:, BS].max())
+    fit = min(r.core.total_blocks * r.core.block_size for r in reps)
+    d0 = min(r.delay_s for r in reps)
+    tb = RequestTable(n)
+    pairs = getattr(sim.router, "pairs", None)
+    if pairs is None:
+        pairs = np.zeros((1, 2), np.int64)
+    ts_on = bool(sc.run.timeseries)
+    bail, clock, bins, bin_w, (tsf, tsi), rows = _run(
+        wl.arrival_s, wl.prompt_tokens.astype(np.int64), wl.output_tokens.astype(np.int64), float(d0), int(fit),
+        ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC, cap, bsmax,
+        tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, ts_on, 4 * n + 4 * R if ts_on else 0)
+    if bail:
+        return None
+    rej = np.flatnonzero(tb.status == REJECTED)
+    tot = (wl.prompt_tokens + wl.output_tokens)
+    for i in rej.tolist():
+        tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
+    tb.replica[rej] = -1
+    done = tb.status == COMPLETED
+    sim_time = max(float(clock), float(tb.finish_s[done].max()) if done.any() else 0.0)
+    # idle energy up to the end of the run
+    G = np.array([bin_w])
+    for r in range(R):
+        idle_w = PC[r, IDLE_W] * S[r, TP]
+        F[r, EIDLE] += idle_w * (sim_time - F[r, IDLE_SINCE])
+        _bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
+    bin_w = float(G[BIN_W])
+    led = Ledger(R, [0] * R, [1.0])
+    led.now = sim_time
+    led.energy_it_j = led.energy_fac_j = float(bins.sum())
+    led.step_energy_j = float(F[:, ESTEP].sum() + F[:, EIDLE].sum())
+    nb = int(math.ceil(sim_time / bin_w)) if sim_time > 0 else 0
+    if nb:
+        width = np.full(nb, bin_w)
+        width[-1] = sim_time - (nb - 1) * bin_w
+        led.peak_fac_w = float(np.max(bins[:nb] / np.maximum(width, 1e-12)))
+    ts = TimeSeries(ts_on)
+    if ts_on:
+        ts.t_s.frombytes(tsf[:rows].tobytes())
+        for k, col in enumerate((ts.replica, ts.batch_size, ts.kv_blocks_used, ts.queue_len)):
+            col.frombytes(tsi[:rows, k].astype(np.int32).tobytes())
+        ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
+    # requests in the system: +1 at arrival, -1 at completion (client times)
+    acc = tb.status != REJECTED
+    t_ev = np.concatenate((wl.arrival_s[acc], tb.finish_s[done]))
+    d_ev = np.concatenate((np.ones(int(acc.sum()), np.int64), -np.ones(int(done.sum()), np.int64)))
+    order = np.argsort(t_ev, kind="stable")
+    t_s, n_s = np.concatenate(([0.0], t_ev[order])), np.concatenate(([0], np.cumsum(d_ev[order])))
+    last = np.append(t_s[1:] != t_s[:-1], True)
+    infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
+    extra = {"ledger": led, "failures": 0, "fail_marks": [], "supply_drops": 0, "trip_marks": [],
+             "tents": sim.tent_names, "graph": None, "engine": "compiled"}
+    return Result(sc, wl, tb, ts, t_s[last], n_s[last], infos, sim_time, time.perf_counter() - wall0, extra)
