@@ -427,6 +427,11 @@ def _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIR
                 busy = F[r, BUSY]
                 est = F[r, ESTEP]
                 bail = False
+                # energy goes to the current bin until a step crosses its end
+                w = G[BIN_W]
+                cur = int(e / w)
+                edge = (cur + 1) * w
+                acc = 0.0
                 while e <= T and d + 1 < top:
                     d += 1  # step d is done; plan step d + 1 at e
                     g = CNT[r, (1 - (d + 1)) % bs]
@@ -438,8 +443,18 @@ def _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIR
                     watts = pw * tp
                     busy += dt
                     est += watts * dt
-                    _bin_energy(bins, G, e, e + dt, watts)
-                    e = e + dt
+                    e1 = e + dt
+                    if e1 < edge:
+                        acc += watts * dt
+                    else:
+                        bins[cur] += acc
+                        acc = 0.0
+                        _bin_energy(bins, G, e, e1, watts)
+                        w = G[BIN_W]
+                        cur = int(e1 / w)
+                        edge = (cur + 1) * w
+                    e = e1
+                bins[cur] += acc
                 S[r, DIT] = d
                 S[r, USED] = used
                 F[r, BUSY] = busy
@@ -474,13 +489,12 @@ def _advance_grow(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output
 
 
 @njit(cache=True)
-def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, cap, bsmax, FIRST, START, FIN, STATUS, REP,
+def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, cap, bsmax, FIRST, START, FIN, STATUS, REP,
          ts_on, ts_cap):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
     its time. Returns (bail flag, arrival-clock end, bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
     R = S.shape[0]
-    RQ = np.zeros((n, N_RQ), np.int64)
     CH = np.zeros((R, cap, 2), np.int64)
     FH = np.zeros((R, cap), np.int64)
     CNT = np.zeros((R, bsmax), np.int64)
@@ -586,7 +600,8 @@ def run(sim: Any) -> Any | None:
     ts_on = bool(sc.run.timeseries)
     bail, clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64), wl.output_tokens.astype(np.int64), float(d0), int(fit),
-        ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC, cap, bsmax,
+        ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC,
+        np.zeros((n, N_RQ), np.int64), cap, bsmax,
         tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, ts_on, 4 * n + 4 * R if ts_on else 0)
     if bail:
         return None
@@ -628,5 +643,6 @@ def run(sim: Any) -> Any | None:
     last = np.append(t_s[1:] != t_s[:-1], True)
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
     extra = {"ledger": led, "failures": 0, "fail_marks": [], "supply_drops": 0, "trip_marks": [],
-             "tents": sim.tent_names, "graph": None, "engine": "compiled"}
+             "tents": sim.tent_names, "graph": None, "engine": "compiled",
+             "power_peak_window_s": bin_w}
     return Result(sc, wl, tb, ts, t_s[last], n_s[last], infos, sim_time, time.perf_counter() - wall0, extra)

@@ -141,6 +141,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "warmup_s": warm,
         "replicas": len(res.replicas),
         "kv_blocks_total": {str(r.rid): r.total_blocks for r in res.replicas},
+        "engine": res.extra.get("engine", "simpy"),  # which engine ran it (same per-request results)
     }
     s.update(energy_and_cost(res))
     met = slo_met(res)
@@ -244,6 +245,8 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     out["it_power_mean_w"] = led.energy_it_j / T
     out["facility_power_mean_w"] = led.energy_fac_j / T
     out["facility_power_peak_w"] = led.peak_fac_w
+    if "power_peak_window_s" in res.extra:  # compiled engine: peak of the mean over bins this wide
+        out["facility_power_peak_window_s"] = res.extra["power_peak_window_s"]
     out["power_limit_exceeded_s"] = led.exceeded_s
     out["battery_used_j"] = led.battery_used_j
     out["supply_drops"] = res.extra.get("supply_drops", 0)

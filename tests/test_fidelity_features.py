@@ -70,7 +70,8 @@ def _two_same_prefix(caching: bool):
                                         "prompt_tokens": 300, "output_tokens": 5,
                                         "shared_prefix": {"groups": 1, "tokens": 160}},
                 "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b",
-                           "scheduler": {"prefix_caching": caching}}]})
+                           "scheduler": {"prefix_caching": caching}}],
+                "run": {"engine": "simpy"}})  # the test reads the SimPy engine's replica state
     sim = Simulation(sc)
     sim.run()
     return sim.replicas[0].core, sim

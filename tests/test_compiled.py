@@ -1,0 +1,114 @@
+"""The compiled engine (sim/compiled.py) gives the same per-request results as the SimPy engine,
+bit for bit, on every scenario it accepts; it hands the rest to SimPy and says why."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.config import load, parse
+from sim.errors import ScenarioError
+from sim.metrics import summarize
+from sim.simulation import Simulation
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK = REPO / "scenarios" / "quickstart.toml"
+
+CASES = {
+    "quickstart_round_robin": ["workload.num_requests=1500"],
+    "least_loaded_busy": ["workload.num_requests=1500", "workload.rate_per_s=24", 'router.policy="least_loaded"'],
+    "jsq": ["workload.num_requests=1200", "workload.rate_per_s=20", 'router.policy="jsq"'],
+    "power_of_two": ["workload.num_requests=1200", "workload.rate_per_s=20", 'router.policy="power_of_two"'],
+    # admissions held back by the KV cache (no preemption) and by the batch-size limit
+    "kv_and_slot_limits": ["workload.num_requests=800", "workload.rate_per_s=30", "pools.scheduler.max_batch_size=24",
+                           "pools.scheduler.kv_memory_fraction=0.4", "pools.scheduler.max_batched_tokens=2048"],
+    "moe_tp2": ["workload.num_requests=800", "workload.rate_per_s=8", 'pools.model="mixtral-8x7b"', "pools.tp=2",
+                'router.policy="least_loaded"'],
+    "single_replica_gamma": ["workload.num_requests=800", "pools.replicas=1", "workload.rate_per_s=4",
+                             'workload.arrival="gamma"', "workload.cv=3.0"],
+    "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
+                   'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
+                   "workload.rate_per_s=0.4"],
+}
+
+
+def _pair(sets, base=QUICK, raw=None):
+    out = {}
+    for eng in ("compiled", "simpy"):
+        if raw is not None:
+            r = dict(raw, run=dict(raw.get("run", {}), engine=eng, timeseries=True))
+            sc = parse(r, REPO)
+        else:
+            sc = load(base, sets + [f'run.engine="{eng}"', "run.timeseries=true"])
+        out[eng] = Simulation(sc).run()
+    return out["compiled"], out["simpy"]
+
+
+def _same(a, b):
+    assert a.extra["engine"] == "compiled" and b.extra["engine"] == "simpy"
+    ta, tb = a.requests, b.requests
+    np.testing.assert_array_equal(ta.status, tb.status)
+    np.testing.assert_array_equal(ta.replica, tb.replica)
+    for k in ("first_token_s", "start_s", "finish_s"):
+        np.testing.assert_array_equal(getattr(ta, k), getattr(tb, k), err_msg=k)  # bit for bit
+    assert ta.reason == tb.reason
+    assert a.sim_time_s == b.sim_time_s
+    sa, sb = summarize(a), summarize(b)
+    for k in ("requests_completed", "requests_rejected", "ttft_p99_s", "tpot_mean_s", "e2e_mean_s",
+              "throughput_output_tok_per_s", "utilization_mean", "littles_law_rel_err"):
+        assert sa[k] == pytest.approx(sb[k], rel=1e-12, abs=1e-15), k
+    assert sa["energy_j"] == pytest.approx(sb["energy_j"], rel=1e-6)  # summed in another order
+    led = a.extra["ledger"]
+    assert led.energy_it_j == pytest.approx(led.step_energy_j, rel=1e-9)  # binned = per-replica sums
+    # the binned peak lies between the mean power and the SimPy engine's per-step peak
+    assert sa["it_power_mean_w"] <= sa["facility_power_peak_w"] <= sb["facility_power_peak_w"] * (1 + 1e-9)
+    np.testing.assert_array_equal(a.in_system_t_s, b.in_system_t_s)
+    np.testing.assert_array_equal(a.in_system_n, b.in_system_n)
+    return sa
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compiled_equals_simpy(case):
+    sa = _same(*_pair(CASES[case]))
+    assert sa["requests_completed"] > 0
+    if case == "rejections":
+        assert sa["requests_rejected"] > 0
+
+
+def test_two_pools_and_ties(tmp_path):
+    """Different hardware per pool, a trace with many requests at the same instant (they join
+    the same first step, as SimPy orders them), lagged and unlagged output."""
+    rng = np.random.default_rng(3)
+    t = np.repeat(np.cumsum(rng.exponential(0.5, 150)), 4)  # 4 requests at each instant
+    rows = "\n".join(f"{a:.6f},{int(p)},{int(o)}" for a, p, o in
+                     zip(t, rng.integers(50, 3000, t.size), rng.integers(1, 300, t.size)))
+    (tmp_path / "tr.csv").write_text("arrival_s,prompt_tokens,output_tokens\n" + rows + "\n")
+    raw = {"seed": 2, "workload": {"arrival": "trace", "trace": str(tmp_path / "tr.csv")},
+           "pools": [{"name": "a", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2},
+                     {"name": "b", "hardware": "h200", "model": "llama-3.1-8b", "replicas": 1}],
+           "router": {"policy": "least_loaded"}}
+    a, b = _pair(None, raw=raw)
+    _same(a, b)
+    assert len(set(a.requests.replica.tolist())) == 3
+
+
+def test_timeseries_and_fallback():
+    a, b = _pair(CASES["least_loaded_busy"])
+    ts = a.timeseries.columns()
+    assert len(ts["t_s"]) > 0 and np.all(np.diff(ts["t_s"][ts["replica"] == 0]) >= 0)
+    assert ts["kv_blocks_used"].max() <= a.replicas[0].total_blocks
+    # a run that needs a preemption is rerun on SimPy, and says so
+    sc = load(QUICK, ["workload.num_requests=600", "workload.rate_per_s=30", "pools.scheduler.kv_memory_fraction=0.215"])
+    res = Simulation(sc).run()
+    assert res.extra["engine"] == "simpy" and "preemption" in res.extra["engine_note"]
+    assert res.requests.preemptions.sum() > 0
+
+
+def test_compiled_refuses_what_it_does_not_model():
+    sc = load(QUICK, ['run.engine="compiled"', 'router.policy="central_queue"', "workload.num_requests=10"])
+    with pytest.raises(ScenarioError) as e:
+        Simulation(sc).run()
+    assert "run.engine" in str(e.value) and "central_queue" in str(e.value)
+    # auto picks SimPy for it
+    sc = load(QUICK, ['router.policy="central_queue"', "workload.num_requests=50"])
+    assert Simulation(sc).run().extra["engine"] == "simpy"
