@@ -33,17 +33,18 @@ MACHINE = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": pl
 
 
 def timed(sc) -> tuple[dict, float]:
+    """Summary and wall time of a run: workload generation, simulation and summary."""
     t0 = time.perf_counter()
-    res = Simulation(sc).run()
-    wall = time.perf_counter() - t0
-    return summarize(res), wall
+    s = summarize(Simulation(sc).run())
+    return s, time.perf_counter() - t0
 
 
 def quickstart(n: int) -> dict:
     sc = load(REPO / "scenarios" / "quickstart.toml", [f"workload.num_requests={n}", "run.timeseries=false"])
     s, wall = timed(sc)
     return {"benchmark": f"quickstart x {n} requests", "wall_s": wall, "sim_requests_per_wall_s": n / wall,
-            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "completed": s["requests_completed"]}
+            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "completed": s["requests_completed"],
+            "engine": s["engine"]}
 
 
 def fleet70b(replicas: int, hours: float, load_frac: float) -> dict:
@@ -65,7 +66,7 @@ def fleet70b(replicas: int, hours: float, load_frac: float) -> dict:
     return {"benchmark": f"{replicas} x Llama-3.1-70B on 8xH200 at {load_frac:.0%} load, {hours:g} h",
             "replica_capacity_req_per_s": cap, "rate_per_s": run["workload"]["rate_per_s"],
             "requests": s["requests_total"], "wall_s": wall, "sim_requests_per_wall_s": s["requests_total"] / wall,
-            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "ttft_p99_s": s["ttft_p99_s"]}
+            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "ttft_p99_s": s["ttft_p99_s"], "engine": s["engine"]}
 
 
 def azure(speedup: float, replicas: int) -> dict:
@@ -76,49 +77,65 @@ def azure(speedup: float, replicas: int) -> dict:
     s, wall = timed(sc)
     return {"benchmark": f"Azure 2023 conversation trace at {speedup:g}x on {replicas} x H100 (Llama-3.1-8B)",
             "requests": s["requests_total"], "wall_s": wall, "sim_requests_per_wall_s": s["requests_total"] / wall,
-            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "ttft_p99_s": s["ttft_p99_s"]}
+            "sim_seconds_per_wall_s": s["sim_time_s"] / wall, "ttft_p99_s": s["ttft_p99_s"], "engine": s["engine"]}
 
 
 def memory(n: int) -> dict:
+    """Peak memory of a run per simulated request: traced allocations (tracemalloc, which numpy
+    reports to) and, as a cross-check that sees every allocation, the growth of the process's
+    peak resident set size over a small warm-up run."""
+    import resource
+
+    warm = load(REPO / "scenarios" / "quickstart.toml", ["workload.num_requests=1000", "run.timeseries=false"])
+    Simulation(warm).run()  # imports and the compiled engine's code are loaded before measuring
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     sc = load(REPO / "scenarios" / "quickstart.toml", [f"workload.num_requests={n}", "run.timeseries=false"])
     tracemalloc.start()
-    Simulation(sc).run()
+    res = Simulation(sc).run()
+    summarize(res)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"benchmark": f"peak traced memory, quickstart x {n}", "peak_bytes": peak, "bytes_per_request": peak / n}
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"benchmark": f"peak memory, quickstart x {n} (run + summary)", "engine": res.extra["engine"],
+            "peak_traced_bytes": peak, "bytes_per_request": peak / n,
+            "peak_rss_growth_bytes_per_request": (rss1 - rss0) / n}
 
 
 def scaling() -> dict:
-    out = {"requests": [], "replicas": []}
-    for n in (25_000, 50_000, 100_000, 200_000):
+    """Wall time against requests (quickstart, same rate) and against replicas (least_loaded, which
+    reads every replica's load per arrival; rate and requests in proportion to replicas)."""
+    out: dict = {"requests": [], "replicas": []}
+    for n in (250_000, 500_000, 1_000_000, 2_000_000):
         r = quickstart(n)
-        out["requests"].append({"requests": n, "wall_s": r["wall_s"]})
-    for reps in (4, 8, 16, 32):
+        out["requests"].append({"requests": n, "wall_s": r["wall_s"], "us_per_request": 1e6 * r["wall_s"] / n})
+    for reps in (4, 16, 64, 256):
+        n = 10_000 * reps
         sc = load(REPO / "scenarios" / "quickstart.toml", [f"pools.replicas={reps}", f"workload.rate_per_s={2.5 * reps}",
-                                                          f"workload.num_requests={12_500 * reps}", "run.timeseries=false"])
-        _, wall = timed(sc)
-        out["replicas"].append({"replicas": reps, "requests": 12_500 * reps, "wall_s": wall})
-    return {"benchmark": "wall time against requests (same rate) and against replicas (rate and requests in proportion)",
-            **out}
+                                                          f"workload.num_requests={n}", 'router.policy="least_loaded"',
+                                                          "run.timeseries=false"])
+        s, wall = timed(sc)
+        out["replicas"].append({"replicas": reps, "requests": n, "wall_s": wall, "us_per_request": 1e6 * wall / n,
+                                "engine": s["engine"]})
+    return {"benchmark": "wall time against requests and against replicas", **out}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling"])
-    ap.add_argument("--requests", type=int, default=1_000_000)
+    ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--replicas", type=int, default=None)
     ap.add_argument("--hours", type=float, default=1.0)
     ap.add_argument("--load", type=float, default=0.8)
     ap.add_argument("--speedup", type=float, default=100.0)
     a = ap.parse_args()
     if a.which == "quickstart":
-        r = quickstart(a.requests)
+        r = quickstart(a.requests or 1_000_000)
     elif a.which == "fleet70b":
         r = fleet70b(a.replicas or 100, a.hours, a.load)
     elif a.which == "azure":
         r = azure(a.speedup, a.replicas or 64)
     elif a.which == "memory":
-        r = memory(min(a.requests, 200_000))
+        r = memory(a.requests or 1_000_000)
     else:
         r = scaling()
     r["machine"] = MACHINE

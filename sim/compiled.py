@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 
 from .perf import PerfModel
-from .recorder import COMPLETED, REJECTED, RequestTable, TimeSeries
+from .recorder import COMPLETED, REJECTED, TimeSeries
 
 ROUTER_CODES = {"round_robin": 0, "least_loaded": 1, "jsq": 2, "power_of_two": 3}
 
@@ -48,9 +48,10 @@ IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND];
 # Per-replica float state F[r, field]
 EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE = range(5)
 N_F = 5
-# Per-request integer state RQ[i, field]
-NXT, DONE, HELD, A, GEN = range(5)
-N_RQ = 5
+# Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
+# replica's decode-step count then (int64; context during decode step d is RA[i] + d)
+NXT, DONE, HELD = range(3)
+N_RQ = 3
 # Perf constants PC[r, field] (see PerfModel)
 (W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
  COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC) = range(19)
@@ -239,7 +240,7 @@ def _finish(r, i, t, blocks, S, PDONE, FIN, STATUS, prompt, output):
 
 
 @njit(cache=True)
-def _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
+def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
     """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
     bs = S[r, BS]
     if S[r, LAG]:
@@ -251,7 +252,7 @@ def _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt,
             key = _heap_pop(FH, r, S[r, FHLEN])
             S[r, FHLEN] -= 1
             i = key & 0xFFFFFFFF
-            a = RQ[i, A]
+            a = RA[i]
             S[r, NDEC] -= 1
             S[r, CTXB] -= a
             CNT[r, a % bs] -= 1
@@ -265,7 +266,6 @@ def _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt,
             S[r, NPF] -= 1
             if S[r, NPF] == 0:
                 S[r, PT] = -1
-            RQ[i, GEN] += 1  # the prefill step samples the first token
             if FIRST[i] < 0:
                 if S[r, LAG]:
                     FIRST[i] = 0.0  # sampled; the client time is set by the flush
@@ -273,15 +273,15 @@ def _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt,
                     S[r, NPFIRST] += 1
                 else:
                     FIRST[i] = e
-            if RQ[i, GEN] >= output[i]:
+            if output[i] <= 1:  # the prefill step sampled the first (and only) token
                 _finish(r, i, e, RQ[i, HELD], S, PDONE, FIN, STATUS, prompt, output)
             else:
                 a = prompt[i] - S[r, DIT]  # base - j0
-                RQ[i, A] = a
+                RA[i] = a
                 S[r, NDEC] += 1
                 S[r, CTXB] += a
                 CNT[r, a % bs] += 1
-                _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - RQ[i, GEN]) << 32) | i)
+                _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - 1) << 32) | i)
                 S[r, FHLEN] += 1
     S[r, NCH] = 0
     S[r, PLNDEC] = 0
@@ -384,7 +384,7 @@ def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, t
 
 
 @njit(cache=True)
-def _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
+def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
              bins, G, tsf, tsi, GI, ts_on):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T. 0: done; BAIL: a preemption would be needed; TS_FULL: grow the
@@ -463,7 +463,7 @@ def _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIR
                 if bail:
                     return BAIL
                 continue
-        _commit(r, e, S, RQ, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+        _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
         code = _plan(r, e, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on)
         if code < 0:
             return BAIL
@@ -472,12 +472,12 @@ def _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIR
 
 
 @njit(cache=True)
-def _advance_grow(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
+def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
                   bins, G, ts, GI, ts_on):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
-        code = _advance(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN,
+        code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN,
                         STATUS, bins, G, tsf, tsi, GI, ts_on)
         if code != TS_FULL:
             return code, (tsf, tsi)
@@ -489,7 +489,7 @@ def _advance_grow(r, T, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output
 
 
 @njit(cache=True)
-def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, cap, bsmax, FIRST, START, FIN, STATUS, REP,
+def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsmax, FIRST, START, FIN, STATUS, REP,
          ts_on, ts_cap):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
     its time. Returns (bail flag, arrival-clock end, bins, bin width, time-series buffers, rows)."""
@@ -516,7 +516,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, cap, bsmax, 
         if router == 0 or R == 1:
             k = 0 if R == 1 else rr % R
             rr += 1
-            code, ts = _advance_grow(k, now, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+            code, ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
                                      START, FIN, STATUS, bins, G, ts, GI, ts_on)
             if code:
                 return True, now, bins, G[BIN_W], ts, GI[TS_N]
@@ -524,7 +524,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, cap, bsmax, 
             for r in range(R):
                 if S[r, ST] == IDLE or F[r, EEND] > now:
                     continue  # nothing happens there before this arrival
-                code, ts = _advance_grow(r, now, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+                code, ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
                                          START, FIN, STATUS, bins, G, ts, GI, ts_on)
                 if code:
                     return True, now, bins, G[BIN_W], ts, GI[TS_N]
@@ -556,11 +556,42 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, cap, bsmax, 
             S[k, ST] = WAKE
             F[k, EEND] = now
     for r in range(R):
-        code, ts = _advance_grow(r, np.inf, S, F, RQ, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+        code, ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
                                  START, FIN, STATUS, bins, G, ts, GI, ts_on)
         if code:
             return True, now, bins, G[BIN_W], ts, GI[TS_N]
     return False, now, bins, G[BIN_W], ts, GI[TS_N]
+
+
+@njit(cache=True)
+def _in_system(arr, fin):
+    """Requests in the system from each time on: +1 at each arrival, -1 at each completion (both
+    sorted), starting at (0, 0); one entry per distinct time, with the count after all its events."""
+    n = arr.shape[0] + fin.shape[0] + 1
+    t = np.empty(n, np.float64)
+    c = np.empty(n, np.int32)
+    t[0] = 0.0
+    c[0] = 0
+    m = 1
+    a = 0
+    f = 0
+    cur = 0
+    while a < arr.shape[0] or f < fin.shape[0]:
+        if f >= fin.shape[0] or (a < arr.shape[0] and arr[a] <= fin[f]):
+            x = arr[a]
+            cur += 1
+            a += 1
+        else:
+            x = fin[f]
+            cur -= 1
+            f += 1
+        if x == t[m - 1]:
+            c[m - 1] = cur
+        else:
+            t[m] = x
+            c[m] = cur
+            m += 1
+    return t[:m], c[:m]  # views: m is nearly n (times are distinct), no copy needed
 
 
 # --- driver -------------------------------------------------------------------------------------
@@ -593,15 +624,16 @@ def run(sim: Any) -> Any | None:
     bsmax = int(S[:, BS].max())
     fit = min(r.core.total_blocks * r.core.block_size for r in reps)
     d0 = min(r.delay_s for r in reps)
-    tb = RequestTable(n)
+    tb = sim.table  # the Simulation's table (all -1 / 0 before a run)
     pairs = getattr(sim.router, "pairs", None)
     if pairs is None:
         pairs = np.zeros((1, 2), np.int64)
     ts_on = bool(sc.run.timeseries)
     bail, clock, bins, bin_w, (tsf, tsi), rows = _run(
-        wl.arrival_s, wl.prompt_tokens.astype(np.int64), wl.output_tokens.astype(np.int64), float(d0), int(fit),
+        wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
+        float(d0), int(fit),
         ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC,
-        np.zeros((n, N_RQ), np.int64), cap, bsmax,
+        np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax,
         tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, ts_on, 4 * n + 4 * R if ts_on else 0)
     if bail:
         return None
@@ -634,15 +666,12 @@ def run(sim: Any) -> Any | None:
         for k, col in enumerate((ts.replica, ts.batch_size, ts.kv_blocks_used, ts.queue_len)):
             col.frombytes(tsi[:rows, k].astype(np.int32).tobytes())
         ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
-    # requests in the system: +1 at arrival, -1 at completion (client times)
-    acc = tb.status != REJECTED
-    t_ev = np.concatenate((wl.arrival_s[acc], tb.finish_s[done]))
-    d_ev = np.concatenate((np.ones(int(acc.sum()), np.int64), -np.ones(int(done.sum()), np.int64)))
-    order = np.argsort(t_ev, kind="stable")
-    t_s, n_s = np.concatenate(([0.0], t_ev[order])), np.concatenate(([0], np.cumsum(d_ev[order])))
-    last = np.append(t_s[1:] != t_s[:-1], True)
+    fin = tb.finish_s[done]
+    fin.sort()
+    sys_t, sys_n = _in_system(wl.arrival_s[tb.status != REJECTED], fin)
+    del fin
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
     extra = {"ledger": led, "failures": 0, "fail_marks": [], "supply_drops": 0, "trip_marks": [],
              "tents": sim.tent_names, "graph": None, "engine": "compiled",
              "power_peak_window_s": bin_w}
-    return Result(sc, wl, tb, ts, t_s[last], n_s[last], infos, sim_time, time.perf_counter() - wall0, extra)
+    return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, extra)
