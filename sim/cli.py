@@ -66,7 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "fleet" in raw:
         from .fleet import run_fleet
         sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json, executor=args.executor)
+        rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json, executor=args.executor,
+                        out_dir=args.out)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")

@@ -46,8 +46,10 @@ ROUTER_CODES = {"round_robin": 0, "least_loaded": 1, "jsq": 2, "power_of_two": 3
 N_S = 26
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE = range(5)
-N_F = 5
+EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB = range(7)
+N_F = 7
+# DTF: duration of the step in flight. NB: no completion can be delivered before this time (a
+# lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
 NXT, DONE, HELD = range(3)
@@ -364,6 +366,7 @@ def _plan(r, now, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, t
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[r, QLEN], 1)
     e = now + dt
     F[r, EEND] = e
+    F[r, DTF] = dt
     F[r, BUSY] += dt
     F[r, ESTEP] += watts * dt
     _bin_energy(bins, G, now, e, watts)
@@ -384,6 +387,20 @@ def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, t
 
 
 @njit(cache=True)
+def _next_delivery_bound(r, e, S, F, FH):
+    """Earliest time replica r can deliver a completion, its step in flight ending at e. In a
+    stable decode batch (nothing admissible, no lagged output) the next finish is decode step
+    FH top, and every step until then lasts at least as long as the one in flight (step time
+    grows with context); otherwise e. Shaded down so float rounding cannot make it late."""
+    if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
+            and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
+        k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
+        if k > 0:
+            return e + k * F[r, DTF] * (1.0 - 1e-6)
+    return e
+
+
+@njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
              bins, G, tsf, tsi, GI, ts_on):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
@@ -394,12 +411,14 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
     while True:
         st = S[r, ST]
         if st == IDLE:
+            F[r, NB] = np.inf
             return 0
         e = F[r, EEND]
         if ts_on and GI[TS_N] + 2 > tsf.shape[0]:
             return TS_FULL
         if st == WAKE:
             if e >= T:
+                F[r, NB] = e
                 return 0  # requests enqueued at the same instant join the first plan
             idle_w = pc[IDLE_W] * S[r, TP]
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
@@ -411,6 +430,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
         if e > T:
+            F[r, NB] = _next_delivery_bound(r, e, S, F, FH)
             return 0
         # A decode-only step, no lagged output to deliver, no finish next, nothing admissible:
         # the batch is stable; step it in a tight loop.
@@ -454,6 +474,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
                         cur = int(e1 / w)
                         edge = (cur + 1) * w
                     e = e1
+                    F[r, DTF] = dt
                 bins[cur] += acc
                 S[r, DIT] = d
                 S[r, USED] = used
@@ -522,8 +543,10 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
                 return True, now, bins, G[BIN_W], ts, GI[TS_N]
         else:
             for r in range(R):
-                if S[r, ST] == IDLE or F[r, EEND] > now:
-                    continue  # nothing happens there before this arrival
+                if router == 3 and r != pairs[i, 0] and r != pairs[i, 1]:
+                    continue  # power_of_two reads two replicas
+                if S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now:
+                    continue  # its load cannot have changed before this arrival
                 code, ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
                                          START, FIN, STATUS, bins, G, ts, GI, ts_on)
                 if code:
@@ -542,6 +565,12 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
                 ra = S[a, OUTREQ]
                 rb = S[b, OUTREQ]
                 k = a if (ra < rb or (ra == rb and a <= b)) else b
+        if router != 0 and R > 1:
+            # the target must be exactly at this time before the request joins its queue
+            code, ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
+                                     START, FIN, STATUS, bins, G, ts, GI, ts_on)
+            if code:
+                return True, now, bins, G[BIN_W], ts, GI[TS_N]
         S[k, OUTTOK] += prompt[i] + output[i]
         S[k, OUTREQ] += 1
         REP[i] = k
@@ -555,6 +584,9 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
         if S[k, ST] == IDLE:
             S[k, ST] = WAKE
             F[k, EEND] = now
+            F[k, NB] = now
+        elif F[k, EEND] < F[k, NB]:
+            F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
     for r in range(R):
         code, ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
                                  START, FIN, STATUS, bins, G, ts, GI, ts_on)

@@ -15,6 +15,9 @@ cell's share of the rate: each cell draws its own arrivals at that rate from its
     weight = 1.0                   # share of the traffic per cell (relative)
     set = ["pools.replicas=64"]    # overrides of the base scenario for this kind
 
+The simulated cells' per-request tables merge into one (`requests.parquet` in the output
+folder, with `cell` and `kind` columns; request ids are per cell).
+
 Inference: a kind's totals are the mean over its simulated cells times its count (identical
 cells with equal weights are statistically identical); a cell's rate is what it completed over
 its arrival window; latency percentiles come from the merged requests of the simulated cells.
@@ -49,7 +52,9 @@ def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
 
 
 def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | None = None,
-              quiet: bool = True, executor: str = "local") -> dict[str, Any]:
+              quiet: bool = True, executor: str = "local", out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run a fleet's representative cells on the executor and infer the fleet; with `out_dir`,
+    also write the merged per-request table of the simulated cells there (requests.parquet)."""
     from .config import read_toml
 
     p = Path(path)
@@ -68,7 +73,8 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
                 r = apply_overrides(copy.deepcopy(base), list(kind["set"]))
                 r["workload"]["rate_per_s"] = rate * kind["weight"] / total_w
                 parse(r, p.parent)  # fail fast, naming the field
-                tasks.append(Task(r, str(p.parent), seed0 + cell_id, keep_latencies=True))
+                tasks.append(Task(r, str(p.parent), seed0 + cell_id, keep_latencies=True,
+                                  keep_requests=out_dir is not None))
                 meta.append((kind["name"], cell_id))
             cell_id += 1
     res = execute(tasks, workers, "fleet", quiet, executor)
@@ -112,4 +118,23 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
     out["fleet_usd_per_mtok"] = cost_h / (tok_s * 3600 / 1e6) if tok_s else None
     out["inference"] = ("each kind's totals = mean over its simulated cells x its count; percentiles from the "
                         "merged requests of the simulated cells")
+    if out_dir is not None:
+        out["requests_file"] = str(write_merged(meta, res, Path(out_dir)))
     return out
+
+
+def write_merged(meta: list[tuple[str, int]], res: list[dict[str, Any]], out_dir: Path) -> Path:
+    """One per-request table from the simulated cells, in cell order, with cell id and kind."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for (kind, cell), r in zip(meta, res):
+        cols = dict(r["requests"])
+        n = len(cols["request_id"])
+        cols = {"cell": np.full(n, cell, np.int32), "kind": np.full(n, kind), **cols}
+        tables.append(pa.table(cols))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "requests.parquet"
+    pq.write_table(pa.concat_tables(tables, promote_options="default"), path)
+    return path

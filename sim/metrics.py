@@ -80,8 +80,13 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
     queue = np.where(tb.start_s >= 0, tb.start_s - arr, np.nan)
     from .recorder import STATUS
 
-    status = np.array([STATUS[int(s)] for s in tb.status]) if len(tb.status) else np.zeros(0, dtype=str)
-    reason = np.array([tb.reason.get(i, "") for i in range(len(arr))]) if len(arr) else np.zeros(0, dtype=str)
+    names = np.array([STATUS[k] for k in range(max(STATUS) + 1)])
+    status = names[tb.status]  # vectorised: millions of rows
+    reason = np.zeros(len(arr), dtype=object)
+    reason[:] = ""
+    for i, r in tb.reason.items():
+        reason[i] = r
+    reason = reason.astype(str) if len(arr) else np.zeros(0, dtype=str)
     extra: dict[str, np.ndarray] = {}
     if wl.cls is not None and res.scenario.workload.classes:
         names = np.array([c.name for c in res.scenario.workload.classes])

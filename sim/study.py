@@ -31,6 +31,7 @@ class Task:
     base_dir: str
     seed: int
     keep_latencies: bool = False
+    keep_requests: bool = False  # return the whole per-request table (fleet cells merge them)
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -50,6 +51,8 @@ def run_task(task: Task) -> dict[str, Any]:
         cols = request_columns(res)
         done = cols["status"] == "completed"
         out["latencies"] = {k: cols[k][done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}
+    if task.keep_requests:
+        out["requests"] = request_columns(res)
     return out
 
 
@@ -57,7 +60,10 @@ def task_key(task: Task) -> str:
     """Stable id of a task (scenario, seed, options): names its saved result for --resume."""
     import hashlib
 
-    blob = json.dumps({"raw": task.raw, "seed": task.seed, "lat": task.keep_latencies}, sort_keys=True, default=str)
+    key = {"raw": task.raw, "seed": task.seed, "lat": task.keep_latencies}
+    if task.keep_requests:
+        key["req"] = True
+    blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

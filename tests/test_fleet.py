@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sim.config import load
@@ -63,3 +64,16 @@ def test_fleet_cells_on_dask_match_local(tmp_path):
     pytest.importorskip("distributed")
     p = write(tmp_path, 6, 2)
     assert run_fleet(p, workers=2, executor="dask") == run_fleet(p, workers=2)
+
+
+def test_fleet_merges_the_cells_request_tables(tmp_path):
+    import pyarrow.parquet as pq
+
+    rep = run_fleet(write(tmp_path, 10, 2), workers=1, out_dir=tmp_path / "out")
+    t = pq.read_table(rep["requests_file"]).to_pydict()
+    k = rep["kinds"][0]
+    assert len(t["request_id"]) == k["requests_simulated"]
+    assert sorted(set(t["cell"])) == [0, 1] and set(t["kind"]) == {"a"}
+    ttft = np.array([x for x, s in zip(t["ttft_s"], t["status"]) if s == "completed"])
+    assert np.sum(np.array(t["status"]) == "completed") == k["completed_simulated"]
+    assert rep["ttft_p99_s"] == pytest.approx(float(np.percentile(ttft, 99)))
