@@ -29,7 +29,9 @@ Units: seconds, watts, joules, tokens, KV blocks.
 from __future__ import annotations
 
 import math
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -635,6 +637,8 @@ def run(sim: Any) -> Any | None:
     from .simulation import ReplicaInfo, Result
 
     wall0 = time.perf_counter()
+    if not sim.quiet and not any(Path(__file__).parent.joinpath("__pycache__").glob("compiled._run-*.nbi")):
+        print("dcsim: compiling the simulation engine for this machine (once; about 10-20 s)...", file=sys.stderr)
     sc, wl = sim.sc, sim.wl
     reps = sim.replicas
     R = len(reps)
