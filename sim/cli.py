@@ -48,6 +48,8 @@ def print_table(summary: dict[str, Any], title: str) -> None:
                        ("preemptions", "preemptions_total"), ("simulated time (s)", "sim_time_s"),
                        ("wall time (s)", "wall_time_s")]:
         print(f"  {label:<22} {_fmt(summary.get(key))}")
+    if "engine" in summary:
+        print(f"  {'engine':<22} {summary['engine']}")
     for st in summary.get("stages", []):
         print(f"  stage {st['stage']} ({st['start_s']:g}-{st['end_s']:g} s, {st['offered_rate_per_s']:.3g} req/s): "
               f"{st['completed']}/{st['requests']} completed, TTFT mean {_fmt(st['ttft_mean_s'])} s, "
