@@ -672,6 +672,10 @@ def run(sim: Any) -> Any | None:
         np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax,
         tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, ts_on, 4 * n + 4 * R if ts_on else 0)
     if bail:
+        # hand the Simulation back untouched: its table is the SimPy engine's to fill
+        for col in (tb.first_token_s, tb.start_s, tb.finish_s, tb.replica):
+            col.fill(-1)
+        tb.status.fill(0)
         return None
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)

@@ -102,6 +102,10 @@ def test_timeseries_and_fallback():
     res = Simulation(sc).run()
     assert res.extra["engine"] == "simpy" and "preemption" in res.extra["engine_note"]
     assert res.requests.preemptions.sum() > 0
+    direct = Simulation(load(QUICK, ["workload.num_requests=600", "workload.rate_per_s=30",
+                                     "pools.scheduler.kv_memory_fraction=0.215", 'run.engine="simpy"'])).run()
+    for k in ("status", "replica", "first_token_s", "start_s", "finish_s", "preemptions"):
+        np.testing.assert_array_equal(getattr(res.requests, k), getattr(direct.requests, k), err_msg=k)
 
 
 def test_compiled_refuses_what_it_does_not_model():
