@@ -3,13 +3,13 @@ compiled with numba, for runs of millions of requests.
 
 It reproduces, step for step and with the same floating-point operations, what
 sim/simulation.py does with sim/replica.py and the `chunked` scheduler (vLLM v1): per-replica
-FIFO queues, chunked prefill under a token budget, a paged KV cache, the uncapped roofline step
-time of sim/perf.py, host request overhead and lagged output delivery, and the routers
-round_robin, least_loaded, jsq and power_of_two. So every request gets the same first-token and
-finish times as in the SimPy engine (tests/test_compiled.py checks it). What it does not model
-(a [facility], timeouts, prefix caching, preemption, other schedulers and routers, a horizon)
-runs on the SimPy engine: `supported()` says why, and a run that would need a preemption stops
-and is rerun there (the result records which engine produced it).
+FIFO queues, chunked prefill under a token budget, a paged KV cache with recompute preemption of
+the latest arrival, the uncapped roofline step time of sim/perf.py, host request overhead and
+lagged output delivery, and the routers round_robin, least_loaded, jsq and power_of_two. So
+every request gets the same first-token, start and finish times and preemption count as in the
+SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
+[facility], timeouts, prefix caching, other schedulers and routers, a horizon) runs on the SimPy
+engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
 time of the next arrival routed to it (every replica, for routers that read load); between
@@ -54,8 +54,9 @@ N_F = 7
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
-NXT, DONE, HELD = range(3)
-N_RQ = 3
+NXT, DONE, HELD, GEN, RST = range(5)  # GEN: tokens generated so far; RST: R_* state
+N_RQ = 5
+R_WAITING, R_PREFILL, R_DECODE, R_GONE = 0, 1, 2, 3
 # Perf constants PC[r, field] (see PerfModel)
 (W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
  COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC) = range(19)
@@ -64,7 +65,7 @@ N_PC = 19
 BIN_W, = range(1)
 TS_N, = range(1)
 N_BINS = 65536
-BAIL, TS_FULL = 1, 2
+TS_FULL = 2
 
 
 def supported(sc: Any, wl: Any) -> list[str]:
@@ -202,6 +203,35 @@ def _heap_pop(h, r, n):
 
 
 @njit(cache=True)
+def _heap_remove(h, r, n, k):
+    """Remove entry k of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
+    n -= 1
+    if k == n:
+        return
+    h[r, k] = h[r, n]
+    while k > 0:  # sift up
+        p = (k - 1) >> 1
+        if h[r, p] <= h[r, k]:
+            break
+        tmp = h[r, p]
+        h[r, p] = h[r, k]
+        h[r, k] = tmp
+        k = p
+    while True:  # sift down
+        a = 2 * k + 1
+        if a >= n:
+            break
+        b = a + 1
+        c = b if (b < n and h[r, b] < h[r, a]) else a
+        if h[r, k] <= h[r, c]:
+            break
+        tmp = h[r, c]
+        h[r, c] = h[r, k]
+        h[r, k] = tmp
+        k = c
+
+
+@njit(cache=True)
 def _ts_add(tsf, tsi, GI, t, r, batch, kv, q, busy):
     n = GI[TS_N]
     tsf[n] = t
@@ -260,16 +290,16 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
             S[r, NDEC] -= 1
             S[r, CTXB] -= a
             CNT[r, a % bs] -= 1
+            RQ[i, RST] = R_GONE
             _finish(r, i, e, _cdiv(a + dit, bs), S, PDONE, FIN, STATUS, prompt, output)
     for k in range(S[r, NCH]):
         i = CH[r, k, 0]
+        if RQ[i, RST] != R_PREFILL:
+            continue  # preempted while the step was planned
         RQ[i, DONE] += CH[r, k, 1]
-        if RQ[i, DONE] >= prompt[i]:
-            # chunks go to the prefilling queue in order, so the one that completes is its head
-            S[r, PH] = RQ[i, NXT]
-            S[r, NPF] -= 1
-            if S[r, NPF] == 0:
-                S[r, PT] = -1
+        if RQ[i, DONE] >= prompt[i] + RQ[i, GEN]:
+            _unlink_prefill(r, i, S, RQ)
+            RQ[i, GEN] += 1  # the prefill step samples the next token
             if FIRST[i] < 0:
                 if S[r, LAG]:
                     FIRST[i] = 0.0  # sampled; the client time is set by the flush
@@ -277,58 +307,178 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
                     S[r, NPFIRST] += 1
                 else:
                     FIRST[i] = e
-            if output[i] <= 1:  # the prefill step sampled the first (and only) token
+            if RQ[i, GEN] >= output[i]:
+                RQ[i, RST] = R_GONE
                 _finish(r, i, e, RQ[i, HELD], S, PDONE, FIN, STATUS, prompt, output)
             else:
-                a = prompt[i] - S[r, DIT]  # base - j0
+                a = prompt[i] + RQ[i, GEN] - 1 - S[r, DIT]  # tokens in KV now (base) - j0
                 RA[i] = a
+                RQ[i, RST] = R_DECODE
                 S[r, NDEC] += 1
                 S[r, CTXB] += a
                 CNT[r, a % bs] += 1
-                _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - 1) << 32) | i)
+                _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - RQ[i, GEN]) << 32) | i)
                 S[r, FHLEN] += 1
     S[r, NCH] = 0
     S[r, PLNDEC] = 0
 
 
 @njit(cache=True)
-def _plan(r, now, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on):
-    """Plan and start the next step at `now` (Chunked.plan, then the step loop of _Replica).
-    1: a step is in flight; 0: nothing to run; -1: a preemption would be needed."""
+def _unlink_prefill(r, i, S, RQ):
+    """Take request i out of replica r's prefilling list (usually its head)."""
+    prev = -1
+    j = S[r, PH]
+    while j != i:
+        prev = j
+        j = RQ[j, NXT]
+    nxt = RQ[i, NXT]
+    if prev < 0:
+        S[r, PH] = nxt
+    else:
+        RQ[prev, NXT] = nxt
+    if S[r, PT] == i:
+        S[r, PT] = prev
+    S[r, NPF] -= 1
+
+
+@njit(cache=True)
+def _victim(r, S, RQ, FH):
+    """The running request to preempt: the latest arrival (highest index; requests are indexed in
+    arrival order), among prefilling and decoding ones."""
+    best = -1
+    j = S[r, PH]
+    while j >= 0:
+        if j > best:
+            best = j
+        j = RQ[j, NXT]
+    for k in range(S[r, FHLEN]):
+        j = FH[r, k] & 0xFFFFFFFF
+        if j > best:
+            best = j
+    return best
+
+
+@njit(cache=True)
+def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt):
+    """Recompute preemption of request v (ReplicaCore.preempt): free its KV, keep the tokens it
+    generated, requeue it at the front. `grown`: decoding sequences already hold the block of
+    the step being planned."""
     bs = S[r, BS]
-    ndec = S[r, NDEC]
-    if ndec:
+    if RQ[v, RST] == R_DECODE:
+        a = RA[v]
+        dit = S[r, DIT]
+        j0 = prompt[v] + RQ[v, GEN] - 1 - a
+        held = _cdiv(a + dit + grown, bs)
+        RQ[v, GEN] += dit - j0
+        S[r, CTXB] -= a
+        S[r, NDEC] -= 1
+        CNT[r, a % bs] -= 1
+        n = S[r, FHLEN]
+        for k in range(n):
+            if (FH[r, k] & 0xFFFFFFFF) == v:
+                _heap_remove(FH, r, n, k)
+                break
+        S[r, FHLEN] = n - 1
+    else:
+        _unlink_prefill(r, v, S, RQ)
+        held = RQ[v, HELD]
+    S[r, NRUN] -= 1
+    S[r, USED] -= held
+    RQ[v, RST] = R_WAITING
+    RQ[v, DONE] = 0
+    RQ[v, HELD] = 0
+    PRE[v] += 1
+    RQ[v, NXT] = S[r, QH]
+    S[r, QH] = v
+    if S[r, QT] < 0:
+        S[r, QT] = v
+    S[r, QLEN] += 1
+
+
+@njit(cache=True)
+def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
+    """ReplicaCore.grow_decodes when the free blocks may not cover every sequence that needs one
+    for the next step: in index order, each takes a free block, or preempts the latest arrival
+    (possibly itself). Returns whether anything was preempted."""
+    bs = S[r, BS]
+    nxt = S[r, DIT] + 1
+    m = 0
+    for k in range(S[r, FHLEN]):
+        j = FH[r, k] & 0xFFFFFFFF
+        if (RA[j] + nxt - 1) % bs == 0:
+            tmp[m] = j
+            m += 1
+    lst = np.sort(tmp[:m])
+    pre = False
+    for k in range(m):
+        j = lst[k]
+        if RQ[j, RST] != R_DECODE:
+            continue  # preempted for an earlier one
+        while S[r, TOT] - S[r, USED] < 1:
+            v = _victim(r, S, RQ, FH)
+            _preempt(r, v, 0, S, RQ, RA, FH, CNT, PRE, prompt)
+            pre = True
+            if v == j:
+                break
+        if RQ[j, RST] == R_DECODE:
+            S[r, USED] += 1
+    return pre
+
+
+@njit(cache=True)
+def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on, tmp):
+    """Plan and start the next step at `now` (Chunked.plan, then the step loop of _Replica).
+    1: a step is in flight; 0: nothing to run."""
+    bs = S[r, BS]
+    preempted = False
+    if S[r, NDEC]:
         g = CNT[r, (1 - (S[r, DIT] + 1)) % bs]  # sequences whose next token opens a block
-        if S[r, USED] + g > S[r, TOT]:
-            return -1
-        S[r, USED] += g
-    budget = S[r, MAXT] - ndec
+        if S[r, USED] + g <= S[r, TOT]:
+            S[r, USED] += g
+        else:
+            preempted = _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+    grown = 1  # decoding sequences now hold the blocks of this step
+    budget = S[r, MAXT] - S[r, NDEC]
     slots = S[r, MAXB] - S[r, NRUN]
     nch = 0
-    p_tok = 0
-    p_read = 0
-    p_attn = 0.0
+    # the prefilling list as it stands (preemptions below may shorten it)
+    m = 0
     i = S[r, PH]
-    while i >= 0 and budget > 0:
+    while i >= 0:
+        tmp[m] = i
+        m += 1
+        i = RQ[i, NXT]
+    for k in range(m):
+        if budget <= 0:
+            break
+        i = tmp[k]
+        if RQ[i, RST] != R_PREFILL:
+            continue  # preempted by an earlier allocation in this loop
         done = RQ[i, DONE]
-        c = min(prompt[i] - done, budget)
+        c = min(prompt[i] + RQ[i, GEN] - done, budget)
         need = _cdiv(done + c, bs) - RQ[i, HELD]
         if need > 0:
-            if S[r, TOT] - S[r, USED] < need:
-                return -1
+            ok = True
+            while S[r, TOT] - S[r, USED] < need:
+                v = _victim(r, S, RQ, FH)
+                _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt)
+                preempted = True
+                if v == i:
+                    ok = False
+                    break
+            if not ok:
+                continue
             S[r, USED] += need
             RQ[i, HELD] += need
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
-        p_tok += c
-        p_read += done
-        p_attn += c * (done + (c + 1) * 0.5)
         budget -= c
-        i = RQ[i, NXT]
-    while budget > 0 and slots > 0 and S[r, QLEN] > 0:
+    # vLLM v1 admits no new request in a step that had to preempt
+    stable = not preempted
+    while budget > 0 and slots > 0 and S[r, QLEN] > 0 and not preempted:
         i = S[r, QH]
-        c = min(prompt[i], budget)
+        c = min(prompt[i] + RQ[i, GEN], budget)
         need = _cdiv(c, bs)
         if need > S[r, TOT] - S[r, USED]:
             break
@@ -344,22 +494,33 @@ def _plan(r, now, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, t
         S[r, PT] = i
         S[r, NPF] += 1
         S[r, NRUN] += 1
+        RQ[i, RST] = R_PREFILL
         RQ[i, HELD] = need
         S[r, USED] += need
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
-        p_tok += c
-        p_attn += c * (0 + (c + 1) * 0.5)
         budget -= c
         slots -= 1
-    S[r, QBLK] = 1 if S[r, QLEN] > 0 else 0  # the head cannot start until something finishes
+    # the queue head cannot start until something finishes (not so after a preemption)
+    S[r, QBLK] = 1 if (S[r, QLEN] > 0 and stable) else 0
+    ndec = S[r, NDEC]
     if ndec == 0 and nch == 0:
         return 0
+    # the step's work, as _Replica.loop sums it after planning: a chunk whose request was
+    # preempted later in the plan still runs, but its `done` is 0 by now
+    p_tok = 0
+    p_read = 0
+    p_attn = 0.0
     for k in range(nch):
         j = CH[r, k, 0]
+        c = CH[r, k, 1]
         if START[j] < 0:
             START[j] = now
+        done = RQ[j, DONE]
+        p_tok += c
+        p_read += done
+        p_attn += c * (done + (c + 1) * 0.5)
     n_seq = ndec + nch
     ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
     dt, pw = _step(PC[r], ndec, ctx, p_tok, p_read, p_attn, n_seq)
@@ -391,23 +552,23 @@ def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, t
 @njit(cache=True)
 def _next_delivery_bound(r, e, S, F, FH):
     """Earliest time replica r can deliver a completion, its step in flight ending at e. In a
-    stable decode batch (nothing admissible, no lagged output) the next finish is decode step
-    FH top, and every step until then lasts at least as long as the one in flight (step time
-    grows with context); otherwise e. Shaded down so float rounding cannot make it late."""
+    stable decode batch (nothing admissible, no lagged output, enough free KV blocks that no
+    preemption can shrink the batch) the next finish is decode step FH top, and every step
+    until then lasts at least as long as the one in flight (step time grows with context);
+    otherwise e. Shaded down so float rounding cannot make it late."""
     if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
             and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
         k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
-        if k > 0:
+        if k > 0 and S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1):
             return e + k * F[r, DTF] * (1.0 - 1e-6)
     return e
 
 
 @njit(cache=True)
-def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on):
+def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
+             bins, G, tsf, tsi, GI, ts_on, tmp):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
-    a wake-up before T. 0: done; BAIL: a preemption would be needed; TS_FULL: grow the
-    time-series buffers and call again."""
+    a wake-up before T. 0: done; TS_FULL: grow the time-series buffers and call again."""
     pc = PC[r]
     bs = S[r, BS]
     while True:
@@ -425,17 +586,17 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
             idle_w = pc[IDLE_W] * S[r, TP]
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
-            code = _plan(r, e, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on)
-            if code < 0:
-                return BAIL
-            if code == 0:
+            if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on,
+                     tmp) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
         if e > T:
             F[r, NB] = _next_delivery_bound(r, e, S, F, FH)
             return 0
+        committed = False
         # A decode-only step, no lagged output to deliver, no finish next, nothing admissible:
-        # the batch is stable; step it in a tight loop.
+        # the batch is stable; step it in a tight loop while every growing sequence finds a
+        # free block (else the general plan below preempts).
         if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
                 and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
             top = FH[r, 0] >> 32
@@ -448,7 +609,6 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
                 tp = S[r, TP]
                 busy = F[r, BUSY]
                 est = F[r, ESTEP]
-                bail = False
                 # energy goes to the current bin until a step crosses its end
                 w = G[BIN_W]
                 cur = int(e / w)
@@ -458,7 +618,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
                     d += 1  # step d is done; plan step d + 1 at e
                     g = CNT[r, (1 - (d + 1)) % bs]
                     if used + g > tot:
-                        bail = True
+                        committed = True  # step d is committed; plan d + 1 the general way
                         break
                     used += g
                     dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
@@ -483,27 +643,24 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output,
                 F[r, BUSY] = busy
                 F[r, ESTEP] = est
                 F[r, EEND] = e
-                if bail:
-                    return BAIL
-                continue
-        _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
-        code = _plan(r, e, S, F, RQ, CH, CNT, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on)
-        if code < 0:
-            return BAIL
-        if code == 0:
+                if not committed:
+                    continue
+        if not committed:
+            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on, tmp) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
 
 
 @njit(cache=True)
-def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN, STATUS,
-                  bins, G, ts, GI, ts_on):
+def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                  STATUS, bins, G, ts, GI, ts_on, tmp):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
-        code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on)
+        code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp)
         if code != TS_FULL:
-            return code, (tsf, tsi)
+            return tsf, tsi
         nf = np.empty(tsf.shape[0] * 2, np.float64)
         nf[:tsf.shape[0]] = tsf
         ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
@@ -513,9 +670,9 @@ def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, ou
 
 @njit(cache=True)
 def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsmax, FIRST, START, FIN, STATUS, REP,
-         ts_on, ts_cap):
+         PRE, ts_on, ts_cap):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
-    its time. Returns (bail flag, arrival-clock end, bins, bin width, time-series buffers, rows)."""
+    its time. Returns (arrival-clock end, bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
     R = S.shape[0]
     CH = np.zeros((R, cap, 2), np.int64)
@@ -523,6 +680,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
     CNT = np.zeros((R, bsmax), np.int64)
     PFIRST = np.zeros((R, cap), np.int64)
     PDONE = np.zeros((R, cap), np.int64)
+    tmp = np.zeros(cap, np.int64)
     bins = np.zeros(N_BINS, np.float64)
     G = np.ones(1, np.float64)  # bin width 1 s
     GI = np.zeros(1, np.int64)
@@ -539,20 +697,14 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
         if router == 0 or R == 1:
             k = 0 if R == 1 else rr % R
             rr += 1
-            code, ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
-                                     START, FIN, STATUS, bins, G, ts, GI, ts_on)
-            if code:
-                return True, now, bins, G[BIN_W], ts, GI[TS_N]
         else:
             for r in range(R):
                 if router == 3 and r != pairs[i, 0] and r != pairs[i, 1]:
                     continue  # power_of_two reads two replicas
                 if S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now:
                     continue  # its load cannot have changed before this arrival
-                code, ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
-                                         START, FIN, STATUS, bins, G, ts, GI, ts_on)
-                if code:
-                    return True, now, bins, G[BIN_W], ts, GI[TS_N]
+                ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
+                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
             if router == 1 or router == 2:
                 f = OUTTOK if router == 1 else OUTREQ
                 k = 0
@@ -567,12 +719,9 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
                 ra = S[a, OUTREQ]
                 rb = S[b, OUTREQ]
                 k = a if (ra < rb or (ra == rb and a <= b)) else b
-        if router != 0 and R > 1:
-            # the target must be exactly at this time before the request joins its queue
-            code, ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
-                                     START, FIN, STATUS, bins, G, ts, GI, ts_on)
-            if code:
-                return True, now, bins, G[BIN_W], ts, GI[TS_N]
+        # the target must be exactly at this time before the request joins its queue
+        ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
         S[k, OUTTOK] += prompt[i] + output[i]
         S[k, OUTREQ] += 1
         REP[i] = k
@@ -590,11 +739,9 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
         elif F[k, EEND] < F[k, NB]:
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
     for r in range(R):
-        code, ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PC, prompt, output, FIRST,
-                                 START, FIN, STATUS, bins, G, ts, GI, ts_on)
-        if code:
-            return True, now, bins, G[BIN_W], ts, GI[TS_N]
-    return False, now, bins, G[BIN_W], ts, GI[TS_N]
+        ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
+    return now, bins, G[BIN_W], ts, GI[TS_N]
 
 
 @njit(cache=True)
@@ -630,9 +777,8 @@ def _in_system(arr, fin):
 
 # --- driver -------------------------------------------------------------------------------------
 
-def run(sim: Any) -> Any | None:
-    """Run a Simulation (sim/simulation.py) on the compiled engine. None if a preemption would
-    have been needed (the caller reruns it on the SimPy engine)."""
+def run(sim: Any) -> Any:
+    """Run a Simulation (sim/simulation.py) on the compiled engine; returns its Result."""
     from .facility import Ledger
     from .simulation import ReplicaInfo, Result
 
@@ -665,18 +811,11 @@ def run(sim: Any) -> Any | None:
     if pairs is None:
         pairs = np.zeros((1, 2), np.int64)
     ts_on = bool(sc.run.timeseries)
-    bail, clock, bins, bin_w, (tsf, tsi), rows = _run(
+    clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
-        float(d0), int(fit),
-        ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC,
-        np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax,
-        tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, ts_on, 4 * n + 4 * R if ts_on else 0)
-    if bail:
-        # hand the Simulation back untouched: its table is the SimPy engine's to fill
-        for col in (tb.first_token_s, tb.start_s, tb.finish_s, tb.replica):
-            col.fill(-1)
-        tb.status.fill(0)
-        return None
+        float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC,
+        np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax, tb.first_token_s, tb.start_s,
+        tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, 4 * n + 4 * R if ts_on else 0)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():

@@ -72,6 +72,8 @@ class PriorityQueue(_HeapQueue):
 class SjfQueue:
     """Shortest prompt first with an ageing bound (`now()` gives the current time)."""
 
+    time_dependent = True  # the head can change as requests age, with no arrival
+
     def __init__(self, ageing_s: float, now: Callable[[], float]) -> None:
         self.ageing_s = ageing_s
         self.now = now

@@ -172,7 +172,11 @@ class _Replica:
                     p_read += req.done
                     p_attn += c * (req.done + (c + 1) * 0.5)
                 n_dec = plan.n_dec
-                if ff and n_dec and not plan.chunks and not core.pending_output:
+                # A window needs a batch that stays as it is: no lagged output to deliver, and no
+                # waiting request that the next step could admit (after a preemption vLLM admits
+                # nothing for one step; an ageing queue can change its head as time passes).
+                if (ff and n_dec and not plan.chunks and not core.pending_output and not core.preempted_this_step
+                        and not (core.waiting and getattr(core.waiting, "time_dependent", False))):
                     k = core.window_limit(FF_MAX_STEPS)
                     if k >= 2:
                         yield from self._fast_forward(core, n_dec, k)
@@ -532,12 +536,7 @@ class Simulation:
                 raise ScenarioError("run.engine", "the compiled engine does not model " + "; ".join(why),
                                     'set run.engine = "auto" (or "simpy")')
             if not why:
-                res = compiled.run(self)
-                if res is not None:
-                    return res
-                # a preemption was needed: the SimPy engine models it
-                return self._run_simpy({"engine": "simpy",
-                                        "engine_note": "compiled engine stopped at a KV preemption; rerun on SimPy"})
+                return compiled.run(self)
         return self._run_simpy({"engine": "simpy"})
 
     def _run_simpy(self, note: dict[str, Any]) -> Result:

@@ -18,6 +18,12 @@ CASES = {
     "static": (QUICK, ["workload.num_requests=800", 'pools.scheduler.policy="static"']),
     "kv_pressure_preemption": (QUICK, ["workload.num_requests=800", "workload.rate_per_s=30",
                                        "pools.scheduler.kv_memory_fraction=0.215"]),
+    # preemptions while prompts are split into chunks: no window may start in a step that preempted
+    "chunked_small_budget_preemption": (QUICK, ["workload.num_requests=800", "pools.replicas=1", "workload.rate_per_s=12",
+                                                "pools.scheduler.kv_memory_fraction=0.22",
+                                                "pools.scheduler.max_batched_tokens=2048"]),
+    "sjf_kv_pressure_ageing": (QUICK, ["workload.num_requests=800", "workload.rate_per_s=30", 'pools.scheduler.policy="sjf"',
+                                       "pools.scheduler.kv_memory_fraction=0.22", "pools.scheduler.ageing_s=0.5"]),
     "priority_sjf_jsq": (QUICK, ["workload.num_requests=1500", 'pools.scheduler.policy="sjf"', 'router.policy="jsq"']),
     "vllm_experiment_prefix_cache_timeout": (
         REPO / "scenarios" / "validation" / "19-llama-3-1-8b-tp1-roleplay-1.toml",
@@ -32,7 +38,7 @@ def test_fast_forward_equals_per_iteration(case):
     path, sets = CASES[case]
     runs = {}
     for ff in (False, True):
-        sc = load(path, sets + [f"run.fast_forward={str(ff).lower()}", "run.timeseries=true"])
+        sc = load(path, sets + [f"run.fast_forward={str(ff).lower()}", "run.timeseries=true", 'run.engine="simpy"'])
         runs[ff] = Simulation(sc).run()
     a, b = runs[False], runs[True]
     np.testing.assert_array_equal(a.requests.status, b.requests.status)
