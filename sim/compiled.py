@@ -815,7 +815,7 @@ def run(sim: Any) -> Any:
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
         float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC,
         np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax, tb.first_token_s, tb.start_s,
-        tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, 4 * n + 4 * R if ts_on else 0)
+        tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0)  # grows x2
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():
