@@ -44,8 +44,10 @@ ROUTER_CODES = {"round_robin": 0, "least_loaded": 1, "jsq": 2, "power_of_two": 3
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP) = range(26)
-N_S = 26
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL) = range(27)
+N_S = 27
+P_CHUNKED, P_CONTINUOUS, P_STATIC = 0, 1, 2  # S[r, POL]
+POLICY_CODES = {"chunked": P_CHUNKED, "continuous": P_CONTINUOUS, "static": P_STATIC, "fcfs": P_STATIC}
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
 EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB = range(7)
@@ -87,8 +89,8 @@ def supported(sc: Any, wl: Any) -> list[str]:
             why.append(f"pools.{p.name}.service (analytic service times)")
             continue
         s = p.scheduler
-        if s.policy != "chunked":
-            why.append(f"pools.{p.name}.scheduler.policy = {s.policy!r} (compiled: 'chunked')")
+        if s.policy not in POLICY_CODES:
+            why.append(f"pools.{p.name}.scheduler.policy = {s.policy!r} (compiled: {', '.join(POLICY_CODES)})")
         if s.prefix_caching and wl.prefix_tokens // s.block_size > 0:
             why.append(f"pools.{p.name}.scheduler.prefix_caching with shared prefixes")
         delays.add(p.hardware.request_overhead_s)
@@ -277,6 +279,7 @@ def _finish(r, i, t, blocks, S, PDONE, FIN, STATUS, prompt, output):
 def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
     """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
     bs = S[r, BS]
+    static = S[r, POL] == P_STATIC
     if S[r, LAG]:
         _flush(r, e, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
     if S[r, PLNDEC]:
@@ -289,9 +292,12 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
             a = RA[i]
             S[r, NDEC] -= 1
             S[r, CTXB] -= a
-            CNT[r, a % bs] -= 1
             RQ[i, RST] = R_GONE
-            _finish(r, i, e, _cdiv(a + dit, bs), S, PDONE, FIN, STATUS, prompt, output)
+            if static:
+                _finish(r, i, e, RQ[i, HELD], S, PDONE, FIN, STATUS, prompt, output)  # reserved blocks
+            else:
+                CNT[r, a % bs] -= 1
+                _finish(r, i, e, _cdiv(a + dit, bs), S, PDONE, FIN, STATUS, prompt, output)
     for k in range(S[r, NCH]):
         i = CH[r, k, 0]
         if RQ[i, RST] != R_PREFILL:
@@ -316,7 +322,8 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
                 RQ[i, RST] = R_DECODE
                 S[r, NDEC] += 1
                 S[r, CTXB] += a
-                CNT[r, a % bs] += 1
+                if not static:  # static batching reserved the whole sequence: no growth
+                    CNT[r, a % bs] += 1
                 _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - RQ[i, GEN]) << 32) | i)
                 S[r, FHLEN] += 1
     S[r, NCH] = 0
@@ -426,17 +433,44 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
 
 
 @njit(cache=True)
-def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on, tmp):
-    """Plan and start the next step at `now` (Chunked.plan, then the step loop of _Replica).
-    1: a step is in flight; 0: nothing to run."""
+def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
+    """Blocks for the next decode step (ReplicaCore.grow_decodes); whether it preempted."""
+    g = CNT[r, (1 - (S[r, DIT] + 1)) % S[r, BS]]  # sequences whose next token opens a block
+    if S[r, USED] + g <= S[r, TOT]:
+        S[r, USED] += g
+        return False
+    return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+
+
+@njit(cache=True)
+def _admit(r, i, need, S, RQ):
+    """Move the head of the queue, request i, to the prefilling list with `need` new blocks."""
+    S[r, QH] = RQ[i, NXT]
+    S[r, QLEN] -= 1
+    if S[r, QLEN] == 0:
+        S[r, QT] = -1
+    RQ[i, NXT] = -1
+    if S[r, PT] >= 0:
+        RQ[S[r, PT], NXT] = i
+    else:
+        S[r, PH] = i
+    S[r, PT] = i
+    S[r, NPF] += 1
+    S[r, NRUN] += 1
+    RQ[i, RST] = R_PREFILL
+    RQ[i, HELD] = need
+    S[r, USED] += need
+
+
+@njit(cache=True)
+def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
+    """Chunked.plan: decode every running sequence, then prompt chunks in arrival order up to the
+    token budget. Returns (chunks, decode sequences, stable): stable when a waiting request
+    cannot start until something finishes."""
     bs = S[r, BS]
     preempted = False
     if S[r, NDEC]:
-        g = CNT[r, (1 - (S[r, DIT] + 1)) % bs]  # sequences whose next token opens a block
-        if S[r, USED] + g <= S[r, TOT]:
-            S[r, USED] += g
-        else:
-            preempted = _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
     grown = 1  # decoding sequences now hold the blocks of this step
     budget = S[r, MAXT] - S[r, NDEC]
     slots = S[r, MAXB] - S[r, NRUN]
@@ -475,36 +509,84 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, ts
         nch += 1
         budget -= c
     # vLLM v1 admits no new request in a step that had to preempt
-    stable = not preempted
     while budget > 0 and slots > 0 and S[r, QLEN] > 0 and not preempted:
         i = S[r, QH]
         c = min(prompt[i] + RQ[i, GEN], budget)
         need = _cdiv(c, bs)
         if need > S[r, TOT] - S[r, USED]:
             break
-        S[r, QH] = RQ[i, NXT]
-        S[r, QLEN] -= 1
-        if S[r, QLEN] == 0:
-            S[r, QT] = -1
-        RQ[i, NXT] = -1
-        if S[r, PT] >= 0:
-            RQ[S[r, PT], NXT] = i
-        else:
-            S[r, PH] = i
-        S[r, PT] = i
-        S[r, NPF] += 1
-        S[r, NRUN] += 1
-        RQ[i, RST] = R_PREFILL
-        RQ[i, HELD] = need
-        S[r, USED] += need
+        _admit(r, i, need, S, RQ)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
         budget -= c
         slots -= 1
-    # the queue head cannot start until something finishes (not so after a preemption)
-    S[r, QBLK] = 1 if (S[r, QLEN] > 0 and stable) else 0
-    ndec = S[r, NDEC]
+    return nch, S[r, NDEC], S[r, QLEN] > 0 and not preempted
+
+
+@njit(cache=True)
+def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
+    """Continuous.plan (Orca, vLLM v0): whole prompts of admitted requests first, in a step of
+    their own; otherwise decode every running sequence."""
+    budget = S[r, MAXT]
+    slots = S[r, MAXB] - S[r, NRUN]
+    nch = 0
+    while S[r, QLEN] > 0 and slots > 0:
+        i = S[r, QH]
+        c = prompt[i] + RQ[i, GEN]
+        if nch and c > budget:
+            break
+        need = _cdiv(c, S[r, BS])
+        if need > S[r, TOT] - S[r, USED]:
+            break
+        _admit(r, i, need, S, RQ)
+        CH[r, nch, 0] = i
+        CH[r, nch, 1] = c
+        nch += 1
+        budget -= c
+        slots -= 1
+        if budget <= 0:
+            break
+    if nch:
+        return nch, 0, False
+    preempted = False
+    if S[r, NDEC]:
+        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+    return 0, S[r, NDEC], S[r, QLEN] > 0 and not preempted
+
+
+@njit(cache=True)
+def _plan_static(r, S, RQ, CH, prompt, output):
+    """Static.plan (request-level batching): a batch forms only on an idle replica, reserving
+    each sequence's whole KV up front; nothing joins it until its last request finishes."""
+    if S[r, NRUN]:
+        return 0, S[r, NDEC], True
+    nch = 0
+    while S[r, QLEN] > 0 and nch < S[r, MAXB]:
+        i = S[r, QH]
+        need = _cdiv(prompt[i] + output[i], S[r, BS])
+        if need > S[r, TOT] - S[r, USED]:
+            break
+        _admit(r, i, need, S, RQ)
+        CH[r, nch, 0] = i
+        CH[r, nch, 1] = prompt[i]
+        nch += 1
+    return nch, 0, False
+
+
+@njit(cache=True)
+def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp):
+    """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
+    _Replica). 1: a step is in flight; 0: nothing to run."""
+    pol = S[r, POL]
+    if pol == P_CHUNKED:
+        nch, ndec, stable = _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp)
+    elif pol == P_CONTINUOUS:
+        nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp)
+    else:
+        nch, ndec, stable = _plan_static(r, S, RQ, CH, prompt, output)
+    # a decode-only step that repeats until something finishes (the tight loop of _advance)
+    S[r, QBLK] = 1 if stable else 0
     if ndec == 0 and nch == 0:
         return 0
     # the step's work, as _Replica.loop sums it after planning: a chunk whose request was
@@ -559,7 +641,7 @@ def _next_delivery_bound(r, e, S, F, FH):
     if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
             and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
         k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
-        if k > 0 and S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1):
+        if k > 0 and (S[r, POL] == P_STATIC or S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1)):
             return e + k * F[r, DTF] * (1.0 - 1e-6)
     return e
 
@@ -586,7 +668,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             idle_w = pc[IDLE_W] * S[r, TP]
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
-            if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on,
+            if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
                      tmp) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
@@ -647,7 +729,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                     continue
         if not committed:
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
-        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, START, bins, G, tsf, tsi, GI, ts_on, tmp) == 0:
+        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
 
 
@@ -797,7 +879,8 @@ def run(sim: Any) -> Any:
         S[r, [QH, QT, PH, PT]] = -1
         S[r, BS] = rep.core.block_size
         S[r, TOT] = rep.core.total_blocks
-        S[r, MAXB] = sch.max_batch_size
+        S[r, MAXB] = 1 if sch.policy == "fcfs" else sch.max_batch_size
+        S[r, POL] = POLICY_CODES[sch.policy]
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.core.lag
         S[r, TP] = rep.pool.tp

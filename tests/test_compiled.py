@@ -34,6 +34,13 @@ CASES = {
                                 "pools.scheduler.max_batched_tokens=2048"],
     "preemption_70b_tp2_jsq": ["workload.num_requests=500", "workload.rate_per_s=3", 'pools.model="llama-3.1-70b"',
                                "pools.tp=2", 'router.policy="jsq"'],
+    "continuous": ["workload.num_requests=1200", "workload.rate_per_s=20", 'pools.scheduler.policy="continuous"',
+                   'router.policy="least_loaded"'],
+    "continuous_preemption": ["workload.num_requests=800", "workload.rate_per_s=30", 'pools.scheduler.policy="continuous"',
+                              "pools.scheduler.kv_memory_fraction=0.215"],
+    "static": ["workload.num_requests=800", "workload.rate_per_s=12", 'pools.scheduler.policy="static"',
+               "pools.scheduler.max_batch_size=32", 'router.policy="jsq"'],
+    "fcfs": ["workload.num_requests=300", "workload.rate_per_s=1.5", 'pools.scheduler.policy="fcfs"'],
     "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
                    'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
                    "workload.rate_per_s=0.4"],
@@ -82,7 +89,7 @@ def test_compiled_equals_simpy(case):
     assert sa["requests_completed"] > 0
     if case == "rejections":
         assert sa["requests_rejected"] > 0
-    if case.startswith("preemption"):
+    if "preemption" in case:
         assert sa["preemptions_total"] > 0
 
 
