@@ -2,14 +2,14 @@
 compiled with numba, for runs of millions of requests.
 
 It reproduces, step for step and with the same floating-point operations, what
-sim/simulation.py does with sim/replica.py and the `chunked` scheduler (vLLM v1): per-replica
-FIFO queues, chunked prefill under a token budget, a paged KV cache with recompute preemption of
-the latest arrival, the uncapped roofline step time of sim/perf.py, host request overhead and
+sim/simulation.py does with sim/replica.py and sim/schedulers.py for the `chunked` (vLLM v1),
+`continuous` (vLLM v0), `static` and `fcfs` schedulers: per-replica FIFO queues, prefill chunks
+under a token budget, a paged KV cache with recompute preemption of the latest arrival, the uncapped roofline step time of sim/perf.py, host request overhead and
 lagged output delivery, and the routers round_robin, least_loaded, jsq and power_of_two. So
 every request gets the same first-token, start and finish times and preemption count as in the
 SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
-[facility], timeouts, prefix caching, other schedulers and routers, a horizon) runs on the SimPy
-engine; `supported()` says why.
+[facility], timeouts, prefix caching, the priority and sjf schedulers, other routers, a horizon)
+runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
 time of the next arrival routed to it (every replica, for routers that read load); between
