@@ -858,7 +858,17 @@ def _in_system(arr, fin):
     return t[:m], c[:m]  # views: m is nearly n (times are distinct), no copy needed
 
 
-# --- driver -------------------------------------------------------------------------------------
+# --- driver -----------------------------------------------------------------------------------
+
+def _cached() -> bool:
+    """Whether numba has this engine compiled on disk (next to this file, or in the user cache
+    where the package folder is read-only)."""
+    try:
+        where = Path(_run._cache._cache_path)  # numba's cache locator (internal attribute)
+    except AttributeError:
+        where = Path(__file__).parent / "__pycache__"
+    return any(where.glob("compiled._run-*.nbi"))
+
 
 def run(sim: Any) -> Any:
     """Run a Simulation (sim/simulation.py) on the compiled engine; returns its Result."""
@@ -866,7 +876,7 @@ def run(sim: Any) -> Any:
     from .simulation import ReplicaInfo, Result
 
     wall0 = time.perf_counter()
-    if not sim.quiet and not any(Path(__file__).parent.joinpath("__pycache__").glob("compiled._run-*.nbi")):
+    if not sim.quiet and not _cached():
         print("dcsim: compiling the simulation engine for this machine (once; about 15-25 s)...", file=sys.stderr)
     sc, wl = sim.sc, sim.wl
     reps = sim.replicas
