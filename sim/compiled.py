@@ -5,10 +5,11 @@ It reproduces, step for step and with the same floating-point operations, what
 sim/simulation.py does with sim/replica.py and sim/schedulers.py for the `chunked` (vLLM v1),
 `continuous` (vLLM v0), `static` and `fcfs` schedulers: per-replica FIFO queues, prefill chunks
 under a token budget, a paged KV cache with recompute preemption of the latest arrival, the uncapped roofline step time of sim/perf.py, host request overhead and
-lagged output delivery, and the routers round_robin, least_loaded, jsq and power_of_two. So
+lagged output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv
+and session_affinity. So
 every request gets the same first-token, start and finish times and preemption count as in the
 SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
-[facility], timeouts, prefix caching, the priority and sjf schedulers, other routers, a horizon)
+[facility], timeouts, prefix caching, the priority and sjf schedulers, central_queue, a horizon)
 runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
@@ -40,7 +41,9 @@ from numba import njit
 from .perf import PerfModel
 from .recorder import COMPLETED, REJECTED, TimeSeries
 
-ROUTER_CODES = {"round_robin": 0, "least_loaded": 1, "jsq": 2, "power_of_two": 3}
+R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = range(6)
+ROUTER_CODES = {"round_robin": R_ROUND_ROBIN, "least_loaded": R_LEAST_LOADED, "jsq": R_JSQ,
+                "power_of_two": R_POWER_OF_TWO, "least_kv": R_LEAST_KV, "session_affinity": R_AFFINITY}
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
@@ -752,8 +755,18 @@ def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, promp
 
 
 @njit(cache=True)
-def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsmax, FIRST, START, FIN, STATUS, REP,
-         PRE, ts_on, ts_cap):
+def _load(router, S, r):
+    """What a load-reading router minimises for replica r."""
+    if router == R_LEAST_LOADED:
+        return S[r, OUTTOK]
+    if router == R_LEAST_KV:
+        return -(S[r, TOT] - S[r, USED])
+    return S[r, OUTREQ]  # jsq; session_affinity for a new session
+
+
+@njit(cache=True)
+def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, cap, bsmax, FIRST, START, FIN,
+         STATUS, REP, PRE, ts_on, ts_cap):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
     its time. Returns (arrival-clock end, bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
@@ -768,6 +781,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
     G = np.ones(1, np.float64)  # bin width 1 s
     GI = np.zeros(1, np.int64)
     ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
+    home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
     now = 0.0
     rr = 0
     for i in range(n):
@@ -777,31 +791,38 @@ def _run(arr, prompt, output, d0, fit, router, pairs, S, F, PC, RQ, RA, cap, bsm
         if prompt[i] + output[i] > fit:
             STATUS[i] = REJECTED
             continue
-        if router == 0 or R == 1:
+        si = sess[i] if router == R_AFFINITY else -1
+        if router == R_ROUND_ROBIN or R == 1:
             k = 0 if R == 1 else rr % R
             rr += 1
+        elif si >= 0 and home[si] >= 0:
+            k = home[si]  # the session's replica: no load is read
         else:
             for r in range(R):
-                if router == 3 and r != pairs[i, 0] and r != pairs[i, 1]:
+                if router == R_POWER_OF_TWO and r != pairs[i, 0] and r != pairs[i, 1]:
                     continue  # power_of_two reads two replicas
-                if S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now:
-                    continue  # its load cannot have changed before this arrival
+                if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
+                    continue  # what the router reads cannot have changed before this arrival
                 ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
                                    START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
-            if router == 1 or router == 2:
-                f = OUTTOK if router == 1 else OUTREQ
-                k = 0
-                best = S[0, f]
-                for r in range(1, R):
-                    if S[r, f] < best:
-                        k = r
-                        best = S[r, f]
-            else:
+            if router == R_POWER_OF_TWO:
                 a = pairs[i, 0]
                 b = pairs[i, 1]
                 ra = S[a, OUTREQ]
                 rb = S[b, OUTREQ]
                 k = a if (ra < rb or (ra == rb and a <= b)) else b
+            else:
+                # fewest outstanding tokens, fewest outstanding requests (jsq, and new sessions),
+                # or most free KV blocks; ties to the lowest index
+                k = 0
+                best = _load(router, S, 0)
+                for r in range(1, R):
+                    v = _load(router, S, r)
+                    if v < best:
+                        k = r
+                        best = v
+            if si >= 0:
+                home[si] = k
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
                            START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
@@ -904,10 +925,17 @@ def run(sim: Any) -> Any:
     pairs = getattr(sim.router, "pairs", None)
     if pairs is None:
         pairs = np.zeros((1, 2), np.int64)
+    if sc.router.policy == "session_affinity" and wl.session is not None:
+        ids, sess = np.unique(wl.session, return_inverse=True)  # dense session numbers
+        sess = np.where(wl.session < 0, -1, sess).astype(np.int64)
+        n_sess = len(ids)
+    else:
+        sess, n_sess = np.full(n, -1, np.int64), 0
     ts_on = bool(sc.run.timeseries)
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
-        float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), S, F, PC,
+        float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
+        S, F, PC,
         np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax, tb.first_token_s, tb.start_s,
         tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0)  # grows x2
     rej = np.flatnonzero(tb.status == REJECTED)

@@ -148,7 +148,10 @@ class _Replica:
         info = self.info
         tp = self.pool.tp
         expire = sim.expire if sim.deadlines is not None else None
-        ff = sim.sc.run.fast_forward and sim.fac is None and sim.shared is None
+        # least_kv reads every replica's free KV blocks on each arrival: a window grows its
+        # blocks in bulk at the end, so it would read them stale
+        ff = (sim.sc.run.fast_forward and sim.fac is None and sim.shared is None
+              and sim.sc.router.policy != "least_kv")
         while True:
             try:
                 if self.down:

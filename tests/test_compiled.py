@@ -19,6 +19,10 @@ CASES = {
     "least_loaded_busy": ["workload.num_requests=1500", "workload.rate_per_s=24", 'router.policy="least_loaded"'],
     "jsq": ["workload.num_requests=1200", "workload.rate_per_s=20", 'router.policy="jsq"'],
     "power_of_two": ["workload.num_requests=1200", "workload.rate_per_s=20", 'router.policy="power_of_two"'],
+    "least_kv_preemption": ["workload.num_requests=800", "workload.rate_per_s=30", 'router.policy="least_kv"',
+                            "pools.scheduler.kv_memory_fraction=0.22"],
+    "session_affinity": ["workload.num_requests=1200", "workload.rate_per_s=20", 'router.policy="session_affinity"',
+                         "workload.sessions=40"],
     # admissions held back by the KV cache (no preemption) and by the batch-size limit
     "kv_and_slot_limits": ["workload.num_requests=800", "workload.rate_per_s=30", "pools.scheduler.max_batch_size=24",
                            "pools.scheduler.kv_memory_fraction=0.4", "pools.scheduler.max_batched_tokens=2048"],
