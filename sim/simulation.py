@@ -540,9 +540,9 @@ class Simulation:
                                     'set run.engine = "auto" (or "simpy")')
             if not why:
                 return compiled.run(self)
-        return self._run_simpy({"engine": "simpy"})
+        return self._run_simpy()
 
-    def _run_simpy(self, note: dict[str, Any]) -> Result:
+    def _run_simpy(self) -> Result:
         wall0 = time.perf_counter()
         env = self.env
         for rep in self.replicas:
@@ -568,7 +568,7 @@ class Simulation:
         sys_t, sys_n = self._in_system_series()
         extra = {"ledger": self.ledger, "failures": self.failures, "fail_marks": self.fail_marks,
                  "supply_drops": self.supply_drops, "trip_marks": self.trip_marks, "tents": self.tent_names, "graph": self.graph,
-                 **note}
+                 "engine": "simpy"}
         return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n,
                       [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0, extra)
 

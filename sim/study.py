@@ -47,12 +47,12 @@ def run_task(task: Task) -> dict[str, Any]:
     s = summarize(res)
     out: dict[str, Any] = {"summary": {k: v for k, v in s.items() if k != "wall_time_s"},
                            "wall_time_s": s["wall_time_s"]}
+    cols = request_columns(res) if (task.keep_latencies or task.keep_requests) else {}
     if task.keep_latencies:
-        cols = request_columns(res)
         done = cols["status"] == "completed"
         out["latencies"] = {k: cols[k][done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}
     if task.keep_requests:
-        out["requests"] = request_columns(res)
+        out["requests"] = cols
     return out
 
 
