@@ -114,6 +114,27 @@ def test_two_pools_and_ties(tmp_path):
     assert len(set(a.requests.replica.tolist())) == 3
 
 
+def test_stages_classes_prefixes_fp8():
+    """Load stages, request classes with their own lengths and SLOs, shared prefixes without
+    prefix caching, fp8 weights and KV on H200, 70B at TP 4, warm-up."""
+    raw = {"seed": 5, "workload": {"arrival": "gamma", "cv": 2.0, "warmup_s": 5.0,
+                                   "shared_prefix": {"groups": 4, "tokens": 300},
+                                   "prompt_tokens": {"dist": "lognormal", "mean": 1500, "cv": 1.0, "max": 16000},
+                                   "output_tokens": {"dist": "lognormal", "mean": 200, "cv": 1.0, "max": 2000},
+                                   "stages": [{"rate_per_s": 6.0, "duration_s": 60}, {"rate_per_s": 14.0, "duration_s": 60}],
+                                   "classes": [{"name": "chat", "share": 0.6, "priority": 0,
+                                                "slo": {"ttft_s": 0.5, "tpot_s": 0.05}},
+                                               {"name": "batch", "share": 0.4, "priority": 1,
+                                                "output_tokens": {"dist": "fixed", "value": 600}}]},
+           "pools": [{"hardware": "h200", "model": "llama-3.1-70b", "tp": 4, "dtype": "fp8", "replicas": 2,
+                      "scheduler": {"max_batched_tokens": 4096}}],
+           "router": {"policy": "least_loaded"}}
+    a, b = _pair(None, raw=raw)
+    sa = _same(a, b)
+    sb = summarize(b)
+    assert sa["classes"] == sb["classes"] and sa["stages"] == sb["stages"]
+
+
 def test_timeseries():
     a, b = _pair(CASES["least_loaded_busy"])
     ts = a.timeseries.columns()
