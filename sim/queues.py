@@ -20,7 +20,10 @@ class _HeapQueue:
 
     def __init__(self) -> None:
         self._heap: list = []
-        self._live: set[int] = set()  # ids of queued requests
+        # id of each queued request -> the sequence number of its current heap entry: an entry
+        # left behind by remove() must not come back to life when the request is queued again
+        # (a preempted request re-enters with a new key)
+        self._live: dict[int, int] = {}
         self._seq = 0
 
     def _key(self, req) -> tuple:  # pragma: no cover - interface
@@ -29,13 +32,14 @@ class _HeapQueue:
     def append(self, req) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (*self._key(req), self._seq, req))
-        self._live.add(id(req))
+        self._live[id(req)] = self._seq
 
     appendleft = append  # order comes from the key (a preempted request keeps its key)
 
     def _clean(self) -> None:
         h = self._heap
-        while h and id(h[0][-1]) not in self._live:
+        live = self._live
+        while h and live.get(id(h[0][-1])) != h[0][-2]:
             heapq.heappop(h)
 
     def __getitem__(self, i: int):
@@ -49,13 +53,13 @@ class _HeapQueue:
     def popleft(self):
         self._clean()
         req = heapq.heappop(self._heap)[-1]
-        self._live.discard(id(req))
+        del self._live[id(req)]
         return req
 
     def remove(self, req) -> None:
         if id(req) not in self._live:
             raise ValueError("not queued")
-        self._live.discard(id(req))
+        del self._live[id(req)]
 
     def __len__(self) -> int:
         return len(self._live)

@@ -111,6 +111,20 @@ def test_sjf_ageing_bound_keeps_aged_requests_in_arrival_order():
 
 
 # --- routers -----------------------------------------------------------------------------------
+def test_sjf_requeued_request_is_ordered_by_its_new_length():
+    """A request taken off the queue and queued again (preempted after generating tokens) is
+    ordered by its remaining length now, not by the entry it left behind."""
+    q = SjfQueue(100.0, lambda: 0.0)
+    a, b, c = Request(0, 0.0, 100, 10), Request(1, 0.1, 50, 10), Request(2, 0.2, 80, 10)
+    for r in (a, b, c):
+        q.append(r)
+    assert q.popleft() is b
+    b.target = 120  # prompt + generated, to recompute
+    q.appendleft(b)
+    assert [q.popleft().idx for _ in range(3)] == [2, 0, 1]
+    assert not q
+
+
 def test_jsq_and_least_kv_by_hand():
     reps = [NS(outstanding_req=3, core=NS(free_blocks=10)), NS(outstanding_req=1, core=NS(free_blocks=50)),
             NS(outstanding_req=1, core=NS(free_blocks=70))]
