@@ -3,13 +3,14 @@ compiled with numba, for runs of millions of requests.
 
 It reproduces, step for step and with the same floating-point operations, what
 sim/simulation.py does with sim/replica.py and sim/schedulers.py for the `chunked` (vLLM v1),
-`continuous` (vLLM v0), `static` and `fcfs` schedulers: per-replica FIFO queues, prefill chunks
-under a token budget, a paged KV cache with recompute preemption of the latest arrival, the uncapped roofline step time of sim/perf.py, host request overhead and
+`continuous` (vLLM v0), `static`, `fcfs` and `priority` schedulers: per-replica FIFO (or class
+priority) queues, prefill chunks under a token budget, a paged KV cache with recompute
+preemption of the latest arrival (of the lowest class), the uncapped roofline step time of sim/perf.py, host request overhead and
 lagged output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv
 and session_affinity. So
 every request gets the same first-token, start and finish times and preemption count as in the
 SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
-[facility], timeouts, prefix caching, the priority and sjf schedulers, central_queue, a horizon)
+[facility], timeouts, prefix caching, the sjf scheduler, central_queue, a horizon)
 runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
@@ -49,8 +50,12 @@ ROUTER_CODES = {"round_robin": R_ROUND_ROBIN, "least_loaded": R_LEAST_LOADED, "j
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL) = range(27)
 N_S = 27
-P_CHUNKED, P_CONTINUOUS, P_STATIC = 0, 1, 2  # S[r, POL]
-POLICY_CODES = {"chunked": P_CHUNKED, "continuous": P_CONTINUOUS, "static": P_STATIC, "fcfs": P_STATIC}
+P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY = 0, 1, 2, 3  # S[r, POL]
+POLICY_CODES = {"chunked": P_CHUNKED, "continuous": P_CONTINUOUS, "static": P_STATIC, "fcfs": P_STATIC,
+                "priority": P_PRIORITY}
+# Priority queues: QA[i] = (key, left, right) of request i in its replica's skew heap; the key
+# orders by (class priority, arrival), as PriorityQueue does
+QKEY, QLEFT, QRIGHT = range(3)
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
 EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB = range(7)
@@ -334,6 +339,67 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
 
 
 @njit(cache=True)
+def _skew_merge(a, b, QA):
+    """Merge two skew heaps (roots a, b; -1 = empty) of requests keyed by QA[:, QKEY]."""
+    if a < 0:
+        return b
+    if b < 0:
+        return a
+    if QA[b, QKEY] < QA[a, QKEY]:
+        a, b = b, a
+    root = a
+    p = a
+    a = QA[p, QRIGHT]  # merge p's right subtree with b into p's left; p's left moves right
+    QA[p, QRIGHT] = QA[p, QLEFT]
+    while a >= 0:
+        if QA[b, QKEY] < QA[a, QKEY]:
+            a, b = b, a
+        QA[p, QLEFT] = a
+        p = a
+        a = QA[p, QRIGHT]
+        QA[p, QRIGHT] = QA[p, QLEFT]
+    QA[p, QLEFT] = b
+    return root
+
+
+@njit(cache=True)
+def _q_push(r, i, front, S, RQ, QA):
+    """Queue request i at replica r: at the back (an arrival) or the front (a preempted
+    request), or by its key for the priority scheduler."""
+    if S[r, POL] == P_PRIORITY:
+        QA[i, QLEFT] = -1
+        QA[i, QRIGHT] = -1
+        S[r, QH] = _skew_merge(S[r, QH], i, QA)
+    elif front:
+        RQ[i, NXT] = S[r, QH]
+        S[r, QH] = i
+        if S[r, QT] < 0:
+            S[r, QT] = i
+    else:
+        RQ[i, NXT] = -1
+        if S[r, QT] >= 0:
+            RQ[S[r, QT], NXT] = i
+        else:
+            S[r, QH] = i
+        S[r, QT] = i
+    S[r, QLEN] += 1
+
+
+@njit(cache=True)
+def _q_pop(r, S, RQ, QA):
+    """Take the head of replica r's queue off it and return it."""
+    i = S[r, QH]
+    if S[r, POL] == P_PRIORITY:
+        S[r, QH] = _skew_merge(QA[i, QLEFT], QA[i, QRIGHT], QA)
+    else:
+        S[r, QH] = RQ[i, NXT]
+        if S[r, QT] == i:
+            S[r, QT] = -1
+    S[r, QLEN] -= 1
+    return i
+
+
+@njit(cache=True)
 def _unlink_prefill(r, i, S, RQ):
     """Take request i out of replica r's prefilling list (usually its head)."""
     prev = -1
@@ -352,24 +418,31 @@ def _unlink_prefill(r, i, S, RQ):
 
 
 @njit(cache=True)
-def _victim(r, S, RQ, FH):
+def _victim(r, S, RQ, FH, QA):
     """The running request to preempt: the latest arrival (highest index; requests are indexed in
-    arrival order), among prefilling and decoding ones."""
+    arrival order) among prefilling and decoding ones; with the priority scheduler, the lowest
+    class first (highest key)."""
+    prio = S[r, POL] == P_PRIORITY
     best = -1
+    bkey = -1
     j = S[r, PH]
     while j >= 0:
-        if j > best:
+        key = QA[j, QKEY] if prio else j
+        if key > bkey:
             best = j
+            bkey = key
         j = RQ[j, NXT]
     for k in range(S[r, FHLEN]):
         j = FH[r, k] & 0xFFFFFFFF
-        if j > best:
+        key = QA[j, QKEY] if prio else j
+        if key > bkey:
             best = j
+            bkey = key
     return best
 
 
 @njit(cache=True)
-def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt):
+def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA):
     """Recompute preemption of request v (ReplicaCore.preempt): free its KV, keep the tokens it
     generated, requeue it at the front. `grown`: decoding sequences already hold the block of
     the step being planned."""
@@ -398,15 +471,11 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt):
     RQ[v, DONE] = 0
     RQ[v, HELD] = 0
     PRE[v] += 1
-    RQ[v, NXT] = S[r, QH]
-    S[r, QH] = v
-    if S[r, QT] < 0:
-        S[r, QT] = v
-    S[r, QLEN] += 1
+    _q_push(r, v, True, S, RQ, QA)
 
 
 @njit(cache=True)
-def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
+def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
     """ReplicaCore.grow_decodes when the free blocks may not cover every sequence that needs one
     for the next step: in index order, each takes a free block, or preempts the latest arrival
     (possibly itself). Returns whether anything was preempted."""
@@ -425,8 +494,8 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
         if RQ[j, RST] != R_DECODE:
             continue  # preempted for an earlier one
         while S[r, TOT] - S[r, USED] < 1:
-            v = _victim(r, S, RQ, FH)
-            _preempt(r, v, 0, S, RQ, RA, FH, CNT, PRE, prompt)
+            v = _victim(r, S, RQ, FH, QA)
+            _preempt(r, v, 0, S, RQ, RA, FH, CNT, PRE, prompt, QA)
             pre = True
             if v == j:
                 break
@@ -435,24 +504,52 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
     return pre
 
 
+@njit(cache=True)
+def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
+    """Priority._make_room: preempt running requests of a lower class (latest of the lowest
+    class first) until `need` blocks are free; False, with nothing preempted, if they cannot."""
+    bs = S[r, BS]
+    m = 0
+    j = S[r, PH]
+    while j >= 0:
+        if QA[j, QKEY] >> 32 > QA[i, QKEY] >> 32:
+            tmp[m] = QA[j, QKEY]
+            m += 1
+        j = RQ[j, NXT]
+    for k in range(S[r, FHLEN]):
+        j = FH[r, k] & 0xFFFFFFFF
+        if QA[j, QKEY] >> 32 > QA[i, QKEY] >> 32:
+            tmp[m] = QA[j, QKEY]
+            m += 1
+    keys = np.sort(tmp[:m])[::-1]  # (class, arrival) descending
+    held = 0
+    for k in range(m):
+        j = keys[k] & 0xFFFFFFFF
+        held += _cdiv(RA[j] + S[r, DIT] + 1, bs) if RQ[j, RST] == R_DECODE else RQ[j, HELD]
+    if S[r, TOT] - S[r, USED] + held < need:
+        return False
+    for k in range(m):
+        if S[r, TOT] - S[r, USED] >= need:
+            break
+        _preempt(r, keys[k] & 0xFFFFFFFF, 1, S, RQ, RA, FH, CNT, PRE, prompt, QA)
+    return S[r, TOT] - S[r, USED] >= need
+
+
 # inline="always": numba inlines these small planners into _plan (about 25% less time per run)
 @njit(cache=True, inline="always")
-def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp):
+def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
     """Blocks for the next decode step (ReplicaCore.grow_decodes); whether it preempted."""
     g = CNT[r, (1 - (S[r, DIT] + 1)) % S[r, BS]]  # sequences whose next token opens a block
     if S[r, USED] + g <= S[r, TOT]:
         S[r, USED] += g
         return False
-    return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+    return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA)
 
 
 @njit(cache=True, inline="always")
-def _admit(r, i, need, S, RQ):
+def _admit(r, i, need, S, RQ, QA):
     """Move the head of the queue, request i, to the prefilling list with `need` new blocks."""
-    S[r, QH] = RQ[i, NXT]
-    S[r, QLEN] -= 1
-    if S[r, QLEN] == 0:
-        S[r, QT] = -1
+    _q_pop(r, S, RQ, QA)
     RQ[i, NXT] = -1
     if S[r, PT] >= 0:
         RQ[S[r, PT], NXT] = i
@@ -467,14 +564,14 @@ def _admit(r, i, need, S, RQ):
 
 
 @njit(cache=True, inline="always")
-def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
+def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
     """Chunked.plan: decode every running sequence, then prompt chunks in arrival order up to the
     token budget. Returns (chunks, decode sequences, stable): stable when a waiting request
     cannot start until something finishes."""
     bs = S[r, BS]
     preempted = False
     if S[r, NDEC]:
-        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA)
     grown = 1  # decoding sequences now hold the blocks of this step
     budget = S[r, MAXT] - S[r, NDEC]
     slots = S[r, MAXB] - S[r, NRUN]
@@ -498,8 +595,8 @@ def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
         if need > 0:
             ok = True
             while S[r, TOT] - S[r, USED] < need:
-                v = _victim(r, S, RQ, FH)
-                _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt)
+                v = _victim(r, S, RQ, FH, QA)
+                _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA)
                 preempted = True
                 if v == i:
                     ok = False
@@ -518,8 +615,10 @@ def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
         c = min(prompt[i] + RQ[i, GEN], budget)
         need = _cdiv(c, bs)
         if need > S[r, TOT] - S[r, USED]:
+            if S[r, POL] == P_PRIORITY and _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
+                continue  # the head may have changed (preempted requests rejoin the queue)
             break
-        _admit(r, i, need, S, RQ)
+        _admit(r, i, need, S, RQ, QA)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
@@ -529,7 +628,7 @@ def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
 
 
 @njit(cache=True, inline="always")
-def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
+def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
     """Continuous.plan (Orca, vLLM v0): whole prompts of admitted requests first, in a step of
     their own; otherwise decode every running sequence."""
     budget = S[r, MAXT]
@@ -543,7 +642,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
         need = _cdiv(c, S[r, BS])
         if need > S[r, TOT] - S[r, USED]:
             break
-        _admit(r, i, need, S, RQ)
+        _admit(r, i, need, S, RQ, QA)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
@@ -555,12 +654,12 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp):
         return nch, 0, False
     preempted = False
     if S[r, NDEC]:
-        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp)
+        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA)
     return 0, S[r, NDEC], S[r, QLEN] > 0 and not preempted
 
 
 @njit(cache=True, inline="always")
-def _plan_static(r, S, RQ, CH, prompt, output):
+def _plan_static(r, S, RQ, CH, prompt, output, QA):
     """Static.plan (request-level batching): a batch forms only on an idle replica, reserving
     each sequence's whole KV up front; nothing joins it until its last request finishes."""
     if S[r, NRUN]:
@@ -571,7 +670,7 @@ def _plan_static(r, S, RQ, CH, prompt, output):
         need = _cdiv(prompt[i] + output[i], S[r, BS])
         if need > S[r, TOT] - S[r, USED]:
             break
-        _admit(r, i, need, S, RQ)
+        _admit(r, i, need, S, RQ, QA)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = prompt[i]
         nch += 1
@@ -579,16 +678,16 @@ def _plan_static(r, S, RQ, CH, prompt, output):
 
 
 @njit(cache=True)
-def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp):
+def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp, QA):
     """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
     _Replica). 1: a step is in flight; 0: nothing to run."""
     pol = S[r, POL]
-    if pol == P_CHUNKED:
-        nch, ndec, stable = _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp)
+    if pol == P_CHUNKED or pol == P_PRIORITY:
+        nch, ndec, stable = _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA)
     elif pol == P_CONTINUOUS:
-        nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp)
+        nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA)
     else:
-        nch, ndec, stable = _plan_static(r, S, RQ, CH, prompt, output)
+        nch, ndec, stable = _plan_static(r, S, RQ, CH, prompt, output, QA)
     # a decode-only step that repeats until something finishes (the tight loop of _advance)
     S[r, QBLK] = 1 if stable else 0
     if ndec == 0 and nch == 0:
@@ -652,7 +751,7 @@ def _next_delivery_bound(r, e, S, F, FH):
 
 @njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on, tmp):
+             bins, G, tsf, tsi, GI, ts_on, tmp, QA):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T. 0: done; TS_FULL: grow the time-series buffers and call again."""
     pc = PC[r]
@@ -673,7 +772,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
             if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
-                     tmp) == 0:
+                     tmp, QA) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
         if e > T:
@@ -733,18 +832,19 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                     continue
         if not committed:
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
-        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp) == 0:
+        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
+                 QA) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
 
 
 @njit(cache=True)
 def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp):
+                  STATUS, bins, G, ts, GI, ts_on, tmp, QA):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
         code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp)
+                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA)
         if code != TS_FULL:
             return tsf, tsi
         nf = np.empty(tsf.shape[0] * 2, np.float64)
@@ -765,8 +865,8 @@ def _load(router, S, r):
 
 
 @njit(cache=True)
-def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, cap, bsmax, FIRST, START, FIN,
-         STATUS, REP, PRE, ts_on, ts_cap):
+def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START,
+         FIN, STATUS, REP, PRE, ts_on, ts_cap):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
     its time. Returns (arrival-clock end, bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
@@ -804,7 +904,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
                 ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
+                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA)
             if router == R_POWER_OF_TWO:
                 a = pairs[i, 0]
                 b = pairs[i, 1]
@@ -825,17 +925,13 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 home[si] = k
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA)
         S[k, OUTTOK] += prompt[i] + output[i]
         S[k, OUTREQ] += 1
         REP[i] = k
-        RQ[i, NXT] = -1
-        if S[k, QT] >= 0:
-            RQ[S[k, QT], NXT] = i
-        else:
-            S[k, QH] = i
-        S[k, QT] = i
-        S[k, QLEN] += 1
+        _q_push(k, i, False, S, RQ, QA)
+        if S[k, POL] == P_PRIORITY:
+            S[k, QBLK] = 0  # a higher class may have become the head
         if S[k, ST] == IDLE:
             S[k, ST] = WAKE
             F[k, EEND] = now
@@ -844,7 +940,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
     for r in range(R):
         ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA)
     return now, bins, G[BIN_W], ts, GI[TS_N]
 
 
@@ -931,12 +1027,18 @@ def run(sim: Any) -> Any:
         n_sess = len(ids)
     else:
         sess, n_sess = np.full(n, -1, np.int64), 0
+    if any(rep.pool.scheduler.policy == "priority" for rep in reps):
+        prio = np.asarray(sim._prio if sim._prio is not None else np.zeros(n), dtype=np.int64)
+        QA = np.full((n, 3), -1, np.int64)
+        QA[:, QKEY] = ((prio - (prio.min() if n else 0)) << 32) | np.arange(n, dtype=np.int64)
+    else:
+        QA = np.zeros((1, 3), np.int64)
     ts_on = bool(sc.run.timeseries)
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
         float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
         S, F, PC,
-        np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), cap, bsmax, tb.first_token_s, tb.start_s,
+        np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
         tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0)  # grows x2
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)

@@ -45,6 +45,10 @@ CASES = {
     "static": ["workload.num_requests=800", "workload.rate_per_s=12", 'pools.scheduler.policy="static"',
                "pools.scheduler.max_batch_size=32", 'router.policy="jsq"'],
     "fcfs": ["workload.num_requests=300", "workload.rate_per_s=1.5", 'pools.scheduler.policy="fcfs"'],
+    "priority_classes_preemption": ["workload.num_requests=1000", "workload.rate_per_s=30",
+                                    'pools.scheduler.policy="priority"', "pools.scheduler.kv_memory_fraction=0.22",
+                                    'workload.classes=[{name="hi", share=0.3, priority=0}, '
+                                    '{name="lo", share=0.7, priority=2}]', 'router.policy="least_loaded"'],
     "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
                    'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
                    "workload.rate_per_s=0.4"],
