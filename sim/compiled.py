@@ -3,14 +3,14 @@ compiled with numba, for runs of millions of requests.
 
 It reproduces, step for step and with the same floating-point operations, what
 sim/simulation.py does with sim/replica.py and sim/schedulers.py for the `chunked` (vLLM v1),
-`continuous` (vLLM v0), `static`, `fcfs` and `priority` schedulers: per-replica FIFO (or class
-priority) queues, prefill chunks under a token budget, a paged KV cache with recompute
-preemption of the latest arrival (of the lowest class), the uncapped roofline step time of sim/perf.py, host request overhead and
+`continuous` (vLLM v0), `static`, `fcfs`, `priority` and `sjf` schedulers: per-replica FIFO,
+class-priority or shortest-first-with-ageing queues, prefill chunks under a token budget, a
+paged KV cache with recompute preemption of the latest arrival (of the lowest class), the uncapped roofline step time of sim/perf.py, host request overhead and
 lagged output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv
 and session_affinity. So
 every request gets the same first-token, start and finish times and preemption count as in the
 SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
-[facility], timeouts, prefix caching, the sjf scheduler, central_queue, a horizon)
+[facility], timeouts, prefix caching, central_queue, a horizon)
 runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
@@ -48,18 +48,19 @@ ROUTER_CODES = {"round_robin": R_ROUND_ROBIN, "least_loaded": R_LEAST_LOADED, "j
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL) = range(27)
-N_S = 27
-P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY = 0, 1, 2, 3  # S[r, POL]
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT) = range(29)
+N_S = 29  # AH, AT: sjf's arrival-order list (head, tail)
+P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = 0, 1, 2, 3, 4  # S[r, POL]
 POLICY_CODES = {"chunked": P_CHUNKED, "continuous": P_CONTINUOUS, "static": P_STATIC, "fcfs": P_STATIC,
-                "priority": P_PRIORITY}
+                "priority": P_PRIORITY, "sjf": P_SJF}
 # Priority queues: QA[i] = (key, left, right) of request i in its replica's skew heap; the key
 # orders by (class priority, arrival), as PriorityQueue does
-QKEY, QLEFT, QRIGHT = range(3)
+QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
+N_QA = 6
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB = range(7)
-N_F = 7
+EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE = range(8)
+N_F = 8  # AGE: sjf's ageing_s
 # DTF: duration of the step in flight. NB: no completion can be delivered before this time (a
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
@@ -69,8 +70,8 @@ N_RQ = 5
 R_WAITING, R_PREFILL, R_DECODE, R_GONE = 0, 1, 2, 3
 # Perf constants PC[r, field] (see PerfModel)
 (W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
- COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC) = range(19)
-N_PC = 19
+ COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS) = range(20)
+N_PC = 20
 # Globals G[field] (float) and GI[field] (int)
 BIN_W, = range(1)
 TS_N, = range(1)
@@ -115,7 +116,7 @@ def perf_constants(perf: PerfModel) -> np.ndarray:
                      perf._flops, perf._f_exp_tok, perf._flops_exp, perf._w_expert_layer,
                      float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
                      perf._comm_fixed, perf._comm_per_tok, perf._ovh, perf._ovh_seq, h.idle_w, perf._dyn_w,
-                     perf._mem_frac], dtype=np.float64)
+                     perf._mem_frac, 1.0 / perf._flops], dtype=np.float64)
 
 
 # --- kernel -------------------------------------------------------------------------------------
@@ -125,13 +126,26 @@ def _cdiv(a, b):
     return -((-a) // b)
 
 
+@njit(cache=True, inline="always")
+def _pc(PC, r):
+    """Replica r's perf constants as a tuple: a value, so passing it costs no reference counting
+    (an array view would, on every step)."""
+    return (PC[r, 0], PC[r, 1], PC[r, 2], PC[r, 3], PC[r, 4], PC[r, 5], PC[r, 6], PC[r, 7], PC[r, 8], PC[r, 9],
+            PC[r, 10], PC[r, 11], PC[r, 12], PC[r, 13], PC[r, 14], PC[r, 15], PC[r, 16], PC[r, 17], PC[r, 18],
+            PC[r, 19])
+
+
 @njit(cache=True)
 def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
-    """(seconds, watts per accelerator) of one uncapped step: PerfModel.step_power's arithmetic,
-    operation for operation (so the results are the same bits)."""
+    """(seconds, watts per accelerator) of one uncapped step. The time is PerfModel.step_power's
+    arithmetic operation for operation (the same bits); the power may differ in the last bits:
+    divisions cost most of a step here, so the compute time is only divided out exactly when it
+    may be the larger term, and the utilisations multiply by 1 / t. pc: the tuple from _pc."""
     tokens = n_dec + p_tok
     m1 = (pc[W_FIXED] + pc[KV_TOK] * (ctx_dec + p_read + p_tok)) / pc[BW]
-    c1 = (pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)) / pc[FLOPS]
+    c1 = (pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)) * pc[INV_FLOPS]
+    if c1 >= m1 * (1.0 - 1e-9):  # it may decide the step time: the exact quotient
+        c1 = (pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)) / pc[FLOPS]
     m2 = 0.0
     c2 = 0.0
     if pc[F_EXP_TOK] != 0.0:
@@ -142,8 +156,8 @@ def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
         c2 = pc[F_EXP_TOK] * tokens / pc[FLOPS_EXP]
     fixed = pc[COMM_FIXED] + pc[COMM_TOK] * tokens + pc[OVH] + pc[OVH_SEQ] * n_seq
     t = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fixed
-    u_c = (c1 + c2) / t
-    act = u_c + pc[MEM_FRAC] * min(1.0, (m1 + m2) / t)
+    inv = 1.0 / t
+    act = (c1 + c2) * inv + pc[MEM_FRAC] * min(1.0, (m1 + m2) * inv)
     if act > 1.0:
         act = 1.0
     return t, pc[IDLE_W] + pc[DYN_W] * act
@@ -340,14 +354,19 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
 
 @njit(cache=True)
 def _skew_merge(a, b, QA):
-    """Merge two skew heaps (roots a, b; -1 = empty) of requests keyed by QA[:, QKEY]."""
+    """Merge two skew heaps (roots a, b; -1 = empty) of requests keyed by QA[:, QKEY]; keeps
+    parent links (QPAR) so that any request can be deleted. The new root's parent is -1."""
     if a < 0:
+        if b >= 0:
+            QA[b, QPAR] = -1
         return b
     if b < 0:
+        QA[a, QPAR] = -1
         return a
     if QA[b, QKEY] < QA[a, QKEY]:
         a, b = b, a
     root = a
+    QA[root, QPAR] = -1
     p = a
     a = QA[p, QRIGHT]  # merge p's right subtree with b into p's left; p's left moves right
     QA[p, QRIGHT] = QA[p, QLEFT]
@@ -355,21 +374,43 @@ def _skew_merge(a, b, QA):
         if QA[b, QKEY] < QA[a, QKEY]:
             a, b = b, a
         QA[p, QLEFT] = a
+        QA[a, QPAR] = p
         p = a
         a = QA[p, QRIGHT]
         QA[p, QRIGHT] = QA[p, QLEFT]
     QA[p, QLEFT] = b
+    QA[b, QPAR] = p
     return root
 
 
-@njit(cache=True)
-def _q_push(r, i, front, S, RQ, QA):
+@njit(cache=True, inline="always")
+def _q_push(r, i, front, key, S, RQ, QA):
     """Queue request i at replica r: at the back (an arrival) or the front (a preempted
-    request), or by its key for the priority scheduler."""
-    if S[r, POL] == P_PRIORITY:
+    request); by `key` in a heap for the priority and sjf schedulers (sjf also keeps arrival
+    order, with preempted requests in front, for its ageing bound)."""
+    pol = S[r, POL]
+    if pol == P_PRIORITY or pol == P_SJF:
+        QA[i, QKEY] = key
         QA[i, QLEFT] = -1
         QA[i, QRIGHT] = -1
         S[r, QH] = _skew_merge(S[r, QH], i, QA)
+        if pol == P_SJF:
+            if front:
+                QA[i, APREV] = -1
+                QA[i, ANEXT] = S[r, AH]
+                if S[r, AH] >= 0:
+                    QA[S[r, AH], APREV] = i
+                else:
+                    S[r, AT] = i
+                S[r, AH] = i
+            else:
+                QA[i, ANEXT] = -1
+                QA[i, APREV] = S[r, AT]
+                if S[r, AT] >= 0:
+                    QA[S[r, AT], ANEXT] = i
+                else:
+                    S[r, AH] = i
+                S[r, AT] = i
     elif front:
         RQ[i, NXT] = S[r, QH]
         S[r, QH] = i
@@ -385,18 +426,51 @@ def _q_push(r, i, front, S, RQ, QA):
     S[r, QLEN] += 1
 
 
-@njit(cache=True)
-def _q_pop(r, S, RQ, QA):
-    """Take the head of replica r's queue off it and return it."""
-    i = S[r, QH]
-    if S[r, POL] == P_PRIORITY:
-        S[r, QH] = _skew_merge(QA[i, QLEFT], QA[i, QRIGHT], QA)
+@njit(cache=True, inline="always")
+def _q_head(r, now, age, S, QA, arr):
+    """The request replica r's queue serves next (SjfQueue: the oldest once it has waited
+    `age` s, else the shortest)."""
+    if S[r, POL] == P_SJF:
+        old = S[r, AH]
+        if old >= 0 and now - arr[old] >= age:
+            return old
+    return S[r, QH]
+
+
+@njit(cache=True, inline="always")
+def _q_pop(r, i, S, RQ, QA):
+    """Take request i, the head of replica r's queue, off it."""
+    pol = S[r, POL]
+    if pol == P_PRIORITY or pol == P_SJF:
+        left = QA[i, QLEFT]
+        right = QA[i, QRIGHT]
+        sub = _skew_merge(left, right, QA)
+        par = QA[i, QPAR]
+        if par < 0:
+            S[r, QH] = sub
+        else:  # sjf's aged head need not be the heap's root
+            if QA[par, QLEFT] == i:
+                QA[par, QLEFT] = sub
+            else:
+                QA[par, QRIGHT] = sub
+            if sub >= 0:
+                QA[sub, QPAR] = par
+        if pol == P_SJF:
+            pv = QA[i, APREV]
+            nx = QA[i, ANEXT]
+            if pv >= 0:
+                QA[pv, ANEXT] = nx
+            else:
+                S[r, AH] = nx
+            if nx >= 0:
+                QA[nx, APREV] = pv
+            else:
+                S[r, AT] = pv
     else:
         S[r, QH] = RQ[i, NXT]
         if S[r, QT] == i:
             S[r, QT] = -1
     S[r, QLEN] -= 1
-    return i
 
 
 @njit(cache=True)
@@ -471,7 +545,10 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA):
     RQ[v, DONE] = 0
     RQ[v, HELD] = 0
     PRE[v] += 1
-    _q_push(r, v, True, S, RQ, QA)
+    key = QA[v, QKEY]  # priority: class, arrival
+    if S[r, POL] == P_SJF:
+        key = ((prompt[v] + RQ[v, GEN]) << 32) | v  # tokens to recompute, arrival
+    _q_push(r, v, True, key, S, RQ, QA)
 
 
 @njit(cache=True)
@@ -549,7 +626,7 @@ def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
 @njit(cache=True, inline="always")
 def _admit(r, i, need, S, RQ, QA):
     """Move the head of the queue, request i, to the prefilling list with `need` new blocks."""
-    _q_pop(r, S, RQ, QA)
+    _q_pop(r, i, S, RQ, QA)
     RQ[i, NXT] = -1
     if S[r, PT] >= 0:
         RQ[S[r, PT], NXT] = i
@@ -564,7 +641,7 @@ def _admit(r, i, need, S, RQ, QA):
 
 
 @njit(cache=True, inline="always")
-def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
+def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr):
     """Chunked.plan: decode every running sequence, then prompt chunks in arrival order up to the
     token budget. Returns (chunks, decode sequences, stable): stable when a waiting request
     cannot start until something finishes."""
@@ -611,7 +688,7 @@ def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
         budget -= c
     # vLLM v1 admits no new request in a step that had to preempt
     while budget > 0 and slots > 0 and S[r, QLEN] > 0 and not preempted:
-        i = S[r, QH]
+        i = _q_head(r, now, age, S, QA, arr)
         c = min(prompt[i] + RQ[i, GEN], budget)
         need = _cdiv(c, bs)
         if need > S[r, TOT] - S[r, USED]:
@@ -624,7 +701,8 @@ def _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
         nch += 1
         budget -= c
         slots -= 1
-    return nch, S[r, NDEC], S[r, QLEN] > 0 and not preempted
+    # an sjf queue's head can change with time alone (ageing)
+    return nch, S[r, NDEC], S[r, QLEN] > 0 and not preempted and S[r, POL] != P_SJF
 
 
 @njit(cache=True, inline="always")
@@ -678,12 +756,13 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA):
 
 
 @njit(cache=True)
-def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp, QA):
+def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp, QA,
+          arr):
     """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
     _Replica). 1: a step is in flight; 0: nothing to run."""
     pol = S[r, POL]
-    if pol == P_CHUNKED or pol == P_PRIORITY:
-        nch, ndec, stable = _plan_chunked(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA)
+    if pol == P_CHUNKED or pol == P_PRIORITY or pol == P_SJF:
+        nch, ndec, stable = _plan_chunked(r, now, F[r, AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr)
     elif pol == P_CONTINUOUS:
         nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA)
     else:
@@ -708,7 +787,7 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
         p_attn += c * (done + (c + 1) * 0.5)
     n_seq = ndec + nch
     ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
-    dt, pw = _step(PC[r], ndec, ctx, p_tok, p_read, p_attn, n_seq)
+    dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
     watts = pw * S[r, TP]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[r, QLEN], 1)
@@ -751,10 +830,10 @@ def _next_delivery_bound(r, e, S, F, FH):
 
 @njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on, tmp, QA):
+             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T. 0: done; TS_FULL: grow the time-series buffers and call again."""
-    pc = PC[r]
+    pc = _pc(PC, r)
     bs = S[r, BS]
     while True:
         st = S[r, ST]
@@ -772,7 +851,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
             if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
-                     tmp, QA) == 0:
+                     tmp, QA, arr) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
         if e > T:
@@ -799,9 +878,11 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 cur = int(e / w)
                 edge = (cur + 1) * w
                 acc = 0.0
+                res = (1 - (d + 1)) % bs  # residue class that opens a block at step d + 1
                 while e <= T and d + 1 < top:
                     d += 1  # step d is done; plan step d + 1 at e
-                    g = CNT[r, (1 - (d + 1)) % bs]
+                    res = res - 1 if res > 0 else bs - 1  # (1 - (d + 1)) mod bs, without a division
+                    g = CNT[r, res]
                     if used + g > tot:
                         committed = True  # step d is committed; plan d + 1 the general way
                         break
@@ -833,18 +914,18 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
         if not committed:
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
-                 QA) == 0:
+                 QA, arr) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
 
 
 @njit(cache=True)
 def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp, QA):
+                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
         code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA)
+                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr)
         if code != TS_FULL:
             return tsf, tsi
         nf = np.empty(tsf.shape[0] * 2, np.float64)
@@ -904,7 +985,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
                 ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA)
+                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
             if router == R_POWER_OF_TWO:
                 a = pairs[i, 0]
                 b = pairs[i, 1]
@@ -925,13 +1006,14 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 home[si] = k
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
         S[k, OUTTOK] += prompt[i] + output[i]
         S[k, OUTREQ] += 1
         REP[i] = k
-        _q_push(k, i, False, S, RQ, QA)
-        if S[k, POL] == P_PRIORITY:
-            S[k, QBLK] = 0  # a higher class may have become the head
+        key = QA[i, QKEY] if S[k, POL] == P_PRIORITY else (prompt[i] << 32) | i
+        _q_push(k, i, False, key, S, RQ, QA)
+        if S[k, POL] == P_PRIORITY or S[k, POL] == P_SJF:
+            S[k, QBLK] = 0  # the new request may be the head now
         if S[k, ST] == IDLE:
             S[k, ST] = WAKE
             F[k, EEND] = now
@@ -940,7 +1022,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
     for r in range(R):
         ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
     return now, bins, G[BIN_W], ts, GI[TS_N]
 
 
@@ -1009,6 +1091,8 @@ def run(sim: Any) -> Any:
         S[r, TOT] = rep.core.total_blocks
         S[r, MAXB] = 1 if sch.policy == "fcfs" else sch.max_batch_size
         S[r, POL] = POLICY_CODES[sch.policy]
+        S[r, [AH, AT]] = -1
+        F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.core.lag
         S[r, TP] = rep.pool.tp
@@ -1027,12 +1111,12 @@ def run(sim: Any) -> Any:
         n_sess = len(ids)
     else:
         sess, n_sess = np.full(n, -1, np.int64), 0
-    if any(rep.pool.scheduler.policy == "priority" for rep in reps):
+    if any(rep.pool.scheduler.policy in ("priority", "sjf") for rep in reps):
+        QA = np.full((n, N_QA), -1, np.int64)
         prio = np.asarray(sim._prio if sim._prio is not None else np.zeros(n), dtype=np.int64)
-        QA = np.full((n, 3), -1, np.int64)
         QA[:, QKEY] = ((prio - (prio.min() if n else 0)) << 32) | np.arange(n, dtype=np.int64)
     else:
-        QA = np.zeros((1, 3), np.int64)
+        QA = np.zeros((1, N_QA), np.int64)
     ts_on = bool(sc.run.timeseries)
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),

@@ -49,6 +49,9 @@ CASES = {
                                     'pools.scheduler.policy="priority"', "pools.scheduler.kv_memory_fraction=0.22",
                                     'workload.classes=[{name="hi", share=0.3, priority=0}, '
                                     '{name="lo", share=0.7, priority=2}]', 'router.policy="least_loaded"'],
+    "sjf_ageing_preemption": ["workload.num_requests=1000", "workload.rate_per_s=30", 'pools.scheduler.policy="sjf"',
+                              "pools.scheduler.kv_memory_fraction=0.22", "pools.scheduler.ageing_s=0.5",
+                              'router.policy="jsq"'],
     "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
                    'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
                    "workload.rate_per_s=0.4"],
