@@ -383,7 +383,7 @@ def _skew_merge(a, b, QA):
     return root
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _q_push(r, i, front, key, S, RQ, QA):
     """Queue request i at replica r: at the back (an arrival) or the front (a preempted
     request); by `key` in a heap for the priority and sjf schedulers (sjf also keeps arrival
@@ -426,7 +426,7 @@ def _q_push(r, i, front, key, S, RQ, QA):
     S[r, QLEN] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _q_head(r, now, age, S, QA, arr):
     """The request replica r's queue serves next (SjfQueue: the oldest once it has waited
     `age` s, else the shortest)."""
@@ -437,7 +437,7 @@ def _q_head(r, now, age, S, QA, arr):
     return S[r, QH]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _q_pop(r, i, S, RQ, QA):
     """Take request i, the head of replica r's queue, off it."""
     pol = S[r, POL]
@@ -1076,7 +1076,7 @@ def run(sim: Any) -> Any:
 
     wall0 = time.perf_counter()
     if not sim.quiet and not _cached():
-        print("dcsim: compiling the simulation engine for this machine (once; about 15-25 s)...", file=sys.stderr)
+        print("dcsim: compiling the simulation engine for this machine (once; about 25-30 s)...", file=sys.stderr)
     sc, wl = sim.sc, sim.wl
     reps = sim.replicas
     R = len(reps)
