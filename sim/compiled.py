@@ -191,9 +191,8 @@ def _bin_energy(bins, G, t0, t1, watts):
 
 
 @njit(cache=True)
-def _heap_push(h, r, n, key):
-    k = n
-    h[r, k] = key
+def _sift_up(h, r, k):
+    """Restore the heap order of row r of h from entry k towards the root; returns where it ends."""
     while k > 0:
         p = (k - 1) >> 1
         if h[r, p] <= h[r, k]:
@@ -202,15 +201,12 @@ def _heap_push(h, r, n, key):
         h[r, p] = h[r, k]
         h[r, k] = tmp
         k = p
+    return k
 
 
 @njit(cache=True)
-def _heap_pop(h, r, n):
-    """Remove the smallest of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
-    top = h[r, 0]
-    n -= 1
-    h[r, 0] = h[r, n]
-    k = 0
+def _sift_down(h, r, n, k):
+    """Restore the heap order of h[r, :n] from entry k towards the leaves."""
     while True:
         a = 2 * k + 1
         if a >= n:
@@ -223,6 +219,21 @@ def _heap_pop(h, r, n):
         h[r, c] = h[r, k]
         h[r, k] = tmp
         k = c
+
+
+@njit(cache=True)
+def _heap_push(h, r, n, key):
+    """Add key to the min-heap h[r, :n] (it then has n + 1 entries)."""
+    h[r, n] = key
+    _sift_up(h, r, n)
+
+
+@njit(cache=True)
+def _heap_pop(h, r, n):
+    """Remove the smallest of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
+    top = h[r, 0]
+    h[r, 0] = h[r, n - 1]
+    _sift_down(h, r, n - 1, 0)
     return top
 
 
@@ -233,26 +244,7 @@ def _heap_remove(h, r, n, k):
     if k == n:
         return
     h[r, k] = h[r, n]
-    while k > 0:  # sift up
-        p = (k - 1) >> 1
-        if h[r, p] <= h[r, k]:
-            break
-        tmp = h[r, p]
-        h[r, p] = h[r, k]
-        h[r, k] = tmp
-        k = p
-    while True:  # sift down
-        a = 2 * k + 1
-        if a >= n:
-            break
-        b = a + 1
-        c = b if (b < n and h[r, b] < h[r, a]) else a
-        if h[r, k] <= h[r, c]:
-            break
-        tmp = h[r, c]
-        h[r, c] = h[r, k]
-        h[r, k] = tmp
-        k = c
+    _sift_down(h, r, n, _sift_up(h, r, k))
 
 
 @njit(cache=True)
