@@ -531,14 +531,17 @@ class Simulation:
     def run(self) -> Result:
         engine = self.sc.run.engine
         if engine != "simpy":
-            from . import compiled
-
-            why = compiled.supported(self.sc, self.wl)
+            try:
+                from . import compiled
+            except ImportError as exc:  # numba missing or broken: "auto" carries on with SimPy
+                compiled, why = None, [f"numba cannot be imported ({exc})"]
+            else:
+                why = compiled.supported(self.sc, self.wl)
             if engine == "compiled" and why:
                 from .errors import ScenarioError
-                raise ScenarioError("run.engine", "the compiled engine does not model " + "; ".join(why),
+                raise ScenarioError("run.engine", "the compiled engine cannot run this: " + "; ".join(why),
                                     'set run.engine = "auto" (or "simpy")')
-            if not why:
+            if compiled is not None and not why:
                 return compiled.run(self)
         return self._run_simpy()
 

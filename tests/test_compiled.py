@@ -157,3 +157,16 @@ def test_compiled_refuses_what_it_does_not_model():
     # auto picks SimPy for it
     sc = load(QUICK, ['router.policy="central_queue"', "workload.num_requests=50"])
     assert Simulation(sc).run().extra["engine"] == "simpy"
+
+
+def test_without_numba_auto_runs_on_simpy(monkeypatch):
+    import sys
+
+    import sim
+
+    monkeypatch.delattr(sim, "compiled", raising=False)
+    monkeypatch.setitem(sys.modules, "sim.compiled", None)  # import fails
+    res = Simulation(load(QUICK, ["workload.num_requests=50"])).run()
+    assert res.extra["engine"] == "simpy" and (res.requests.status == 1).all()
+    with pytest.raises(ScenarioError, match="numba"):
+        Simulation(load(QUICK, ["workload.num_requests=50", 'run.engine="compiled"'])).run()
