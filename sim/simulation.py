@@ -8,6 +8,7 @@ wake-up event when idle (no polling).
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from array import array
 from collections import deque
@@ -30,6 +31,18 @@ from .workload import Workload, build_workload
 
 
 FF_MAX_STEPS = 1024  # longest fast-forward window (steps)
+
+
+def _delay_to(now: float, target: float) -> float:
+    """The delay that takes SimPy's clock (now + delay) to exactly `target` >= now. Plain
+    `target - now` can land an ulp off when now is small against the delay, and a window's steps
+    must end exactly where stepping one by one would have (now + dt, then + dt, ...)."""
+    d = target - now
+    while now + d < target:
+        d = math.nextafter(d, math.inf)
+    while now + d > target:
+        d = math.nextafter(d, -math.inf)
+    return d
 
 
 @dataclass
@@ -213,7 +226,7 @@ class _Replica:
         self.set_power(float(e_steps.sum()) / total if total > 0 else self.idle_w)
         self.in_ff = True
         try:
-            yield env.timeout(ends[k - 1] - now)
+            yield env.timeout(_delay_to(now, float(ends[k - 1])))
             done = k
         except simpy.Interrupt:
             done = int(np.searchsorted(ends[:k], env.now, side="right"))  # steps finished by now
@@ -233,7 +246,7 @@ class _Replica:
         core.dit += end_step - 1
         while env.now < ends[end_step - 1]:
             try:
-                yield env.timeout(ends[end_step - 1] - env.now)
+                yield env.timeout(_delay_to(env.now, float(ends[end_step - 1])))
             except simpy.Interrupt:
                 pass  # later arrivals wait for the step in flight like any other
         core.commit(Plan([], n), env.now)
