@@ -170,3 +170,36 @@ def test_without_numba_auto_runs_on_simpy(monkeypatch):
     assert res.extra["engine"] == "simpy" and (res.requests.status == 1).all()
     with pytest.raises(ScenarioError, match="numba"):
         Simulation(load(QUICK, ["workload.num_requests=50", 'run.engine="compiled"'])).run()
+
+
+def _random_scenario(seed: int) -> dict:
+    """A random small scenario over the schedulers, routers, models and load levels the compiled
+    engine runs (the fuzzing that found the fast-forward bugs, kept as a regression test)."""
+    import random
+
+    rng = random.Random(seed)
+    sched = rng.choice(["chunked", "continuous", "static", "fcfs", "priority", "sjf"])
+    router = rng.choice(["round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity"])
+    model, hw, tp = rng.choice([("llama-3.1-8b", "h100-sxm", 1), ("mixtral-8x7b", "h100-sxm", 2),
+                                ("llama-3.1-70b", "h200", 2)])
+    reps = rng.choice([1, 2, 3])
+    w = {"arrival": rng.choice(["poisson", "gamma"]), "cv": 3.0, "rate_per_s": rng.uniform(1, 30) * reps / 3,
+         "num_requests": 250,
+         "prompt_tokens": {"dist": "lognormal", "mean": rng.choice([200, 1000, 3000]), "cv": 1.5, "max": 30000},
+         "output_tokens": {"dist": "lognormal", "mean": rng.choice([20, 128, 400]), "cv": 1.0, "max": 3000},
+         "sessions": 20}
+    if sched == "priority":
+        w["classes"] = [{"name": "a", "share": 0.4, "priority": 0}, {"name": "b", "share": 0.6, "priority": 1}]
+    sch = {"policy": sched, "max_batch_size": rng.choice([8, 64, 256]), "max_batched_tokens": rng.choice([512, 2048]),
+           "kv_memory_fraction": 0.3 if model == "llama-3.1-8b" else 0.95, "block_size": rng.choice([16, 32]),
+           "ageing_s": rng.choice([0.2, 5.0])}
+    pools = [{"name": "a", "hardware": hw, "model": model, "tp": tp, "replicas": reps, "scheduler": sch}]
+    if rng.random() < 0.5:
+        pools.append({"name": "b", "hardware": "h200", "model": model, "tp": tp, "replicas": 1, "scheduler": sch})
+    return {"seed": seed, "workload": w, "pools": pools, "router": {"policy": router}}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_scenarios_bit_for_bit(seed):
+    a, b = _pair(None, raw=_random_scenario(seed))
+    _same(a, b)
