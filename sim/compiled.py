@@ -10,7 +10,7 @@ lagged output delivery, and the routers round_robin, least_loaded, jsq, power_of
 and session_affinity. So
 every request gets the same first-token, start and finish times and preemption count as in the
 SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
-[facility], timeouts, prefix caching, central_queue, a horizon)
+[facility], timeouts, prefix caching, central_queue)
 runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
@@ -59,8 +59,8 @@ QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
 N_QA = 6
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE = range(8)
-N_F = 8  # AGE: sjf's ageing_s
+EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP = range(9)
+N_F = 9  # AGE: sjf's ageing_s; WSTEP: power of the step in flight (W, all its accelerators)
 # DTF: duration of the step in flight. NB: no completion can be delivered before this time (a
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
@@ -86,8 +86,6 @@ def supported(sc: Any, wl: Any) -> list[str]:
         why.append("a [facility] (power caps, turbines, failures)")
     if sc.router.policy not in ROUTER_CODES:
         why.append(f"router.policy = {sc.router.policy!r} (compiled: {', '.join(ROUTER_CODES)})")
-    if sc.run.horizon_s is not None:
-        why.append("run.horizon_s")
     if not sc.run.fast_forward:
         why.append("run.fast_forward = false (the per-iteration reference mode)")
     if sc.workload.timeout_s is not None:
@@ -788,6 +786,7 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
     F[r, DTF] = dt
     F[r, BUSY] += dt
     F[r, ESTEP] += watts * dt
+    F[r, WSTEP] = watts
     _bin_energy(bins, G, now, e, watts)
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
@@ -895,6 +894,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         edge = (cur + 1) * w
                     e = e1
                     F[r, DTF] = dt
+                    F[r, WSTEP] = watts
                 bins[cur] += acc
                 S[r, DIT] = d
                 S[r, USED] = used
@@ -939,9 +939,10 @@ def _load(router, S, r):
 
 @njit(cache=True)
 def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START,
-         FIN, STATUS, REP, PRE, ts_on, ts_cap):
+         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
-    its time. Returns (arrival-clock end, bins, bin width, time-series buffers, rows)."""
+    its time; nothing at or after `horizon` (inf: none) happens. Returns (arrival-clock end,
+    bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
     R = S.shape[0]
     CH = np.zeros((R, cap, 2), np.int64)
@@ -961,6 +962,8 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
         target = arr[i] + d0
         if target > now:
             now = now + (target - now)  # SimPy's clock: now + delay
+        if now >= horizon:
+            break  # SimPy stops before the events at the horizon
         if prompt[i] + output[i] > fit:
             STATUS[i] = REJECTED
             continue
@@ -1012,8 +1015,9 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = now
         elif F[k, EEND] < F[k, NB]:
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
+    end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
     for r in range(R):
-        ts = _advance_grow(r, np.inf, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
+        ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
                            START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
     return now, bins, G[BIN_W], ts, GI[TS_N]
 
@@ -1110,25 +1114,38 @@ def run(sim: Any) -> Any:
     else:
         QA = np.zeros((1, N_QA), np.int64)
     ts_on = bool(sc.run.timeseries)
+    horizon = sc.run.horizon_s
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
         float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
         S, F, PC,
         np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
-        tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0)  # grows x2
+        tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0,  # grows x2
+        float(horizon) if horizon is not None else np.inf)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():
         tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
     tb.replica[rej] = -1
     done = tb.status == COMPLETED
-    sim_time = max(float(clock), float(tb.finish_s[done].max()) if done.any() else 0.0)
-    # idle energy up to the end of the run
+    if horizon is None:
+        sim_time = max(float(clock), float(tb.finish_s[done].max()) if done.any() else 0.0)
+    else:
+        sim_time = float(horizon)
+        # as the SimPy table: first token and preemptions are recorded at completion
+        tb.first_token_s[~done] = -1.0
+        tb.preemptions[~done] = 0
     G = np.array([bin_w])
     for r in range(R):
-        idle_w = PC[r, IDLE_W] * S[r, TP]
-        F[r, EIDLE] += idle_w * (sim_time - F[r, IDLE_SINCE])
-        _bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
+        if S[r, ST] == STEP:  # in a step at the horizon: its time and energy count up to there
+            over = F[r, EEND] - sim_time
+            F[r, BUSY] -= over
+            F[r, ESTEP] -= F[r, WSTEP] * over
+            _bin_energy(bins, G, sim_time, F[r, EEND], -F[r, WSTEP])
+        else:  # idle energy up to the end of the run
+            idle_w = PC[r, IDLE_W] * S[r, TP]
+            F[r, EIDLE] += idle_w * (sim_time - F[r, IDLE_SINCE])
+            _bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
     bin_w = float(G[BIN_W])
     led = Ledger(R, [0] * R, [1.0])
     led.now = sim_time
@@ -1147,7 +1164,7 @@ def run(sim: Any) -> Any:
         ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
     fin = tb.finish_s[done]
     fin.sort()
-    sys_t, sys_n = _in_system(wl.arrival_s[tb.status != REJECTED], fin)
+    sys_t, sys_n = _in_system(wl.arrival_s[tb.replica >= 0], fin)  # the arrivals routed
     del fin
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
     extra = {"ledger": led, "failures": 0, "fail_marks": [], "supply_drops": 0, "trip_marks": [],

@@ -103,6 +103,7 @@ class _Replica:
         # idle), down (failed), and the draw of all its accelerators now.
         self.cap_w: float | None = None
         self.in_ff = False  # in a fast-forward window (arrivals interrupt it)
+        self.busy_until = 0.0  # end of the step (or window) in flight: busy time is counted up front
         self.drained = False
         self.down = False
         self.proc: Any = None
@@ -204,9 +205,11 @@ class _Replica:
                 self.set_power(sp.power_w * tp)
                 ts.add(now, self.rid, n_seq, core.used_blocks, len(core.waiting), 1)
                 info.busy_s += dt
+                self.busy_until = now + dt
                 yield env.timeout(dt)
                 core.commit(plan, env.now)
             except simpy.Interrupt:
+                self.busy_until = min(self.busy_until, env.now)
                 continue  # a failure cut the step short; fail() already moved its requests
 
     def _fast_forward(self, core: ReplicaCore, n: int, k: int):
@@ -224,6 +227,8 @@ class _Replica:
         total = float(ends[k - 1] - now)
         sim.ts.add(now, self.rid, n, core.used_blocks, len(core.waiting), 1)
         self.set_power(float(e_steps.sum()) / total if total > 0 else self.idle_w)
+        self.info.busy_s += total  # counted up front, as a step is (a horizon clips it)
+        self.busy_until = float(ends[k - 1])
         self.in_ff = True
         try:
             yield env.timeout(_delay_to(now, float(ends[k - 1])))
@@ -239,7 +244,9 @@ class _Replica:
             rest = float(ends[done]) - env.now
             self.set_power(max(0.0, (exact - spent) / rest) if rest > 0 else self.p_now)
         end_step = done if done == k else done + 1
-        self.info.busy_s += float(ends[end_step - 1] - now)
+        if end_step < k:  # the window ends early: the steps it will not run are not busy time
+            self.info.busy_s -= total - float(ends[end_step - 1] - now)
+            self.busy_until = float(ends[end_step - 1])
         core.advance_decodes(end_step)
         if core.lag and done >= 1:
             core.flush(float(ends[0]))  # the output of the step before the window
@@ -291,6 +298,7 @@ class _Replica:
             dt = float(service_s[req.idx])
             self.sim.ts.add(now, self.rid, 1, 0, len(core.waiting), 1)
             self.info.busy_s += dt
+            self.busy_until = now + dt
             yield env.timeout(dt)
             req.first_token = env.now
             self.sim.complete(req, env.now, self)
@@ -578,6 +586,9 @@ class Simulation:
             # until every request has arrived and left (facility processes would run forever)
             env.run(until=self.end)
         sim_time = float(env.now)
+        for rep in self.replicas:  # a step cut by the horizon is busy only up to it
+            if rep.busy_until > sim_time:
+                rep.info.busy_s -= rep.busy_until - sim_time
         for rep in self.replicas:
             rep.set_power(rep.p_now - (rep.host_w if rep.p_now > 0 else 0.0))  # close energy intervals
         self.ledger.close(sim_time)
