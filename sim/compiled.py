@@ -374,6 +374,17 @@ def _skew_merge(a, b, QA):
 
 
 @njit(cache=True)
+def _append(r, i, head, tail, S, RQ):
+    """Append request i to a singly linked list of replica r (RQ[:, NXT]; ends S[r, head/tail])."""
+    RQ[i, NXT] = -1
+    if S[r, tail] >= 0:
+        RQ[S[r, tail], NXT] = i
+    else:
+        S[r, head] = i
+    S[r, tail] = i
+
+
+@njit(cache=True)
 def _q_push(r, i, front, key, S, RQ, QA):
     """Queue request i at replica r: at the back (an arrival) or the front (a preempted
     request); by `key` in a heap for the priority and sjf schedulers (sjf also keeps arrival
@@ -384,35 +395,23 @@ def _q_push(r, i, front, key, S, RQ, QA):
         QA[i, QLEFT] = -1
         QA[i, QRIGHT] = -1
         S[r, QH] = _skew_merge(S[r, QH], i, QA)
-        if pol == P_SJF:
-            if front:
-                QA[i, APREV] = -1
-                QA[i, ANEXT] = S[r, AH]
-                if S[r, AH] >= 0:
-                    QA[S[r, AH], APREV] = i
-                else:
-                    S[r, AT] = i
-                S[r, AH] = i
+        if pol == P_SJF:  # the arrival-order list: push at its head (front) or its tail
+            near, far = (AH, AT) if front else (AT, AH)
+            inward, outward = (ANEXT, APREV) if front else (APREV, ANEXT)
+            QA[i, outward] = -1
+            QA[i, inward] = S[r, near]
+            if S[r, near] >= 0:
+                QA[S[r, near], outward] = i
             else:
-                QA[i, ANEXT] = -1
-                QA[i, APREV] = S[r, AT]
-                if S[r, AT] >= 0:
-                    QA[S[r, AT], ANEXT] = i
-                else:
-                    S[r, AH] = i
-                S[r, AT] = i
+                S[r, far] = i
+            S[r, near] = i
     elif front:
         RQ[i, NXT] = S[r, QH]
         S[r, QH] = i
         if S[r, QT] < 0:
             S[r, QT] = i
     else:
-        RQ[i, NXT] = -1
-        if S[r, QT] >= 0:
-            RQ[S[r, QT], NXT] = i
-        else:
-            S[r, QH] = i
-        S[r, QT] = i
+        _append(r, i, QH, QT, S, RQ)
     S[r, QLEN] += 1
 
 
@@ -617,12 +616,7 @@ def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
 def _admit(r, i, need, S, RQ, QA):
     """Move the head of the queue, request i, to the prefilling list with `need` new blocks."""
     _q_pop(r, i, S, RQ, QA)
-    RQ[i, NXT] = -1
-    if S[r, PT] >= 0:
-        RQ[S[r, PT], NXT] = i
-    else:
-        S[r, PH] = i
-    S[r, PT] = i
+    _append(r, i, PH, PT, S, RQ)
     S[r, NPF] += 1
     S[r, NRUN] += 1
     RQ[i, RST] = R_PREFILL
