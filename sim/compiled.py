@@ -561,7 +561,9 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
             continue  # preempted for an earlier one
         while S[r, TOT] - S[r, USED] < 1:
             v = _victim(r, S, RQ, FH, QA)
-            _preempt(r, v, 0, S, RQ, RA, FH, CNT, PRE, prompt, QA)
+            # a victim before j in index order has had its block this round (with the priority
+            # scheduler the victim need not be the latest arrival)
+            _preempt(r, v, 1 if v < j else 0, S, RQ, RA, FH, CNT, PRE, prompt, QA)
             pre = True
             if v == j:
                 break
