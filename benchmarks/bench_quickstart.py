@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.config import load  # noqa: E402
-from sim.metrics import summarize  # noqa: E402
-from sim.simulation import Simulation  # noqa: E402
+from sim.scenario.config import load
+from sim.analysis.metrics import summarize
+from sim.engine.simulation import Simulation
 
 REPO = Path(__file__).resolve().parents[1]
 

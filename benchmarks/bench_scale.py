@@ -22,11 +22,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.config import load, parse  # noqa: E402
-from sim.metrics import summarize  # noqa: E402
-from sim.simulation import Simulation  # noqa: E402
+from sim.scenario.config import load, parse
+from sim.analysis.metrics import summarize
+from sim.engine.simulation import Simulation
 
 REPO = Path(__file__).resolve().parents[1]
 MACHINE = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()}

@@ -21,16 +21,15 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-import sim.api as dc  # noqa: E402
-from sim.catalog import builtin_catalog  # noqa: E402
-from sim.perf import PerfModel  # noqa: E402
+import sim.api as dc
+from sim.perf.catalog import builtin_catalog
+from sim.perf.roofline import PerfModel
 
 CONTEXTS = [4096, 8192, 16384, 32768, 65536, 131072]
 MODEL = "llama-3.1-70b"

@@ -20,9 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.study import Task, execute  # noqa: E402
+from sim.studies.study import Task, execute
 
 HOURS_PER_MONTH = 730.0
 

@@ -12,10 +12,9 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.calibrate import PARAMS, fit, serving_rows  # noqa: E402
-from sim.validate import DEFAULT_DATA  # noqa: E402
+from sim.validation.calibrate import PARAMS, fit, serving_rows
+from sim.validation.validate import DEFAULT_DATA
 
 HW_FILE = Path(__file__).resolve().parents[1] / "sim" / "data" / "hardware.toml"
 

@@ -11,13 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.calibrate import PARAMS  # noqa: E402
-from sim.catalog import builtin_catalog  # noqa: E402
-from sim.perfcheck import (median, physically_impossible, predict_decode, predict_prefill, rel_err,  # noqa: E402
+from sim.validation.calibrate import PARAMS
+from sim.perf.catalog import builtin_catalog
+from sim.validation.perfcheck import (median, physically_impossible, predict_decode, predict_prefill, rel_err,
                            splitwise_rows, vllm_rows)
-from sim.validate import validate  # noqa: E402
+from sim.validation.validate import validate
 
 REPO = Path(__file__).resolve().parents[1]
 

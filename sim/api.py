@@ -17,13 +17,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import config
-from .config import Scenario
-from .metrics import request_columns, summarize
-from .simulation import Result, Simulation
-from .study import compare as _compare
-from .study import save
-from .study import sweep as _sweep
+from sim.scenario import config
+from sim.scenario.config import Scenario
+from sim.analysis.metrics import request_columns, summarize
+from sim.engine.simulation import Result, Simulation
+from sim.studies.study import compare as _compare
+from sim.studies.study import save
+from sim.studies.study import sweep as _sweep
 
 
 def load(path: str | Path, set: Sequence[str] = (), seed: int | None = None) -> Scenario:  # noqa: A002
@@ -97,9 +97,9 @@ def sweep_df(rep: dict[str, Any]):
 def plot(obj: Result | dict[str, Any] | str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Draw the standard plots: of a Result, a compare/sweep report (written to out_dir), or a
     saved run/compare/sweep folder."""
-    from .metrics import summarize as _s
-    from .output import write_run
-    from .plots import plot_dir
+    from sim.analysis.metrics import summarize as _s
+    from sim.analysis.output import write_run
+    from sim.analysis.plots import plot_dir
 
     if isinstance(obj, (str, Path)):
         return plot_dir(obj)

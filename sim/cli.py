@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import ScenarioError
+from sim.errors import ScenarioError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,14 +59,14 @@ def print_table(summary: dict[str, Any], title: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import config
-    from .metrics import summarize
-    from .output import write_run
-    from .simulation import Simulation
+    from sim.scenario import config
+    from sim.analysis.metrics import summarize
+    from sim.analysis.output import write_run
+    from sim.engine.simulation import Simulation
 
     raw = config.read_toml(Path(args.scenario))
     if "fleet" in raw:
-        from .fleet import run_fleet
+        from sim.studies.fleet import run_fleet
         sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
         rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json, executor=args.executor,
                         out_dir=args.out)
@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         write_run(res, summary, args.out)
         if not args.no_plots:
-            from .plots import plot_dir
+            from sim.analysis.plots import plot_dir
             plot_dir(args.out)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -108,8 +108,8 @@ def _fleet_table(rep: dict[str, Any]) -> str:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
-    from .catalog import builtin_catalog, load_catalog_file
-    from .perf import PerfModel
+    from sim.perf.catalog import builtin_catalog, load_catalog_file
+    from sim.perf.roofline import PerfModel
 
     cat = builtin_catalog()
     if args.catalog:
@@ -174,7 +174,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from .catalog import builtin_catalog
+    from sim.perf.catalog import builtin_catalog
 
     cat = builtin_catalog()
     if args.json:
@@ -201,7 +201,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import DEFAULT_DATA, format_table, validate
+    from sim.validation.validate import DEFAULT_DATA, format_table, validate
 
     rep = validate(Path(args.data) if args.data else DEFAULT_DATA, cv=args.cv, workers=args.workers,
                    out_dir=Path(args.out) if args.out else None)
@@ -230,14 +230,14 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .study import compare, save, strip_latencies, table_compare
+    from sim.studies.study import compare, save, strip_latencies, table_compare
 
     rep = compare(args.scenario, args.vary, args.replications, args.baseline, args.workers, args.set,
                   args.quiet or args.json, executor=args.executor, cache_dir=_cache_dir(args))
     if args.out:
         out = Path(args.out)
         save(rep, out / "compare.json")
-        from .plots import plot_dir
+        from sim.analysis.plots import plot_dir
         plot_dir(out)
     if args.json:
         print(json.dumps(strip_latencies(rep), indent=1))
@@ -249,14 +249,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .study import save, sweep, table_sweep
+    from sim.studies.study import save, sweep, table_sweep
 
     rep = sweep(args.scenario, args.range, args.vary, args.replications, args.workers, args.set,
                 args.quiet or args.json, args.attainment, executor=args.executor, cache_dir=_cache_dir(args))
     if args.out:
         out = Path(args.out)
         save(rep, out / "sweep.json")
-        from .plots import plot_dir
+        from sim.analysis.plots import plot_dir
         plot_dir(out)
     if args.json:
         print(json.dumps(rep, indent=1))
@@ -268,7 +268,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .plan import plan, table
+    from sim.studies.plan import plan, table
 
     slo = None
     if args.slo:
@@ -293,7 +293,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_dir
+    from sim.analysis.plots import plot_dir
 
     for f in plot_dir(args.run_dir):
         print(f)

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from sim.config import parse
-from sim.metrics import summarize, time_average_in_system
-from sim.recorder import COMPLETED, FAILED
-from sim.simulation import Simulation
+from sim.scenario.config import parse
+from sim.analysis.metrics import summarize, time_average_in_system
+from sim.engine.recorder import COMPLETED, FAILED
+from sim.engine.simulation import Simulation
 
 
 def analytic(rate: float, n: int, seed: int, dist: str = "exponential", replicas: int = 1,

@@ -48,7 +48,7 @@ def test_run_table_and_seed_override():
 
 
 def test_set_reaches_pools_by_name_and_all():
-    from sim.config import apply_overrides, read_toml
+    from sim.scenario.config import apply_overrides, read_toml
     raw = read_toml(QUICK)
     a = apply_overrides(raw, ["pools.scheduler.policy=continuous", "pools.main.replicas=2", "router.policy=least_loaded"])
     assert a["pools"][0]["scheduler"]["policy"] == "continuous" and a["pools"][0]["replicas"] == 2

@@ -1,4 +1,4 @@
-"""The compiled engine (sim/compiled.py) gives the same per-request results as the SimPy engine,
+"""The compiled engine (sim/engine/compiled.py) gives the same per-request results as the SimPy engine,
 bit for bit, on every scenario it accepts; it hands the rest to SimPy and says why."""
 
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.config import load, parse
+from sim.scenario.config import load, parse
 from sim.errors import ScenarioError
-from sim.metrics import summarize
-from sim.simulation import Simulation
+from sim.analysis.metrics import summarize
+from sim.engine.simulation import Simulation
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "scenarios" / "quickstart.toml"
@@ -170,10 +170,10 @@ def test_compiled_refuses_what_it_does_not_model():
 def test_without_numba_auto_runs_on_simpy(monkeypatch):
     import sys
 
-    import sim
+    import sim.engine
 
-    monkeypatch.delattr(sim, "compiled", raising=False)
-    monkeypatch.setitem(sys.modules, "sim.compiled", None)  # import fails
+    monkeypatch.delattr(sim.engine, "compiled", raising=False)
+    monkeypatch.setitem(sys.modules, "sim.engine.compiled", None)  # import fails
     res = Simulation(load(QUICK, ["workload.num_requests=50"])).run()
     assert res.extra["engine"] == "simpy" and (res.requests.status == 1).all()
     with pytest.raises(ScenarioError, match="numba"):

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from conftest import check_invariants, run, small
-from sim.catalog import builtin_catalog
-from sim.config import parse
-from sim.metrics import summarize
-from sim.perf import PerfModel
-from sim.recorder import COMPLETED, REJECTED
-from sim.replica import ReplicaCore, Request
-from sim.schedulers import make_scheduler
-from sim.simulation import Simulation
-from sim.workload import Workload
+from sim.perf.catalog import builtin_catalog
+from sim.scenario.config import parse
+from sim.analysis.metrics import summarize
+from sim.perf.roofline import PerfModel
+from sim.engine.recorder import COMPLETED, REJECTED
+from sim.kernel.replica import ReplicaCore, Request
+from sim.policies.schedulers import make_scheduler
+from sim.engine.simulation import Simulation
+from sim.workload.generate import Workload
 
 
 def hw_table(**over):
@@ -173,7 +173,7 @@ def test_routers_spread_load_and_keep_invariants(router):
 def test_least_loaded_prefers_idle_replica():
     from types import SimpleNamespace as NS
 
-    from sim.router import LeastLoaded, RoundRobin
+    from sim.policies.routers import LeastLoaded, RoundRobin
     reps = [NS(outstanding_tok=t) for t in (5, 0, 3)]
     assert LeastLoaded().choose(0, -1, reps) == 1
     assert LeastLoaded().choose(0, -1, [NS(outstanding_tok=2)] * 3) == 0

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import sim.study as study
-from sim.study import sweep
+import sim.studies.study as study
+from sim.studies.study import sweep
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = str(REPO / "scenarios" / "quickstart.toml")

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.config import load
-from sim.metrics import summarize
-from sim.simulation import Simulation
+from sim.scenario.config import load
+from sim.analysis.metrics import summarize
+from sim.engine.simulation import Simulation
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "scenarios" / "quickstart.toml"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import check_invariants, run
-from sim.config import parse
-from sim.replica import ReplicaCore, Request
-from sim.schedulers import make_scheduler
-from sim.simulation import Simulation
-from sim.workload import build_workload
+from sim.scenario.config import parse
+from sim.kernel.replica import ReplicaCore, Request
+from sim.policies.schedulers import make_scheduler
+from sim.engine.simulation import Simulation
+from sim.workload.generate import build_workload
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,8 +141,8 @@ def test_validate_cli_on_a_small_folder(tmp_path):
 
 
 def test_calibration_fit_reproduces_the_catalog_constants():
-    from sim.calibrate import PARAMS, fit, serving_rows
-    from sim.catalog import builtin_catalog
+    from sim.validation.calibrate import PARAMS, fit, serving_rows
+    from sim.perf.catalog import builtin_catalog
     fitted = fit(serving_rows())
     h = builtin_catalog().hardware["h100-sxm"]
     for p in PARAMS:

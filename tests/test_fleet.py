@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.config import load
-from sim.fleet import run_fleet
-from sim.metrics import summarize
-from sim.simulation import Simulation
+from sim.scenario.config import load
+from sim.studies.fleet import run_fleet
+from sim.analysis.metrics import summarize
+from sim.engine.simulation import Simulation
 
 
 def write(tmp_path: Path, count: int, per_kind: int) -> Path:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from sim.catalog import builtin_catalog
-from sim.perf import PerfModel
+from sim.perf.catalog import builtin_catalog
+from sim.perf.roofline import PerfModel
 
 CAT = builtin_catalog()
 

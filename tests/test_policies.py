@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from conftest import check_invariants, run, small  # noqa: F401
-from sim.config import parse
-from sim.queues import PriorityQueue, SjfQueue
-from sim.replica import ReplicaCore, Request
-from sim.router import JSQ, LeastKV, SessionAffinity, make_router
-from sim.schedulers import make_scheduler
+from sim.scenario.config import parse
+from sim.kernel.queues import PriorityQueue, SjfQueue
+from sim.kernel.replica import ReplicaCore, Request
+from sim.policies.routers import JSQ, LeastKV, SessionAffinity, make_router
+from sim.policies.schedulers import make_scheduler
 
 
 def req(i, t, prompt, out=10, prio=0, session=-1):
@@ -75,7 +75,7 @@ def test_priority_class_gets_lower_latency_under_load():
 
 def test_class_shares():
     sc = classes_scenario("priority", n=20000)
-    from sim.workload import build_workload
+    from sim.workload.generate import build_workload
     wl = build_workload(sc.workload, sc.seed, sc.base_dir)
     assert np.mean(wl.cls == 0) == pytest.approx(0.3, abs=0.01)
 

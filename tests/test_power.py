@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import check_invariants, run
-from sim.catalog import builtin_catalog
-from sim.config import apply_overrides, parse, read_toml
-from sim.metrics import summarize
-from sim.perf import PerfModel
+from sim.perf.catalog import builtin_catalog
+from sim.scenario.config import apply_overrides, parse, read_toml
+from sim.analysis.metrics import summarize
+from sim.perf.roofline import PerfModel
 
 REPO = Path(__file__).resolve().parents[1]
 TRIP = REPO / "scenarios" / "tent_trip.toml"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.stats import mean_ci, paired_diff_ci, welch_diff_ci
-from sim.study import compare, strip_latencies, sweep
+from sim.analysis.stats import mean_ci, paired_diff_ci, welch_diff_ci
+from sim.studies.study import compare, strip_latencies, sweep
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = str(REPO / "scenarios" / "quickstart.toml")

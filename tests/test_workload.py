@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim.config import parse
+from sim.scenario.config import parse
 from sim.errors import ScenarioError
 from sim.rng import stream
-from sim.workload import arrivals, build_workload, draw_lengths, read_trace
+from sim.workload.generate import arrivals, build_workload, draw_lengths, read_trace
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .config import apply_overrides, parse, read_toml
-from .errors import ScenarioError
-from .progress import Progress
-from .stats import mean_ci, paired_diff_ci
+from sim.scenario.config import apply_overrides, parse, read_toml
+from sim.errors import ScenarioError
+from sim.progress import Progress
+from sim.analysis.stats import mean_ci, paired_diff_ci
 
 METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
            "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
@@ -36,8 +36,8 @@ class Task:
 
 def run_task(task: Task) -> dict[str, Any]:
     """Run one scenario; returns its summary (and completed requests' latencies if asked)."""
-    from .metrics import request_columns, summarize
-    from .simulation import Simulation
+    from sim.analysis.metrics import request_columns, summarize
+    from sim.engine.simulation import Simulation
 
     raw = dict(task.raw)
     raw["seed"] = task.seed

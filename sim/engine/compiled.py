@@ -2,10 +2,10 @@
 compiled with numba, for runs of millions of requests.
 
 It reproduces, step for step and with the same floating-point operations, what
-sim/simulation.py does with sim/replica.py and sim/schedulers.py for the `chunked` (vLLM v1),
+sim/engine/simulation.py does with sim/kernel/replica.py and sim/policies/schedulers.py for the `chunked` (vLLM v1),
 `continuous` (vLLM v0), `static`, `fcfs`, `priority` and `sjf` schedulers: per-replica FIFO,
 class-priority or shortest-first-with-ageing queues, prefill chunks under a token budget, a
-paged KV cache with recompute preemption of the latest arrival (of the lowest class), the uncapped roofline step time of sim/perf.py, host request overhead and
+paged KV cache with recompute preemption of the latest arrival (of the lowest class), the uncapped roofline step time of sim/perf/roofline.py, host request overhead and
 lagged output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv
 and session_affinity. So
 every request gets the same first-token, start and finish times and preemption count as in the
@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from .perf import PerfModel
-from .recorder import COMPLETED, REJECTED, TimeSeries
+from sim.perf.roofline import PerfModel
+from sim.engine.recorder import COMPLETED, REJECTED, TimeSeries
 
 R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = range(6)
 ROUTER_CODES = {"round_robin": R_ROUND_ROBIN, "least_loaded": R_LEAST_LOADED, "jsq": R_JSQ,
@@ -1062,9 +1062,9 @@ def _cached() -> bool:
 
 
 def run(sim: Any) -> Any:
-    """Run a Simulation (sim/simulation.py) on the compiled engine; returns its Result."""
-    from .facility import Ledger
-    from .simulation import ReplicaInfo, Result
+    """Run a Simulation (sim/engine/simulation.py) on the compiled engine; returns its Result."""
+    from sim.facility.ledger import Ledger
+    from sim.engine.result import ReplicaInfo, Result
 
     wall0 = time.perf_counter()
     if not sim.quiet and not _cached():

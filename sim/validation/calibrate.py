@@ -30,9 +30,9 @@ from typing import Iterable
 
 import numpy as np
 
-from .catalog import Hardware, builtin_catalog
-from .perf import PerfModel
-from .validate import DEFAULT_DATA, load_experiments, measured
+from sim.perf.catalog import Hardware, builtin_catalog
+from sim.perf.roofline import PerfModel
+from sim.validation.experiments import DEFAULT_DATA, load_experiments, measured
 
 PARAMS = ("bw_efficiency", "step_overhead_s", "seq_overhead_s", "comm_latency_s", "flops_efficiency",
           "moe_flops_efficiency", "request_overhead_s", "output_lag_steps")

@@ -18,8 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import ScenarioError
-from .rng import stream
+from sim.errors import ScenarioError
+from sim.rng import stream
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,12 @@ Registered by name (`SCHEDULERS`). Each returns a Plan, or None when there is no
 - sjf: chunked, with the queue ordered by shortest prompt first, except that a request waiting
   longer than `ageing_s` goes first (shortest-job-first with ageing, e.g. Fu et al. 2024,
   "Efficient LLM Scheduling by Learning to Rank", and Qiu et al. 2024 on starvation bounds).
-The queue order lives in sim/queues.py; the step planning below is shared.
+The queue order lives in sim/kernel/queues.py; the step planning below is shared.
 """
 
 from __future__ import annotations
 
-from .replica import PREFILL, Plan, ReplicaCore
+from sim.kernel.replica import PREFILL, Plan, ReplicaCore
 
 
 class Scheduler:

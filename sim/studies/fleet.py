@@ -31,17 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from .config import _Table, apply_overrides, parse
-from .errors import ScenarioError
-from .study import Task, execute
+from sim.scenario.config import apply_overrides, parse
+from sim.scenario.table import Table
+from sim.errors import ScenarioError
+from sim.studies.study import Task, execute
 
 
 def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-    t = _Table(raw["fleet"], "fleet")
+    t = Table(raw["fleet"], "fleet")
     per_kind = t.get("simulate_per_kind", int, 2, positive=True)
     kinds = []
     for k, c in enumerate(t.get("cells", list)):
-        ct = _Table(c, f"fleet.cells[{k}]")
+        ct = Table(c, f"fleet.cells[{k}]")
         kinds.append({"name": ct.get("name", str, f"cell{k}"), "count": ct.get("count", int, 1, positive=True),
                       "weight": ct.get("weight", float, 1.0, positive=True), "set": ct.get("set", list, [])})
         ct.done()
@@ -55,7 +56,7 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
               quiet: bool = True, executor: str = "local", out_dir: str | Path | None = None) -> dict[str, Any]:
     """Run a fleet's representative cells on the executor and infer the fleet; with `out_dir`,
     also write the merged per-request table of the simulated cells there (requests.parquet)."""
-    from .config import read_toml
+    from sim.scenario.config import read_toml
 
     p = Path(path)
     raw = apply_overrides(read_toml(p), list(sets or []))

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
+from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
 SUMMARY_KEYS = (
     "requests_total", "requests_completed", "requests_rejected", "requests_failed", "requests_in_flight",
@@ -78,7 +78,7 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(done & (denom > 0), (tb.finish_s - tb.first_token_s) / np.maximum(denom, 1), np.nan)
     queue = np.where(tb.start_s >= 0, tb.start_s - arr, np.nan)
-    from .recorder import STATUS
+    from sim.engine.recorder import STATUS
 
     names = np.array([STATUS[k] for k in range(max(STATUS) + 1)])
     status = names[tb.status]  # vectorised: millions of rows

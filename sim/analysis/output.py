@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tomli_w
 
-from .metrics import request_columns
+from sim.analysis.metrics import request_columns
 
 
 def _table(cols: dict[str, np.ndarray]) -> pa.Table:

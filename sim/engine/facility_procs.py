@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .rng import stream
+from sim.rng import stream
 
 
 def _wait(env, sim, dt: float):

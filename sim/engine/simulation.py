@@ -12,22 +12,22 @@ import math
 import time
 from array import array
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import simpy
 
-from .config import PoolConfig, Scenario
-from .perf import PerfModel
-from .recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
-from .replica import GONE, Plan, ReplicaCore, Request
-from .rng import stream
-from .progress import Progress
-from .queues import make_queue
-from .router import make_router
-from .schedulers import make_scheduler
-from .workload import Workload, build_workload
+from sim.scenario.config import PoolConfig, Scenario
+from sim.perf.roofline import PerfModel
+from sim.engine.result import ReplicaInfo, Result
+from sim.engine.recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
+from sim.kernel.replica import GONE, Plan, ReplicaCore, Request
+from sim.rng import stream
+from sim.progress import Progress
+from sim.kernel.queues import make_queue
+from sim.policies.routers import make_router
+from sim.policies.schedulers import make_scheduler
+from sim.workload.generate import Workload, build_workload
 
 
 FF_MAX_STEPS = 1024  # longest fast-forward window (steps)
@@ -43,30 +43,6 @@ def _delay_to(now: float, target: float) -> float:
     while now + d > target:
         d = math.nextafter(d, -math.inf)
     return d
-
-
-@dataclass
-class ReplicaInfo:
-    rid: int
-    pool: str
-    total_blocks: int
-    busy_s: float = 0.0
-
-
-@dataclass
-class Result:
-    """Everything a run produced. Times in s."""
-
-    scenario: Scenario
-    workload: Workload
-    requests: RequestTable
-    timeseries: TimeSeries
-    in_system_t_s: np.ndarray  # times at which the number of requests in the system changed
-    in_system_n: np.ndarray  # that number, from each time on
-    replicas: list[ReplicaInfo]
-    sim_time_s: float
-    wall_time_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Replica:
@@ -356,7 +332,7 @@ class Simulation:
                 self.service_s[pool.name] = draws
 
     def _setup_power(self) -> None:
-        from .facility import Ledger, build_graph
+        from sim.facility.ledger import Ledger, build_graph
 
         fac = self.fac
         tents = [t.name for t in fac.tents] if (fac is not None and fac.tents) else ["default"]
@@ -553,13 +529,13 @@ class Simulation:
         engine = self.sc.run.engine
         if engine != "simpy":
             try:
-                from . import compiled
+                from sim.engine import compiled
             except ImportError as exc:  # numba missing or broken: "auto" carries on with SimPy
                 compiled, why = None, [f"numba cannot be imported ({exc})"]
             else:
                 why = compiled.supported(self.sc, self.wl)
             if engine == "compiled" and why:
-                from .errors import ScenarioError
+                from sim.errors import ScenarioError
                 raise ScenarioError("run.engine", "the compiled engine cannot run this: " + "; ".join(why),
                                     'set run.engine = "auto" (or "simpy")')
             if compiled is not None and not why:
@@ -576,7 +552,7 @@ class Simulation:
             else:
                 rep.proc = env.process(rep.loop())
         if self.fac is not None:
-            from .facility_sim import start_facility
+            from sim.engine.facility_procs import start_facility
             start_facility(self)
         env.process(self._arrivals())
         horizon = self.sc.run.horizon_s

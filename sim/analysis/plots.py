@@ -270,6 +270,6 @@ def plot_dir(d: str | Path) -> list[Path]:
             ev = json.loads((d / "facility_events.json").read_text()) if (d / "facility_events.json").exists() else {}
             files.append(facility(cols, ev, d / "facility.png"))
         return files
-    from .errors import ScenarioError
+    from sim.errors import ScenarioError
     raise ScenarioError("RUN_DIR", f"{d} holds no requests.parquet, compare.json or sweep.json",
                         "point at a folder written by dcsim run/compare/sweep --out")

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import apply_overrides, parse, read_toml
-from .errors import ScenarioError
-from .study import Task, run_task
+from sim.scenario.config import apply_overrides, parse, read_toml
+from sim.errors import ScenarioError
+from sim.studies.study import Task, run_task
 
 
 def _meets(raw: dict, base: Path, seed: int, attainment: float) -> tuple[bool, dict]:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from .catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
-from .errors import ScenarioError
+from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
+from sim.errors import ScenarioError
+from sim.scenario.table import Table
 
 ARRIVALS = ("poisson", "gamma", "constant", "trace")
 TRACE_FORMATS = ("csv", "azure", "mooncake")
@@ -111,7 +112,7 @@ class RunConfig:
     horizon_s: float | None
     timeseries: bool
     fast_forward: bool = True  # advance stable decode batches many steps at once (exact)
-    engine: str = "auto"  # "simpy", "compiled" (sim/compiled.py), or "auto": compiled where it applies
+    engine: str = "auto"  # "simpy", "compiled" (sim/engine/compiled.py), or "auto": compiled where it applies
 
 
 @dataclass(frozen=True)
@@ -141,52 +142,10 @@ class Scenario:
     raw: Mapping[str, Any]  # the effective scenario (defaults filled in)
 
 
-class _Table:
-    """Reads one TOML table, tracking the dotted path for errors and rejecting unknown keys."""
-
-    def __init__(self, data: Any, path: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ScenarioError(path, f"must be a table, got {type(data).__name__}", f"write [{path}] with keys under it")
-        self.data, self.path, self.seen = data, path, set()
-
-    def _p(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def get(self, key: str, kind: type | tuple, default: Any = ..., *, positive: bool = False,
-            nonneg: bool = False, choices: tuple | None = None) -> Any:
-        self.seen.add(key)
-        if key not in self.data:
-            if default is ...:
-                raise ScenarioError(self._p(key), "missing", f"add {key} = ... to [{self.path or 'top level'}]")
-            return default
-        v = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise ScenarioError(self._p(key), f"must be {names}, got {v!r}", f"write {key} = <{names}>")
-        if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
-            raise ScenarioError(self._p(key), f"must be finite, got {v!r}")
-        if positive and v <= 0:
-            raise ScenarioError(self._p(key), f"must be > 0, got {v!r}", f"set {key} to a positive value")
-        if nonneg and v < 0:
-            raise ScenarioError(self._p(key), f"must be >= 0, got {v!r}", f"set {key} to zero or more")
-        if choices is not None and v not in choices:
-            raise ScenarioError(self._p(key), f"unknown value {v!r}", f"use one of: {', '.join(choices)}")
-        return v
-
-    def done(self) -> None:
-        extra = sorted(set(self.data) - self.seen)
-        if extra:
-            raise ScenarioError(self._p(extra[0]), "unknown key",
-                                f"remove it or check the spelling (known: {', '.join(sorted(self.seen))})")
-
-
 def _length_spec(raw: Any, path: str) -> dict[str, Any]:
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = {"dist": "fixed", "value": raw}
-    t = _Table(raw, path)
+    t = Table(raw, path)
     dist = t.get("dist", str, choices=tuple(LENGTH_DISTS))
     out: dict[str, Any] = {"dist": dist}
     for k in LENGTH_DISTS[dist]:
@@ -209,7 +168,7 @@ def _length_spec(raw: Any, path: str) -> dict[str, Any]:
 
 
 def _workload(raw: Any) -> WorkloadConfig:
-    t = _Table(raw, "workload")
+    t = Table(raw, "workload")
     arrival = t.get("arrival", str, "poisson", choices=ARRIVALS)
     trace = t.get("trace", str, None)
     trace_format = t.get("trace_format", str, "csv", choices=TRACE_FORMATS)
@@ -222,7 +181,7 @@ def _workload(raw: Any) -> WorkloadConfig:
     sessions = t.get("sessions", int, None, positive=True)
     classes = []
     for k, c in enumerate(t.get("classes", list, [])):
-        ct = _Table(c, f"workload.classes[{k}]")
+        ct = Table(c, f"workload.classes[{k}]")
         pt, ot = ct.data.get("prompt_tokens"), ct.data.get("output_tokens")
         ct.seen.update({"prompt_tokens", "output_tokens"})
         classes.append(RequestClass(
@@ -236,12 +195,12 @@ def _workload(raw: Any) -> WorkloadConfig:
         raise ScenarioError("workload.classes.name", "duplicate class names", "give each class a unique name")
     prefix = None
     if "shared_prefix" in t.data:
-        sp = _Table(t.get("shared_prefix", dict), "workload.shared_prefix")
+        sp = Table(t.get("shared_prefix", dict), "workload.shared_prefix")
         prefix = (sp.get("groups", int, positive=True), sp.get("tokens", int, positive=True))
         sp.done()
     stages: list[tuple[float, float]] = []
     for k, st in enumerate(t.get("stages", list, [])):
-        s = _Table(st, f"workload.stages[{k}]")
+        s = Table(st, f"workload.stages[{k}]")
         stages.append((s.get("rate_per_s", float, positive=True), s.get("duration_s", float, positive=True)))
         s.done()
     if stages and arrival == "trace":
@@ -280,7 +239,7 @@ def _workload(raw: Any) -> WorkloadConfig:
 def _slo(raw: Any, path: str) -> SLO | None:
     if raw is None:
         return None
-    t = _Table(raw, path)
+    t = Table(raw, path)
     out = SLO(t.get("ttft_s", float, None, positive=True), t.get("tpot_s", float, None, positive=True))
     t.done()
     return out
@@ -288,7 +247,7 @@ def _slo(raw: Any, path: str) -> SLO | None:
 
 def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
     path = f"pools[{i}]"
-    t = _Table(raw, path)
+    t = Table(raw, path)
     name = t.get("name", str, f"pool{i}")
     hw = cat.get_hardware(t.get("hardware", str), f"{path}.hardware")
     model = cat.get_model(t.get("model", str), f"{path}.model")
@@ -296,7 +255,7 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
     kv_dtype = t.get("kv_dtype", str, dtype, choices=tuple(DTYPE_BYTES))
     replicas = t.get("replicas", int, 1, positive=True)
     tp = t.get("tp", int, 1, positive=True)
-    s = _Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
+    s = Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
     sched = SchedulerConfig(
         policy=s.get("policy", str, "chunked", choices=SCHEDULERS),
         max_batch_size=s.get("max_batch_size", int, 256, positive=True),
@@ -311,7 +270,7 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
         raise ScenarioError(f"{path}.scheduler.kv_memory_fraction", f"must be in (0, 1], got {sched.kv_memory_fraction}")
     service = None
     if "service" in t.data:
-        sv = _Table(t.get("service", dict), f"{path}.service")
+        sv = Table(t.get("service", dict), f"{path}.service")
         service = ServiceConfig(sv.get("dist", str, choices=SERVICE_DISTS), sv.get("mean_s", float, positive=True))
         sv.done()
     tent = t.get("tent", str, None)
@@ -324,7 +283,7 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
 
 
 def _check_fits(pool: PoolConfig, path: str) -> None:
-    from .perf import PerfModel
+    from sim.perf.roofline import PerfModel
 
     pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype)
     sch = pool.scheduler
@@ -345,7 +304,7 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
 def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     """Validate a scenario dict (as read from TOML) into a Scenario."""
     raw = copy.deepcopy(dict(raw))
-    t = _Table(raw, "")
+    t = Table(raw, "")
     cat = builtin_catalog()
     cat_file = t.get("catalog", str, None)
     if cat_file is not None:
@@ -362,15 +321,15 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
-    r = _Table(t.get("router", dict, {}), "router")
+    r = Table(t.get("router", dict, {}), "router")
     router = RouterConfig(r.get("policy", str, "round_robin", choices=ROUTERS))
     r.done()
     slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
-    from .facility import parse_facility
+    from sim.scenario.facility import parse_facility
     facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools)
     cost = None
     if "cost" in t.data:
-        ct = _Table(t.get("cost", dict), "cost")
+        ct = Table(t.get("cost", dict), "cost")
         cost = CostConfig(ct.get("usd_per_accel_hour", float, None, nonneg=True),
                           ct.get("capex_usd_per_accel", float, None, nonneg=True),
                           ct.get("amortization_years", float, 4.0, positive=True),
@@ -380,7 +339,7 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
         if cost.usd_per_accel_hour is not None and cost.capex_usd_per_accel is not None:
             raise ScenarioError("cost.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not both",
                                 "remove one of them")
-    rn = _Table(t.get("run", dict, {}), "run")
+    rn = Table(t.get("run", dict, {}), "run")
     run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True),
                     rn.get("fast_forward", bool, True), rn.get("engine", str, "auto", choices=ENGINES))
     rn.done()

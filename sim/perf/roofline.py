@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .catalog import DTYPE_BYTES, Hardware, Model
-from .errors import ScenarioError
-from .power import StepPower, step_power
+from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
+from sim.errors import ScenarioError
+from sim.perf.power import StepPower, step_power
 
 ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 
@@ -135,7 +135,7 @@ class PerfModel:
     def step_power(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
                    p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None) -> StepPower:
         """(time s, per-accelerator power W, clock factor) of one step under an optional
-        per-accelerator power cap; see sim/power.py for the model. Uncapped steps take an
+        per-accelerator power cap; see sim/perf/power.py for the model. Uncapped steps take an
         inlined fast path (the simulator's hot path)."""
         tokens = n_dec + p_tok
         h = self.hardware

@@ -9,12 +9,13 @@ import math
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ScenarioError
+from sim.errors import ScenarioError
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = resources.files("sim") / "data"  # package data: works from a wheel as from a checkout
 
 #: Bytes per element of each supported dtype.
 DTYPE_BYTES: dict[str, float] = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "fp4": 0.5}
@@ -37,7 +38,7 @@ class Hardware:
     moe_flops_efficiency: float = 1.0  # fused-MoE expert GEMMs, relative to flops_efficiency
     request_overhead_s: float = 0.0  # host-side per-request latency (HTTP, tokenizer) before the engine
     output_lag_steps: int = 0  # engine steps between sampling a token and the client receiving it
-    memory_power_frac: float = 0.75  # share of (TDP - idle) drawn when memory-bound (sim/power.py)
+    memory_power_frac: float = 0.75  # share of (TDP - idle) drawn when memory-bound (sim/perf/power.py)
     step_overhead_s: float = 0.003
     seq_overhead_s: float = 0.0
     comm_latency_s: float = 1e-5
@@ -193,7 +194,7 @@ def _check_numbers(obj: Any, where: str) -> None:
 
 def _load_toml(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as fh:
+        with (path.open("rb") if hasattr(path, "open") else open(path, "rb")) as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ScenarioError(str(path), "file not found", "check the path") from None

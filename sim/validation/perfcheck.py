@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .catalog import Catalog, Hardware, builtin_catalog
-from .perf import PerfModel
+from sim.perf.catalog import Catalog, Hardware, builtin_catalog
+from sim.perf.roofline import PerfModel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VLLM_CSV = REPO / "data" / "validation" / "vllm-measured" / "experiments.csv"
 SPLITWISE_CSV = REPO / "data" / "validation" / "splitwise" / "perf_model.csv"
 
@@ -84,7 +84,7 @@ def _model_id(name: str) -> str | None:
     for k, v in MODEL_IDS.items():
         if k.lower() == low:
             return v
-    from .catalog import builtin_catalog
+    from sim.perf.catalog import builtin_catalog
     import re
     base = low.rsplit("/", 1)[-1]
     base = re.sub(r"-(instruct|chat|hf|it|base|fp8-dynamic|fp8|v\d+(\.\d+)*|\d{4})(?=-|$)", "", base)

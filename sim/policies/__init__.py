@@ -1,0 +1,1 @@
+"""Routers and batch schedulers: policies over the replica state, registered by name."""

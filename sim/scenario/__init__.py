@@ -1,0 +1,1 @@
+"""The scenario schema: TOML in, validated frozen dataclasses out, with `--set` overrides."""

@@ -1,0 +1,1 @@
+"""Many runs: policy comparisons, load sweeps, capacity plans, fleets of cells, executors."""

@@ -1,0 +1,2 @@
+"""The simulator against measurement: calibration and validation on measured vLLM runs and
+step times."""
