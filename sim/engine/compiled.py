@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from sim.perf.roofline import PerfModel
+from sim.perf.power import at_clock
+from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, N_PC, roofline_terms
 from sim.engine.recorder import COMPLETED, REJECTED, TimeSeries
 
 R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = range(6)
@@ -68,10 +69,7 @@ N_F = 9  # AGE: sjf's ageing_s; WSTEP: power of the step in flight (W, all its a
 NXT, DONE, HELD, GEN, RST = range(5)  # GEN: tokens generated so far; RST: R_* state
 N_RQ = 5
 R_WAITING, R_PREFILL, R_DECODE, R_GONE = 0, 1, 2, 3
-# Perf constants PC[r, field] (see PerfModel)
-(W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
- COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS) = range(20)
-N_PC = 20
+# Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
 # Globals G[field] (float) and GI[field] (int)
 BIN_W, = range(1)
 TS_N, = range(1)
@@ -106,17 +104,6 @@ def supported(sc: Any, wl: Any) -> list[str]:
     return why
 
 
-def perf_constants(perf: PerfModel) -> np.ndarray:
-    """The constants of PerfModel.step_power, in PC field order."""
-    m, h = perf.model, perf.hardware
-    moe = m.is_moe
-    return np.array([perf._w_fixed, perf._kv_per_tok, perf._bw, perf._f_tok, perf._f_seq, perf._f_attn,
-                     perf._flops, perf._f_exp_tok, perf._flops_exp, perf._w_expert_layer,
-                     float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
-                     perf._comm_fixed, perf._comm_per_tok, perf._ovh, perf._ovh_seq, h.idle_w, perf._dyn_w,
-                     perf._mem_frac, 1.0 / perf._flops], dtype=np.float64)
-
-
 # --- kernel -------------------------------------------------------------------------------------
 
 @njit(cache=True)
@@ -133,32 +120,16 @@ def _pc(PC, r):
             PC[r, 19])
 
 
+_terms = njit(cache=True)(roofline_terms)  # the one step formula (sim/perf), compiled
+_at_clock = njit(cache=True)(at_clock)
+
+
 @njit(cache=True)
 def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
-    """(seconds, watts per accelerator) of one uncapped step. The time is PerfModel.step_power's
-    arithmetic operation for operation (the same bits); the power may differ in the last bits:
-    divisions cost most of a step here, so the compute time is only divided out exactly when it
-    may be the larger term, and the utilisations multiply by 1 / t. pc: the tuple from _pc."""
-    tokens = n_dec + p_tok
-    m1 = (pc[W_FIXED] + pc[KV_TOK] * (ctx_dec + p_read + p_tok)) / pc[BW]
-    c1 = (pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)) * pc[INV_FLOPS]
-    if c1 >= m1 * (1.0 - 1e-9):  # it may decide the step time: the exact quotient
-        c1 = (pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)) / pc[FLOPS]
-    m2 = 0.0
-    c2 = 0.0
-    if pc[F_EXP_TOK] != 0.0:
-        touched = 0.0
-        if tokens > 0:
-            touched = pc[EXPERTS] * (1.0 - pc[Q_MISS] ** float(tokens))
-        m2 = touched * pc[W_EXP_LAYER] / pc[BW]
-        c2 = pc[F_EXP_TOK] * tokens / pc[FLOPS_EXP]
-    fixed = pc[COMM_FIXED] + pc[COMM_TOK] * tokens + pc[OVH] + pc[OVH_SEQ] * n_seq
-    t = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fixed
-    inv = 1.0 / t
-    act = (c1 + c2) * inv + pc[MEM_FRAC] * min(1.0, (m1 + m2) * inv)
-    if act > 1.0:
-        act = 1.0
-    return t, pc[IDLE_W] + pc[DYN_W] * act
+    """(seconds, watts per accelerator) of one uncapped step: PerfModel.step_power's functions,
+    compiled. pc: the tuple from _pc."""
+    m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, False)
+    return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
 
 
 @njit(cache=True)
@@ -1088,7 +1059,7 @@ def run(sim: Any) -> Any:
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.core.lag
         S[r, TP] = rep.pool.tp
-        PC[r] = perf_constants(rep.perf)
+        PC[r] = rep.perf.constants
     cap = int(S[:, MAXB].max())
     bsmax = int(S[:, BS].max())
     fit = min(r.core.total_blocks * r.core.block_size for r in reps)

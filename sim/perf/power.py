@@ -34,32 +34,50 @@ class StepPower:
     clock: float
 
 
-def step_power(m1: float, c1: float, m2: float, c2: float, fixed_s: float, idle_w: float, tdp_w: float,
-               mem_frac: float, cap_w: float | None = None) -> StepPower:
-    """Time, per-accelerator power and clock of one step from its roofline terms (s at full
-    clock): main (m1 memory, c1 compute), routed experts (m2, c2), and `fixed_s` (communication
-    and CPU overhead, unaffected by the clock)."""
+# The two functions below are the only statement of the step's time and power under a clock:
+# PerfModel (dcsim perf, calibration, the SimPy driver) calls them as Python and the compiled
+# engine compiles these same functions with numba, so they use only what numba's nopython mode
+# compiles (floats, min/max, no objects).
 
-    def at(f: float) -> StepPower:
-        b = min(1.0, f / BW_KNEE)  # achievable fraction of the memory bandwidth
-        t = max(m1 / b, c1 / f) + max(m2 / b, c2 / f) + fixed_s
-        if t <= 0:
-            return StepPower(0.0, idle_w, f)
-        u_c = min(1.0, (c1 + c2) / f / t)
-        u_m = min(1.0, (m1 + m2) / b / t)
-        act = min(1.0, u_c * f ** 3 + mem_frac * b * u_m)
-        return StepPower(t, idle_w + (tdp_w - idle_w) * act, f)
+def at_clock(m1: float, c1: float, m2: float, c2: float, fixed_s: float, f: float, idle_w: float,
+             dyn_w: float, mem_frac: float) -> tuple[float, float]:
+    """(time s, power W per accelerator) of one step at clock factor f from its roofline terms
+    (s at full clock): main (m1 memory, c1 compute), routed experts (m2, c2), and `fixed_s`
+    (communication and CPU overhead, unaffected by the clock). At f = 1 every division by f or b
+    is exact, so the uncapped step costs the same bits as the plain roofline."""
+    b = min(1.0, f / BW_KNEE)  # achievable fraction of the memory bandwidth
+    mb1 = m1 / b
+    cf1 = c1 / f
+    mb2 = m2 / b
+    cf2 = c2 / f
+    t = (mb1 if mb1 >= cf1 else cf1) + (mb2 if mb2 >= cf2 else cf2) + fixed_s
+    if t <= 0.0:
+        return 0.0, idle_w
+    inv = 1.0 / t
+    u_c = min(1.0, (c1 + c2) / f * inv)
+    u_m = min(1.0, (m1 + m2) / b * inv)
+    act = min(1.0, u_c * (f * f * f) + mem_frac * b * u_m)
+    return t, idle_w + dyn_w * act
 
-    full = at(1.0)
-    if cap_w is None or full.power_w <= cap_w:
-        return full
-    lo, hi = MIN_CLOCK, 1.0
-    if at(lo).power_w > cap_w:
-        return at(lo)  # the cap is below what clocks can reach; power stays above it
+
+def capped(m1: float, c1: float, m2: float, c2: float, fixed_s: float, idle_w: float, dyn_w: float,
+           mem_frac: float, cap_w: float) -> tuple[float, float, float]:
+    """(time s, power W per accelerator, clock factor) of one step under a per-accelerator cap
+    (cap_w <= 0: none): the largest clock whose power fits, by bisection (14 halvings of
+    [MIN_CLOCK, 1]); at MIN_CLOCK if even that draws more than the cap."""
+    t, pw = at_clock(m1, c1, m2, c2, fixed_s, 1.0, idle_w, dyn_w, mem_frac)
+    if cap_w <= 0.0 or pw <= cap_w:
+        return t, pw, 1.0
+    lo = MIN_CLOCK
+    hi = 1.0
+    t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
+    if pw > cap_w:
+        return t, pw, lo  # the cap is below what clocks can reach; power stays above it
     for _ in range(14):
         mid = 0.5 * (lo + hi)
-        if at(mid).power_w <= cap_w:
+        if at_clock(m1, c1, m2, c2, fixed_s, mid, idle_w, dyn_w, mem_frac)[1] <= cap_w:
             lo = mid
         else:
             hi = mid
-    return at(lo)
+    t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
+    return t, pw, lo

@@ -26,9 +26,45 @@ from dataclasses import dataclass
 
 from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
 from sim.errors import ScenarioError
-from sim.perf.power import StepPower, step_power
+from sim.perf.power import StepPower, at_clock, capped
 
 ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
+
+# A PerfModel's constants as one flat tuple (PerfModel.constants), in this order: what the step
+# formula below reads, and what the compiled engine keeps per replica.
+(W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
+ COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS) = range(20)
+N_PC = 20
+
+
+def roofline_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float, p_attn: float,
+                   n_seq: int, exact: bool) -> tuple[float, float, float, float, float]:
+    """The roofline terms of one step, in s at full clock: (m1, c1) memory and compute time of
+    attention and every weight but the routed experts, (m2, c2) those of the routed experts, and
+    the clock-independent rest (TP all-reduces, per-step and per-sequence overhead). The only
+    statement of the step formula: PerfModel, the power model and the compiled engine (which
+    compiles this function) all call it. `pc` is PerfModel.constants.
+
+    Divisions are most of a step's cost in the compiled engine, so c1 is first estimated with a
+    multiplication by 1 / FLOPS and divided out exactly only where it may decide the step's
+    time (`exact` forces it, for breakdowns and clocks below 1, where c1 / f may win)."""
+    tokens = n_dec + p_tok
+    m1 = (pc[W_FIXED] + pc[KV_TOK] * (ctx_dec + p_read + p_tok)) / pc[BW]
+    f_main = pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)
+    c1 = f_main * pc[INV_FLOPS]
+    if exact or c1 >= m1 * (1.0 - 1e-9):
+        c1 = f_main / pc[FLOPS]
+    m2 = 0.0
+    c2 = 0.0
+    if pc[F_EXP_TOK] != 0.0:
+        touched = 0.0
+        if tokens > 0:
+            # expected distinct experts per layer hit by `tokens` tokens, each routed to k of E
+            touched = pc[EXPERTS] * (1.0 - pc[Q_MISS] ** float(tokens))
+        m2 = touched * pc[W_EXP_LAYER] / pc[BW]
+        c2 = pc[F_EXP_TOK] * tokens / pc[FLOPS_EXP]
+    fixed = pc[COMM_FIXED] + pc[COMM_TOK] * tokens + pc[OVH] + pc[OVH_SEQ] * n_seq
+    return m1, c1, m2, c2, fixed
 
 
 @dataclass(frozen=True)
@@ -93,6 +129,17 @@ class PerfModel:
         self._ovh_seq = hardware.seq_overhead_s
         self._mem_frac = hardware.memory_power_frac
         self._dyn_w = hardware.tdp_w - hardware.idle_w
+        self.constants = self._constants()
+
+    def _constants(self) -> tuple:
+        """The figures the step formula reads, in the order of the W_FIXED... indices above."""
+        m, h = self.model, self.hardware
+        moe = m.is_moe
+        return (self._w_fixed, self._kv_per_tok, self._bw, self._f_tok, self._f_seq, self._f_attn,
+                self._flops, self._f_exp_tok, self._flops_exp, self._w_expert_layer,
+                float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
+                self._comm_fixed, self._comm_per_tok, self._ovh, self._ovh_seq, h.idle_w, self._dyn_w,
+                self._mem_frac, 1.0 / self._flops)
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct routed experts per layer hit by `tokens` tokens (top-k of E)."""
@@ -103,7 +150,7 @@ class PerfModel:
 
     def cost(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
              p_attn: float = 0.0, n_seq: int | None = None) -> StepCost:
-        """Full breakdown of one step.
+        """Full breakdown of one uncapped step.
 
         n_dec: decode sequences; ctx_dec: sum of their context lengths (tokens in KV, incl. the
         new one); p_tok: prefill tokens computed this step; p_ctx_read: KV tokens already cached
@@ -116,65 +163,42 @@ class PerfModel:
             n_seq = n_dec + (1 if p_tok else 0)
         if tokens <= 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        b_main = self._w_fixed + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)
-        f_main = self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)
-        b_exp = self.experts_touched(tokens) * self._w_expert_layer
-        f_exp = self._f_exp_tok * tokens
-        m1, c1 = b_main / self._bw, f_main / self._flops
-        m2, c2 = b_exp / self._bw, (f_exp / self._flops_exp if f_exp else 0.0)
-        t_comm = self._comm_fixed + self._comm_per_tok * tokens
-        t_ovh = self._ovh + self._ovh_seq * n_seq
-        return StepCost(max(m1, c1) + max(m2, c2) + t_comm + t_ovh, m1 + m2, c1 + c2, t_comm, t_ovh,
-                        b_main + b_exp, f_main + f_exp)
+        pc = self.constants
+        m1, c1, m2, c2, fixed = roofline_terms(pc, n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq, True)
+        t, _ = at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+        t_comm = self._comm_fixed + self._comm_per_tok * tokens  # the breakdown of `fixed`
+        return StepCost(t, m1 + m2, c1 + c2, t_comm, fixed - t_comm, (m1 + m2) * self._bw,
+                        c1 * self._flops + c2 * self._flops_exp)
 
     def step_time(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
                   p_attn: float = 0.0, n_seq: int = 0) -> float:
-        """Seconds for one uncapped step (same arithmetic as `cost`; see `step_power`)."""
+        """Seconds for one uncapped step."""
         return self.step_power(n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq).t_s
 
     def step_power(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
                    p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None) -> StepPower:
         """(time s, per-accelerator power W, clock factor) of one step under an optional
-        per-accelerator power cap; see sim/perf/power.py for the model. Uncapped steps take an
-        inlined fast path (the simulator's hot path)."""
-        tokens = n_dec + p_tok
-        h = self.hardware
-        if tokens <= 0:
-            return StepPower(0.0, h.idle_w, 1.0)
-        m1 = (self._w_fixed + self._kv_per_tok * (ctx_dec + p_ctx_read + p_tok)) / self._bw
-        c1 = (self._f_tok * tokens + self._f_seq * n_seq + self._f_attn * (ctx_dec + p_attn)) / self._flops
-        m2 = c2 = 0.0
-        if self._f_exp_tok:
-            m2 = self.experts_touched(tokens) * self._w_expert_layer / self._bw
-            c2 = self._f_exp_tok * tokens / self._flops_exp
-        fixed = self._comm_fixed + self._comm_per_tok * tokens + self._ovh + self._ovh_seq * n_seq
-        if cap_w is None:
-            t = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fixed
-            u_c = (c1 + c2) / t
-            act = u_c + self._mem_frac * min(1.0, (m1 + m2) / t)
-            if act > 1.0:
-                act = 1.0
-            return StepPower(t, h.idle_w + self._dyn_w * act, 1.0)
-        return step_power(m1, c1, m2, c2, fixed, h.idle_w, h.tdp_w, h.memory_power_frac, cap_w)
+        per-accelerator power cap; see sim/perf/power.py for the model."""
+        if n_dec + p_tok <= 0:
+            return StepPower(0.0, self.hardware.idle_w, 1.0)
+        pc = self.constants
+        m1, c1, m2, c2, fixed = roofline_terms(pc, n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq,
+                                               cap_w is not None)
+        t, p, f = capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC],
+                         -1.0 if cap_w is None else cap_w)
+        return StepPower(t, p, f)
 
     def decode_window(self, n: int, ctx0: float, k: int):
-        """Times (s) and per-accelerator powers (W) of k consecutive decode steps of the same n
-        sequences, the first reading ctx0 KV tokens and each next one n more: the fast-forward
-        path. Same arithmetic as step_power, vectorised."""
+        """Times (s) and per-accelerator powers (W) of k consecutive uncapped decode steps of the
+        same n sequences, the first reading ctx0 KV tokens and each next one n more."""
         import numpy as np
 
-        h = self.hardware
-        ctx = ctx0 + n * np.arange(k, dtype=np.float64)
-        m1 = (self._w_fixed + self._kv_per_tok * ctx) / self._bw
-        c1 = (self._f_tok * n + self._f_seq * n + self._f_attn * ctx) / self._flops
-        m2 = c2 = 0.0
-        if self._f_exp_tok:
-            m2 = self.experts_touched(n) * self._w_expert_layer / self._bw
-            c2 = self._f_exp_tok * n / self._flops_exp
-        fixed = self._comm_fixed + self._comm_per_tok * n + self._ovh + self._ovh_seq * n
-        t = np.maximum(m1, c1) + (m2 if m2 >= c2 else c2) + fixed
-        act = (c1 + c2) / t + self._mem_frac * np.minimum(1.0, (m1 + m2) / t)
-        p = h.idle_w + self._dyn_w * np.minimum(act, 1.0)
+        pc = self.constants
+        t = np.empty(k)
+        p = np.empty(k)
+        for j in range(k):
+            m1, c1, m2, c2, fixed = roofline_terms(pc, n, ctx0 + n * j, 0, 0, 0.0, n, False)
+            t[j], p[j] = at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
         return t, p
 
     # Convenience forms used by the calculator, validation and tests.
