@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.scenario import config
     from sim.analysis.metrics import summarize
     from sim.analysis.output import write_run
-    from sim.engine.simulation import Simulation
+    from sim.engine.simulation import Simulation, plugin_notice
 
     raw = config.read_toml(Path(args.scenario))
     if "fleet" in raw:
@@ -76,6 +76,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=1) if args.json else _fleet_table(rep))
         return 0
     sc = config.load(args.scenario, args.set, args.seed)
+    note = plugin_notice(sc)
+    if note:
+        print(note, file=sys.stderr)
     res = Simulation(sc, quiet=args.quiet or args.json).run()
     summary = summarize(res)
     if args.out:
@@ -170,6 +173,17 @@ def cmd_perf(args: argparse.Namespace) -> int:
     else:
         for k, v in out.items():
             print(f"{k:<22} {_fmt(v) if not isinstance(v, dict) else ', '.join(f'{a}={_fmt(b)}' for a, b in v.items())}")
+    return 0
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    from sim.registry import KINDS, markdown_table
+
+    if args.json:
+        print(json.dumps({kind: [{"name": e.name, "class": e.target, "compiled": e.code is not None, "doc": e.doc}
+                                 for e in reg.entries()] for kind, reg in KINDS.items()}, indent=1))
+    else:
+        print(markdown_table(), end="")
     return 0
 
 
@@ -379,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, default=None, help="processes (default: all cores; results identical)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_validate)
+    po = sub.add_parser("policies", help="list the registered routers, schedulers, queues and power managers")
+    po.add_argument("--json", action="store_true")
+    po.set_defaults(fn=cmd_policies)
     c = sub.add_parser("catalog", help="list hardware and model ids")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_catalog)

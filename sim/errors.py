@@ -13,7 +13,10 @@ class ScenarioError(ValueError):
         self.field = field
         self.problem = problem
         self.fix = fix
-        msg = f"{field}: {problem}"
-        if fix:
-            msg += f" (fix: {fix})"
-        super().__init__(msg)
+        super().__init__(field, problem, fix)  # args rebuild it (SimPy re-raises a copy; pickling)
+
+    def __str__(self) -> str:
+        msg = f"{self.field}: {self.problem}"
+        if self.fix:
+            msg += f" (fix: {self.fix})"
+        return msg

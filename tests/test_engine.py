@@ -174,11 +174,11 @@ def test_least_loaded_prefers_idle_replica():
     from types import SimpleNamespace as NS
 
     from sim.policies.routers import LeastLoaded, RoundRobin
-    reps = [NS(outstanding_tok=t) for t in (5, 0, 3)]
-    assert LeastLoaded().choose(0, -1, reps) == 1
-    assert LeastLoaded().choose(0, -1, [NS(outstanding_tok=2)] * 3) == 0
+    reps = [NS(outstanding_tokens=t) for t in (5, 0, 3)]
+    assert LeastLoaded().choose(NS(request_id=0, session=-1), reps) == 1
+    assert LeastLoaded().choose(NS(request_id=0, session=-1), [NS(outstanding_tokens=2)] * 3) == 0
     rr = RoundRobin()
-    assert [rr.choose(i, -1, reps) for i in range(4)] == [0, 1, 2, 0]
+    assert [rr.choose(NS(request_id=i, session=-1), reps) for i in range(4)] == [0, 1, 2, 0]
 
 
 # --- plan-level properties (no SimPy): budgets, batch sizes, KV never over capacity -------------

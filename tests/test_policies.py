@@ -126,28 +126,30 @@ def test_sjf_requeued_request_is_ordered_by_its_new_length():
 
 
 def test_jsq_and_least_kv_by_hand():
-    reps = [NS(outstanding_req=3, core=NS(free_blocks=10)), NS(outstanding_req=1, core=NS(free_blocks=50)),
-            NS(outstanding_req=1, core=NS(free_blocks=70))]
-    assert JSQ().choose(0, -1, reps) == 1
-    assert LeastKV().choose(0, -1, reps) == 2
+    reps = [NS(outstanding_requests=3, free_kv_blocks=10), NS(outstanding_requests=1, free_kv_blocks=50),
+            NS(outstanding_requests=1, free_kv_blocks=70)]
+    req = NS(request_id=0, session=-1)
+    assert JSQ().choose(req, reps) == 1
+    assert LeastKV().choose(req, reps) == 2
 
 
 def test_power_of_two_picks_the_less_loaded_of_two_distinct_draws():
     r = make_router("power_of_two", 1000, 5, np.random.default_rng(0))
     assert np.all(r.pairs[:, 0] != r.pairs[:, 1])
-    reps = [NS(outstanding_req=k) for k in (4, 0, 9, 2, 7)]
+    reps = [NS(outstanding_requests=k) for k in (4, 0, 9, 2, 7)]
     for i in range(50):
         a, b = r.pairs[i]
-        assert r.choose(i, -1, reps) == (a if reps[a].outstanding_req <= reps[b].outstanding_req else b)
+        want = a if (reps[a].outstanding_requests, a) <= (reps[b].outstanding_requests, b) else b
+        assert r.choose(NS(request_id=i, session=-1), reps) == want
 
 
 def test_session_affinity_by_hand():
     sa = SessionAffinity()
-    reps = [NS(outstanding_req=2), NS(outstanding_req=0)]
-    assert sa.choose(0, 7, reps) == 1
-    reps[1].outstanding_req = 5
-    assert sa.choose(1, 7, reps) == 1  # kept, though replica 0 is now shorter
-    assert sa.choose(2, 8, reps) == 0
+    reps = [NS(outstanding_requests=2), NS(outstanding_requests=0)]
+    assert sa.choose(NS(request_id=0, session=7), reps) == 1
+    reps[1].outstanding_requests = 5
+    assert sa.choose(NS(request_id=1, session=7), reps) == 1  # kept, though replica 0 is now shorter
+    assert sa.choose(NS(request_id=2, session=8), reps) == 0
 
 
 @pytest.mark.parametrize("router", ["jsq", "power_of_two", "least_kv", "session_affinity"])

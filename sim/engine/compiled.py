@@ -40,20 +40,20 @@ import numpy as np
 from numba import njit
 
 from sim.perf.power import at_clock
+from sim.registry import ROUTERS, SCHEDULERS
 from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, N_PC, roofline_terms
 from sim.engine.recorder import COMPLETED, REJECTED, TimeSeries
 
-R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = range(6)
-ROUTER_CODES = {"round_robin": R_ROUND_ROBIN, "least_loaded": R_LEAST_LOADED, "jsq": R_JSQ,
-                "power_of_two": R_POWER_OF_TWO, "least_kv": R_LEAST_KV, "session_affinity": R_AFFINITY}
+# The compiled forms of routers and schedulers, by their codes in sim/registry.py
+R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
+    ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity"))
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT) = range(29)
 N_S = 29  # AH, AT: sjf's arrival-order list (head, tail)
-P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = 0, 1, 2, 3, 4  # S[r, POL]
-POLICY_CODES = {"chunked": P_CHUNKED, "continuous": P_CONTINUOUS, "static": P_STATIC, "fcfs": P_STATIC,
-                "priority": P_PRIORITY, "sjf": P_SJF}
+P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = (  # S[r, POL]; fcfs is static with batch size 1
+    SCHEDULERS.code(n) for n in ("chunked", "continuous", "static", "priority", "sjf"))
 # Priority queues: QA[i] = (key, left, right) of request i in its replica's skew heap; the key
 # orders by (class priority, arrival), as PriorityQueue does
 QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
@@ -82,8 +82,9 @@ def supported(sc: Any, wl: Any) -> list[str]:
     why = []
     if sc.facility is not None:
         why.append("a [facility] (power caps, turbines, failures)")
-    if sc.router.policy not in ROUTER_CODES:
-        why.append(f"router.policy = {sc.router.policy!r} (compiled: {', '.join(ROUTER_CODES)})")
+    if sc.router.policy not in ROUTERS.compiled_names():
+        kind = "a plug-in in plain Python" if ROUTERS.is_plugin(sc.router.policy) else "not compiled"
+        why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
     if not sc.run.fast_forward:
         why.append("run.fast_forward = false (the per-iteration reference mode)")
     if sc.workload.timeout_s is not None:
@@ -94,8 +95,8 @@ def supported(sc: Any, wl: Any) -> list[str]:
             why.append(f"pools.{p.name}.service (analytic service times)")
             continue
         s = p.scheduler
-        if s.policy not in POLICY_CODES:
-            why.append(f"pools.{p.name}.scheduler.policy = {s.policy!r} (compiled: {', '.join(POLICY_CODES)})")
+        if s.policy not in SCHEDULERS.compiled_names():
+            why.append(f"pools.{p.name}.scheduler.policy = {s.policy!r} (compiled: {', '.join(SCHEDULERS.compiled_names())})")
         if s.prefix_caching and wl.prefix_tokens // s.block_size > 0:
             why.append(f"pools.{p.name}.scheduler.prefix_caching with shared prefixes")
         delays.add(p.hardware.request_overhead_s)
@@ -1053,7 +1054,7 @@ def run(sim: Any) -> Any:
         S[r, BS] = rep.core.block_size
         S[r, TOT] = rep.core.total_blocks
         S[r, MAXB] = 1 if sch.policy == "fcfs" else sch.max_batch_size
-        S[r, POL] = POLICY_CODES[sch.policy]
+        S[r, POL] = SCHEDULERS.code(sch.policy)
         S[r, [AH, AT]] = -1
         F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
@@ -1084,7 +1085,7 @@ def run(sim: Any) -> Any:
     horizon = sc.run.horizon_s
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
-        float(d0), int(fit), ROUTER_CODES[sc.router.policy], np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
+        float(d0), int(fit), ROUTERS.code(sc.router.policy), np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
         S, F, PC,
         np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
         tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0,  # grows x2

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sim.registry import MANAGERS
 from sim.rng import stream
 
 
@@ -109,18 +110,71 @@ def _commission(sim, reps, at_s: float):
             r.notify()
 
 
+class FacilityView:
+    """The narrow interface a power-manager policy acts through (sim/policies/managers.py)."""
+
+    def __init__(self, sim: Any) -> None:
+        self._sim = sim
+        self._supply_w = 0.0
+
+    @property
+    def replicas(self) -> list:
+        """Replicas that can serve now: not failed, commissioned."""
+        return [r for r in self._sim.replicas if not r.down and not getattr(r, "commissioning", False)]
+
+    @property
+    def draw_w(self) -> float:
+        """The facility's draw now (IT x PUE), W."""
+        return self._sim.ledger.fac_w
+
+    @property
+    def over_supply(self) -> bool:
+        return self._sim.ledger.fac_w > self._supply_w
+
+    def budget_w(self) -> float:
+        """What the accelerators may draw at full activity: supply / PUE (bounded by the tents'
+        IT limits) minus what the hosts draw."""
+        sim = self._sim
+        led = sim.ledger
+        pue = max(led.pue_of) if led.pue_of else 1.0
+        hosts = sum(r.host_w for r in sim.replicas if r.p_now > 0)
+        return min(self._supply_w / pue, sum(t.it_limit_w for t in sim.fac.tents)) - hosts
+
+    def set_cap(self, index: int, w_per_accel: float | None) -> None:
+        self._sim.replicas[index].cap_w = w_per_accel
+
+    def drain(self, index: int) -> None:
+        r = self._sim.replicas[index]
+        if not r.drained:
+            r.drained = True
+            if r.idle:
+                r.set_power(0.0)
+
+    def undrain(self, index: int) -> None:
+        r = self._sim.replicas[index]
+        if r.drained:
+            r.drained = False
+            if r.idle:
+                r.set_power(r.rest_power())
+                r.notify()
+
+    def shed(self, on: bool) -> None:
+        self._sim.shedding = bool(on)
+
+
 def _manager(sim):
     """Every interval: update PUE, compare facility draw with the live supply, act, sample."""
     env, fac, led = sim.env, sim.fac, sim.ledger
     reps = sim.replicas
-    policy = fac.manager_policy
+    manager = MANAGERS.load(fac.manager_policy)()
+    view = FacilityView(sim)
     while True:
         now = env.now
         for k, t in enumerate(fac.tents):
             led.set_pue(k, t.pue(now), now)
         supply = fac.supply_w(sim.units_up) + led.battery_w * (led.battery_j > 0)
-        if policy != "none":
-            _act(sim, policy, supply)
+        view._supply_w = supply
+        manager.act(view, supply)
         cap = min((r.cap_w for r in reps if r.cap_w is not None), default=float("nan"))
         led.sample(now, sum(sim.units_up.values()), cap, sum(1 for r in reps if r.drained and not
                                                            getattr(r, "commissioning", False)))
@@ -128,73 +182,3 @@ def _manager(sim):
         if ended:
             led.sample(env.now, sum(sim.units_up.values()), cap, 0)
             return
-
-
-def min_cap_w(hw) -> float:
-    """Lowest per-accelerator power limit a part accepts (about 30% of TDP on current GPUs,
-    e.g. 200 W of an H100 SXM's 700 W in nvidia-smi's range)."""
-    return max(hw.idle_w, 0.3 * hw.tdp_w)
-
-
-def _act(sim, policy: str, supply_w: float) -> None:
-    """Set clock caps, drain replicas or shed arrivals so that the facility draw at full
-    activity fits the supply: accelerator budget = supply / PUE (bounded by the tents' IT
-    limits) minus what the hosts draw. Caps never go below a part's minimum power limit."""
-    fac, led, reps = sim.fac, sim.ledger, sim.replicas
-    pue = max(led.pue_of) if led.pue_of else 1.0
-    hosts = sum(r.host_w for r in reps if r.p_now > 0)
-    budget = min(supply_w / pue, sum(t.it_limit_w for t in fac.tents)) - hosts
-    live = [r for r in reps if not r.down and not getattr(r, "commissioning", False)]
-    if not live:
-        return
-    floor = {r.rid: min_cap_w(r.pool.hardware) * r.pool.tp for r in live}
-    full = {r.rid: r.pool.hardware.tdp_w * r.pool.tp for r in live}
-    over = led.fac_w > supply_w
-
-    def cap_all(caps: dict[int, float]) -> None:
-        for r in live:
-            c = caps[r.rid]
-            r.cap_w = None if c >= full[r.rid] - 1e-9 else c / r.pool.tp
-
-    if policy in ("cap_uniform", "shed"):
-        n_acc = sum(r.pool.tp for r in live)
-        per = budget / n_acc
-        cap_all({r.rid: min(full[r.rid], max(floor[r.rid], per * r.pool.tp)) for r in live})
-        if policy == "shed":
-            # and reject new requests while the draw is over the supply
-            sim.shedding = over
-        return
-    if policy == "cap_priority":
-        # water-filling: everyone at its floor, then the most important pools (lowest priority
-        # value) raised to full power first; batch pools are the ones left capped.
-        caps = dict(floor)
-        left = budget - sum(floor.values())
-        for r in sorted(live, key=lambda r: (r.pool.priority, r.rid)):
-            add = min(max(left, 0.0), full[r.rid] - floor[r.rid])
-            caps[r.rid] += add
-            left -= add
-        cap_all(caps)
-        return
-    if policy == "drain":
-        # keep as many replicas at full power as the budget allows, most important first, while
-        # the drained ones finish what they have at their lowest power limit (their draw counts
-        # until they switch off)
-        used = sum(floor.values())
-        for r in sorted(live, key=lambda r: (r.pool.priority, r.rid)):
-            if used - floor[r.rid] + full[r.rid] <= budget + 1e-6:
-                used += full[r.rid] - floor[r.rid]
-                r.cap_w = None
-                if r.drained:
-                    r.drained = False
-                    if r.idle:
-                        r.set_power(r.rest_power())
-                        r.notify()
-            else:
-                r.cap_w = floor[r.rid] / r.pool.tp
-                if not r.drained:
-                    r.drained = True
-                    if r.idle:
-                        r.set_power(0.0)
-        return
-    raise ValueError(policy)  # pragma: no cover
-

@@ -8,6 +8,7 @@ wake-up event when idle (no polling).
 from __future__ import annotations
 
 import heapq
+import numbers
 import math
 import time
 from array import array
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import simpy
 
+from sim.errors import ScenarioError
+from sim.registry import SCHEDULERS, Registry
 from sim.scenario.config import PoolConfig, Scenario
 from sim.perf.roofline import PerfModel
 from sim.engine.result import ReplicaInfo, Result
@@ -45,6 +48,51 @@ def _delay_to(now: float, target: float) -> float:
     return d
 
 
+class ReplicaView:
+    """What a router sees of a replica: live, read-only figures (sim/policies/routers.py)."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, rep: "_Replica") -> None:
+        self._r = rep
+
+    @property
+    def index(self) -> int:
+        return self._r.rid
+
+    @property
+    def pool(self) -> str:
+        return self._r.pool.name
+
+    @property
+    def hardware(self) -> Any:
+        return self._r.pool.hardware
+
+    @property
+    def queue_len(self) -> int:
+        return len(self._r.core.waiting)
+
+    @property
+    def running(self) -> int:
+        return len(self._r.core.running)
+
+    @property
+    def free_kv_blocks(self) -> int:
+        return self._r.core.free_blocks
+
+    @property
+    def outstanding_requests(self) -> int:
+        return self._r.outstanding_req
+
+    @property
+    def outstanding_tokens(self) -> int:
+        return self._r.outstanding_tok
+
+
+def _queue_for(policy: str) -> str:
+    return getattr(SCHEDULERS.load(policy), "queue", "fifo")
+
+
 class _Replica:
     """SimPy side of one replica: the step loop around a ReplicaCore and a scheduler."""
 
@@ -66,12 +114,13 @@ class _Replica:
             prefix_blocks = sim.wl.prefix_tokens // bs if sc.prefix_caching else 0
         else:
             blocks, bs, prefix_blocks = 1 << 62, 1, 0
+        prio_pre = bool(getattr(SCHEDULERS.load(pool.scheduler.policy), "priority_preemption", False))
         lag = pool.hardware.output_lag_steps if pool.service is None else 0
         self.shared_queue = waiting is sim.shared if sim.shared is not None else False
 
         def new_core(q) -> ReplicaCore:
             return ReplicaCore(rid, blocks, bs, q, on_finish=self._on_finish, prefix_blocks=prefix_blocks,
-                               output_lag_steps=lag, priority_preemption=pool.scheduler.policy == "priority")
+                               output_lag_steps=lag, priority_preemption=prio_pre)
         self._new_core = new_core
         self.core = new_core(waiting)
         self.info = ReplicaInfo(rid, pool.name, blocks if pool.service is None else 0)
@@ -88,6 +137,10 @@ class _Replica:
         self.host_w = (fac.host_w_per_accel * pool.tp) if fac is not None else 0.0
         self.p_now = 0.0
         self.p_since = 0.0
+
+    @property
+    def index(self) -> int:
+        return self.rid
 
     @property
     def available(self) -> bool:
@@ -299,14 +352,15 @@ class Simulation:
         self._fallback = make_router("jsq")  # while some replicas are unavailable
         sc0 = scenario.pools[0].scheduler
         now = lambda: self.env.now  # noqa: E731
-        shared = make_queue(sc0.policy, sc0.ageing_s, now) if self.router.shared_queue else None
+        shared = make_queue(_queue_for(sc0.policy), sc0.ageing_s, now) if getattr(self.router, "shared_queue", False) else None
         self.shared = shared
         self.replicas: list[_Replica] = []
         for pool in scenario.pools:
             for _ in range(pool.replicas):
-                q = shared if shared is not None else make_queue(pool.scheduler.policy, pool.scheduler.ageing_s, now)
+                q = shared if shared is not None else make_queue(_queue_for(pool.scheduler.policy), pool.scheduler.ageing_s, now)
                 self.replicas.append(_Replica(self, len(self.replicas), pool, q))
         self.shared = shared
+        self.views = [ReplicaView(r) for r in self.replicas]
         self.timeout_s = scenario.workload.timeout_s
         self.deadlines: list | None = [] if self.timeout_s is not None else None
         self._target: dict[int, _Replica] = {}  # routed replica of each request in the system
@@ -469,8 +523,10 @@ class Simulation:
     def _route(self, req: Request, d0: float = 0.0) -> bool:
         """Send a request to a replica (or the shared queue). False if none can take it."""
         reps = self.replicas
+        views = self.views
         shared = self.shared
         if self.dynamic:
+            views = [v for v, r in zip(views, reps) if r.available]
             reps = [r for r in reps if r.available]
             if not reps:
                 return False
@@ -486,9 +542,14 @@ class Simulation:
         if len(reps) == 1:
             target = reps[0]
         else:
-            k = self.router.choose(i, req.session, reps) if len(reps) == len(self.replicas) else \
-                self._fallback.choose(i, req.session, reps)
-            target = reps[k]
+            if len(reps) == len(self.replicas):
+                k = self.router.choose(req, views)
+                if not (isinstance(k, numbers.Integral) and not isinstance(k, bool) and 0 <= k < len(reps)):
+                    raise ScenarioError("router.policy", f"{self.sc.router.policy}: choose() returned {k!r} for "
+                                        f"{len(reps)} replicas", "return an int index in range(len(replicas))")
+            else:
+                k = self._fallback.choose(req, views)
+            target = reps[int(k)]
         target.outstanding_tok += req.prompt + req.output
         target.outstanding_req += 1
         self._target[i] = target
@@ -574,6 +635,20 @@ class Simulation:
                  "engine": "simpy"}
         return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n,
                       [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0, extra)
+
+
+def plugin_notice(sc: Scenario) -> str | None:
+    """One line saying which of the scenario's policies are plug-ins in plain Python (they run on
+    the per-step SimPy driver), or None. The CLI prints it on stderr."""
+    named = [("router.policy", sc.router.policy)]
+    named += [(f"pools.{p.name}.scheduler.policy", p.scheduler.policy) for p in sc.pools]
+    if sc.facility is not None:
+        named.append(("facility.manager.policy", sc.facility.manager_policy))
+    plug = [f"{k} = {v!r}" for k, v in named if Registry.is_plugin(v)]
+    if not plug:
+        return None
+    return ("dcsim: " + ", ".join(plug) + " is a plug-in in plain Python: this run uses the per-step "
+            "(SimPy) driver (docs/policies.md says how to make a policy fast)")
 
 
 def run_scenario(scenario: Scenario) -> Result:

@@ -14,6 +14,8 @@ import heapq
 from collections import deque
 from typing import Callable
 
+from sim.registry import QUEUES
+
 
 class _HeapQueue:
     """Heap with lazy deletion; subclasses define the key."""
@@ -69,6 +71,9 @@ class _HeapQueue:
 
 
 class PriorityQueue(_HeapQueue):
+    def __init__(self, ageing_s: float = 0.0, now: Callable[[], float] | None = None) -> None:
+        super().__init__()
+
     def _key(self, req) -> tuple:
         return (req.priority, req.arrival, req.idx)
 
@@ -129,9 +134,13 @@ class _ByLen(_HeapQueue):
         return (req.target - req.done, req.arrival, req.idx)
 
 
-def make_queue(policy: str, ageing_s: float, now: Callable[[], float]):
-    if policy == "priority":
-        return PriorityQueue()
-    if policy == "sjf":
-        return SjfQueue(ageing_s, now)
-    return deque()
+class FifoQueue(deque):
+    """Arrival order; a preempted request goes back to the front (appendleft)."""
+
+    def __init__(self, ageing_s: float = 0.0, now: Callable[[], float] | None = None) -> None:
+        super().__init__()
+
+
+def make_queue(discipline: str, ageing_s: float, now: Callable[[], float]):
+    """A waiting queue of the named discipline ("fifo", "priority", "sjf")."""
+    return QUEUES.load(discipline)(ageing_s, now)

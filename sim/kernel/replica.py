@@ -56,6 +56,23 @@ class Request:
         self.session = session
         self.retries = 0  # times re-queued after a node failure
 
+    # What a router sees of a request (sim/policies/routers.py)
+    @property
+    def request_id(self) -> int:
+        return self.idx
+
+    @property
+    def arrival_s(self) -> float:
+        return self.arrival
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.prompt
+
+    @property
+    def output_tokens(self) -> int:
+        return self.output
+
 
 @dataclass
 class Plan:

@@ -1,8 +1,14 @@
-"""Routers: pick the replica for each arriving request (pure policies, registered by name).
+"""Routers: pick the replica for each arriving request (pure policies, registered by name in
+sim/registry.py). A user's router has the same interface as these.
 
-Each router sees the replicas through read-only load figures: `outstanding_req` (requests
-routed there and not yet done), `outstanding_tok` (their prompt + output tokens) and
-`core.free_blocks` (KV blocks it can still allocate). Ties go to the lowest index.
+Interface: `choose(self, request, replicas) -> int`, an index into `replicas` (the replicas that
+can take work now). `request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`,
+`session` (-1: none) and `priority`; each replica view has `index` (the replica's id), `pool`
+(its pool's name), `hardware` (its accelerator's spec), `queue_len`, `running`,
+`free_kv_blocks`, `outstanding_requests` (routed there and not yet done) and
+`outstanding_tokens` (their prompt + output tokens). `setup(self, n_requests, n_replicas, rng)`
+is called once before the run (draw random choices there, from `rng`, for reproducibility).
+Ties go to the lowest index.
 - round_robin: replicas in turn.
 - least_loaded: fewest outstanding tokens (work-aware).
 - jsq: join the shortest queue, i.e. fewest outstanding requests (Winston 1977; the standard
@@ -23,11 +29,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sim.registry import ROUTERS
+
 
 class Router:
+    """Base class of routers (a plug-in need not subclass it: `choose` is what counts)."""
+
     shared_queue = False
 
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:  # pragma: no cover - interface
+    def setup(self, n_requests: int, n_replicas: int, rng: np.random.Generator) -> None:
+        """Called once before the run."""
+
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -43,35 +56,44 @@ class RoundRobin(Router):
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
-        k = self._next % len(reps)
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        k = self._next % len(replicas)
         self._next += 1
         return k
 
 
 class LeastLoaded(Router):
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
-        return _argmin([r.outstanding_tok for r in reps])
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        return _argmin([r.outstanding_tokens for r in replicas])
 
 
 class JSQ(Router):
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
-        return _argmin([r.outstanding_req for r in reps])
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        return _argmin([r.outstanding_requests for r in replicas])
 
 
 class PowerOfTwo(Router):
-    def __init__(self, pairs: np.ndarray) -> None:
-        self.pairs = pairs  # (n_requests, 2) distinct replica indices
+    def __init__(self) -> None:
+        self.pairs = np.zeros((0, 2), dtype=np.int64)  # (n_requests, 2) distinct replica indices
 
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
+    def setup(self, n_requests: int, n_replicas: int, rng: np.random.Generator) -> None:
+        if n_replicas < 2:
+            self.pairs = np.zeros((n_requests, 2), dtype=np.int64)
+            return
+        a = rng.integers(0, n_replicas, size=n_requests)
+        b = (a + rng.integers(1, n_replicas, size=n_requests)) % n_replicas  # distinct from a
+        self.pairs = np.stack([a, b], axis=1)
+
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        i = request.request_id
         a, b = int(self.pairs[i, 0]), int(self.pairs[i, 1])
-        ra, rb = reps[a].outstanding_req, reps[b].outstanding_req
+        ra, rb = replicas[a].outstanding_requests, replicas[b].outstanding_requests
         return a if (ra, a) <= (rb, b) else b
 
 
 class LeastKV(Router):
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
-        return _argmin([-r.core.free_blocks for r in reps])
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        return _argmin([-r.free_kv_blocks for r in replicas])
 
 
 class SessionAffinity(Router):
@@ -79,43 +101,28 @@ class SessionAffinity(Router):
         self.home: dict[int, int] = {}
         self._jsq = JSQ()
 
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        session = request.session
         if session < 0:
-            return self._jsq.choose(i, session, reps)
+            return self._jsq.choose(request, replicas)
         k = self.home.get(session)
         if k is None:
-            k = self.home[session] = self._jsq.choose(i, session, reps)
+            k = self.home[session] = self._jsq.choose(request, replicas)
         return k
 
 
 class CentralQueue(Router):
     shared_queue = True
 
-    def choose(self, i: int, session: int, reps: Sequence[Any]) -> int:
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
         return -1
 
 
-ROUTERS = ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity", "central_queue")
-
-
-def make_router(policy: str, n_requests: int = 0, n_replicas: int = 1, rng: np.random.Generator | None = None) -> Router:
-    if policy == "round_robin":
-        return RoundRobin()
-    if policy == "least_loaded":
-        return LeastLoaded()
-    if policy == "jsq":
-        return JSQ()
-    if policy == "power_of_two":
-        assert rng is not None
-        if n_replicas < 2:
-            return PowerOfTwo(np.zeros((n_requests, 2), dtype=np.int64))
-        a = rng.integers(0, n_replicas, size=n_requests)
-        b = (a + rng.integers(1, n_replicas, size=n_requests)) % n_replicas  # distinct from a
-        return PowerOfTwo(np.stack([a, b], axis=1))
-    if policy == "least_kv":
-        return LeastKV()
-    if policy == "session_affinity":
-        return SessionAffinity()
-    if policy == "central_queue":
-        return CentralQueue()
-    raise ValueError(policy)
+def make_router(policy: str, n_requests: int = 0, n_replicas: int = 1,
+                rng: np.random.Generator | None = None) -> Any:
+    """The router named `policy` (a registered name or a plug-in spec), set up for a run."""
+    router = ROUTERS.load(policy)()
+    setup = getattr(router, "setup", None)
+    if callable(setup):
+        setup(n_requests, n_replicas, rng if rng is not None else np.random.default_rng(0))
+    return router

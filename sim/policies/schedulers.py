@@ -1,6 +1,10 @@
 """Batch schedulers: pure policies that plan the next step of a replica over a ReplicaCore.
 
-Registered by name (`SCHEDULERS`). Each returns a Plan, or None when there is nothing to run.
+Registered by name in sim/registry.py. Each returns a Plan, or None when there is nothing to run.
+A user's scheduler has the same interface (docs/policies.md): `__init__(self, max_batch_size,
+max_batched_tokens)`, `plan(self, core) -> Plan | None`, and optional class attributes `queue`
+(the queue discipline it plans over: "fifo", "priority" or "sjf") and `priority_preemption`
+(victims by class first).
 - fcfs: one request at a time, served whole (static batching with batch size 1).
 - static: request-level batching (FasterTransformer-style): take up to max_batch_size waiting
   requests, reserve KV for their whole sequences, prefill them together, decode until the last
@@ -23,9 +27,13 @@ The queue order lives in sim/kernel/queues.py; the step planning below is shared
 from __future__ import annotations
 
 from sim.kernel.replica import PREFILL, Plan, ReplicaCore
+from sim.registry import SCHEDULERS
 
 
 class Scheduler:
+    queue = "fifo"  # the waiting-queue discipline (sim/registry.py QUEUES)
+    priority_preemption = False  # preempt the lowest class first (else the latest arrival)
+
     def __init__(self, max_batch_size: int, max_batched_tokens: int) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
@@ -80,6 +88,9 @@ class Chunked(Scheduler):
 
 
 class Priority(Chunked):
+    queue = "priority"
+    priority_preemption = True
+
     def _make_room(self, core: ReplicaCore, req, need: int) -> bool:
         """Preempt running requests of a lower class (higher priority value) until `need`
         blocks are free; False (and nothing preempted) if that cannot be done."""
@@ -145,11 +156,15 @@ class Static(Scheduler):
         return Plan(chunks, 0) if chunks else None
 
 
+class Sjf(Chunked):
+    queue = "sjf"
+
+
+class Fcfs(Static):
+    def __init__(self, max_batch_size: int, max_batched_tokens: int) -> None:
+        super().__init__(1, max_batched_tokens)  # one request at a time
+
+
 def make_scheduler(policy: str, max_batch_size: int, max_batched_tokens: int) -> Scheduler:
-    if policy == "fcfs":
-        return Static(1, max_batched_tokens)
-    return SCHEDULERS[policy](max_batch_size, max_batched_tokens)
-
-
-SCHEDULERS: dict[str, type[Scheduler]] = {"chunked": Chunked, "continuous": Continuous, "static": Static,
-                                          "fcfs": Static, "priority": Priority, "sjf": Chunked}
+    """The scheduler named `policy` (a registered name or a plug-in spec)."""
+    return SCHEDULERS.load(policy)(max_batch_size, max_batched_tokens)

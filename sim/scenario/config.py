@@ -16,14 +16,14 @@ from typing import Any, Mapping
 
 from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
 from sim.errors import ScenarioError
+from sim.registry import ROUTERS, SCHEDULERS
+from sim.scenario.facility import parse_facility
 from sim.scenario.table import Table
 
 ARRIVALS = ("poisson", "gamma", "constant", "trace")
 TRACE_FORMATS = ("csv", "azure", "mooncake")
 LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
                 "empirical": ("file",)}
-SCHEDULERS = ("fcfs", "static", "continuous", "chunked", "priority", "sjf")
-ROUTERS = ("round_robin", "least_loaded", "central_queue", "jsq", "power_of_two", "least_kv", "session_affinity")
 SERVICE_DISTS = ("exponential", "deterministic")
 
 
@@ -245,7 +245,7 @@ def _slo(raw: Any, path: str) -> SLO | None:
     return out
 
 
-def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
+def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolConfig:
     path = f"pools[{i}]"
     t = Table(raw, path)
     name = t.get("name", str, f"pool{i}")
@@ -257,7 +257,7 @@ def _pool(raw: Any, i: int, cat: Catalog) -> PoolConfig:
     tp = t.get("tp", int, 1, positive=True)
     s = Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
     sched = SchedulerConfig(
-        policy=s.get("policy", str, "chunked", choices=SCHEDULERS),
+        policy=SCHEDULERS.validate(s.get("policy", str, "chunked"), f"{path}.scheduler.policy", base_dir),
         max_batch_size=s.get("max_batch_size", int, 256, positive=True),
         max_batched_tokens=s.get("max_batched_tokens", int, 8192, positive=True),
         kv_memory_fraction=s.get("kv_memory_fraction", float, 0.9, positive=True),
@@ -317,16 +317,15 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     pools_raw = t.get("pools", list)
     if not pools_raw:
         raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
-    pools = tuple(_pool(p, i, cat) for i, p in enumerate(pools_raw))
+    pools = tuple(_pool(p, i, cat, base_dir) for i, p in enumerate(pools_raw))
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
     r = Table(t.get("router", dict, {}), "router")
-    router = RouterConfig(r.get("policy", str, "round_robin", choices=ROUTERS))
+    router = RouterConfig(ROUTERS.validate(r.get("policy", str, "round_robin"), "router.policy", base_dir))
     r.done()
     slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
-    from sim.scenario.facility import parse_facility
-    facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools)
+    facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools, base_dir)
     cost = None
     if "cost" in t.data:
         ct = Table(t.get("cost", dict), "cost")
@@ -348,6 +347,8 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     for k in ("facility", "failures", "cost"):
         if k in raw:
             effective[k] = copy.deepcopy(raw[k])
+    if facility is not None and isinstance(effective.get("facility", {}).get("manager"), dict):
+        effective["facility"]["manager"]["policy"] = facility.manager_policy  # a plug-in's path, resolved
     return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective)
 
 

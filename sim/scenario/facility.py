@@ -31,14 +31,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 
 from sim.errors import ScenarioError
+from sim.registry import MANAGERS
 from sim.scenario.table import Table
 
 SOURCE_KINDS = ("gas_turbine", "grid", "battery")
-MANAGER_POLICIES = ("none", "cap_uniform", "cap_priority", "drain", "shed")
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class Facility:
         return tot
 
 
-def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], pool_cfgs: tuple) -> Facility | None:
+def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], pool_cfgs: tuple,
+                   base_dir: Path = Path(".")) -> Facility | None:
     """Validate [facility] (and [failures]) against the pools placed in it."""
 
     fl = None
@@ -159,7 +161,7 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
         raise ScenarioError("facility.tents", "empty", "add at least one [[facility.tents]]")
     names = [x.name for x in tents]
     mt = Table(t.get("manager", dict, {}), "facility.manager")
-    policy = mt.get("policy", str, "cap_uniform", choices=MANAGER_POLICIES)
+    policy = MANAGERS.validate(mt.get("policy", str, "cap_uniform"), "facility.manager.policy", base_dir)
     interval = mt.get("interval_s", float, 5.0, positive=True)
     mt.done()
     fac = Facility(tuple(srcs), tuple(tents), policy, interval, t.get("gpus_per_node", int, 8, positive=True),

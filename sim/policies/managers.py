@@ -1,0 +1,113 @@
+"""Power-manager policies: every control interval, keep the facility's draw (IT x PUE) within the
+live supply by capping clocks, draining replicas or shedding arrivals. Registered by name in
+sim/registry.py; a user's manager has the same interface.
+
+Interface: `act(self, fac, supply_w)`, called every `facility.manager.interval_s` with the live
+supply (W, battery included). `fac` is the facility's narrow interface:
+- `fac.replicas`: the replicas that can serve now (not failed, commissioned), each with `index`,
+  `pool` (its PoolConfig: `name`, `priority`, `tp`, `hardware`), `drained`, `cap_w` (per
+  accelerator, None = uncapped);
+- `fac.budget_w()`: what the accelerators may draw at full activity (supply / PUE, bounded by
+  the tents' IT limits, less what the hosts draw);
+- `fac.draw_w`: the facility's draw now (IT x PUE, W); `fac.over_supply`: whether it is above
+  the supply;
+- `fac.set_cap(index, w_per_accelerator | None)`, `fac.drain(index)`, `fac.undrain(index)`,
+  `fac.shed(on)` (reject new requests while on).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def min_cap_w(hw: Any) -> float:
+    """Lowest per-accelerator power limit a part accepts (about 30% of TDP on current GPUs,
+    e.g. 200 W of an H100 SXM's 700 W in nvidia-smi's range)."""
+    return max(hw.idle_w, 0.3 * hw.tdp_w)
+
+
+def _floor_w(r: Any) -> float:
+    return min_cap_w(r.pool.hardware) * r.pool.tp
+
+
+def _full_w(r: Any) -> float:
+    return r.pool.hardware.tdp_w * r.pool.tp
+
+
+class Manager:
+    """Base class of power-manager policies (a plug-in need not subclass it)."""
+
+    def act(self, fac: Any, supply_w: float) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class NoManager(Manager):
+    def act(self, fac: Any, supply_w: float) -> None:
+        return None
+
+
+def _cap_all(fac: Any, caps_w: dict[int, float]) -> None:
+    """Caps per replica (W for all its accelerators); full power means no cap."""
+    for r in fac.replicas:
+        c = caps_w[r.index]
+        fac.set_cap(r.index, None if c >= _full_w(r) - 1e-9 else c / r.pool.tp)
+
+
+class CapUniform(Manager):
+    """One per-accelerator cap: the budget shared evenly, within each part's range."""
+
+    def act(self, fac: Any, supply_w: float) -> None:
+        live = fac.replicas
+        if not live:
+            return
+        per = fac.budget_w() / sum(r.pool.tp for r in live)
+        _cap_all(fac, {r.index: min(_full_w(r), max(_floor_w(r), per * r.pool.tp)) for r in live})
+
+
+class Shed(CapUniform):
+    """cap_uniform, and reject new requests while the draw is over the supply."""
+
+    def act(self, fac: Any, supply_w: float) -> None:
+        if not fac.replicas:
+            return
+        over = fac.over_supply
+        super().act(fac, supply_w)
+        fac.shed(over)
+
+
+class CapPriority(Manager):
+    """Water-filling: everyone at its floor, then the most important pools (lowest priority
+    value) raised to full power first; batch pools are the ones left capped."""
+
+    def act(self, fac: Any, supply_w: float) -> None:
+        live = fac.replicas
+        if not live:
+            return
+        caps = {r.index: _floor_w(r) for r in live}
+        left = fac.budget_w() - sum(caps.values())
+        for r in sorted(live, key=lambda r: (r.pool.priority, r.index)):
+            add = min(max(left, 0.0), _full_w(r) - _floor_w(r))
+            caps[r.index] += add
+            left -= add
+        _cap_all(fac, caps)
+
+
+class Drain(Manager):
+    """Keep as many replicas at full power as the budget allows, most important first, while
+    the drained ones finish what they have at their lowest power limit (their draw counts until
+    they switch off)."""
+
+    def act(self, fac: Any, supply_w: float) -> None:
+        live = fac.replicas
+        if not live:
+            return
+        budget = fac.budget_w()
+        used = sum(_floor_w(r) for r in live)
+        for r in sorted(live, key=lambda r: (r.pool.priority, r.index)):
+            if used - _floor_w(r) + _full_w(r) <= budget + 1e-6:
+                used += _full_w(r) - _floor_w(r)
+                fac.set_cap(r.index, None)
+                fac.undrain(r.index)
+            else:
+                fac.set_cap(r.index, _floor_w(r) / r.pool.tp)
+                fac.drain(r.index)
