@@ -30,6 +30,7 @@ def test_dask_localcluster_matches_local(local_result):
     assert json.dumps(r, sort_keys=True) == json.dumps(local_result, sort_keys=True)
 
 
+@pytest.mark.slow
 def test_killed_worker_does_not_lose_the_sweep():
     """Runs of 1.5-3 s each on 2 workers; one worker is killed 1 s in, while it runs a task."""
     from distributed import Client, LocalCluster

@@ -117,6 +117,7 @@ def test_timeouts_fail_requests_with_reason_and_counts_add_up():
     assert s["e2e_p99_s"] <= 5.0 + 1e-9
 
 
+@pytest.mark.slow
 def test_validate_cli_on_a_small_folder(tmp_path):
     src = REPO / "data" / "validation" / "vllm-measured" / "experiments.csv"
     lines = src.read_text().splitlines()
@@ -140,6 +141,7 @@ def test_validate_cli_on_a_small_folder(tmp_path):
     assert json.loads(r2.stdout)["requests_total"] == 360
 
 
+@pytest.mark.slow
 def test_calibration_fit_reproduces_the_catalog_constants():
     from sim.validation.calibrate import PARAMS, fit, serving_rows
     from sim.perf.catalog import builtin_catalog

@@ -9,6 +9,7 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parents[1] / "notebooks"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["policy_comparison", "queueing_basics", "tent_power"])
 def test_notebook_runs(name, monkeypatch):
     monkeypatch.setenv("DCSIM_SMALL", "1")

@@ -28,9 +28,10 @@ def test_plan_cheapest_meets_slo_and_one_fewer_does_not():
         return dc.summary(dc.run(sc))["slo_attainment"]
 
     assert attain(best["replicas"]) >= 0.9
-    # the next cheaper configuration: one replica fewer of the cheapest combination; every other
-    # combination's cheapest passing count already costs at least as much
-    assert attain(best["replicas"] - 1) < 0.9 if best["replicas"] > 1 else True
+    # the next cheaper configuration: one replica fewer of the cheapest combination (60 req/s needs
+    # several); every other combination's cheapest passing count already costs at least as much
+    assert best["replicas"] > 1
+    assert attain(best["replicas"] - 1) < 0.9
     for f in rep["frontier"]:
         if f["one_fewer_attainment"] is not None:
             assert f["one_fewer_attainment"] < 0.9

@@ -18,7 +18,7 @@ def erlang_c(c: int, a: float) -> float:
     return top / (s + top)
 
 
-@pytest.mark.parametrize("rho,n", [(0.7, 300_000), (0.9, 1_000_000)])
+@pytest.mark.parametrize("rho,n", [(0.7, 300_000), pytest.param(0.9, 1_000_000, marks=pytest.mark.slow)])
 def test_mm1_mean_wait(rho, n):
     s = check_invariants(run(analytic(rho, n, seed=1)))
     wq = rho / (1 - rho)  # mu = 1
@@ -27,14 +27,14 @@ def test_mm1_mean_wait(rho, n):
     assert s["utilization_mean"] == pytest.approx(rho, rel=0.02)
 
 
-@pytest.mark.parametrize("rho,n", [(0.7, 300_000), (0.9, 1_000_000)])
+@pytest.mark.parametrize("rho,n", [(0.7, 300_000), pytest.param(0.9, 1_000_000, marks=pytest.mark.slow)])
 def test_md1_mean_wait_pollaczek_khinchine(rho, n):
     s = check_invariants(run(analytic(rho, n, seed=1, dist="deterministic")))
     wq = rho / (2 * (1 - rho))
     assert s["queue_mean_s"] == pytest.approx(wq, rel=0.05)
 
 
-@pytest.mark.parametrize("rho,n", [(0.7, 200_000), (0.9, 600_000)])
+@pytest.mark.parametrize("rho,n", [(0.7, 200_000), pytest.param(0.9, 600_000, marks=pytest.mark.slow)])
 def test_mmc_central_queue_erlang_c(rho, n):
     c = 4
     s = check_invariants(run(analytic(rho * c, n, seed=1, replicas=c)))
