@@ -57,6 +57,22 @@ CASES = {
                            "pools.scheduler.kv_memory_fraction=0.22", 'router.policy="least_loaded"'],
     "horizon_lag_static": ["workload.num_requests=800", "workload.rate_per_s=12", "run.horizon_s=30.0",
                            'pools.scheduler.policy="static"', "pools.scheduler.max_batch_size=16"],
+    # client timeouts: each request cancelled at its deadline wherever it is (queued, prefilling,
+    # decoding, finished but not yet delivered), under overload
+    "timeouts_overload": ["workload.num_requests=1500", "workload.rate_per_s=110", "workload.timeout_s=1.0"],
+    "timeouts_least_loaded_preemption": ["workload.num_requests=1200", "workload.rate_per_s=45",
+                                         "workload.timeout_s=2.5", 'router.policy="least_loaded"',
+                                         "pools.scheduler.kv_memory_fraction=0.22"],
+    "timeouts_continuous_jsq": ["workload.num_requests=1200", "workload.rate_per_s=80", "workload.timeout_s=2.0",
+                                'pools.scheduler.policy="continuous"', 'router.policy="jsq"'],
+    "timeouts_static": ["workload.num_requests=600", "workload.rate_per_s=70", "workload.timeout_s=4.0",
+                        'pools.scheduler.policy="static"', "pools.scheduler.max_batch_size=16"],
+    "timeouts_priority": ["workload.num_requests=1200", "workload.rate_per_s=50", "workload.timeout_s=2.0",
+                          'pools.scheduler.policy="priority"', "pools.scheduler.kv_memory_fraction=0.22",
+                          'workload.classes=[{name="hi", share=0.3, priority=0}, {name="lo", share=0.7, priority=2}]'],
+    "timeouts_sjf_horizon": ["workload.num_requests=3000", "workload.rate_per_s=100", "workload.timeout_s=2.0",
+                             'pools.scheduler.policy="sjf"', "pools.scheduler.ageing_s=0.5", "run.horizon_s=40.0",
+                             'router.policy="power_of_two"'],
     "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
                    'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
                    "workload.rate_per_s=0.4"],
@@ -110,6 +126,8 @@ def test_compiled_equals_simpy(case):
         assert sa["requests_rejected"] > 0
     if "preemption" in case:
         assert sa["preemptions_total"] > 0
+    if case.startswith("timeouts"):
+        assert sa["requests_failed"] > 20  # the deadlines bite (queued and running requests)
 
 
 def test_two_pools_and_ties(tmp_path):

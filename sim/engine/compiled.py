@@ -42,7 +42,7 @@ from numba import njit
 from sim.perf.power import at_clock
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, N_PC, roofline_terms
-from sim.engine.recorder import COMPLETED, REJECTED, TimeSeries
+from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
 
 # The compiled forms of routers and schedulers, by their codes in sim/registry.py
 R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
@@ -87,8 +87,6 @@ def supported(sc: Any, wl: Any) -> list[str]:
         why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
     if not sc.run.fast_forward:
         why.append("run.fast_forward = false (the per-iteration reference mode)")
-    if sc.workload.timeout_s is not None:
-        why.append("workload.timeout_s")
     delays = set()
     for p in sc.pools:
         if p.service is not None:
@@ -388,13 +386,29 @@ def _q_push(r, i, front, key, S, RQ, QA):
 
 
 @njit(cache=True)
-def _q_head(r, now, age, S, QA, arr):
+def _fifo_head(r, S, RQ):
+    """The head of replica r's FIFO queue, dropping cancelled entries left in it (a client's
+    timeout takes a request off a FIFO queue lazily: the entry stays until it reaches the head)."""
+    i = S[r, QH]
+    while i >= 0 and RQ[i, RST] == R_GONE:
+        i = RQ[i, NXT]
+    S[r, QH] = i
+    if i < 0:
+        S[r, QT] = -1
+    return i
+
+
+@njit(cache=True)
+def _q_head(r, now, age, S, QA, arr, RQ):
     """The request replica r's queue serves next (SjfQueue: the oldest once it has waited
     `age` s, else the shortest)."""
-    if S[r, POL] == P_SJF:
+    pol = S[r, POL]
+    if pol == P_SJF:
         old = S[r, AH]
         if old >= 0 and now - arr[old] >= age:
             return old
+    if pol != P_PRIORITY and pol != P_SJF:
+        return _fifo_head(r, S, RQ)
     return S[r, QH]
 
 
@@ -510,6 +524,48 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA):
     if S[r, POL] == P_SJF:
         key = ((prompt[v] + RQ[v, GEN]) << 32) | v  # tokens to recompute, arrival
     _q_push(r, v, True, key, S, RQ, QA)
+
+
+@njit(cache=True)
+def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output):
+    """The client of request j gave up (ReplicaCore.cancel): j leaves replica r's queue, or the
+    running set with its KV freed; a step in flight still runs (its commit skips j)."""
+    st = RQ[j, RST]
+    bs = S[r, BS]
+    if st == R_WAITING:
+        if S[r, POL] == P_PRIORITY or S[r, POL] == P_SJF:
+            _q_pop(r, j, S, RQ, QA)
+        else:
+            S[r, QLEN] -= 1  # the entry stays; _fifo_head drops it
+    elif st == R_PREFILL:
+        _unlink_prefill(r, j, S, RQ)
+        S[r, NRUN] -= 1
+        S[r, USED] -= RQ[j, HELD]
+    elif st == R_DECODE:
+        a = RA[j]
+        if S[r, POL] == P_STATIC:
+            held = RQ[j, HELD]  # reserved for the whole sequence
+        else:
+            # decoding sequences hold the block of a decode step in flight already
+            grown = 1 if (S[r, ST] == STEP and S[r, PLNDEC] > 0) else 0
+            held = _cdiv(a + S[r, DIT] + grown, bs)
+            CNT[r, a % bs] -= 1
+        S[r, CTXB] -= a
+        S[r, NDEC] -= 1
+        n = S[r, FHLEN]
+        for k in range(n):
+            if (FH[r, k] & 0xFFFFFFFF) == j:
+                _heap_remove(FH, r, n, k)
+                break
+        S[r, FHLEN] = n - 1
+        S[r, NRUN] -= 1
+        S[r, USED] -= held
+    RQ[j, RST] = R_GONE
+    S[r, OUTREQ] -= 1
+    S[r, OUTTOK] -= prompt[j] + output[j]
+    S[r, QBLK] = 0  # freed blocks may admit the queue's head
+    if F[r, EEND] < F[r, NB]:
+        F[r, NB] = F[r, EEND]  # a smaller batch may finish sooner than the bound said
 
 
 @njit(cache=True)
@@ -646,7 +702,7 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
         budget -= c
     # vLLM v1 admits no new request in a step that had to preempt
     while budget > 0 and slots > 0 and S[r, QLEN] > 0 and not preempted:
-        i = _q_head(r, now, age, S, QA, arr)
+        i = _q_head(r, now, age, S, QA, arr, RQ)
         c = min(prompt[i] + RQ[i, GEN], budget)
         need = _cdiv(c, bs)
         if need > S[r, TOT] - S[r, USED]:
@@ -671,7 +727,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
     slots = S[r, MAXB] - S[r, NRUN]
     nch = 0
     while S[r, QLEN] > 0 and slots > 0:
-        i = S[r, QH]
+        i = _fifo_head(r, S, RQ)
         c = prompt[i] + RQ[i, GEN]
         if nch and c > budget:
             break
@@ -702,7 +758,7 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA):
         return 0, S[r, NDEC], True
     nch = 0
     while S[r, QLEN] > 0 and nch < S[r, MAXB]:
-        i = S[r, QH]
+        i = _fifo_head(r, S, RQ)
         need = _cdiv(prompt[i] + output[i], S[r, BS])
         if need > S[r, TOT] - S[r, USED]:
             break
@@ -789,9 +845,10 @@ def _next_delivery_bound(r, e, S, F, FH):
 
 @njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr):
+             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
-    a wake-up before T. 0: done; TS_FULL: grow the time-series buffers and call again."""
+    a wake-up before T (at T too with wake_at_T: for a deadline, which comes after the instant's
+    plans). 0: done; TS_FULL: grow the time-series buffers and call again."""
     pc = _pc(PC, r)
     bs = S[r, BS]
     while True:
@@ -803,7 +860,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
         if ts_on and GI[TS_N] + 2 > tsf.shape[0]:
             return TS_FULL
         if st == WAKE:
-            if e >= T:
+            if e > T or (e == T and not wake_at_T):
                 F[r, NB] = e
                 return 0  # requests enqueued at the same instant join the first plan
             idle_w = pc[IDLE_W] * S[r, TP]
@@ -880,12 +937,12 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
 
 @njit(cache=True)
 def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr):
+                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, wake_at_T=False):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
         code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr)
+                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T)
         if code != TS_FULL:
             return tsf, tsi
         nf = np.empty(tsf.shape[0] * 2, np.float64)
@@ -906,10 +963,28 @@ def _load(router, S, r):
 
 
 @njit(cache=True)
+def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
+            REP, bins, G, ts, GI, ts_on, tmp, QA, arr):
+    """Request j's client gives up at td (a calendar event): its replica is advanced to td (the
+    instant's step ends and plans come first) and j, if still live, is cancelled and fails."""
+    k = REP[j]
+    if k < 0 or STATUS[j] == REJECTED:
+        return ts
+    ts = _advance_grow(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, True)
+    if RQ[j, RST] != R_GONE:
+        _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output)
+        STATUS[j] = FAILED
+        FIN[j] = td
+    return ts
+
+
+@njit(cache=True)
 def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START,
-         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon):
+         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon, timeout):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
-    its time; nothing at or after `horizon` (inf: none) happens. Returns (arrival-clock end,
+    its time, merged with the client deadlines (arrival + timeout; inf: none) of the requests
+    that entered; nothing at or after `horizon` (inf: none) happens. Returns (arrival-clock end,
     bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
     R = S.shape[0]
@@ -926,12 +1001,20 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
     home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
     now = 0.0
     rr = 0
+    dj = 0  # the next request whose deadline is pending
+    entered = 0  # requests whose arrival was processed
     for i in range(n):
         target = arr[i] + d0
         if target > now:
             now = now + (target - now)  # SimPy's clock: now + delay
         if now >= horizon:
             break  # SimPy stops before the events at the horizon
+        # deadlines before this arrival (one at the same instant comes after it)
+        while dj < i and arr[dj] + timeout < now:
+            ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
+                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr)
+            dj += 1
+        entered = i + 1
         if prompt[i] + output[i] > fit:
             STATUS[i] = REJECTED
             continue
@@ -983,6 +1066,10 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = now
         elif F[k, EEND] < F[k, NB]:
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
+    while dj < entered and arr[dj] + timeout < horizon:
+        ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
+                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr)
+        dj += 1
     end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
     for r in range(R):
         ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
@@ -1083,29 +1170,45 @@ def run(sim: Any) -> Any:
         QA = np.zeros((1, N_QA), np.int64)
     ts_on = bool(sc.run.timeseries)
     horizon = sc.run.horizon_s
+    timeout = float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
         float(d0), int(fit), ROUTERS.code(sc.router.policy), np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
         S, F, PC,
         np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
         tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0,  # grows x2
-        float(horizon) if horizon is not None else np.inf)
+        float(horizon) if horizon is not None else np.inf, timeout)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():
         tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
     tb.replica[rej] = -1
+    if sc.workload.timeout_s is not None:
+        # a response delivered after the client left is a timeout too (Simulation.complete)
+        late = (tb.status == COMPLETED) & (tb.finish_s > wl.arrival_s + timeout)
+        tb.status[late] = FAILED
+        tb.finish_s[late] = wl.arrival_s[late] + timeout
+        failed = tb.status == FAILED
+        why = f"timeout: no response within {sc.workload.timeout_s:g} s"
+        for i in np.flatnonzero(failed).tolist():
+            tb.reason[i] = why
+        # a first token the client never saw (sampled, or delivered after it left) is not recorded
+        unseen = failed & ((tb.first_token_s == 0.0) | (tb.first_token_s > tb.finish_s))
+        tb.first_token_s[unseen] = -1.0
     done = tb.status == COMPLETED
+    left = done | (tb.status == FAILED)  # requests that left the system
     if horizon is None:
-        sim_time = max(float(clock), float(tb.finish_s[done].max()) if done.any() else 0.0)
+        sim_time = max(float(clock), float(tb.finish_s[left].max()) if left.any() else 0.0)
     else:
         sim_time = float(horizon)
-        # as the SimPy table: first token and preemptions are recorded at completion
-        tb.first_token_s[~done] = -1.0
-        tb.preemptions[~done] = 0
+        # as the SimPy table: first token and preemptions are recorded when a request leaves
+        tb.first_token_s[~left] = -1.0
+        tb.preemptions[~left] = 0
     G = np.array([bin_w])
     for r in range(R):
-        if S[r, ST] == STEP:  # in a step at the horizon: its time and energy count up to there
+        if S[r, ST] == STEP or (S[r, ST] == IDLE and F[r, EEND] > sim_time):
+            # in a step at the end (the horizon, or the last request's deadline while a step of a
+            # cancelled request ran on): its time and energy count up to there
             over = F[r, EEND] - sim_time
             F[r, BUSY] -= over
             F[r, ESTEP] -= F[r, WSTEP] * over
@@ -1130,7 +1233,7 @@ def run(sim: Any) -> Any:
         for k, col in enumerate((ts.replica, ts.batch_size, ts.kv_blocks_used, ts.queue_len)):
             col.frombytes(tsi[:rows, k].astype(np.int32).tobytes())
         ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
-    fin = tb.finish_s[done]
+    fin = tb.finish_s[left]
     fin.sort()
     sys_t, sys_n = _in_system(wl.arrival_s[tb.replica >= 0], fin)  # the arrivals routed
     del fin

@@ -7,7 +7,6 @@ wake-up event when idle (no polling).
 
 from __future__ import annotations
 
-import heapq
 import numbers
 import math
 import time
@@ -34,6 +33,17 @@ from sim.workload.generate import Workload, build_workload
 
 
 FF_MAX_STEPS = 1024  # longest fast-forward window (steps)
+LATE = 2  # SimPy event priority of client deadlines: after the step ends and arrivals of an instant (1)
+
+
+class _Later(simpy.events.Event):
+    """A timeout with an event priority of its own (SimPy orders events by time, priority, id)."""
+
+    def __init__(self, env: simpy.Environment, delay: float, priority: int) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, priority, delay)
 
 
 def _delay_to(now: float, target: float) -> float:
@@ -190,7 +200,6 @@ class _Replica:
         plan_fn = self.sched.plan
         info = self.info
         tp = self.pool.tp
-        expire = sim.expire if sim.deadlines is not None else None
         # least_kv reads every replica's free KV blocks on each arrival: a window grows its
         # blocks in bulk at the end, so it would read them stale
         ff = (sim.sc.run.fast_forward and sim.fac is None and sim.shared is None
@@ -201,8 +210,6 @@ class _Replica:
                     yield self._sleep()
                     continue
                 core = self.core
-                if expire is not None:
-                    expire(env.now)
                 plan = plan_fn(core)
                 if plan is None:
                     yield self._sleep()
@@ -249,8 +256,11 @@ class _Replica:
         now = env.now
         t, p = self.perf.decode_window(n, core.decode_context(), k)
         ends = np.cumsum(np.concatenate(([now], t)))[1:]  # same additions as stepping one by one
-        if sim.deadlines:
-            k = min(k, int(np.searchsorted(ends, sim.deadlines[0][0])) + 1)  # stop at the next expiry
+        if sim.deadlines is not None:
+            # a window ends before the next client deadline, which cancels a request at its exact
+            # time (mid-step: the per-step loop handles that, a window would not)
+            nxt = sim.deadlines[0][0] if sim.deadlines else now + sim.timeout_s
+            k = max(1, min(k, int(np.searchsorted(ends, nxt))))  # one step: as if stepped alone
         tp = self.pool.tp
         e_steps = p[:k] * t[:k] * tp  # energy of each step (J)
         total = float(ends[k - 1] - now)
@@ -315,8 +325,6 @@ class _Replica:
         env, core, sim = self.env, self.core, self.sim
         table = sim.table
         while True:
-            if sim.deadlines is not None:
-                sim.expire(env.now)
             if not core.waiting:
                 yield self._sleep()
                 continue
@@ -362,7 +370,10 @@ class Simulation:
         self.shared = shared
         self.views = [ReplicaView(r) for r in self.replicas]
         self.timeout_s = scenario.workload.timeout_s
-        self.deadlines: list | None = [] if self.timeout_s is not None else None
+        # client deadlines (arrival + timeout_s) in time order: arrivals come in order and the
+        # timeout is one for all, so appending keeps the order
+        self.deadlines: deque | None = deque() if self.timeout_s is not None else None
+        self._dl_wake: simpy.Event | None = None
         self._target: dict[int, _Replica] = {}  # routed replica of each request in the system
         cls = self.wl.cls
         classes = scenario.workload.classes
@@ -461,15 +472,27 @@ class Simulation:
         self._untarget(req)
         self._in_system(-1, t)
 
-    def expire(self, now: float) -> None:
-        """Fail every request whose client gave up by `now` (workload.timeout_s after arrival)."""
-        dl = self.deadlines
-        while dl and dl[0][0] <= now:
-            t, i, req = heapq.heappop(dl)
-            if req.state == GONE:
+    def _deadline_proc(self):
+        """Each client gives up at its deadline: the request is cancelled at that instant
+        wherever it is (queued, prefilling, decoding; a step in flight still runs) and fails
+        with reason timeout. Deadlines at one instant go after that instant's step ends and
+        arrivals (event priority), as in the compiled engine's calendar."""
+        env, dl = self.env, self.deadlines
+        while True:
+            if not dl:
+                if self.arrivals_done:
+                    return
+                self._dl_wake = env.event()
+                yield self._dl_wake
                 continue
-            self.replicas[0].core.cancel(req)  # cancel() finds the queue or replica holding it
-            self._fail_timeout(req, t)
+            t, _, req = dl[0]
+            if t > env.now:
+                yield _Later(env, _delay_to(env.now, t), LATE)
+                continue
+            dl.popleft()
+            if req.state != GONE:
+                self.replicas[0].core.cancel(req)  # cancel() finds the queue or replica holding it
+                self._fail_timeout(req, t)
 
     def reject(self, i: int, reason: str) -> None:
         self.table.status[i] = REJECTED
@@ -509,7 +532,9 @@ class Simulation:
                           sess[i] if sess is not None else -1)
             self._in_system(+1, t)
             if deadlines is not None:
-                heapq.heappush(deadlines, (t + timeout, i, req))
+                deadlines.append((t + timeout, i, req))
+                if self._dl_wake is not None and not self._dl_wake.triggered:
+                    self._dl_wake.succeed()
             if not self._route(req, d0):
                 self._in_system(-1, t)
                 self.reject(i, "no_capacity: every replica is down, drained or not yet commissioned")
@@ -616,6 +641,8 @@ class Simulation:
             from sim.engine.facility_procs import start_facility
             start_facility(self)
         env.process(self._arrivals())
+        if self.deadlines is not None:
+            env.process(self._deadline_proc())
         horizon = self.sc.run.horizon_s
         if horizon is not None:
             env.run(until=horizon)
