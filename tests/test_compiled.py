@@ -73,6 +73,30 @@ CASES = {
     "timeouts_sjf_horizon": ["workload.num_requests=3000", "workload.rate_per_s=100", "workload.timeout_s=2.0",
                              'pools.scheduler.policy="sjf"', "pools.scheduler.ageing_s=0.5", "run.horizon_s=40.0",
                              'router.policy="power_of_two"'],
+    # prefix caching: hits on shared prefixes, LRU eviction of cached blocks under KV pressure
+    # (before any preemption), and preemption of requests holding shared blocks
+    "prefix_cache_hits": ["workload.num_requests=1200", "workload.rate_per_s=20", "pools.scheduler.prefix_caching=true",
+                          "workload.shared_prefix={groups=6, tokens=600}", 'router.policy="session_affinity"',
+                          "workload.sessions=30"],
+    "prefix_cache_eviction_preemption": ["workload.num_requests=1000", "workload.rate_per_s=35",
+                                         "pools.scheduler.prefix_caching=true", "pools.scheduler.kv_memory_fraction=0.22",
+                                         "workload.shared_prefix={groups=40, tokens=900}", 'router.policy="least_kv"'],
+    "prefix_cache_continuous_timeouts": ["workload.num_requests=1200", "workload.rate_per_s=60",
+                                         'pools.scheduler.policy="continuous"', "pools.scheduler.prefix_caching=true",
+                                         "pools.scheduler.kv_memory_fraction=0.25", "workload.timeout_s=3.0",
+                                         "workload.shared_prefix={groups=12, tokens=700}"],
+    "prefix_cache_static": ["workload.num_requests=600", "workload.rate_per_s=12", 'pools.scheduler.policy="static"',
+                            "pools.scheduler.max_batch_size=16", "pools.scheduler.prefix_caching=true",
+                            "workload.shared_prefix={groups=3, tokens=500}"],
+    "prefix_cache_priority_preemption": ["workload.num_requests=1000", "workload.rate_per_s=30",
+                                         'pools.scheduler.policy="priority"', "pools.scheduler.kv_memory_fraction=0.22",
+                                         "pools.scheduler.prefix_caching=true",
+                                         "workload.shared_prefix={groups=20, tokens=800}",
+                                         'workload.classes=[{name="hi", share=0.3, priority=0}, '
+                                         '{name="lo", share=0.7, priority=2}]'],
+    "prefix_cache_sjf": ["workload.num_requests=1000", "workload.rate_per_s=30", 'pools.scheduler.policy="sjf"',
+                         "pools.scheduler.prefix_caching=true", "pools.scheduler.kv_memory_fraction=0.22",
+                         "workload.shared_prefix={groups=10, tokens=400}", "pools.scheduler.ageing_s=0.5"],
     "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
                    'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
                    "workload.rate_per_s=0.4"],
@@ -173,6 +197,17 @@ def test_timeseries():
     ts = a.timeseries.columns()
     assert len(ts["t_s"]) > 0 and np.all(np.diff(ts["t_s"][ts["replica"] == 0]) >= 0)
     assert ts["kv_blocks_used"].max() <= a.replicas[0].total_blocks
+
+
+@pytest.mark.parametrize("name", ["19-llama-3-1-8b-tp1-roleplay-1", "10-mixtral-8x7b-tp2-codegen"])
+def test_validation_scenarios_with_prefix_caching_run_compiled_and_equal(name):
+    """Measured vLLM experiments (prefix caching, client timeouts, load stages) on the fast path."""
+    path = REPO / "scenarios" / "validation" / f"{name}.toml"
+    a, b = _pair(["workload.stages.duration_s=150"], base=path)
+    assert a.scenario.pools[0].scheduler.prefix_caching and a.scenario.workload.timeout_s is not None
+    _same(a, b)
+    sa = summarize(Simulation(load(path, ["workload.stages.duration_s=150"])).run())
+    assert sa["engine"] == "compiled"
 
 
 def test_compiled_refuses_what_it_does_not_model():

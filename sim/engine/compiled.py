@@ -1,17 +1,19 @@
-"""Compiled engine: the SimPy engine's replica semantics for the common case, as one event loop
-compiled with numba, for runs of millions of requests.
+"""Compiled engine: the SimPy engine's replica semantics as one event loop compiled with numba,
+for runs of millions of requests.
 
 It reproduces, step for step and with the same floating-point operations, what
-sim/engine/simulation.py does with sim/kernel/replica.py and sim/policies/schedulers.py for the `chunked` (vLLM v1),
-`continuous` (vLLM v0), `static`, `fcfs`, `priority` and `sjf` schedulers: per-replica FIFO,
-class-priority or shortest-first-with-ageing queues, prefill chunks under a token budget, a
-paged KV cache with recompute preemption of the latest arrival (of the lowest class), the uncapped roofline step time of sim/perf/roofline.py, host request overhead and
-lagged output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv
-and session_affinity. So
-every request gets the same first-token, start and finish times and preemption count as in the
-SimPy engine (tests/test_compiled.py checks it, bit for bit). What it does not model (a
-[facility], timeouts, prefix caching, central_queue)
-runs on the SimPy engine; `supported()` says why.
+sim/engine/simulation.py does with sim/kernel/replica.py and sim/policies/schedulers.py for the
+`chunked` (vLLM v1), `continuous` (vLLM v0), `static`, `fcfs`, `priority` and `sjf` schedulers:
+per-replica FIFO, class-priority or shortest-first-with-ageing queues, prefill chunks under a
+token budget, a paged KV cache with recompute preemption of the latest arrival (of the lowest
+class), automatic prefix caching with LRU eviction of unheld cached blocks, client timeouts
+(each request cancelled at its deadline, a calendar event merged with the arrivals), the
+roofline step time of sim/perf (the same compiled functions), host request overhead and lagged
+output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv and
+session_affinity. So every request gets the same first-token, start and finish times, status
+and preemption count as in the SimPy engine (tests/test_compiled.py checks it, bit for bit).
+What it does not model yet (a [facility], central_queue, analytic service) runs on the SimPy
+engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
 time of the next arrival routed to it (every replica, for routers that read load); between
@@ -50,8 +52,13 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT) = range(29)
-N_S = 29  # AH, AT: sjf's arrival-order list (head, tail)
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB) = range(33)
+N_S = 33  # AH, AT: sjf's arrival-order list (head, tail)
+# Prefix cache (ReplicaCore's _ref/_lru): PB full blocks per shared prefix (0: caching off); block
+# j of group g is slot g * PB + j of KC[r] = (holders, or -1 if not cached; LRU prev; LRU next).
+# USED counts every block running requests hold once (shared ones too); NLRU cached blocks no
+# one holds, oldest first from LH (evicted before any preemption): free = TOT - USED - NLRU.
+KREF, KPREV, KNEXT = range(3)
 P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = (  # S[r, POL]; fcfs is static with batch size 1
     SCHEDULERS.code(n) for n in ("chunked", "continuous", "static", "priority", "sjf"))
 # Priority queues: QA[i] = (key, left, right) of request i in its replica's skew heap; the key
@@ -66,8 +73,9 @@ N_F = 9  # AGE: sjf's ageing_s; WSTEP: power of the step in flight (W, all its a
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
-NXT, DONE, HELD, GEN, RST = range(5)  # GEN: tokens generated so far; RST: R_* state
-N_RQ = 5
+NXT, DONE, HELD, GEN, RST, NSH, GRP = range(7)  # GEN: tokens generated so far; RST: R_* state;
+N_RQ = 7  # HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
+# prefix cache; GRP: its shared-prefix group (-1: none)
 R_WAITING, R_PREFILL, R_DECODE, R_GONE = 0, 1, 2, 3
 # Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
 # Globals G[field] (float) and GI[field] (int)
@@ -95,8 +103,6 @@ def supported(sc: Any, wl: Any) -> list[str]:
         s = p.scheduler
         if s.policy not in SCHEDULERS.compiled_names():
             why.append(f"pools.{p.name}.scheduler.policy = {s.policy!r} (compiled: {', '.join(SCHEDULERS.compiled_names())})")
-        if s.prefix_caching and wl.prefix_tokens // s.block_size > 0:
-            why.append(f"pools.{p.name}.scheduler.prefix_caching with shared prefixes")
         delays.add(p.hardware.request_overhead_s)
     if len(delays) > 1:
         why.append("pools with different hardware request_overhead_s")
@@ -247,9 +253,120 @@ def _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
 
 
 @njit(cache=True)
-def _finish(r, i, t, blocks, S, PDONE, FIN, STATUS, prompt, output):
+def _lru_unlink(r, s, S, KC):
+    p = KC[r, s, KPREV]
+    n = KC[r, s, KNEXT]
+    if p >= 0:
+        KC[r, p, KNEXT] = n
+    else:
+        S[r, LH] = n
+    if n >= 0:
+        KC[r, n, KPREV] = p
+    else:
+        S[r, LT] = p
+    S[r, NLRU] -= 1
+
+
+@njit(cache=True)
+def _lru_push(r, s, S, KC):
+    """Cached block s has no holder left: to the most recently used end."""
+    t = S[r, LT]
+    KC[r, s, KPREV] = t
+    KC[r, s, KNEXT] = -1
+    if t >= 0:
+        KC[r, t, KNEXT] = s
+    else:
+        S[r, LH] = s
+    S[r, LT] = s
+    S[r, NLRU] += 1
+
+
+@njit(cache=True)
+def _take(r, n, S, KC):
+    """n new private blocks (ReplicaCore.take): free ones, then the least recently used cached
+    ones (evicted); the caller has checked that TOT - USED >= n."""
+    free = S[r, TOT] - S[r, USED] - S[r, NLRU]
+    while free < n:
+        s = S[r, LH]
+        _lru_unlink(r, s, S, KC)
+        KC[r, s, KREF] = -1
+        free += 1
+    S[r, USED] += n
+
+
+@njit(cache=True)
+def _release(r, i, blocks, S, RQ, KC):
+    """Request i lets go of its `blocks` KV blocks (ReplicaCore.release): private ones are freed,
+    shared ones lose a holder and, at none, join the LRU end in block order."""
+    nsh = RQ[i, NSH]
+    S[r, USED] -= blocks - nsh
+    if nsh:
+        base = RQ[i, GRP] * S[r, PB]
+        for j in range(nsh):
+            s = base + j
+            KC[r, s, KREF] -= 1
+            if KC[r, s, KREF] == 0:
+                S[r, USED] -= 1
+                _lru_push(r, s, S, KC)
+        RQ[i, NSH] = 0
+
+
+@njit(cache=True)
+def _peek_hits(r, i, target, S, RQ, KC):
+    """(cached leading blocks of request i's prompt, how many of them no one holds now):
+    ReplicaCore.peek_hits. The last token is always computed."""
+    pb = S[r, PB]
+    g = RQ[i, GRP]
+    if pb == 0 or g < 0 or RQ[i, DONE] != 0:
+        return 0, 0
+    k = min(pb, (target - 1) // S[r, BS])
+    base = g * pb
+    hits = 0
+    idle = 0
+    while hits < k:
+        c = KC[r, base + hits, KREF]
+        if c < 0:
+            break
+        if c == 0:
+            idle += 1
+        hits += 1
+    return hits, idle
+
+
+@njit(cache=True)
+def _acquire_hits(r, i, hits, S, RQ, KC):
+    """Request i holds the first `hits` cached blocks of its prefix (ReplicaCore.acquire_hits)."""
+    base = RQ[i, GRP] * S[r, PB]
+    for j in range(hits):
+        s = base + j
+        if KC[r, s, KREF] == 0:
+            _lru_unlink(r, s, S, KC)
+            S[r, USED] += 1
+        KC[r, s, KREF] += 1
+    RQ[i, NSH] = hits
+    RQ[i, DONE] = hits * S[r, BS]
+
+
+@njit(cache=True)
+def _register(r, i, S, RQ, KC):
+    """Publish request i's computed full prefix blocks (ReplicaCore._register): its private blocks
+    become shared, up to the first one another request computed concurrently."""
+    full = min(S[r, PB], RQ[i, DONE] // S[r, BS])
+    nsh = RQ[i, NSH]
+    base = RQ[i, GRP] * S[r, PB]
+    while nsh < full:
+        s = base + nsh
+        if KC[r, s, KREF] >= 0:
+            break
+        KC[r, s, KREF] = 1
+        nsh += 1
+    RQ[i, NSH] = nsh
+
+
+@njit(cache=True)
+def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
     S[r, NRUN] -= 1
-    S[r, USED] -= blocks
+    _release(r, i, blocks, S, RQ, KC)
     if S[r, LAG]:
         PDONE[r, S[r, NPDONE]] = i
         S[r, NPDONE] += 1
@@ -258,7 +375,7 @@ def _finish(r, i, t, blocks, S, PDONE, FIN, STATUS, prompt, output):
 
 
 @njit(cache=True)
-def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
+def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC):
     """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
     bs = S[r, BS]
     static = S[r, POL] == P_STATIC
@@ -276,15 +393,17 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
             S[r, CTXB] -= a
             RQ[i, RST] = R_GONE
             if static:
-                _finish(r, i, e, RQ[i, HELD], S, PDONE, FIN, STATUS, prompt, output)  # reserved blocks
+                _finish(r, i, e, RQ[i, HELD], S, RQ, PDONE, FIN, STATUS, prompt, output, KC)  # reserved blocks
             else:
                 CNT[r, a % bs] -= 1
-                _finish(r, i, e, _cdiv(a + dit, bs), S, PDONE, FIN, STATUS, prompt, output)
+                _finish(r, i, e, _cdiv(a + dit, bs), S, RQ, PDONE, FIN, STATUS, prompt, output, KC)
     for k in range(S[r, NCH]):
         i = CH[r, k, 0]
         if RQ[i, RST] != R_PREFILL:
             continue  # preempted while the step was planned
         RQ[i, DONE] += CH[r, k, 1]
+        if S[r, PB] and RQ[i, GRP] >= 0:
+            _register(r, i, S, RQ, KC)
         if RQ[i, DONE] >= prompt[i] + RQ[i, GEN]:
             _unlink_prefill(r, i, S, RQ)
             RQ[i, GEN] += 1  # the prefill step samples the next token
@@ -297,7 +416,7 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
                     FIRST[i] = e
             if RQ[i, GEN] >= output[i]:
                 RQ[i, RST] = R_GONE
-                _finish(r, i, e, RQ[i, HELD], S, PDONE, FIN, STATUS, prompt, output)
+                _finish(r, i, e, RQ[i, HELD], S, RQ, PDONE, FIN, STATUS, prompt, output, KC)
             else:
                 a = prompt[i] + RQ[i, GEN] - 1 - S[r, DIT]  # tokens in KV now (base) - j0
                 RA[i] = a
@@ -491,7 +610,7 @@ def _victim(r, S, RQ, FH, QA):
 
 
 @njit(cache=True)
-def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA):
+def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
     """Recompute preemption of request v (ReplicaCore.preempt): free its KV, keep the tokens it
     generated, requeue it at the front. `grown`: decoding sequences already hold the block of
     the step being planned."""
@@ -515,7 +634,7 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA):
         _unlink_prefill(r, v, S, RQ)
         held = RQ[v, HELD]
     S[r, NRUN] -= 1
-    S[r, USED] -= held
+    _release(r, v, held, S, RQ, KC)
     RQ[v, RST] = R_WAITING
     RQ[v, DONE] = 0
     RQ[v, HELD] = 0
@@ -527,7 +646,7 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA):
 
 
 @njit(cache=True)
-def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output):
+def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
     """The client of request j gave up (ReplicaCore.cancel): j leaves replica r's queue, or the
     running set with its KV freed; a step in flight still runs (its commit skips j)."""
     st = RQ[j, RST]
@@ -540,7 +659,7 @@ def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output):
     elif st == R_PREFILL:
         _unlink_prefill(r, j, S, RQ)
         S[r, NRUN] -= 1
-        S[r, USED] -= RQ[j, HELD]
+        _release(r, j, RQ[j, HELD], S, RQ, KC)
     elif st == R_DECODE:
         a = RA[j]
         if S[r, POL] == P_STATIC:
@@ -559,7 +678,7 @@ def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output):
                 break
         S[r, FHLEN] = n - 1
         S[r, NRUN] -= 1
-        S[r, USED] -= held
+        _release(r, j, held, S, RQ, KC)
     RQ[j, RST] = R_GONE
     S[r, OUTREQ] -= 1
     S[r, OUTTOK] -= prompt[j] + output[j]
@@ -569,7 +688,7 @@ def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output):
 
 
 @njit(cache=True)
-def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
+def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     """ReplicaCore.grow_decodes when the free blocks may not cover every sequence that needs one
     for the next step: in index order, each takes a free block, or preempts the latest arrival
     (possibly itself). Returns whether anything was preempted."""
@@ -591,17 +710,17 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
             v = _victim(r, S, RQ, FH, QA)
             # a victim before j in index order has had its block this round (with the priority
             # scheduler the victim need not be the latest arrival)
-            _preempt(r, v, 1 if v < j else 0, S, RQ, RA, FH, CNT, PRE, prompt, QA)
+            _preempt(r, v, 1 if v < j else 0, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
             pre = True
             if v == j:
                 break
         if RQ[j, RST] == R_DECODE:
-            S[r, USED] += 1
+            _take(r, 1, S, KC)
     return pre
 
 
 @njit(cache=True)
-def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
+def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     """Priority._make_room: preempt running requests of a lower class (latest of the lowest
     class first) until `need` blocks are free; False, with nothing preempted, if they cannot."""
     bs = S[r, BS]
@@ -627,42 +746,45 @@ def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
     for k in range(m):
         if S[r, TOT] - S[r, USED] >= need:
             break
-        _preempt(r, keys[k] & 0xFFFFFFFF, 1, S, RQ, RA, FH, CNT, PRE, prompt, QA)
+        _preempt(r, keys[k] & 0xFFFFFFFF, 1, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
     return S[r, TOT] - S[r, USED] >= need
 
 
 # inline="always": numba inlines these small planners into _plan (about 25% less time per run)
 @njit(cache=True, inline="always")
-def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
+def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     """Blocks for the next decode step (ReplicaCore.grow_decodes); whether it preempted."""
     g = CNT[r, (1 - (S[r, DIT] + 1)) % S[r, BS]]  # sequences whose next token opens a block
     if S[r, USED] + g <= S[r, TOT]:
-        S[r, USED] += g
+        _take(r, g, S, KC)
         return False
-    return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA)
+    return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
 
 
 @njit(cache=True, inline="always")
-def _admit(r, i, need, S, RQ, QA):
-    """Move the head of the queue, request i, to the prefilling list with `need` new blocks."""
+def _admit(r, i, hits, need, S, RQ, QA, KC):
+    """Move the head of the queue, request i, to the prefilling list with `hits` prefix-cache
+    blocks and `need` new blocks (ReplicaCore.admit_with)."""
     _q_pop(r, i, S, RQ, QA)
     _append(r, i, PH, PT, S, RQ)
     S[r, NPF] += 1
     S[r, NRUN] += 1
     RQ[i, RST] = R_PREFILL
-    RQ[i, HELD] = need
-    S[r, USED] += need
+    if hits:
+        _acquire_hits(r, i, hits, S, RQ, KC)
+    RQ[i, HELD] = hits + need
+    _take(r, need, S, KC)
 
 
 @njit(cache=True, inline="always")
-def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr):
+def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC):
     """Chunked.plan: decode every running sequence, then prompt chunks in arrival order up to the
     token budget. Returns (chunks, decode sequences, stable): stable when a waiting request
     cannot start until something finishes."""
     bs = S[r, BS]
     preempted = False
     if S[r, NDEC]:
-        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA)
+        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
     grown = 1  # decoding sequences now hold the blocks of this step
     budget = S[r, MAXT] - S[r, NDEC]
     slots = S[r, MAXB] - S[r, NRUN]
@@ -687,14 +809,14 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
             ok = True
             while S[r, TOT] - S[r, USED] < need:
                 v = _victim(r, S, RQ, FH, QA)
-                _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA)
+                _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
                 preempted = True
                 if v == i:
                     ok = False
                     break
             if not ok:
                 continue
-            S[r, USED] += need
+            _take(r, need, S, KC)
             RQ[i, HELD] += need
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
@@ -703,13 +825,17 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
     # vLLM v1 admits no new request in a step that had to preempt
     while budget > 0 and slots > 0 and S[r, QLEN] > 0 and not preempted:
         i = _q_head(r, now, age, S, QA, arr, RQ)
-        c = min(prompt[i] + RQ[i, GEN], budget)
-        need = _cdiv(c, bs)
-        if need > S[r, TOT] - S[r, USED]:
-            if S[r, POL] == P_PRIORITY and _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA):
+        target = prompt[i] + RQ[i, GEN]
+        hits, idle = _peek_hits(r, i, target, S, RQ, KC)
+        cached = hits * bs
+        c = min(target - cached, budget)
+        need = _cdiv(cached + c, bs) - hits
+        if need > S[r, TOT] - S[r, USED] - idle:
+            if S[r, POL] == P_PRIORITY and _make_room(r, i, need + idle, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA,
+                                                     KC):
                 continue  # the head may have changed (preempted requests rejoin the queue)
             break
-        _admit(r, i, need, S, RQ, QA)
+        _admit(r, i, hits, need, S, RQ, QA, KC)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
@@ -720,7 +846,7 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
 
 
 @njit(cache=True, inline="always")
-def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
+def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
     """Continuous.plan (Orca, vLLM v0): whole prompts of admitted requests first, in a step of
     their own; otherwise decode every running sequence."""
     budget = S[r, MAXT]
@@ -728,13 +854,15 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
     nch = 0
     while S[r, QLEN] > 0 and slots > 0:
         i = _fifo_head(r, S, RQ)
-        c = prompt[i] + RQ[i, GEN]
+        target = prompt[i] + RQ[i, GEN]
+        hits, idle = _peek_hits(r, i, target, S, RQ, KC)
+        c = target - hits * S[r, BS]
         if nch and c > budget:
             break
-        need = _cdiv(c, S[r, BS])
-        if need > S[r, TOT] - S[r, USED]:
+        need = _cdiv(target, S[r, BS]) - hits
+        if need > S[r, TOT] - S[r, USED] - idle:
             break
-        _admit(r, i, need, S, RQ, QA)
+        _admit(r, i, hits, need, S, RQ, QA, KC)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
@@ -746,12 +874,12 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA):
         return nch, 0, False
     preempted = False
     if S[r, NDEC]:
-        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA)
+        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
     return 0, S[r, NDEC], S[r, QLEN] > 0 and not preempted
 
 
 @njit(cache=True, inline="always")
-def _plan_static(r, S, RQ, CH, prompt, output, QA):
+def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
     """Static.plan (request-level batching): a batch forms only on an idle replica, reserving
     each sequence's whole KV up front; nothing joins it until its last request finishes."""
     if S[r, NRUN]:
@@ -759,28 +887,29 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA):
     nch = 0
     while S[r, QLEN] > 0 and nch < S[r, MAXB]:
         i = _fifo_head(r, S, RQ)
-        need = _cdiv(prompt[i] + output[i], S[r, BS])
-        if need > S[r, TOT] - S[r, USED]:
+        hits, idle = _peek_hits(r, i, prompt[i], S, RQ, KC)
+        need = _cdiv(prompt[i] + output[i], S[r, BS]) - hits
+        if need > S[r, TOT] - S[r, USED] - idle:
             break
-        _admit(r, i, need, S, RQ, QA)
+        _admit(r, i, hits, need, S, RQ, QA, KC)
         CH[r, nch, 0] = i
-        CH[r, nch, 1] = prompt[i]
+        CH[r, nch, 1] = prompt[i] - RQ[i, DONE]
         nch += 1
     return nch, 0, False
 
 
 @njit(cache=True)
 def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp, QA,
-          arr):
+          arr, KC):
     """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
     _Replica). 1: a step is in flight; 0: nothing to run."""
     pol = S[r, POL]
     if pol == P_CHUNKED or pol == P_PRIORITY or pol == P_SJF:
-        nch, ndec, stable = _plan_chunked(r, now, F[r, AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr)
+        nch, ndec, stable = _plan_chunked(r, now, F[r, AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC)
     elif pol == P_CONTINUOUS:
-        nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA)
+        nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC)
     else:
-        nch, ndec, stable = _plan_static(r, S, RQ, CH, prompt, output, QA)
+        nch, ndec, stable = _plan_static(r, S, RQ, CH, prompt, output, QA, KC)
     # a decode-only step that repeats until something finishes (the tight loop of _advance)
     S[r, QBLK] = 1 if stable else 0
     if ndec == 0 and nch == 0:
@@ -845,7 +974,7 @@ def _next_delivery_bound(r, e, S, F, FH):
 
 @njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T):
+             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T (at T too with wake_at_T: for a deadline, which comes after the instant's
     plans). 0: done; TS_FULL: grow the time-series buffers and call again."""
@@ -867,7 +996,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
             if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
-                     tmp, QA, arr) == 0:
+                     tmp, QA, arr, KC) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
         if e > T:
@@ -885,7 +1014,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 ndec = S[r, NDEC]
                 ctxb = S[r, CTXB]
                 used = S[r, USED]
-                tot = S[r, TOT]
+                tot = S[r, TOT] - S[r, NLRU]  # allocatable without evicting a cached block
                 tp = S[r, TP]
                 busy = F[r, BUSY]
                 est = F[r, ESTEP]
@@ -929,20 +1058,20 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 if not committed:
                     continue
         if not committed:
-            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
-                 QA, arr) == 0:
+                 QA, arr, KC) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
 
 
 @njit(cache=True)
 def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, wake_at_T=False):
+                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, wake_at_T=False):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
         code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T)
+                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC)
         if code != TS_FULL:
             return tsf, tsi
         nf = np.empty(tsf.shape[0] * 2, np.float64)
@@ -964,16 +1093,16 @@ def _load(router, S, r):
 
 @njit(cache=True)
 def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-            REP, bins, G, ts, GI, ts_on, tmp, QA, arr):
+            REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC):
     """Request j's client gives up at td (a calendar event): its replica is advanced to td (the
     instant's step ends and plans come first) and j, if still live, is cancelled and fails."""
     k = REP[j]
     if k < 0 or STATUS[j] == REJECTED:
         return ts
     ts = _advance_grow(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, True)
+                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, True)
     if RQ[j, RST] != R_GONE:
-        _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output)
+        _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC)
         STATUS[j] = FAILED
         FIN[j] = td
     return ts
@@ -981,7 +1110,7 @@ def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
 
 @njit(cache=True)
 def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START,
-         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon, timeout):
+         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon, timeout, KC):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
     its time, merged with the client deadlines (arrival + timeout; inf: none) of the requests
     that entered; nothing at or after `horizon` (inf: none) happens. Returns (arrival-clock end,
@@ -1012,7 +1141,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
         # deadlines before this arrival (one at the same instant comes after it)
         while dj < i and arr[dj] + timeout < now:
             ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr)
+                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
             dj += 1
         entered = i + 1
         if prompt[i] + output[i] > fit:
@@ -1031,7 +1160,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
                 ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
+                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
             if router == R_POWER_OF_TWO:
                 a = pairs[i, 0]
                 b = pairs[i, 1]
@@ -1052,7 +1181,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 home[si] = k
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
         S[k, OUTTOK] += prompt[i] + output[i]
         S[k, OUTREQ] += 1
         REP[i] = k
@@ -1068,12 +1197,12 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
     while dj < entered and arr[dj] + timeout < horizon:
         ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr)
+                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
         dj += 1
     end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
     for r in range(R):
         ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
     return now, bins, G[BIN_W], ts, GI[TS_N]
 
 
@@ -1142,7 +1271,8 @@ def run(sim: Any) -> Any:
         S[r, TOT] = rep.core.total_blocks
         S[r, MAXB] = 1 if sch.policy == "fcfs" else sch.max_batch_size
         S[r, POL] = SCHEDULERS.code(sch.policy)
-        S[r, [AH, AT]] = -1
+        S[r, [AH, AT, LH, LT]] = -1
+        S[r, PB] = rep.core.prefix_blocks
         F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.core.lag
@@ -1168,6 +1298,14 @@ def run(sim: Any) -> Any:
         QA[:, QKEY] = ((prio - (prio.min() if n else 0)) << 32) | np.arange(n, dtype=np.int64)
     else:
         QA = np.zeros((1, N_QA), np.int64)
+    RQ = np.zeros((n, N_RQ), np.int32)
+    groups = 0
+    if wl.prefix_group is not None and S[:, PB].max() > 0:
+        RQ[:, GRP] = wl.prefix_group
+        groups = int(wl.prefix_group.max()) + 1
+    else:
+        RQ[:, GRP] = -1
+    KC = np.full((R, max(1, groups * int(S[:, PB].max())), 3), -1, np.int64)  # nothing cached yet
     ts_on = bool(sc.run.timeseries)
     horizon = sc.run.horizon_s
     timeout = float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf
@@ -1175,9 +1313,9 @@ def run(sim: Any) -> Any:
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
         float(d0), int(fit), ROUTERS.code(sc.router.policy), np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
         S, F, PC,
-        np.zeros((n, N_RQ), np.int32), np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
+        RQ, np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
         tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0,  # grows x2
-        float(horizon) if horizon is not None else np.inf, timeout)
+        float(horizon) if horizon is not None else np.inf, timeout, KC)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():
