@@ -95,7 +95,7 @@ def memory(n: int) -> dict:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"benchmark": f"peak memory, quickstart x {n} (run + summary)", "engine": res.extra["engine"],
+    return {"benchmark": f"peak memory, quickstart x {n} (run + summary)", "engine": res.engine,
             "peak_traced_bytes": peak, "bytes_per_request": peak / n,
             "peak_rss_growth_bytes_per_request": (rss1 - rss0) / n}
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,8 +42,19 @@ def override(sc: Scenario, set: Sequence[str]) -> Scenario:  # noqa: A002
     return config.parse(config.apply_overrides(dict(sc.raw), list(set)), sc.base_dir)
 
 
-def run(sc: Scenario, quiet: bool = True) -> Result:
-    return Simulation(sc, quiet=quiet).run()
+def run(sc: Scenario, quiet: bool = False) -> Result:
+    """Simulate a scenario. Unless quiet, what it waits for (compiling the engine, a plug-in on
+    the per-step driver) is said on stderr."""
+    from sim.engine.simulation import plugin_notice
+    from sim.progress import ConsoleReporter, Reporter
+
+    report = Reporter() if quiet else ConsoleReporter("run", bar=False)
+    note = plugin_notice(sc)
+    if note and not quiet:
+        print(note, file=sys.stderr)
+    res = Simulation(sc, report=report).run()
+    report.close()
+    return res
 
 
 def summary(res: Result) -> dict[str, Any]:

@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.analysis.metrics import summarize
     from sim.analysis.output import write_run
     from sim.engine.simulation import Simulation, plugin_notice
+    from sim.progress import Reporter
 
     raw = config.read_toml(Path(args.scenario))
     if "fleet" in raw:
@@ -79,7 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     note = plugin_notice(sc)
     if note:
         print(note, file=sys.stderr)
-    res = Simulation(sc, quiet=args.quiet or args.json).run()
+    from sim.progress import ConsoleReporter
+
+    report = Reporter() if args.quiet else ConsoleReporter("run", bar=not args.json)
+    res = Simulation(sc, report=report).run()
+    report.close()
     summary = summarize(res)
     if args.out:
         write_run(res, summary, args.out)

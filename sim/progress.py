@@ -38,3 +38,42 @@ class Progress:
         if self.enabled:
             sys.stderr.write("\n")
             sys.stderr.flush()
+
+
+class Reporter:
+    """How a long operation tells its caller what it is doing (the engine takes one; the default
+    says nothing). Subclass it to route notices and progress elsewhere (a GUI, a log)."""
+
+    def notice(self, text: str) -> None:
+        """One line about a wait (compiling the engine, a plug-in on the slow driver)."""
+
+    def progress(self, done: int, total: int, note: str = "") -> None:
+        """Work done so far."""
+
+    def close(self) -> None:
+        """The operation ended."""
+
+
+class ConsoleReporter(Reporter):
+    """Notices on stderr; a progress bar too, on a terminal, when `bar`."""
+
+    def __init__(self, label: str = "run", bar: bool = True) -> None:
+        self.label = label
+        self._bar: Progress | None = None
+        self._want_bar = bar
+
+    def notice(self, text: str) -> None:
+        sys.stderr.write(f"dcsim: {text}\n")
+        sys.stderr.flush()
+
+    def progress(self, done: int, total: int, note: str = "") -> None:
+        if not self._want_bar:
+            return
+        if self._bar is None:
+            self._bar = Progress(total, self.label)
+        self._bar.set(done, note)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

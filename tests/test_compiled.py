@@ -116,7 +116,7 @@ def _pair(sets, base=QUICK, raw=None):
 
 
 def _same(a, b):
-    assert a.extra["engine"] == "compiled" and b.extra["engine"] == "simpy"
+    assert a.engine == "compiled" and b.engine == "simpy"
     ta, tb = a.requests, b.requests
     np.testing.assert_array_equal(ta.status, tb.status)
     np.testing.assert_array_equal(ta.replica, tb.replica)
@@ -130,7 +130,7 @@ def _same(a, b):
               "throughput_output_tok_per_s", "utilization_mean", "littles_law_rel_err"):
         assert sa[k] == (None if sb[k] is None else pytest.approx(sb[k], rel=1e-12, abs=1e-15)), k
     assert sa["energy_j"] == pytest.approx(sb["energy_j"], rel=1e-6)  # summed in another order
-    led = a.extra["ledger"]
+    led = a.ledger
     assert led.energy_it_j == pytest.approx(led.step_energy_j, rel=1e-9)  # binned = per-replica sums
     # the binned peak lies between the mean power and the SimPy engine's per-step peak
     assert sa["it_power_mean_w"] <= sa["facility_power_peak_w"] <= sb["facility_power_peak_w"] * (1 + 1e-9)
@@ -217,7 +217,7 @@ def test_compiled_refuses_what_it_does_not_model():
     assert "run.engine" in str(e.value) and "central_queue" in str(e.value)
     # auto picks SimPy for it
     sc = load(QUICK, ['router.policy="central_queue"', "workload.num_requests=50"])
-    assert Simulation(sc).run().extra["engine"] == "simpy"
+    assert Simulation(sc).run().engine == "simpy"
 
 
 def test_without_numba_auto_runs_on_simpy(monkeypatch):
@@ -228,7 +228,7 @@ def test_without_numba_auto_runs_on_simpy(monkeypatch):
     monkeypatch.delattr(sim.engine, "compiled", raising=False)
     monkeypatch.setitem(sys.modules, "sim.engine.compiled", None)  # import fails
     res = Simulation(load(QUICK, ["workload.num_requests=50"])).run()
-    assert res.extra["engine"] == "simpy" and (res.requests.status == 1).all()
+    assert res.engine == "simpy" and (res.requests.status == 1).all()
     with pytest.raises(ScenarioError, match="numba"):
         Simulation(load(QUICK, ["workload.num_requests=50", 'run.engine="compiled"'])).run()
 

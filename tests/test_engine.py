@@ -232,3 +232,9 @@ def test_queue_is_shared_deque_for_central_queue():
     res = Simulation(small("chunked", n=50, replicas=2, router="central_queue"))
     assert res.replicas[0].core.waiting is res.replicas[1].core.waiting
     assert isinstance(res.replicas[0].core.waiting, deque)
+
+
+def test_result_is_typed_and_the_old_extra_view_agrees():
+    res = run(small("chunked", n=50))
+    assert res.engine in ("compiled", "simpy") and res.ledger is res.extra["ledger"]
+    assert res.extra["engine"] == res.engine and res.facility.node_failures == res.extra["failures"] == 0

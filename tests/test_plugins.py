@@ -57,7 +57,7 @@ def test_router_plugin_relative_path_is_read_from_the_scenario_folder(tmp_path):
     sc_file.write_text(QUICK.read_text().replace('policy = "round_robin"', 'policy = "r.py:Last"'))
     sc = load(sc_file, ["workload.num_requests=30"])
     res = Simulation(sc).run()
-    assert res.extra["engine"] == "simpy"
+    assert res.engine == "simpy"
     assert np.all(res.requests.replica == 3)
 
 
@@ -134,7 +134,7 @@ def test_example_headroom_manager_keeps_the_tent_within_its_supply_after_a_trip(
     sets = ["workload.duration_s=120"]
     none = Simulation(load(trip, sets + ['facility.manager.policy="none"'])).run()
     head = Simulation(load(trip, sets + [f'facility.manager.policy="{EXAMPLES / "headroom_manager.py"}:Headroom"'])).run()
-    caps = np.asarray(head.extra["ledger"].samples["clock_cap_w"], float)
+    caps = np.asarray(head.ledger.samples["clock_cap_w"], float)
     assert 0.2 < np.mean(np.isnan(caps)) < 0.8  # uncapped before the trip, capped after
     over_none, over_head = summarize(none)["power_limit_exceeded_s"], summarize(head)["power_limit_exceeded_s"]
     assert over_none > 30 and over_head < 5.0  # within one 5-s control interval

@@ -59,7 +59,7 @@ def trip_runs():
 
 def test_energy_conservation(trip_runs):
     res, s = trip_runs["cap_uniform"]
-    led = res.extra["ledger"]
+    led = res.ledger
     # integrated IT energy (the ledger's step function) = the sum of every replica's per-step
     # and idle-interval energies, accumulated separately
     assert led.energy_it_j == pytest.approx(led.step_energy_j, rel=1e-9)
@@ -121,7 +121,7 @@ def test_cost_by_hand():
 
 def test_facility_graph():
     res = run(scenario(TRIP, ["workload.duration_s=5"]))
-    g = res.extra["graph"]
+    g = res.facility.graph
     kinds = [d["kind"] for _, d in g.nodes(data=True)]
     assert kinds.count("accelerator") == 64 and kinds.count("node") == 8 and kinds.count("rack") == 2
     assert kinds.count("tent") == 1 and kinds.count("gas_turbine") == 1

@@ -146,7 +146,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "warmup_s": warm,
         "replicas": len(res.replicas),
         "kv_blocks_total": {str(r.rid): r.total_blocks for r in res.replicas},
-        "engine": res.extra.get("engine", "simpy"),  # which engine ran it (same per-request results)
+        "engine": res.engine,  # which engine ran it (same per-request results)
     }
     s.update(energy_and_cost(res))
     met = slo_met(res)
@@ -237,7 +237,7 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     energy_j is facility energy (IT x PUE; PUE 1 without a [facility]); cost covers every
     accelerator of every pool for the simulated time (rent, or capex amortised per hour), the
     energy at usd_per_mwh, and the facility overhead per hour."""
-    led = res.extra.get("ledger")
+    led = res.ledger
     out: dict[str, Any] = {}
     if led is None:
         return out
@@ -250,12 +250,12 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     out["it_power_mean_w"] = led.energy_it_j / T
     out["facility_power_mean_w"] = led.energy_fac_j / T
     out["facility_power_peak_w"] = led.peak_fac_w
-    if "power_peak_window_s" in res.extra:  # compiled engine: peak of the mean over bins this wide
-        out["facility_power_peak_window_s"] = res.extra["power_peak_window_s"]
+    if res.power_peak_window_s is not None:  # compiled engine: peak of the mean over bins this wide
+        out["facility_power_peak_window_s"] = res.power_peak_window_s
     out["power_limit_exceeded_s"] = led.exceeded_s
     out["battery_used_j"] = led.battery_used_j
-    out["supply_drops"] = res.extra.get("supply_drops", 0)
-    out["node_failures"] = res.extra.get("failures", 0)
+    out["supply_drops"] = res.facility.supply_drops
+    out["node_failures"] = res.facility.node_failures
     sc = res.scenario
     c = sc.cost
     hours = T / 3600.0

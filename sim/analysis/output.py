@@ -30,16 +30,16 @@ def write_run(res: Any, summary: dict[str, Any], out_dir: str | Path) -> Path:
     if res.timeseries.enabled:
         pq.write_table(_table(ts), out / "timeseries.parquet")
     pq.write_table(_table({"t_s": res.in_system_t_s, "in_system": res.in_system_n}), out / "in_system.parquet")
-    led = res.extra.get("ledger")
+    led = res.ledger
     if led is not None and led.samples["t_s"]:
         cols = {k: np.asarray(v, dtype=float) for k, v in led.samples.items()}
-        tents = res.extra.get("tents", [])
+        tents = res.facility.tents
         tv = np.asarray(led.tent_samples, dtype=float)
         for k, name in enumerate(tents):
             cols[f"tent_it_w:{name}"] = tv[:, k]
         pq.write_table(_table(cols), out / "facility.parquet")
         (out / "facility_events.json").write_text(json.dumps(
-            {"turbine_trips_s": res.extra.get("trip_marks", []), "node_failures_s": res.extra.get("fail_marks", [])}))
+            {"turbine_trips_s": res.facility.trip_times_s, "node_failures_s": res.facility.failure_times_s}))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with open(out / "scenario.toml", "wb") as fh:
         tomli_w.dump(_clean(res.scenario.raw), fh)

@@ -33,7 +33,6 @@ Units: seconds, watts, joules, tokens, KV blocks.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,8 +124,9 @@ def _pc(PC, r):
             PC[r, 19])
 
 
-_terms = njit(cache=True)(roofline_terms)  # the one step formula (sim/perf), compiled
-_at_clock = njit(cache=True)(at_clock)
+# the one step formula (sim/perf), compiled; inlined into the step loop
+_terms = njit(cache=True, inline="always")(roofline_terms)
+_at_clock = njit(cache=True, inline="always")(at_clock)
 
 
 @njit(cache=True)
@@ -281,7 +281,7 @@ def _lru_push(r, s, S, KC):
     S[r, NLRU] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _take(r, n, S, KC):
     """n new private blocks (ReplicaCore.take): free ones, then the least recently used cached
     ones (evicted); the caller has checked that TOT - USED >= n."""
@@ -294,7 +294,7 @@ def _take(r, n, S, KC):
     S[r, USED] += n
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _release(r, i, blocks, S, RQ, KC):
     """Request i lets go of its `blocks` KV blocks (ReplicaCore.release): private ones are freed,
     shared ones lose a holder and, at none, join the LRU end in block order."""
@@ -311,7 +311,7 @@ def _release(r, i, blocks, S, RQ, KC):
         RQ[i, NSH] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _peek_hits(r, i, target, S, RQ, KC):
     """(cached leading blocks of request i's prompt, how many of them no one holds now):
     ReplicaCore.peek_hits. The last token is always computed."""
@@ -1239,6 +1239,9 @@ def _in_system(arr, fin):
 
 # --- driver -----------------------------------------------------------------------------------
 
+COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 25-30 s)..."
+
+
 def _cached() -> bool:
     """Whether numba has this engine compiled on disk (next to this file, or in the user cache
     where the package folder is read-only)."""
@@ -1252,11 +1255,11 @@ def _cached() -> bool:
 def run(sim: Any) -> Any:
     """Run a Simulation (sim/engine/simulation.py) on the compiled engine; returns its Result."""
     from sim.facility.ledger import Ledger
-    from sim.engine.result import ReplicaInfo, Result
+    from sim.engine.result import FacilityEvents, ReplicaInfo, Result
 
     wall0 = time.perf_counter()
-    if not sim.quiet and not _cached():
-        print("dcsim: compiling the simulation engine for this machine (once; about 25-30 s)...", file=sys.stderr)
+    if not _cached():
+        sim.report.notice(COMPILE_NOTICE)
     sc, wl = sim.sc, sim.wl
     reps = sim.replicas
     R = len(reps)
@@ -1376,7 +1379,5 @@ def run(sim: Any) -> Any:
     sys_t, sys_n = _in_system(wl.arrival_s[tb.replica >= 0], fin)  # the arrivals routed
     del fin
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
-    extra = {"ledger": led, "failures": 0, "fail_marks": [], "supply_drops": 0, "trip_marks": [],
-             "tents": sim.tent_names, "graph": None, "engine": "compiled",
-             "power_peak_window_s": bin_w}
-    return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, extra)
+    return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine="compiled",
+                  ledger=led, facility=FacilityEvents(tents=list(sim.tent_names)), power_peak_window_s=bin_w)

@@ -1,5 +1,5 @@
-"""What a run produced: the request table, time series, per-replica figures and the facility
-book-keeping. Times in s."""
+"""What a run produced: the request table, time series, per-replica figures, the facility's
+ledger and events, and which engine ran. Times in s."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from sim.engine.recorder import RequestTable, TimeSeries
+from sim.facility.ledger import Ledger
 from sim.scenario.config import Scenario
 from sim.workload.generate import Workload
 
@@ -19,6 +20,18 @@ class ReplicaInfo:
     pool: str
     total_blocks: int
     busy_s: float = 0.0
+
+
+@dataclass
+class FacilityEvents:
+    """What happened to the facility during a run (empty without a [facility])."""
+
+    node_failures: int = 0
+    failure_times_s: list[float] = field(default_factory=list)
+    supply_drops: int = 0  # turbine trips
+    trip_times_s: list[float] = field(default_factory=list)
+    tents: list[str] = field(default_factory=lambda: ["default"])  # tent names, by index
+    graph: Any = None  # the facility's networkx graph (None without tents)
 
 
 @dataclass
@@ -34,4 +47,19 @@ class Result:
     replicas: list[ReplicaInfo]
     sim_time_s: float
     wall_time_s: float
-    extra: dict[str, Any] = field(default_factory=dict)
+    engine: str  # "compiled" or "simpy": which engine ran
+    ledger: Ledger  # power and energy book-keeping
+    facility: FacilityEvents = field(default_factory=FacilityEvents)
+    power_peak_window_s: float | None = None  # compiled engine: the window of facility_power_peak_w
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The old string-keyed view of the typed fields (read-only; kept for scripts written
+        against it: use the fields)."""
+        out = {"ledger": self.ledger, "failures": self.facility.node_failures,
+               "fail_marks": self.facility.failure_times_s, "supply_drops": self.facility.supply_drops,
+               "trip_marks": self.facility.trip_times_s, "tents": self.facility.tents, "graph": self.facility.graph,
+               "engine": self.engine}
+        if self.power_peak_window_s is not None:
+            out["power_peak_window_s"] = self.power_peak_window_s
+        return out

@@ -21,11 +21,11 @@ from sim.errors import ScenarioError
 from sim.registry import SCHEDULERS, Registry
 from sim.scenario.config import PoolConfig, Scenario
 from sim.perf.roofline import PerfModel
-from sim.engine.result import ReplicaInfo, Result
+from sim.engine.result import FacilityEvents, ReplicaInfo, Result
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
 from sim.kernel.replica import GONE, Plan, ReplicaCore, Request
 from sim.rng import stream
-from sim.progress import Progress
+from sim.progress import Reporter
 from sim.kernel.queues import make_queue
 from sim.policies.routers import make_router
 from sim.policies.schedulers import make_scheduler
@@ -344,12 +344,12 @@ class _Replica:
 class Simulation:
     """One run of a scenario. Build with a Scenario, call `run()`."""
 
-    def __init__(self, scenario: Scenario, workload: Workload | None = None, quiet: bool = True) -> None:
+    def __init__(self, scenario: Scenario, workload: Workload | None = None, report: Reporter | None = None) -> None:
         self.sc = scenario
         self.wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
         n = len(self.wl)
         self.env = simpy.Environment()
-        self.quiet = quiet
+        self.report = report if report is not None else Reporter()  # says nothing unless the caller asks
         self.n_live = 0  # requests in the system
         self.arrivals_done = False
         self.end = self.env.event()  # all requests arrived and left
@@ -514,11 +514,11 @@ class Simulation:
         # the longest request a replica can ever hold (every replica must hold it with a shared
         # queue; routers send a request to any replica, so here too the smallest decides)
         fit_tokens = min(r.core.total_blocks * r.core.block_size for r in reps)
-        bar = None if self.quiet else Progress(len(arr), "run")
+        report = self.report
         tick = max(1, len(arr) // 200)
         for i, t in enumerate(arr.tolist()):
-            if bar is not None and i % tick == 0:
-                bar.set(i)
+            if i % tick == 0:
+                report.progress(i, len(arr))
             if t + d0 > env.now:
                 yield env.timeout(t + d0 - env.now)
             p, o = pr[i], out[i]
@@ -541,9 +541,7 @@ class Simulation:
         self.arrivals_done = True
         if self.n_live == 0 and not self.end.triggered:
             self.end.succeed()
-        if bar is not None:
-            bar.set(len(arr), "arrivals done; draining")
-            bar.close()
+        report.progress(len(arr), len(arr), "arrivals done; draining")
 
     def _route(self, req: Request, d0: float = 0.0) -> bool:
         """Send a request to a replica (or the shared queue). False if none can take it."""
@@ -657,11 +655,30 @@ class Simulation:
             rep.set_power(rep.p_now - (rep.host_w if rep.p_now > 0 else 0.0))  # close energy intervals
         self.ledger.close(sim_time)
         sys_t, sys_n = self._in_system_series()
-        extra = {"ledger": self.ledger, "failures": self.failures, "fail_marks": self.fail_marks,
-                 "supply_drops": self.supply_drops, "trip_marks": self.trip_marks, "tents": self.tent_names, "graph": self.graph,
-                 "engine": "simpy"}
-        return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n,
-                      [r.info for r in self.replicas], sim_time, time.perf_counter() - wall0, extra)
+        events = FacilityEvents(self.failures, self.fail_marks, self.supply_drops, self.trip_marks, self.tent_names,
+                                self.graph)
+        return Result(self.sc, self.wl, self.table, self.ts, sys_t, sys_n, [r.info for r in self.replicas], sim_time,
+                      time.perf_counter() - wall0, engine="simpy", ledger=self.ledger, facility=events)
+
+
+WARM_UP = {"name": "warm-up", "seed": 0,
+           "workload": {"arrival": "poisson", "rate_per_s": 5.0, "num_requests": 8, "prompt_tokens": 64,
+                        "output_tokens": 8},
+           "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2}]}
+
+
+def warm_up(report: Reporter | None = None) -> None:
+    """Build the compiled engine now if this machine has no cached build (saying so), so that
+    worker processes load it instead of each compiling it at once."""
+    try:
+        from sim.engine import compiled
+    except ImportError:
+        return
+    if compiled._cached():
+        return
+    (report or Reporter()).notice(compiled.COMPILE_NOTICE)
+    from sim.scenario.config import parse
+    Simulation(parse(WARM_UP)).run()
 
 
 def plugin_notice(sc: Scenario) -> str | None:

@@ -45,6 +45,15 @@ def at_clock(m1: float, c1: float, m2: float, c2: float, fixed_s: float, f: floa
     (s at full clock): main (m1 memory, c1 compute), routed experts (m2, c2), and `fixed_s`
     (communication and CPU overhead, unaffected by the clock). At f = 1 every division by f or b
     is exact, so the uncapped step costs the same bits as the plain roofline."""
+    if f == 1.0:
+        # full clock: the general case below with every division by f and b (both 1) left out,
+        # which gives the same bits; the simulator's hot path
+        t = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fixed_s
+        if t <= 0.0:
+            return 0.0, idle_w
+        inv = 1.0 / t
+        act = min(1.0, (c1 + c2) * inv) + mem_frac * min(1.0, (m1 + m2) * inv)
+        return t, idle_w + dyn_w * min(1.0, act)
     b = min(1.0, f / BW_KNEE)  # achievable fraction of the memory bandwidth
     mb1 = m1 / b
     cf1 = c1 / f

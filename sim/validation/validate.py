@@ -82,6 +82,10 @@ def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
     todo = [e for e in exps if e.scenario is not None and (only is None or e.exp_id in only)]
     jobs = [(e.scenario, (hw_overrides or {}).get(e.exp_id)) for e in todo]
     workers = workers or os.cpu_count() or 1
+    from sim.engine.simulation import warm_up
+    from sim.progress import ConsoleReporter
+
+    warm_up(ConsoleReporter("validate"))  # once here, not in every worker
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
             outs = list(pool.map(_simulate, jobs))
