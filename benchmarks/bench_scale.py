@@ -23,7 +23,7 @@ import tracemalloc
 from pathlib import Path
 
 
-from sim.scenario.config import load, parse
+from sim.scenario.config import load, parse, read_toml
 from sim.analysis.metrics import summarize
 from sim.engine.simulation import Simulation
 
@@ -119,9 +119,45 @@ def scaling() -> dict:
     return {"benchmark": "wall time against requests and against replicas", **out}
 
 
+def tent_scaled(replicas: int, duration_s: float) -> dict:
+    """scenarios/tent.toml (16 replicas of Llama-3.1-70B on 4xH200, microturbines, cap_priority,
+    node failures, client timeouts) scaled to `replicas`: rate, turbine units and the tent's IT
+    limit in proportion; node MTBF shortened to 1 h so that failures happen within the run."""
+    raw = read_toml(REPO / "scenarios" / "tent.toml")
+    k = replicas / sum(p["replicas"] for p in raw["pools"])
+    for pl in raw["pools"]:
+        pl["replicas"] = max(1, round(pl["replicas"] * k))
+    raw["workload"].update(rate_per_s=raw["workload"]["rate_per_s"] * k, duration_s=duration_s)
+    raw["facility"]["sources"][0]["units"] = max(2, round(raw["facility"]["sources"][0]["units"] * k))
+    raw["facility"]["tents"][0]["it_limit_mw"] *= k
+    raw["failures"]["node_mtbf_h"] = 1.0  # about one node failure every 30 s across 125 nodes
+    raw.setdefault("run", {})["timeseries"] = False
+    s, wall = timed(parse(raw, REPO / "scenarios"))
+    return {"benchmark": f"tent.toml scaled to {sum(p['replicas'] for p in raw['pools'])} replicas, "
+                         f"{duration_s:g} s simulated", "requests": s["requests_total"], "wall_s": wall,
+            "sim_requests_per_wall_s": s["requests_total"] / wall, "node_failures": s["node_failures"],
+            "failed": s["requests_failed"], "engine": s["engine"]}
+
+
+def validation_scaled(name: str, k: int, duration_s: float) -> dict:
+    """A measured vLLM experiment (prefix caching, client timeouts, load stages) with k times its
+    replicas and arrival rates: the prefix-caching workload at fleet scale."""
+    raw = read_toml(REPO / "scenarios" / "validation" / f"{name}.toml")
+    for pl in raw["pools"]:
+        pl["replicas"] = pl.get("replicas", 1) * k
+    for st in raw["workload"]["stages"]:
+        st.update(rate_per_s=st["rate_per_s"] * k, duration_s=duration_s)
+    raw.setdefault("run", {})["timeseries"] = False
+    s, wall = timed(parse(raw, REPO / "scenarios" / "validation"))
+    return {"benchmark": f"{name} x {k} (replicas and rates), stages of {duration_s:g} s", "requests": s["requests_total"],
+            "wall_s": wall, "sim_requests_per_wall_s": s["requests_total"] / wall, "engine": s["engine"],
+            "prefix_caching": raw["pools"][0]["scheduler"].get("prefix_caching", False)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling"])
+    ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling", "tent", "validation"])
+    ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--replicas", type=int, default=None)
     ap.add_argument("--hours", type=float, default=1.0)
@@ -136,6 +172,10 @@ def main() -> int:
         r = azure(a.speedup, a.replicas or 64)
     elif a.which == "memory":
         r = memory(a.requests or 1_000_000)
+    elif a.which == "tent":
+        r = tent_scaled(a.replicas or 1000, a.duration or 60.0)
+    elif a.which == "validation":
+        r = validation_scaled("19-llama-3-1-8b-tp1-roleplay-1", a.replicas or 200, a.duration or 600.0)
     else:
         r = scaling()
     r["machine"] = MACHINE
