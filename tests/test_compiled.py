@@ -210,6 +210,25 @@ def test_validation_scenarios_with_prefix_caching_run_compiled_and_equal(name):
     assert sa["engine"] == "compiled"
 
 
+@pytest.mark.parametrize("dist,router,replicas,timeout", [
+    ("exponential", "central_queue", 1, None),  # M/M/1
+    ("deterministic", "central_queue", 1, 3.0),  # M/D/1, with clients giving up
+    ("exponential", "round_robin", 3, None),
+    ("exponential", "jsq", 4, 2.0),
+])
+def test_analytic_service_runs_compiled_and_equal(dist, router, replicas, timeout):
+    """[pools.service] (the queueing-theory mode) on the fast path: the same per-request times."""
+    from conftest import analytic
+    raw = analytic(0.9 * replicas, 3000, seed=5, dist=dist, replicas=replicas, router=router).raw
+    if timeout is not None:
+        raw = dict(raw, workload=dict(raw["workload"], timeout_s=timeout))
+    a, b = _pair([], raw=raw)
+    sa = _same(a, b)
+    assert sa["requests_completed"] > 1000
+    if timeout is not None:
+        assert sa["requests_failed"] > 0
+
+
 def test_compiled_refuses_what_it_does_not_model():
     sc = load(QUICK, ['run.engine="compiled"', 'router.policy="central_queue"', "workload.num_requests=10"])
     with pytest.raises(ScenarioError) as e:

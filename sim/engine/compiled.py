@@ -51,8 +51,8 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB) = range(33)
-N_S = 33  # AH, AT: sjf's arrival-order list (head, tail)
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX) = range(34)
+N_S = 34  # PIDX: the replica's pool (SV row)  # AH, AT: sjf's arrival-order list (head, tail)
 # Prefix cache (ReplicaCore's _ref/_lru): PB full blocks per shared prefix (0: caching off); block
 # j of group g is slot g * PB + j of KC[r] = (holders, or -1 if not cached; LRU prev; LRU next).
 # USED counts every block running requests hold once (shared ones too); NLRU cached blocks no
@@ -60,6 +60,7 @@ N_S = 33  # AH, AT: sjf's arrival-order list (head, tail)
 KREF, KPREV, KNEXT = range(3)
 P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = (  # S[r, POL]; fcfs is static with batch size 1
     SCHEDULERS.code(n) for n in ("chunked", "continuous", "static", "priority", "sjf"))
+P_ANALYTIC = 99  # [pools.service]: analytic service times instead of a scheduler (not a policy)
 # Priority queues: QA[i] = (key, left, right) of request i in its replica's skew heap; the key
 # orders by (class priority, arrival), as PriorityQueue does
 QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
@@ -89,7 +90,8 @@ def supported(sc: Any, wl: Any) -> list[str]:
     why = []
     if sc.facility is not None:
         why.append("a [facility] (power caps, turbines, failures)")
-    if sc.router.policy not in ROUTERS.compiled_names():
+    single_queue = sc.router.policy == "central_queue" and sum(p.replicas for p in sc.pools) == 1
+    if sc.router.policy not in ROUTERS.compiled_names() and not single_queue:
         kind = "a plug-in in plain Python" if ROUTERS.is_plugin(sc.router.policy) else "not compiled"
         why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
     if not sc.run.fast_forward:
@@ -97,7 +99,7 @@ def supported(sc: Any, wl: Any) -> list[str]:
     delays = set()
     for p in sc.pools:
         if p.service is not None:
-            why.append(f"pools.{p.name}.service (analytic service times)")
+            delays.add(0.0)  # analytic service has no front end
             continue
         s = p.scheduler
         if s.policy not in SCHEDULERS.compiled_names():
@@ -375,8 +377,45 @@ def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
 
 
 @njit(cache=True)
-def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC):
+def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, arr, SV):
+    """Analytic service ([pools.service], _Replica.analytic_loop): the head of the queue is
+    served whole, one at a time, for its drawn service time; a client deadline does not
+    interrupt it. The replica draws its idle power throughout."""
+    if S[r, QLEN] == 0:
+        return 0
+    i = _q_head(r, now, 0.0, S, QA, arr, RQ)
+    _q_pop(r, i, S, RQ, QA)
+    RQ[i, RST] = R_GONE  # in service
+    START[i] = now
+    dt = SV[S[r, PIDX], i]
+    if ts_on:
+        _ts_add(tsf, tsi, GI, now, r, 1, 0, S[r, QLEN], 1)
+    watts = PC[r, IDLE_W] * S[r, TP]
+    e = now + dt
+    F[r, EEND] = e
+    F[r, DTF] = dt
+    F[r, BUSY] += dt
+    F[r, ESTEP] += watts * dt
+    F[r, WSTEP] = watts
+    _bin_energy(bins, G, now, e, watts)
+    CH[r, 0, 0] = i
+    S[r, NCH] = 1
+    S[r, PLNDEC] = 0
+    S[r, NRUN] = 1
+    S[r, ST] = STEP
+    return 1
+
+
+@njit(cache=True)
+def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC, SV):
     """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
+    if S[r, POL] == P_ANALYTIC:  # the end of a service: its first token is the end
+        i = CH[r, 0, 0]
+        FIRST[i] = e
+        S[r, NRUN] = 0
+        S[r, NCH] = 0
+        _complete(r, i, e, S, FIN, STATUS, prompt, output)
+        return
     bs = S[r, BS]
     static = S[r, POL] == P_STATIC
     if S[r, LAG]:
@@ -900,10 +939,12 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
 
 @njit(cache=True)
 def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp, QA,
-          arr, KC):
+          arr, KC, SV):
     """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
     _Replica). 1: a step is in flight; 0: nothing to run."""
     pol = S[r, POL]
+    if pol == P_ANALYTIC:
+        return _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, arr, SV)
     if pol == P_CHUNKED or pol == P_PRIORITY or pol == P_SJF:
         nch, ndec, stable = _plan_chunked(r, now, F[r, AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC)
     elif pol == P_CONTINUOUS:
@@ -974,7 +1015,7 @@ def _next_delivery_bound(r, e, S, F, FH):
 
 @njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC):
+             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T (at T too with wake_at_T: for a deadline, which comes after the instant's
     plans). 0: done; TS_FULL: grow the time-series buffers and call again."""
@@ -996,7 +1037,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
             if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
-                     tmp, QA, arr, KC) == 0:
+                     tmp, QA, arr, KC, SV) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
             continue
         if e > T:
@@ -1058,20 +1099,20 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 if not committed:
                     continue
         if not committed:
-            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
+            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC, SV)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
-                 QA, arr, KC) == 0:
+                 QA, arr, KC, SV) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
 
 
 @njit(cache=True)
 def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, wake_at_T=False):
+                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, wake_at_T=False):
     """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
     tsf, tsi = ts
     while True:
         code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC)
+                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV)
         if code != TS_FULL:
             return tsf, tsi
         nf = np.empty(tsf.shape[0] * 2, np.float64)
@@ -1093,14 +1134,14 @@ def _load(router, S, r):
 
 @njit(cache=True)
 def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-            REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC):
+            REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV):
     """Request j's client gives up at td (a calendar event): its replica is advanced to td (the
     instant's step ends and plans come first) and j, if still live, is cancelled and fails."""
     k = REP[j]
     if k < 0 or STATUS[j] == REJECTED:
         return ts
     ts = _advance_grow(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, True)
+                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, True)
     if RQ[j, RST] != R_GONE:
         _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC)
         STATUS[j] = FAILED
@@ -1110,7 +1151,7 @@ def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
 
 @njit(cache=True)
 def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START,
-         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon, timeout, KC):
+         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon, timeout, KC, SV):
     """The event loop: arrivals in order, each routed after its replicas have been advanced to
     its time, merged with the client deadlines (arrival + timeout; inf: none) of the requests
     that entered; nothing at or after `horizon` (inf: none) happens. Returns (arrival-clock end,
@@ -1141,7 +1182,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
         # deadlines before this arrival (one at the same instant comes after it)
         while dj < i and arr[dj] + timeout < now:
             ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
+                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
             dj += 1
         entered = i + 1
         if prompt[i] + output[i] > fit:
@@ -1160,7 +1201,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
                 ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
+                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
             if router == R_POWER_OF_TWO:
                 a = pairs[i, 0]
                 b = pairs[i, 1]
@@ -1181,7 +1222,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
                 home[si] = k
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
         S[k, OUTTOK] += prompt[i] + output[i]
         S[k, OUTREQ] += 1
         REP[i] = k
@@ -1197,12 +1238,12 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
     while dj < entered and arr[dj] + timeout < horizon:
         ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
+                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
         dj += 1
     end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
     for r in range(R):
         ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC)
+                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
     return now, bins, G[BIN_W], ts, GI[TS_N]
 
 
@@ -1267,8 +1308,13 @@ def run(sim: Any) -> Any:
     S = np.zeros((R, N_S), np.int64)
     F = np.zeros((R, N_F), np.float64)
     PC = np.zeros((R, N_PC), np.float64)
+    pools = [p.name for p in sc.pools]
+    SV = np.zeros((len(pools), max(n, 1)), np.float64)
+    for name, draws in sim.service_s.items():
+        SV[pools.index(name), :n] = draws
     for r, rep in enumerate(reps):
         sch = rep.pool.scheduler
+        S[r, PIDX] = pools.index(rep.pool.name)
         S[r, [QH, QT, PH, PT]] = -1
         S[r, BS] = rep.core.block_size
         S[r, TOT] = rep.core.total_blocks
@@ -1280,7 +1326,12 @@ def run(sim: Any) -> Any:
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.core.lag
         S[r, TP] = rep.pool.tp
-        PC[r] = rep.perf.constants
+        if rep.service is not None:
+            S[r, POL] = P_ANALYTIC
+            S[r, MAXB] = 1
+            PC[r, IDLE_W] = rep.pool.hardware.idle_w
+        else:
+            PC[r] = rep.perf.constants
     cap = int(S[:, MAXB].max())
     bsmax = int(S[:, BS].max())
     fit = min(r.core.total_blocks * r.core.block_size for r in reps)
@@ -1301,6 +1352,8 @@ def run(sim: Any) -> Any:
         QA[:, QKEY] = ((prio - (prio.min() if n else 0)) << 32) | np.arange(n, dtype=np.int64)
     else:
         QA = np.zeros((1, N_QA), np.int64)
+    central = sc.router.policy == "central_queue"  # one replica (supported()): its own queue is the shared one
+    router = ROUTERS.code("round_robin" if central else sc.router.policy)
     RQ = np.zeros((n, N_RQ), np.int32)
     groups = 0
     if wl.prefix_group is not None and S[:, PB].max() > 0:
@@ -1314,11 +1367,12 @@ def run(sim: Any) -> Any:
     timeout = float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf
     clock, bins, bin_w, (tsf, tsi), rows = _run(
         wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
-        float(d0), int(fit), ROUTERS.code(sc.router.policy), np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
+        float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
         S, F, PC,
         RQ, np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
         tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0,  # grows x2
-        float(horizon) if horizon is not None else np.inf, timeout, KC)
+        float(horizon) if horizon is not None else np.inf, timeout, KC, SV)
+    entered = tb.replica >= 0  # the arrivals routed (the table's replica may be cleared below)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():
@@ -1336,6 +1390,8 @@ def run(sim: Any) -> Any:
         # a first token the client never saw (sampled, or delivered after it left) is not recorded
         unseen = failed & ((tb.first_token_s == 0.0) | (tb.first_token_s > tb.finish_s))
         tb.first_token_s[unseen] = -1.0
+    if central:  # a shared queue routes to no replica: the table names the one that completed it
+        tb.replica[tb.status != COMPLETED] = -1
     done = tb.status == COMPLETED
     left = done | (tb.status == FAILED)  # requests that left the system
     if horizon is None:
@@ -1376,7 +1432,7 @@ def run(sim: Any) -> Any:
         ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
     fin = tb.finish_s[left]
     fin.sort()
-    sys_t, sys_n = _in_system(wl.arrival_s[tb.replica >= 0], fin)  # the arrivals routed
+    sys_t, sys_n = _in_system(wl.arrival_s[entered], fin)
     del fin
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine="compiled",
