@@ -172,7 +172,7 @@ ROUTERS.add("jsq", f"{_R}:JSQ", "join the shortest queue: fewest outstanding req
 ROUTERS.add("power_of_two", f"{_R}:PowerOfTwo", "the less loaded of two replicas drawn at random", code=3)
 ROUTERS.add("least_kv", f"{_R}:LeastKV", "most free KV-cache blocks", code=4)
 ROUTERS.add("session_affinity", f"{_R}:SessionAffinity", "a session stays on the replica of its first request; new sessions by jsq", code=5)
-ROUTERS.add("central_queue", f"{_R}:CentralQueue", "one shared FIFO queue that every replica pulls from (M/M/c)")
+ROUTERS.add("central_queue", f"{_R}:CentralQueue", "one shared FIFO queue that every replica pulls from (M/M/c)", code=6)
 
 _S = "sim.policies.schedulers"
 SCHEDULERS.add("fcfs", f"{_S}:Fcfs", "one request at a time, served whole", code=2)

@@ -97,6 +97,21 @@ CASES = {
     "prefix_cache_sjf": ["workload.num_requests=1000", "workload.rate_per_s=30", 'pools.scheduler.policy="sjf"',
                          "pools.scheduler.prefix_caching=true", "pools.scheduler.kv_memory_fraction=0.22",
                          "workload.shared_prefix={groups=10, tokens=400}", "pools.scheduler.ageing_s=0.5"],
+    # central_queue: one shared queue that every replica pulls from (preempted requests rejoin it
+    # at the front, for any replica to take)
+    "central_queue": ["workload.num_requests=1200", "workload.rate_per_s=30", 'router.policy="central_queue"'],
+    "central_queue_preemption_timeouts": ["workload.num_requests=1200", "workload.rate_per_s=60",
+                                          'router.policy="central_queue"', "pools.scheduler.kv_memory_fraction=0.22",
+                                          "workload.timeout_s=2.0", "pools.scheduler.prefix_caching=true",
+                                          "workload.shared_prefix={groups=8, tokens=500}"],
+    "central_queue_priority": ["workload.num_requests=1000", "workload.rate_per_s=40", 'router.policy="central_queue"',
+                               'pools.scheduler.policy="priority"', "pools.scheduler.kv_memory_fraction=0.22",
+                               'workload.classes=[{name="hi", share=0.3, priority=0}, {name="lo", share=0.7, priority=2}]'],
+    "central_queue_sjf_horizon": ["workload.num_requests=2000", "workload.rate_per_s=50", 'router.policy="central_queue"',
+                                  'pools.scheduler.policy="sjf"', "pools.scheduler.ageing_s=0.5", "run.horizon_s=30.0"],
+    "central_queue_continuous_constant": ["workload.num_requests=800", "workload.rate_per_s=25",
+                                          'router.policy="central_queue"', 'pools.scheduler.policy="continuous"',
+                                          'workload.arrival="constant"'],
     "rejections": ["workload.num_requests=600", "pools.scheduler.kv_memory_fraction=0.23",
                    'workload.prompt_tokens={dist="lognormal", mean=4000, cv=2.0, max=400000}',
                    "workload.rate_per_s=0.4"],
@@ -215,6 +230,8 @@ def test_validation_scenarios_with_prefix_caching_run_compiled_and_equal(name):
     ("deterministic", "central_queue", 1, 3.0),  # M/D/1, with clients giving up
     ("exponential", "round_robin", 3, None),
     ("exponential", "jsq", 4, 2.0),
+    ("exponential", "central_queue", 4, None),  # M/M/4
+    ("deterministic", "central_queue", 3, 2.5),
 ])
 def test_analytic_service_runs_compiled_and_equal(dist, router, replicas, timeout):
     """[pools.service] (the queueing-theory mode) on the fast path: the same per-request times."""
@@ -230,13 +247,13 @@ def test_analytic_service_runs_compiled_and_equal(dist, router, replicas, timeou
 
 
 def test_compiled_refuses_what_it_does_not_model():
-    sc = load(QUICK, ['run.engine="compiled"', 'router.policy="central_queue"', "workload.num_requests=10"])
+    tent = REPO / "scenarios" / "tent.toml"
+    sc = load(tent, ['run.engine="compiled"', "workload.duration_s=5"])
     with pytest.raises(ScenarioError) as e:
         Simulation(sc).run()
-    assert "run.engine" in str(e.value) and "central_queue" in str(e.value)
+    assert "run.engine" in str(e.value) and "[facility]" in str(e.value)
     # auto picks SimPy for it
-    sc = load(QUICK, ['router.policy="central_queue"', "workload.num_requests=50"])
-    assert Simulation(sc).run().engine == "simpy"
+    assert Simulation(load(tent, ["workload.duration_s=5"])).run().engine == "simpy"
 
 
 def test_without_numba_auto_runs_on_simpy(monkeypatch):

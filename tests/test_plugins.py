@@ -145,7 +145,7 @@ def test_the_registry_is_the_one_list_of_names(tmp_path):
     from sim.scenario.config import parse
 
     # the fast driver's support check reads it: a registered name without a compiled code runs on SimPy
-    assert set(ROUTERS.compiled_names()) == set(ROUTERS.names()) - {"central_queue"}
+    assert set(ROUTERS.compiled_names()) == set(ROUTERS.names())
     assert set(SCHEDULERS.names()) == {"fcfs", "static", "continuous", "chunked", "priority", "sjf"}
     assert set(MANAGERS.names()) == {"none", "cap_uniform", "cap_priority", "drain", "shed"}
     assert compiled.R_JSQ == ROUTERS.code("jsq") and compiled.P_SJF == SCHEDULERS.code("sjf")

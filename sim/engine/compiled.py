@@ -9,11 +9,13 @@ token budget, a paged KV cache with recompute preemption of the latest arrival (
 class), automatic prefix caching with LRU eviction of unheld cached blocks, client timeouts
 (each request cancelled at its deadline, a calendar event merged with the arrivals), the
 roofline step time of sim/perf (the same compiled functions), host request overhead and lagged
-output delivery, and the routers round_robin, least_loaded, jsq, power_of_two, least_kv and
-session_affinity. So every request gets the same first-token, start and finish times, status
-and preemption count as in the SimPy engine (tests/test_compiled.py checks it, bit for bit).
-What it does not model yet (a [facility], central_queue, analytic service) runs on the SimPy
-engine; `supported()` says why.
+output delivery, analytic service ([pools.service]), and every router: round_robin,
+least_loaded, jsq, power_of_two, least_kv and session_affinity (replicas advanced lazily to the
+arrivals that concern them, `_run`) and central_queue (one shared queue: events one at a time in
+SimPy's order, `_run_shared`). So every request gets the same first-token, start and finish
+times, status and preemption count as in the SimPy engine (tests/test_compiled.py and
+tests/test_differential.py check it, bit for bit). What it does not model yet (a [facility])
+runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
 time of the next arrival routed to it (every replica, for routers that read load); between
@@ -51,8 +53,10 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX) = range(34)
-N_S = 34  # PIDX: the replica's pool (SV row)  # AH, AT: sjf's arrival-order list (head, tail)
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ) = range(36)
+N_S = 36  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
+# this replica's queue (itself, or row 0 for central_queue's shared queue); SEQ: when its pending
+# event was scheduled (SimPy's insertion order, for the shared-queue driver)  # AH, AT: sjf's arrival-order list (head, tail)
 # Prefix cache (ReplicaCore's _ref/_lru): PB full blocks per shared prefix (0: caching off); block
 # j of group g is slot g * PB + j of KC[r] = (holders, or -1 if not cached; LRU prev; LRU next).
 # USED counts every block running requests hold once (shared ones too); NLRU cached blocks no
@@ -73,9 +77,9 @@ N_F = 9  # AGE: sjf's ageing_s; WSTEP: power of the step in flight (W, all its a
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
-NXT, DONE, HELD, GEN, RST, NSH, GRP = range(7)  # GEN: tokens generated so far; RST: R_* state;
-N_RQ = 7  # HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
-# prefix cache; GRP: its shared-prefix group (-1: none)
+NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN = range(8)  # GEN: tokens generated so far; RST: R_* state;
+N_RQ = 8  # HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
+# prefix cache; GRP: its shared-prefix group (-1: none); OWN: the replica that admitted it last
 R_WAITING, R_PREFILL, R_DECODE, R_GONE = 0, 1, 2, 3
 # Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
 # Globals G[field] (float) and GI[field] (int)
@@ -90,8 +94,7 @@ def supported(sc: Any, wl: Any) -> list[str]:
     why = []
     if sc.facility is not None:
         why.append("a [facility] (power caps, turbines, failures)")
-    single_queue = sc.router.policy == "central_queue" and sum(p.replicas for p in sc.pools) == 1
-    if sc.router.policy not in ROUTERS.compiled_names() and not single_queue:
+    if sc.router.policy not in ROUTERS.compiled_names() and sc.router.policy != "central_queue":
         kind = "a plug-in in plain Python" if ROUTERS.is_plugin(sc.router.policy) else "not compiled"
         why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
     if not sc.run.fast_forward:
@@ -381,15 +384,16 @@ def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, ar
     """Analytic service ([pools.service], _Replica.analytic_loop): the head of the queue is
     served whole, one at a time, for its drawn service time; a client deadline does not
     interrupt it. The replica draws its idle power throughout."""
-    if S[r, QLEN] == 0:
+    if S[S[r, QROW], QLEN] == 0:
         return 0
     i = _q_head(r, now, 0.0, S, QA, arr, RQ)
     _q_pop(r, i, S, RQ, QA)
     RQ[i, RST] = R_GONE  # in service
+    RQ[i, OWN] = r
     START[i] = now
     dt = SV[S[r, PIDX], i]
     if ts_on:
-        _ts_add(tsf, tsi, GI, now, r, 1, 0, S[r, QLEN], 1)
+        _ts_add(tsf, tsi, GI, now, r, 1, 0, S[S[r, QROW], QLEN], 1)
     watts = PC[r, IDLE_W] * S[r, TP]
     e = now + dt
     F[r, EEND] = e
@@ -517,12 +521,12 @@ def _q_push(r, i, front, key, S, RQ, QA):
     """Queue request i at replica r: at the back (an arrival) or the front (a preempted
     request); by `key` in a heap for the priority and sjf schedulers (sjf also keeps arrival
     order, with preempted requests in front, for its ageing bound)."""
-    pol = S[r, POL]
+    pol = S[S[r, QROW], POL]
     if pol == P_PRIORITY or pol == P_SJF:
         QA[i, QKEY] = key
         QA[i, QLEFT] = -1
         QA[i, QRIGHT] = -1
-        S[r, QH] = _skew_merge(S[r, QH], i, QA)
+        S[S[r, QROW], QH] = _skew_merge(S[S[r, QROW], QH], i, QA)
         if pol == P_SJF:  # the arrival-order list: push at its head (front) or its tail
             near, far = (AH, AT) if front else (AT, AH)
             inward, outward = (ANEXT, APREV) if front else (APREV, ANEXT)
@@ -534,25 +538,25 @@ def _q_push(r, i, front, key, S, RQ, QA):
                 S[r, far] = i
             S[r, near] = i
     elif front:
-        RQ[i, NXT] = S[r, QH]
-        S[r, QH] = i
-        if S[r, QT] < 0:
-            S[r, QT] = i
+        RQ[i, NXT] = S[S[r, QROW], QH]
+        S[S[r, QROW], QH] = i
+        if S[S[r, QROW], QT] < 0:
+            S[S[r, QROW], QT] = i
     else:
         _append(r, i, QH, QT, S, RQ)
-    S[r, QLEN] += 1
+    S[S[r, QROW], QLEN] += 1
 
 
 @njit(cache=True)
 def _fifo_head(r, S, RQ):
     """The head of replica r's FIFO queue, dropping cancelled entries left in it (a client's
     timeout takes a request off a FIFO queue lazily: the entry stays until it reaches the head)."""
-    i = S[r, QH]
+    i = S[S[r, QROW], QH]
     while i >= 0 and RQ[i, RST] == R_GONE:
         i = RQ[i, NXT]
-    S[r, QH] = i
+    S[S[r, QROW], QH] = i
     if i < 0:
-        S[r, QT] = -1
+        S[S[r, QROW], QT] = -1
     return i
 
 
@@ -560,27 +564,27 @@ def _fifo_head(r, S, RQ):
 def _q_head(r, now, age, S, QA, arr, RQ):
     """The request replica r's queue serves next (SjfQueue: the oldest once it has waited
     `age` s, else the shortest)."""
-    pol = S[r, POL]
+    pol = S[S[r, QROW], POL]
     if pol == P_SJF:
-        old = S[r, AH]
+        old = S[S[r, QROW], AH]
         if old >= 0 and now - arr[old] >= age:
             return old
     if pol != P_PRIORITY and pol != P_SJF:
         return _fifo_head(r, S, RQ)
-    return S[r, QH]
+    return S[S[r, QROW], QH]
 
 
 @njit(cache=True)
 def _q_pop(r, i, S, RQ, QA):
     """Take request i, the head of replica r's queue, off it."""
-    pol = S[r, POL]
+    pol = S[S[r, QROW], POL]
     if pol == P_PRIORITY or pol == P_SJF:
         left = QA[i, QLEFT]
         right = QA[i, QRIGHT]
         sub = _skew_merge(left, right, QA)
         par = QA[i, QPAR]
         if par < 0:
-            S[r, QH] = sub
+            S[S[r, QROW], QH] = sub
         else:  # sjf's aged head need not be the heap's root
             if QA[par, QLEFT] == i:
                 QA[par, QLEFT] = sub
@@ -594,16 +598,16 @@ def _q_pop(r, i, S, RQ, QA):
             if pv >= 0:
                 QA[pv, ANEXT] = nx
             else:
-                S[r, AH] = nx
+                S[S[r, QROW], AH] = nx
             if nx >= 0:
                 QA[nx, APREV] = pv
             else:
-                S[r, AT] = pv
+                S[S[r, QROW], AT] = pv
     else:
-        S[r, QH] = RQ[i, NXT]
-        if S[r, QT] == i:
-            S[r, QT] = -1
-    S[r, QLEN] -= 1
+        S[S[r, QROW], QH] = RQ[i, NXT]
+        if S[S[r, QROW], QT] == i:
+            S[S[r, QROW], QT] = -1
+    S[S[r, QROW], QLEN] -= 1
 
 
 @njit(cache=True)
@@ -691,10 +695,10 @@ def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
     st = RQ[j, RST]
     bs = S[r, BS]
     if st == R_WAITING:
-        if S[r, POL] == P_PRIORITY or S[r, POL] == P_SJF:
+        if S[S[r, QROW], POL] == P_PRIORITY or S[S[r, QROW], POL] == P_SJF:
             _q_pop(r, j, S, RQ, QA)
         else:
-            S[r, QLEN] -= 1  # the entry stays; _fifo_head drops it
+            S[S[r, QROW], QLEN] -= 1  # the entry stays; _fifo_head drops it
     elif st == R_PREFILL:
         _unlink_prefill(r, j, S, RQ)
         S[r, NRUN] -= 1
@@ -809,6 +813,7 @@ def _admit(r, i, hits, need, S, RQ, QA, KC):
     S[r, NPF] += 1
     S[r, NRUN] += 1
     RQ[i, RST] = R_PREFILL
+    RQ[i, OWN] = r
     if hits:
         _acquire_hits(r, i, hits, S, RQ, KC)
     RQ[i, HELD] = hits + need
@@ -862,7 +867,7 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
         nch += 1
         budget -= c
     # vLLM v1 admits no new request in a step that had to preempt
-    while budget > 0 and slots > 0 and S[r, QLEN] > 0 and not preempted:
+    while budget > 0 and slots > 0 and S[S[r, QROW], QLEN] > 0 and not preempted:
         i = _q_head(r, now, age, S, QA, arr, RQ)
         target = prompt[i] + RQ[i, GEN]
         hits, idle = _peek_hits(r, i, target, S, RQ, KC)
@@ -881,7 +886,7 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
         budget -= c
         slots -= 1
     # an sjf queue's head can change with time alone (ageing)
-    return nch, S[r, NDEC], S[r, QLEN] > 0 and not preempted and S[r, POL] != P_SJF
+    return nch, S[r, NDEC], S[S[r, QROW], QLEN] > 0 and not preempted and S[S[r, QROW], POL] != P_SJF
 
 
 @njit(cache=True, inline="always")
@@ -891,7 +896,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
     budget = S[r, MAXT]
     slots = S[r, MAXB] - S[r, NRUN]
     nch = 0
-    while S[r, QLEN] > 0 and slots > 0:
+    while S[S[r, QROW], QLEN] > 0 and slots > 0:
         i = _fifo_head(r, S, RQ)
         target = prompt[i] + RQ[i, GEN]
         hits, idle = _peek_hits(r, i, target, S, RQ, KC)
@@ -914,7 +919,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
     preempted = False
     if S[r, NDEC]:
         preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
-    return 0, S[r, NDEC], S[r, QLEN] > 0 and not preempted
+    return 0, S[r, NDEC], S[S[r, QROW], QLEN] > 0 and not preempted
 
 
 @njit(cache=True, inline="always")
@@ -924,7 +929,7 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
     if S[r, NRUN]:
         return 0, S[r, NDEC], True
     nch = 0
-    while S[r, QLEN] > 0 and nch < S[r, MAXB]:
+    while S[S[r, QROW], QLEN] > 0 and nch < S[r, MAXB]:
         i = _fifo_head(r, S, RQ)
         hits, idle = _peek_hits(r, i, prompt[i], S, RQ, KC)
         need = _cdiv(prompt[i] + output[i], S[r, BS]) - hits
@@ -946,7 +951,7 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
     if pol == P_ANALYTIC:
         return _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, arr, SV)
     if pol == P_CHUNKED or pol == P_PRIORITY or pol == P_SJF:
-        nch, ndec, stable = _plan_chunked(r, now, F[r, AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC)
+        nch, ndec, stable = _plan_chunked(r, now, F[S[r, QROW], AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC)
     elif pol == P_CONTINUOUS:
         nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC)
     else:
@@ -974,7 +979,7 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
     dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
     watts = pw * S[r, TP]
     if ts_on:
-        _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[r, QLEN], 1)
+        _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
     e = now + dt
     F[r, EEND] = e
     F[r, DTF] = dt
@@ -995,7 +1000,7 @@ def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, t
     S[r, ST] = IDLE
     F[r, IDLE_SINCE] = t
     if ts_on:
-        _ts_add(tsf, tsi, GI, t, r, 0, S[r, USED], S[r, QLEN], 0)
+        _ts_add(tsf, tsi, GI, t, r, 0, S[r, USED], S[S[r, QROW], QLEN], 0)
 
 
 @njit(cache=True)
@@ -1006,7 +1011,7 @@ def _next_delivery_bound(r, e, S, F, FH):
     until then lasts at least as long as the one in flight (step time grows with context);
     otherwise e. Shaded down so float rounding cannot make it late."""
     if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
-            and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
+            and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
         k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
         if k > 0 and (S[r, POL] == P_STATIC or S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1)):
             return e + k * F[r, DTF] * (1.0 - 1e-6)
@@ -1048,7 +1053,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
         # the batch is stable; step it in a tight loop while every growing sequence finds a
         # free block (else the general plan below preempts).
         if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
-                and (S[r, QLEN] == 0 or S[r, QBLK] == 1)):
+                and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
             top = FH[r, 0] >> 32
             d = S[r, DIT]
             if d + 1 < top:
@@ -1248,6 +1253,123 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
 
 
 @njit(cache=True)
+def _grow_ts(ts):
+    """The time-series buffers, twice as long."""
+    tsf, tsi = ts
+    nf = np.empty(tsf.shape[0] * 2, np.float64)
+    nf[:tsf.shape[0]] = tsf
+    ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
+    ni[:tsi.shape[0]] = tsi
+    return nf, ni
+
+
+@njit(cache=True)
+def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START, FIN, STATUS, REP, PRE,
+                ts_on, ts_cap, horizon, timeout, KC, SV):
+    """central_queue: every replica pulls from one queue (row 0's), so every plan couples the
+    replicas and events are handled one at a time in SimPy's order: by time, then priority
+    (step ends, wake-ups and arrivals before client deadlines), then when they were scheduled
+    (S[r, SEQ]; the arrival process's next timeout is scheduled after an arrival's wake-up).
+    An arrival joins the queue and wakes the first idle replica (Simulation._route). Returns as
+    _run does."""
+    n = arr.shape[0]
+    R = S.shape[0]
+    CH = np.zeros((R, cap, 2), np.int64)
+    FH = np.zeros((R, cap), np.int64)
+    CNT = np.zeros((R, bsmax), np.int64)
+    PFIRST = np.zeros((R, cap), np.int64)
+    PDONE = np.zeros((R, cap), np.int64)
+    tmp = np.zeros(cap, np.int64)
+    bins = np.zeros(N_BINS, np.float64)
+    G = np.ones(1, np.float64)
+    GI = np.zeros(1, np.int64)
+    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
+    seq = 0
+    ai = 0  # next arrival
+    a_now = 0.0  # the arrival process's clock
+    a_time = np.inf
+    a_seq = 0
+    if n > 0:
+        target = arr[0] + d0
+        a_time = a_now + (target - a_now) if target > a_now else a_now
+        a_seq = seq
+        seq += 1
+    dj = 0
+    entered = 0
+    while True:
+        if ts_on and GI[TS_N] + 4 > ts[0].shape[0]:
+            ts = _grow_ts(ts)
+        tsf, tsi = ts
+        best = a_time if ai < n else np.inf
+        best_seq = a_seq
+        who = -1 if ai < n else -2
+        for r in range(R):
+            st = S[r, ST]
+            if st == STEP or st == WAKE:
+                e = F[r, EEND]
+                if e < best or (e == best and S[r, SEQ] < best_seq):
+                    best = e
+                    best_seq = S[r, SEQ]
+                    who = r
+        # a client deadline before the next event (one at the same instant comes after it)
+        if dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout < best:
+            j = dj
+            dj += 1
+            td = arr[j] + timeout
+            if STATUS[j] != REJECTED and RQ[j, RST] != R_GONE:
+                k = RQ[j, OWN] if RQ[j, RST] != R_WAITING else 0  # queued: the shared queue
+                _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC)
+                STATUS[j] = FAILED
+                FIN[j] = td
+            continue
+        if who == -2 or best >= horizon:
+            break
+        if who == -1:  # arrivals: this one and any at the same instant (no timeout in between)
+            now = a_time
+            a_now = now
+            while True:
+                i = ai
+                ai += 1
+                entered = ai
+                if prompt[i] + output[i] > fit:
+                    STATUS[i] = REJECTED
+                else:
+                    REP[i] = 0  # entered (the table names the replica that completes it, at the end)
+                    key = QA[i, QKEY] if S[0, POL] == P_PRIORITY else (prompt[i] << 32) | i
+                    _q_push(0, i, False, key, S, RQ, QA)
+                    for r in range(R):
+                        if S[r, ST] == IDLE:  # wake the first idle replica
+                            S[r, ST] = WAKE
+                            F[r, EEND] = now
+                            S[r, SEQ] = seq
+                            seq += 1
+                            break
+                if ai >= n or arr[ai] + d0 > now:
+                    break
+            if ai < n:
+                target = arr[ai] + d0
+                a_time = now + (target - now)
+                a_seq = seq
+                seq += 1
+            continue
+        r = who
+        e = best
+        if S[r, ST] == WAKE:
+            idle_w = PC[r, IDLE_W] * S[r, TP]
+            F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
+            _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
+        else:
+            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC, SV)
+        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
+                 QA, arr, KC, SV) == 0:
+            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
+        else:
+            S[r, SEQ] = seq
+            seq += 1
+    return a_now, bins, G[BIN_W], ts, GI[TS_N]
+
+
+@njit(cache=True)
 def _in_system(arr, fin):
     """Requests in the system from each time on: +1 at each arrival, -1 at each completion (both
     sorted), starting at (0, 0); one entry per distinct time, with the count after all its events."""
@@ -1315,6 +1437,7 @@ def run(sim: Any) -> Any:
     for r, rep in enumerate(reps):
         sch = rep.pool.scheduler
         S[r, PIDX] = pools.index(rep.pool.name)
+        S[r, QROW] = r
         S[r, [QH, QT, PH, PT]] = -1
         S[r, BS] = rep.core.block_size
         S[r, TOT] = rep.core.total_blocks
@@ -1352,8 +1475,10 @@ def run(sim: Any) -> Any:
         QA[:, QKEY] = ((prio - (prio.min() if n else 0)) << 32) | np.arange(n, dtype=np.int64)
     else:
         QA = np.zeros((1, N_QA), np.int64)
-    central = sc.router.policy == "central_queue"  # one replica (supported()): its own queue is the shared one
+    central = sc.router.policy == "central_queue"  # one shared queue: row 0's
     router = ROUTERS.code("round_robin" if central else sc.router.policy)
+    if central:
+        S[:, QROW] = 0
     RQ = np.zeros((n, N_RQ), np.int32)
     groups = 0
     if wl.prefix_group is not None and S[:, PB].max() > 0:
@@ -1365,13 +1490,20 @@ def run(sim: Any) -> Any:
     ts_on = bool(sc.run.timeseries)
     horizon = sc.run.horizon_s
     timeout = float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf
-    clock, bins, bin_w, (tsf, tsi), rows = _run(
-        wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), wl.output_tokens.astype(np.int64, copy=False),
-        float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64), sess, n_sess,
-        S, F, PC,
-        RQ, np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
-        tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, n + 64 * R if ts_on else 0,  # grows x2
-        float(horizon) if horizon is not None else np.inf, timeout, KC, SV)
+    prompt = wl.prompt_tokens.astype(np.int64, copy=False)
+    output = wl.output_tokens.astype(np.int64, copy=False)
+    hz = float(horizon) if horizon is not None else np.inf
+    ts_cap = n + 64 * R if ts_on else 0  # grows x2
+    if central:
+        clock, bins, bin_w, (tsf, tsi), rows = _run_shared(
+            wl.arrival_s, prompt, output, float(d0), int(fit), S, F, PC, RQ, np.zeros(n, np.int64), QA, cap, bsmax,
+            tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, ts_cap, hz,
+            timeout, KC, SV)
+    else:
+        clock, bins, bin_w, (tsf, tsi), rows = _run(
+            wl.arrival_s, prompt, output, float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64),
+            sess, n_sess, S, F, PC, RQ, np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
+            tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, ts_cap, hz, timeout, KC, SV)
     entered = tb.replica >= 0  # the arrivals routed (the table's replica may be cleared below)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
@@ -1391,7 +1523,7 @@ def run(sim: Any) -> Any:
         unseen = failed & ((tb.first_token_s == 0.0) | (tb.first_token_s > tb.finish_s))
         tb.first_token_s[unseen] = -1.0
     if central:  # a shared queue routes to no replica: the table names the one that completed it
-        tb.replica[tb.status != COMPLETED] = -1
+        tb.replica[:] = np.where(tb.status == COMPLETED, RQ[:, OWN], -1)
     done = tb.status == COMPLETED
     left = done | (tb.status == FAILED)  # requests that left the system
     if horizon is None:
