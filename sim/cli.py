@@ -101,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _fleet_table(rep: dict[str, Any]) -> str:
-    L = [f"dcsim fleet: {rep['scenario']}: {rep['cells_simulated']} of {rep['cells_total']} cells simulated"]
+    L = [f"dcsim fleet: {rep['scenario']}: {rep['cells_simulated']} of {rep['cells_total']} cells simulated "
+         f"(engine {rep['engine']})"]
     for k in rep["kinds"]:
         L.append(f"  {k['name']}: {k['count']} cells, {k['simulated']} simulated; per cell "
                  f"{k['per_cell_output_tok_per_s']:,.0f} output tok/s, {k['per_cell_req_per_s']:,.1f} req/s, "

@@ -52,6 +52,7 @@ def test_fleet_totals_are_inferred_from_simulated_cells(tmp_path):
     rep = run_fleet(write(tmp_path, 10, 2), workers=2)
     k = rep["kinds"][0]
     assert rep["cells_total"] == 10 and rep["cells_simulated"] == 2 and k["simulated"] == 2
+    assert rep["engine"] == k["engine"] == "compiled"
     assert rep["fleet_output_tok_per_s"] == pytest.approx(10 * k["per_cell_output_tok_per_s"])
     assert rep["fleet_output_tokens_per_day"] == pytest.approx(86400 * rep["fleet_output_tok_per_s"])
     # each cell takes its share of the global rate: 20 req/s here

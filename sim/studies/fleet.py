@@ -106,12 +106,14 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
                              "per_cell_ttft_p99_s": float(np.mean([x["ttft_p99_s"] for x in s])),
                              "per_cell_usd_per_hour": c_h,
                              "requests_simulated": int(sum(x["requests_total"] for x in s)),
-                             "completed_simulated": int(sum(x["requests_completed"] for x in s))})
+                             "completed_simulated": int(sum(x["requests_completed"] for x in s)),
+                             "engine": ",".join(sorted({x["engine"] for x in s}))})
     for k, v in lat.items():
         a = np.asarray(v, dtype=float)
         a = a[np.isfinite(a)]
         out[f"{k[:-2]}_p50_s"] = float(np.percentile(a, 50)) if a.size else None
         out[f"{k[:-2]}_p99_s"] = float(np.percentile(a, 99)) if a.size else None
+    out["engine"] = ",".join(sorted({k["engine"] for k in out["kinds"]}))  # which engine ran the cells
     out["fleet_output_tok_per_s"] = tok_s
     out["fleet_req_per_s"] = req_s
     out["fleet_output_tokens_per_day"] = tok_s * 86400
