@@ -112,7 +112,7 @@ def build() -> str:
           "all-reduce: 2 (tp-1) hops per all-reduce, 2 all-reduces per layer), `request_overhead_s` (HTTP and",
           "tokenizer before the engine) and `output_lag_steps` (a token reaches the client when the next engine",
           "step ends, as the front end processes step k's output during step k+1).", "",
-          "`scripts/calibrate.py` (code in `sim/calibrate.py`) fits them on every non-saturated stage with published",
+          "`scripts/calibrate.py` (code in `sim/validation/calibrate.py`) fits them on every non-saturated stage with published",
           "rates: a closed-form serving approximation (decode step at the Little's-law concurrency, solved",
           "self-consistently; prefill-carrying steps inflating TPOT; TTFT = front end + half a step + the",
           "prefill step + the output lag) predicts TPOT and TTFT, and coordinate descent over grids minimises the",
