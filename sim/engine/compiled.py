@@ -411,7 +411,7 @@ def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, ar
 
 
 @njit(cache=True)
-def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC, SV):
+def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC):
     """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
     if S[r, POL] == P_ANALYTIC:  # the end of a service: its first token is the end
         i = CH[r, 0, 0]
@@ -1104,7 +1104,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 if not committed:
                     continue
         if not committed:
-            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC, SV)
+            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
                  QA, arr, KC, SV) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
@@ -1359,7 +1359,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
             F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
         else:
-            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC, SV)
+            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
                  QA, arr, KC, SV) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
