@@ -1138,6 +1138,24 @@ def _load(router, S, r):
 
 
 @njit(cache=True)
+def _scratch(R, cap, bsmax, ts_cap):
+    """The event loops' working arrays: chunks of the step in flight, finish heaps, block-growth
+    counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), the time-series
+    buffers (they grow) and their row count."""
+    CH = np.zeros((R, cap, 2), np.int64)
+    FH = np.zeros((R, cap), np.int64)
+    CNT = np.zeros((R, bsmax), np.int64)
+    PFIRST = np.zeros((R, cap), np.int64)
+    PDONE = np.zeros((R, cap), np.int64)
+    tmp = np.zeros(cap, np.int64)
+    bins = np.zeros(N_BINS, np.float64)
+    G = np.ones(1, np.float64)
+    GI = np.zeros(1, np.int64)
+    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
+    return CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, ts
+
+
+@njit(cache=True)
 def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
             REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV):
     """Request j's client gives up at td (a calendar event): its replica is advanced to td (the
@@ -1163,16 +1181,7 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
     bins, bin width, time-series buffers, rows)."""
     n = arr.shape[0]
     R = S.shape[0]
-    CH = np.zeros((R, cap, 2), np.int64)
-    FH = np.zeros((R, cap), np.int64)
-    CNT = np.zeros((R, bsmax), np.int64)
-    PFIRST = np.zeros((R, cap), np.int64)
-    PDONE = np.zeros((R, cap), np.int64)
-    tmp = np.zeros(cap, np.int64)
-    bins = np.zeros(N_BINS, np.float64)
-    G = np.ones(1, np.float64)  # bin width 1 s
-    GI = np.zeros(1, np.int64)
-    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, ts = _scratch(R, cap, bsmax, ts_cap)
     home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
     now = 0.0
     rr = 0
@@ -1274,16 +1283,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
     _run does."""
     n = arr.shape[0]
     R = S.shape[0]
-    CH = np.zeros((R, cap, 2), np.int64)
-    FH = np.zeros((R, cap), np.int64)
-    CNT = np.zeros((R, bsmax), np.int64)
-    PFIRST = np.zeros((R, cap), np.int64)
-    PDONE = np.zeros((R, cap), np.int64)
-    tmp = np.zeros(cap, np.int64)
-    bins = np.zeros(N_BINS, np.float64)
-    G = np.ones(1, np.float64)
-    GI = np.zeros(1, np.int64)
-    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, ts = _scratch(R, cap, bsmax, ts_cap)
     seq = 0
     ai = 0  # next arrival
     a_now = 0.0  # the arrival process's clock
