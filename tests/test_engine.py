@@ -238,3 +238,34 @@ def test_result_is_typed_and_the_old_extra_view_agrees():
     res = run(small("chunked", n=50))
     assert res.engine in ("compiled", "simpy") and res.ledger is res.extra["ledger"]
     assert res.extra["engine"] == res.engine and res.facility.node_failures == res.extra["failures"] == 0
+
+
+def test_build_then_run_assembly_reads_no_file_and_draws_no_number(monkeypatch):
+    """Building a model (sim/engine/build.py) draws the workload, the router's random choices and
+    the service times; assembling the engine from it does neither, and the run is the same."""
+    import builtins
+
+    import numpy.random as npr
+
+    from sim.engine.build import build
+
+    sc = small("chunked", n=200, router="power_of_two")
+    direct = run(sc)
+    model = build(sc)
+
+    def refuse(*a, **k):
+        raise AssertionError("the engine's constructors must not read files or draw random numbers")
+
+    with monkeypatch.context() as m:
+        m.setattr(npr, "SeedSequence", refuse)
+        m.setattr(npr, "default_rng", refuse)
+        m.setattr(builtins, "open", refuse)
+        sim = Simulation(model)
+    res = sim.run()
+    for k in ("first_token_s", "start_s", "finish_s", "replica", "status"):
+        assert (getattr(res.requests, k) == getattr(direct.requests, k)).all(), k
+    # the check can fail: building does draw
+    with monkeypatch.context() as m:
+        m.setattr(npr, "SeedSequence", refuse)
+        with pytest.raises(AssertionError, match="must not"):
+            build(sc)

@@ -21,15 +21,15 @@ from sim.errors import ScenarioError
 from sim.registry import SCHEDULERS, Registry
 from sim.scenario.config import PoolConfig, Scenario
 from sim.perf.roofline import PerfModel
+from sim.engine.build import Model, build
 from sim.engine.result import FacilityEvents, ReplicaInfo, Result
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
 from sim.kernel.replica import GONE, Plan, ReplicaCore, Request
-from sim.rng import stream
 from sim.progress import Reporter
 from sim.kernel.queues import make_queue
-from sim.policies.routers import make_router
+from sim.policies.routers import JSQ
 from sim.policies.schedulers import make_scheduler
-from sim.workload.generate import Workload, build_workload
+from sim.workload.generate import Workload
 
 
 FF_MAX_STEPS = 1024  # longest fast-forward window (steps)
@@ -342,11 +342,16 @@ class _Replica:
 
 
 class Simulation:
-    """One run of a scenario. Build with a Scenario, call `run()`."""
+    """One run: give it a Model (sim/engine/build.py: the workload, router and service times,
+    drawn) or a Scenario (built here), then call `run()`. Assembling it reads no file and draws
+    no random number beyond what the build did."""
 
-    def __init__(self, scenario: Scenario, workload: Workload | None = None, report: Reporter | None = None) -> None:
+    def __init__(self, scenario: Scenario | Model, workload: Workload | None = None,
+                 report: Reporter | None = None) -> None:
+        model = scenario if isinstance(scenario, Model) else build(scenario, workload)
+        scenario = model.scenario
         self.sc = scenario
-        self.wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
+        self.wl = model.workload
         n = len(self.wl)
         self.env = simpy.Environment()
         self.report = report if report is not None else Reporter()  # says nothing unless the caller asks
@@ -355,9 +360,8 @@ class Simulation:
         self.end = self.env.event()  # all requests arrived and left
         self.table = RequestTable(n)
         self.ts = TimeSeries(scenario.run.timeseries)
-        n_reps = sum(p.replicas for p in scenario.pools)
-        self.router = make_router(scenario.router.policy, n, n_reps, stream(scenario.seed, "router"))
-        self._fallback = make_router("jsq")  # while some replicas are unavailable
+        self.router = model.router
+        self._fallback = JSQ()  # while some replicas are unavailable (draws nothing)
         sc0 = scenario.pools[0].scheduler
         now = lambda: self.env.now  # noqa: E731
         shared = make_queue(_queue_for(sc0.policy), sc0.ageing_s, now) if getattr(self.router, "shared_queue", False) else None
@@ -387,14 +391,7 @@ class Simulation:
         self.trip_marks: list[float] = []
         self.fac = scenario.facility
         self._setup_power()
-        self.service_s: dict[str, np.ndarray] = {}
-        for pool in scenario.pools:
-            if pool.service is not None:
-                if pool.service.dist == "exponential":
-                    draws = stream(scenario.seed, f"service:{pool.name}").exponential(pool.service.mean_s, size=n)
-                else:
-                    draws = np.full(n, pool.service.mean_s)
-                self.service_s[pool.name] = draws
+        self.service_s: dict[str, np.ndarray] = model.service_s
 
     def _setup_power(self) -> None:
         from sim.facility.ledger import Ledger, build_graph
