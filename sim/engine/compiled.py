@@ -380,6 +380,28 @@ def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
 
 
 @njit(cache=True)
+def _start_step(r, now, dt, watts, S, F, bins, G):
+    """Replica r runs a step of dt s drawing `watts` (all its accelerators) from now: busy time
+    and energy are counted up front (a horizon clips them)."""
+    e = now + dt
+    F[r, EEND] = e
+    F[r, DTF] = dt
+    F[r, BUSY] += dt
+    F[r, ESTEP] += watts * dt
+    F[r, WSTEP] = watts
+    _bin_energy(bins, G, now, e, watts)
+    S[r, ST] = STEP
+
+
+@njit(cache=True)
+def _idle_until(r, e, S, F, PC, bins, G):
+    """Replica r's idle energy from when it fell idle up to e (it wakes then)."""
+    idle_w = PC[r, IDLE_W] * S[r, TP]
+    F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
+    _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
+
+
+@njit(cache=True)
 def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, arr, SV):
     """Analytic service ([pools.service], _Replica.analytic_loop): the head of the queue is
     served whole, one at a time, for its drawn service time; a client deadline does not
@@ -394,19 +416,11 @@ def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, ar
     dt = SV[S[r, PIDX], i]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, 1, 0, S[S[r, QROW], QLEN], 1)
-    watts = PC[r, IDLE_W] * S[r, TP]
-    e = now + dt
-    F[r, EEND] = e
-    F[r, DTF] = dt
-    F[r, BUSY] += dt
-    F[r, ESTEP] += watts * dt
-    F[r, WSTEP] = watts
-    _bin_energy(bins, G, now, e, watts)
+    _start_step(r, now, dt, PC[r, IDLE_W] * S[r, TP], S, F, bins, G)
     CH[r, 0, 0] = i
     S[r, NCH] = 1
     S[r, PLNDEC] = 0
     S[r, NRUN] = 1
-    S[r, ST] = STEP
     return 1
 
 
@@ -653,20 +667,22 @@ def _victim(r, S, RQ, FH, QA):
 
 
 @njit(cache=True)
-def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
-    """Recompute preemption of request v (ReplicaCore.preempt): free its KV, keep the tokens it
-    generated, requeue it at the front. `grown`: decoding sequences already hold the block of
-    the step being planned."""
-    bs = S[r, BS]
+def _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC):
+    """Take running request v off replica r and free its KV (ReplicaCore._drop); a decoding one
+    keeps the tokens it generated. `grown`: decoding sequences already hold the block of the
+    decode step being planned or in flight."""
     if RQ[v, RST] == R_DECODE:
+        bs = S[r, BS]
         a = RA[v]
         dit = S[r, DIT]
-        j0 = prompt[v] + RQ[v, GEN] - 1 - a
-        held = _cdiv(a + dit + grown, bs)
-        RQ[v, GEN] += dit - j0
+        RQ[v, GEN] += dit - (prompt[v] + RQ[v, GEN] - 1 - a)  # + decode steps since it began
+        if S[r, POL] == P_STATIC:
+            held = RQ[v, HELD]  # reserved for the whole sequence; no growth counted
+        else:
+            held = _cdiv(a + dit + grown, bs)
+            CNT[r, a % bs] -= 1
         S[r, CTXB] -= a
         S[r, NDEC] -= 1
-        CNT[r, a % bs] -= 1
         n = S[r, FHLEN]
         for k in range(n):
             if (FH[r, k] & 0xFFFFFFFF) == v:
@@ -678,6 +694,13 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
         held = RQ[v, HELD]
     S[r, NRUN] -= 1
     _release(r, v, held, S, RQ, KC)
+
+
+@njit(cache=True)
+def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
+    """Recompute preemption of request v (ReplicaCore.preempt): free its KV, keep the tokens it
+    generated, requeue it at the front."""
+    _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC)
     RQ[v, RST] = R_WAITING
     RQ[v, DONE] = 0
     RQ[v, HELD] = 0
@@ -692,36 +715,14 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
 def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
     """The client of request j gave up (ReplicaCore.cancel): j leaves replica r's queue, or the
     running set with its KV freed; a step in flight still runs (its commit skips j)."""
-    st = RQ[j, RST]
-    bs = S[r, BS]
-    if st == R_WAITING:
+    if RQ[j, RST] == R_WAITING:
         if S[S[r, QROW], POL] == P_PRIORITY or S[S[r, QROW], POL] == P_SJF:
             _q_pop(r, j, S, RQ, QA)
         else:
             S[S[r, QROW], QLEN] -= 1  # the entry stays; _fifo_head drops it
-    elif st == R_PREFILL:
-        _unlink_prefill(r, j, S, RQ)
-        S[r, NRUN] -= 1
-        _release(r, j, RQ[j, HELD], S, RQ, KC)
-    elif st == R_DECODE:
-        a = RA[j]
-        if S[r, POL] == P_STATIC:
-            held = RQ[j, HELD]  # reserved for the whole sequence
-        else:
-            # decoding sequences hold the block of a decode step in flight already
-            grown = 1 if (S[r, ST] == STEP and S[r, PLNDEC] > 0) else 0
-            held = _cdiv(a + S[r, DIT] + grown, bs)
-            CNT[r, a % bs] -= 1
-        S[r, CTXB] -= a
-        S[r, NDEC] -= 1
-        n = S[r, FHLEN]
-        for k in range(n):
-            if (FH[r, k] & 0xFFFFFFFF) == j:
-                _heap_remove(FH, r, n, k)
-                break
-        S[r, FHLEN] = n - 1
-        S[r, NRUN] -= 1
-        _release(r, j, held, S, RQ, KC)
+    else:
+        # decoding sequences hold the block of a decode step in flight already
+        _drop(r, j, 1 if (S[r, ST] == STEP and S[r, PLNDEC] > 0) else 0, S, RQ, RA, FH, CNT, prompt, KC)
     RQ[j, RST] = R_GONE
     S[r, OUTREQ] -= 1
     S[r, OUTTOK] -= prompt[j] + output[j]
@@ -980,16 +981,9 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
     watts = pw * S[r, TP]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
-    e = now + dt
-    F[r, EEND] = e
-    F[r, DTF] = dt
-    F[r, BUSY] += dt
-    F[r, ESTEP] += watts * dt
-    F[r, WSTEP] = watts
-    _bin_energy(bins, G, now, e, watts)
+    _start_step(r, now, dt, watts, S, F, bins, G)
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
-    S[r, ST] = STEP
     return 1
 
 
@@ -1038,9 +1032,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             if e > T or (e == T and not wake_at_T):
                 F[r, NB] = e
                 return 0  # requests enqueued at the same instant join the first plan
-            idle_w = pc[IDLE_W] * S[r, TP]
-            F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
-            _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
+            _idle_until(r, e, S, F, PC, bins, G)
             if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
                      tmp, QA, arr, KC, SV) == 0:
                 _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
@@ -1120,11 +1112,7 @@ def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, promp
                         STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV)
         if code != TS_FULL:
             return tsf, tsi
-        nf = np.empty(tsf.shape[0] * 2, np.float64)
-        nf[:tsf.shape[0]] = tsf
-        ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
-        ni[:tsi.shape[0]] = tsi
-        tsf, tsi = nf, ni
+        tsf, tsi = _grow_ts((tsf, tsi))
 
 
 @njit(cache=True)
@@ -1355,9 +1343,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
         r = who
         e = best
         if S[r, ST] == WAKE:
-            idle_w = PC[r, IDLE_W] * S[r, TP]
-            F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
-            _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
+            _idle_until(r, e, S, F, PC, bins, G)
         else:
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
