@@ -109,6 +109,19 @@ CASES = {
                                'workload.classes=[{name="hi", share=0.3, priority=0}, {name="lo", share=0.7, priority=2}]'],
     "central_queue_sjf_horizon": ["workload.num_requests=2000", "workload.rate_per_s=50", 'router.policy="central_queue"',
                                   'pools.scheduler.policy="sjf"', "pools.scheduler.ageing_s=0.5", "run.horizon_s=30.0"],
+    # preempted requests of every replica rejoin the shared sjf queue at the front of its
+    # arrival-order list (the queue row is row 0's, whoever pushes)
+    "central_queue_sjf_preemption": ["workload.num_requests=1000", "workload.rate_per_s=40",
+                                     'router.policy="central_queue"', 'pools.scheduler.policy="sjf"',
+                                     "pools.scheduler.ageing_s=0.5", "pools.scheduler.kv_memory_fraction=0.22"],
+    # recompute preemption under a FIFO scheduler (the regression of an out-of-bounds read of the
+    # heap-queue key: bounds-checked in test_preemption_reads_no_queue_key_it_does_not_have)
+    "continuous_preemption_small_batch": ["workload.num_requests=50", "workload.rate_per_s=2.0", "pools.replicas=1",
+                                          'pools.scheduler.policy="continuous"', "pools.scheduler.max_batch_size=8",
+                                          "pools.scheduler.max_batched_tokens=1024",
+                                          "pools.scheduler.kv_memory_fraction=0.22",
+                                          'workload.prompt_tokens={dist="lognormal", mean=1000, cv=1.0, max=6000}',
+                                          'workload.output_tokens={dist="lognormal", mean=400, cv=0.8, max=1500}'],
     "central_queue_continuous_constant": ["workload.num_requests=800", "workload.rate_per_s=25",
                                           'router.policy="central_queue"', 'pools.scheduler.policy="continuous"',
                                           'workload.arrival="constant"'],

@@ -544,20 +544,21 @@ def _q_push(r, i, front, key, S, RQ, QA):
         if pol == P_SJF:  # the arrival-order list: push at its head (front) or its tail
             near, far = (AH, AT) if front else (AT, AH)
             inward, outward = (ANEXT, APREV) if front else (APREV, ANEXT)
+            q = S[r, QROW]
             QA[i, outward] = -1
-            QA[i, inward] = S[r, near]
-            if S[r, near] >= 0:
-                QA[S[r, near], outward] = i
+            QA[i, inward] = S[q, near]
+            if S[q, near] >= 0:
+                QA[S[q, near], outward] = i
             else:
-                S[r, far] = i
-            S[r, near] = i
+                S[q, far] = i
+            S[q, near] = i
     elif front:
         RQ[i, NXT] = S[S[r, QROW], QH]
         S[S[r, QROW], QH] = i
         if S[S[r, QROW], QT] < 0:
             S[S[r, QROW], QT] = i
     else:
-        _append(r, i, QH, QT, S, RQ)
+        _append(S[r, QROW], i, QH, QT, S, RQ)
     S[S[r, QROW], QLEN] += 1
 
 
@@ -705,8 +706,11 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
     RQ[v, DONE] = 0
     RQ[v, HELD] = 0
     PRE[v] += 1
-    key = QA[v, QKEY]  # priority: class, arrival
-    if S[r, POL] == P_SJF:
+    qpol = S[S[r, QROW], POL]
+    key = 0  # a FIFO queue has no key (QA is then a one-row placeholder: never index it)
+    if qpol == P_PRIORITY:
+        key = QA[v, QKEY]  # class, arrival
+    elif qpol == P_SJF:
         key = ((prompt[v] + RQ[v, GEN]) << 32) | v  # tokens to recompute, arrival
     _q_push(r, v, True, key, S, RQ, QA)
 
