@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sim.registry import ROUTERS, SCHEDULERS
@@ -84,8 +84,18 @@ def _check(d: dict) -> None:
     _same(fast, ref)
 
 
+# found by fuzzing: the last request to leave was a response delivered after its client's
+# deadline; the run ends at the delivery, though the request is recorded at the deadline
+LATE_LAST = {"seed": 9395, "model": "llama-3.1-8b", "replicas": 1, "tp": 2, "mixed": True,
+             "sched": {"policy": "static", "max_batch_size": 8, "max_batched_tokens": 1024,
+                       "kv_memory_fraction": 0.22, "block_size": 16, "prefix_caching": False, "ageing_s": 0.5},
+             "router": "least_kv", "arrival": "poisson", "rate": 38.0, "n": 87, "prompt": 2500, "output": 30,
+             "timeout": 1.0, "prefix": None, "classes": False, "sessions": False, "horizon": None}
+
+
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(scenarios)
+@example(LATE_LAST)
 def test_compiled_equals_simpy_on_drawn_scenarios(d):
     _check(d)
 

@@ -1500,6 +1500,10 @@ def run(sim: Any) -> Any:
     for i in rej.tolist():
         tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
     tb.replica[rej] = -1
+    # the run ends with the last request to leave, seen when it happens: a late delivery below is
+    # recorded at its client's deadline but still ends the run when it is delivered
+    gone = (tb.status == COMPLETED) | (tb.status == FAILED)
+    t_last = float(tb.finish_s[gone].max()) if gone.any() else 0.0
     if sc.workload.timeout_s is not None:
         # a response delivered after the client left is a timeout too (Simulation.complete)
         late = (tb.status == COMPLETED) & (tb.finish_s > wl.arrival_s + timeout)
@@ -1517,7 +1521,7 @@ def run(sim: Any) -> Any:
     done = tb.status == COMPLETED
     left = done | (tb.status == FAILED)  # requests that left the system
     if horizon is None:
-        sim_time = max(float(clock), float(tb.finish_s[left].max()) if left.any() else 0.0)
+        sim_time = max(float(clock), t_last)
     else:
         sim_time = float(horizon)
         # as the SimPy table: first token and preemptions are recorded when a request leaves
