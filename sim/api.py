@@ -42,13 +42,14 @@ def override(sc: Scenario, set: Sequence[str]) -> Scenario:  # noqa: A002
     return config.parse(config.apply_overrides(dict(sc.raw), list(set)), sc.base_dir)
 
 
-def run(sc: Scenario, quiet: bool = False) -> Result:
+def run(sc: Scenario, quiet: bool = False, bar: bool = False) -> Result:
     """Simulate a scenario. Unless quiet, what it waits for (compiling the engine, a plug-in on
-    the per-step driver) is said on stderr."""
+    the per-step driver) is said on stderr, with a progress bar there too when `bar` (and stderr
+    is a terminal)."""
     from sim.engine.simulation import plugin_notice
     from sim.progress import ConsoleReporter, Reporter
 
-    report = Reporter() if quiet else ConsoleReporter("run", bar=False)
+    report = Reporter() if quiet else ConsoleReporter("run", bar=bar)
     note = plugin_notice(sc)
     if note and not quiet:
         print(note, file=sys.stderr)

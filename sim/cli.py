@@ -62,8 +62,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim.scenario import config
     from sim.analysis.metrics import summarize
     from sim.analysis.output import write_run
-    from sim.engine.simulation import Simulation, plugin_notice
-    from sim.progress import Reporter
 
     raw = config.read_toml(Path(args.scenario))
     if "fleet" in raw:
@@ -77,14 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=1) if args.json else _fleet_table(rep))
         return 0
     sc = config.load(args.scenario, args.set, args.seed)
-    note = plugin_notice(sc)
-    if note:
-        print(note, file=sys.stderr)
-    from sim.progress import ConsoleReporter
+    from sim import api
 
-    report = Reporter() if args.quiet else ConsoleReporter("run", bar=not args.json)
-    res = Simulation(sc, report=report).run()
-    report.close()
+    res = api.run(sc, quiet=args.quiet, bar=not args.json)
     summary = summarize(res)
     if args.out:
         write_run(res, summary, args.out)

@@ -10,6 +10,7 @@ import path and loaded when first used.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -27,7 +28,6 @@ class Entry:
     target: str  # "module:Class" of the built-in, or a user's spec
     doc: str  # one sentence
     code: int | None = None  # its number in the compiled engine (None: per-step driver only)
-    options: tuple = ()  # constructor arguments the built-in takes beyond the base ones
 
 
 class Registry:
@@ -131,13 +131,14 @@ def _import(target: str, key: str, kind: str) -> type:
             if not path.is_file():
                 raise ScenarioError(key, f"plug-in file {where} not found", "check the path (relative paths are "
                                     "read from the scenario file's folder)")
-            mod_name = f"dcsim_plugin_{abs(hash(str(path.resolve())))}"
+            # one name per file, the same in every process (hash() of a str is salted per process)
+            mod_name = "dcsim_plugin_" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
             mod = sys.modules.get(mod_name)
             if mod is None:
                 spec = importlib.util.spec_from_file_location(mod_name, path)
                 assert spec is not None and spec.loader is not None
                 mod = importlib.util.module_from_spec(spec)
-                sys.modules[mod_name] = mod  # pickling by worker processes finds it again
+                sys.modules[mod_name] = mod  # loaded once per process
                 try:
                     spec.loader.exec_module(mod)
                 except BaseException:

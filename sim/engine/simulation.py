@@ -124,7 +124,7 @@ class _Replica:
             prefix_blocks = sim.wl.prefix_tokens // bs if sc.prefix_caching else 0
         else:
             blocks, bs, prefix_blocks = 1 << 62, 1, 0
-        prio_pre = bool(getattr(SCHEDULERS.load(pool.scheduler.policy), "priority_preemption", False))
+        prio_pre = bool(getattr(self.sched, "priority_preemption", False)) if pool.service is None else False
         lag = pool.hardware.output_lag_steps if pool.service is None else 0
         self.shared_queue = waiting is sim.shared if sim.shared is not None else False
 
