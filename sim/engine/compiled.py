@@ -1392,7 +1392,7 @@ def _in_system(arr, fin):
 
 # --- driver -----------------------------------------------------------------------------------
 
-COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 25-30 s)..."
+COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 30-40 s)..."
 
 
 def _cached() -> bool:
