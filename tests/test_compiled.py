@@ -261,12 +261,14 @@ def test_analytic_service_runs_compiled_and_equal(dist, router, replicas, timeou
 
 def test_compiled_refuses_what_it_does_not_model():
     tent = REPO / "scenarios" / "tent.toml"
-    sc = load(tent, ['run.engine="compiled"', "workload.duration_s=5"])
+    shared = 'router.policy="central_queue"'
+    sc = load(tent, ['run.engine="compiled"', "workload.duration_s=5", shared])
     with pytest.raises(ScenarioError) as e:
         Simulation(sc).run()
     assert "run.engine" in str(e.value) and "[facility]" in str(e.value)
-    # auto picks SimPy for it
-    assert Simulation(load(tent, ["workload.duration_s=5"])).run().engine == "simpy"
+    # auto picks SimPy for it, and the compiled engine for the tent as shipped
+    assert Simulation(load(tent, ["workload.duration_s=5", shared])).run().engine == "simpy"
+    assert Simulation(load(tent, ["workload.duration_s=5"])).run().engine == "compiled"
 
 
 def test_without_numba_auto_runs_on_simpy(monkeypatch):

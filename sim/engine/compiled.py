@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from sim.perf.power import at_clock
+from sim.perf.power import _capped_with, at_clock
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, N_PC, roofline_terms
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
@@ -53,8 +53,9 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ) = range(36)
-N_S = 36  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
+ FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
+ DRN) = range(38)
+N_S = 38  # DOWN: failed (its node is down); DRN: drained (takes no new requests; off once idle)  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
 # this replica's queue (itself, or row 0 for central_queue's shared queue); SEQ: when its pending
 # event was scheduled (SimPy's insertion order, for the shared-queue driver)  # AH, AT: sjf's arrival-order list (head, tail)
 # Prefix cache (ReplicaCore's _ref/_lru): PB full blocks per shared prefix (0: caching off); block
@@ -71,8 +72,10 @@ QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
 N_QA = 6
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP = range(9)
-N_F = 9  # AGE: sjf's ageing_s; WSTEP: power of the step in flight (W, all its accelerators)
+EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W = range(12)
+N_F = 12  # AGE: sjf's ageing_s; WSTEP: draw during the step in flight (W, all its accelerators and
+# its hosts); CAP: power cap per accelerator (W; NaN: none); REST_W: draw when not stepping (idle
+# accelerators and hosts; 0 when drained or down); HOST_W: what its hosts draw while it is on
 # DTF: duration of the step in flight. NB: no completion can be delivered before this time (a
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
@@ -80,11 +83,16 @@ N_F = 9  # AGE: sjf's ageing_s; WSTEP: power of the step in flight (W, all its a
 NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN = range(8)  # GEN: tokens generated so far; RST: R_* state;
 N_RQ = 8  # HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
 # prefix cache; GRP: its shared-prefix group (-1: none); OWN: the replica that admitted it last
-R_WAITING, R_PREFILL, R_DECODE, R_GONE = 0, 1, 2, 3
+R_WAITING, R_PREFILL, R_DECODE, R_GONE, R_TRANSIT = 0, 1, 2, 3, 4  # TRANSIT: re-routed after a node
+# failure, on its way to its new replica (in no queue yet)
+# Why a request was rejected or failed (RSN): a kv_capacity rejection and a timeout are the defaults
+RS_NONE, RS_POWER, RS_NO_CAPACITY, RS_NODE = 0, 1, 2, 3
 # Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
 # Globals G[field] (float) and GI[field] (int)
 BIN_W, = range(1)
-TS_N, = range(1)
+TS_N, PB_N, FAC, NAV, SHED = range(5)  # GI: time-series rows; power-change rows; a [facility] (power
+# changes recorded in PW for the ledger); replicas available (not down or drained); shedding arrivals
+N_GI = 5
 N_BINS = 65536
 TS_FULL = 2
 
@@ -92,8 +100,10 @@ TS_FULL = 2
 def supported(sc: Any, wl: Any) -> list[str]:
     """Why this scenario needs the SimPy engine (empty: the compiled engine can run it)."""
     why = []
-    if sc.facility is not None:
-        why.append("a [facility] (power caps, turbines, failures)")
+    if sc.facility is not None and sc.router.policy == "central_queue":
+        why.append("router.policy = 'central_queue' with a [facility]")
+    if sc.facility is not None and any(p.service is not None for p in sc.pools):
+        why.append("[pools.service] (analytic service) with a [facility]")
     if sc.router.policy not in ROUTERS.compiled_names() and sc.router.policy != "central_queue":
         kind = "a plug-in in plain Python" if ROUTERS.is_plugin(sc.router.policy) else "not compiled"
         why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
@@ -132,6 +142,7 @@ def _pc(PC, r):
 # the one step formula (sim/perf), compiled; inlined into the step loop
 _terms = njit(cache=True, inline="always")(roofline_terms)
 _at_clock = njit(cache=True, inline="always")(at_clock)
+_capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
 
 
 @njit(cache=True)
@@ -140,6 +151,14 @@ def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
     compiled. pc: the tuple from _pc."""
     m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, False)
     return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+
+
+@njit(cache=True)
+def _step_capped(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, cap_w):
+    """One step under a per-accelerator power cap (PerfModel.step_power with cap_w)."""
+    m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, True)
+    t, pw, _f = _capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], cap_w)
+    return t, pw
 
 
 @njit(cache=True)
@@ -380,9 +399,21 @@ def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
 
 
 @njit(cache=True)
-def _start_step(r, now, dt, watts, S, F, bins, G):
-    """Replica r runs a step of dt s drawing `watts` (all its accelerators) from now: busy time
-    and energy are counted up front (a horizon clips them)."""
+def _power(r, t, watts, PW, GI):
+    """With a [facility]: replica r draws `watts` from t on (a row for the ledger, which
+    integrates every replica's changes in time order at the next barrier)."""
+    if GI[FAC]:
+        n = GI[PB_N]
+        PW[n, 0] = t
+        PW[n, 1] = r
+        PW[n, 2] = watts
+        GI[PB_N] = n + 1
+
+
+@njit(cache=True)
+def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI):
+    """Replica r runs a step of dt s drawing `watts` (all its accelerators and hosts) from now:
+    busy time and energy are counted up front (a horizon clips them)."""
     e = now + dt
     F[r, EEND] = e
     F[r, DTF] = dt
@@ -391,18 +422,19 @@ def _start_step(r, now, dt, watts, S, F, bins, G):
     F[r, WSTEP] = watts
     _bin_energy(bins, G, now, e, watts)
     S[r, ST] = STEP
+    _power(r, now, watts, PW, GI)
 
 
 @njit(cache=True)
-def _idle_until(r, e, S, F, PC, bins, G):
+def _idle_until(r, e, S, F, bins, G):
     """Replica r's idle energy from when it fell idle up to e (it wakes then)."""
-    idle_w = PC[r, IDLE_W] * S[r, TP]
+    idle_w = F[r, REST_W]
     F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
     _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
 
 
 @njit(cache=True)
-def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, arr, SV):
+def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA, arr, SV):
     """Analytic service ([pools.service], _Replica.analytic_loop): the head of the queue is
     served whole, one at a time, for its drawn service time; a client deadline does not
     interrupt it. The replica draws its idle power throughout."""
@@ -416,7 +448,7 @@ def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, ar
     dt = SV[S[r, PIDX], i]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, 1, 0, S[S[r, QROW], QLEN], 1)
-    _start_step(r, now, dt, PC[r, IDLE_W] * S[r, TP], S, F, bins, G)
+    _start_step(r, now, dt, F[r, REST_W], S, F, bins, G, PW, GI)
     CH[r, 0, 0] = i
     S[r, NCH] = 1
     S[r, PLNDEC] = 0
@@ -719,7 +751,9 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
 def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
     """The client of request j gave up (ReplicaCore.cancel): j leaves replica r's queue, or the
     running set with its KV freed; a step in flight still runs (its commit skips j)."""
-    if RQ[j, RST] == R_WAITING:
+    if RQ[j, RST] == R_TRANSIT:
+        pass  # on its way to r after a node failure: in no queue yet
+    elif RQ[j, RST] == R_WAITING:
         if S[S[r, QROW], POL] == P_PRIORITY or S[S[r, QROW], POL] == P_SJF:
             _q_pop(r, j, S, RQ, QA)
         else:
@@ -948,13 +982,13 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
 
 
 @njit(cache=True)
-def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp, QA,
+def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA,
           arr, KC, SV):
     """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
     _Replica). 1: a step is in flight; 0: nothing to run."""
     pol = S[r, POL]
     if pol == P_ANALYTIC:
-        return _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, GI, ts_on, QA, arr, SV)
+        return _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA, arr, SV)
     if pol == P_CHUNKED or pol == P_PRIORITY or pol == P_SJF:
         nch, ndec, stable = _plan_chunked(r, now, F[S[r, QROW], AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC)
     elif pol == P_CONTINUOUS:
@@ -981,22 +1015,27 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
         p_attn += c * (done + (c + 1) * 0.5)
     n_seq = ndec + nch
     ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
-    dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
-    watts = pw * S[r, TP]
+    cap_w = F[r, CAP]
+    if cap_w == cap_w:  # a power cap (NaN: none)
+        dt, pw = _step_capped(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
+    else:
+        dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
+    watts = pw * S[r, TP] + F[r, HOST_W]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
-    _start_step(r, now, dt, watts, S, F, bins, G)
+    _start_step(r, now, dt, watts, S, F, bins, G, PW, GI)
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
     return 1
 
 
 @njit(cache=True)
-def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on):
+def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on):
     if S[r, LAG]:
         _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
     S[r, ST] = IDLE
     F[r, IDLE_SINCE] = t
+    _power(r, t, F[r, REST_W], PW, GI)
     if ts_on:
         _ts_add(tsf, tsi, GI, t, r, 0, S[r, USED], S[S[r, QROW], QLEN], 0)
 
@@ -1007,7 +1046,10 @@ def _next_delivery_bound(r, e, S, F, FH):
     stable decode batch (nothing admissible, no lagged output, enough free KV blocks that no
     preemption can shrink the batch) the next finish is decode step FH top, and every step
     until then lasts at least as long as the one in flight (step time grows with context);
-    otherwise e. Shaded down so float rounding cannot make it late."""
+    otherwise e. Shaded down so float rounding cannot make it late. Under a power cap the clock
+    changes with the batch's mix, so step times need not grow: no bound."""
+    if F[r, CAP] == F[r, CAP]:
+        return e
     if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
             and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
         k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
@@ -1018,7 +1060,7 @@ def _next_delivery_bound(r, e, S, F, FH):
 
 @njit(cache=True)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV):
+             bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T (at T too with wake_at_T: for a deadline, which comes after the instant's
     plans). 0: done; TS_FULL: grow the time-series buffers and call again."""
@@ -1030,16 +1072,16 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, NB] = np.inf
             return 0
         e = F[r, EEND]
-        if ts_on and GI[TS_N] + 2 > tsf.shape[0]:
+        if (ts_on and GI[TS_N] + 2 > tsf.shape[0]) or (GI[FAC] and GI[PB_N] + 8 >= PW.shape[0]):
             return TS_FULL
         if st == WAKE:
             if e > T or (e == T and not wake_at_T):
                 F[r, NB] = e
                 return 0  # requests enqueued at the same instant join the first plan
-            _idle_until(r, e, S, F, PC, bins, G)
-            if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on,
+            _idle_until(r, e, S, F, bins, G)
+            if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on,
                      tmp, QA, arr, KC, SV) == 0:
-                _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
+                _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
             continue
         if e > T:
             F[r, NB] = _next_delivery_bound(r, e, S, F, FH)
@@ -1058,6 +1100,9 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 used = S[r, USED]
                 tot = S[r, TOT] - S[r, NLRU]  # allocatable without evicting a cached block
                 tp = S[r, TP]
+                host = F[r, HOST_W]
+                cap_w = F[r, CAP]
+                pb_room = PW.shape[0] - 8  # power rows (with a [facility]): stop before the buffer is full
                 busy = F[r, BUSY]
                 est = F[r, ESTEP]
                 # energy goes to the current bin until a step crosses its end
@@ -1067,6 +1112,8 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 acc = 0.0
                 res = (1 - (d + 1)) % bs  # residue class that opens a block at step d + 1
                 while e <= T and d + 1 < top:
+                    if GI[FAC] and GI[PB_N] >= pb_room:  # the check above returns TS_FULL then
+                        break  # committed up to step d; the caller grows the buffer and resumes
                     d += 1  # step d is done; plan step d + 1 at e
                     res = res - 1 if res > 0 else bs - 1  # (1 - (d + 1)) mod bs, without a division
                     g = CNT[r, res]
@@ -1074,8 +1121,11 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         committed = True  # step d is committed; plan d + 1 the general way
                         break
                     used += g
-                    dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
-                    watts = pw * tp
+                    if cap_w == cap_w:
+                        dt, pw = _step_capped(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec, cap_w)
+                    else:
+                        dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
+                    watts = pw * tp + host
                     busy += dt
                     est += watts * dt
                     e1 = e + dt
@@ -1088,6 +1138,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         w = G[BIN_W]
                         cur = int(e1 / w)
                         edge = (cur + 1) * w
+                    _power(r, e, watts, PW, GI)
                     e = e1
                     F[r, DTF] = dt
                     F[r, WSTEP] = watts
@@ -1101,22 +1152,23 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                     continue
         if not committed:
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
-        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
+        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp,
                  QA, arr, KC, SV) == 0:
-            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
+            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
 
 
 @njit(cache=True)
 def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
                   STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, wake_at_T=False):
-    """_advance, growing the time-series buffers (ts = (float times, int columns)) as needed."""
-    tsf, tsi = ts
+    """_advance, growing the buffers (ts = (time-series float times, int columns, power rows))
+    as needed."""
+    tsf, tsi, PW = ts
     while True:
         code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV)
+                        STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV)
         if code != TS_FULL:
-            return tsf, tsi
-        tsf, tsi = _grow_ts((tsf, tsi))
+            return tsf, tsi, PW
+        tsf, tsi, PW = _grow_ts((tsf, tsi, PW), GI)
 
 
 @njit(cache=True)
@@ -1130,10 +1182,10 @@ def _load(router, S, r):
 
 
 @njit(cache=True)
-def _scratch(R, cap, bsmax, ts_cap):
+def _scratch(R, cap, bsmax, ts_cap, pb_cap):
     """The event loops' working arrays: chunks of the step in flight, finish heaps, block-growth
-    counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), the time-series
-    buffers (they grow) and their row count."""
+    counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), globals, and the
+    buffers that grow: the time series and the power rows for the facility's ledger."""
     CH = np.zeros((R, cap, 2), np.int64)
     FH = np.zeros((R, cap), np.int64)
     CNT = np.zeros((R, bsmax), np.int64)
@@ -1142,9 +1194,10 @@ def _scratch(R, cap, bsmax, ts_cap):
     tmp = np.zeros(cap, np.int64)
     bins = np.zeros(N_BINS, np.float64)
     G = np.ones(1, np.float64)
-    GI = np.zeros(1, np.int64)
-    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32))
-    return CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, ts
+    GI = np.zeros(N_GI, np.int64)
+    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32),
+          np.empty((max(pb_cap, 16), 3), np.float64))
+    return (CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI), ts
 
 
 @njit(cache=True)
@@ -1165,52 +1218,80 @@ def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
 
 
 @njit(cache=True)
-def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START,
-         FIN, STATUS, REP, PRE, ts_on, ts_cap, horizon, timeout, KC, SV):
-    """The event loop: arrivals in order, each routed after its replicas have been advanced to
-    its time, merged with the client deadlines (arrival + timeout; inf: none) of the requests
-    that entered; nothing at or after `horizon` (inf: none) happens. Returns (arrival-clock end,
-    bins, bin width, time-series buffers, rows)."""
+def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS,
+         REP, PRE, RSN, ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
+    """The event loop, up to a barrier at T (inf: to the end): arrivals in order, each routed
+    after its replicas have been advanced to its time, merged with the client deadlines
+    (arrival + timeout; inf: none) of the requests that entered; nothing at or after `horizon`
+    (inf: none) happens. At a barrier every event at or before T has happened (facility events
+    at T come after the instant's other events) and every replica is at T; the loop's position
+    is kept in D (next arrival, round-robin count, next deadline, arrivals processed) and Df
+    (the arrival process's clock), so the next call resumes it. Returns the buffers."""
     n = arr.shape[0]
     R = S.shape[0]
-    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, ts = _scratch(R, cap, bsmax, ts_cap)
-    home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
-    now = 0.0
-    rr = 0
-    dj = 0  # the next request whose deadline is pending
-    entered = 0  # requests whose arrival was processed
-    for i in range(n):
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
+    now = Df[0]
+    i = D[0]
+    rr = D[1]
+    dj = D[2]  # the next request whose deadline is pending
+    entered = D[3]  # requests whose arrival was processed
+    while i < n:
         target = arr[i] + d0
-        if target > now:
-            now = now + (target - now)  # SimPy's clock: now + delay
-        if now >= horizon:
+        t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
+        if t_i >= horizon or t_i > T:
             break  # SimPy stops before the events at the horizon
+        now = t_i
         # deadlines before this arrival (one at the same instant comes after it)
         while dj < i and arr[dj] + timeout < now:
             ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
                          FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
             dj += 1
         entered = i + 1
-        if prompt[i] + output[i] > fit:
-            STATUS[i] = REJECTED
+        i += 1
+        j = i - 1
+        if GI[SHED]:
+            STATUS[j] = REJECTED
+            RSN[j] = RS_POWER
             continue
-        si = sess[i] if router == R_AFFINITY else -1
-        if router == R_ROUND_ROBIN or R == 1:
+        if prompt[j] + output[j] > fit:
+            STATUS[j] = REJECTED
+            continue
+        nav = GI[NAV]
+        if nav == 0:
+            STATUS[j] = REJECTED
+            RSN[j] = RS_NO_CAPACITY
+            continue
+        si = sess[j] if router == R_AFFINITY else -1
+        if nav < R:
+            # some replicas are down, drained or commissioning: the rest, by fewest outstanding
+            # requests (Simulation._route's JSQ fallback)
+            k = -1
+            best = 0
+            for r in range(R):
+                if S[r, DOWN] or S[r, DRN]:
+                    continue
+                if nav > 1 and not (S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now):
+                    ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
+                                       FIRST, START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+                if k < 0 or S[r, OUTREQ] < best:
+                    k = r
+                    best = S[r, OUTREQ]
+        elif router == R_ROUND_ROBIN or R == 1:
             k = 0 if R == 1 else rr % R
             rr += 1
         elif si >= 0 and home[si] >= 0:
             k = home[si]  # the session's replica: no load is read
         else:
             for r in range(R):
-                if router == R_POWER_OF_TWO and r != pairs[i, 0] and r != pairs[i, 1]:
+                if router == R_POWER_OF_TWO and r != pairs[j, 0] and r != pairs[j, 1]:
                     continue  # power_of_two reads two replicas
                 if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
                 ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
                                    START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
             if router == R_POWER_OF_TWO:
-                a = pairs[i, 0]
-                b = pairs[i, 1]
+                a = pairs[j, 0]
+                b = pairs[j, 1]
                 ra = S[a, OUTREQ]
                 rb = S[b, OUTREQ]
                 k = a if (ra < rb or (ra == rb and a <= b)) else b
@@ -1229,11 +1310,11 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
                            START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-        S[k, OUTTOK] += prompt[i] + output[i]
+        S[k, OUTTOK] += prompt[j] + output[j]
         S[k, OUTREQ] += 1
-        REP[i] = k
-        key = QA[i, QKEY] if S[k, POL] == P_PRIORITY else (prompt[i] << 32) | i
-        _q_push(k, i, False, key, S, RQ, QA)
+        REP[j] = k
+        key = QA[j, QKEY] if S[k, POL] == P_PRIORITY else (prompt[j] << 32) | j
+        _q_push(k, j, False, key, S, RQ, QA)
         if S[k, POL] == P_PRIORITY or S[k, POL] == P_SJF:
             S[k, QBLK] = 0  # the new request may be the head now
         if S[k, ST] == IDLE:
@@ -1242,26 +1323,42 @@ def _run(arr, prompt, output, d0, fit, router, pairs, sess, n_sess, S, F, PC, RQ
             F[k, NB] = now
         elif F[k, EEND] < F[k, NB]:
             F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
-    while dj < entered and arr[dj] + timeout < horizon:
+    while dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout <= T:
         ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
                      FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
         dj += 1
-    end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
-    for r in range(R):
-        ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-    return now, bins, G[BIN_W], ts, GI[TS_N]
+    if T < horizon:
+        for r in range(R):  # a barrier: every replica at T, wake-ups at T done
+            ts = _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
+                               START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, True)
+    else:
+        end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
+        for r in range(R):
+            ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
+                               START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+    D[0] = i
+    D[1] = rr
+    D[2] = dj
+    D[3] = entered
+    Df[0] = now
+    return ts
 
 
 @njit(cache=True)
-def _grow_ts(ts):
-    """The time-series buffers, twice as long."""
-    tsf, tsi = ts
-    nf = np.empty(tsf.shape[0] * 2, np.float64)
-    nf[:tsf.shape[0]] = tsf
-    ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
-    ni[:tsi.shape[0]] = tsi
-    return nf, ni
+def _grow_ts(ts, GI):
+    """The buffers, those near full twice as long."""
+    tsf, tsi, PW = ts
+    if GI[TS_N] + 8 > tsf.shape[0]:
+        nf = np.empty(tsf.shape[0] * 2, np.float64)
+        nf[:tsf.shape[0]] = tsf
+        ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
+        ni[:tsi.shape[0]] = tsi
+        tsf, tsi = nf, ni
+    if GI[PB_N] + 64 > PW.shape[0]:
+        nb = np.empty((PW.shape[0] * 2, 3), np.float64)
+        nb[:PW.shape[0]] = PW
+        PW = nb
+    return tsf, tsi, PW
 
 
 @njit(cache=True)
@@ -1275,7 +1372,8 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
     _run does."""
     n = arr.shape[0]
     R = S.shape[0]
-    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, ts = _scratch(R, cap, bsmax, ts_cap)
+    W, ts = _scratch(R, cap, bsmax, ts_cap, 0)
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
     seq = 0
     ai = 0  # next arrival
     a_now = 0.0  # the arrival process's clock
@@ -1290,8 +1388,8 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
     entered = 0
     while True:
         if ts_on and GI[TS_N] + 4 > ts[0].shape[0]:
-            ts = _grow_ts(ts)
-        tsf, tsi = ts
+            ts = _grow_ts(ts, GI)
+        tsf, tsi, PW = ts
         best = a_time if ai < n else np.inf
         best_seq = a_seq
         who = -1 if ai < n else -2
@@ -1347,16 +1445,215 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
         r = who
         e = best
         if S[r, ST] == WAKE:
-            _idle_until(r, e, S, F, PC, bins, G)
+            _idle_until(r, e, S, F, bins, G)
         else:
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
-        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, GI, ts_on, tmp,
+        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp,
                  QA, arr, KC, SV) == 0:
-            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, GI, ts_on)
+            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
         else:
             S[r, SEQ] = seq
             seq += 1
     return a_now, bins, G[BIN_W], ts, GI[TS_N]
+
+
+# --- the facility's actions (called from the driver at a barrier: sim/engine/fast_facility.py) ---
+
+@njit(cache=True)
+def _evacuate(r, t, S, F, RQ, RA, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, QA, KC, bins, G):
+    """Node failure under replica r at t (ReplicaCore.evacuate and _Replica.fail): lagged output
+    is delivered, every running and queued request leaves r (its KV is lost, it keeps the tokens
+    it generated and will recompute the rest), the step in flight is cut (its time and energy
+    after t do not count), the prefix cache is emptied, and r is down, drawing nothing. Returns
+    the requests taken off, in arrival order, for the driver to route again."""
+    if S[r, LAG]:
+        _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+    qn = S[r, QLEN] if S[r, QROW] == r else 0
+    out = np.empty(S[r, NRUN] + qn, np.int64)
+    m = 0
+    dit = S[r, DIT]
+    for k in range(S[r, FHLEN]):  # decoding: they keep the tokens of every committed step
+        v = FH[r, k] & 0xFFFFFFFF
+        RQ[v, GEN] += dit - (prompt[v] + RQ[v, GEN] - 1 - RA[v])
+        out[m] = v
+        m += 1
+    j = S[r, PH]
+    while j >= 0:  # prefilling
+        out[m] = j
+        m += 1
+        j = RQ[j, NXT]
+    if qn > 0:  # its own queue (a shared one stays for the others)
+        pol = S[r, POL]
+        if pol == P_PRIORITY or pol == P_SJF:
+            stack = np.empty(qn + 1, np.int64)
+            top = 0
+            if S[r, QH] >= 0:
+                stack[0] = S[r, QH]
+                top = 1
+            while top > 0:
+                top -= 1
+                j = stack[top]
+                out[m] = j
+                m += 1
+                if QA[j, QLEFT] >= 0:
+                    stack[top] = QA[j, QLEFT]
+                    top += 1
+                if QA[j, QRIGHT] >= 0:
+                    stack[top] = QA[j, QRIGHT]
+                    top += 1
+        else:
+            j = S[r, QH]
+            while j >= 0:
+                if RQ[j, RST] != R_GONE:  # a cancelled entry left in the FIFO list
+                    out[m] = j
+                    m += 1
+                j = RQ[j, NXT]
+        S[r, QH] = -1
+        S[r, QT] = -1
+        S[r, QLEN] = 0
+        S[r, AH] = -1
+        S[r, AT] = -1
+    out = np.sort(out[:m])
+    for q in range(m):
+        v = out[q]
+        RQ[v, RST] = R_WAITING
+        RQ[v, DONE] = 0
+        RQ[v, HELD] = 0
+        RQ[v, NSH] = 0
+        S[r, OUTREQ] -= 1
+        S[r, OUTTOK] -= prompt[v] + output[v]
+    # a fresh engine: no KV in use, nothing cached, no step counted
+    for f in (NDEC, CTXB, DIT, USED, NRUN, NPF, FHLEN, NCH, PLNDEC, NPFIRST, NPDONE, QBLK, NLRU):
+        S[r, f] = 0
+    for f in (PH, PT, LH, LT):
+        S[r, f] = -1
+    CNT[r, :] = 0
+    KC[r, :, :] = -1
+    st = S[r, ST]
+    if st == STEP:
+        over = F[r, EEND] - t
+        F[r, BUSY] -= over
+        F[r, ESTEP] -= F[r, WSTEP] * over
+        _bin_energy(bins, G, t, F[r, EEND], -F[r, WSTEP])
+    else:
+        _idle_until(r, t, S, F, bins, G)
+    S[r, ST] = IDLE
+    F[r, IDLE_SINCE] = t
+    F[r, EEND] = t
+    F[r, NB] = np.inf
+    F[r, REST_W] = 0.0
+    S[r, DOWN] = 1
+    return out
+
+
+@njit(cache=True)
+def _enqueue(k, j, t, S, F, RQ, QA, prompt):
+    """Request j, re-routed after a node failure, reaches replica k's queue at t (unless its
+    client left on the way); k wakes if idle and up (Simulation._enqueue)."""
+    if RQ[j, RST] == R_GONE:
+        return
+    RQ[j, RST] = R_WAITING
+    key = QA[j, QKEY] if S[k, POL] == P_PRIORITY else ((prompt[j] + RQ[j, GEN]) << 32) | j
+    _q_push(k, j, False, key, S, RQ, QA)
+    if S[k, POL] == P_PRIORITY or S[k, POL] == P_SJF:
+        S[k, QBLK] = 0
+    if S[k, ST] == IDLE and not S[k, DOWN]:
+        S[k, ST] = WAKE
+        F[k, EEND] = t
+        F[k, NB] = t
+    elif F[k, EEND] < F[k, NB]:
+        F[k, NB] = F[k, EEND]
+
+
+@njit(cache=True)
+def _set_rest(r, t, watts, S, F, bins, G):
+    """Replica r's draw when not stepping becomes `watts` at t (drained, undrained, repaired,
+    commissioned); an idle replica's idle energy so far is counted first. True if r is idle."""
+    if S[r, ST] == IDLE:
+        _idle_until(r, t, S, F, bins, G)
+        F[r, IDLE_SINCE] = t
+        F[r, REST_W] = watts
+        return True
+    F[r, REST_W] = watts
+    return False
+
+
+@njit(cache=True)
+def _wake(r, t, S, F):
+    """An idle replica r plans at t (after a repair, an undrain, its commissioning)."""
+    if S[r, ST] == IDLE:
+        S[r, ST] = WAKE
+        F[r, EEND] = t
+        F[r, NB] = t
+
+
+# The ledger's state L[field] (sim/facility/ledger.py's Ledger, as an array)
+(L_NOW, L_IT, L_FAC, L_EIT, L_EFAC, L_EXC, L_PEAK, L_BATJ, L_BATU, L_SUP, L_BATW) = range(11)
+N_L = 11
+
+
+@njit(cache=True)
+def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of):
+    """Apply the power rows PW[:n] with time <= t_max to the ledger in time order (rows of one
+    time in the order they were written): Ledger.set_power for each, with Ledger._deficit's
+    battery and over-supply rule. Returns the rows not applied (later than t_max), packed."""
+    order = np.argsort(PW[:n, 0], kind="mergesort")
+    now = L[L_NOW]
+    it_w = L[L_IT]
+    fac_w = L[L_FAC]
+    e_it = L[L_EIT]
+    e_fac = L[L_EFAC]
+    exc = L[L_EXC]
+    peak = L[L_PEAK]
+    bat_j = L[L_BATJ]
+    bat_u = L[L_BATU]
+    sup = L[L_SUP]
+    bat_w = L[L_BATW]
+    q = 0
+    while q < n:
+        row = order[q]
+        t = PW[row, 0]
+        if t > t_max:
+            break
+        q += 1
+        r = int(PW[row, 1])
+        w = PW[row, 2]
+        dt = t - now
+        if dt > 0:
+            e_it += it_w * dt
+            e_fac += fac_w * dt
+            deficit = fac_w - sup
+            if deficit > 1e-6:
+                cover = min(deficit, bat_w)
+                need = cover * dt
+                if bat_j >= need and cover >= deficit - 1e-6:
+                    bat_j -= need
+                    bat_u += need
+                else:
+                    exc += dt
+            now = t
+        d = w - rep_w[r]
+        if d != 0.0:
+            rep_w[r] = w
+            it_w += d
+            k = tent_of[r]
+            tent_it[k] += d
+            fac_w += d * pue_of[k]
+            if fac_w > peak:
+                peak = fac_w
+    L[L_NOW] = now
+    L[L_IT] = it_w
+    L[L_FAC] = fac_w
+    L[L_EIT] = e_it
+    L[L_EFAC] = e_fac
+    L[L_EXC] = exc
+    L[L_PEAK] = peak
+    L[L_BATJ] = bat_j
+    L[L_BATU] = bat_u
+    rest = np.empty((n - q, 3), np.float64)
+    for p in range(q, n):
+        rest[p - q] = PW[order[p]]
+    return rest
 
 
 @njit(cache=True)
@@ -1405,6 +1702,44 @@ def _cached() -> bool:
     return any(where.glob("compiled._run-*.nbi"))
 
 
+class Kernel:
+    """The compiled loop's arrays and position, for a driver that stops it at barriers."""
+
+    def __init__(self, args: tuple, ts: tuple, D: np.ndarray, Df: np.ndarray) -> None:
+        self.args, self.ts, self.D, self.Df = args, ts, D, Df
+        (self.arr, self.prompt, self.output, self.d0, self.fit, self.router, self.pairs, self.sess, self.home,
+         self.S, self.F, self.PC, self.RQ, self.RA, self.QA, self.FIRST, self.START, self.FIN, self.STATUS, self.REP,
+         self.PRE, self.RSN, self.ts_on, self.horizon, self.timeout, self.KC, self.SV, self.W) = args
+        (self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE, self.tmp, self.bins, self.G, self.GI) = self.W
+
+    def run_until(self, T: float) -> None:
+        """Every event up to a barrier at T (inf, or the horizon: to the end)."""
+        self.ts = _run(T, *self.args, self.ts, self.D, self.Df)
+
+    def evacuate(self, r: int, t: float) -> np.ndarray:
+        return _evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.FH, self.CNT, self.PFIRST, self.PDONE,
+                         self.FIRST, self.FIN, self.STATUS, self.prompt, self.output, self.QA, self.KC, self.bins,
+                         self.G)
+
+    def enqueue(self, k: int, j: int, t: float) -> None:
+        _enqueue(k, j, t, self.S, self.F, self.RQ, self.QA, self.prompt)
+
+    def set_rest(self, r: int, t: float, watts: float) -> bool:
+        return bool(_set_rest(r, t, watts, self.S, self.F, self.bins, self.G))
+
+    def wake(self, r: int, t: float) -> None:
+        _wake(r, t, self.S, self.F)
+
+    def power_rows(self) -> tuple[np.ndarray, int]:
+        return self.ts[2], int(self.GI[PB_N])
+
+    def keep_rows(self, rest: np.ndarray) -> None:
+        """After the ledger took the rows it could: `rest` are the ones left, in time order."""
+        PW = self.ts[2]
+        PW[:len(rest)] = rest
+        self.GI[PB_N] = len(rest)
+
+
 def run(sim: Any) -> Any:
     """Run a Simulation (sim/engine/simulation.py) on the compiled engine; returns its Result."""
     from sim.facility.ledger import Ledger
@@ -1445,6 +1780,9 @@ def run(sim: Any) -> Any:
             PC[r, IDLE_W] = rep.pool.hardware.idle_w
         else:
             PC[r] = rep.perf.constants
+        F[r, HOST_W] = rep.host_w
+        F[r, REST_W] = PC[r, IDLE_W] * S[r, TP] + rep.host_w
+    F[:, CAP] = np.nan
     cap = int(S[:, MAXB].max())
     bsmax = int(S[:, BS].max())
     fit = min(r.core.total_blocks * r.core.block_size for r in reps)
@@ -1484,21 +1822,46 @@ def run(sim: Any) -> Any:
     output = wl.output_tokens.astype(np.int64, copy=False)
     hz = float(horizon) if horizon is not None else np.inf
     ts_cap = n + 64 * R if ts_on else 0  # grows x2
+    fac = sc.facility
+    W, ts = _scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0)
+    RSN = np.zeros(n, np.int8)
+    node_failed: dict[int, tuple[int, int]] = {}
+    led = events = None
     if central:
-        clock, bins, bin_w, (tsf, tsi), rows = _run_shared(
+        clock, bins, bin_w, (tsf, tsi, _pw), rows = _run_shared(
             wl.arrival_s, prompt, output, float(d0), int(fit), S, F, PC, RQ, np.zeros(n, np.int64), QA, cap, bsmax,
             tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, ts_cap, hz,
             timeout, KC, SV)
     else:
-        clock, bins, bin_w, (tsf, tsi), rows = _run(
-            wl.arrival_s, prompt, output, float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64),
-            sess, n_sess, S, F, PC, RQ, np.zeros(n, np.int64), QA, cap, bsmax, tb.first_token_s, tb.start_s,
-            tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, ts_cap, hz, timeout, KC, SV)
+        home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
+        D = np.zeros(4, np.int64)
+        Df = np.zeros(1, np.float64)
+        GI = W[8]
+        GI[NAV] = R
+        args = (wl.arrival_s, prompt, output, float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64),
+                sess, home, S, F, PC, RQ, np.zeros(n, np.int64), QA, tb.first_token_s, tb.start_s, tb.finish_s,
+                tb.status, tb.replica, tb.preemptions, RSN, ts_on, hz, timeout, KC, SV, W)
+        if fac is None:
+            ts = _run(np.inf, *args, ts, D, Df)
+        else:
+            from sim.engine.fast_facility import FacilityDriver
+            GI[FAC] = 1
+            drv = FacilityDriver(sim, Kernel(args, ts, D, Df))
+            drv.run()
+            ts = drv.kernel.ts
+            node_failed = drv.node_failed
+        tsf, tsi, _pw = ts
+        clock, bins, bin_w, rows = float(Df[0]), W[6], float(W[7][BIN_W]), int(GI[TS_N])
     entered = tb.replica >= 0  # the arrivals routed (the table's replica may be cleared below)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
     for i in rej.tolist():
-        tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
+        if RSN[i] == RS_POWER:
+            tb.reason[i] = "power: new requests shed while the facility is over its supply limit"
+        elif RSN[i] == RS_NO_CAPACITY:
+            tb.reason[i] = "no_capacity: every replica is down, drained or not yet commissioned"
+        else:
+            tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
     tb.replica[rej] = -1
     # the run ends with the last request to leave, seen when it happens: a late delivery below is
     # recorded at its client's deadline but still ends the run when it is delivered
@@ -1509,13 +1872,17 @@ def run(sim: Any) -> Any:
         late = (tb.status == COMPLETED) & (tb.finish_s > wl.arrival_s + timeout)
         tb.status[late] = FAILED
         tb.finish_s[late] = wl.arrival_s[late] + timeout
-        failed = tb.status == FAILED
+        failed = (tb.status == FAILED) & (RSN != RS_NODE)
         why = f"timeout: no response within {sc.workload.timeout_s:g} s"
         for i in np.flatnonzero(failed).tolist():
             tb.reason[i] = why
         # a first token the client never saw (sampled, or delivered after it left) is not recorded
         unseen = failed & ((tb.first_token_s == 0.0) | (tb.first_token_s > tb.finish_s))
         tb.first_token_s[unseen] = -1.0
+    for i, (rid, tries) in node_failed.items():  # requests that failed with their node
+        tb.reason[i] = (f"node_failure: replica {rid} failed and the request was re-queued {tries} times "
+                        f"(retry_limit {sc.facility.failures.retry_limit})")
+        tb.first_token_s[i] = -1.0  # as the SimPy table: not recorded for a node failure
     if central:  # a shared queue routes to no replica: the table names the one that completed it
         tb.replica[:] = np.where(tb.status == COMPLETED, RQ[:, OWN], -1)
     done = tb.status == COMPLETED
@@ -1537,19 +1904,28 @@ def run(sim: Any) -> Any:
             F[r, ESTEP] -= F[r, WSTEP] * over
             _bin_energy(bins, G, sim_time, F[r, EEND], -F[r, WSTEP])
         else:  # idle energy up to the end of the run
-            idle_w = PC[r, IDLE_W] * S[r, TP]
+            idle_w = F[r, REST_W]
             F[r, EIDLE] += idle_w * (sim_time - F[r, IDLE_SINCE])
             _bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
     bin_w = float(G[BIN_W])
-    led = Ledger(R, [0] * R, [1.0])
-    led.now = sim_time
-    led.energy_it_j = led.energy_fac_j = float(bins.sum())
-    led.step_energy_j = float(F[:, ESTEP].sum() + F[:, EIDLE].sum())
-    nb = int(math.ceil(sim_time / bin_w)) if sim_time > 0 else 0
-    if nb:
-        width = np.full(nb, bin_w)
-        width[-1] = sim_time - (nb - 1) * bin_w
-        led.peak_fac_w = float(np.max(bins[:nb] / np.maximum(width, 1e-12)))
+    if fac is not None and not central:
+        # the ledger has every power change in time order: energy, peak and time over the supply
+        # as the per-step driver's ledger computes them
+        led, events = drv.close(sim_time)
+        led.step_energy_j = float(F[:, ESTEP].sum() + F[:, EIDLE].sum())
+        window = None
+    else:
+        led = Ledger(R, [0] * R, [1.0])
+        led.now = sim_time
+        led.energy_it_j = led.energy_fac_j = float(bins.sum())
+        led.step_energy_j = float(F[:, ESTEP].sum() + F[:, EIDLE].sum())
+        nb = int(math.ceil(sim_time / bin_w)) if sim_time > 0 else 0
+        if nb:
+            width = np.full(nb, bin_w)
+            width[-1] = sim_time - (nb - 1) * bin_w
+            led.peak_fac_w = float(np.max(bins[:nb] / np.maximum(width, 1e-12)))
+        events = FacilityEvents(tents=list(sim.tent_names))
+        window = bin_w
     ts = TimeSeries(ts_on)
     if ts_on:
         ts.t_s.frombytes(tsf[:rows].tobytes())
@@ -1562,4 +1938,4 @@ def run(sim: Any) -> Any:
     del fin
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine="compiled",
-                  ledger=led, facility=FacilityEvents(tents=list(sim.tent_names)), power_peak_window_s=bin_w)
+                  ledger=led, facility=events, power_peak_window_s=window)

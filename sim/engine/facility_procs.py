@@ -3,20 +3,28 @@ commissioning, and the power manager that keeps facility draw (IT x PUE) within 
 
 Every process stops when the workload has drained (`sim.end`), so runs end with their last
 request. Random times come from named streams ("turbine:<source>:<unit>", "node:<name>"), so
-policies compared on one seed see the same faults.
+policies compared on one seed see the same faults. Facility events at an instant come after its
+step ends, arrivals and deadlines (sim/engine/events.py).
+
+Both drivers run these same processes: `sim` is the per-step driver's Simulation or the compiled
+driver's facility driver (sim/engine/fast_facility.py), and replicas are acted on only through
+their narrow interface: `fail()`, `repair()`, `drain()`, `undrain()`, `begin_commissioning()`,
+`end_commissioning()`, `cap_w`; read: `index`, `pool`, `drained`, `down`, `commissioning`,
+`host_w`, `p_now`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from sim.engine.events import FACILITY, Later
 from sim.registry import MANAGERS
 from sim.rng import stream
 
 
 def _wait(env, sim, dt: float):
     """Timeout of dt, or the end of the run, whichever first; True if the run ended."""
-    t = env.timeout(dt)
+    t = Later(env, dt, FACILITY)
     res = yield t | sim.end
     return sim.end in res
 
@@ -38,11 +46,9 @@ def start_facility(sim: Any) -> None:
             env.process(_node(sim, f"replica{rep.rid}", [rep.rid]))
     for k, t in enumerate(fac.tents):
         if t.commission_s > 0:
-            reps = [r for r in sim.replicas if sim.ledger.tent_of[r.rid] == k]
+            reps = [r for r in sim.replicas if sim.ledger.tent_of[r.index] == k]
             for r in reps:
-                r.drained = True
-                r.commissioning = True
-                r.set_power(0.0)
+                r.begin_commissioning()
             env.process(_commission(sim, reps, t.commission_s))
     if fac.tents:
         env.process(_manager(sim))
@@ -103,11 +109,7 @@ def _commission(sim, reps, at_s: float):
     if ended:
         return
     for r in reps:
-        r.commissioning = False
-        r.drained = False
-        r.set_power(r.rest_power())
-        if r.idle:
-            r.notify()
+        r.end_commissioning()
 
 
 class FacilityView:
@@ -120,16 +122,16 @@ class FacilityView:
     @property
     def replicas(self) -> list:
         """Replicas that can serve now: not failed, commissioned."""
-        return [r for r in self._sim.replicas if not r.down and not getattr(r, "commissioning", False)]
+        return [r for r in self._sim.replicas if not r.down and not r.commissioning]
 
     @property
     def draw_w(self) -> float:
         """The facility's draw now (IT x PUE), W."""
-        return self._sim.ledger.fac_w
+        return self._sim.ledger.draw_w()
 
     @property
     def over_supply(self) -> bool:
-        return self._sim.ledger.fac_w > self._supply_w
+        return self._sim.ledger.draw_w() > self._supply_w
 
     def budget_w(self) -> float:
         """What the accelerators may draw at full activity: supply / PUE (bounded by the tents'
@@ -144,19 +146,10 @@ class FacilityView:
         self._sim.replicas[index].cap_w = w_per_accel
 
     def drain(self, index: int) -> None:
-        r = self._sim.replicas[index]
-        if not r.drained:
-            r.drained = True
-            if r.idle:
-                r.set_power(0.0)
+        self._sim.replicas[index].drain()
 
     def undrain(self, index: int) -> None:
-        r = self._sim.replicas[index]
-        if r.drained:
-            r.drained = False
-            if r.idle:
-                r.set_power(r.rest_power())
-                r.notify()
+        self._sim.replicas[index].undrain()
 
     def shed(self, on: bool) -> None:
         self._sim.shedding = bool(on)
@@ -176,8 +169,7 @@ def _manager(sim):
         view._supply_w = supply
         manager.act(view, supply)
         cap = min((r.cap_w for r in reps if r.cap_w is not None), default=float("nan"))
-        led.sample(now, sum(sim.units_up.values()), cap, sum(1 for r in reps if r.drained and not
-                                                           getattr(r, "commissioning", False)))
+        led.sample(now, sum(sim.units_up.values()), cap, sum(1 for r in reps if r.drained and not r.commissioning))
         ended = yield from _wait(env, sim, fac.interval_s)
         if ended:
             led.sample(env.now, sum(sim.units_up.values()), cap, 0)

@@ -8,7 +8,6 @@ wake-up event when idle (no polling).
 from __future__ import annotations
 
 import numbers
-import math
 import time
 from array import array
 from collections import deque
@@ -22,6 +21,7 @@ from sim.registry import SCHEDULERS, Registry
 from sim.scenario.config import PoolConfig, Scenario
 from sim.perf.roofline import PerfModel
 from sim.engine.build import Model, build
+from sim.engine.events import FACILITY, LATE, Later, delay_to
 from sim.engine.result import FacilityEvents, ReplicaInfo, Result
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
 from sim.kernel.replica import GONE, Plan, ReplicaCore, Request
@@ -33,29 +33,6 @@ from sim.workload.generate import Workload
 
 
 FF_MAX_STEPS = 1024  # longest fast-forward window (steps)
-LATE = 2  # SimPy event priority of client deadlines: after the step ends and arrivals of an instant (1)
-
-
-class _Later(simpy.events.Event):
-    """A timeout with an event priority of its own (SimPy orders events by time, priority, id)."""
-
-    def __init__(self, env: simpy.Environment, delay: float, priority: int) -> None:
-        super().__init__(env)
-        self._ok = True
-        self._value = None
-        env.schedule(self, priority, delay)
-
-
-def _delay_to(now: float, target: float) -> float:
-    """The delay that takes SimPy's clock (now + delay) to exactly `target` >= now. Plain
-    `target - now` can land an ulp off when now is small against the delay, and a window's steps
-    must end exactly where stepping one by one would have (now + dt, then + dt, ...)."""
-    d = target - now
-    while now + d < target:
-        d = math.nextafter(d, math.inf)
-    while now + d > target:
-        d = math.nextafter(d, -math.inf)
-    return d
 
 
 class ReplicaView:
@@ -141,6 +118,7 @@ class _Replica:
         self.busy_until = 0.0  # end of the step (or window) in flight: busy time is counted up front
         self.drained = False
         self.down = False
+        self.commissioning = False
         self.proc: Any = None
         self.idle_w = pool.hardware.idle_w * pool.tp
         fac = sim.sc.facility
@@ -170,6 +148,35 @@ class _Replica:
     def rest_power(self) -> float:
         """Draw when not running a step: idle, or off when drained or down."""
         return 0.0 if (self.down or self.drained) else self.idle_w
+
+    # The facility's narrow interface (sim/engine/facility_procs.py); the compiled driver's
+    # replicas (sim/engine/fast_facility.py) have the same methods.
+    def drain(self) -> None:
+        """Take no new requests; switch off once idle (the queue already here is served)."""
+        if not self.drained:
+            self.drained = True
+            if self.idle:
+                self.set_power(0.0)
+
+    def undrain(self) -> None:
+        if self.drained:
+            self.drained = False
+            if self.idle:
+                self.set_power(self.rest_power())
+                self.notify()
+
+    def begin_commissioning(self) -> None:
+        """Not serving (and drawing nothing) until its tent is commissioned."""
+        self.drained = True
+        self.commissioning = True
+        self.set_power(0.0)
+
+    def end_commissioning(self) -> None:
+        self.commissioning = False
+        self.drained = False
+        self.set_power(self.rest_power())
+        if self.idle:
+            self.notify()
 
     def _on_finish(self, req: Request, now: float) -> None:
         self.sim.complete(req, now, self)
@@ -270,7 +277,7 @@ class _Replica:
         self.busy_until = float(ends[k - 1])
         self.in_ff = True
         try:
-            yield env.timeout(_delay_to(now, float(ends[k - 1])))
+            yield env.timeout(delay_to(now, float(ends[k - 1])))
             done = k
         except simpy.Interrupt:
             done = int(np.searchsorted(ends[:k], env.now, side="right"))  # steps finished by now
@@ -292,7 +299,7 @@ class _Replica:
         core.dit += end_step - 1
         while env.now < ends[end_step - 1]:
             try:
-                yield env.timeout(_delay_to(env.now, float(ends[end_step - 1])))
+                yield env.timeout(delay_to(env.now, float(ends[end_step - 1])))
             except simpy.Interrupt:
                 pass  # later arrivals wait for the step in flight like any other
         core.commit(Plan([], n), env.now)
@@ -303,6 +310,9 @@ class _Replica:
             return
         now = self.env.now
         self.down = True
+        if self.busy_until > now:  # the step in flight is cut: busy only up to now
+            self.info.busy_s -= self.busy_until - now
+            self.busy_until = now
         reqs = self.core.evacuate(now, own_queue=not self.shared_queue)
         self.core = self._new_core(self.sim.shared if self.shared_queue else self.core.waiting)
         self.set_power(0.0)
@@ -484,7 +494,7 @@ class Simulation:
                 continue
             t, _, req = dl[0]
             if t > env.now:
-                yield _Later(env, _delay_to(env.now, t), LATE)
+                yield Later(env, delay_to(env.now, t), LATE)
                 continue
             dl.popleft()
             if req.state != GONE:
@@ -533,6 +543,7 @@ class Simulation:
                 if self._dl_wake is not None and not self._dl_wake.triggered:
                     self._dl_wake.succeed()
             if not self._route(req, d0):
+                req.state = GONE  # its deadline finds it gone
                 self._in_system(-1, t)
                 self.reject(i, "no_capacity: every replica is down, drained or not yet commissioned")
         self.arrivals_done = True
@@ -540,8 +551,9 @@ class Simulation:
             self.end.succeed()
         report.progress(len(arr), len(arr), "arrivals done; draining")
 
-    def _route(self, req: Request, d0: float = 0.0) -> bool:
-        """Send a request to a replica (or the shared queue). False if none can take it."""
+    def _route(self, req: Request, d0: float = 0.0, requeue: bool = False) -> bool:
+        """Send a request to a replica (or the shared queue). False if none can take it. A
+        re-queued request reaches its replica as a facility event (sim/engine/events.py)."""
         reps = self.replicas
         views = self.views
         shared = self.shared
@@ -575,7 +587,8 @@ class Simulation:
         self._target[i] = target
         self.table.replica[i] = target.rid
         if target.delay_s > d0:
-            self.env.timeout(target.delay_s - d0).callbacks.append(lambda _e, r=req, tg=target: self._enqueue(r, tg))
+            ev = Later(self.env, target.delay_s - d0, FACILITY) if requeue else self.env.timeout(target.delay_s - d0)
+            ev.callbacks.append(lambda _e, r=req, tg=target: self._enqueue(r, tg))
         else:
             self._enqueue(req, target)
         return True
@@ -588,7 +601,7 @@ class Simulation:
         req.retries += 1
         limit = self.fac.failures.retry_limit if self.fac is not None else 0
         now = self.env.now
-        if req.retries > limit or not self._route(req, 0.0):
+        if req.retries > limit or not self._route(req, 0.0, requeue=True):
             req.state = GONE
             tb = self.table
             tb.status[i] = FAILED

@@ -122,6 +122,14 @@ class Ledger:
             if self.fac_w > self.peak_fac_w:
                 self.peak_fac_w = self.fac_w
 
+    def draw_w(self) -> float:
+        """The facility's draw now, summed afresh in replica order (IT per tent x its PUE): what
+        a power manager reads, the same bits in both drivers whatever the order of updates."""
+        tent = [0.0] * len(self.pue_of)
+        for rid, w in enumerate(self.rep_w):
+            tent[self.tent_of[rid]] += float(w)
+        return sum(w * p for w, p in zip(tent, self.pue_of))
+
     def set_supply(self, watts: float, t: float) -> None:
         self._advance(t)
         self.supply_w = watts

@@ -69,24 +69,33 @@ def at_clock(m1: float, c1: float, m2: float, c2: float, fixed_s: float, f: floa
     return t, idle_w + dyn_w * act
 
 
-def capped(m1: float, c1: float, m2: float, c2: float, fixed_s: float, idle_w: float, dyn_w: float,
-           mem_frac: float, cap_w: float) -> tuple[float, float, float]:
-    """(time s, power W per accelerator, clock factor) of one step under a per-accelerator cap
-    (cap_w <= 0: none): the largest clock whose power fits, by bisection (14 halvings of
-    [MIN_CLOCK, 1]); at MIN_CLOCK if even that draws more than the cap."""
-    t, pw = at_clock(m1, c1, m2, c2, fixed_s, 1.0, idle_w, dyn_w, mem_frac)
-    if cap_w <= 0.0 or pw <= cap_w:
-        return t, pw, 1.0
-    lo = MIN_CLOCK
-    hi = 1.0
-    t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
-    if pw > cap_w:
-        return t, pw, lo  # the cap is below what clocks can reach; power stays above it
-    for _ in range(14):
-        mid = 0.5 * (lo + hi)
-        if at_clock(m1, c1, m2, c2, fixed_s, mid, idle_w, dyn_w, mem_frac)[1] <= cap_w:
-            lo = mid
-        else:
-            hi = mid
-    t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
-    return t, pw, lo
+def _capped_with(at_clock):
+    """`capped` over a given at_clock: the Python one here, the compiled one in the compiled
+    engine (which compiles the function this returns), so the bisection is written once."""
+
+    def capped(m1: float, c1: float, m2: float, c2: float, fixed_s: float, idle_w: float, dyn_w: float,
+               mem_frac: float, cap_w: float) -> tuple[float, float, float]:
+        """(time s, power W per accelerator, clock factor) of one step under a per-accelerator cap
+        (cap_w <= 0: none): the largest clock whose power fits, by bisection (14 halvings of
+        [MIN_CLOCK, 1]); at MIN_CLOCK if even that draws more than the cap."""
+        t, pw = at_clock(m1, c1, m2, c2, fixed_s, 1.0, idle_w, dyn_w, mem_frac)
+        if cap_w <= 0.0 or pw <= cap_w:
+            return t, pw, 1.0
+        lo = MIN_CLOCK
+        hi = 1.0
+        t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
+        if pw > cap_w:
+            return t, pw, lo  # the cap is below what clocks can reach; power stays above it
+        for _ in range(14):
+            mid = 0.5 * (lo + hi)
+            if at_clock(m1, c1, m2, c2, fixed_s, mid, idle_w, dyn_w, mem_frac)[1] <= cap_w:
+                lo = mid
+            else:
+                hi = mid
+        t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
+        return t, pw, lo
+
+    return capped
+
+
+capped = _capped_with(at_clock)

@@ -1,0 +1,36 @@
+"""The tie rule of both drivers at one instant, as SimPy event priorities: step ends, wake-ups
+and arrivals (SimPy's NORMAL, 1), then client deadlines (LATE), then the facility's events
+(FACILITY: control ticks, trips, failures and repairs, commissioning, re-routed requests
+reaching their replica), in the order they were scheduled. The compiled driver's barriers follow
+the same rule (sim/engine/fast_facility.py)."""
+
+from __future__ import annotations
+
+import math
+
+import simpy
+
+LATE = 2  # client deadlines: after the step ends and arrivals of an instant (1)
+FACILITY = 3  # facility events: after everything else at their instant
+
+
+class Later(simpy.events.Event):
+    """A timeout with an event priority of its own (SimPy orders events by time, priority, id)."""
+
+    def __init__(self, env: simpy.Environment, delay: float, priority: int) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, priority, delay)
+
+
+def delay_to(now: float, target: float) -> float:
+    """The delay that takes SimPy's clock (now + delay) to exactly `target` >= now. Plain
+    `target - now` can land an ulp off when now is small against the delay, and a window's steps
+    must end exactly where stepping one by one would have (now + dt, then + dt, ...)."""
+    d = target - now
+    while now + d < target:
+        d = math.nextafter(d, math.inf)
+    while now + d > target:
+        d = math.nextafter(d, -math.inf)
+    return d

@@ -1,0 +1,275 @@
+"""The facility on the compiled driver: barriers at facility events.
+
+The facility's processes are the per-step driver's own (sim/engine/facility_procs.py: turbine
+trips and repairs, scheduled trips, node failures and repairs, commissioning, the power manager
+with any manager policy, plug-ins included). Here they run on a SimPy environment that holds
+only facility events. Before each one, at time T, the compiled loop runs every arrival, step end
+and client deadline up to T and brings every replica to T (a barrier: facility events come after
+the other events of their instant, as in the per-step driver, sim/engine/events.py); the ledger
+then takes the replicas' power changes since the last barrier in time order; then the event
+acts on replicas through the same narrow interface as there (fail, repair, drain, undrain,
+commissioning, cap). So both drivers make the same facility decisions from the same state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.engine import compiled as K
+from sim.engine.events import FACILITY, Later
+from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
+
+
+class FastReplica:
+    """A replica of the compiled driver as the facility sees it (the per-step driver's
+    _Replica has the same interface)."""
+
+    def __init__(self, drv: "FacilityDriver", r: int, pool: Any, host_w: float, idle_w: float) -> None:
+        self._d, self._k = drv, drv.kernel
+        self.rid = self.index = r
+        self.pool = pool
+        self.host_w = host_w
+        self._on_w = idle_w + host_w  # idle draw while on
+        self.commissioning = False
+
+    @property
+    def drained(self) -> bool:
+        return bool(self._k.S[self.rid, K.DRN])
+
+    @property
+    def down(self) -> bool:
+        return bool(self._k.S[self.rid, K.DOWN])
+
+    @property
+    def available(self) -> bool:
+        return not self.down and not self.drained
+
+    @property
+    def idle(self) -> bool:
+        return int(self._k.S[self.rid, K.ST]) == K.IDLE
+
+    @property
+    def p_now(self) -> float:
+        return float(self._d.ledger.rep_w[self.rid])
+
+    @property
+    def cap_w(self) -> float | None:
+        c = float(self._k.F[self.rid, K.CAP])
+        return None if math.isnan(c) else c
+
+    @cap_w.setter
+    def cap_w(self, w: float | None) -> None:
+        self._k.F[self.rid, K.CAP] = np.nan if w is None else float(w)
+
+    def _rest(self, watts: float) -> None:
+        """Draw `watts` when not stepping, from now; at once if idle."""
+        now = self._d.env.now
+        if self._k.set_rest(self.rid, now, watts):
+            self._d.ledger.set_power(self.rid, watts, now)
+
+    def _availability(self, before: bool) -> None:
+        after = self.available
+        if after != before:
+            self._k.GI[K.NAV] += 1 if after else -1
+
+    def drain(self) -> None:
+        if not self.drained:
+            before = self.available
+            self._k.S[self.rid, K.DRN] = 1
+            self._availability(before)
+            self._rest(0.0)
+
+    def undrain(self) -> None:
+        if self.drained:
+            before = self.available
+            self._k.S[self.rid, K.DRN] = 0
+            self._availability(before)
+            if not self.down:
+                self._rest(self._on_w)
+                self._k.wake(self.rid, self._d.env.now)
+
+    def begin_commissioning(self) -> None:
+        before = self.available
+        self._k.S[self.rid, K.DRN] = 1
+        self.commissioning = True
+        self._availability(before)
+        self._k.set_rest(self.rid, self._d.env.now, 0.0)
+        self._d.ledger.set_power(self.rid, 0.0, self._d.env.now)
+
+    def end_commissioning(self) -> None:
+        before = self.available
+        self.commissioning = False
+        self._k.S[self.rid, K.DRN] = 0
+        self._availability(before)
+        w = 0.0 if self.down else self._on_w
+        self._k.set_rest(self.rid, self._d.env.now, w)
+        self._d.ledger.set_power(self.rid, w, self._d.env.now)
+        self._k.wake(self.rid, self._d.env.now)
+
+    def fail(self) -> None:
+        if not self.down:
+            self._d.fail(self)
+
+    def repair(self) -> None:
+        if self.down:
+            before = self.available
+            self._k.S[self.rid, K.DOWN] = 0
+            self._availability(before)
+            w = 0.0 if self.drained else self._on_w
+            now = self._d.env.now
+            self._k.set_rest(self.rid, now, w)
+            self._d.ledger.set_power(self.rid, w, now)
+            self._k.wake(self.rid, now)
+
+
+class FacilityDriver:
+    """Runs a [facility] scenario on the compiled kernel: the facility's SimPy processes on an
+    environment of their own, the kernel run to each of their events first."""
+
+    def __init__(self, sim: Any, kernel: "K.Kernel") -> None:
+        self.kernel = kernel
+        self.sim = sim
+        self.sc, self.fac, self.graph = sim.sc, sim.fac, sim.graph
+        self.env = simpy.Environment()
+        self.end = self.env.event()
+        self.units_up = dict(sim.units_up)
+        self.supply_drops = 0
+        self.trip_marks: list[float] = []
+        self.failures = 0
+        self.fail_marks: list[float] = []
+        self.node_failed: dict[int, tuple[int, int]] = {}  # request -> (failed replica, re-queues)
+        led = sim.ledger
+        R = len(sim.replicas)
+        led.rep_w = np.zeros(R)  # arrays here: the compiled walk updates them in place
+        led.tent_it_w = np.zeros(len(led.pue_of))
+        self.ledger = led
+        self._tent_of = np.asarray(led.tent_of, dtype=np.int64)
+        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, K.REST_W]) - rep.host_w)
+                         for r, rep in enumerate(sim.replicas)]
+        self._retries = np.zeros(len(kernel.arr), np.int64)
+        self._live_from = 0  # requests before this index have all left (or never entered)
+
+    @property
+    def shedding(self) -> bool:
+        return bool(self.kernel.GI[K.SHED])
+
+    @shedding.setter
+    def shedding(self, on: bool) -> None:
+        self.kernel.GI[K.SHED] = 1 if on else 0
+
+    # --- the ledger --------------------------------------------------------------------------
+    def _walk(self, t_max: float) -> None:
+        """The replicas' power changes up to t_max, into the ledger in time order."""
+        PW, n = self.kernel.power_rows()
+        if n == 0:
+            return
+        led = self.ledger
+        L = np.array([led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s,
+                      led.peak_fac_w, led.battery_j, led.battery_used_j, led.supply_w, led.battery_w])
+        rest = K._ledger_walk(PW, n, t_max, L, led.rep_w, self._tent_of, led.tent_it_w,
+                              np.asarray(led.pue_of, dtype=np.float64))
+        (led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s, led.peak_fac_w,
+         led.battery_j, led.battery_used_j) = (float(x) for x in L[:K.L_SUP])
+        self.kernel.keep_rows(rest)
+
+    # --- node failures -----------------------------------------------------------------------
+    def fail(self, rep: FastReplica) -> None:
+        """The node under `rep` failed (_Replica.fail): its requests are taken off and routed
+        again, or fail after `failures.retry_limit` re-queues."""
+        k, now = self.kernel, self.env.now
+        before = rep.available
+        out = k.evacuate(rep.rid, now)
+        rep._availability(before)
+        self.ledger.set_power(rep.rid, 0.0, now)
+        self.failures += 1
+        self.fail_marks.append(now)
+        for j in out.tolist():
+            self._requeue(j, rep.rid, now)
+
+    def _requeue(self, j: int, failed: int, now: float) -> None:
+        k = self.kernel
+        self._retries[j] += 1
+        limit = self.fac.failures.retry_limit
+        avail = np.flatnonzero((k.S[:, K.DOWN] == 0) & (k.S[:, K.DRN] == 0))
+        if self._retries[j] > limit or len(avail) == 0:
+            k.RQ[j, K.RST] = K.R_GONE
+            k.STATUS[j] = FAILED
+            k.FIN[j] = now
+            k.RSN[j] = K.RS_NODE
+            self.node_failed[j] = (failed, int(self._retries[j]) - 1)
+            return
+        # the per-step driver's fallback while some replicas are unavailable: fewest outstanding
+        # requests, ties to the lowest index
+        t = int(avail[np.argmin(k.S[avail, K.OUTREQ])])
+        k.S[t, K.OUTTOK] += int(k.prompt[j] + k.output[j])
+        k.S[t, K.OUTREQ] += 1
+        k.REP[j] = t
+        k.RQ[j, K.RST] = K.R_TRANSIT
+        if k.d0 > 0:
+            Later(self.env, k.d0, FACILITY).callbacks.append(lambda _e, t=t, j=j: k.enqueue(t, j, self.env.now))
+        else:
+            k.enqueue(t, j, now)
+
+    # --- the run ------------------------------------------------------------------------------
+    def _ended(self) -> float | None:
+        """If every request has arrived and left: when the last one left (the run ends then)."""
+        k = self.kernel
+        n = len(k.arr)
+        if k.D[0] < n:
+            return None
+        st, rep = k.STATUS, k.REP
+        lo = self._live_from
+        step = 4096
+        while lo < n:
+            hi = min(n, lo + step)
+            live = np.flatnonzero((st[lo:hi] == IN_FLIGHT) & (rep[lo:hi] >= 0))
+            if len(live):
+                self._live_from = lo + int(live[0])
+                return None
+            lo = hi
+            step *= 2
+        self._live_from = n
+        gone = (st == COMPLETED) | (st == FAILED)
+        t_last = float(k.FIN[gone].max()) if gone.any() else 0.0
+        return max(float(k.Df[0]), t_last)
+
+    def run(self) -> None:
+        from sim.engine.facility_procs import start_facility
+
+        k, env = self.kernel, self.env
+        hz = k.horizon
+        for r in range(len(self.replicas)):  # as _run_simpy: every replica at rest power from 0
+            self.ledger.set_power(r, float(k.F[r, K.REST_W]), 0.0)
+        start_facility(self)
+        self._end_t = None
+        while True:
+            T = env.peek()
+            if T >= hz or T == math.inf:
+                break
+            k.run_until(T)
+            if self._end_t is None:
+                t_end = self._ended()
+                if t_end is not None:
+                    self._end_t = t_end
+                    self._walk(t_end)
+                    self.end._ok, self.end._value = True, None
+                    env.schedule(self.end, 1, max(0.0, t_end - env.now))
+                    continue
+            self._walk(T)
+            env.step()
+            if self.end.processed and hz == math.inf:
+                return  # as env.run(until=end): the facility's processes see no more events
+        k.run_until(hz)  # the rest, up to the horizon or the last request
+
+    def close(self, sim_time: float) -> tuple[Any, Any]:
+        from sim.engine.result import FacilityEvents
+
+        self._walk(sim_time)
+        self.ledger.close(sim_time)
+        events = FacilityEvents(self.failures, self.fail_marks, self.supply_drops, self.trip_marks,
+                                list(self.sim.tent_names), self.graph)
+        return self.ledger, events
