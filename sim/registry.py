@@ -208,9 +208,11 @@ def markdown_table() -> str:
     this table and a test keeps the two equal)."""
     keys = {"router": "router.policy", "scheduler": "pools.scheduler.policy",
             "manager": "facility.manager.policy", "queue": "(the scheduler's)"}
-    rows = ["| kind | name | key | compiled | what it does |", "|---|---|---|---|---|"]
+    rows = ["| kind | name | key | fast path | what it does |", "|---|---|---|---|---|"]
     for kind, reg in KINDS.items():
         for e in reg.entries():
             if e.target.startswith("sim."):
-                rows.append(f"| {kind} | `{e.name}` | `{keys[kind]}` | {'yes' if e.code is not None else 'no'} | {e.doc} |")
+                # a power manager acts at control ticks, from Python, on either driver
+                fast = "yes (at ticks)" if reg is MANAGERS else ("yes" if e.code is not None else "no")
+                rows.append(f"| {kind} | `{e.name}` | `{keys[kind]}` | {fast} | {e.doc} |")
     return "\n".join(rows) + "\n"

@@ -1,6 +1,8 @@
 """Driver against driver, on scenarios hypothesis draws over the registry: every compiled
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
-timeouts, request classes, horizons and mixed hardware. The compiled engine must give the SimPy
+timeouts, request classes, horizons, mixed hardware and a facility (every power-manager policy,
+supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
+commissioning, a battery). The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
 
 Derandomized, so CI runs the same examples every time; `DCSIM_FUZZ=N` runs N more random ones."""
@@ -12,7 +14,7 @@ import os
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sim.registry import ROUTERS, SCHEDULERS
+from sim.registry import MANAGERS, ROUTERS, SCHEDULERS
 from sim.scenario.config import parse
 from test_compiled import _same
 from sim.engine.simulation import Simulation
@@ -43,6 +45,28 @@ def _scenario(d: dict) -> dict:
            "run": {"timeseries": True}}
     if d["horizon"] is not None:
         raw["run"]["horizon_s"] = d["horizon"]
+    f = d["facility"]
+    if f is not None:
+        if raw["router"]["policy"] == "central_queue":  # not with a facility on the compiled driver
+            raw["router"]["policy"] = "jsq"
+        for k, p in enumerate(pools):
+            p["tent"], p["priority"] = "t", k
+        full_mw = sum(p["replicas"] * p["tp"] for p in pools) * (700 + 300) * 1.4 / 1e6  # TDP + host, x PUE
+        src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3}
+        if f["trip"] is not None:
+            src.update(trip_at_s=[f["trip"]], trip_repair_s=f["trip_repair"])
+        if f["turbine_mtbf_h"] is not None:
+            src.update(mtbf_h=f["turbine_mtbf_h"], repair_h=0.01)
+        sources = [src]
+        if f["battery"]:
+            sources.append({"name": "bat", "kind": "battery", "mw": full_mw * 0.3, "mwh": full_mw * 0.002})
+        raw["facility"] = {"host_w_per_accel": 300, "gpus_per_node": f["gpus_per_node"], "sources": sources,
+                           "tents": [{"name": "t", "it_limit_mw": full_mw, "commission_s": f["commission"],
+                                      "pue": {"base": 1.3, "amplitude": 0.1, "peak_hour": 15}}],
+                           "manager": {"policy": f["manager"], "interval_s": f["interval"]}}
+        if f["node_mtbf_h"] is not None:
+            raw["failures"] = {"node_mtbf_h": f["node_mtbf_h"], "node_repair_h": f["node_repair_h"],
+                               "retry_limit": f["retry_limit"]}
     return raw
 
 
@@ -72,6 +96,20 @@ scenarios = st.fixed_dictionaries({
     "classes": st.booleans(),
     "sessions": st.booleans(),
     "horizon": st.one_of(st.none(), st.floats(5.0, 30.0)),
+    "facility": st.one_of(st.none(), st.fixed_dictionaries({
+        "manager": st.sampled_from(MANAGERS.names()),
+        "interval": st.sampled_from([0.5, 2.0, 5.0]),
+        "supply": st.sampled_from([0.3, 0.6, 1.5]),  # of the full draw: deep caps, some, none
+        "trip": st.one_of(st.none(), st.floats(1.0, 20.0)),
+        "trip_repair": st.sampled_from([3.0, 30.0]),
+        "turbine_mtbf_h": st.one_of(st.none(), st.sampled_from([0.002, 0.01])),
+        "battery": st.booleans(),
+        "commission": st.sampled_from([0.0, 0.0, 4.0]),
+        "gpus_per_node": st.sampled_from([1, 2, 8]),
+        "node_mtbf_h": st.one_of(st.none(), st.sampled_from([0.001, 0.003, 0.02])),
+        "node_repair_h": st.sampled_from([0.0005, 0.002]),
+        "retry_limit": st.integers(0, 2),
+    })),
 })
 
 
@@ -90,7 +128,7 @@ LATE_LAST = {"seed": 9395, "model": "llama-3.1-8b", "replicas": 1, "tp": 2, "mix
              "sched": {"policy": "static", "max_batch_size": 8, "max_batched_tokens": 1024,
                        "kv_memory_fraction": 0.22, "block_size": 16, "prefix_caching": False, "ageing_s": 0.5},
              "router": "least_kv", "arrival": "poisson", "rate": 38.0, "n": 87, "prompt": 2500, "output": 30,
-             "timeout": 1.0, "prefix": None, "classes": False, "sessions": False, "horizon": None}
+             "timeout": 1.0, "prefix": None, "classes": False, "sessions": False, "horizon": None, "facility": None}
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))

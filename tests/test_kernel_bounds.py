@@ -2,7 +2,8 @@
 or writes other memory, sometimes a crash, sometimes nothing visible. Run as plain Python
 (NUMBA_DISABLE_JIT=1, in a subprocess), every index is checked by numpy: these scenarios, which
 cover every transition (preemption under FIFO and heap queues, prefix caching with eviction,
-timeouts, the shared queue, static batching, analytic service), must run and give the SimPy
+timeouts, the shared queue, static batching, analytic service, the facility's caps, drains and
+node failures), must run and give the SimPy
 engine's per-request results."""
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ SCRIPT = textwrap.dedent('''
             assert np.array_equal(getattr(a, k), getattr(b, k)), (extra, k)
         pre += int(a.preemptions.sum())
     assert pre > 0, "the cases must preempt"
+    # the facility's transitions: caps after a trip, node failures (evacuate, re-queue), drains
+    TRIP = "scenarios/tent_trip.toml"
+    for extra in (["failures.node_mtbf_h=0.01", "failures.node_repair_h=0.005"],
+                  ['facility.manager.policy="drain"', "failures.node_mtbf_h=0.02", 'pools.scheduler.policy="static"']):
+        sets = ["workload.duration_s=70", "workload.rate_per_s=10"] + extra
+        runs = {e: Simulation(load(TRIP, sets + [f'run.engine="{e}"'])).run() for e in ("compiled", "simpy")}
+        a, b = runs["compiled"].requests, runs["simpy"].requests
+        for k in ("status", "first_token_s", "finish_s", "preemptions", "replica"):
+            assert np.array_equal(getattr(a, k), getattr(b, k)), (extra, k)
+        assert runs["compiled"].facility.node_failures > 0
     print("kernel ok, preemptions", pre)
 ''')
 

@@ -134,6 +134,7 @@ def test_example_headroom_manager_keeps_the_tent_within_its_supply_after_a_trip(
     sets = ["workload.duration_s=120"]
     none = Simulation(load(trip, sets + ['facility.manager.policy="none"'])).run()
     head = Simulation(load(trip, sets + [f'facility.manager.policy="{EXAMPLES / "headroom_manager.py"}:Headroom"'])).run()
+    assert head.engine == none.engine == "compiled"  # a manager plug-in runs on the fast path
     caps = np.asarray(head.ledger.samples["clock_cap_w"], float)
     assert 0.2 < np.mean(np.isnan(caps)) < 0.8  # uncapped before the trip, capped after
     over_none, over_head = summarize(none)["power_limit_exceeded_s"], summarize(head)["power_limit_exceeded_s"]

@@ -976,7 +976,7 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
             break
         _admit(r, i, hits, need, S, RQ, QA, KC)
         CH[r, nch, 0] = i
-        CH[r, nch, 1] = prompt[i] - RQ[i, DONE]
+        CH[r, nch, 1] = prompt[i] + RQ[i, GEN] - RQ[i, DONE]  # a request back from a failed node recomputes
         nch += 1
     return nch, 0, False
 
@@ -1172,8 +1172,11 @@ def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, promp
 
 
 @njit(cache=True)
-def _load(router, S, r):
-    """What a load-reading router minimises for replica r."""
+def _load(router, S, r, fb):
+    """What a load-reading router minimises for replica r (with `fb`, the JSQ fallback: an
+    unavailable replica never wins)."""
+    if fb and (S[r, DOWN] or S[r, DRN]):
+        return 1 << 62
     if router == R_LEAST_LOADED:
         return S[r, OUTTOK]
     if router == R_LEAST_KV:
@@ -1262,34 +1265,24 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
             RSN[j] = RS_NO_CAPACITY
             continue
         si = sess[j] if router == R_AFFINITY else -1
-        if nav < R:
-            # some replicas are down, drained or commissioning: the rest, by fewest outstanding
-            # requests (Simulation._route's JSQ fallback)
-            k = -1
-            best = 0
-            for r in range(R):
-                if S[r, DOWN] or S[r, DRN]:
-                    continue
-                if nav > 1 and not (S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now):
-                    ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                                       FIRST, START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-                if k < 0 or S[r, OUTREQ] < best:
-                    k = r
-                    best = S[r, OUTREQ]
-        elif router == R_ROUND_ROBIN or R == 1:
+        # while some replicas are down, drained or commissioning: the rest, by fewest outstanding
+        # requests (Simulation._route's JSQ fallback)
+        fb = nav < R
+        rt = R_JSQ if fb else router
+        if not fb and (router == R_ROUND_ROBIN or R == 1):
             k = 0 if R == 1 else rr % R
             rr += 1
-        elif si >= 0 and home[si] >= 0:
+        elif not fb and si >= 0 and home[si] >= 0:
             k = home[si]  # the session's replica: no load is read
         else:
             for r in range(R):
-                if router == R_POWER_OF_TWO and r != pairs[j, 0] and r != pairs[j, 1]:
+                if rt == R_POWER_OF_TWO and r != pairs[j, 0] and r != pairs[j, 1]:
                     continue  # power_of_two reads two replicas
-                if S[r, ST] == IDLE or F[r, EEND] > now or (router != R_LEAST_KV and F[r, NB] > now):
+                if S[r, ST] == IDLE or F[r, EEND] > now or (rt != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
-                ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                                   START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-            if router == R_POWER_OF_TWO:
+                ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
+                                   FIRST, START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+            if rt == R_POWER_OF_TWO:
                 a = pairs[j, 0]
                 b = pairs[j, 1]
                 ra = S[a, OUTREQ]
@@ -1299,13 +1292,13 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
                 # fewest outstanding tokens, fewest outstanding requests (jsq, and new sessions),
                 # or most free KV blocks; ties to the lowest index
                 k = 0
-                best = _load(router, S, 0)
+                best = _load(rt, S, 0, fb)
                 for r in range(1, R):
-                    v = _load(router, S, r)
+                    v = _load(rt, S, r, fb)
                     if v < best:
                         k = r
                         best = v
-            if si >= 0:
+            if si >= 0 and not fb:
                 home[si] = k
         # the target must be exactly at this time before the request joins its queue
         ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,

@@ -696,8 +696,7 @@ def plugin_notice(sc: Scenario) -> str | None:
     the per-step SimPy driver), or None. The CLI prints it on stderr."""
     named = [("router.policy", sc.router.policy)]
     named += [(f"pools.{p.name}.scheduler.policy", p.scheduler.policy) for p in sc.pools]
-    if sc.facility is not None:
-        named.append(("facility.manager.policy", sc.facility.manager_policy))
+    # (a power-manager plug-in acts at control ticks from Python: it runs on the compiled driver too)
     plug = [f"{k} = {v!r}" for k, v in named if Registry.is_plugin(v)]
     if not plug:
         return None
