@@ -375,3 +375,38 @@ def test_compiled_equals_simpy_with_a_facility(case):
     assert sa["requests_completed"] > 100 and sa["supply_drops"] == 1
     if "failures" in case:
         assert sa["node_failures"] > 5 and sa["requests_failed"] > 0
+
+
+@pytest.mark.parametrize("sets,base", [
+    (['pools.scheduler.policy="chunked"', "workload.num_requests=300", "workload.timeout_s=3.0",
+      "pools.scheduler.prefix_caching=true", "workload.shared_prefix={groups=3, tokens=400}"], QUICK),
+    (["workload.duration_s=60", "failures.node_mtbf_h=0.01", "failures.node_repair_h=0.005"], TENT_TRIP),
+])
+def test_interpreted_kernel_gives_the_compiled_results(monkeypatch, sets, base):
+    """A cold cache runs small runs on the kernel interpreted (the same functions as Python) while
+    it compiles in the background: the results must be the compiled ones, bit for bit."""
+    from sim.engine import compiled
+
+    monkeypatch.setenv("DCSIM_KERNEL", "compiled")
+    a = Simulation(load(base, sets)).run()
+    monkeypatch.setenv("DCSIM_KERNEL", "interpreted")
+    b = Simulation(load(base, sets)).run()
+    assert a.engine == b.engine == "compiled"
+    for k in ("status", "replica", "preemptions", "first_token_s", "start_s", "finish_s"):
+        np.testing.assert_array_equal(getattr(a.requests, k), getattr(b.requests, k), err_msg=k)
+    assert a.requests.reason == b.requests.reason and a.sim_time_s == b.sim_time_s
+    assert a.ledger.energy_it_j == b.ledger.energy_it_j and a.ledger.peak_fac_w == b.ledger.peak_fac_w
+    assert not hasattr(compiled.plain()._run, "signatures")  # plain Python, not a numba dispatcher
+
+
+def test_kernel_mode_interprets_only_small_runs_on_a_cold_cache(monkeypatch):
+    from sim.engine import compiled
+
+    monkeypatch.delenv("DCSIM_KERNEL", raising=False)
+    monkeypatch.setattr(compiled, "_cached", lambda: False)
+    assert compiled.kernel_mode(2000) == "interpreted"
+    assert compiled.kernel_mode(compiled.INTERPRET_MAX_REQUESTS + 1) == "compiled"  # compiles first, with a notice
+    monkeypatch.setattr(compiled, "_cached", lambda: True)
+    assert compiled.kernel_mode(10) == "compiled"
+    monkeypatch.setenv("DCSIM_KERNEL", "interpreted")
+    assert compiled.kernel_mode(10**7) == "interpreted"

@@ -1685,21 +1685,94 @@ def _in_system(arr, fin):
 COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 30-40 s)..."
 
 
+ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", "_evacuate", "_enqueue",
+                "_set_rest", "_wake", "_ledger_walk")  # what the drivers call from Python
+
+
 def _cached() -> bool:
-    """Whether numba has this engine compiled on disk (next to this file, or in the user cache
-    where the package folder is read-only)."""
+    """Whether numba has every entry point of this engine compiled on disk for this source
+    (next to this file, or in the user cache where the package folder is read-only)."""
+    g = globals()
     try:
-        where = Path(_run._cache._cache_path)  # numba's cache locator (internal attribute)
+        return all(len(g[f]._cache._cache_file._load_index()) > 0 for f in ENTRY_POINTS)  # numba internals
+    except AttributeError:  # another numba: look for the index files
+        where = Path(__file__).parent / "__pycache__"
+        return any(where.glob("compiled._run-*.nbi"))
+
+
+# A cold cache: small runs interpret the kernel (these same functions, run as Python: the same
+# results bit for bit, tests/test_kernel_bounds.py) while a background process builds it.
+INTERPRET_MAX_REQUESTS = 20_000
+_PLAIN: Any = None
+
+
+def plain() -> Any:
+    """This module loaded a second time with numba's JIT off: the kernel as plain Python."""
+    global _PLAIN
+    if _PLAIN is None:
+        import importlib.util
+
+        import numba
+
+        spec = importlib.util.spec_from_file_location("sim.engine._compiled_as_python", __file__)
+        mod = importlib.util.module_from_spec(spec)
+        old = numba.config.DISABLE_JIT
+        numba.config.DISABLE_JIT = True
+        try:
+            spec.loader.exec_module(mod)
+        finally:
+            numba.config.DISABLE_JIT = old
+        _PLAIN = mod
+    return _PLAIN
+
+
+def build_in_background() -> bool:
+    """Start a detached process that compiles the engine into numba's cache (once: a lock file
+    that is less than 10 minutes old means one is running). True if one was started."""
+    import os
+    import subprocess
+    import sys
+
+    try:
+        where = Path(_run._cache._cache_path)
     except AttributeError:
         where = Path(__file__).parent / "__pycache__"
-    return any(where.glob("compiled._run-*.nbi"))
+    lock = where / "dcsim-build.lock"
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        if lock.exists() and time.time() - lock.stat().st_mtime < 600:
+            return False
+        lock.write_text(str(os.getpid()))
+        code = ("import pathlib\n"
+                "from sim.engine.simulation import build_compiled\n"
+                f"try:\n    build_compiled()\nfinally:\n    pathlib.Path({str(lock)!r}).unlink(missing_ok=True)\n")
+        subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ, DCSIM_KERNEL="compiled"))
+        return True
+    except OSError:
+        return False
+
+
+def kernel_mode(n_requests: int) -> str:
+    """"compiled" or "interpreted" for a run of n requests: DCSIM_KERNEL forces one; otherwise
+    the compiled kernel if it is on disk or the run is large, else the interpreted one."""
+    import os
+
+    forced = os.environ.get("DCSIM_KERNEL", "")
+    if forced in ("compiled", "interpreted"):
+        return forced
+    return "compiled" if (n_requests > INTERPRET_MAX_REQUESTS or _cached()) else "interpreted"
+
+
+INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "
+                    "(the same results), while a background process compiles it (about 30-40 s) for the next runs")
 
 
 class Kernel:
     """The compiled loop's arrays and position, for a driver that stops it at barriers."""
 
-    def __init__(self, args: tuple, ts: tuple, D: np.ndarray, Df: np.ndarray) -> None:
-        self.args, self.ts, self.D, self.Df = args, ts, D, Df
+    def __init__(self, args: tuple, ts: tuple, D: np.ndarray, Df: np.ndarray, m: Any) -> None:
+        self.args, self.ts, self.D, self.Df, self.m = args, ts, D, Df, m  # m: this module, compiled or not
         (self.arr, self.prompt, self.output, self.d0, self.fit, self.router, self.pairs, self.sess, self.home,
          self.S, self.F, self.PC, self.RQ, self.RA, self.QA, self.FIRST, self.START, self.FIN, self.STATUS, self.REP,
          self.PRE, self.RSN, self.ts_on, self.horizon, self.timeout, self.KC, self.SV, self.W) = args
@@ -1707,21 +1780,21 @@ class Kernel:
 
     def run_until(self, T: float) -> None:
         """Every event up to a barrier at T (inf, or the horizon: to the end)."""
-        self.ts = _run(T, *self.args, self.ts, self.D, self.Df)
+        self.ts = self.m._run(T, *self.args, self.ts, self.D, self.Df)
 
     def evacuate(self, r: int, t: float) -> np.ndarray:
-        return _evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.FH, self.CNT, self.PFIRST, self.PDONE,
+        return self.m._evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.FH, self.CNT, self.PFIRST, self.PDONE,
                          self.FIRST, self.FIN, self.STATUS, self.prompt, self.output, self.QA, self.KC, self.bins,
                          self.G)
 
     def enqueue(self, k: int, j: int, t: float) -> None:
-        _enqueue(k, j, t, self.S, self.F, self.RQ, self.QA, self.prompt)
+        self.m._enqueue(k, j, t, self.S, self.F, self.RQ, self.QA, self.prompt)
 
     def set_rest(self, r: int, t: float, watts: float) -> bool:
-        return bool(_set_rest(r, t, watts, self.S, self.F, self.bins, self.G))
+        return bool(self.m._set_rest(r, t, watts, self.S, self.F, self.bins, self.G))
 
     def wake(self, r: int, t: float) -> None:
-        _wake(r, t, self.S, self.F)
+        self.m._wake(r, t, self.S, self.F)
 
     def power_rows(self) -> tuple[np.ndarray, int]:
         return self.ts[2], int(self.GI[PB_N])
@@ -1739,9 +1812,17 @@ def run(sim: Any) -> Any:
     from sim.engine.result import FacilityEvents, ReplicaInfo, Result
 
     wall0 = time.perf_counter()
-    if not _cached():
-        sim.report.notice(COMPILE_NOTICE)
     sc, wl = sim.sc, sim.wl
+    if kernel_mode(len(wl)) == "interpreted":
+        m = plain()
+        sim.report.notice(INTERPRET_NOTICE)
+        build_in_background()
+    else:
+        import sys
+
+        m = sys.modules[__name__]
+        if not _cached():
+            sim.report.notice(COMPILE_NOTICE)
     reps = sim.replicas
     R = len(reps)
     n = len(wl)
@@ -1816,12 +1897,12 @@ def run(sim: Any) -> Any:
     hz = float(horizon) if horizon is not None else np.inf
     ts_cap = n + 64 * R if ts_on else 0  # grows x2
     fac = sc.facility
-    W, ts = _scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0)
+    W, ts = m._scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0)
     RSN = np.zeros(n, np.int8)
     node_failed: dict[int, tuple[int, int]] = {}
     led = events = None
     if central:
-        clock, bins, bin_w, (tsf, tsi, _pw), rows = _run_shared(
+        clock, bins, bin_w, (tsf, tsi, _pw), rows = m._run_shared(
             wl.arrival_s, prompt, output, float(d0), int(fit), S, F, PC, RQ, np.zeros(n, np.int64), QA, cap, bsmax,
             tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, ts_cap, hz,
             timeout, KC, SV)
@@ -1835,11 +1916,11 @@ def run(sim: Any) -> Any:
                 sess, home, S, F, PC, RQ, np.zeros(n, np.int64), QA, tb.first_token_s, tb.start_s, tb.finish_s,
                 tb.status, tb.replica, tb.preemptions, RSN, ts_on, hz, timeout, KC, SV, W)
         if fac is None:
-            ts = _run(np.inf, *args, ts, D, Df)
+            ts = m._run(np.inf, *args, ts, D, Df)
         else:
             from sim.engine.fast_facility import FacilityDriver
             GI[FAC] = 1
-            drv = FacilityDriver(sim, Kernel(args, ts, D, Df))
+            drv = FacilityDriver(sim, Kernel(args, ts, D, Df, m))
             drv.run()
             ts = drv.kernel.ts
             node_failed = drv.node_failed
@@ -1895,11 +1976,11 @@ def run(sim: Any) -> Any:
             over = F[r, EEND] - sim_time
             F[r, BUSY] -= over
             F[r, ESTEP] -= F[r, WSTEP] * over
-            _bin_energy(bins, G, sim_time, F[r, EEND], -F[r, WSTEP])
+            m._bin_energy(bins, G, sim_time, F[r, EEND], -F[r, WSTEP])
         else:  # idle energy up to the end of the run
             idle_w = F[r, REST_W]
             F[r, EIDLE] += idle_w * (sim_time - F[r, IDLE_SINCE])
-            _bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
+            m._bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
     bin_w = float(G[BIN_W])
     if fac is not None and not central:
         # the ledger has every power change in time order: energy, peak and time over the supply
@@ -1927,7 +2008,7 @@ def run(sim: Any) -> Any:
         ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
     fin = tb.finish_s[left]
     fin.sort()
-    sys_t, sys_n = _in_system(wl.arrival_s[entered], fin)
+    sys_t, sys_n = m._in_system(wl.arrival_s[entered], fin)
     del fin
     infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine="compiled",

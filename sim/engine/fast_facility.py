@@ -170,7 +170,7 @@ class FacilityDriver:
         led = self.ledger
         L = np.array([led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s,
                       led.peak_fac_w, led.battery_j, led.battery_used_j, led.supply_w, led.battery_w])
-        rest = K._ledger_walk(PW, n, t_max, L, led.rep_w, self._tent_of, led.tent_it_w,
+        rest = self.kernel.m._ledger_walk(PW, n, t_max, L, led.rep_w, self._tent_of, led.tent_it_w,
                               np.asarray(led.pue_of, dtype=np.float64))
         (led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s, led.peak_fac_w,
          led.battery_j, led.battery_used_j) = (float(x) for x in L[:K.L_SUP])

@@ -675,6 +675,26 @@ WARM_UP = {"name": "warm-up", "seed": 0,
            "workload": {"arrival": "poisson", "rate_per_s": 5.0, "num_requests": 8, "prompt_tokens": 64,
                         "output_tokens": 8},
            "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2}]}
+# ... and with a shared queue, and with a facility whose nodes fail, are repaired and drained:
+# every entry point of the compiled engine, with the argument types real runs pass
+WARM_UP_FACILITY = {
+    "facility": {"gpus_per_node": 1, "host_w_per_accel": 300,
+                 "sources": [{"name": "g", "kind": "gas_turbine", "units": 2, "unit_mw": 0.0006}],
+                 "tents": [{"name": "t", "it_limit_mw": 0.01}], "manager": {"policy": "drain", "interval_s": 1.0}},
+    "failures": {"node_mtbf_h": 0.0003, "node_repair_h": 0.0002, "retry_limit": 3}}
+
+
+def build_compiled() -> None:
+    """Compile every entry point of the compiled engine into numba's cache."""
+    import os
+    from sim.scenario.config import parse
+
+    os.environ["DCSIM_KERNEL"] = "compiled"
+    Simulation(parse(WARM_UP)).run()
+    Simulation(parse(dict(WARM_UP, router={"policy": "central_queue"}))).run()
+    wl = dict(WARM_UP["workload"], num_requests=150, rate_per_s=15.0, prompt_tokens=400, output_tokens=200)
+    pools = [dict(WARM_UP["pools"][0], tent="t")]
+    Simulation(parse(dict(WARM_UP, workload=wl, pools=pools, **WARM_UP_FACILITY))).run()
 
 
 def warm_up(report: Reporter | None = None) -> None:
@@ -687,8 +707,16 @@ def warm_up(report: Reporter | None = None) -> None:
     if compiled._cached():
         return
     (report or Reporter()).notice(compiled.COMPILE_NOTICE)
-    from sim.scenario.config import parse
-    Simulation(parse(WARM_UP)).run()
+    import os
+
+    old = os.environ.get("DCSIM_KERNEL")
+    try:
+        build_compiled()
+    finally:
+        if old is None:
+            os.environ.pop("DCSIM_KERNEL", None)
+        else:
+            os.environ["DCSIM_KERNEL"] = old
 
 
 def plugin_notice(sc: Scenario) -> str | None:
