@@ -173,7 +173,7 @@ def main() -> int:
     elif a.which == "memory":
         r = memory(a.requests or 1_000_000)
     elif a.which == "tent":
-        r = tent_scaled(a.replicas or 1000, a.duration or 60.0)
+        r = tent_scaled(a.replicas or 1000, a.duration or 240.0)  # tent.toml's own duration
     elif a.which == "validation":
         r = validation_scaled("19-llama-3-1-8b-tp1-roleplay-1", a.replicas or 200, a.duration or 600.0)
     else:
