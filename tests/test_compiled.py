@@ -410,3 +410,15 @@ def test_kernel_mode_interprets_only_small_runs_on_a_cold_cache(monkeypatch):
     assert compiled.kernel_mode(10) == "compiled"
     monkeypatch.setenv("DCSIM_KERNEL", "interpreted")
     assert compiled.kernel_mode(10**7) == "interpreted"
+
+
+def test_every_shipped_scenario_runs_on_the_fast_path():
+    from sim.engine import compiled
+    from sim.scenario.config import read_toml
+
+    for p in sorted((REPO / "scenarios").rglob("*.toml")):
+        raw = read_toml(p)
+        if "fleet" in raw:  # a fleet's cells are its base scenario
+            raw.pop("fleet")
+        sc = parse(raw, p.parent)
+        assert compiled.supported(sc, None) == [], p.name

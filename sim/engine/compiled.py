@@ -1688,7 +1688,7 @@ def _in_system(arr, fin):
 
 # --- driver -----------------------------------------------------------------------------------
 
-COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 30-40 s)..."
+COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about a minute)..."
 
 
 ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", "_evacuate", "_enqueue",
@@ -1771,7 +1771,7 @@ def kernel_mode(n_requests: int) -> str:
 
 
 INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "
-                    "(the same results), while a background process compiles it (about 30-40 s) for the next runs")
+                    "(the same results), while a background process compiles it (about a minute) for the next runs")
 
 
 class Kernel:
