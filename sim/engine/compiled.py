@@ -102,8 +102,6 @@ def supported(sc: Any, wl: Any) -> list[str]:
     why = []
     if sc.facility is not None and sc.router.policy == "central_queue":
         why.append("router.policy = 'central_queue' with a [facility]")
-    if sc.facility is not None and any(p.service is not None for p in sc.pools):
-        why.append("[pools.service] (analytic service) with a [facility]")
     if sc.router.policy not in ROUTERS.compiled_names() and sc.router.policy != "central_queue":
         kind = "a plug-in in plain Python" if ROUTERS.is_plugin(sc.router.policy) else "not compiled"
         why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
@@ -411,7 +409,7 @@ def _power(r, t, watts, PW, GI):
 
 
 @njit(cache=True)
-def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI):
+def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, row):
     """Replica r runs a step of dt s drawing `watts` (all its accelerators and hosts) from now:
     busy time and energy are counted up front (a horizon clips them)."""
     e = now + dt
@@ -422,7 +420,8 @@ def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI):
     F[r, WSTEP] = watts
     _bin_energy(bins, G, now, e, watts)
     S[r, ST] = STEP
-    _power(r, now, watts, PW, GI)
+    if row:
+        _power(r, now, watts, PW, GI)
 
 
 @njit(cache=True)
@@ -448,7 +447,8 @@ def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA
     dt = SV[S[r, PIDX], i]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, 1, 0, S[S[r, QROW], QLEN], 1)
-    _start_step(r, now, dt, F[r, REST_W], S, F, bins, G, PW, GI)
+    # no power row: the draw stays what it was (_Replica.analytic_loop sets none)
+    _start_step(r, now, dt, F[r, REST_W], S, F, bins, G, PW, GI, False)
     CH[r, 0, 0] = i
     S[r, NCH] = 1
     S[r, PLNDEC] = 0
@@ -1023,7 +1023,7 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
     watts = pw * S[r, TP] + F[r, HOST_W]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
-    _start_step(r, now, dt, watts, S, F, bins, G, PW, GI)
+    _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, True)
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
     return 1
@@ -1459,7 +1459,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
 # --- the facility's actions (called from the driver at a barrier: sim/engine/fast_facility.py) ---
 
 @njit(cache=True)
-def _evacuate(r, t, S, F, RQ, RA, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, QA, KC, bins, G):
+def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, QA, KC, bins, G):
     """Node failure under replica r at t (ReplicaCore.evacuate and _Replica.fail): lagged output
     is delivered, every running and queued request leaves r (its KV is lost, it keeps the tokens
     it generated and will recompute the rest), the step in flight is cut (its time and energy
@@ -1481,6 +1481,9 @@ def _evacuate(r, t, S, F, RQ, RA, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pr
         out[m] = j
         m += 1
         j = RQ[j, NXT]
+    if S[r, POL] == P_ANALYTIC and S[r, ST] == STEP:  # the request in (analytic) service
+        out[m] = CH[r, 0, 0]
+        m += 1
     if qn > 0:  # its own queue (a shared one stays for the others)
         pol = S[r, POL]
         if pol == P_PRIORITY or pol == P_SJF:
@@ -1789,7 +1792,7 @@ class Kernel:
         self.ts = self.m._run(T, *self.args, self.ts, self.D, self.Df)
 
     def evacuate(self, r: int, t: float) -> np.ndarray:
-        return self.m._evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.FH, self.CNT, self.PFIRST, self.PDONE,
+        return self.m._evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE,
                          self.FIRST, self.FIN, self.STATUS, self.prompt, self.output, self.QA, self.KC, self.bins,
                          self.G)
 

@@ -248,22 +248,23 @@ class FacilityDriver:
         self._end_t = None
         while True:
             T = env.peek()
-            if T >= hz or T == math.inf:
-                break
-            k.run_until(T)
+            last = T >= hz or T == math.inf
+            k.run_until(hz if last else T)  # the last: everything up to the horizon (or the end)
             if self._end_t is None:
                 t_end = self._ended()
-                if t_end is not None:
+                if t_end is not None and t_end < hz:
+                    # the last request left: the run ends then (the facility's processes see it)
                     self._end_t = t_end
                     self._walk(t_end)
                     self.end._ok, self.end._value = True, None
                     env.schedule(self.end, 1, max(0.0, t_end - env.now))
                     continue
+            if last:
+                break
             self._walk(T)
             env.step()
             if self.end.processed and hz == math.inf:
                 return  # as env.run(until=end): the facility's processes see no more events
-        k.run_until(hz)  # the rest, up to the horizon or the last request
 
     def close(self, sim_time: float) -> tuple[Any, Any]:
         from sim.engine.result import FacilityEvents

@@ -24,7 +24,7 @@ from sim.engine.build import Model, build
 from sim.engine.events import FACILITY, LATE, Later, delay_to
 from sim.engine.result import FacilityEvents, ReplicaInfo, Result
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, RequestTable, TimeSeries
-from sim.kernel.replica import GONE, Plan, ReplicaCore, Request
+from sim.kernel.replica import GONE, WAITING, Plan, ReplicaCore, Request
 from sim.progress import Reporter
 from sim.kernel.queues import make_queue
 from sim.policies.routers import JSQ
@@ -119,6 +119,7 @@ class _Replica:
         self.drained = False
         self.down = False
         self.commissioning = False
+        self.in_service: Request | None = None  # analytic service: the request being served
         self.proc: Any = None
         self.idle_w = pool.hardware.idle_w * pool.tp
         fac = sim.sc.facility
@@ -314,6 +315,10 @@ class _Replica:
             self.info.busy_s -= self.busy_until - now
             self.busy_until = now
         reqs = self.core.evacuate(now, own_queue=not self.shared_queue)
+        if self.in_service is not None:  # analytic service: the request being served goes too
+            req, self.in_service = self.in_service, None
+            req.state, req.queue = WAITING, None
+            reqs = sorted(reqs + [req], key=lambda r: (r.arrival, r.idx))
         self.core = self._new_core(self.sim.shared if self.shared_queue else self.core.waiting)
         self.set_power(0.0)
         self.sim.failures += 1
@@ -332,10 +337,11 @@ class _Replica:
             self.notify()
 
     def analytic_loop(self, service_s: np.ndarray):
-        env, core, sim = self.env, self.core, self.sim
+        env, sim = self.env, self.sim
         table = sim.table
         while True:
-            if not core.waiting:
+            core = self.core
+            if self.down or not core.waiting:
                 yield self._sleep()
                 continue
             req = core.waiting.popleft()
@@ -346,7 +352,12 @@ class _Replica:
             self.sim.ts.add(now, self.rid, 1, 0, len(core.waiting), 1)
             self.info.busy_s += dt
             self.busy_until = now + dt
-            yield env.timeout(dt)
+            self.in_service = req
+            try:
+                yield env.timeout(dt)
+            except simpy.Interrupt:
+                continue  # a node failure: fail() re-queued the request in service
+            self.in_service = None
             req.first_token = env.now
             self.sim.complete(req, env.now, self)
 
