@@ -14,8 +14,11 @@ least_loaded, jsq, power_of_two, least_kv and session_affinity (replicas advance
 arrivals that concern them, `_run`) and central_queue (one shared queue: events one at a time in
 SimPy's order, `_run_shared`). So every request gets the same first-token, start and finish
 times, status and preemption count as in the SimPy engine (tests/test_compiled.py and
-tests/test_differential.py check it, bit for bit). What it does not model yet (a [facility])
-runs on the SimPy engine; `supported()` says why.
+tests/test_differential.py check it, bit for bit). A [facility] acts at barriers: the loop is
+resumable (`_run(T)`), and sim/engine/fast_facility.py runs the facility's own processes between
+calls, acting through `_evacuate`, `_enqueue`, `_set_rest`, `_wake` and per-replica caps, with
+the replicas' power changes applied to the ledger in time order (`_ledger_walk`). What it does
+not model yet (central_queue with a [facility]) runs on the SimPy engine; `supported()` says why.
 
 Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
 time of the next arrival routed to it (every replica, for routers that read load); between
