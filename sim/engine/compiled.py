@@ -1827,8 +1827,9 @@ def run(sim: Any) -> Any:
     sc, wl = sim.sc, sim.wl
     if kernel_mode(len(wl)) == "interpreted":
         m = plain()
-        sim.report.notice(INTERPRET_NOTICE)
-        build_in_background()
+        if not _cached():  # (not when DCSIM_KERNEL forces the interpreter on a warm cache)
+            sim.report.notice(INTERPRET_NOTICE)
+            build_in_background()
     else:
         import sys
 
