@@ -1701,15 +1701,22 @@ ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", 
                 "_set_rest", "_wake", "_ledger_walk")  # what the drivers call from Python
 
 
+_FOUND = False  # the cache was found complete in this process (it stays so: no need to look again)
+
+
 def _cached() -> bool:
     """Whether numba has every entry point of this engine compiled on disk for this source
     (next to this file, or in the user cache where the package folder is read-only)."""
+    global _FOUND
+    if _FOUND:
+        return True
     g = globals()
     try:
-        return all(len(g[f]._cache._cache_file._load_index()) > 0 for f in ENTRY_POINTS)  # numba internals
+        _FOUND = all(len(g[f]._cache._cache_file._load_index()) > 0 for f in ENTRY_POINTS)  # numba internals
     except AttributeError:  # another numba: look for the index files
         where = Path(__file__).parent / "__pycache__"
-        return any(where.glob("compiled._run-*.nbi"))
+        _FOUND = any(where.glob("compiled._run-*.nbi"))
+    return _FOUND
 
 
 # A cold cache: small runs interpret the kernel (these same functions, run as Python: the same
@@ -1825,16 +1832,17 @@ def run(sim: Any) -> Any:
 
     wall0 = time.perf_counter()
     sc, wl = sim.sc, sim.wl
+    cached = _cached()
     if kernel_mode(len(wl)) == "interpreted":
         m = plain()
-        if not _cached():  # (not when DCSIM_KERNEL forces the interpreter on a warm cache)
+        if not cached:  # (not when DCSIM_KERNEL forces the interpreter on a warm cache)
             sim.report.notice(INTERPRET_NOTICE)
             build_in_background()
     else:
         import sys
 
         m = sys.modules[__name__]
-        if not _cached():
+        if not cached:
             sim.report.notice(COMPILE_NOTICE)
     reps = sim.replicas
     R = len(reps)

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import simpy
 
-from sim.engine import compiled as K
 from sim.engine.events import FACILITY, Later
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
 
@@ -29,7 +28,7 @@ class FastReplica:
     _Replica has the same interface)."""
 
     def __init__(self, drv: "FacilityDriver", r: int, pool: Any, host_w: float, idle_w: float) -> None:
-        self._d, self._k = drv, drv.kernel
+        self._d, self._k, self._K = drv, drv.kernel, drv.kernel.m
         self.rid = self.index = r
         self.pool = pool
         self.host_w = host_w
@@ -38,11 +37,11 @@ class FastReplica:
 
     @property
     def drained(self) -> bool:
-        return bool(self._k.S[self.rid, K.DRN])
+        return bool(self._k.S[self.rid, self._K.DRN])
 
     @property
     def down(self) -> bool:
-        return bool(self._k.S[self.rid, K.DOWN])
+        return bool(self._k.S[self.rid, self._K.DOWN])
 
     @property
     def available(self) -> bool:
@@ -50,7 +49,7 @@ class FastReplica:
 
     @property
     def idle(self) -> bool:
-        return int(self._k.S[self.rid, K.ST]) == K.IDLE
+        return int(self._k.S[self.rid, self._K.ST]) == self._K.IDLE
 
     @property
     def p_now(self) -> float:
@@ -58,12 +57,12 @@ class FastReplica:
 
     @property
     def cap_w(self) -> float | None:
-        c = float(self._k.F[self.rid, K.CAP])
+        c = float(self._k.F[self.rid, self._K.CAP])
         return None if math.isnan(c) else c
 
     @cap_w.setter
     def cap_w(self, w: float | None) -> None:
-        self._k.F[self.rid, K.CAP] = np.nan if w is None else float(w)
+        self._k.F[self.rid, self._K.CAP] = np.nan if w is None else float(w)
 
     def _rest(self, watts: float) -> None:
         """Draw `watts` when not stepping, from now; at once if idle."""
@@ -74,19 +73,19 @@ class FastReplica:
     def _availability(self, before: bool) -> None:
         after = self.available
         if after != before:
-            self._k.GI[K.NAV] += 1 if after else -1
+            self._k.GI[self._K.NAV] += 1 if after else -1
 
     def drain(self) -> None:
         if not self.drained:
             before = self.available
-            self._k.S[self.rid, K.DRN] = 1
+            self._k.S[self.rid, self._K.DRN] = 1
             self._availability(before)
             self._rest(0.0)
 
     def undrain(self) -> None:
         if self.drained:
             before = self.available
-            self._k.S[self.rid, K.DRN] = 0
+            self._k.S[self.rid, self._K.DRN] = 0
             self._availability(before)
             if not self.down:
                 self._rest(self._on_w)
@@ -94,7 +93,7 @@ class FastReplica:
 
     def begin_commissioning(self) -> None:
         before = self.available
-        self._k.S[self.rid, K.DRN] = 1
+        self._k.S[self.rid, self._K.DRN] = 1
         self.commissioning = True
         self._availability(before)
         self._k.set_rest(self.rid, self._d.env.now, 0.0)
@@ -103,7 +102,7 @@ class FastReplica:
     def end_commissioning(self) -> None:
         before = self.available
         self.commissioning = False
-        self._k.S[self.rid, K.DRN] = 0
+        self._k.S[self.rid, self._K.DRN] = 0
         self._availability(before)
         w = 0.0 if self.down else self._on_w
         self._k.set_rest(self.rid, self._d.env.now, w)
@@ -117,7 +116,7 @@ class FastReplica:
     def repair(self) -> None:
         if self.down:
             before = self.available
-            self._k.S[self.rid, K.DOWN] = 0
+            self._k.S[self.rid, self._K.DOWN] = 0
             self._availability(before)
             w = 0.0 if self.drained else self._on_w
             now = self._d.env.now
@@ -130,8 +129,9 @@ class FacilityDriver:
     """Runs a [facility] scenario on the compiled kernel: the facility's SimPy processes on an
     environment of their own, the kernel run to each of their events first."""
 
-    def __init__(self, sim: Any, kernel: "K.Kernel") -> None:
+    def __init__(self, sim: Any, kernel: Any) -> None:
         self.kernel = kernel
+        self.K = kernel.m  # the compiled engine's module (its field names and functions): no import of it here
         self.sim = sim
         self.sc, self.fac, self.graph = sim.sc, sim.fac, sim.graph
         self.env = simpy.Environment()
@@ -148,18 +148,18 @@ class FacilityDriver:
         led.tent_it_w = np.zeros(len(led.pue_of))
         self.ledger = led
         self._tent_of = np.asarray(led.tent_of, dtype=np.int64)
-        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, K.REST_W]) - rep.host_w)
+        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, self.K.REST_W]) - rep.host_w)
                          for r, rep in enumerate(sim.replicas)]
         self._retries = np.zeros(len(kernel.arr), np.int64)
         self._live_from = 0  # requests before this index have all left (or never entered)
 
     @property
     def shedding(self) -> bool:
-        return bool(self.kernel.GI[K.SHED])
+        return bool(self.kernel.GI[self.K.SHED])
 
     @shedding.setter
     def shedding(self, on: bool) -> None:
-        self.kernel.GI[K.SHED] = 1 if on else 0
+        self.kernel.GI[self.K.SHED] = 1 if on else 0
 
     # --- the ledger --------------------------------------------------------------------------
     def _walk(self, t_max: float) -> None:
@@ -173,7 +173,7 @@ class FacilityDriver:
         rest = self.kernel.m._ledger_walk(PW, n, t_max, L, led.rep_w, self._tent_of, led.tent_it_w,
                               np.asarray(led.pue_of, dtype=np.float64))
         (led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s, led.peak_fac_w,
-         led.battery_j, led.battery_used_j) = (float(x) for x in L[:K.L_SUP])
+         led.battery_j, led.battery_used_j) = (float(x) for x in L[:self.K.L_SUP])
         self.kernel.keep_rows(rest)
 
     # --- node failures -----------------------------------------------------------------------
@@ -194,21 +194,21 @@ class FacilityDriver:
         k = self.kernel
         self._retries[j] += 1
         limit = self.fac.failures.retry_limit
-        avail = np.flatnonzero((k.S[:, K.DOWN] == 0) & (k.S[:, K.DRN] == 0))
+        avail = np.flatnonzero((k.S[:, self.K.DOWN] == 0) & (k.S[:, self.K.DRN] == 0))
         if self._retries[j] > limit or len(avail) == 0:
-            k.RQ[j, K.RST] = K.R_GONE
+            k.RQ[j, self.K.RST] = self.K.R_GONE
             k.STATUS[j] = FAILED
             k.FIN[j] = now
-            k.RSN[j] = K.RS_NODE
+            k.RSN[j] = self.K.RS_NODE
             self.node_failed[j] = (failed, int(self._retries[j]) - 1)
             return
         # the per-step driver's fallback while some replicas are unavailable: fewest outstanding
         # requests, ties to the lowest index
-        t = int(avail[np.argmin(k.S[avail, K.OUTREQ])])
-        k.S[t, K.OUTTOK] += int(k.prompt[j] + k.output[j])
-        k.S[t, K.OUTREQ] += 1
+        t = int(avail[np.argmin(k.S[avail, self.K.OUTREQ])])
+        k.S[t, self.K.OUTTOK] += int(k.prompt[j] + k.output[j])
+        k.S[t, self.K.OUTREQ] += 1
         k.REP[j] = t
-        k.RQ[j, K.RST] = K.R_TRANSIT
+        k.RQ[j, self.K.RST] = self.K.R_TRANSIT
         if k.d0 > 0:
             Later(self.env, k.d0, FACILITY).callbacks.append(lambda _e, t=t, j=j: k.enqueue(t, j, self.env.now))
         else:
@@ -243,7 +243,7 @@ class FacilityDriver:
         k, env = self.kernel, self.env
         hz = k.horizon
         for r in range(len(self.replicas)):  # as _run_simpy: every replica at rest power from 0
-            self.ledger.set_power(r, float(k.F[r, K.REST_W]), 0.0)
+            self.ledger.set_power(r, float(k.F[r, self.K.REST_W]), 0.0)
         start_facility(self)
         self._end_t = None
         while True:
