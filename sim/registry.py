@@ -183,7 +183,7 @@ SCHEDULERS.add("chunked", f"{_S}:Chunked", "decode first, prompt chunks fill the
 SCHEDULERS.add("priority", f"{_S}:Priority", "chunked, queue by request class, lower classes preempted first", code=3)
 SCHEDULERS.add("sjf", f"{_S}:Sjf", "chunked, shortest prompt first with an ageing bound", code=4)
 
-_Q = "sim.kernel.queues"
+_Q = "sim.policies.queues"
 QUEUES.add("fifo", f"{_Q}:FifoQueue", "arrival order; a preempted request goes to the front", code=0)
 QUEUES.add("priority", f"{_Q}:PriorityQueue", "lowest class first, then arrival", code=1)
 QUEUES.add("sjf", f"{_Q}:SjfQueue", "shortest remaining prompt first, oldest first once it waited ageing_s", code=2)

@@ -290,13 +290,18 @@ def test_compiled_refuses_what_it_does_not_model():
     assert Simulation(load(tent, ["workload.duration_s=5"])).run().engine == "compiled"
 
 
-def test_without_numba_auto_runs_on_simpy(monkeypatch):
+def test_without_numba_the_kernel_runs_as_python_on_the_per_step_driver(monkeypatch):
     import sys
 
     import sim.engine
 
-    monkeypatch.delattr(sim.engine, "compiled", raising=False)
-    monkeypatch.setitem(sys.modules, "sim.engine.compiled", None)  # import fails
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` fails
+    for name in ("kernel", "compiled", "stepper", "fast_facility"):  # imported afresh, without it
+        monkeypatch.delitem(sys.modules, f"sim.engine.{name}", raising=False)
+        monkeypatch.delattr(sim.engine, name, raising=False)
+    from sim.engine import compiled as fresh
+
+    assert fresh.K.NUMBA_ERROR is not None and fresh.plain() is fresh.K
     res = Simulation(load(QUICK, ["workload.num_requests=50"])).run()
     assert res.engine == "simpy" and (res.requests.status == 1).all()
     with pytest.raises(ScenarioError, match="numba"):

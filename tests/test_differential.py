@@ -116,9 +116,8 @@ scenarios = st.fixed_dictionaries({
 def _check(d: dict) -> None:
     raw = _scenario(d)
     fast = Simulation(parse(dict(raw, run=dict(raw["run"], engine="compiled")))).run()
-    # the reference: one SimPy event per batch step (its fast-forward windows give the same
-    # per-request times but book energy over a window to ~1e-6 only)
-    ref = Simulation(parse(dict(raw, run=dict(raw["run"], engine="simpy", fast_forward=False)))).run()
+    # the reference: the per-step driver, one SimPy event per batch step over the same kernel
+    ref = Simulation(parse(dict(raw, run=dict(raw["run"], engine="simpy")))).run()
     _same(fast, ref)
 
 

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from collections import deque
 
 import numpy as np
 import pytest
@@ -13,8 +12,6 @@ from sim.scenario.config import parse
 from sim.analysis.metrics import summarize
 from sim.perf.roofline import PerfModel
 from sim.engine.recorder import COMPLETED, REJECTED
-from sim.kernel.replica import ReplicaCore, Request
-from sim.policies.schedulers import make_scheduler
 from sim.engine.simulation import Simulation
 from sim.workload.generate import Workload
 
@@ -181,57 +178,69 @@ def test_least_loaded_prefers_idle_replica():
     assert [rr.choose(NS(request_id=i, session=-1), reps) for i in range(4)] == [0, 1, 2, 0]
 
 
-# --- plan-level properties (no SimPy): budgets, batch sizes, KV never over capacity -------------
+# --- plan-level properties (no event loop): budgets, batch sizes, KV never over capacity --------
+def bench(policy, blocks, mbs=8, mbt=256, n=1, prompts=None, outs=None):
+    """One replica of `blocks` KV blocks (16 tokens each) and n requests, driven by hand."""
+    from sim.engine.bench import Bench
+
+    sc = one_replica(policy, max_batch_size=mbs, max_batched_tokens=mbt)
+    prompts = prompts if prompts is not None else [10] * n
+    outs = outs if outs is not None else [5] * n
+    return Bench(sc, fixed([0.0] * len(prompts), prompts, outs), total_blocks=blocks)
+
+
 @pytest.mark.parametrize("policy", ["chunked", "continuous", "static"])
 def test_plans_respect_budget_batch_and_kv(policy):
     rng = np.random.default_rng(7)
-    mbs, mbt = 8, 256
-    sched = make_scheduler(policy, mbs, mbt)
-    finished = []
-    core = ReplicaCore(0, total_blocks=60, block_size=16, on_finish=lambda r, t: finished.append(r.idx))
-    n = 60
-    prompts = rng.integers(1, 200, n)
-    outs = rng.integers(1, 120, n)
+    mbs, mbt, n = 8, 256, 60
+    prompts = rng.integers(1, 200, n).tolist()
+    outs = rng.integers(1, 120, n).tolist()
+    b = bench(policy, 60, mbs, mbt, prompts=prompts, outs=outs)
+    assert b.total_blocks == 60
     for i in range(n):
-        core.waiting.append(Request(i, float(i), int(prompts[i]), int(outs[i])))
-    steps = 0
-    while (core.waiting or core.running) and steps < 100_000:
-        plan = sched.plan(core)
-        assert plan is not None
-        assert 0 <= core.free_blocks <= core.total_blocks
-        tok = plan.n_dec + sum(c for _, c in plan.chunks)
+        b.push(i, 0.0)
+    t, steps = 0.0, 0
+    while (b.queue_len or b.n_running) and steps < 100_000:
+        p = b.plan(t)
+        assert p is not None
+        chunks, n_dec, dt = p
+        assert 0 <= b.free_blocks <= b.total_blocks
+        tok = n_dec + sum(c for _, c in chunks)
         if policy == "chunked":
             assert tok <= mbt
-            assert len(core.running) <= mbs
+            assert b.n_running <= mbs
         if policy == "continuous":
-            assert not (plan.chunks and plan.n_dec)  # prefill and decode never mix
-        if policy == "static" and plan.n_dec:
-            assert not plan.chunks
-        held = sum(r.blocks for r in core.running.values())
-        assert held == core.used_blocks
-        core.commit(plan, float(steps))
+            assert not (chunks and n_dec)  # prefill and decode never mix
+        if policy == "static" and n_dec:
+            assert not chunks
+        t += dt
+        b.commit(t)
+        assert sum(b.held(j) for j in b.running()) == b.used_blocks  # every held block counted, once
         steps += 1
-    assert sorted(finished) == list(range(n))
-    assert core.free_blocks == core.total_blocks
+    assert b.finished() == list(range(n))
+    assert b.free_blocks == b.total_blocks and b.used_blocks == 0
 
 
 def test_static_batch_admits_nothing_while_running():
-    sched = make_scheduler("static", 4, 8192)
-    core = ReplicaCore(0, total_blocks=1000, block_size=16)
+    b = bench("static", 1000, mbs=4, mbt=8192, n=4)
     for i in range(3):
-        core.waiting.append(Request(i, 0.0, 10, 5))
-    p = sched.plan(core)
-    assert len(p.chunks) == 3
-    core.commit(p, 1.0)
-    core.waiting.append(Request(3, 1.0, 10, 5))
-    p2 = sched.plan(core)
-    assert p2.n_dec == 3 and not p2.chunks
+        b.push(i, 0.0)
+    chunks, n_dec, dt = b.plan(0.0)
+    assert len(chunks) == 3 and n_dec == 0
+    b.commit(dt)
+    b.push(3, dt)
+    chunks, n_dec, _ = b.plan(dt)
+    assert n_dec == 3 and not chunks
 
 
-def test_queue_is_shared_deque_for_central_queue():
-    res = Simulation(small("chunked", n=50, replicas=2, router="central_queue"))
-    assert res.replicas[0].core.waiting is res.replicas[1].core.waiting
-    assert isinstance(res.replicas[0].core.waiting, deque)
+def test_one_queue_row_for_central_queue():
+    from sim.engine import compiled
+
+    sim = Simulation(small("chunked", n=50, replicas=2, router="central_queue"))
+    k = compiled.prepare(sim, compiled.K)
+    assert k.central and list(k.S[:, compiled.K.QROW]) == [0, 0]  # both replicas read row 0's queue
+    sim = Simulation(small("chunked", n=50, replicas=2))
+    assert list(compiled.prepare(sim, compiled.K).S[:, compiled.K.QROW]) == [0, 1]
 
 
 def test_result_is_typed_and_the_old_extra_view_agrees():

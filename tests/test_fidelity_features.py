@@ -11,10 +11,7 @@ import pytest
 
 from conftest import check_invariants, run
 from sim.scenario.config import parse
-from sim.kernel.replica import ReplicaCore, Request
-from sim.policies.schedulers import make_scheduler
-from sim.engine.simulation import Simulation
-from sim.workload.generate import build_workload
+from sim.workload.generate import Workload, build_workload
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,45 +62,54 @@ def test_shared_prefix_groups_are_uniform():
     assert len(counts) == 9 and counts.min() > 850 and wl.prefix_tokens == 100
 
 
-def _two_same_prefix(caching: bool):
-    sc = parse({"seed": 0, "workload": {"arrival": "constant", "rate_per_s": 1.0, "num_requests": 2,
+def _prefix_bench(caching, arrivals, prompts, outs, groups, prefix_tokens, blocks=None):
+    from sim.engine.bench import Bench
+
+    sc = parse({"seed": 0, "workload": {"arrival": "constant", "rate_per_s": 1.0, "num_requests": len(arrivals),
                                         "prompt_tokens": 300, "output_tokens": 5,
-                                        "shared_prefix": {"groups": 1, "tokens": 160}},
+                                        "shared_prefix": {"groups": 1, "tokens": prefix_tokens}},
                 "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b",
-                           "scheduler": {"prefix_caching": caching}}],
-                "run": {"engine": "simpy"}})  # the test reads the SimPy engine's replica state
-    sim = Simulation(sc)
-    sim.run()
-    return sim.replicas[0].core, sim
+                           "scheduler": {"prefix_caching": caching}}]})
+    wl = Workload(np.array(arrivals, float), np.array(prompts, np.int64), np.array(outs, np.int64),
+                  prefix_group=np.array(groups, np.int32), prefix_tokens=prefix_tokens)
+    return Bench(sc, wl, total_blocks=blocks)
+
+
+def _serve(b, j, t):
+    """Push request j at t and step until the replica is idle; the prompt tokens computed."""
+    b.push(j, t)
+    computed = 0
+    while (p := b.plan(t)) is not None:
+        chunks, _, dt = p
+        computed += sum(c for _, c in chunks)
+        t += dt
+        b.commit(t)
+    return computed, t
 
 
 @pytest.mark.parametrize("caching,computed,hits", [(True, 300 + 140, 160), (False, 600, 0)])
 def test_shared_prefix_computed_once_with_caching_twice_without(caching, computed, hits):
-    core, sim = _two_same_prefix(caching)
-    assert core.prefill_tokens == computed
-    assert core.cache_hit_tokens == hits
-    assert all(sim.table.status == 1)
+    b = _prefix_bench(caching, [0.0, 1.0], [300, 300], [5, 5], [0, 0], 160)
+    c0, t = _serve(b, 0, 0.0)
+    c1, _ = _serve(b, 1, max(t, 1.0))
+    assert c0 + c1 == computed and 300 - c1 == hits
+    assert b.finished() == [0, 1]
 
 
 def test_cached_blocks_are_evicted_before_running_requests_are_preempted():
-    core = ReplicaCore(0, total_blocks=10, block_size=16, prefix_blocks=4)
-    sched = make_scheduler("chunked", 8, 1000)
-    a = Request(0, 0.0, 70, 2, group=0)  # 5 blocks, the first 4 of them a shareable prefix
-    core.waiting.append(a)
-    core.commit(sched.plan(core), 1.0)  # prefill: prefix blocks published to the cache
-    assert core.cached_blocks == 4
-    core.commit(sched.plan(core), 2.0)  # decode: a finishes, its prefix stays cached
-    assert not core.running and core.cached_blocks == 4 and core.free_blocks == 10
-    # b (other group) runs; c then needs more than the truly free blocks
-    b = Request(1, 3.0, 40, 50, group=1)
-    core.waiting.append(b)
-    core.commit(sched.plan(core), 3.0)
-    c = Request(2, 4.0, 60, 50, group=2)
-    core.waiting.append(c)
-    core.commit(sched.plan(core), 4.0)
-    assert core.evictions > 0  # cached blocks went first ...
-    assert b.preemptions == 0 and c.preemptions == 0  # ... and nobody was preempted
-    assert core.used_blocks + core.free_blocks == core.total_blocks
+    # 10 blocks of 16 tokens; a shared prefix is 4 blocks; a (70 tokens, 5 blocks, group 0) runs
+    # alone and leaves its 4 prefix blocks cached with no holder
+    b = _prefix_bench(True, [0.0, 3.0, 4.0], [70, 40, 60], [2, 50, 50], [0, 1, 2], 64, blocks=10)
+    _serve(b, 0, 0.0)
+    assert b.cached_idle_blocks == 4 and b.used_blocks == 0 and b.free_blocks == 10
+    b.push(1, 3.0)  # b (group 1, 3 blocks) runs ...
+    _, _, dt = b.plan(3.0)
+    b.commit(3.0 + dt)
+    b.push(2, 4.0)  # ... and c (group 2, 4 blocks) needs more than the 3 truly free ones
+    b.plan(4.0)
+    assert b.cached_idle_blocks < 4  # cached blocks went first ...
+    assert list(b.k.PRE[:3]) == [0, 0, 0] and sorted(b.running()) == [1, 2]  # ... and nobody was preempted
+    assert b.used_blocks + b.cached_idle_blocks <= b.total_blocks
 
 
 def test_timeouts_fail_requests_with_reason_and_counts_add_up():

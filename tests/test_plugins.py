@@ -142,7 +142,7 @@ def test_example_headroom_manager_keeps_the_tent_within_its_supply_after_a_trip(
 
 
 def test_the_registry_is_the_one_list_of_names(tmp_path):
-    from sim.engine import compiled
+    from sim.engine import kernel as compiled
     from sim.scenario.config import parse
 
     # the fast driver's support check reads it: a registered name without a compiled code runs on SimPy

@@ -7,46 +7,68 @@ import pytest
 
 from conftest import check_invariants, run, small  # noqa: F401
 from sim.scenario.config import parse
-from sim.kernel.queues import PriorityQueue, SjfQueue
-from sim.kernel.replica import ReplicaCore, Request
+from sim.engine.bench import Bench
 from sim.policies.routers import JSQ, LeastKV, SessionAffinity, make_router
-from sim.policies.schedulers import make_scheduler
+from sim.workload.generate import Workload
 
 
-def req(i, t, prompt, out=10, prio=0, session=-1):
-    return Request(i, t, prompt, out, priority=prio, session=session)
+def bench(policy, arrivals, prompts, outs=None, classes=None, blocks=None, ageing_s=None):
+    """One replica (16-token KV blocks) over these requests, driven by hand (no event loop);
+    classes: each request's class priority."""
+    n = len(arrivals)
+    outs = outs if outs is not None else [10] * n
+    cls = None
+    wcls = {}
+    if classes is not None:
+        levels = sorted(set(classes))
+        cls = np.array([levels.index(c) for c in classes], np.int16)
+        wcls = {"classes": [{"name": f"c{p}", "share": 1.0 / len(levels), "priority": p} for p in levels]}
+    sched = {"policy": policy} | ({"ageing_s": ageing_s} if ageing_s is not None else {})
+    sc = parse({"seed": 0, "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": n,
+                                        "prompt_tokens": 10, "output_tokens": 10, **wcls},
+                "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "scheduler": sched}]})
+    wl = Workload(np.array(arrivals, float), np.array(prompts, np.int64), np.array(outs, np.int64), cls=cls)
+    return Bench(sc, wl, total_blocks=blocks)
+
+
+def drain_queue(b, t):
+    """The queue's order at t: its head, popped, until it is empty (the kernel's queue functions)."""
+    k, m = b.k, b.m
+    out = []
+    while b.queue_len:
+        j = int(m._q_head(0, t, float(k.F[0, m.AGE]), k.S, k.QA, k.arr, k.RQ))
+        m._q_pop(0, j, k.S, k.RQ, k.QA)
+        out.append(j)
+    return out
 
 
 # --- priority --------------------------------------------------------------------------------
 def test_priority_queue_orders_by_class_then_arrival():
-    q = PriorityQueue()
-    for r in [req(0, 0.0, 10, prio=2), req(1, 1.0, 10, prio=0), req(2, 2.0, 10, prio=1), req(3, 0.5, 10, prio=0)]:
-        q.append(r)
-    assert [q.popleft().idx for _ in range(4)] == [3, 1, 2, 0]
+    b = bench("priority", [0.0, 0.5, 1.0, 2.0], [10] * 4, classes=[2, 0, 0, 1])
+    for j in (0, 2, 3, 1):  # pushed out of arrival order
+        b.push(j, 2.0)
+    assert drain_queue(b, 2.0) == [1, 2, 3, 0]
 
 
 def test_priority_admits_high_class_first_and_preempts_lower_when_kv_runs_out():
-    core = ReplicaCore(0, total_blocks=8, block_size=16, waiting=PriorityQueue(), priority_preemption=True)
-    sched = make_scheduler("priority", 8, 4096)
-    low = req(0, 0.0, 100, out=50, prio=5)  # 7 blocks
-    core.waiting.append(low)
-    core.commit(sched.plan(core), 1.0)
-    assert low.idx in core.running
-    high = req(1, 1.0, 60, out=50, prio=0)  # needs 4 blocks: only 1 free
-    core.waiting.append(high)
-    plan = sched.plan(core)
-    assert high.idx in core.running and low.idx not in core.running
-    assert low.preemptions == 1 and high.preemptions == 0
-    assert [r.idx for r, _ in plan.chunks] == [1]
+    # low (class 5): 100 tokens = 7 blocks; high (class 0): 60 tokens = 4 blocks, only 1 free
+    b = bench("priority", [0.0, 1.0], [100, 60], outs=[50, 50], classes=[5, 0], blocks=8)
+    b.push(0, 0.0)
+    _, _, dt = b.plan(0.0)
+    b.commit(dt)
+    assert b.running() == [0]
+    b.push(1, dt)
+    chunks, _, _ = b.plan(dt)
+    assert b.running() == [1] and [j for j, _ in chunks] == [1]
+    assert list(b.k.PRE[:2]) == [1, 0]  # low preempted once, high never
     # chunked (FCFS) would not preempt to admit: the newcomer waits
-    core2 = ReplicaCore(0, total_blocks=8, block_size=16)
-    s2 = make_scheduler("chunked", 8, 4096)
-    a, b = req(0, 0.0, 100, out=50, prio=5), req(1, 1.0, 60, out=50, prio=0)
-    core2.waiting.append(a)
-    core2.commit(s2.plan(core2), 1.0)
-    core2.waiting.append(b)
-    s2.plan(core2)
-    assert a.idx in core2.running and b.idx not in core2.running
+    c = bench("chunked", [0.0, 1.0], [100, 60], outs=[50, 50], classes=[5, 0], blocks=8)
+    c.push(0, 0.0)
+    _, _, dt = c.plan(0.0)
+    c.commit(dt)
+    c.push(1, dt)
+    c.plan(dt)
+    assert c.running() == [0] and c.queue_len == 1
 
 
 def classes_scenario(policy, rate=30.0, n=1500):
@@ -82,14 +104,16 @@ def test_class_shares():
 
 # --- sjf ---------------------------------------------------------------------------------------
 def test_sjf_serves_shortest_prompt_first():
-    clock = [0.0]
-    q = SjfQueue(ageing_s=10.0, now=lambda: clock[0])
-    for r in [req(0, 0.0, 500), req(1, 0.1, 50), req(2, 0.2, 200)]:
-        q.append(r)
-    assert q.popleft().idx == 1
-    clock[0] = 10.5  # request 0 has now waited past the ageing bound
-    assert q.popleft().idx == 0
-    assert q.popleft().idx == 2 and not q
+    b = bench("sjf", [0.0, 0.1, 0.2], [500, 50, 200], ageing_s=10.0)
+    for j in range(3):
+        b.push(j, 0.2)
+    k, m = b.k, b.m
+    head = lambda t: int(m._q_head(0, t, 10.0, k.S, k.QA, k.arr, k.RQ))  # noqa: E731
+    assert head(0.2) == 1
+    m._q_pop(0, 1, k.S, k.RQ, k.QA)
+    assert head(10.5) == 0  # request 0 has now waited past the ageing bound
+    m._q_pop(0, 0, k.S, k.RQ, k.QA)
+    assert drain_queue(b, 10.5) == [2] and b.queue_len == 0
 
 
 def test_sjf_ageing_bound_keeps_aged_requests_in_arrival_order():
@@ -114,15 +138,15 @@ def test_sjf_ageing_bound_keeps_aged_requests_in_arrival_order():
 def test_sjf_requeued_request_is_ordered_by_its_new_length():
     """A request taken off the queue and queued again (preempted after generating tokens) is
     ordered by its remaining length now, not by the entry it left behind."""
-    q = SjfQueue(100.0, lambda: 0.0)
-    a, b, c = Request(0, 0.0, 100, 10), Request(1, 0.1, 50, 10), Request(2, 0.2, 80, 10)
-    for r in (a, b, c):
-        q.append(r)
-    assert q.popleft() is b
-    b.target = 120  # prompt + generated, to recompute
-    q.appendleft(b)
-    assert [q.popleft().idx for _ in range(3)] == [2, 0, 1]
-    assert not q
+    b = bench("sjf", [0.0, 0.1, 0.2], [100, 50, 80], ageing_s=100.0)
+    for j in range(3):
+        b.push(j, 0.2)
+    k, m = b.k, b.m
+    assert int(m._q_head(0, 0.2, 100.0, k.S, k.QA, k.arr, k.RQ)) == 1
+    m._q_pop(0, 1, k.S, k.RQ, k.QA)
+    k.RQ[1, m.GEN] = 70  # it generated 70 tokens before its preemption: 120 to recompute
+    m._q_push(0, 1, True, ((k.prompt[1] + k.RQ[1, m.GEN]) << 32) | 1, k.S, k.RQ, k.QA)  # as _preempt keys it
+    assert drain_queue(b, 0.2) == [2, 0, 1] and b.queue_len == 0
 
 
 def test_jsq_and_least_kv_by_hand():

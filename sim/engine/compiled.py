@@ -1,38 +1,14 @@
-"""Compiled engine: the SimPy engine's replica semantics as one event loop compiled with numba,
-for runs of millions of requests.
+"""The fast driver: the kernel (sim/engine/kernel.py) run as one compiled loop, for runs of
+millions of requests; and what both drivers share around the kernel: which kernel a run uses
+(compiled, or interpreted while numba's cache is cold), the kernel's arrays for a run
+(`prepare`), and the Result of a run that has ended (`finish`).
 
-It reproduces, step for step and with the same floating-point operations, what
-sim/engine/simulation.py does with sim/kernel/replica.py and sim/policies/schedulers.py for the
-`chunked` (vLLM v1), `continuous` (vLLM v0), `static`, `fcfs`, `priority` and `sjf` schedulers:
-per-replica FIFO, class-priority or shortest-first-with-ageing queues, prefill chunks under a
-token budget, a paged KV cache with recompute preemption of the latest arrival (of the lowest
-class), automatic prefix caching with LRU eviction of unheld cached blocks, client timeouts
-(each request cancelled at its deadline, a calendar event merged with the arrivals), the
-roofline step time of sim/perf (the same compiled functions), host request overhead and lagged
-output delivery, analytic service ([pools.service]), and every router: round_robin,
-least_loaded, jsq, power_of_two, least_kv and session_affinity (replicas advanced lazily to the
-arrivals that concern them, `_run`) and central_queue (one shared queue: events one at a time in
-SimPy's order, `_run_shared`). So every request gets the same first-token, start and finish
-times, status and preemption count as in the SimPy engine (tests/test_compiled.py and
-tests/test_differential.py check it, bit for bit). A [facility] acts at barriers: the loop is
-resumable (`_run(T)`), and sim/engine/fast_facility.py runs the facility's own processes between
-calls, acting through `_evacuate`, `_enqueue`, `_set_rest`, `_wake` and per-replica caps, with
-the replicas' power changes applied to the ledger in time order (`_ledger_walk`). What it does
-not model yet (central_queue with a [facility]) runs on the SimPy engine; `supported()` says why.
-
-Why it is fast: no event per request or per step. Replicas are advanced lazily, each to the
-time of the next arrival routed to it (every replica, for routers that read load); between
-arrivals, a batch that only decodes is stepped in a tight loop whose per-step cost is a few
-float operations, with KV-block growth counted per step in O(1) from the residues of the
-sequences' context lengths modulo the block size (a sequence needs a new block exactly when its
-context length passes a multiple of the block size).
-
-Differences from the SimPy engine, none of which touch per-request results: the time series
-has one sample per planned step that changes the batch (and at idle transitions) rather than
-one per fast-forward window; facility_power_peak_w is the highest mean IT power over fixed time
-bins (1 s, doubled as needed to keep at most 65,536 bins) rather than over the SimPy engine's
-window-averaged steps; energy is summed per replica (equal to fp rounding).
-Units: seconds, watts, joules, tokens, KV blocks.
+Both drivers give every request the same first-token, start and finish times, status and
+preemption count (tests/test_differential.py, bit for bit): they call the same transitions and
+differ only in when; the time series differ (one sample per planned step here, per step there)
+and the energy bins' float rounding. What the fast driver does not host (central_queue with a
+[facility], plug-ins in plain Python, `run.fast_forward = false`) runs on the per-step driver;
+`supported()` says why.
 """
 
 from __future__ import annotations
@@ -43,66 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba import njit
 
-from sim.perf.power import _capped_with, at_clock
-from sim.registry import ROUTERS, SCHEDULERS
-from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, N_PC, roofline_terms
+from sim.engine import kernel as K
+from sim.engine.kernel import (  # the kernel's field names, read by the Python around it
+    AGE, AH, AT, BIN_W, BS, BUSY, CAP, EEND, EIDLE, ESTEP, FAC, GRP, HOST_W, IDLE, IDLE_SINCE, LAG, LH, LT, MAXB,
+    MAXT, N_F, N_QA, N_RQ, N_S, NAV, NUMBA_ERROR, OWN, P_ANALYTIC, P_PRIORITY, P_SJF, PB, PB_N, PH, PIDX, POL, PT,
+    QH, QKEY, QROW, QT, REST_W, RS_NO_CAPACITY, RS_NODE, RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, WSTEP)
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
-
-# The compiled forms of routers and schedulers, by their codes in sim/registry.py
-R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
-    ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity"))
-
-# Per-replica integer state S[r, field]
-(ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
- FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN) = range(38)
-N_S = 38  # DOWN: failed (its node is down); DRN: drained (takes no new requests; off once idle)  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
-# this replica's queue (itself, or row 0 for central_queue's shared queue); SEQ: when its pending
-# event was scheduled (SimPy's insertion order, for the shared-queue driver)  # AH, AT: sjf's arrival-order list (head, tail)
-# Prefix cache (ReplicaCore's _ref/_lru): PB full blocks per shared prefix (0: caching off); block
-# j of group g is slot g * PB + j of KC[r] = (holders, or -1 if not cached; LRU prev; LRU next).
-# USED counts every block running requests hold once (shared ones too); NLRU cached blocks no
-# one holds, oldest first from LH (evicted before any preemption): free = TOT - USED - NLRU.
-KREF, KPREV, KNEXT = range(3)
-P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = (  # S[r, POL]; fcfs is static with batch size 1
-    SCHEDULERS.code(n) for n in ("chunked", "continuous", "static", "priority", "sjf"))
-P_ANALYTIC = 99  # [pools.service]: analytic service times instead of a scheduler (not a policy)
-# Priority queues: QA[i] = (key, left, right) of request i in its replica's skew heap; the key
-# orders by (class priority, arrival), as PriorityQueue does
-QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
-N_QA = 6
-IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
-# Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W = range(12)
-N_F = 12  # AGE: sjf's ageing_s; WSTEP: draw during the step in flight (W, all its accelerators and
-# its hosts); CAP: power cap per accelerator (W; NaN: none); REST_W: draw when not stepping (idle
-# accelerators and hosts; 0 when drained or down); HOST_W: what its hosts draw while it is on
-# DTF: duration of the step in flight. NB: no completion can be delivered before this time (a
-# lower bound; lets load-reading routers skip replicas that cannot have changed).
-# Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
-# replica's decode-step count then (int64; context during decode step d is RA[i] + d)
-NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN = range(8)  # GEN: tokens generated so far; RST: R_* state;
-N_RQ = 8  # HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
-# prefix cache; GRP: its shared-prefix group (-1: none); OWN: the replica that admitted it last
-R_WAITING, R_PREFILL, R_DECODE, R_GONE, R_TRANSIT = 0, 1, 2, 3, 4  # TRANSIT: re-routed after a node
-# failure, on its way to its new replica (in no queue yet)
-# Why a request was rejected or failed (RSN): a kv_capacity rejection and a timeout are the defaults
-RS_NONE, RS_POWER, RS_NO_CAPACITY, RS_NODE = 0, 1, 2, 3
-# Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
-# Globals G[field] (float) and GI[field] (int)
-BIN_W, = range(1)
-TS_N, PB_N, FAC, NAV, SHED = range(5)  # GI: time-series rows; power-change rows; a [facility] (power
-# changes recorded in PW for the ledger); replicas available (not down or drained); shedding arrivals
-N_GI = 5
-N_BINS = 65536
-TS_FULL = 2
+from sim.perf.roofline import IDLE_W, N_PC
+from sim.registry import ROUTERS, SCHEDULERS
 
 
 def supported(sc: Any, wl: Any) -> list[str]:
-    """Why this scenario needs the SimPy engine (empty: the compiled engine can run it)."""
+    """Why this scenario needs the per-step driver (empty: the fast driver can run it)."""
     why = []
+    if NUMBA_ERROR is not None:
+        why.append(f"numba cannot be imported ({NUMBA_ERROR})")
     if sc.facility is not None and sc.router.policy == "central_queue":
         why.append("router.policy = 'central_queue' with a [facility]")
     if sc.router.policy not in ROUTERS.compiled_names() and sc.router.policy != "central_queue":
@@ -124,1581 +56,15 @@ def supported(sc: Any, wl: Any) -> list[str]:
     return why
 
 
-# --- kernel -------------------------------------------------------------------------------------
-
-@njit(cache=True)
-def _cdiv(a, b):
-    return -((-a) // b)
-
-
-@njit(cache=True, inline="always")
-def _pc(PC, r):
-    """Replica r's perf constants as a tuple: a value, so passing it costs no reference counting
-    (an array view would, on every step)."""
-    return (PC[r, 0], PC[r, 1], PC[r, 2], PC[r, 3], PC[r, 4], PC[r, 5], PC[r, 6], PC[r, 7], PC[r, 8], PC[r, 9],
-            PC[r, 10], PC[r, 11], PC[r, 12], PC[r, 13], PC[r, 14], PC[r, 15], PC[r, 16], PC[r, 17], PC[r, 18],
-            PC[r, 19])
-
-
-# the one step formula (sim/perf), compiled; inlined into the step loop
-_terms = njit(cache=True, inline="always")(roofline_terms)
-_at_clock = njit(cache=True, inline="always")(at_clock)
-_capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
-
-
-@njit(cache=True)
-def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
-    """(seconds, watts per accelerator) of one uncapped step: PerfModel.step_power's functions,
-    compiled. pc: the tuple from _pc."""
-    m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, False)
-    return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
-
-
-@njit(cache=True)
-def _step_capped(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, cap_w):
-    """One step under a per-accelerator power cap (PerfModel.step_power with cap_w)."""
-    m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, True)
-    t, pw, _f = _capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], cap_w)
-    return t, pw
-
-
-@njit(cache=True)
-def _bin_energy(bins, G, t0, t1, watts):
-    """Add watts over [t0, t1) to the energy bins, widening the bins (pairwise merge) when t1 is
-    past the last one."""
-    if t1 <= t0:
-        return
-    nb = bins.shape[0]
-    while t1 >= G[BIN_W] * nb:
-        for k in range(nb // 2):
-            bins[k] = bins[2 * k] + bins[2 * k + 1]
-        for k in range(nb // 2, nb):
-            bins[k] = 0.0
-        G[BIN_W] *= 2.0
-    w = G[BIN_W]
-    b0 = int(t0 / w)
-    b1 = int(t1 / w)
-    if b1 >= nb:
-        b1 = nb - 1
-    if b0 == b1:
-        bins[b0] += watts * (t1 - t0)
-        return
-    bins[b0] += watts * ((b0 + 1) * w - t0)
-    for b in range(b0 + 1, b1):
-        bins[b] += watts * w
-    bins[b1] += watts * (t1 - b1 * w)
-
-
-@njit(cache=True)
-def _sift_up(h, r, k):
-    """Restore the heap order of row r of h from entry k towards the root; returns where it ends."""
-    while k > 0:
-        p = (k - 1) >> 1
-        if h[r, p] <= h[r, k]:
-            break
-        tmp = h[r, p]
-        h[r, p] = h[r, k]
-        h[r, k] = tmp
-        k = p
-    return k
-
-
-@njit(cache=True)
-def _sift_down(h, r, n, k):
-    """Restore the heap order of h[r, :n] from entry k towards the leaves."""
-    while True:
-        a = 2 * k + 1
-        if a >= n:
-            break
-        b = a + 1
-        c = b if (b < n and h[r, b] < h[r, a]) else a
-        if h[r, k] <= h[r, c]:
-            break
-        tmp = h[r, c]
-        h[r, c] = h[r, k]
-        h[r, k] = tmp
-        k = c
-
-
-@njit(cache=True)
-def _heap_push(h, r, n, key):
-    """Add key to the min-heap h[r, :n] (it then has n + 1 entries)."""
-    h[r, n] = key
-    _sift_up(h, r, n)
-
-
-@njit(cache=True)
-def _heap_pop(h, r, n):
-    """Remove the smallest of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
-    top = h[r, 0]
-    h[r, 0] = h[r, n - 1]
-    _sift_down(h, r, n - 1, 0)
-    return top
-
-
-@njit(cache=True)
-def _heap_remove(h, r, n, k):
-    """Remove entry k of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
-    n -= 1
-    if k == n:
-        return
-    h[r, k] = h[r, n]
-    _sift_down(h, r, n, _sift_up(h, r, k))
-
-
-@njit(cache=True)
-def _ts_add(tsf, tsi, GI, t, r, batch, kv, q, busy):
-    n = GI[TS_N]
-    tsf[n] = t
-    tsi[n, 0] = r
-    tsi[n, 1] = batch
-    tsi[n, 2] = kv
-    tsi[n, 3] = q
-    tsi[n, 4] = busy
-    GI[TS_N] = n + 1
-
-
-@njit(cache=True)
-def _complete(r, i, t, S, FIN, STATUS, prompt, output):
-    FIN[i] = t
-    STATUS[i] = COMPLETED
-    S[r, OUTREQ] -= 1
-    S[r, OUTTOK] -= prompt[i] + output[i]
-
-
-@njit(cache=True)
-def _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
-    """Deliver the previous step's lagged tokens at t (ReplicaCore.flush)."""
-    for k in range(S[r, NPFIRST]):
-        FIRST[PFIRST[r, k]] = t
-    S[r, NPFIRST] = 0
-    for k in range(S[r, NPDONE]):
-        _complete(r, PDONE[r, k], t, S, FIN, STATUS, prompt, output)
-    S[r, NPDONE] = 0
-
-
-@njit(cache=True)
-def _lru_unlink(r, s, S, KC):
-    p = KC[r, s, KPREV]
-    n = KC[r, s, KNEXT]
-    if p >= 0:
-        KC[r, p, KNEXT] = n
-    else:
-        S[r, LH] = n
-    if n >= 0:
-        KC[r, n, KPREV] = p
-    else:
-        S[r, LT] = p
-    S[r, NLRU] -= 1
-
-
-@njit(cache=True)
-def _lru_push(r, s, S, KC):
-    """Cached block s has no holder left: to the most recently used end."""
-    t = S[r, LT]
-    KC[r, s, KPREV] = t
-    KC[r, s, KNEXT] = -1
-    if t >= 0:
-        KC[r, t, KNEXT] = s
-    else:
-        S[r, LH] = s
-    S[r, LT] = s
-    S[r, NLRU] += 1
-
-
-@njit(cache=True, inline="always")
-def _take(r, n, S, KC):
-    """n new private blocks (ReplicaCore.take): free ones, then the least recently used cached
-    ones (evicted); the caller has checked that TOT - USED >= n."""
-    free = S[r, TOT] - S[r, USED] - S[r, NLRU]
-    while free < n:
-        s = S[r, LH]
-        _lru_unlink(r, s, S, KC)
-        KC[r, s, KREF] = -1
-        free += 1
-    S[r, USED] += n
-
-
-@njit(cache=True, inline="always")
-def _release(r, i, blocks, S, RQ, KC):
-    """Request i lets go of its `blocks` KV blocks (ReplicaCore.release): private ones are freed,
-    shared ones lose a holder and, at none, join the LRU end in block order."""
-    nsh = RQ[i, NSH]
-    S[r, USED] -= blocks - nsh
-    if nsh:
-        base = RQ[i, GRP] * S[r, PB]
-        for j in range(nsh):
-            s = base + j
-            KC[r, s, KREF] -= 1
-            if KC[r, s, KREF] == 0:
-                S[r, USED] -= 1
-                _lru_push(r, s, S, KC)
-        RQ[i, NSH] = 0
-
-
-@njit(cache=True, inline="always")
-def _peek_hits(r, i, target, S, RQ, KC):
-    """(cached leading blocks of request i's prompt, how many of them no one holds now):
-    ReplicaCore.peek_hits. The last token is always computed."""
-    pb = S[r, PB]
-    g = RQ[i, GRP]
-    if pb == 0 or g < 0 or RQ[i, DONE] != 0:
-        return 0, 0
-    k = min(pb, (target - 1) // S[r, BS])
-    base = g * pb
-    hits = 0
-    idle = 0
-    while hits < k:
-        c = KC[r, base + hits, KREF]
-        if c < 0:
-            break
-        if c == 0:
-            idle += 1
-        hits += 1
-    return hits, idle
-
-
-@njit(cache=True)
-def _acquire_hits(r, i, hits, S, RQ, KC):
-    """Request i holds the first `hits` cached blocks of its prefix (ReplicaCore.acquire_hits)."""
-    base = RQ[i, GRP] * S[r, PB]
-    for j in range(hits):
-        s = base + j
-        if KC[r, s, KREF] == 0:
-            _lru_unlink(r, s, S, KC)
-            S[r, USED] += 1
-        KC[r, s, KREF] += 1
-    RQ[i, NSH] = hits
-    RQ[i, DONE] = hits * S[r, BS]
-
-
-@njit(cache=True)
-def _register(r, i, S, RQ, KC):
-    """Publish request i's computed full prefix blocks (ReplicaCore._register): its private blocks
-    become shared, up to the first one another request computed concurrently."""
-    full = min(S[r, PB], RQ[i, DONE] // S[r, BS])
-    nsh = RQ[i, NSH]
-    base = RQ[i, GRP] * S[r, PB]
-    while nsh < full:
-        s = base + nsh
-        if KC[r, s, KREF] >= 0:
-            break
-        KC[r, s, KREF] = 1
-        nsh += 1
-    RQ[i, NSH] = nsh
-
-
-@njit(cache=True)
-def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
-    S[r, NRUN] -= 1
-    _release(r, i, blocks, S, RQ, KC)
-    if S[r, LAG]:
-        PDONE[r, S[r, NPDONE]] = i
-        S[r, NPDONE] += 1
-    else:
-        _complete(r, i, t, S, FIN, STATUS, prompt, output)
-
-
-@njit(cache=True, inline="always")  # on the hot path of every run: a call here cost ~6% (measured)
-def _power(r, t, watts, PW, GI):
-    """With a [facility]: replica r draws `watts` from t on (a row for the ledger, which
-    integrates every replica's changes in time order at the next barrier)."""
-    if GI[FAC]:
-        n = GI[PB_N]
-        PW[n, 0] = t
-        PW[n, 1] = r
-        PW[n, 2] = watts
-        GI[PB_N] = n + 1
-
-
-@njit(cache=True)
-def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, row):
-    """Replica r runs a step of dt s drawing `watts` (all its accelerators and hosts) from now:
-    busy time and energy are counted up front (a horizon clips them)."""
-    e = now + dt
-    F[r, EEND] = e
-    F[r, DTF] = dt
-    F[r, BUSY] += dt
-    F[r, ESTEP] += watts * dt
-    F[r, WSTEP] = watts
-    _bin_energy(bins, G, now, e, watts)
-    S[r, ST] = STEP
-    if row:
-        _power(r, now, watts, PW, GI)
-
-
-@njit(cache=True)
-def _idle_until(r, e, S, F, bins, G):
-    """Replica r's idle energy from when it fell idle up to e (it wakes then)."""
-    idle_w = F[r, REST_W]
-    F[r, EIDLE] += idle_w * (e - F[r, IDLE_SINCE])
-    _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
-
-
-@njit(cache=True)
-def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA, arr, SV):
-    """Analytic service ([pools.service], _Replica.analytic_loop): the head of the queue is
-    served whole, one at a time, for its drawn service time; a client deadline does not
-    interrupt it. The replica draws its idle power throughout."""
-    if S[S[r, QROW], QLEN] == 0:
-        return 0
-    i = _q_head(r, now, 0.0, S, QA, arr, RQ)
-    _q_pop(r, i, S, RQ, QA)
-    RQ[i, RST] = R_GONE  # in service
-    RQ[i, OWN] = r
-    START[i] = now
-    dt = SV[S[r, PIDX], i]
-    if ts_on:
-        _ts_add(tsf, tsi, GI, now, r, 1, 0, S[S[r, QROW], QLEN], 1)
-    # no power row: the draw stays what it was (_Replica.analytic_loop sets none)
-    _start_step(r, now, dt, F[r, REST_W], S, F, bins, G, PW, GI, False)
-    CH[r, 0, 0] = i
-    S[r, NCH] = 1
-    S[r, PLNDEC] = 0
-    S[r, NRUN] = 1
-    return 1
-
-
-@njit(cache=True)
-def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC):
-    """Apply the step in flight, which ended at e (ReplicaCore.commit)."""
-    if S[r, POL] == P_ANALYTIC:  # the end of a service: its first token is the end
-        i = CH[r, 0, 0]
-        FIRST[i] = e
-        S[r, NRUN] = 0
-        S[r, NCH] = 0
-        _complete(r, i, e, S, FIN, STATUS, prompt, output)
-        return
-    bs = S[r, BS]
-    static = S[r, POL] == P_STATIC
-    if S[r, LAG]:
-        _flush(r, e, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
-    if S[r, PLNDEC]:
-        S[r, DIT] += 1
-        dit = S[r, DIT]
-        while S[r, FHLEN] > 0 and (FH[r, 0] >> 32) <= dit:
-            key = _heap_pop(FH, r, S[r, FHLEN])
-            S[r, FHLEN] -= 1
-            i = key & 0xFFFFFFFF
-            a = RA[i]
-            S[r, NDEC] -= 1
-            S[r, CTXB] -= a
-            RQ[i, RST] = R_GONE
-            if static:
-                _finish(r, i, e, RQ[i, HELD], S, RQ, PDONE, FIN, STATUS, prompt, output, KC)  # reserved blocks
-            else:
-                CNT[r, a % bs] -= 1
-                _finish(r, i, e, _cdiv(a + dit, bs), S, RQ, PDONE, FIN, STATUS, prompt, output, KC)
-    for k in range(S[r, NCH]):
-        i = CH[r, k, 0]
-        if RQ[i, RST] != R_PREFILL:
-            continue  # preempted while the step was planned
-        RQ[i, DONE] += CH[r, k, 1]
-        if S[r, PB] and RQ[i, GRP] >= 0:
-            _register(r, i, S, RQ, KC)
-        if RQ[i, DONE] >= prompt[i] + RQ[i, GEN]:
-            _unlink_prefill(r, i, S, RQ)
-            RQ[i, GEN] += 1  # the prefill step samples the next token
-            if FIRST[i] < 0:
-                if S[r, LAG]:
-                    FIRST[i] = 0.0  # sampled; the client time is set by the flush
-                    PFIRST[r, S[r, NPFIRST]] = i
-                    S[r, NPFIRST] += 1
-                else:
-                    FIRST[i] = e
-            if RQ[i, GEN] >= output[i]:
-                RQ[i, RST] = R_GONE
-                _finish(r, i, e, RQ[i, HELD], S, RQ, PDONE, FIN, STATUS, prompt, output, KC)
-            else:
-                a = prompt[i] + RQ[i, GEN] - 1 - S[r, DIT]  # tokens in KV now (base) - j0
-                RA[i] = a
-                RQ[i, RST] = R_DECODE
-                S[r, NDEC] += 1
-                S[r, CTXB] += a
-                if not static:  # static batching reserved the whole sequence: no growth
-                    CNT[r, a % bs] += 1
-                _heap_push(FH, r, S[r, FHLEN], ((S[r, DIT] + output[i] - RQ[i, GEN]) << 32) | i)
-                S[r, FHLEN] += 1
-    S[r, NCH] = 0
-    S[r, PLNDEC] = 0
-
-
-@njit(cache=True)
-def _skew_merge(a, b, QA):
-    """Merge two skew heaps (roots a, b; -1 = empty) of requests keyed by QA[:, QKEY]; keeps
-    parent links (QPAR) so that any request can be deleted. The new root's parent is -1."""
-    if a < 0:
-        if b >= 0:
-            QA[b, QPAR] = -1
-        return b
-    if b < 0:
-        QA[a, QPAR] = -1
-        return a
-    if QA[b, QKEY] < QA[a, QKEY]:
-        a, b = b, a
-    root = a
-    QA[root, QPAR] = -1
-    p = a
-    a = QA[p, QRIGHT]  # merge p's right subtree with b into p's left; p's left moves right
-    QA[p, QRIGHT] = QA[p, QLEFT]
-    while a >= 0:
-        if QA[b, QKEY] < QA[a, QKEY]:
-            a, b = b, a
-        QA[p, QLEFT] = a
-        QA[a, QPAR] = p
-        p = a
-        a = QA[p, QRIGHT]
-        QA[p, QRIGHT] = QA[p, QLEFT]
-    QA[p, QLEFT] = b
-    QA[b, QPAR] = p
-    return root
-
-
-@njit(cache=True)
-def _append(r, i, head, tail, S, RQ):
-    """Append request i to a singly linked list of replica r (RQ[:, NXT]; ends S[r, head/tail])."""
-    RQ[i, NXT] = -1
-    if S[r, tail] >= 0:
-        RQ[S[r, tail], NXT] = i
-    else:
-        S[r, head] = i
-    S[r, tail] = i
-
-
-@njit(cache=True)
-def _q_push(r, i, front, key, S, RQ, QA):
-    """Queue request i at replica r: at the back (an arrival) or the front (a preempted
-    request); by `key` in a heap for the priority and sjf schedulers (sjf also keeps arrival
-    order, with preempted requests in front, for its ageing bound)."""
-    pol = S[S[r, QROW], POL]
-    if pol == P_PRIORITY or pol == P_SJF:
-        QA[i, QKEY] = key
-        QA[i, QLEFT] = -1
-        QA[i, QRIGHT] = -1
-        S[S[r, QROW], QH] = _skew_merge(S[S[r, QROW], QH], i, QA)
-        if pol == P_SJF:  # the arrival-order list: push at its head (front) or its tail
-            near, far = (AH, AT) if front else (AT, AH)
-            inward, outward = (ANEXT, APREV) if front else (APREV, ANEXT)
-            q = S[r, QROW]
-            QA[i, outward] = -1
-            QA[i, inward] = S[q, near]
-            if S[q, near] >= 0:
-                QA[S[q, near], outward] = i
-            else:
-                S[q, far] = i
-            S[q, near] = i
-    elif front:
-        RQ[i, NXT] = S[S[r, QROW], QH]
-        S[S[r, QROW], QH] = i
-        if S[S[r, QROW], QT] < 0:
-            S[S[r, QROW], QT] = i
-    else:
-        _append(S[r, QROW], i, QH, QT, S, RQ)
-    S[S[r, QROW], QLEN] += 1
-
-
-@njit(cache=True)
-def _fifo_head(r, S, RQ):
-    """The head of replica r's FIFO queue, dropping cancelled entries left in it (a client's
-    timeout takes a request off a FIFO queue lazily: the entry stays until it reaches the head)."""
-    i = S[S[r, QROW], QH]
-    while i >= 0 and RQ[i, RST] == R_GONE:
-        i = RQ[i, NXT]
-    S[S[r, QROW], QH] = i
-    if i < 0:
-        S[S[r, QROW], QT] = -1
-    return i
-
-
-@njit(cache=True)
-def _q_head(r, now, age, S, QA, arr, RQ):
-    """The request replica r's queue serves next (SjfQueue: the oldest once it has waited
-    `age` s, else the shortest)."""
-    pol = S[S[r, QROW], POL]
-    if pol == P_SJF:
-        old = S[S[r, QROW], AH]
-        if old >= 0 and now - arr[old] >= age:
-            return old
-    if pol != P_PRIORITY and pol != P_SJF:
-        return _fifo_head(r, S, RQ)
-    return S[S[r, QROW], QH]
-
-
-@njit(cache=True)
-def _q_pop(r, i, S, RQ, QA):
-    """Take request i, the head of replica r's queue, off it."""
-    pol = S[S[r, QROW], POL]
-    if pol == P_PRIORITY or pol == P_SJF:
-        left = QA[i, QLEFT]
-        right = QA[i, QRIGHT]
-        sub = _skew_merge(left, right, QA)
-        par = QA[i, QPAR]
-        if par < 0:
-            S[S[r, QROW], QH] = sub
-        else:  # sjf's aged head need not be the heap's root
-            if QA[par, QLEFT] == i:
-                QA[par, QLEFT] = sub
-            else:
-                QA[par, QRIGHT] = sub
-            if sub >= 0:
-                QA[sub, QPAR] = par
-        if pol == P_SJF:
-            pv = QA[i, APREV]
-            nx = QA[i, ANEXT]
-            if pv >= 0:
-                QA[pv, ANEXT] = nx
-            else:
-                S[S[r, QROW], AH] = nx
-            if nx >= 0:
-                QA[nx, APREV] = pv
-            else:
-                S[S[r, QROW], AT] = pv
-    else:
-        S[S[r, QROW], QH] = RQ[i, NXT]
-        if S[S[r, QROW], QT] == i:
-            S[S[r, QROW], QT] = -1
-    S[S[r, QROW], QLEN] -= 1
-
-
-@njit(cache=True)
-def _unlink_prefill(r, i, S, RQ):
-    """Take request i out of replica r's prefilling list (usually its head)."""
-    prev = -1
-    j = S[r, PH]
-    while j != i:
-        prev = j
-        j = RQ[j, NXT]
-    nxt = RQ[i, NXT]
-    if prev < 0:
-        S[r, PH] = nxt
-    else:
-        RQ[prev, NXT] = nxt
-    if S[r, PT] == i:
-        S[r, PT] = prev
-    S[r, NPF] -= 1
-
-
-@njit(cache=True)
-def _victim(r, S, RQ, FH, QA):
-    """The running request to preempt: the latest arrival (highest index; requests are indexed in
-    arrival order) among prefilling and decoding ones; with the priority scheduler, the lowest
-    class first (highest key)."""
-    prio = S[r, POL] == P_PRIORITY
-    best = -1
-    bkey = -1
-    j = S[r, PH]
-    while j >= 0:
-        key = QA[j, QKEY] if prio else j
-        if key > bkey:
-            best = j
-            bkey = key
-        j = RQ[j, NXT]
-    for k in range(S[r, FHLEN]):
-        j = FH[r, k] & 0xFFFFFFFF
-        key = QA[j, QKEY] if prio else j
-        if key > bkey:
-            best = j
-            bkey = key
-    return best
-
-
-@njit(cache=True)
-def _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC):
-    """Take running request v off replica r and free its KV (ReplicaCore._drop); a decoding one
-    keeps the tokens it generated. `grown`: decoding sequences already hold the block of the
-    decode step being planned or in flight."""
-    if RQ[v, RST] == R_DECODE:
-        bs = S[r, BS]
-        a = RA[v]
-        dit = S[r, DIT]
-        RQ[v, GEN] += dit - (prompt[v] + RQ[v, GEN] - 1 - a)  # + decode steps since it began
-        if S[r, POL] == P_STATIC:
-            held = RQ[v, HELD]  # reserved for the whole sequence; no growth counted
-        else:
-            held = _cdiv(a + dit + grown, bs)
-            CNT[r, a % bs] -= 1
-        S[r, CTXB] -= a
-        S[r, NDEC] -= 1
-        n = S[r, FHLEN]
-        for k in range(n):
-            if (FH[r, k] & 0xFFFFFFFF) == v:
-                _heap_remove(FH, r, n, k)
-                break
-        S[r, FHLEN] = n - 1
-    else:
-        _unlink_prefill(r, v, S, RQ)
-        held = RQ[v, HELD]
-    S[r, NRUN] -= 1
-    _release(r, v, held, S, RQ, KC)
-
-
-@njit(cache=True)
-def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
-    """Recompute preemption of request v (ReplicaCore.preempt): free its KV, keep the tokens it
-    generated, requeue it at the front."""
-    _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC)
-    RQ[v, RST] = R_WAITING
-    RQ[v, DONE] = 0
-    RQ[v, HELD] = 0
-    PRE[v] += 1
-    qpol = S[S[r, QROW], POL]
-    key = 0  # a FIFO queue has no key (QA is then a one-row placeholder: never index it)
-    if qpol == P_PRIORITY:
-        key = QA[v, QKEY]  # class, arrival
-    elif qpol == P_SJF:
-        key = ((prompt[v] + RQ[v, GEN]) << 32) | v  # tokens to recompute, arrival
-    _q_push(r, v, True, key, S, RQ, QA)
-
-
-@njit(cache=True)
-def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
-    """The client of request j gave up (ReplicaCore.cancel): j leaves replica r's queue, or the
-    running set with its KV freed; a step in flight still runs (its commit skips j)."""
-    if RQ[j, RST] == R_TRANSIT:
-        pass  # on its way to r after a node failure: in no queue yet
-    elif RQ[j, RST] == R_WAITING:
-        if S[S[r, QROW], POL] == P_PRIORITY or S[S[r, QROW], POL] == P_SJF:
-            _q_pop(r, j, S, RQ, QA)
-        else:
-            S[S[r, QROW], QLEN] -= 1  # the entry stays; _fifo_head drops it
-    else:
-        # decoding sequences hold the block of a decode step in flight already
-        _drop(r, j, 1 if (S[r, ST] == STEP and S[r, PLNDEC] > 0) else 0, S, RQ, RA, FH, CNT, prompt, KC)
-    RQ[j, RST] = R_GONE
-    S[r, OUTREQ] -= 1
-    S[r, OUTTOK] -= prompt[j] + output[j]
-    S[r, QBLK] = 0  # freed blocks may admit the queue's head
-    if F[r, EEND] < F[r, NB]:
-        F[r, NB] = F[r, EEND]  # a smaller batch may finish sooner than the bound said
-
-
-@njit(cache=True)
-def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
-    """ReplicaCore.grow_decodes when the free blocks may not cover every sequence that needs one
-    for the next step: in index order, each takes a free block, or preempts the latest arrival
-    (possibly itself). Returns whether anything was preempted."""
-    bs = S[r, BS]
-    nxt = S[r, DIT] + 1
-    m = 0
-    for k in range(S[r, FHLEN]):
-        j = FH[r, k] & 0xFFFFFFFF
-        if (RA[j] + nxt - 1) % bs == 0:
-            tmp[m] = j
-            m += 1
-    lst = np.sort(tmp[:m])
-    pre = False
-    for k in range(m):
-        j = lst[k]
-        if RQ[j, RST] != R_DECODE:
-            continue  # preempted for an earlier one
-        while S[r, TOT] - S[r, USED] < 1:
-            v = _victim(r, S, RQ, FH, QA)
-            # a victim before j in index order has had its block this round (with the priority
-            # scheduler the victim need not be the latest arrival)
-            _preempt(r, v, 1 if v < j else 0, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
-            pre = True
-            if v == j:
-                break
-        if RQ[j, RST] == R_DECODE:
-            _take(r, 1, S, KC)
-    return pre
-
-
-@njit(cache=True)
-def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
-    """Priority._make_room: preempt running requests of a lower class (latest of the lowest
-    class first) until `need` blocks are free; False, with nothing preempted, if they cannot."""
-    bs = S[r, BS]
-    m = 0
-    j = S[r, PH]
-    while j >= 0:
-        if QA[j, QKEY] >> 32 > QA[i, QKEY] >> 32:
-            tmp[m] = QA[j, QKEY]
-            m += 1
-        j = RQ[j, NXT]
-    for k in range(S[r, FHLEN]):
-        j = FH[r, k] & 0xFFFFFFFF
-        if QA[j, QKEY] >> 32 > QA[i, QKEY] >> 32:
-            tmp[m] = QA[j, QKEY]
-            m += 1
-    keys = np.sort(tmp[:m])[::-1]  # (class, arrival) descending
-    held = 0
-    for k in range(m):
-        j = keys[k] & 0xFFFFFFFF
-        held += _cdiv(RA[j] + S[r, DIT] + 1, bs) if RQ[j, RST] == R_DECODE else RQ[j, HELD]
-    if S[r, TOT] - S[r, USED] + held < need:
-        return False
-    for k in range(m):
-        if S[r, TOT] - S[r, USED] >= need:
-            break
-        _preempt(r, keys[k] & 0xFFFFFFFF, 1, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
-    return S[r, TOT] - S[r, USED] >= need
-
-
-# inline="always": numba inlines these small planners into _plan (about 25% less time per run)
-@njit(cache=True, inline="always")
-def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
-    """Blocks for the next decode step (ReplicaCore.grow_decodes); whether it preempted."""
-    g = CNT[r, (1 - (S[r, DIT] + 1)) % S[r, BS]]  # sequences whose next token opens a block
-    if S[r, USED] + g <= S[r, TOT]:
-        _take(r, g, S, KC)
-        return False
-    return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
-
-
-@njit(cache=True, inline="always")
-def _admit(r, i, hits, need, S, RQ, QA, KC):
-    """Move the head of the queue, request i, to the prefilling list with `hits` prefix-cache
-    blocks and `need` new blocks (ReplicaCore.admit_with)."""
-    _q_pop(r, i, S, RQ, QA)
-    _append(r, i, PH, PT, S, RQ)
-    S[r, NPF] += 1
-    S[r, NRUN] += 1
-    RQ[i, RST] = R_PREFILL
-    RQ[i, OWN] = r
-    if hits:
-        _acquire_hits(r, i, hits, S, RQ, KC)
-    RQ[i, HELD] = hits + need
-    _take(r, need, S, KC)
-
-
-@njit(cache=True, inline="always")
-def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC):
-    """Chunked.plan: decode every running sequence, then prompt chunks in arrival order up to the
-    token budget. Returns (chunks, decode sequences, stable): stable when a waiting request
-    cannot start until something finishes."""
-    bs = S[r, BS]
-    preempted = False
-    if S[r, NDEC]:
-        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
-    grown = 1  # decoding sequences now hold the blocks of this step
-    budget = S[r, MAXT] - S[r, NDEC]
-    slots = S[r, MAXB] - S[r, NRUN]
-    nch = 0
-    # the prefilling list as it stands (preemptions below may shorten it)
-    m = 0
-    i = S[r, PH]
-    while i >= 0:
-        tmp[m] = i
-        m += 1
-        i = RQ[i, NXT]
-    for k in range(m):
-        if budget <= 0:
-            break
-        i = tmp[k]
-        if RQ[i, RST] != R_PREFILL:
-            continue  # preempted by an earlier allocation in this loop
-        done = RQ[i, DONE]
-        c = min(prompt[i] + RQ[i, GEN] - done, budget)
-        need = _cdiv(done + c, bs) - RQ[i, HELD]
-        if need > 0:
-            ok = True
-            while S[r, TOT] - S[r, USED] < need:
-                v = _victim(r, S, RQ, FH, QA)
-                _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
-                preempted = True
-                if v == i:
-                    ok = False
-                    break
-            if not ok:
-                continue
-            _take(r, need, S, KC)
-            RQ[i, HELD] += need
-        CH[r, nch, 0] = i
-        CH[r, nch, 1] = c
-        nch += 1
-        budget -= c
-    # vLLM v1 admits no new request in a step that had to preempt
-    while budget > 0 and slots > 0 and S[S[r, QROW], QLEN] > 0 and not preempted:
-        i = _q_head(r, now, age, S, QA, arr, RQ)
-        target = prompt[i] + RQ[i, GEN]
-        hits, idle = _peek_hits(r, i, target, S, RQ, KC)
-        cached = hits * bs
-        c = min(target - cached, budget)
-        need = _cdiv(cached + c, bs) - hits
-        if need > S[r, TOT] - S[r, USED] - idle:
-            if S[r, POL] == P_PRIORITY and _make_room(r, i, need + idle, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA,
-                                                     KC):
-                continue  # the head may have changed (preempted requests rejoin the queue)
-            break
-        _admit(r, i, hits, need, S, RQ, QA, KC)
-        CH[r, nch, 0] = i
-        CH[r, nch, 1] = c
-        nch += 1
-        budget -= c
-        slots -= 1
-    # an sjf queue's head can change with time alone (ageing)
-    return nch, S[r, NDEC], S[S[r, QROW], QLEN] > 0 and not preempted and S[S[r, QROW], POL] != P_SJF
-
-
-@njit(cache=True, inline="always")
-def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
-    """Continuous.plan (Orca, vLLM v0): whole prompts of admitted requests first, in a step of
-    their own; otherwise decode every running sequence."""
-    budget = S[r, MAXT]
-    slots = S[r, MAXB] - S[r, NRUN]
-    nch = 0
-    while S[S[r, QROW], QLEN] > 0 and slots > 0:
-        i = _fifo_head(r, S, RQ)
-        target = prompt[i] + RQ[i, GEN]
-        hits, idle = _peek_hits(r, i, target, S, RQ, KC)
-        c = target - hits * S[r, BS]
-        if nch and c > budget:
-            break
-        need = _cdiv(target, S[r, BS]) - hits
-        if need > S[r, TOT] - S[r, USED] - idle:
-            break
-        _admit(r, i, hits, need, S, RQ, QA, KC)
-        CH[r, nch, 0] = i
-        CH[r, nch, 1] = c
-        nch += 1
-        budget -= c
-        slots -= 1
-        if budget <= 0:
-            break
-    if nch:
-        return nch, 0, False
-    preempted = False
-    if S[r, NDEC]:
-        preempted = _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
-    return 0, S[r, NDEC], S[S[r, QROW], QLEN] > 0 and not preempted
-
-
-@njit(cache=True, inline="always")
-def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
-    """Static.plan (request-level batching): a batch forms only on an idle replica, reserving
-    each sequence's whole KV up front; nothing joins it until its last request finishes."""
-    if S[r, NRUN]:
-        return 0, S[r, NDEC], True
-    nch = 0
-    while S[S[r, QROW], QLEN] > 0 and nch < S[r, MAXB]:
-        i = _fifo_head(r, S, RQ)
-        hits, idle = _peek_hits(r, i, prompt[i], S, RQ, KC)
-        need = _cdiv(prompt[i] + output[i], S[r, BS]) - hits
-        if need > S[r, TOT] - S[r, USED] - idle:
-            break
-        _admit(r, i, hits, need, S, RQ, QA, KC)
-        CH[r, nch, 0] = i
-        CH[r, nch, 1] = prompt[i] + RQ[i, GEN] - RQ[i, DONE]  # a request back from a failed node recomputes
-        nch += 1
-    return nch, 0, False
-
-
-@njit(cache=True)
-def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA,
-          arr, KC, SV):
-    """Plan the next step at `now` with the replica's scheduler and start it (the step loop of
-    _Replica). 1: a step is in flight; 0: nothing to run."""
-    pol = S[r, POL]
-    if pol == P_ANALYTIC:
-        return _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA, arr, SV)
-    if pol == P_CHUNKED or pol == P_PRIORITY or pol == P_SJF:
-        nch, ndec, stable = _plan_chunked(r, now, F[S[r, QROW], AGE], S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC)
-    elif pol == P_CONTINUOUS:
-        nch, ndec, stable = _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC)
-    else:
-        nch, ndec, stable = _plan_static(r, S, RQ, CH, prompt, output, QA, KC)
-    # a decode-only step that repeats until something finishes (the tight loop of _advance)
-    S[r, QBLK] = 1 if stable else 0
-    if ndec == 0 and nch == 0:
-        return 0
-    # the step's work, as _Replica.loop sums it after planning: a chunk whose request was
-    # preempted later in the plan still runs, but its `done` is 0 by now
-    p_tok = 0
-    p_read = 0
-    p_attn = 0.0
-    for k in range(nch):
-        j = CH[r, k, 0]
-        c = CH[r, k, 1]
-        if START[j] < 0:
-            START[j] = now
-        done = RQ[j, DONE]
-        p_tok += c
-        p_read += done
-        p_attn += c * (done + (c + 1) * 0.5)
-    n_seq = ndec + nch
-    ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
-    cap_w = F[r, CAP]
-    if cap_w == cap_w:  # a power cap (NaN: none)
-        dt, pw = _step_capped(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
-    else:
-        dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
-    watts = pw * S[r, TP] + F[r, HOST_W]
-    if ts_on:
-        _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
-    _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, True)
-    S[r, PLNDEC] = ndec
-    S[r, NCH] = nch
-    return 1
-
-
-@njit(cache=True)
-def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on):
-    if S[r, LAG]:
-        _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
-    S[r, ST] = IDLE
-    F[r, IDLE_SINCE] = t
-    _power(r, t, F[r, REST_W], PW, GI)
-    if ts_on:
-        _ts_add(tsf, tsi, GI, t, r, 0, S[r, USED], S[S[r, QROW], QLEN], 0)
-
-
-@njit(cache=True)
-def _next_delivery_bound(r, e, S, F, FH):
-    """Earliest time replica r can deliver a completion, its step in flight ending at e. In a
-    stable decode batch (nothing admissible, no lagged output, enough free KV blocks that no
-    preemption can shrink the batch) the next finish is decode step FH top, and every step
-    until then lasts at least as long as the one in flight (step time grows with context);
-    otherwise e. Shaded down so float rounding cannot make it late. Under a power cap the clock
-    changes with the batch's mix, so step times need not grow: no bound."""
-    if F[r, CAP] == F[r, CAP]:
-        return e
-    if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
-            and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
-        k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
-        if k > 0 and (S[r, POL] == P_STATIC or S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1)):
-            return e + k * F[r, DTF] * (1.0 - 1e-6)
-    return e
-
-
-@njit(cache=True)
-def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-             bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV):
-    """Run replica r through every event before an arrival at T: steps ending at or before T,
-    a wake-up before T (at T too with wake_at_T: for a deadline, which comes after the instant's
-    plans). 0: done; TS_FULL: grow the time-series buffers and call again."""
-    pc = _pc(PC, r)
-    bs = S[r, BS]
-    while True:
-        st = S[r, ST]
-        if st == IDLE:
-            F[r, NB] = np.inf
-            return 0
-        e = F[r, EEND]
-        if (ts_on and GI[TS_N] + 2 > tsf.shape[0]) or (GI[FAC] and GI[PB_N] + 8 >= PW.shape[0]):
-            return TS_FULL
-        if st == WAKE:
-            if e > T or (e == T and not wake_at_T):
-                F[r, NB] = e
-                return 0  # requests enqueued at the same instant join the first plan
-            _idle_until(r, e, S, F, bins, G)
-            if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on,
-                     tmp, QA, arr, KC, SV) == 0:
-                _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
-            continue
-        if e > T:
-            F[r, NB] = _next_delivery_bound(r, e, S, F, FH)
-            return 0
-        committed = False
-        # A decode-only step, no lagged output to deliver, no finish next, nothing admissible:
-        # the batch is stable; step it in a tight loop while every growing sequence finds a
-        # free block (else the general plan below preempts).
-        if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
-                and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
-            top = FH[r, 0] >> 32
-            d = S[r, DIT]
-            if d + 1 < top:
-                ndec = S[r, NDEC]
-                ctxb = S[r, CTXB]
-                used = S[r, USED]
-                tot = S[r, TOT] - S[r, NLRU]  # allocatable without evicting a cached block
-                tp = S[r, TP]
-                host = F[r, HOST_W]
-                cap_w = F[r, CAP]
-                fac = GI[FAC] != 0  # power rows for the facility's ledger
-                pb_room = PW.shape[0] - 8  # (stop before their buffer is full)
-                busy = F[r, BUSY]
-                est = F[r, ESTEP]
-                # energy goes to the current bin until a step crosses its end
-                w = G[BIN_W]
-                cur = int(e / w)
-                edge = (cur + 1) * w
-                acc = 0.0
-                res = (1 - (d + 1)) % bs  # residue class that opens a block at step d + 1
-                while e <= T and d + 1 < top:
-                    if fac and GI[PB_N] >= pb_room:  # the check above returns TS_FULL then
-                        break  # committed up to step d; the caller grows the buffer and resumes
-                    d += 1  # step d is done; plan step d + 1 at e
-                    res = res - 1 if res > 0 else bs - 1  # (1 - (d + 1)) mod bs, without a division
-                    g = CNT[r, res]
-                    if used + g > tot:
-                        committed = True  # step d is committed; plan d + 1 the general way
-                        break
-                    used += g
-                    if cap_w == cap_w:
-                        dt, pw = _step_capped(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec, cap_w)
-                    else:
-                        dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
-                    watts = pw * tp + host
-                    busy += dt
-                    est += watts * dt
-                    e1 = e + dt
-                    if e1 < edge:
-                        acc += watts * dt
-                    else:
-                        bins[cur] += acc
-                        acc = 0.0
-                        _bin_energy(bins, G, e, e1, watts)
-                        w = G[BIN_W]
-                        cur = int(e1 / w)
-                        edge = (cur + 1) * w
-                    if fac:
-                        _power(r, e, watts, PW, GI)
-                    e = e1
-                    F[r, DTF] = dt
-                    F[r, WSTEP] = watts
-                bins[cur] += acc
-                S[r, DIT] = d
-                S[r, USED] = used
-                F[r, BUSY] = busy
-                F[r, ESTEP] = est
-                F[r, EEND] = e
-                if not committed:
-                    continue
-        if not committed:
-            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
-        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp,
-                 QA, arr, KC, SV) == 0:
-            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
-
-
-@njit(cache=True)
-def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, wake_at_T=False):
-    """_advance, growing the buffers (ts = (time-series float times, int columns, power rows))
-    as needed."""
-    tsf, tsi, PW = ts
-    while True:
-        code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV)
-        if code != TS_FULL:
-            return tsf, tsi, PW
-        tsf, tsi, PW = _grow_ts((tsf, tsi, PW), GI)
-
-
-@njit(cache=True)
-def _load(router, S, r):
-    """What a load-reading router minimises for replica r."""
-    if router == R_LEAST_LOADED:
-        return S[r, OUTTOK]
-    if router == R_LEAST_KV:
-        return -(S[r, TOT] - S[r, USED])
-    return S[r, OUTREQ]  # jsq; session_affinity for a new session
-
-
-@njit(cache=True)
-def _scratch(R, cap, bsmax, ts_cap, pb_cap):
-    """The event loops' working arrays: chunks of the step in flight, finish heaps, block-growth
-    counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), globals, and the
-    buffers that grow: the time series and the power rows for the facility's ledger."""
-    CH = np.zeros((R, cap, 2), np.int64)
-    FH = np.zeros((R, cap), np.int64)
-    CNT = np.zeros((R, bsmax), np.int64)
-    PFIRST = np.zeros((R, cap), np.int64)
-    PDONE = np.zeros((R, cap), np.int64)
-    tmp = np.zeros(cap, np.int64)
-    bins = np.zeros(N_BINS, np.float64)
-    G = np.ones(1, np.float64)
-    GI = np.zeros(N_GI, np.int64)
-    ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32),
-          np.empty((max(pb_cap, 16), 3), np.float64))
-    return (CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI), ts
-
-
-@njit(cache=True)
-def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-            REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV):
-    """Request j's client gives up at td (a calendar event): its replica is advanced to td (the
-    instant's step ends and plans come first) and j, if still live, is cancelled and fails."""
-    k = REP[j]
-    if k < 0 or STATUS[j] == REJECTED:
-        return ts
-    ts = _advance_grow(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, True)
-    if RQ[j, RST] != R_GONE:
-        _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC)
-        STATUS[j] = FAILED
-        FIN[j] = td
-    return ts
-
-
-@njit(cache=True)
-def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS,
-         REP, PRE, RSN, ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
-    """The event loop, up to a barrier at T (inf: to the end): arrivals in order, each routed
-    after its replicas have been advanced to its time, merged with the client deadlines
-    (arrival + timeout; inf: none) of the requests that entered; nothing at or after `horizon`
-    (inf: none) happens. At a barrier every event at or before T has happened (facility events
-    at T come after the instant's other events) and every replica is at T; the loop's position
-    is kept in D (next arrival, round-robin count, next deadline, arrivals processed) and Df
-    (the arrival process's clock), so the next call resumes it. Returns the buffers."""
-    n = arr.shape[0]
-    R = S.shape[0]
-    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
-    now = Df[0]
-    i = D[0]
-    rr = D[1]
-    dj = D[2]  # the next request whose deadline is pending
-    entered = D[3]  # requests whose arrival was processed
-    while i < n:
-        target = arr[i] + d0
-        t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
-        if t_i >= horizon or t_i > T:
-            break  # SimPy stops before the events at the horizon
-        now = t_i
-        # deadlines before this arrival (one at the same instant comes after it)
-        while dj < i and arr[dj] + timeout < now:
-            ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-            dj += 1
-        entered = i + 1
-        i += 1
-        j = i - 1
-        if GI[SHED]:
-            STATUS[j] = REJECTED
-            RSN[j] = RS_POWER
-            continue
-        if prompt[j] + output[j] > fit:
-            STATUS[j] = REJECTED
-            continue
-        nav = GI[NAV]
-        if nav == 0:
-            STATUS[j] = REJECTED
-            RSN[j] = RS_NO_CAPACITY
-            continue
-        si = sess[j] if router == R_AFFINITY else -1
-        # while some replicas are down, drained or commissioning: the rest, by fewest outstanding
-        # requests (Simulation._route's JSQ fallback)
-        fb = nav < R
-        rt = R_JSQ if fb else router
-        if not fb and (router == R_ROUND_ROBIN or R == 1):
-            k = 0 if R == 1 else rr % R
-            rr += 1
-        elif not fb and si >= 0 and home[si] >= 0:
-            k = home[si]  # the session's replica: no load is read
-        else:
-            for r in range(R):
-                if rt == R_POWER_OF_TWO and r != pairs[j, 0] and r != pairs[j, 1]:
-                    continue  # power_of_two reads two replicas
-                if S[r, ST] == IDLE or F[r, EEND] > now or (rt != R_LEAST_KV and F[r, NB] > now):
-                    continue  # what the router reads cannot have changed before this arrival
-                ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                                   FIRST, START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-            if rt == R_POWER_OF_TWO:
-                a = pairs[j, 0]
-                b = pairs[j, 1]
-                ra = S[a, OUTREQ]
-                rb = S[b, OUTREQ]
-                k = a if (ra < rb or (ra == rb and a <= b)) else b
-            else:
-                # fewest outstanding tokens, fewest outstanding requests (jsq, and new sessions),
-                # or most free KV blocks; ties to the lowest index
-                k = 0
-                best = _load(rt, S, 0)
-                if fb:  # an unavailable replica never wins
-                    k = -1
-                    for r in range(R):
-                        if not (S[r, DOWN] or S[r, DRN]) and (k < 0 or S[r, OUTREQ] < best):
-                            k = r
-                            best = S[r, OUTREQ]
-                else:
-                    for r in range(1, R):
-                        v = _load(rt, S, r)
-                        if v < best:
-                            k = r
-                            best = v
-            if si >= 0 and not fb:
-                home[si] = k
-        # the target must be exactly at this time before the request joins its queue
-        ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-        S[k, OUTTOK] += prompt[j] + output[j]
-        S[k, OUTREQ] += 1
-        REP[j] = k
-        key = QA[j, QKEY] if S[k, POL] == P_PRIORITY else (prompt[j] << 32) | j
-        _q_push(k, j, False, key, S, RQ, QA)
-        if S[k, POL] == P_PRIORITY or S[k, POL] == P_SJF:
-            S[k, QBLK] = 0  # the new request may be the head now
-        if S[k, ST] == IDLE:
-            S[k, ST] = WAKE
-            F[k, EEND] = now
-            F[k, NB] = now
-        elif F[k, EEND] < F[k, NB]:
-            F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
-    while dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout <= T:
-        ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-        dj += 1
-    if T < horizon:
-        for r in range(R):  # a barrier: every replica at T, wake-ups at T done
-            ts = _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                               START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, True)
-    else:
-        end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
-        for r in range(R):
-            ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                               START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-    D[0] = i
-    D[1] = rr
-    D[2] = dj
-    D[3] = entered
-    Df[0] = now
-    return ts
-
-
-@njit(cache=True)
-def _grow_ts(ts, GI):
-    """The buffers, those near full twice as long."""
-    tsf, tsi, PW = ts
-    if GI[TS_N] + 8 > tsf.shape[0]:
-        nf = np.empty(tsf.shape[0] * 2, np.float64)
-        nf[:tsf.shape[0]] = tsf
-        ni = np.empty((tsi.shape[0] * 2, 5), np.int32)
-        ni[:tsi.shape[0]] = tsi
-        tsf, tsi = nf, ni
-    if GI[PB_N] + 64 > PW.shape[0]:
-        nb = np.empty((PW.shape[0] * 2, 3), np.float64)
-        nb[:PW.shape[0]] = PW
-        PW = nb
-    return tsf, tsi, PW
-
-
-@njit(cache=True)
-def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START, FIN, STATUS, REP, PRE,
-                ts_on, ts_cap, horizon, timeout, KC, SV):
-    """central_queue: every replica pulls from one queue (row 0's), so every plan couples the
-    replicas and events are handled one at a time in SimPy's order: by time, then priority
-    (step ends, wake-ups and arrivals before client deadlines), then when they were scheduled
-    (S[r, SEQ]; the arrival process's next timeout is scheduled after an arrival's wake-up).
-    An arrival joins the queue and wakes the first idle replica (Simulation._route). Returns as
-    _run does."""
-    n = arr.shape[0]
-    R = S.shape[0]
-    W, ts = _scratch(R, cap, bsmax, ts_cap, 0)
-    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
-    seq = 0
-    ai = 0  # next arrival
-    a_now = 0.0  # the arrival process's clock
-    a_time = np.inf
-    a_seq = 0
-    if n > 0:
-        target = arr[0] + d0
-        a_time = a_now + (target - a_now) if target > a_now else a_now
-        a_seq = seq
-        seq += 1
-    dj = 0
-    entered = 0
-    while True:
-        if ts_on and GI[TS_N] + 4 > ts[0].shape[0]:
-            ts = _grow_ts(ts, GI)
-        tsf, tsi, PW = ts
-        best = a_time if ai < n else np.inf
-        best_seq = a_seq
-        who = -1 if ai < n else -2
-        for r in range(R):
-            st = S[r, ST]
-            if st == STEP or st == WAKE:
-                e = F[r, EEND]
-                if e < best or (e == best and S[r, SEQ] < best_seq):
-                    best = e
-                    best_seq = S[r, SEQ]
-                    who = r
-        # a client deadline before the next event (one at the same instant comes after it)
-        if dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout < best:
-            j = dj
-            dj += 1
-            td = arr[j] + timeout
-            if STATUS[j] != REJECTED and RQ[j, RST] != R_GONE:
-                k = RQ[j, OWN] if RQ[j, RST] != R_WAITING else 0  # queued: the shared queue
-                _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC)
-                STATUS[j] = FAILED
-                FIN[j] = td
-            continue
-        if who == -2 or best >= horizon:
-            break
-        if who == -1:  # arrivals: this one and any at the same instant (no timeout in between)
-            now = a_time
-            a_now = now
-            while True:
-                i = ai
-                ai += 1
-                entered = ai
-                if prompt[i] + output[i] > fit:
-                    STATUS[i] = REJECTED
-                else:
-                    REP[i] = 0  # entered (the table names the replica that completes it, at the end)
-                    key = QA[i, QKEY] if S[0, POL] == P_PRIORITY else (prompt[i] << 32) | i
-                    _q_push(0, i, False, key, S, RQ, QA)
-                    for r in range(R):
-                        if S[r, ST] == IDLE:  # wake the first idle replica
-                            S[r, ST] = WAKE
-                            F[r, EEND] = now
-                            S[r, SEQ] = seq
-                            seq += 1
-                            break
-                if ai >= n or arr[ai] + d0 > now:
-                    break
-            if ai < n:
-                target = arr[ai] + d0
-                a_time = now + (target - now)
-                a_seq = seq
-                seq += 1
-            continue
-        r = who
-        e = best
-        if S[r, ST] == WAKE:
-            _idle_until(r, e, S, F, bins, G)
-        else:
-            _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
-        if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp,
-                 QA, arr, KC, SV) == 0:
-            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
-        else:
-            S[r, SEQ] = seq
-            seq += 1
-    return a_now, bins, G[BIN_W], ts, GI[TS_N]
-
-
-# --- the facility's actions (called from the driver at a barrier: sim/engine/fast_facility.py) ---
-
-@njit(cache=True)
-def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, QA, KC, bins, G):
-    """Node failure under replica r at t (ReplicaCore.evacuate and _Replica.fail): lagged output
-    is delivered, every running and queued request leaves r (its KV is lost, it keeps the tokens
-    it generated and will recompute the rest), the step in flight is cut (its time and energy
-    after t do not count), the prefix cache is emptied, and r is down, drawing nothing. Returns
-    the requests taken off, in arrival order, for the driver to route again."""
-    if S[r, LAG]:
-        _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
-    qn = S[r, QLEN] if S[r, QROW] == r else 0
-    out = np.empty(S[r, NRUN] + qn, np.int64)
-    m = 0
-    dit = S[r, DIT]
-    for k in range(S[r, FHLEN]):  # decoding: they keep the tokens of every committed step
-        v = FH[r, k] & 0xFFFFFFFF
-        RQ[v, GEN] += dit - (prompt[v] + RQ[v, GEN] - 1 - RA[v])
-        out[m] = v
-        m += 1
-    j = S[r, PH]
-    while j >= 0:  # prefilling
-        out[m] = j
-        m += 1
-        j = RQ[j, NXT]
-    if S[r, POL] == P_ANALYTIC and S[r, ST] == STEP:  # the request in (analytic) service
-        out[m] = CH[r, 0, 0]
-        m += 1
-    if qn > 0:  # its own queue (a shared one stays for the others)
-        pol = S[r, POL]
-        if pol == P_PRIORITY or pol == P_SJF:
-            stack = np.empty(qn + 1, np.int64)
-            top = 0
-            if S[r, QH] >= 0:
-                stack[0] = S[r, QH]
-                top = 1
-            while top > 0:
-                top -= 1
-                j = stack[top]
-                out[m] = j
-                m += 1
-                if QA[j, QLEFT] >= 0:
-                    stack[top] = QA[j, QLEFT]
-                    top += 1
-                if QA[j, QRIGHT] >= 0:
-                    stack[top] = QA[j, QRIGHT]
-                    top += 1
-        else:
-            j = S[r, QH]
-            while j >= 0:
-                if RQ[j, RST] != R_GONE:  # a cancelled entry left in the FIFO list
-                    out[m] = j
-                    m += 1
-                j = RQ[j, NXT]
-        S[r, QH] = -1
-        S[r, QT] = -1
-        S[r, QLEN] = 0
-        S[r, AH] = -1
-        S[r, AT] = -1
-    out = np.sort(out[:m])
-    for q in range(m):
-        v = out[q]
-        RQ[v, RST] = R_WAITING
-        RQ[v, DONE] = 0
-        RQ[v, HELD] = 0
-        RQ[v, NSH] = 0
-        S[r, OUTREQ] -= 1
-        S[r, OUTTOK] -= prompt[v] + output[v]
-    # a fresh engine: no KV in use, nothing cached, no step counted
-    for f in (NDEC, CTXB, DIT, USED, NRUN, NPF, FHLEN, NCH, PLNDEC, NPFIRST, NPDONE, QBLK, NLRU):
-        S[r, f] = 0
-    for f in (PH, PT, LH, LT):
-        S[r, f] = -1
-    CNT[r, :] = 0
-    KC[r, :, :] = -1
-    st = S[r, ST]
-    if st == STEP:
-        over = F[r, EEND] - t
-        F[r, BUSY] -= over
-        F[r, ESTEP] -= F[r, WSTEP] * over
-        _bin_energy(bins, G, t, F[r, EEND], -F[r, WSTEP])
-    else:
-        _idle_until(r, t, S, F, bins, G)
-    S[r, ST] = IDLE
-    F[r, IDLE_SINCE] = t
-    F[r, EEND] = t
-    F[r, NB] = np.inf
-    F[r, REST_W] = 0.0
-    S[r, DOWN] = 1
-    return out
-
-
-@njit(cache=True)
-def _enqueue(k, j, t, S, F, RQ, QA, prompt):
-    """Request j, re-routed after a node failure, reaches replica k's queue at t (unless its
-    client left on the way); k wakes if idle and up (Simulation._enqueue)."""
-    if RQ[j, RST] == R_GONE:
-        return
-    RQ[j, RST] = R_WAITING
-    key = QA[j, QKEY] if S[k, POL] == P_PRIORITY else ((prompt[j] + RQ[j, GEN]) << 32) | j
-    _q_push(k, j, False, key, S, RQ, QA)
-    if S[k, POL] == P_PRIORITY or S[k, POL] == P_SJF:
-        S[k, QBLK] = 0
-    if S[k, ST] == IDLE and not S[k, DOWN]:
-        S[k, ST] = WAKE
-        F[k, EEND] = t
-        F[k, NB] = t
-    elif F[k, EEND] < F[k, NB]:
-        F[k, NB] = F[k, EEND]
-
-
-@njit(cache=True)
-def _set_rest(r, t, watts, S, F, bins, G):
-    """Replica r's draw when not stepping becomes `watts` at t (drained, undrained, repaired,
-    commissioned); an idle replica's idle energy so far is counted first. True if r is idle."""
-    if S[r, ST] == IDLE:
-        _idle_until(r, t, S, F, bins, G)
-        F[r, IDLE_SINCE] = t
-        F[r, REST_W] = watts
-        return True
-    F[r, REST_W] = watts
-    return False
-
-
-@njit(cache=True)
-def _wake(r, t, S, F):
-    """An idle replica r plans at t (after a repair, an undrain, its commissioning)."""
-    if S[r, ST] == IDLE:
-        S[r, ST] = WAKE
-        F[r, EEND] = t
-        F[r, NB] = t
-
-
-# The ledger's state L[field] (sim/facility/ledger.py's Ledger, as an array)
-(L_NOW, L_IT, L_FAC, L_EIT, L_EFAC, L_EXC, L_PEAK, L_BATJ, L_BATU, L_SUP, L_BATW) = range(11)
-N_L = 11
-
-
-@njit(cache=True)
-def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of):
-    """Apply the power rows PW[:n] with time <= t_max to the ledger in time order (rows of one
-    time in the order they were written): Ledger.set_power for each, with Ledger._deficit's
-    battery and over-supply rule. Returns the rows not applied (later than t_max), packed."""
-    order = np.argsort(PW[:n, 0], kind="mergesort")
-    now = L[L_NOW]
-    it_w = L[L_IT]
-    fac_w = L[L_FAC]
-    e_it = L[L_EIT]
-    e_fac = L[L_EFAC]
-    exc = L[L_EXC]
-    peak = L[L_PEAK]
-    bat_j = L[L_BATJ]
-    bat_u = L[L_BATU]
-    sup = L[L_SUP]
-    bat_w = L[L_BATW]
-    q = 0
-    while q < n:
-        row = order[q]
-        t = PW[row, 0]
-        if t > t_max:
-            break
-        q += 1
-        r = int(PW[row, 1])
-        w = PW[row, 2]
-        dt = t - now
-        if dt > 0:
-            e_it += it_w * dt
-            e_fac += fac_w * dt
-            deficit = fac_w - sup
-            if deficit > 1e-6:
-                cover = min(deficit, bat_w)
-                need = cover * dt
-                if bat_j >= need and cover >= deficit - 1e-6:
-                    bat_j -= need
-                    bat_u += need
-                else:
-                    exc += dt
-            now = t
-        d = w - rep_w[r]
-        if d != 0.0:
-            rep_w[r] = w
-            it_w += d
-            k = tent_of[r]
-            tent_it[k] += d
-            fac_w += d * pue_of[k]
-            if fac_w > peak:
-                peak = fac_w
-    L[L_NOW] = now
-    L[L_IT] = it_w
-    L[L_FAC] = fac_w
-    L[L_EIT] = e_it
-    L[L_EFAC] = e_fac
-    L[L_EXC] = exc
-    L[L_PEAK] = peak
-    L[L_BATJ] = bat_j
-    L[L_BATU] = bat_u
-    rest = np.empty((n - q, 3), np.float64)
-    for p in range(q, n):
-        rest[p - q] = PW[order[p]]
-    return rest
-
-
-@njit(cache=True)
-def _in_system(arr, fin):
-    """Requests in the system from each time on: +1 at each arrival, -1 at each completion (both
-    sorted), starting at (0, 0); one entry per distinct time, with the count after all its events."""
-    n = arr.shape[0] + fin.shape[0] + 1
-    t = np.empty(n, np.float64)
-    c = np.empty(n, np.int32)
-    t[0] = 0.0
-    c[0] = 0
-    m = 1
-    a = 0
-    f = 0
-    cur = 0
-    while a < arr.shape[0] or f < fin.shape[0]:
-        if f >= fin.shape[0] or (a < arr.shape[0] and arr[a] <= fin[f]):
-            x = arr[a]
-            cur += 1
-            a += 1
-        else:
-            x = fin[f]
-            cur -= 1
-            f += 1
-        if x == t[m - 1]:
-            c[m - 1] = cur
-        else:
-            t[m] = x
-            c[m] = cur
-            m += 1
-    return t[:m], c[:m]  # views: m is nearly n (times are distinct), no copy needed
-
-
 # --- driver -----------------------------------------------------------------------------------
 
 COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about a minute)..."
 
 
 ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", "_evacuate", "_enqueue",
-                "_set_rest", "_wake", "_ledger_walk")  # what the drivers call from Python
+                "_set_rest", "_wake", "_ledger_walk",  # the fast driver's calls from Python
+                "_commit", "_plan", "_sleep", "_idle_until", "_cancel", "_q_push", "_grow_ts",  # the per-step driver's
+                "_plan_policy", "_launch", "_q_head", "_peek_hits", "_admit", "_grow")  # a plug-in scheduler's
 
 
 _FOUND = False  # the cache was found complete in this process (it stays so: no need to look again)
@@ -1708,14 +74,14 @@ def _cached() -> bool:
     """Whether numba has every entry point of this engine compiled on disk for this source
     (next to this file, or in the user cache where the package folder is read-only)."""
     global _FOUND
-    if _FOUND:
-        return True
-    g = globals()
+    if _FOUND or NUMBA_ERROR is not None:
+        return True  # (without numba there is nothing to compile)
+    g = vars(K)
     try:
         _FOUND = all(len(g[f]._cache._cache_file._load_index()) > 0 for f in ENTRY_POINTS)  # numba internals
     except AttributeError:  # another numba: look for the index files
-        where = Path(__file__).parent / "__pycache__"
-        _FOUND = any(where.glob("compiled._run-*.nbi"))
+        where = Path(K.__file__).parent / "__pycache__"
+        _FOUND = any(where.glob("kernel._run-*.nbi"))
     return _FOUND
 
 
@@ -1726,14 +92,16 @@ _PLAIN: Any = None
 
 
 def plain() -> Any:
-    """This module loaded a second time with numba's JIT off: the kernel as plain Python."""
+    """The kernel module loaded a second time with numba's JIT off: the kernel as plain Python."""
     global _PLAIN
+    if NUMBA_ERROR is not None:
+        return K  # already plain Python
     if _PLAIN is None:
         import importlib.util
 
         import numba
 
-        spec = importlib.util.spec_from_file_location("sim.engine._compiled_as_python", __file__)
+        spec = importlib.util.spec_from_file_location("sim.engine._kernel_as_python", K.__file__)
         mod = importlib.util.module_from_spec(spec)
         old = numba.config.DISABLE_JIT
         numba.config.DISABLE_JIT = True
@@ -1753,9 +121,9 @@ def build_in_background() -> bool:
     import sys
 
     try:
-        where = Path(_run._cache._cache_path)
+        where = Path(K._run._cache._cache_path)
     except AttributeError:
-        where = Path(__file__).parent / "__pycache__"
+        where = Path(K.__file__).parent / "__pycache__"
     lock = where / "dcsim-build.lock"
     try:
         where.mkdir(parents=True, exist_ok=True)
@@ -1804,7 +172,7 @@ class Kernel:
     def evacuate(self, r: int, t: float) -> np.ndarray:
         return self.m._evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE,
                          self.FIRST, self.FIN, self.STATUS, self.prompt, self.output, self.QA, self.KC, self.bins,
-                         self.G)
+                         self.G, self.GI)
 
     def enqueue(self, k: int, j: int, t: float) -> None:
         self.m._enqueue(k, j, t, self.S, self.F, self.RQ, self.QA, self.prompt)
@@ -1825,25 +193,24 @@ class Kernel:
         self.GI[PB_N] = len(rest)
 
 
-def run(sim: Any) -> Any:
-    """Run a Simulation (sim/engine/simulation.py) on the compiled engine; returns its Result."""
-    from sim.facility.ledger import Ledger
-    from sim.engine.result import FacilityEvents, ReplicaInfo, Result
-
-    wall0 = time.perf_counter()
-    sc, wl = sim.sc, sim.wl
+def kernel_module(sim: Any) -> Any:
+    """The kernel a run of `sim` uses: this module compiled, or interpreted on a cold cache for a
+    small run (saying so through the run's reporter, and starting the background build)."""
     cached = _cached()
-    if kernel_mode(len(wl)) == "interpreted":
-        m = plain()
+    if kernel_mode(len(sim.wl)) == "interpreted":
         if not cached:  # (not when DCSIM_KERNEL forces the interpreter on a warm cache)
             sim.report.notice(INTERPRET_NOTICE)
             build_in_background()
-    else:
-        import sys
+        return plain()
+    if not cached:
+        sim.report.notice(COMPILE_NOTICE)
+    return K
 
-        m = sys.modules[__name__]
-        if not cached:
-            sim.report.notice(COMPILE_NOTICE)
+
+def prepare(sim: Any, m: Any) -> Kernel:
+    """The kernel's arrays for a run of `sim` (its replica specs, workload and router), in module
+    m's kernel (compiled or interpreted): every replica idle, nothing routed."""
+    sc, wl = sim.sc, sim.wl
     reps = sim.replicas
     R = len(reps)
     n = len(wl)
@@ -1859,15 +226,15 @@ def run(sim: Any) -> Any:
         S[r, PIDX] = pools.index(rep.pool.name)
         S[r, QROW] = r
         S[r, [QH, QT, PH, PT]] = -1
-        S[r, BS] = rep.core.block_size
-        S[r, TOT] = rep.core.total_blocks
-        S[r, MAXB] = 1 if sch.policy == "fcfs" else sch.max_batch_size
-        S[r, POL] = SCHEDULERS.code(sch.policy)
+        S[r, BS] = rep.block_size
+        S[r, TOT] = rep.total_blocks
+        S[r, MAXB] = rep.max_batch_size
+        S[r, POL] = rep.policy_code
         S[r, [AH, AT, LH, LT]] = -1
-        S[r, PB] = rep.core.prefix_blocks
+        S[r, PB] = rep.prefix_blocks
         F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
-        S[r, LAG] = rep.core.lag
+        S[r, LAG] = rep.lag
         S[r, TP] = rep.pool.tp
         if rep.service is not None:
             S[r, POL] = P_ANALYTIC
@@ -1880,7 +247,7 @@ def run(sim: Any) -> Any:
     F[:, CAP] = np.nan
     cap = int(S[:, MAXB].max())
     bsmax = int(S[:, BS].max())
-    fit = min(r.core.total_blocks * r.core.block_size for r in reps)
+    fit = min(r.total_blocks * r.block_size for r in reps)
     d0 = min(r.delay_s for r in reps)
     tb = sim.table  # the Simulation's table (all -1 / 0 before a run)
     pairs = getattr(sim.router, "pairs", None)
@@ -1892,14 +259,15 @@ def run(sim: Any) -> Any:
         n_sess = len(ids)
     else:
         sess, n_sess = np.full(n, -1, np.int64), 0
-    if any(rep.pool.scheduler.policy in ("priority", "sjf") for rep in reps):
+    if any(rep.policy_code in (P_PRIORITY, P_SJF) for rep in reps):
         QA = np.full((n, N_QA), -1, np.int64)
         prio = np.asarray(sim._prio if sim._prio is not None else np.zeros(n), dtype=np.int64)
         QA[:, QKEY] = ((prio - (prio.min() if n else 0)) << 32) | np.arange(n, dtype=np.int64)
     else:
         QA = np.zeros((1, N_QA), np.int64)
     central = sc.router.policy == "central_queue"  # one shared queue: row 0's
-    router = ROUTERS.code("round_robin" if central else sc.router.policy)
+    rname = "round_robin" if central else sc.router.policy
+    router = ROUTERS.code(rname) if rname in ROUTERS.compiled_names() else -1  # -1: the per-step driver calls it
     if central:
         S[:, QROW] = 0
     RQ = np.zeros((n, N_RQ), np.int32)
@@ -1920,33 +288,61 @@ def run(sim: Any) -> Any:
     fac = sc.facility
     W, ts = m._scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0)
     RSN = np.zeros(n, np.int8)
-    node_failed: dict[int, tuple[int, int]] = {}
-    led = events = None
-    if central:
-        clock, bins, bin_w, (tsf, tsi, _pw), rows = m._run_shared(
-            wl.arrival_s, prompt, output, float(d0), int(fit), S, F, PC, RQ, np.zeros(n, np.int64), QA, cap, bsmax,
-            tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.replica, tb.preemptions, ts_on, ts_cap, hz,
-            timeout, KC, SV)
+    home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
+    D = np.zeros(4, np.int64)
+    Df = np.zeros(1, np.float64)
+    W[8][NAV] = R
+    W[8][SHARED] = 1 if central else 0
+    if fac is not None:
+        W[8][FAC] = 1
+    args = (wl.arrival_s, prompt, output, float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64),
+            sess, home, S, F, PC, RQ, np.zeros(n, np.int64), QA, tb.first_token_s, tb.start_s, tb.finish_s,
+            tb.status, tb.replica, tb.preemptions, RSN, ts_on, hz, timeout, KC, SV, W)
+    k = Kernel(args, ts, D, Df, m)
+    k.central, k.cap, k.bsmax, k.ts_cap = central, cap, bsmax, ts_cap
+    return k
+
+
+def run(sim: Any) -> Any:
+    """Run a Simulation (sim/engine/simulation.py) on the compiled (fast) driver; its Result."""
+    wall0 = time.perf_counter()
+    k = prepare(sim, kernel_module(sim))
+    m = k.m
+    drv = None
+    if k.central:
+        clock, bins, bin_w, k.ts, rows = m._run_shared(
+            k.arr, k.prompt, k.output, k.d0, k.fit, k.S, k.F, k.PC, k.RQ, k.RA, k.QA, k.cap, k.bsmax, k.FIRST,
+            k.START, k.FIN, k.STATUS, k.REP, k.PRE, k.ts_on, k.ts_cap, k.horizon, k.timeout, k.KC, k.SV)
+        k.bins = bins
+        k.G[BIN_W] = bin_w
+        k.GI[TS_N] = rows
+        k.Df[0] = clock
+    elif sim.fac is None:
+        k.run_until(np.inf)
     else:
-        home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
-        D = np.zeros(4, np.int64)
-        Df = np.zeros(1, np.float64)
-        GI = W[8]
-        GI[NAV] = R
-        args = (wl.arrival_s, prompt, output, float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64),
-                sess, home, S, F, PC, RQ, np.zeros(n, np.int64), QA, tb.first_token_s, tb.start_s, tb.finish_s,
-                tb.status, tb.replica, tb.preemptions, RSN, ts_on, hz, timeout, KC, SV, W)
-        if fac is None:
-            ts = m._run(np.inf, *args, ts, D, Df)
-        else:
-            from sim.engine.fast_facility import FacilityDriver
-            GI[FAC] = 1
-            drv = FacilityDriver(sim, Kernel(args, ts, D, Df, m))
-            drv.run()
-            ts = drv.kernel.ts
-            node_failed = drv.node_failed
-        tsf, tsi, _pw = ts
-        clock, bins, bin_w, rows = float(Df[0]), W[6], float(W[7][BIN_W]), int(GI[TS_N])
+        from sim.engine.fast_facility import FacilityDriver
+        drv = FacilityDriver(sim, k)
+        drv.run()
+    return finish(sim, k, float(k.Df[0]), drv, "compiled", wall0)
+
+
+def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: float) -> Any:
+    """The Result of a run that has ended (either driver): the request table's reasons and the
+    client's view of late deliveries, the last step's time and energy cut at the end, the
+    facility's ledger (drv: the facility host, None without a [facility]) or the energy bins'
+    peak, the time series and the in-system counts."""
+    from sim.facility.ledger import Ledger
+    from sim.engine.result import FacilityEvents, ReplicaInfo, Result
+
+    m, sc, wl = k.m, sim.sc, sim.wl
+    S, F, RQ, RSN, tb = k.S, k.F, k.RQ, k.RSN, sim.table
+    R = S.shape[0]
+    fit, horizon, central = k.fit, sc.run.horizon_s, k.central
+    timeout = k.timeout
+    tsf, tsi, _pw = k.ts
+    bins, rows = k.bins, int(k.GI[TS_N])
+    node_failed = drv.node_failed if drv is not None else {}
+    ts_on = bool(k.ts_on)
     entered = tb.replica >= 0  # the arrivals routed (the table's replica may be cleared below)
     rej = np.flatnonzero(tb.status == REJECTED)
     tot = (wl.prompt_tokens + wl.output_tokens)
@@ -1989,7 +385,7 @@ def run(sim: Any) -> Any:
         # as the SimPy table: first token and preemptions are recorded when a request leaves
         tb.first_token_s[~left] = -1.0
         tb.preemptions[~left] = 0
-    G = np.array([bin_w])
+    G = k.G
     for r in range(R):
         if S[r, ST] == STEP or (S[r, ST] == IDLE and F[r, EEND] > sim_time):
             # in a step at the end (the horizon, or the last request's deadline while a step of a
@@ -2003,7 +399,7 @@ def run(sim: Any) -> Any:
             F[r, EIDLE] += idle_w * (sim_time - F[r, IDLE_SINCE])
             m._bin_energy(bins, G, F[r, IDLE_SINCE], sim_time, idle_w)
     bin_w = float(G[BIN_W])
-    if fac is not None and not central:
+    if drv is not None:
         # the ledger has every power change in time order: energy, peak and time over the supply
         # as the per-step driver's ledger computes them
         led, events = drv.close(sim_time)
@@ -2024,13 +420,13 @@ def run(sim: Any) -> Any:
     ts = TimeSeries(ts_on)
     if ts_on:
         ts.t_s.frombytes(tsf[:rows].tobytes())
-        for k, col in enumerate((ts.replica, ts.batch_size, ts.kv_blocks_used, ts.queue_len)):
-            col.frombytes(tsi[:rows, k].astype(np.int32).tobytes())
+        for c, col in enumerate((ts.replica, ts.batch_size, ts.kv_blocks_used, ts.queue_len)):
+            col.frombytes(tsi[:rows, c].astype(np.int32).tobytes())
         ts.busy.frombytes(tsi[:rows, 4].astype(np.int8).tobytes())
     fin = tb.finish_s[left]
     fin.sort()
     sys_t, sys_n = m._in_system(wl.arrival_s[entered], fin)
     del fin
-    infos = [ReplicaInfo(r, rep.pool.name, rep.info.total_blocks, float(F[r, BUSY])) for r, rep in enumerate(reps)]
-    return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine="compiled",
+    infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, BUSY])) for r, rep in enumerate(sim.replicas)]
+    return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine=engine,
                   ledger=led, facility=events, power_peak_window_s=window)

@@ -90,6 +90,7 @@ class FastReplica:
             if not self.down:
                 self._rest(self._on_w)
                 self._k.wake(self.rid, self._d.env.now)
+                self._d.poke(self.rid)
 
     def begin_commissioning(self) -> None:
         before = self.available
@@ -108,6 +109,7 @@ class FastReplica:
         self._k.set_rest(self.rid, self._d.env.now, w)
         self._d.ledger.set_power(self.rid, w, self._d.env.now)
         self._k.wake(self.rid, self._d.env.now)
+        self._d.poke(self.rid)
 
     def fail(self) -> None:
         if not self.down:
@@ -123,18 +125,22 @@ class FastReplica:
             self._k.set_rest(self.rid, now, w)
             self._d.ledger.set_power(self.rid, w, now)
             self._k.wake(self.rid, now)
+            self._d.poke(self.rid)
 
 
 class FacilityDriver:
     """Runs a [facility] scenario on the compiled kernel: the facility's SimPy processes on an
     environment of their own, the kernel run to each of their events first."""
 
-    def __init__(self, sim: Any, kernel: Any) -> None:
+    def __init__(self, sim: Any, kernel: Any, host: Any = None) -> None:
         self.kernel = kernel
         self.K = kernel.m  # the compiled engine's module (its field names and functions): no import of it here
         self.sim = sim
         self.sc, self.fac, self.graph = sim.sc, sim.fac, sim.graph
-        self.env = simpy.Environment()
+        # host: the per-step driver (sim/engine/stepper.py), whose environment the facility's
+        # processes share; None: the fast driver, with barriers (run)
+        self.host = host
+        self.env = host.env if host is not None else simpy.Environment()
         self.end = self.env.event()
         self.units_up = dict(sim.units_up)
         self.supply_drops = 0
@@ -187,6 +193,8 @@ class FacilityDriver:
         self.ledger.set_power(rep.rid, 0.0, now)
         self.failures += 1
         self.fail_marks.append(now)
+        if self.host is not None:
+            self.host.on_fail(rep.rid)
         for j in out.tolist():
             self._requeue(j, rep.rid, now)
 
@@ -202,17 +210,30 @@ class FacilityDriver:
             k.RSN[j] = self.K.RS_NODE
             self.node_failed[j] = (failed, int(self._retries[j]) - 1)
             return
-        # the per-step driver's fallback while some replicas are unavailable: fewest outstanding
-        # requests, ties to the lowest index
+        if k.central:  # back into the shared queue (only the per-step driver hosts this)
+            self.host.to_shared(j)
+            return
+        # the routers' fallback while some replicas are unavailable: fewest outstanding requests,
+        # ties to the lowest index
         t = int(avail[np.argmin(k.S[avail, self.K.OUTREQ])])
         k.S[t, self.K.OUTTOK] += int(k.prompt[j] + k.output[j])
         k.S[t, self.K.OUTREQ] += 1
         k.REP[j] = t
         k.RQ[j, self.K.RST] = self.K.R_TRANSIT
-        if k.d0 > 0:
-            Later(self.env, k.d0, FACILITY).callbacks.append(lambda _e, t=t, j=j: k.enqueue(t, j, self.env.now))
+        delay = self.sim.replicas[t].delay_s  # its front end again
+        if delay > 0:
+            Later(self.env, delay, FACILITY).callbacks.append(lambda _e, t=t, j=j: self._deliver(t, j))
         else:
-            k.enqueue(t, j, now)
+            self._deliver(t, j)
+
+    def _deliver(self, t: int, j: int) -> None:
+        self.kernel.enqueue(t, j, self.env.now)
+        self.poke(t)
+
+    def poke(self, r: int) -> None:
+        """Replica r may have been woken in the kernel: the per-step driver resumes its process."""
+        if self.host is not None:
+            self.host.poke(r)
 
     # --- the run ------------------------------------------------------------------------------
     def _ended(self) -> float | None:

@@ -1,10 +1,10 @@
-"""Batch schedulers: pure policies that plan the next step of a replica over a ReplicaCore.
+"""Batch schedulers: policies that plan the next step of a replica over its kernel state.
 
 Registered by name in sim/registry.py. Each returns a Plan, or None when there is nothing to run.
 A user's scheduler has the same interface (docs/policies.md): `__init__(self, max_batch_size,
-max_batched_tokens)`, `plan(self, core) -> Plan | None`, and optional class attributes `queue`
-(the queue discipline it plans over: "fifo", "priority" or "sjf") and `priority_preemption`
-(victims by class first).
+max_batched_tokens)`, `plan(self, core) -> Plan | None`, and an optional class attribute `queue`
+(the queue discipline it plans over: "fifo", "priority" or "sjf"; under "priority" victims of
+preemption are the lowest class first).
 - fcfs: one request at a time, served whole (static batching with batch size 1).
 - static: request-level batching (FasterTransformer-style): take up to max_batch_size waiting
   requests, reserve KV for their whole sequences, prefill them together, decode until the last
@@ -21,139 +21,65 @@ max_batched_tokens)`, `plan(self, core) -> Plan | None`, and optional class attr
 - sjf: chunked, with the queue ordered by shortest prompt first, except that a request waiting
   longer than `ageing_s` goes first (shortest-job-first with ageing, e.g. Fu et al. 2024,
   "Efficient LLM Scheduling by Learning to Rank", and Qiu et al. 2024 on starvation bounds).
-The queue order lives in sim/kernel/queues.py; the step planning below is shared.
+Each is the kernel's planner (sim/engine/kernel.py: `_plan_chunked`, `_plan_continuous`,
+`_plan_static`, written once for both drivers); these classes name them and are what a plug-in
+subclasses: `plan(core)` runs the kernel's planner with the instance's current
+`max_batch_size` and `max_batched_tokens`, so a subclass can change those per step, or plan
+from scratch over the CoreView's transitions (sim/engine/stepper.py, docs/policies.md).
 """
 
 from __future__ import annotations
 
-from sim.kernel.replica import PREFILL, Plan, ReplicaCore
+from dataclasses import dataclass, field
+from typing import Any
+
 from sim.registry import SCHEDULERS
+
+
+@dataclass
+class Plan:
+    """What one step runs: prefill chunks [(request, tokens)] and the decode batch size (the
+    replica's `n_dec`, or 0 for a prefill-only step)."""
+
+    chunks: list[tuple[Any, int]] = field(default_factory=list)
+    n_dec: int = 0
+
+
+BUILTIN = Plan()  # returned by core.plan_builtin: the kernel has planned the step in place
 
 
 class Scheduler:
     queue = "fifo"  # the waiting-queue discipline (sim/registry.py QUEUES)
-    priority_preemption = False  # preempt the lowest class first (else the latest arrival)
 
     def __init__(self, max_batch_size: int, max_batched_tokens: int) -> None:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
 
-    def plan(self, core: ReplicaCore) -> Plan | None:  # pragma: no cover - interface
+    def plan(self, core: Any) -> Plan | None:  # pragma: no cover - interface
         raise NotImplementedError
 
 
-class Chunked(Scheduler):
-    def plan(self, core: ReplicaCore) -> Plan | None:
-        if core.n_dec:
-            core.grow_decodes()
-        budget = self.max_batched_tokens - core.n_dec
-        slots = self.max_batch_size - len(core.running)
-        chunks: list = []
-        for req in list(core.prefilling):
-            if budget <= 0:
-                break
-            if req.state != PREFILL:
-                continue  # preempted by an earlier allocation in this loop
-            c = min(req.target - req.done, budget)
-            need = core.blocks_for(req.done + c) - core.held(req)
-            if need > 0 and not core.ensure_blocks(req, need):
-                continue
-            core.take(req, max(need, 0))
-            chunks.append((req, c))
-            budget -= c
-        # vLLM v1 admits no new request in a step that had to preempt.
-        waiting = core.waiting
-        while budget > 0 and slots > 0 and waiting and not core.preempted_this_step:
-            req = waiting[0]
-            hits, idle = core.peek_hits(req)
-            cached = hits * core.block_size
-            c = min(req.target - cached, budget)
-            need = core.blocks_for(cached + c) - hits
-            if need > core.free_blocks - idle:
-                if not self._make_room(core, req, need + idle):
-                    break
-                continue  # the queue head may have changed (preempted requests rejoin it)
-            core.admit_with(req, hits, need)
-            chunks.append((req, c))
-            budget -= c
-            slots -= 1
-        if core.n_dec == 0 and not chunks:
-            return None
-        return Plan(chunks, core.n_dec)
+class _Kernel(Scheduler):
+    """A built-in: the kernel's planner of the same name."""
+
+    def plan(self, core: Any) -> Plan | None:
+        return core.plan_builtin(self)
 
 
-    def _make_room(self, core: ReplicaCore, req, need: int) -> bool:
-        """FCFS waits for room; see Priority."""
-        return False
+class Chunked(_Kernel):
+    pass
 
 
 class Priority(Chunked):
     queue = "priority"
-    priority_preemption = True
-
-    def _make_room(self, core: ReplicaCore, req, need: int) -> bool:
-        """Preempt running requests of a lower class (higher priority value) until `need`
-        blocks are free; False (and nothing preempted) if that cannot be done."""
-        lower = sorted((r for r in core.running.values() if r.priority > req.priority),
-                       key=lambda r: (r.priority, r.arrival, r.idx), reverse=True)
-        free = core.free_blocks
-        if free + sum(core.held(r) for r in lower) < need:
-            return False
-        for r in lower:
-            if core.free_blocks >= need:
-                break
-            core.preempt(r)
-        core.preempted_this_step = False  # the admission this made room for goes ahead
-        return core.free_blocks >= need
 
 
-class Continuous(Scheduler):
-    def plan(self, core: ReplicaCore) -> Plan | None:
-        waiting = core.waiting
-        chunks: list = []
-        budget = self.max_batched_tokens
-        slots = self.max_batch_size - len(core.running)
-        while waiting and slots > 0:
-            req = waiting[0]
-            hits, idle = core.peek_hits(req)
-            cached = hits * core.block_size
-            c = req.target - cached
-            if chunks and c > budget:
-                break
-            need = core.blocks_for(req.target) - hits
-            if need > core.free_blocks - idle:
-                break
-            core.admit_with(req, hits, need)
-            chunks.append((req, c))
-            budget -= c
-            slots -= 1
-            if budget <= 0:
-                break
-        if chunks:
-            return Plan(chunks, 0)
-        if core.n_dec:
-            core.grow_decodes()
-            if core.n_dec:
-                return Plan([], core.n_dec)
-        return None
+class Continuous(_Kernel):
+    pass
 
 
-class Static(Scheduler):
-    def plan(self, core: ReplicaCore) -> Plan | None:
-        if core.running:
-            return Plan([], core.n_dec) if core.n_dec else None
-        waiting = core.waiting
-        chunks: list = []
-        while waiting and len(chunks) < self.max_batch_size:
-            req = waiting[0]
-            hits, idle = core.peek_hits(req)
-            need = core.blocks_for(req.target + req.output - req.generated) - hits
-            if need > core.free_blocks - idle:
-                break
-            core.admit_with(req, hits, need)
-            req.reserved = True
-            chunks.append((req, req.target - req.done))
-        return Plan(chunks, 0) if chunks else None
+class Static(_Kernel):
+    pass
 
 
 class Sjf(Chunked):
