@@ -166,8 +166,10 @@ class Kernel:
         (self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE, self.tmp, self.bins, self.G, self.GI) = self.W
 
     def run_until(self, T: float) -> None:
-        """Every event up to a barrier at T (inf, or the horizon: to the end)."""
-        self.ts = self.m._run(T, *self.args, self.ts, self.D, self.Df)
+        """Every event up to a barrier at T (inf, or the horizon: to the end), growing the
+        buffers whenever the loop stops for them."""
+        while self.m._run(T, *self.args, self.ts, self.D, self.Df) == K.TS_FULL:
+            self.ts = self.m._grow_ts(self.ts, self.GI)
 
     def evacuate(self, r: int, t: float) -> np.ndarray:
         return self.m._evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE,

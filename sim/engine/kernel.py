@@ -96,12 +96,12 @@ TS_FULL = 2
 
 # --- kernel -------------------------------------------------------------------------------------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _cdiv(a, b):
     return -((-a) // b)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _pc(PC, r):
     """Replica r's perf constants as a tuple: a value, so passing it costs no reference counting
     (an array view would, on every step)."""
@@ -116,7 +116,7 @@ _at_clock = njit(cache=True, inline="always")(at_clock)
 _capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False, inline="always")  # a call per step passed 20 floats: ~40% of a run
 def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
     """(seconds, watts per accelerator) of one uncapped step: PerfModel.step_power's functions,
     compiled. pc: the tuple from _pc."""
@@ -124,7 +124,7 @@ def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
     return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _step_capped(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, cap_w):
     """One step under a per-accelerator power cap (PerfModel.step_power with cap_w)."""
     m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, True)
@@ -132,7 +132,7 @@ def _step_capped(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, cap_w):
     return t, pw
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _bin_energy(bins, G, t0, t1, watts):
     """Add watts over [t0, t1) to the energy bins, widening the bins (pairwise merge) when t1 is
     past the last one."""
@@ -159,7 +159,7 @@ def _bin_energy(bins, G, t0, t1, watts):
     bins[b1] += watts * (t1 - b1 * w)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sift_up(h, r, k):
     """Restore the heap order of row r of h from entry k towards the root; returns where it ends."""
     while k > 0:
@@ -173,7 +173,7 @@ def _sift_up(h, r, k):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sift_down(h, r, n, k):
     """Restore the heap order of h[r, :n] from entry k towards the leaves."""
     while True:
@@ -190,14 +190,14 @@ def _sift_down(h, r, n, k):
         k = c
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _heap_push(h, r, n, key):
     """Add key to the min-heap h[r, :n] (it then has n + 1 entries)."""
     h[r, n] = key
     _sift_up(h, r, n)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _heap_pop(h, r, n):
     """Remove the smallest of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
     top = h[r, 0]
@@ -206,7 +206,7 @@ def _heap_pop(h, r, n):
     return top
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _heap_remove(h, r, n, k):
     """Remove entry k of h[r, :n] (n >= 1); the heap then has n - 1 entries."""
     n -= 1
@@ -216,7 +216,7 @@ def _heap_remove(h, r, n, k):
     _sift_down(h, r, n, _sift_up(h, r, k))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _ts_add(tsf, tsi, GI, t, r, batch, kv, q, busy):
     n = GI[TS_N]
     tsf[n] = t
@@ -228,7 +228,7 @@ def _ts_add(tsf, tsi, GI, t, r, batch, kv, q, busy):
     GI[TS_N] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _complete(r, i, t, S, FIN, STATUS, prompt, output):
     FIN[i] = t
     STATUS[i] = COMPLETED
@@ -236,7 +236,7 @@ def _complete(r, i, t, S, FIN, STATUS, prompt, output):
     S[r, OUTTOK] -= prompt[i] + output[i]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
     """Deliver the previous step's lagged tokens at t."""
     for k in range(S[r, NPFIRST]):
@@ -247,7 +247,7 @@ def _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
     S[r, NPDONE] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _lru_unlink(r, s, S, KC):
     p = KC[r, s, KPREV]
     n = KC[r, s, KNEXT]
@@ -262,7 +262,7 @@ def _lru_unlink(r, s, S, KC):
     S[r, NLRU] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _lru_push(r, s, S, KC):
     """Cached block s has no holder left: to the most recently used end."""
     t = S[r, LT]
@@ -276,7 +276,7 @@ def _lru_push(r, s, S, KC):
     S[r, NLRU] += 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _take(r, n, S, KC):
     """n new private blocks: free ones, then the least recently used cached
     ones (evicted); the caller has checked that TOT - USED >= n."""
@@ -289,7 +289,7 @@ def _take(r, n, S, KC):
     S[r, USED] += n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _release(r, i, blocks, S, RQ, KC):
     """Request i lets go of its `blocks` KV blocks: private ones are freed,
     shared ones lose a holder and, at none, join the LRU end in block order."""
@@ -306,7 +306,7 @@ def _release(r, i, blocks, S, RQ, KC):
         RQ[i, NSH] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _peek_hits(r, i, target, S, RQ, KC):
     """(cached leading blocks of request i's prompt, how many of them no one holds now):
     The last token is always computed."""
@@ -328,7 +328,7 @@ def _peek_hits(r, i, target, S, RQ, KC):
     return hits, idle
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _acquire_hits(r, i, hits, S, RQ, KC):
     """Request i holds the first `hits` cached blocks of its prefix."""
     base = RQ[i, GRP] * S[r, PB]
@@ -342,7 +342,7 @@ def _acquire_hits(r, i, hits, S, RQ, KC):
     RQ[i, DONE] = hits * S[r, BS]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _register(r, i, S, RQ, KC):
     """Publish request i's computed full prefix blocks: its private blocks
     become shared, up to the first one another request computed concurrently."""
@@ -358,7 +358,7 @@ def _register(r, i, S, RQ, KC):
     RQ[i, NSH] = nsh
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
     S[r, NRUN] -= 1
     _release(r, i, blocks, S, RQ, KC)
@@ -369,7 +369,7 @@ def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
         _complete(r, i, t, S, FIN, STATUS, prompt, output)
 
 
-@njit(cache=True, inline="always")  # on the hot path of every run: a call here cost ~6% (measured)
+@njit(cache=True, _nrt=False, inline="always")  # on the hot path of every run: a call here cost ~6% (measured)
 def _power(r, t, watts, PW, GI):
     """With a [facility]: replica r draws `watts` from t on (a row for the ledger, which
     integrates every replica's changes in time order at the next barrier)."""
@@ -381,7 +381,7 @@ def _power(r, t, watts, PW, GI):
         GI[PB_N] = n + 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, row):
     """Replica r runs a step of dt s drawing `watts` (all its accelerators and hosts) from now:
     busy time and energy are counted up front (a horizon clips them)."""
@@ -397,7 +397,7 @@ def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, row):
         _power(r, now, watts, PW, GI)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _idle_until(r, e, S, F, bins, G):
     """Replica r's idle energy from when it fell idle up to e (it wakes then)."""
     idle_w = F[r, REST_W]
@@ -405,7 +405,7 @@ def _idle_until(r, e, S, F, bins, G):
     _bin_energy(bins, G, F[r, IDLE_SINCE], e, idle_w)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA, arr, SV):
     """Analytic service ([pools.service]): the head of the queue is
     served whole, one at a time, for its drawn service time; a client deadline does not
@@ -429,7 +429,7 @@ def _serve(r, now, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on, QA
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC):
     """Apply the step in flight, which ended at e."""
     if S[r, POL] == P_ANALYTIC:  # the end of a service: its first token is the end
@@ -493,7 +493,7 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
     S[r, PLNDEC] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _skew_merge(a, b, QA):
     """Merge two skew heaps (roots a, b; -1 = empty) of requests keyed by QA[:, QKEY]; keeps
     parent links (QPAR) so that any request can be deleted. The new root's parent is -1."""
@@ -524,7 +524,7 @@ def _skew_merge(a, b, QA):
     return root
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _append(r, i, head, tail, S, RQ):
     """Append request i to a singly linked list of replica r (RQ[:, NXT]; ends S[r, head/tail])."""
     RQ[i, NXT] = -1
@@ -535,7 +535,7 @@ def _append(r, i, head, tail, S, RQ):
     S[r, tail] = i
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _q_push(r, i, front, key, S, RQ, QA):
     """Queue request i at replica r: at the back (an arrival) or the front (a preempted
     request); by `key` in a heap for the priority and sjf schedulers (sjf also keeps arrival
@@ -567,7 +567,7 @@ def _q_push(r, i, front, key, S, RQ, QA):
     S[S[r, QROW], QLEN] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _fifo_head(r, S, RQ):
     """The head of replica r's FIFO queue, dropping cancelled entries left in it (a client's
     timeout takes a request off a FIFO queue lazily: the entry stays until it reaches the head)."""
@@ -580,7 +580,7 @@ def _fifo_head(r, S, RQ):
     return i
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _q_head(r, now, age, S, QA, arr, RQ):
     """The request replica r's queue serves next (SjfQueue: the oldest once it has waited
     `age` s, else the shortest)."""
@@ -594,7 +594,7 @@ def _q_head(r, now, age, S, QA, arr, RQ):
     return S[S[r, QROW], QH]
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _q_pop(r, i, S, RQ, QA):
     """Take request i, the head of replica r's queue, off it."""
     pol = S[S[r, QROW], POL]
@@ -630,7 +630,7 @@ def _q_pop(r, i, S, RQ, QA):
     S[S[r, QROW], QLEN] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _unlink_prefill(r, i, S, RQ):
     """Take request i out of replica r's prefilling list (usually its head)."""
     prev = -1
@@ -648,7 +648,7 @@ def _unlink_prefill(r, i, S, RQ):
     S[r, NPF] -= 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _victim(r, S, RQ, FH, QA):
     """The running request to preempt: the latest arrival (highest index; requests are indexed in
     arrival order) among prefilling and decoding ones; with the priority scheduler, the lowest
@@ -672,7 +672,7 @@ def _victim(r, S, RQ, FH, QA):
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC):
     """Take running request v off replica r and free its KV; a decoding one
     keeps the tokens it generated. `grown`: decoding sequences already hold the block of the
@@ -702,7 +702,7 @@ def _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC):
     _release(r, v, held, S, RQ, KC)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
     """Recompute preemption of request v: free its KV, keep the tokens it
     generated, requeue it at the front."""
@@ -720,7 +720,7 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
     _q_push(r, v, True, key, S, RQ, QA)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
     """The client of request j gave up: j leaves replica r's queue, or the
     running set with its KV freed; a step in flight still runs (its commit skips j)."""
@@ -742,7 +742,21 @@ def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
         F[r, NB] = F[r, EEND]  # a smaller batch may finish sooner than the bound said
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
+def _isort(a, m):
+    """Sort a[:m] in place (insertion sort: m is at most a batch; numba's sorts allocate, and the
+    kernel runs without reference counting, which cost a third of a run's time in atomic
+    increments on every call that passed arrays)."""
+    for k in range(1, m):
+        v = a[k]
+        j = k - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@njit(cache=True, _nrt=False)
 def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     """_grow when the free blocks may not cover every sequence that needs one
     for the next step: in index order, each takes a free block, or preempts the latest arrival
@@ -755,10 +769,10 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
         if (RA[j] + nxt - 1) % bs == 0:
             tmp[m] = j
             m += 1
-    lst = np.sort(tmp[:m])
+    _isort(tmp, m)
     pre = False
     for k in range(m):
-        j = lst[k]
+        j = tmp[k]
         if RQ[j, RST] != R_DECODE:
             continue  # preempted for an earlier one
         while S[r, TOT] - S[r, USED] < 1:
@@ -774,7 +788,7 @@ def _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     return pre
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     """The priority scheduler's room for a waiting request: preempt running requests of a lower class (latest of the lowest
     class first) until `need` blocks are free; False, with nothing preempted, if they cannot."""
@@ -791,22 +805,22 @@ def _make_room(r, i, need, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
         if QA[j, QKEY] >> 32 > QA[i, QKEY] >> 32:
             tmp[m] = QA[j, QKEY]
             m += 1
-    keys = np.sort(tmp[:m])[::-1]  # (class, arrival) descending
+    _isort(tmp, m)  # read from the end: (class, arrival) descending
     held = 0
     for k in range(m):
-        j = keys[k] & 0xFFFFFFFF
+        j = tmp[m - 1 - k] & 0xFFFFFFFF
         held += _cdiv(RA[j] + S[r, DIT] + 1, bs) if RQ[j, RST] == R_DECODE else RQ[j, HELD]
     if S[r, TOT] - S[r, USED] + held < need:
         return False
     for k in range(m):
         if S[r, TOT] - S[r, USED] >= need:
             break
-        _preempt(r, keys[k] & 0xFFFFFFFF, 1, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
+        _preempt(r, tmp[m - 1 - k] & 0xFFFFFFFF, 1, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC)
     return S[r, TOT] - S[r, USED] >= need
 
 
 # inline="always": numba inlines these small planners into _plan (about 25% less time per run)
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     """Blocks for the next decode step; whether it preempted."""
     g = CNT[r, (1 - (S[r, DIT] + 1)) % S[r, BS]]  # sequences whose next token opens a block
@@ -816,7 +830,7 @@ def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
     return _grow_slow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _admit(r, i, hits, need, S, RQ, QA, KC):
     """Move the head of the queue, request i, to the prefilling list with `hits` prefix-cache
     blocks and `need` new blocks."""
@@ -832,7 +846,7 @@ def _admit(r, i, hits, need, S, RQ, QA, KC):
     _take(r, need, S, KC)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr, KC):
     """chunked (and priority, sjf): decode every running sequence, then prompt chunks in arrival order up to the
     token budget. Returns (chunks, decode sequences, stable): stable when a waiting request
@@ -901,7 +915,7 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
     return nch, S[r, NDEC], S[S[r, QROW], QLEN] > 0 and not preempted and S[S[r, QROW], POL] != P_SJF
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
     """continuous (Orca, vLLM v0): whole prompts of admitted requests first, in a step of
     their own; otherwise decode every running sequence."""
@@ -934,7 +948,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
     return 0, S[r, NDEC], S[S[r, QROW], QLEN] > 0 and not preempted
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
     """static and fcfs (request-level batching): a batch forms only on an idle replica, reserving
     each sequence's whole KV up front; nothing joins it until its last request finishes."""
@@ -954,7 +968,7 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
     return nch, 0, False
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _plan_policy(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, prompt, output, tmp, QA, arr, KC):
     """The replica's scheduler plans the next step at `now` into CH[r]: (prefill chunks, decode
     sequences, stable: nothing waiting can start until something finishes)."""
@@ -966,7 +980,7 @@ def _plan_policy(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, prompt, output, tmp, QA
     return _plan_static(r, S, RQ, CH, prompt, output, QA, KC)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA,
           arr, KC, SV):
     """Plan the next step at `now` with the replica's scheduler and start it. 1: a step is in
@@ -981,7 +995,7 @@ def _plan(r, now, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bin
     return _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, GI, ts_on):
     """Start the planned step (prefill chunks CH[r, :nch] and ndec decoding sequences) at `now`:
     its time and power from the one step formula under the replica's cap. Returns 1."""
@@ -1014,7 +1028,7 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
     return 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on):
     if S[r, LAG]:
         _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
@@ -1025,7 +1039,7 @@ def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, t
         _ts_add(tsf, tsi, GI, t, r, 0, S[r, USED], S[S[r, QROW], QLEN], 0)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _next_delivery_bound(r, e, S, F, FH):
     """Earliest time replica r can deliver a completion, its step in flight ending at e. In a
     stable decode batch (nothing admissible, no lagged output, enough free KV blocks that no
@@ -1043,7 +1057,7 @@ def _next_delivery_bound(r, e, S, F, FH):
     return e
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
              bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV):
     """Run replica r through every event before an arrival at T: steps ending at or before T,
@@ -1144,21 +1158,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
 
 
-@njit(cache=True)
-def _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                  STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, wake_at_T=False):
-    """_advance, growing the buffers (ts = (time-series float times, int columns, power rows))
-    as needed."""
-    tsf, tsi, PW = ts
-    while True:
-        code = _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                        STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, wake_at_T, KC, SV)
-        if code != TS_FULL:
-            return tsf, tsi, PW
-        tsf, tsi, PW = _grow_ts((tsf, tsi, PW), GI)
-
-
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _load(router, S, r):
     """What a load-reading router minimises for replica r."""
     if router == R_LEAST_LOADED:
@@ -1187,24 +1187,37 @@ def _scratch(R, cap, bsmax, ts_cap, pb_cap):
     return (CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI), ts
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
-            REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV):
+            REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC, SV):
     """Request j's client gives up at td (a calendar event): its replica is advanced to td (the
-    instant's step ends and plans come first) and j, if still live, is cancelled and fails."""
+    instant's step ends and plans come first) and j, if still live, is cancelled and fails.
+    0: done; TS_FULL: grow the buffers and call again (nothing was cancelled)."""
     k = REP[j]
     if k < 0 or STATUS[j] == REJECTED:
-        return ts
-    ts = _advance_grow(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
-                       STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, True)
+        return 0
+    if _advance(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
+                bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, True, KC, SV) == TS_FULL:
+        return TS_FULL
     if RQ[j, RST] != R_GONE:
         _cancel(k, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC)
         STATUS[j] = FAILED
         FIN[j] = td
-    return ts
+    return 0
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
+def _pause(D, Df, i, rr, dj, entered, now):
+    """_run stops for its buffers to grow: the position to resume from (arrival i again)."""
+    D[0] = i
+    D[1] = rr
+    D[2] = dj
+    D[3] = entered
+    Df[0] = now
+    return TS_FULL
+
+
+@njit(cache=True, _nrt=False)
 def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS,
          REP, PRE, RSN, ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
     """The event loop, up to a barrier at T (inf: to the end): arrivals in order, each routed
@@ -1213,10 +1226,14 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
     (inf: none) happens. At a barrier every event at or before T has happened (facility events
     at T come after the instant's other events) and every replica is at T; the loop's position
     is kept in D (next arrival, round-robin count, next deadline, arrivals processed) and Df
-    (the arrival process's clock), so the next call resumes it. Returns the buffers."""
+    (the arrival process's clock), so the next call resumes it. Returns 0, or TS_FULL when a
+    buffer of ts (time series, power rows) is full: grow it and call again, and the loop resumes
+    where it stopped (the arrival it was handling starts again: advancing is idempotent).
+    Without reference counting (_nrt=False), so no call in the loop costs atomic increments."""
     n = arr.shape[0]
     R = S.shape[0]
     CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
+    tsf, tsi, PW = ts
     now = Df[0]
     i = D[0]
     rr = D[1]
@@ -1227,12 +1244,19 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
         t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
         if t_i >= horizon or t_i > T:
             break  # SimPy stops before the events at the horizon
+        prev = now
         now = t_i
         # deadlines before this arrival (one at the same instant comes after it)
+        full = False
         while dj < i and arr[dj] + timeout < now:
-            ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                         FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+            if _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
+                       FIRST, START, FIN, STATUS, REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC,
+                       SV) == TS_FULL:
+                full = True
+                break
             dj += 1
+        if full:
+            return _pause(D, Df, i, rr, dj, entered, prev)
         entered = i + 1
         i += 1
         j = i - 1
@@ -1249,6 +1273,7 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
             RSN[j] = RS_NO_CAPACITY
             continue
         si = sess[j] if router == R_AFFINITY else -1
+        set_home = False
         # while some replicas are down, drained or commissioning: the rest, by fewest outstanding
         # requests (the per-step driver's fallback too)
         fb = nav < R
@@ -1264,8 +1289,12 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
                     continue  # power_of_two reads two replicas
                 if S[r, ST] == IDLE or F[r, EEND] > now or (rt != R_LEAST_KV and F[r, NB] > now):
                     continue  # what the router reads cannot have changed before this arrival
-                ts = _advance_grow(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                                   FIRST, START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+                if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
+                            FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+                    full = True
+                    break
+            if full:
+                return _pause(D, Df, j, rr, dj, j, prev)
             if rt == R_POWER_OF_TWO:
                 a = pairs[j, 0]
                 b = pairs[j, 1]
@@ -1291,32 +1320,42 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
                             best = v
             if si >= 0 and not fb:
                 home[si] = k
+                set_home = True
         # the target must be exactly at this time before the request joins its queue
-        ts = _advance_grow(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                           START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+        if _advance(k, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                    STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+            if set_home:
+                home[si] = -1  # chosen again on the retry
+            if not fb and (router == R_ROUND_ROBIN or R == 1):
+                rr -= 1
+            return _pause(D, Df, j, rr, dj, j, prev)
         S[k, OUTTOK] += prompt[j] + output[j]
         S[k, OUTREQ] += 1
         REP[j] = k
         _enqueue(k, j, now, S, F, RQ, QA, prompt)
+    D[0] = i  # (every arrival up to T is done: a call again resumes after them)
+    D[1] = rr
+    D[3] = entered
+    Df[0] = now
     while dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout <= T:
-        ts = _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
-                     FIRST, START, FIN, STATUS, REP, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
+        if _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
+                   FIRST, START, FIN, STATUS, REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC, SV) == TS_FULL:
+            D[2] = dj
+            return TS_FULL
         dj += 1
+    D[2] = dj
     if T < horizon:
         for r in range(R):  # a barrier: every replica at T, wake-ups at T done
-            ts = _advance_grow(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                               START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV, True)
+            if _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                        STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, True, KC, SV) == TS_FULL:
+                return TS_FULL
     else:
         end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
         for r in range(R):
-            ts = _advance_grow(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST,
-                               START, FIN, STATUS, bins, G, ts, GI, ts_on, tmp, QA, arr, KC, SV)
-    D[0] = i
-    D[1] = rr
-    D[2] = dj
-    D[3] = entered
-    Df[0] = now
-    return ts
+            if _advance(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                        STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+                return TS_FULL
+    return 0
 
 
 @njit(cache=True)
@@ -1524,7 +1563,7 @@ def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _enqueue(k, j, t, S, F, RQ, QA, prompt):
     """Request j reaches replica k's queue at t (unless its client left on the way: a request
     re-routed after a node failure, or behind a slower front end); k wakes if idle and up."""
@@ -1543,7 +1582,7 @@ def _enqueue(k, j, t, S, F, RQ, QA, prompt):
         F[k, NB] = F[k, EEND]  # the new request may change the batch at the next step
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _set_rest(r, t, watts, S, F, bins, G):
     """Replica r's draw when not stepping becomes `watts` at t (drained, undrained, repaired,
     commissioned); an idle replica's idle energy so far is counted first. True if r is idle."""
@@ -1556,7 +1595,7 @@ def _set_rest(r, t, watts, S, F, bins, G):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _wake(r, t, S, F):
     """An idle replica r plans at t (after a repair, an undrain, its commissioning)."""
     if S[r, ST] == IDLE:
