@@ -25,6 +25,7 @@ def local_result():
     return sweep(QUICK, RANGE, sets=SETS, workers=2, quiet=True)
 
 
+@pytest.mark.slow  # (a whole-run integration test: the full suite runs it)
 def test_dask_localcluster_matches_local(local_result):
     r = sweep(QUICK, RANGE, sets=SETS, workers=2, quiet=True, executor="dask")
     assert json.dumps(r, sort_keys=True) == json.dumps(local_result, sort_keys=True)

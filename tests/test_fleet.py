@@ -61,6 +61,7 @@ def test_fleet_totals_are_inferred_from_simulated_cells(tmp_path):
     assert run_fleet(write(tmp_path, 10, 2), workers=1) == rep
 
 
+@pytest.mark.slow  # (a whole-run integration test: the full suite runs it)
 def test_fleet_cells_on_dask_match_local(tmp_path):
     pytest.importorskip("distributed")
     p = write(tmp_path, 6, 2)

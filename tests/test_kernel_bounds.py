@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent('''
@@ -57,6 +59,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # (a whole-run integration test: the full suite runs it)
 def test_kernel_as_plain_python_stays_in_bounds_and_equals_simpy():
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)

@@ -143,6 +143,7 @@ def test_bad_facility_declarations(tmp_path, edit, field):
     assert field in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # (a whole-run integration test: the full suite runs it)
 def test_facility_plots(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sim", "run", str(TRIP), "--set", "workload.duration_s=90", "--out",
                         str(tmp_path), "--quiet"], capture_output=True, text=True, cwd=REPO)

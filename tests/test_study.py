@@ -120,6 +120,7 @@ def test_chunked_lowers_tail_tpot_against_continuous_at_high_load(quick_sweep):
     assert all(k[v] < c[v] for v in hi)
 
 
+@pytest.mark.slow  # (a whole-run integration test: the full suite runs it)
 def test_run_out_draws_timeseries_plot(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sim", "run", QUICK, "--set", "workload.num_requests=200", "--out",
                         str(tmp_path), "--quiet"], capture_output=True, text=True, cwd=REPO)
