@@ -184,4 +184,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sim.cli import exit_now
+
+    exit_now(main())  # as the dcsim command ends: no interpreter teardown (about 0.25 s)

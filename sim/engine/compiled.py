@@ -163,26 +163,35 @@ class Kernel:
         (self.arr, self.prompt, self.output, self.d0, self.fit, self.router, self.pairs, self.sess, self.home,
          self.S, self.F, self.PC, self.RQ, self.RA, self.QA, self.FIRST, self.START, self.FIN, self.STATUS, self.REP,
          self.PRE, self.RSN, self.ts_on, self.horizon, self.timeout, self.KC, self.SV, self.W) = args
-        (self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE, self.tmp, self.bins, self.G, self.GI) = self.W
+        (self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE, self.tmp, self.bins, self.G, self.GI, _, _) = self.W
+        self._at: float | None = None  # a barrier reached, with no replica woken since
 
     def run_until(self, T: float) -> None:
         """Every event up to a barrier at T (inf, or the horizon: to the end), growing the
-        buffers whenever the loop stops for them."""
+        buffers whenever the loop stops for them. Again at the same T with no replica woken
+        since (the facility's many events at one instant) there is nothing to do."""
+        if T == self._at:
+            return
         while self.m._run(T, *self.args, self.ts, self.D, self.Df) == K.TS_FULL:
             self.ts = self.m._grow_ts(self.ts, self.GI)
+        self._at = T
 
     def evacuate(self, r: int, t: float) -> np.ndarray:
+        self._at = None
         return self.m._evacuate(r, t, self.S, self.F, self.RQ, self.RA, self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE,
                          self.FIRST, self.FIN, self.STATUS, self.prompt, self.output, self.QA, self.KC, self.bins,
                          self.G, self.GI)
 
     def enqueue(self, k: int, j: int, t: float) -> None:
+        self._at = None
         self.m._enqueue(k, j, t, self.S, self.F, self.RQ, self.QA, self.prompt)
 
     def set_rest(self, r: int, t: float, watts: float) -> bool:
+        self._at = None
         return bool(self.m._set_rest(r, t, watts, self.S, self.F, self.bins, self.G))
 
     def wake(self, r: int, t: float) -> None:
+        self._at = None
         self.m._wake(r, t, self.S, self.F)
 
     def power_rows(self) -> tuple[np.ndarray, int]:

@@ -122,7 +122,7 @@ class FacilityView:
     @property
     def replicas(self) -> list:
         """Replicas that can serve now: not failed, commissioned."""
-        return [r for r in self._sim.replicas if not r.down and not r.commissioning]
+        return self._sim.live_replicas()
 
     @property
     def draw_w(self) -> float:
@@ -139,7 +139,7 @@ class FacilityView:
         sim = self._sim
         led = sim.ledger
         pue = max(led.pue_of) if led.pue_of else 1.0
-        hosts = sum(r.host_w for r in sim.replicas if r.p_now > 0)
+        hosts = sim.hosts_on_w()
         return min(self._supply_w / pue, sum(t.it_limit_w for t in sim.fac.tents)) - hosts
 
     def set_cap(self, index: int, w_per_accel: float | None) -> None:
@@ -158,7 +158,6 @@ class FacilityView:
 def _manager(sim):
     """Every interval: update PUE, compare facility draw with the live supply, act, sample."""
     env, fac, led = sim.env, sim.fac, sim.ledger
-    reps = sim.replicas
     manager = MANAGERS.load(fac.manager_policy)()
     view = FacilityView(sim)
     while True:
@@ -168,8 +167,8 @@ def _manager(sim):
         supply = fac.supply_w(sim.units_up) + led.battery_w * (led.battery_j > 0)
         view._supply_w = supply
         manager.act(view, supply)
-        cap = min((r.cap_w for r in reps if r.cap_w is not None), default=float("nan"))
-        led.sample(now, sum(sim.units_up.values()), cap, sum(1 for r in reps if r.drained and not r.commissioning))
+        cap = sim.min_cap_w()
+        led.sample(now, sum(sim.units_up.values()), cap, sim.drained_count())
         ended = yield from _wait(env, sim, fac.interval_s)
         if ended:
             led.sample(env.now, sum(sim.units_up.values()), cap, 0)

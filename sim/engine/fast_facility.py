@@ -13,6 +13,7 @@ commissioning, cap). So both drivers make the same facility decisions from the s
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import Any
 
@@ -33,7 +34,16 @@ class FastReplica:
         self.pool = pool
         self.host_w = host_w
         self._on_w = idle_w + host_w  # idle draw while on
-        self.commissioning = False
+        self._commissioning = False
+
+    @property
+    def commissioning(self) -> bool:
+        return self._commissioning
+
+    @commissioning.setter
+    def commissioning(self, on: bool) -> None:
+        self._commissioning = on
+        self._d._comm[self.rid] = on
 
     @property
     def drained(self) -> bool:
@@ -154,6 +164,9 @@ class FacilityDriver:
         led.tent_it_w = np.zeros(len(led.pue_of))
         self.ledger = led
         self._tent_of = np.asarray(led.tent_of, dtype=np.int64)
+        self._sorted = (np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty(1, np.int64))
+        self._comm = np.zeros(R, bool)  # commissioning (FastReplica.commissioning)
+        self._host_w = [rep.host_w for rep in sim.replicas]
         self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, self.K.REST_W]) - rep.host_w)
                          for r, rep in enumerate(sim.replicas)]
         self._retries = np.zeros(len(kernel.arr), np.int64)
@@ -167,6 +180,26 @@ class FacilityDriver:
     def shedding(self, on: bool) -> None:
         self.kernel.GI[self.K.SHED] = 1 if on else 0
 
+    # --- what the power manager reads (sim/engine/facility_procs.py), over the arrays ---------
+    def live_replicas(self) -> list[FastReplica]:
+        """Replicas that can serve now: not failed, commissioned."""
+        live = (self.kernel.S[:, self.K.DOWN] == 0) & ~self._comm
+        return [self.replicas[i] for i in np.flatnonzero(live).tolist()]
+
+    def hosts_on_w(self) -> float:
+        """What the hosts of the replicas that draw power now draw, W."""
+        h = self._host_w
+        return sum(h[i] for i in np.flatnonzero(self.ledger.rep_w > 0).tolist())
+
+    def min_cap_w(self) -> float:
+        """The lowest per-accelerator cap (NaN: none capped)."""
+        c = self.kernel.F[:, self.K.CAP]
+        return float(np.nanmin(c)) if not np.isnan(c).all() else math.nan
+
+    def drained_count(self) -> int:
+        """Replicas drained by the manager (not those commissioning)."""
+        return int(np.count_nonzero((self.kernel.S[:, self.K.DRN] != 0) & ~self._comm))
+
     # --- the ledger --------------------------------------------------------------------------
     def _walk(self, t_max: float) -> None:
         """The replicas' power changes up to t_max, into the ledger in time order."""
@@ -176,8 +209,11 @@ class FacilityDriver:
         led = self.ledger
         L = np.array([led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s,
                       led.peak_fac_w, led.battery_j, led.battery_used_j, led.supply_w, led.battery_w])
+        if len(self._sorted[0]) < n:  # the walk's scratch, kept (fresh pages cost a tent's run ~5%)
+            m = max(n, len(PW))
+            self._sorted = (np.empty(m), np.empty(m, np.int64), np.empty(m), np.empty(2 * m + 1, np.int64))
         rest = self.kernel.m._ledger_walk(PW, n, t_max, L, led.rep_w, self._tent_of, led.tent_it_w,
-                              np.asarray(led.pue_of, dtype=np.float64))
+                                          np.asarray(led.pue_of, dtype=np.float64), *self._sorted)
         (led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s, led.peak_fac_w,
          led.battery_j, led.battery_used_j) = (float(x) for x in L[:self.K.L_SUP])
         self.kernel.keep_rows(rest)
@@ -195,15 +231,21 @@ class FacilityDriver:
         self.fail_marks.append(now)
         if self.host is not None:
             self.host.on_fail(rep.rid)
+        k, K = self.kernel, self.K
+        avail = np.flatnonzero((k.S[:, K.DOWN] == 0) & (k.S[:, K.DRN] == 0))
+        # the routers' fallback while some replicas are unavailable: fewest outstanding requests,
+        # ties to the lowest index; each request routed changes only its target's count, so a
+        # heap over the available replicas gives each one's choice in O(log R)
+        heap = list(zip(k.S[avail, K.OUTREQ].tolist(), avail.tolist()))
+        heapq.heapify(heap)
         for j in out.tolist():
-            self._requeue(j, rep.rid, now)
+            self._requeue(j, rep.rid, now, heap)
 
-    def _requeue(self, j: int, failed: int, now: float) -> None:
+    def _requeue(self, j: int, failed: int, now: float, heap: list) -> None:
         k = self.kernel
         self._retries[j] += 1
         limit = self.fac.failures.retry_limit
-        avail = np.flatnonzero((k.S[:, self.K.DOWN] == 0) & (k.S[:, self.K.DRN] == 0))
-        if self._retries[j] > limit or len(avail) == 0:
+        if self._retries[j] > limit or not heap:
             k.RQ[j, self.K.RST] = self.K.R_GONE
             k.STATUS[j] = FAILED
             k.FIN[j] = now
@@ -213,9 +255,8 @@ class FacilityDriver:
         if k.central:  # back into the shared queue (only the per-step driver hosts this)
             self.host.to_shared(j)
             return
-        # the routers' fallback while some replicas are unavailable: fewest outstanding requests,
-        # ties to the lowest index
-        t = int(avail[np.argmin(k.S[avail, self.K.OUTREQ])])
+        n_out, t = heap[0]
+        heapq.heapreplace(heap, (n_out + 1, t))
         k.S[t, self.K.OUTTOK] += int(k.prompt[j] + k.output[j])
         k.S[t, self.K.OUTREQ] += 1
         k.REP[j] = t

@@ -41,7 +41,7 @@ except ImportError as exc:  # no numba: the kernel runs as plain Python (the per
 from sim.perf.power import _capped_with, at_clock
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, roofline_terms
-from sim.engine.recorder import COMPLETED, FAILED, REJECTED
+from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
 # The compiled forms of routers and schedulers, by their codes in sim/registry.py
 R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
@@ -68,11 +68,11 @@ QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
 N_QA = 6
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W = range(12)
-N_F = 12  # AGE: sjf's ageing_s; WSTEP: draw during the step in flight (W, all its accelerators and
+EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU = range(13)
+N_F = 13  # AGE: sjf's ageing_s; WSTEP: draw during the step in flight (W, all its accelerators and
 # its hosts); CAP: power cap per accelerator (W; NaN: none); REST_W: draw when not stepping (idle
 # accelerators and hosts; 0 when drained or down); HOST_W: what its hosts draw while it is on
-# DTF: duration of the step in flight. NB: no completion can be delivered before this time (a
+# DTF: duration of the step in flight; DTU: what it would last at full clock (DTF if uncapped). NB: no completion can be delivered before this time (a
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
@@ -388,6 +388,7 @@ def _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, row):
     e = now + dt
     F[r, EEND] = e
     F[r, DTF] = dt
+    F[r, DTU] = dt
     F[r, BUSY] += dt
     F[r, ESTEP] += watts * dt
     F[r, WSTEP] = watts
@@ -1023,6 +1024,8 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
     _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, True)
+    if cap_w == cap_w:
+        F[r, DTU] = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)[0]  # (a bound: _advance)
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
     return 1
@@ -1046,14 +1049,15 @@ def _next_delivery_bound(r, e, S, F, FH):
     preemption can shrink the batch) the next finish is decode step FH top, and every step
     until then lasts at least as long as the one in flight (step time grows with context);
     otherwise e. Shaded down so float rounding cannot make it late. Under a power cap the clock
-    changes with the batch's mix, so step times need not grow: no bound."""
-    if F[r, CAP] == F[r, CAP]:
-        return e
+    changes with the batch's mix, so capped step times need not grow; but no step is faster
+    than at full clock (at_clock: time falls with the clock and bandwidth), so the in-flight
+    step's time at full clock (DTU) bounds every later one, capped or not (a cap set or lifted
+    later leaves the bound valid)."""
     if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
             and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
         k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
         if k > 0 and (S[r, POL] == P_STATIC or S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1)):
-            return e + k * F[r, DTF] * (1.0 - 1e-6)
+            return e + k * F[r, DTU] * (1.0 - 1e-6)
     return e
 
 
@@ -1123,8 +1127,10 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                     used += g
                     if cap_w == cap_w:
                         dt, pw = _step_capped(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec, cap_w)
+                        dtu = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)[0]
                     else:
                         dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
+                        dtu = dt
                     watts = pw * tp + host
                     busy += dt
                     est += watts * dt
@@ -1142,6 +1148,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         _power(r, e, watts, PW, GI)
                     e = e1
                     F[r, DTF] = dt
+                    F[r, DTU] = dtu
                     F[r, WSTEP] = watts
                 bins[cur] += acc
                 S[r, DIT] = d
@@ -1168,11 +1175,109 @@ def _load(router, S, r):
     return S[r, OUTREQ]  # jsq; session_affinity for a new session
 
 
+# --- the routers' trees -------------------------------------------------------------------------
+# A load-reading router needs, at each arrival, every replica that may have changed what it reads
+# advanced to the arrival's time, then the least loaded one. Both come from min-trees over the
+# replicas (leaf r at P + r, P a power of two; padding +inf), rebuilt when _run starts (the
+# facility changes replicas between calls) and kept as _run advances and enqueues: O(log R) per
+# replica touched instead of a scan of all R per arrival.
+
+@njit(cache=True, _nrt=False, inline="always")
+def _adv_key(r, rt, S, F):
+    """The time from which replica r must be advanced before a router of kind rt reads it: a
+    step ending (least_kv reads free blocks, which every step changes) or the bound on its next
+    delivered completion (the others read outstanding work, which only completions lower)."""
+    if S[r, ST] == IDLE:
+        return np.inf
+    e = F[r, EEND]
+    if rt == R_LEAST_KV:
+        return e
+    nb = F[r, NB]
+    return nb if nb > e else e
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _load_key(r, rt, fb, S):
+    """What the router minimises for replica r (fb: the fallback while some replicas are
+    unavailable, which never picks one of them)."""
+    if fb:
+        return np.inf if (S[r, DOWN] or S[r, DRN]) else float(S[r, OUTREQ])
+    return float(_load(rt, S, r))
+
+
+@njit(cache=True, _nrt=False)
+def _tree_set(T, r, v):
+    P = T.shape[0] // 2
+    i = P + r
+    T[i] = v
+    i >>= 1
+    while i:
+        a = T[2 * i]
+        b = T[2 * i + 1]
+        T[i] = a if a <= b else b
+        i >>= 1
+
+
+@njit(cache=True, _nrt=False)
+def _tree_build(TA, TL, rt, fb, S, F):
+    R = S.shape[0]
+    P = TA.shape[0] // 2
+    for r in range(R):
+        TA[P + r] = _adv_key(r, rt, S, F)
+        TL[P + r] = _load_key(r, rt, fb, S)
+    for i in range(P - 1, 0, -1):
+        a = TA[2 * i]
+        b = TA[2 * i + 1]
+        TA[i] = a if a <= b else b
+        a = TL[2 * i]
+        b = TL[2 * i + 1]
+        TL[i] = a if a <= b else b
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _tree_fix(TA, TL, r, rt, fb, S, F):
+    """Replica r changed (advanced, or a request joined it): its leaves again."""
+    _tree_set(TA, r, _adv_key(r, rt, S, F))
+    _tree_set(TL, r, _load_key(r, rt, fb, S))
+
+
+@njit(cache=True, _nrt=False)
+def _tree_next(T, lo, x):
+    """The lowest leaf index >= lo whose value is <= x; -1 if none."""
+    P = T.shape[0] // 2
+    if lo >= P:
+        return -1
+    i = P + lo
+    while T[i] > x:
+        while i & 1:  # a right child: its parent's right neighbour comes next
+            i >>= 1
+        if i == 0:
+            return -1
+        i += 1
+    while i < P:  # down to the leftmost leaf at or below x
+        i = 2 * i
+        if T[i] > x:
+            i += 1
+    return i - P
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _tree_argmin(T):
+    """The leaf with the least value, the lowest index among equals."""
+    P = T.shape[0] // 2
+    i = 1
+    while i < P:
+        i = 2 * i
+        if T[i] > T[i + 1]:
+            i += 1
+    return i - P
+
+
 @njit(cache=True)
 def _scratch(R, cap, bsmax, ts_cap, pb_cap):
     """The event loops' working arrays: chunks of the step in flight, finish heaps, block-growth
-    counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), globals, and the
-    buffers that grow: the time series and the power rows for the facility's ledger."""
+    counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), globals, the
+    routers' two trees, and the buffers that grow: the time series and the power rows for the facility's ledger."""
     CH = np.zeros((R, cap, 2), np.int64)
     FH = np.zeros((R, cap), np.int64)
     CNT = np.zeros((R, bsmax), np.int64)
@@ -1182,9 +1287,14 @@ def _scratch(R, cap, bsmax, ts_cap, pb_cap):
     bins = np.zeros(N_BINS, np.float64)
     G = np.ones(1, np.float64)
     GI = np.zeros(N_GI, np.int64)
+    P = 1
+    while P < R:
+        P *= 2
+    TA = np.full(2 * P, np.inf)  # the routers' trees (_tree_*): when each replica must be advanced
+    TL = np.full(2 * P, np.inf)  # and what a load-reading router minimises
     ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32),
           np.empty((max(pb_cap, 16), 3), np.float64))
-    return (CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI), ts
+    return (CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL), ts
 
 
 @njit(cache=True, _nrt=False)
@@ -1194,8 +1304,8 @@ def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
     instant's step ends and plans come first) and j, if still live, is cancelled and fails.
     0: done; TS_FULL: grow the buffers and call again (nothing was cancelled)."""
     k = REP[j]
-    if k < 0 or STATUS[j] == REJECTED:
-        return 0
+    if k < 0 or STATUS[j] != IN_FLIGHT:
+        return 0  # (completed: its replica delivered it before td, up to which it has been run)
     if _advance(k, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN, STATUS,
                 bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, True, KC, SV) == TS_FULL:
         return TS_FULL
@@ -1232,13 +1342,20 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
     Without reference counting (_nrt=False), so no call in the loop costs atomic increments."""
     n = arr.shape[0]
     R = S.shape[0]
-    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
     tsf, tsi, PW = ts
     now = Df[0]
     i = D[0]
     rr = D[1]
     dj = D[2]  # the next request whose deadline is pending
     entered = D[3]  # requests whose arrival was processed
+    # while some replicas are down, drained or commissioning (which changes only between calls):
+    # the rest, by fewest outstanding requests (the per-step driver's fallback too)
+    fb = GI[NAV] < R
+    rt = R_JSQ if fb else router
+    tree = R > 1 and rt != R_ROUND_ROBIN and rt != R_POWER_OF_TWO  # routing reads loads: the trees
+    if tree:
+        _tree_build(TA, TL, rt, fb, S, F)
     while i < n:
         target = arr[i] + d0
         t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
@@ -1254,6 +1371,8 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
                        SV) == TS_FULL:
                 full = True
                 break
+            if tree and REP[dj] >= 0:
+                _tree_fix(TA, TL, REP[dj], rt, fb, S, F)
             dj += 1
         if full:
             return _pause(D, Df, i, rr, dj, entered, prev)
@@ -1274,50 +1393,37 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
             continue
         si = sess[j] if router == R_AFFINITY else -1
         set_home = False
-        # while some replicas are down, drained or commissioning: the rest, by fewest outstanding
-        # requests (the per-step driver's fallback too)
-        fb = nav < R
-        rt = R_JSQ if fb else router
         if not fb and (router == R_ROUND_ROBIN or R == 1):
             k = 0 if R == 1 else rr % R
             rr += 1
         elif not fb and si >= 0 and home[si] >= 0:
             k = home[si]  # the session's replica: no load is read
-        else:
-            for r in range(R):
-                if rt == R_POWER_OF_TWO and r != pairs[j, 0] and r != pairs[j, 1]:
-                    continue  # power_of_two reads two replicas
-                if S[r, ST] == IDLE or F[r, EEND] > now or (rt != R_LEAST_KV and F[r, NB] > now):
+        elif rt == R_POWER_OF_TWO:  # reads two replicas: those advanced first (in index order)
+            a = pairs[j, 0]
+            b = pairs[j, 1]
+            for q in range(2 if a != b else 1):
+                r = min(a, b) if q == 0 else max(a, b)
+                if S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now:
                     continue  # what the router reads cannot have changed before this arrival
                 if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
                             FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
-                    full = True
-                    break
-            if full:
-                return _pause(D, Df, j, rr, dj, j, prev)
-            if rt == R_POWER_OF_TWO:
-                a = pairs[j, 0]
-                b = pairs[j, 1]
-                ra = S[a, OUTREQ]
-                rb = S[b, OUTREQ]
-                k = a if (ra < rb or (ra == rb and a <= b)) else b
-            else:
-                # fewest outstanding tokens, fewest outstanding requests (jsq, and new sessions),
-                # or most free KV blocks; ties to the lowest index
-                k = 0
-                best = _load(rt, S, 0)
-                if fb:  # an unavailable replica never wins
-                    k = -1
-                    for r in range(R):
-                        if not (S[r, DOWN] or S[r, DRN]) and (k < 0 or S[r, OUTREQ] < best):
-                            k = r
-                            best = S[r, OUTREQ]
-                else:
-                    for r in range(1, R):
-                        v = _load(rt, S, r)
-                        if v < best:
-                            k = r
-                            best = v
+                    return _pause(D, Df, j, rr, dj, j, prev)
+            ra = S[a, OUTREQ]
+            rb = S[b, OUTREQ]
+            k = a if (ra < rb or (ra == rb and a <= b)) else b
+        else:
+            # every replica whose load may have changed before this arrival, advanced in index
+            # order (the order of their energy and power rows), then the least loaded: fewest
+            # outstanding tokens, fewest outstanding requests (jsq, new sessions, the fallback),
+            # or most free KV blocks; ties to the lowest index
+            r = _tree_next(TA, 0, now)
+            while r >= 0:
+                if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
+                            FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+                    return _pause(D, Df, j, rr, dj, j, prev)
+                _tree_fix(TA, TL, r, rt, fb, S, F)
+                r = _tree_next(TA, r + 1, now)
+            k = _tree_argmin(TL)
             if si >= 0 and not fb:
                 home[si] = k
                 set_home = True
@@ -1333,6 +1439,8 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
         S[k, OUTREQ] += 1
         REP[j] = k
         _enqueue(k, j, now, S, F, RQ, QA, prompt)
+        if tree:
+            _tree_fix(TA, TL, k, rt, fb, S, F)
     D[0] = i  # (every arrival up to T is done: a call again resumes after them)
     D[1] = rr
     D[3] = entered
@@ -1387,7 +1495,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
     n = arr.shape[0]
     R = S.shape[0]
     W, ts = _scratch(R, cap, bsmax, ts_cap, 0)
-    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI = W
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
     seq = 0
     ai = 0  # next arrival
     a_now = 0.0  # the arrival process's clock
@@ -1610,11 +1718,74 @@ N_L = 11
 
 
 @njit(cache=True)
-def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of):
+def _time_sorted(PW, n, ts, rs, ws, fill):
+    """The rows PW[:n] in time order, equal times in the order written (a stable sort), into the
+    columns ts (time), rs (replica), ws (watts), scratch of at least n (fill: 2n + 1): by a
+    counting sort into buckets over the time range, two per row (the rows are nearly in order
+    and evenly spread, a step's row per replica), then one insertion pass, which moves rows only
+    within their bucket. What a stable argsort gives, at a fraction of its cost on a tent's
+    millions of rows (measured: 14 against 49 ns a row)."""
+    if n == 0:
+        return
+    t0 = PW[0, 0]
+    t1 = t0
+    for q in range(n):
+        t = PW[q, 0]
+        if t < t0:
+            t0 = t
+        if t > t1:
+            t1 = t
+    nb = 2 * n
+    scale = (nb - 1) / (t1 - t0) if t1 > t0 else 0.0  # t -> bucket is monotone: buckets keep time order
+    fill[:nb + 1] = 0
+    for q in range(n):
+        fill[min(nb - 1, int((PW[q, 0] - t0) * scale)) + 1] += 1
+    crowd = 0
+    for b in range(nb):
+        c = fill[b + 1]
+        if c > crowd:
+            crowd = c
+        fill[b + 1] += fill[b]
+    for q in range(n):  # in the order written
+        b = min(nb - 1, int((PW[q, 0] - t0) * scale))
+        p = fill[b]
+        fill[b] = p + 1
+        ts[p] = PW[q, 0]
+        rs[p] = int(PW[q, 1])
+        ws[p] = PW[q, 2]
+    if crowd > 64:  # an uneven spread: a stable sort of the bucketed rows instead
+        o = np.argsort(ts[:n], kind="mergesort")
+        t_ = ts[:n][o]
+        r_ = rs[:n][o]
+        w_ = ws[:n][o]
+        ts[:n] = t_
+        rs[:n] = r_
+        ws[:n] = w_
+        return
+    for q in range(1, n):  # stable: only strictly later times move
+        t = ts[q]
+        if ts[q - 1] <= t:
+            continue
+        r = rs[q]
+        w = ws[q]
+        p = q - 1
+        while p >= 0 and ts[p] > t:
+            ts[p + 1] = ts[p]
+            rs[p + 1] = rs[p]
+            ws[p + 1] = ws[p]
+            p -= 1
+        ts[p + 1] = t
+        rs[p + 1] = r
+        ws[p + 1] = w
+
+
+@njit(cache=True)
+def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, fill):
     """Apply the power rows PW[:n] with time <= t_max to the ledger in time order (rows of one
     time in the order they were written): Ledger.set_power for each, with Ledger._deficit's
-    battery and over-supply rule. Returns the rows not applied (later than t_max), packed."""
-    order = np.argsort(PW[:n, 0], kind="mergesort")
+    battery and over-supply rule. Returns the rows not applied (later than t_max), packed.
+    ts, rs, ws, fill: _time_sorted's scratch."""
+    _time_sorted(PW, n, ts, rs, ws, fill)
     now = L[L_NOW]
     it_w = L[L_IT]
     fac_w = L[L_FAC]
@@ -1628,13 +1799,12 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of):
     bat_w = L[L_BATW]
     q = 0
     while q < n:
-        row = order[q]
-        t = PW[row, 0]
+        t = ts[q]
         if t > t_max:
             break
+        r = rs[q]
+        w = ws[q]
         q += 1
-        r = int(PW[row, 1])
-        w = PW[row, 2]
         dt = t - now
         if dt > 0:
             e_it += it_w * dt
@@ -1669,7 +1839,9 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of):
     L[L_BATU] = bat_u
     rest = np.empty((n - q, 3), np.float64)
     for p in range(q, n):
-        rest[p - q] = PW[order[p]]
+        rest[p - q, 0] = ts[p]
+        rest[p - q, 1] = rs[p]
+        rest[p - q, 2] = ws[p]
     return rest
 
 

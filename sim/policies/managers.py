@@ -17,6 +17,7 @@ supply (W, battery included). `fac` is the facility's narrow interface:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 
@@ -26,12 +27,21 @@ def min_cap_w(hw: Any) -> float:
     return max(hw.idle_w, 0.3 * hw.tdp_w)
 
 
+@lru_cache(maxsize=64)
+def _limits_w(idle_w: float, tdp_w: float, tp: int) -> tuple[float, float]:
+    """(floor, full) of a replica, W for all its accelerators (a manager reads them for every
+    replica at every interval: from this cache, not the config's attributes)."""
+    return max(idle_w, 0.3 * tdp_w) * tp, tdp_w * tp
+
+
 def _floor_w(r: Any) -> float:
-    return min_cap_w(r.pool.hardware) * r.pool.tp
+    hw = r.pool.hardware
+    return _limits_w(hw.idle_w, hw.tdp_w, r.pool.tp)[0]
 
 
 def _full_w(r: Any) -> float:
-    return r.pool.hardware.tdp_w * r.pool.tp
+    hw = r.pool.hardware
+    return _limits_w(hw.idle_w, hw.tdp_w, r.pool.tp)[1]
 
 
 class Manager:
