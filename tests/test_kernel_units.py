@@ -65,11 +65,12 @@ def test_time_sort_is_the_stable_argsort(times):
     assert (ts == PW[ref, 0]).all() and (ws == PW[ref, 2]).all()
 
 
-def test_time_sort_of_a_crowded_spread_and_of_nearly_sorted_rows():
+def test_time_sort_of_a_crowded_spread_nearly_sorted_rows_and_a_subnormal_span():
     rng = np.random.default_rng(3)
     crowded = np.concatenate([np.zeros(500), rng.exponential(size=500) ** 4])  # one bucket holds most
     nearly = np.sort(rng.random(5000)) + rng.random(5000) * 1e-3  # a step's row per replica, jittered
-    for times in (crowded, nearly):
+    tiny = np.array([0.0, 5e-324, 0.0, 1e-310])  # a span too small to divide by
+    for times in (crowded, nearly, tiny):
         ts, rs, ws, ref, PW = sort_case(times)
         assert (rs == ref).all()
 

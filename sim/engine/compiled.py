@@ -63,7 +63,8 @@ COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 
 
 ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", "_evacuate", "_enqueue",
                 "_set_rest", "_wake", "_ledger_walk",  # the fast driver's calls from Python
-                "_commit", "_plan", "_sleep", "_idle_until", "_cancel", "_q_push", "_grow_ts",  # the per-step driver's
+                "_commit", "_plan", "_sleep", "_idle_until", "_cancel", "_q_push", "_grow_ts", "_queue_key",
+                "_buffers_full",  # the per-step driver's
                 "_plan_policy", "_launch", "_q_head", "_peek_hits", "_admit", "_grow")  # a plug-in scheduler's
 
 

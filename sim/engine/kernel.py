@@ -536,6 +536,23 @@ def _append(r, i, head, tail, S, RQ):
     S[r, tail] = i
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _queue_key(k, j, S, RQ, QA, prompt):
+    """Request j's key in replica k's queue (its queue row's discipline; the shared queue is
+    row 0): class priority and arrival for `priority`; tokens to prefill (the prompt and what it
+    generated before a preemption) and arrival for `sjf`; unused by the FIFO disciplines."""
+    if S[S[k, QROW], POL] == P_PRIORITY:
+        return QA[j, QKEY]
+    return ((prompt[j] + RQ[j, GEN]) << 32) | j
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _buffers_full(ts_on, GI, tsf, PW):
+    """Whether the time series or the power rows lack room for what a step or a sleep writes
+    (the caller grows them with _grow_ts)."""
+    return (ts_on and GI[TS_N] + 2 > tsf.shape[0]) or (GI[FAC] != 0 and GI[PB_N] + 8 >= PW.shape[0])
+
+
 @njit(cache=True, _nrt=False)
 def _q_push(r, i, front, key, S, RQ, QA):
     """Queue request i at replica r: at the back (an arrival) or the front (a preempted
@@ -712,13 +729,7 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
     RQ[v, DONE] = 0
     RQ[v, HELD] = 0
     PRE[v] += 1
-    qpol = S[S[r, QROW], POL]
-    key = 0  # a FIFO queue has no key (QA is then a one-row placeholder: never index it)
-    if qpol == P_PRIORITY:
-        key = QA[v, QKEY]  # class, arrival
-    elif qpol == P_SJF:
-        key = ((prompt[v] + RQ[v, GEN]) << 32) | v  # tokens to recompute, arrival
-    _q_push(r, v, True, key, S, RQ, QA)
+    _q_push(r, v, True, _queue_key(r, v, S, RQ, QA, prompt), S, RQ, QA)
 
 
 @njit(cache=True, _nrt=False)
@@ -1075,7 +1086,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, NB] = np.inf
             return 0
         e = F[r, EEND]
-        if (ts_on and GI[TS_N] + 2 > tsf.shape[0]) or (GI[FAC] and GI[PB_N] + 8 >= PW.shape[0]):
+        if _buffers_full(ts_on, GI, tsf, PW):
             return TS_FULL
         if st == WAKE:
             if e > T or (e == T and not wake_at_T):
@@ -1547,8 +1558,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
                     STATUS[i] = REJECTED
                 else:
                     REP[i] = 0  # entered (the table names the replica that completes it, at the end)
-                    key = QA[i, QKEY] if S[0, POL] == P_PRIORITY else (prompt[i] << 32) | i
-                    _q_push(0, i, False, key, S, RQ, QA)
+                    _q_push(0, i, False, _queue_key(0, i, S, RQ, QA, prompt), S, RQ, QA)
                     for r in range(R):
                         if S[r, ST] == IDLE:  # wake the first idle replica
                             S[r, ST] = WAKE
@@ -1678,8 +1688,7 @@ def _enqueue(k, j, t, S, F, RQ, QA, prompt):
     if RQ[j, RST] == R_GONE:
         return
     RQ[j, RST] = R_WAITING
-    key = QA[j, QKEY] if S[k, POL] == P_PRIORITY else ((prompt[j] + RQ[j, GEN]) << 32) | j
-    _q_push(k, j, False, key, S, RQ, QA)
+    _q_push(k, j, False, _queue_key(k, j, S, RQ, QA, prompt), S, RQ, QA)
     if S[k, POL] == P_PRIORITY or S[k, POL] == P_SJF:
         S[k, QBLK] = 0  # the new request may be the head now
     if S[k, ST] == IDLE and not S[k, DOWN]:
@@ -1737,6 +1746,8 @@ def _time_sorted(PW, n, ts, rs, ws, fill):
             t1 = t
     nb = 2 * n
     scale = (nb - 1) / (t1 - t0) if t1 > t0 else 0.0  # t -> bucket is monotone: buckets keep time order
+    if not scale < 1e300:
+        scale = 0.0  # a span too small to divide (subnormal): one bucket, sorted below
     fill[:nb + 1] = 0
     for q in range(n):
         fill[min(nb - 1, int((PW[q, 0] - t0) * scale)) + 1] += 1

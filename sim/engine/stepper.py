@@ -331,7 +331,7 @@ class StepDriver:
         """Room in the growing buffers for the rows a plan or a sleep writes."""
         k, m = self.k, self.m
         tsf, _tsi, PW = k.ts
-        if (k.ts_on and k.GI[m.TS_N] + 2 > tsf.shape[0]) or (k.GI[m.FAC] and k.GI[m.PB_N] + 8 >= PW.shape[0]):
+        if m._buffers_full(k.ts_on, k.GI, tsf, PW):
             k.ts = m._grow_ts(k.ts, k.GI)
 
     def _maybe_end(self) -> None:
@@ -494,8 +494,7 @@ class StepDriver:
         k, m = self.k, self.m
         S = k.S
         k.RQ[j, m.RST] = m.R_WAITING
-        key = k.QA[j, m.QKEY] if S[0, m.POL] == m.P_PRIORITY else ((k.prompt[j] + k.RQ[j, m.GEN]) << 32) | j
-        m._q_push(0, j, False, key, S, k.RQ, k.QA)
+        m._q_push(0, j, False, m._queue_key(0, j, S, k.RQ, k.QA, k.prompt), S, k.RQ, k.QA)
         for r in range(S.shape[0]):
             if S[r, m.ST] == m.IDLE and not (S[r, m.DOWN] or S[r, m.DRN]):
                 k.wake(r, self.env.now)
