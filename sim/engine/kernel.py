@@ -1126,8 +1126,13 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 edge = (cur + 1) * w
                 acc = 0.0
                 res = (1 - (d + 1)) % bs  # residue class that opens a block at step d + 1
+                # (the step's figures and the power rows' count stay in registers: stored once, after)
+                pbn = GI[PB_N]
+                dt = F[r, DTF]
+                dtu = F[r, DTU]
+                watts = F[r, WSTEP]
                 while e <= T and d + 1 < top:
-                    if fac and GI[PB_N] >= pb_room:  # the check above returns TS_FULL then
+                    if fac and pbn >= pb_room:  # the check above returns TS_FULL then
                         break  # committed up to step d; the caller grows the buffer and resumes
                     d += 1  # step d is done; plan step d + 1 at e
                     res = res - 1 if res > 0 else bs - 1  # (1 - (d + 1)) mod bs, without a division
@@ -1155,13 +1160,17 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         w = G[BIN_W]
                         cur = int(e1 / w)
                         edge = (cur + 1) * w
-                    if fac:
-                        _power(r, e, watts, PW, GI)
+                    if fac:  # _power's row
+                        PW[pbn, 0] = e
+                        PW[pbn, 1] = r
+                        PW[pbn, 2] = watts
+                        pbn += 1
                     e = e1
-                    F[r, DTF] = dt
-                    F[r, DTU] = dtu
-                    F[r, WSTEP] = watts
                 bins[cur] += acc
+                GI[PB_N] = pbn
+                F[r, DTF] = dt
+                F[r, DTU] = dtu
+                F[r, WSTEP] = watts
                 S[r, DIT] = d
                 S[r, USED] = used
                 F[r, BUSY] = busy
