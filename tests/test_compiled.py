@@ -280,14 +280,42 @@ def test_analytic_service_runs_compiled_and_equal(dist, router, replicas, timeou
 
 def test_compiled_refuses_what_it_does_not_model():
     tent = REPO / "scenarios" / "tent.toml"
-    shared = 'router.policy="central_queue"'
-    sc = load(tent, ['run.engine="compiled"', "workload.duration_s=5", shared])
+    reference = "run.fast_forward=false"  # the per-iteration reference mode
+    sc = load(tent, ['run.engine="compiled"', "workload.duration_s=5", reference])
     with pytest.raises(ScenarioError) as e:
         Simulation(sc).run()
-    assert "run.engine" in str(e.value) and "[facility]" in str(e.value)
-    # auto picks SimPy for it, and the compiled engine for the tent as shipped
-    assert Simulation(load(tent, ["workload.duration_s=5", shared])).run().engine == "simpy"
+    assert "run.engine" in str(e.value) and "fast_forward" in str(e.value)
+    # auto picks SimPy for it, and the compiled engine for the tent, with a shared queue too
+    assert Simulation(load(tent, ["workload.duration_s=5", reference])).run().engine == "simpy"
     assert Simulation(load(tent, ["workload.duration_s=5"])).run().engine == "compiled"
+    shared = load(tent, ["workload.duration_s=5", 'router.policy="central_queue"'])
+    assert Simulation(shared).run().engine == "compiled"
+
+
+def test_the_build_compiles_every_entry_point():
+    """The session's warm-up (conftest) ran build_compiled: every function the drivers call from
+    Python is in numba's cache, or every later process would say it is compiling."""
+    from sim.engine import compiled
+
+    compiled._FOUND = False
+    assert compiled._cached()
+
+
+def test_central_queue_with_a_facility_equals_the_per_step_driver():
+    """The shared queue couples every replica at every step; with the facility's barriers, node
+    failures (requests re-queued into the shared queue), client timeouts and drains."""
+    sets = ["workload.duration_s=40", 'router.policy="central_queue"', "failures.node_mtbf_h=0.005",
+            "failures.node_repair_h=0.003", "workload.timeout_s=8", 'facility.manager.policy="drain"',
+            "facility.tents.0.it_limit_mw=0.05"]
+    tent = REPO / "scenarios" / "tent.toml"
+    fast = Simulation(load(tent, sets + ['run.engine="compiled"'])).run()
+    ref = Simulation(load(tent, sets + ['run.engine="simpy"'])).run()
+    assert fast.engine == "compiled" and ref.engine == "simpy"
+    assert fast.facility.node_failures > 0 and (fast.requests.status == 3).any()  # failed: timeouts, nodes
+    for f in ("first_token_s", "start_s", "finish_s", "status", "replica", "preemptions"):
+        assert np.array_equal(getattr(fast.requests, f), getattr(ref.requests, f)), f
+    assert fast.ledger.energy_it_j == pytest.approx(ref.ledger.energy_it_j, rel=1e-12)
+    assert fast.ledger.peak_fac_w == ref.ledger.peak_fac_w
 
 
 def test_without_numba_the_kernel_runs_as_python_on_the_per_step_driver(monkeypatch):

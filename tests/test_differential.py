@@ -47,8 +47,6 @@ def _scenario(d: dict) -> dict:
         raw["run"]["horizon_s"] = d["horizon"]
     f = d["facility"]
     if f is not None:
-        if raw["router"]["policy"] == "central_queue":  # not with a facility on the compiled driver
-            raw["router"]["policy"] = "jsq"
         for k, p in enumerate(pools):
             p["tent"], p["priority"] = "t", k
         full_mw = sum(p["replicas"] * p["tp"] for p in pools) * (700 + 300) * 1.4 / 1e6  # TDP + host, x PUE

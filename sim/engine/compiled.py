@@ -6,9 +6,8 @@ millions of requests; and what both drivers share around the kernel: which kerne
 Both drivers give every request the same first-token, start and finish times, status and
 preemption count (tests/test_differential.py, bit for bit): they call the same transitions and
 differ only in when; the time series differ (one sample per planned step here, per step there)
-and the energy bins' float rounding. What the fast driver does not host (central_queue with a
-[facility], plug-ins in plain Python, `run.fast_forward = false`) runs on the per-step driver;
-`supported()` says why.
+and the energy bins' float rounding. What the fast driver does not host (plug-ins in plain
+Python, `run.fast_forward = false`) runs on the per-step driver; `supported()` says why.
 """
 
 from __future__ import annotations
@@ -35,8 +34,6 @@ def supported(sc: Any, wl: Any) -> list[str]:
     why = []
     if NUMBA_ERROR is not None:
         why.append(f"numba cannot be imported ({NUMBA_ERROR})")
-    if sc.facility is not None and sc.router.policy == "central_queue":
-        why.append("router.policy = 'central_queue' with a [facility]")
     if sc.router.policy not in ROUTERS.compiled_names() and sc.router.policy != "central_queue":
         kind = "a plug-in in plain Python" if ROUTERS.is_plugin(sc.router.policy) else "not compiled"
         why.append(f"router.policy = {sc.router.policy!r} ({kind}; compiled: {', '.join(ROUTERS.compiled_names())})")
@@ -63,7 +60,7 @@ COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about 
 
 ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", "_evacuate", "_enqueue",
                 "_set_rest", "_wake", "_ledger_walk",  # the fast driver's calls from Python
-                "_commit", "_plan", "_sleep", "_idle_until", "_cancel", "_q_push", "_grow_ts", "_queue_key",
+                "_commit", "_plan", "_sleep", "_idle_until", "_cancel", "_to_shared", "_grow_ts",
                 "_buffers_full",  # the per-step driver's
                 "_plan_policy", "_launch", "_q_head", "_peek_hits", "_admit", "_grow")  # a plug-in scheduler's
 
@@ -173,8 +170,14 @@ class Kernel:
         since (the facility's many events at one instant) there is nothing to do."""
         if T == self._at:
             return
-        while self.m._run(T, *self.args, self.ts, self.D, self.Df) == K.TS_FULL:
-            self.ts = self.m._grow_ts(self.ts, self.GI)
+        if self.central:
+            self.ts = self.m._run_shared(T, self.arr, self.prompt, self.output, self.d0, self.fit, self.S, self.F,
+                                         self.PC, self.RQ, self.RA, self.QA, self.FIRST, self.START, self.FIN,
+                                         self.STATUS, self.REP, self.PRE, self.RSN, self.ts_on, self.horizon,
+                                         self.timeout, self.KC, self.SV, self.W, self.ts, self.D, self.Df)
+        else:
+            while self.m._run(T, *self.args, self.ts, self.D, self.Df) == K.TS_FULL:
+                self.ts = self.m._grow_ts(self.ts, self.GI)
         self._at = T
 
     def evacuate(self, r: int, t: float) -> np.ndarray:
@@ -193,7 +196,12 @@ class Kernel:
 
     def wake(self, r: int, t: float) -> None:
         self._at = None
-        self.m._wake(r, t, self.S, self.F)
+        self.m._wake(r, t, self.S, self.F, self.D)
+
+    def to_shared(self, j: int, t: float) -> int:
+        """central_queue: request j joins the shared queue at t; the replica it woke, or -1."""
+        self._at = None
+        return int(self.m._to_shared(j, t, self.S, self.F, self.RQ, self.QA, self.prompt, self.D))
 
     def power_rows(self) -> tuple[np.ndarray, int]:
         return self.ts[2], int(self.GI[PB_N])
@@ -301,8 +309,8 @@ def prepare(sim: Any, m: Any) -> Kernel:
     W, ts = m._scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0)
     RSN = np.zeros(n, np.int8)
     home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
-    D = np.zeros(4, np.int64)
-    Df = np.zeros(1, np.float64)
+    D = np.zeros(6, np.int64)  # the event loop's position (_run, _run_shared)
+    Df = np.zeros(2, np.float64)
     W[8][NAV] = R
     W[8][SHARED] = 1 if central else 0
     if fac is not None:
@@ -311,7 +319,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
             sess, home, S, F, PC, RQ, np.zeros(n, np.int64), QA, tb.first_token_s, tb.start_s, tb.finish_s,
             tb.status, tb.replica, tb.preemptions, RSN, ts_on, hz, timeout, KC, SV, W)
     k = Kernel(args, ts, D, Df, m)
-    k.central, k.cap, k.bsmax, k.ts_cap = central, cap, bsmax, ts_cap
+    k.central = central
     return k
 
 
@@ -319,17 +327,8 @@ def run(sim: Any) -> Any:
     """Run a Simulation (sim/engine/simulation.py) on the compiled (fast) driver; its Result."""
     wall0 = time.perf_counter()
     k = prepare(sim, kernel_module(sim))
-    m = k.m
     drv = None
-    if k.central:
-        clock, bins, bin_w, k.ts, rows = m._run_shared(
-            k.arr, k.prompt, k.output, k.d0, k.fit, k.S, k.F, k.PC, k.RQ, k.RA, k.QA, k.cap, k.bsmax, k.FIRST,
-            k.START, k.FIN, k.STATUS, k.REP, k.PRE, k.ts_on, k.ts_cap, k.horizon, k.timeout, k.KC, k.SV)
-        k.bins = bins
-        k.G[BIN_W] = bin_w
-        k.GI[TS_N] = rows
-        k.Df[0] = clock
-    elif sim.fac is None:
+    if sim.fac is None:
         k.run_until(np.inf)
     else:
         from sim.engine.fast_facility import FacilityDriver

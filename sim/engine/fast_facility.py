@@ -252,8 +252,10 @@ class FacilityDriver:
             k.RSN[j] = self.K.RS_NODE
             self.node_failed[j] = (failed, int(self._retries[j]) - 1)
             return
-        if k.central:  # back into the shared queue (only the per-step driver hosts this)
-            self.host.to_shared(j)
+        if k.central:  # back into the shared queue
+            r = k.to_shared(j, now)
+            if r >= 0:
+                self.poke(r)
             return
         n_out, t = heap[0]
         heapq.heapreplace(heap, (n_out + 1, t))

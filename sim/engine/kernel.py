@@ -1263,7 +1263,7 @@ def _tree_fix(TA, TL, r, rt, fb, S, F):
 
 @njit(cache=True, _nrt=False)
 def _tree_next(T, lo, x):
-    """The lowest leaf index >= lo whose value is <= x; -1 if none."""
+    """The lowest leaf index >= lo whose value is <= x (finite: the padding is +inf); -1 if none."""
     P = T.shape[0] // 2
     if lo >= P:
         return -1
@@ -1504,36 +1504,39 @@ def _grow_ts(ts, GI):
 
 
 @njit(cache=True)
-def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, FIRST, START, FIN, STATUS, REP, PRE,
-                ts_on, ts_cap, horizon, timeout, KC, SV):
+def _run_shared(T, arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN,
+                ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
     """central_queue: every replica pulls from one queue (row 0's), so every plan couples the
     replicas and events are handled one at a time in SimPy's order: by time, then priority
     (step ends, wake-ups and arrivals before client deadlines), then when they were scheduled
-    (S[r, SEQ]; the arrival process's next timeout is scheduled after an arrival's wake-up).
-    An arrival joins the queue and wakes the first idle replica. Returns as
-    _run does."""
+    (S[r, SEQ], from the count D[4]; the arrival process's next timeout, scheduled after an
+    arrival's wake-up, has D[5]). An arrival joins the queue and wakes the first idle replica
+    that can take work (_to_shared). Up to a barrier at T (inf: to the end), as _run: every event
+    at or before T has happened, and the loop's position is kept in D (next arrival, -, next
+    deadline, arrivals processed, the scheduling count, the next arrival's; D[1]: started) and Df (the arrival
+    process's clock, the next arrival's time), so the next call resumes it; the facility acts
+    between calls. Grows the buffers itself: returns ts, maybe new."""
     n = arr.shape[0]
     R = S.shape[0]
-    W, ts = _scratch(R, cap, bsmax, ts_cap, 0)
     CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
-    seq = 0
-    ai = 0  # next arrival
-    a_now = 0.0  # the arrival process's clock
-    a_time = np.inf
-    a_seq = 0
-    if n > 0:
-        target = arr[0] + d0
-        a_time = a_now + (target - a_now) if target > a_now else a_now
-        a_seq = seq
-        seq += 1
-    dj = 0
-    entered = 0
+    ai = D[0]  # next arrival
+    dj = D[2]
+    entered = D[3]
+    a_now = Df[0]  # the arrival process's clock
+    if D[1] == 0:  # the first call: the first arrival's timeout
+        D[1] = 1
+        Df[1] = np.inf
+        if n > 0:
+            target = arr[0] + d0
+            Df[1] = a_now + (target - a_now) if target > a_now else a_now
+            D[5] = D[4]
+            D[4] += 1
     while True:
-        if ts_on and GI[TS_N] + 4 > ts[0].shape[0]:
+        if (ts_on and GI[TS_N] + 4 > ts[0].shape[0]) or (GI[FAC] != 0 and GI[PB_N] + 64 > ts[2].shape[0]):
             ts = _grow_ts(ts, GI)
         tsf, tsi, PW = ts
-        best = a_time if ai < n else np.inf
-        best_seq = a_seq
+        best = Df[1] if ai < n else np.inf
+        best_seq = D[5]
         who = -1 if ai < n else -2
         for r in range(R):
             st = S[r, ST]
@@ -1544,7 +1547,7 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
                     best_seq = S[r, SEQ]
                     who = r
         # a client deadline before the next event (one at the same instant comes after it)
-        if dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout < best:
+        if dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout < best and arr[dj] + timeout <= T:
             j = dj
             dj += 1
             td = arr[j] + timeout
@@ -1554,34 +1557,34 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
                 STATUS[j] = FAILED
                 FIN[j] = td
             continue
-        if who == -2 or best >= horizon:
+        if who == -2 or best >= horizon or best > T:
             break
         if who == -1:  # arrivals: this one and any at the same instant (no timeout in between)
-            now = a_time
+            now = Df[1]
             a_now = now
             while True:
                 i = ai
                 ai += 1
                 entered = ai
-                if prompt[i] + output[i] > fit:
+                if GI[SHED]:
                     STATUS[i] = REJECTED
+                    RSN[i] = RS_POWER
+                elif prompt[i] + output[i] > fit:
+                    STATUS[i] = REJECTED
+                elif GI[NAV] == 0:
+                    RQ[i, RST] = R_GONE  # its deadline finds it gone
+                    STATUS[i] = REJECTED
+                    RSN[i] = RS_NO_CAPACITY
                 else:
                     REP[i] = 0  # entered (the table names the replica that completes it, at the end)
-                    _q_push(0, i, False, _queue_key(0, i, S, RQ, QA, prompt), S, RQ, QA)
-                    for r in range(R):
-                        if S[r, ST] == IDLE:  # wake the first idle replica
-                            S[r, ST] = WAKE
-                            F[r, EEND] = now
-                            S[r, SEQ] = seq
-                            seq += 1
-                            break
+                    _to_shared(i, now, S, F, RQ, QA, prompt, D)
                 if ai >= n or arr[ai] + d0 > now:
                     break
             if ai < n:
                 target = arr[ai] + d0
-                a_time = now + (target - now)
-                a_seq = seq
-                seq += 1
+                Df[1] = now + (target - now)
+                D[5] = D[4]
+                D[4] += 1
             continue
         r = who
         e = best
@@ -1593,9 +1596,27 @@ def _run_shared(arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, cap, bsmax, 
                  QA, arr, KC, SV) == 0:
             _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
         else:
-            S[r, SEQ] = seq
-            seq += 1
-    return a_now, bins, G[BIN_W], ts, GI[TS_N]
+            S[r, SEQ] = D[4]
+            D[4] += 1
+    D[0] = ai
+    D[2] = dj
+    D[3] = entered
+    Df[0] = a_now
+    return ts
+
+
+@njit(cache=True, _nrt=False)
+def _to_shared(j, t, S, F, RQ, QA, prompt, D):
+    """central_queue: request j joins the shared queue (at the back: an arrival, or a request
+    re-routed after a node failure) and wakes the first idle replica that can take work, which
+    it returns (-1: none)."""
+    RQ[j, RST] = R_WAITING
+    _q_push(0, j, False, _queue_key(0, j, S, RQ, QA, prompt), S, RQ, QA)
+    for r in range(S.shape[0]):
+        if S[r, ST] == IDLE and not (S[r, DOWN] or S[r, DRN]):
+            _wake(r, t, S, F, D)
+            return r
+    return -1
 
 
 # --- the facility's actions (called from the driver at a barrier: sim/engine/fast_facility.py) ---
@@ -1722,12 +1743,15 @@ def _set_rest(r, t, watts, S, F, bins, G):
 
 
 @njit(cache=True, _nrt=False)
-def _wake(r, t, S, F):
-    """An idle replica r plans at t (after a repair, an undrain, its commissioning)."""
+def _wake(r, t, S, F, D):
+    """An idle replica r plans at t (after a repair, an undrain, its commissioning, work in the
+    shared queue), scheduled after everything scheduled so far (SEQ, for _run_shared's order)."""
     if S[r, ST] == IDLE:
         S[r, ST] = WAKE
         F[r, EEND] = t
         F[r, NB] = t
+        S[r, SEQ] = D[4]
+        D[4] += 1
 
 
 # The ledger's state L[field] (sim/facility/ledger.py's Ledger, as an array)

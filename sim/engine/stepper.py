@@ -489,17 +489,10 @@ class StepDriver:
         self.poke(target)
 
     def to_shared(self, j: int) -> None:
-        """central_queue: request j joins the shared queue (at the back) and wakes the first idle
-        replica that can take work."""
-        k, m = self.k, self.m
-        S = k.S
-        k.RQ[j, m.RST] = m.R_WAITING
-        m._q_push(0, j, False, m._queue_key(0, j, S, k.RQ, k.QA, k.prompt), S, k.RQ, k.QA)
-        for r in range(S.shape[0]):
-            if S[r, m.ST] == m.IDLE and not (S[r, m.DOWN] or S[r, m.DRN]):
-                k.wake(r, self.env.now)
-                self.poke(r)
-                break
+        """central_queue: request j joins the shared queue; the replica it woke resumes."""
+        r = self.k.to_shared(j, self.env.now)
+        if r >= 0:
+            self.poke(r)
 
     def _deadline_proc(self):
         """Each client gives up at its deadline: the request is cancelled at that instant wherever
