@@ -142,11 +142,18 @@ END_BEFORE_HORIZON = {"seed": 0, "model": "llama-3.1-8b", "replicas": 1, "tp": 1
                                    "gpus_per_node": 1, "node_mtbf_h": None, "node_repair_h": 0.0005,
                                    "retry_limit": 0}}
 
+# found by fuzzing: a node failure failed the last requests (retry_limit 0); the per-step driver
+# did not see the run end then, ran the facility on (a repair after the end) and cut the busy time
+END_BY_FAILURE = dict(END_BEFORE_HORIZON, sched=dict(END_BEFORE_HORIZON["sched"], policy="fcfs"), rate=6.0,
+                      horizon=None, facility=dict(END_BEFORE_HORIZON["facility"], node_mtbf_h=0.001))
+
 
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(scenarios)
 @example(LATE_LAST)
 @example(END_BEFORE_HORIZON)
+@example(END_BY_FAILURE)
+@example(dict(END_BY_FAILURE, horizon=9.0))
 def test_compiled_equals_simpy_on_drawn_scenarios(d):
     _check(d)
 

@@ -240,6 +240,8 @@ class FacilityDriver:
         heapq.heapify(heap)
         for j in out.tolist():
             self._requeue(j, rep.rid, now, heap)
+        if self.host is not None:
+            self.host._maybe_end()  # the failure may have ended the last requests (found by fuzzing)
 
     def _requeue(self, j: int, failed: int, now: float, heap: list) -> None:
         k = self.kernel
