@@ -55,7 +55,7 @@ def supported(sc: Any, wl: Any) -> list[str]:
 
 # --- driver -----------------------------------------------------------------------------------
 
-COMPILE_NOTICE = "compiling the simulation engine for this machine (once; about a minute)..."
+COMPILE_NOTICE = "compiling the simulation engine for this machine (once; a minute or two)..."
 
 
 ENTRY_POINTS = ("_run", "_run_shared", "_scratch", "_in_system", "_bin_energy", "_evacuate", "_enqueue",
@@ -150,7 +150,7 @@ def kernel_mode(n_requests: int) -> str:
 
 
 INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "
-                    "(the same results), while a background process compiles it (about a minute) for the next runs")
+                    "(the same results), while a background process compiles it (a minute or two) for the next runs")
 
 
 class Kernel:
