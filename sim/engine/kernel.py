@@ -1078,7 +1078,6 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
     """Run replica r through every event before an arrival at T: steps ending at or before T,
     a wake-up before T (at T too with wake_at_T: for a deadline, which comes after the instant's
     plans). 0: done; TS_FULL: grow the time-series buffers and call again."""
-    pc = _pc(PC, r)
     bs = S[r, BS]
     while True:
         st = S[r, ST]
@@ -1109,6 +1108,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             top = FH[r, 0] >> 32
             d = S[r, DIT]
             if d + 1 < top:
+                pc = _pc(PC, r)  # (here: most calls return before any step)
                 ndec = S[r, NDEC]
                 ctxb = S[r, CTXB]
                 used = S[r, USED]
@@ -1474,12 +1474,16 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
     D[2] = dj
     if T < horizon:
         for r in range(R):  # a barrier: every replica at T, wake-ups at T done
+            if S[r, ST] == IDLE or F[r, EEND] > T:
+                continue  # nothing of it happens by T (its bound on deliveries stays a bound)
             if _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
                         STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, True, KC, SV) == TS_FULL:
                 return TS_FULL
     else:
         end = np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf  # steps ending before it
         for r in range(R):
+            if S[r, ST] == IDLE or F[r, EEND] > end:
+                continue
             if _advance(r, end, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
                         STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
                 return TS_FULL
