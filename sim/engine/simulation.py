@@ -88,7 +88,8 @@ class Simulation:
                 self.replicas.append(ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host))
         cls = self.wl.cls
         classes = scenario.workload.classes
-        self._prio = ([classes[int(c)].priority for c in cls] if (cls is not None and classes) else None)
+        self._prio = (np.array([c.priority for c in classes], np.int64)[cls] if (cls is not None and classes)
+                      else None)  # each request's class priority
         self.fac = fac
         self._setup_power()
         self.service_s: dict[str, np.ndarray] = model.service_s
