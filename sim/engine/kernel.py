@@ -1100,14 +1100,16 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             F[r, NB] = _next_delivery_bound(r, e, S, F, FH)
             return 0
         committed = False
-        # A decode-only step, no lagged output to deliver, no finish next, nothing admissible:
-        # the batch is stable; step it in a tight loop while every growing sequence finds a
-        # free block (else the general plan below preempts).
-        if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
+        # A decode-only step, no finish next, nothing admissible: the batch is stable; step it
+        # in a tight loop while every growing sequence finds a free block (else the general plan
+        # below preempts). Lagged output of the step before is delivered first, as _commit does.
+        if (S[r, NCH] == 0 and S[r, FHLEN] > 0
                 and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
             top = FH[r, 0] >> 32
             d = S[r, DIT]
             if d + 1 < top:
+                if S[r, NPFIRST] or S[r, NPDONE]:
+                    _flush(r, e, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
                 pc = _pc(PC, r)  # (here: most calls return before any step)
                 ndec = S[r, NDEC]
                 ctxb = S[r, CTXB]
