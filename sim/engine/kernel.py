@@ -126,10 +126,11 @@ def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
 
 @njit(cache=True, _nrt=False)
 def _step_capped(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, cap_w):
-    """One step under a per-accelerator power cap (PerfModel.step_power with cap_w)."""
+    """One step under a per-accelerator power cap (PerfModel.step_power with cap_w): (seconds,
+    watts per accelerator, seconds at full clock: the bound _next_delivery_bound uses)."""
     m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, True)
     t, pw, _f = _capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], cap_w)
-    return t, pw
+    return t, pw, _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])[0]
 
 
 @njit(cache=True, _nrt=False)
@@ -1028,15 +1029,15 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
     ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
     cap_w = F[r, CAP]
     if cap_w == cap_w:  # a power cap (NaN: none)
-        dt, pw = _step_capped(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
+        dt, pw, dtu = _step_capped(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
     else:
         dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
+        dtu = dt
     watts = pw * S[r, TP] + F[r, HOST_W]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
     _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, True)
-    if cap_w == cap_w:
-        F[r, DTU] = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)[0]  # (a bound: _advance)
+    F[r, DTU] = dtu
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
     return 1
@@ -1144,8 +1145,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         break
                     used += g
                     if cap_w == cap_w:
-                        dt, pw = _step_capped(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec, cap_w)
-                        dtu = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)[0]
+                        dt, pw, dtu = _step_capped(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec, cap_w)
                     else:
                         dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
                         dtu = dt
@@ -1227,16 +1227,21 @@ def _load_key(r, rt, fb, S):
     return float(_load(rt, S, r))
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _tree_pull(T, i):
+    """Node i holds the lesser of its children."""
+    a = T[2 * i]
+    b = T[2 * i + 1]
+    T[i] = a if a <= b else b
+
+
 @njit(cache=True, _nrt=False)
 def _tree_set(T, r, v):
-    P = T.shape[0] // 2
-    i = P + r
+    i = T.shape[0] // 2 + r
     T[i] = v
     i >>= 1
     while i:
-        a = T[2 * i]
-        b = T[2 * i + 1]
-        T[i] = a if a <= b else b
+        _tree_pull(T, i)
         i >>= 1
 
 
@@ -1248,12 +1253,8 @@ def _tree_build(TA, TL, rt, fb, S, F):
         TA[P + r] = _adv_key(r, rt, S, F)
         TL[P + r] = _load_key(r, rt, fb, S)
     for i in range(P - 1, 0, -1):
-        a = TA[2 * i]
-        b = TA[2 * i + 1]
-        TA[i] = a if a <= b else b
-        a = TL[2 * i]
-        b = TL[2 * i + 1]
-        TL[i] = a if a <= b else b
+        _tree_pull(TA, i)
+        _tree_pull(TL, i)
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -1339,13 +1340,20 @@ def _expire(j, td, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
 
 
 @njit(cache=True, _nrt=False)
-def _pause(D, Df, i, rr, dj, entered, now):
-    """_run stops for its buffers to grow: the position to resume from (arrival i again)."""
+def _keep(D, Df, i, rr, dj, entered, now):
+    """The event loop's position, for the next call to resume from: next arrival, round-robin
+    count (_run; _run_shared: started), next deadline, arrivals processed, the arrival clock."""
     D[0] = i
     D[1] = rr
     D[2] = dj
     D[3] = entered
     Df[0] = now
+
+
+@njit(cache=True, _nrt=False)
+def _pause(D, Df, i, rr, dj, entered, now):
+    """_run stops for its buffers to grow: the position to resume from (arrival i again)."""
+    _keep(D, Df, i, rr, dj, entered, now)
     return TS_FULL
 
 
@@ -1425,7 +1433,7 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
             b = pairs[j, 1]
             for q in range(2 if a != b else 1):
                 r = min(a, b) if q == 0 else max(a, b)
-                if S[r, ST] == IDLE or F[r, EEND] > now or F[r, NB] > now:
+                if _adv_key(r, rt, S, F) > now:
                     continue  # what the router reads cannot have changed before this arrival
                 if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
                             FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
@@ -1463,10 +1471,7 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
         _enqueue(k, j, now, S, F, RQ, QA, prompt)
         if tree:
             _tree_fix(TA, TL, k, rt, fb, S, F)
-    D[0] = i  # (every arrival up to T is done: a call again resumes after them)
-    D[1] = rr
-    D[3] = entered
-    Df[0] = now
+    _keep(D, Df, i, rr, dj, entered, now)  # (every arrival up to T is done: a call again resumes after them)
     while dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout <= T:
         if _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
                    FIRST, START, FIN, STATUS, REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC, SV) == TS_FULL:
@@ -1604,10 +1609,7 @@ def _run_shared(T, arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, FIRST, ST
         else:
             S[r, SEQ] = D[4]
             D[4] += 1
-    D[0] = ai
-    D[2] = dj
-    D[3] = entered
-    Df[0] = a_now
+    _keep(D, Df, ai, D[1], dj, entered, a_now)
     return ts
 
 
