@@ -121,6 +121,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     for name in ("tp", "batch", "context"):
         if getattr(args, name) < 1:
             raise ScenarioError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
+    model.check_tp(args.tp, "--tp")
     pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype)
     dec = pm.decode_cost(args.batch, args.context)
     blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
@@ -147,6 +148,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         raise ScenarioError("--power-cap-w", f"must be > 0, got {cap}")
     dp = pm.step_power(args.batch, float(args.batch) * args.context, n_seq=args.batch, cap_w=cap)
     out["power_w"] = dp.power_w
+    if cap is not None and dp.power_w > cap * (1 + 1e-9):
+        raise ScenarioError("--power-cap-w", f"{cap:g} W is below what {hw.id} draws in this decode step even at its "
+                            f"lowest clock ({dp.power_w:.1f} W)", f"give at least {math.ceil(dp.power_w)} W")
     if cap is not None:
         out["power_cap_w"] = cap
         out["clock_factor"] = dp.clock
@@ -401,8 +405,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warnings() -> None:
+    """dcsim's own warnings as one line each on stderr, once per message."""
+    import warnings
+
+    from sim.errors import DcsimWarning
+
+    shown = warnings.showwarning
+    if getattr(shown, "dcsim", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, DcsimWarning):
+            print(f"dcsim: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.dcsim = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _one_line_warnings()
     try:
         return args.fn(args)
     except ScenarioError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 
 class ScenarioError(ValueError):
     """Bad input in a scenario, catalog or command line.
@@ -20,3 +22,13 @@ class ScenarioError(ValueError):
         if self.fix:
             msg += f" (fix: {self.fix})"
         return msg
+
+
+class DcsimWarning(UserWarning):
+    """Legal but suspicious input (a key with no effect, a truncated trace). The CLI prints each
+    as one line on stderr; scripts see Python warnings."""
+
+
+def warn(field: str, problem: str, fix: str = "") -> None:
+    """Warn once about `field`, in the same shape as a ScenarioError."""
+    warnings.warn(str(ScenarioError(field, problem, fix)), DcsimWarning, stacklevel=3)

@@ -103,6 +103,7 @@ kv_heads = 8
 head_dim = 64
 ffn = 1024
 vocab = 1000
+max_context_tokens = 4096
 [[pools]]
 hardware = "myacc"
 model = "tiny"

@@ -347,7 +347,8 @@ def _random_scenario(seed: int) -> dict:
     model, hw, tp = rng.choice([("llama-3.1-8b", "h100-sxm", 1), ("mixtral-8x7b", "h100-sxm", 2),
                                 ("llama-3.1-70b", "h200", 2)])
     reps = rng.choice([1, 2, 3])
-    w = {"arrival": rng.choice(["poisson", "gamma"]), "cv": 3.0, "rate_per_s": rng.uniform(1, 30) * reps / 3,
+    arrival = rng.choice(["poisson", "gamma"])
+    w = {"arrival": arrival, **({"cv": 3.0} if arrival == "gamma" else {}), "rate_per_s": rng.uniform(1, 30) * reps / 3,
          "num_requests": 250,
          "prompt_tokens": {"dist": "lognormal", "mean": rng.choice([200, 1000, 3000]), "cv": 1.5, "max": 30000},
          "output_tokens": {"dist": "lognormal", "mean": rng.choice([20, 128, 400]), "cv": 1.0, "max": 3000},

@@ -56,9 +56,33 @@ def test_empirical_resamples_file_values(tmp_path):
 
 def test_csv_trace_replay(tmp_path):
     p = tmp_path / "t.csv"
-    p.write_text("arrival_s,prompt_tokens,output_tokens\n1.5,10,2\n0.5,20,3\n")
-    a, pr, o = read_trace(p, "csv")
-    assert list(a) == [0.0, 1.0] and list(pr) == [20, 10] and list(o) == [3, 2]
+    p.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,20,3\n1.5,10.0,2\n")
+    a, pr, o = read_trace(p, "csv")  # times as given: seconds from the run's start
+    assert list(a) == [0.5, 1.5] and list(pr) == [20, 10] and list(o) == [3, 2]
+
+
+@pytest.mark.parametrize("rows, line, words", [
+    ("0,-3,5", 2, "prompt_tokens = '-3' is not a whole number >= 1"),
+    ("0,10,0", 2, "output_tokens = '0' is not a whole number >= 1"),
+    ("0,100.7,5", 2, "prompt_tokens = '100.7' is not a whole number >= 1"),
+    ("0,10,5\n2,10,5\n1,10,5", 4, "comes before the previous row's '2'"),
+    ("-1,10,5", 2, "arrival_s = '-1' is not a time >= 0"),
+    ("0,ten,5", 2, "prompt_tokens = 'ten' is not a number"),
+    ("0,10", 2, "fewer fields than the header"),
+])
+def test_a_bad_trace_row_is_an_error_naming_its_line(tmp_path, rows, line, words):
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,prompt_tokens,output_tokens\n" + rows + "\n")
+    with pytest.raises(ScenarioError) as e:
+        read_trace(p, "csv")
+    assert f"t.csv line {line}: " in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_a_header_only_trace_is_an_error(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("arrival_s,prompt_tokens,output_tokens\n")
+    with pytest.raises(ScenarioError, match="holds no requests"):
+        read_trace(p, "csv")
 
 
 def test_real_trace_adapters():

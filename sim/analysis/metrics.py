@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
+from sim.scenario.config import accel_usd_per_hour
 
 SUMMARY_KEYS = (
     "requests_total", "requests_completed", "requests_rejected", "requests_failed", "requests_in_flight",
@@ -261,14 +262,7 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     hours = T / 3600.0
     acc_usd = 0.0
     for p in sc.pools:
-        n = p.replicas * p.tp
-        if c is not None and c.capex_usd_per_accel is not None:
-            rate = c.capex_usd_per_accel / (c.amortization_years * 8760.0)
-        elif c is not None and c.usd_per_accel_hour is not None:
-            rate = c.usd_per_accel_hour
-        else:
-            rate = p.hardware.usd_per_accel_hour or 0.0  # the catalog's typical public rate
-        acc_usd += n * hours * rate
+        acc_usd += p.replicas * p.tp * hours * (accel_usd_per_hour(p, c) or 0.0)
     energy_usd = led.energy_fac_j / 3.6e9 * (c.usd_per_mwh if c else 0.0)
     fac_usd = hours * (c.facility_usd_per_hour if c else 0.0)
     out["cost_usd"] = acc_usd + energy_usd + fac_usd

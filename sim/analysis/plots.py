@@ -103,7 +103,9 @@ def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
         means = [rep["variants"][lab]["metrics"][m]["mean"] for lab in labels]
         lo = [rep["variants"][lab]["metrics"][m]["ci_low"] for lab in labels]
         hi = [rep["variants"][lab]["metrics"][m]["ci_high"] for lab in labels]
-        err = np.array([np.subtract(means, lo), np.subtract(hi, means)])
+        # one replication has no interval (None): no error bar
+        err = np.array([[a - (b if b is not None else a) for a, b in zip(means, lo)],
+                        [(c if c is not None else a) - a for a, c in zip(means, hi)]])
         ax.bar(range(len(labels)), means, yerr=err, capsize=4, color=[f"C{i}" for i in range(len(labels))])
         ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
         ax.set_title(NAMES.get(m, m), fontsize=9)
@@ -257,12 +259,12 @@ def plot_dir(d: str | Path) -> list[Path]:
         done = np.array(req["status"]) == "completed"
         curves = {"run": {k: np.array(req[k], dtype=float)[done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}}
         files = [latency_cdf(curves, d / "latency_cdf.png")]
+        # a fleet's folder (fleet.json) has the merged requests but no one run's summary
+        summ = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
         if (d / "timeseries.parquet").exists():
             ts = {k: np.asarray(v) for k, v in pq.read_table(d / "timeseries.parquet").to_pydict().items()}
-            summ = json.loads((d / "summary.json").read_text())
             files.append(timeseries(ts, {int(k): v for k, v in summ.get("kv_blocks_total", {}).items()},
                                     d / "timeseries.png"))
-        summ = json.loads((d / "summary.json").read_text())
         if "cost_breakdown_usd" in summ:
             files.append(cost_breakdown(summ, d / "cost_breakdown.png"))
         if (d / "facility.parquet").exists():

@@ -265,7 +265,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
         F[r, HOST_W] = rep.host_w
         F[r, REST_W] = PC[r, IDLE_W] * S[r, TP] + rep.host_w
     F[:, CAP] = np.nan
-    cap = int(S[:, MAXB].max())
+    cap = max(1, min(int(S[:, MAXB].max()), n))  # no batch holds more sequences than the run has requests
     bsmax = int(S[:, BS].max())
     fit = min(r.total_blocks * r.block_size for r in reps)
     d0 = min(r.delay_s for r in reps)
@@ -293,8 +293,9 @@ def prepare(sim: Any, m: Any) -> Kernel:
     RQ = np.zeros((n, N_RQ), np.int32)
     groups = 0
     if wl.prefix_group is not None and S[:, PB].max() > 0:
-        RQ[:, GRP] = wl.prefix_group
-        groups = int(wl.prefix_group.max()) + 1
+        ids, dense = np.unique(wl.prefix_group, return_inverse=True)  # labels only: cache rows for the groups used
+        RQ[:, GRP] = np.where(wl.prefix_group < 0, -1, dense - int((ids < 0).sum()))
+        groups = int(RQ[:, GRP].max()) + 1
     else:
         RQ[:, GRP] = -1
     KC = np.full((R, max(1, groups * int(S[:, PB].max())), 3), -1, np.int64)  # nothing cached yet

@@ -83,6 +83,7 @@ class Model:
     head_dim: int
     ffn: int
     vocab: int
+    max_context_tokens: int  # longest prompt + output served (config.json max_position_embeddings)
     tie_embeddings: bool = False
     experts: int = 0
     active_experts: int = 0
@@ -93,6 +94,28 @@ class Model:
     @property
     def is_moe(self) -> bool:
         return self.experts > 0
+
+    def tp_problem(self, tp: int) -> str | None:
+        """Why `tp` is not a tensor-parallel degree of this model, or None. vLLM's rule: the
+        ranks split the attention heads evenly, and the KV heads too, or replicate them (a whole
+        number of ranks per KV head)."""
+        if tp < 1:
+            return f"must be >= 1, got {tp}"
+        if self.heads % tp:
+            return f"{tp} does not divide {self.id}'s {self.heads} attention heads"
+        if (self.kv_heads % tp) if tp < self.kv_heads else (tp % self.kv_heads):
+            return f"{tp} neither divides nor is a multiple of {self.id}'s {self.kv_heads} KV heads"
+        return None
+
+    def tp_degrees(self) -> list[int]:
+        """Every valid tensor-parallel degree, ascending."""
+        return [t for t in range(1, self.heads + 1) if self.tp_problem(t) is None]
+
+    def check_tp(self, tp: int, field: str) -> None:
+        """Raise a ScenarioError naming `field` unless `tp` is a valid degree."""
+        why = self.tp_problem(tp)
+        if why is not None:
+            raise ScenarioError(field, why, f"use one of {', '.join(map(str, self.tp_degrees()))}")
 
     @property
     def attn_params_per_layer(self) -> int:
@@ -143,6 +166,16 @@ class Model:
         return 2 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype]
 
 
+def _merged(known: Any, entry: Any, where: str, entry_id: str) -> Mapping[str, Any]:
+    """A new entry as given, or a known one with the given fields replaced."""
+    if not isinstance(entry, Mapping):
+        raise ScenarioError(f"{where}.{entry_id}", f"must be a table, got {entry!r}")
+    if known is None:
+        return entry
+    base = {f.name: getattr(known, f.name) for f in fields(known) if f.name != "id"}
+    return {**base, **entry}
+
+
 def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
     names = {f.name for f in fields(cls)} - {"id"}
     unknown = set(raw) - names
@@ -163,22 +196,32 @@ def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
     return obj
 
 
+_LARGEST = 1e9  # no catalog figure in its units (GB, TB/s, TFLOP/s, W, layers, ...) comes near this
+
+
 def _check_numbers(obj: Any, where: str) -> None:
     for f in fields(obj):
         v = getattr(obj, f.name)
         if f.name in ("id", "name", "source", "sources", "calibration", "tie_embeddings"):
             continue
-        if isinstance(v, Mapping):
+        if f.name == "tflops":
+            if not isinstance(v, Mapping) or not v:
+                raise ScenarioError(f"{where}.{obj.id}.tflops", f"must be a table of dtype = TFLOP/s, got {v!r}",
+                                    "write tflops = { bf16 = 989 }")
             for k, x in v.items():
-                if not isinstance(x, (int, float)) or x <= 0:
-                    raise ScenarioError(f"{where}.{obj.id}.{f.name}.{k}", f"must be a positive number, got {x!r}")
+                if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= _LARGEST:
+                    raise ScenarioError(f"{where}.{obj.id}.{f.name}.{k}", f"must be a positive number, got {x!r}",
+                                        "give the dense peak in TFLOP/s")
             continue
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or math.isnan(v):
-            raise ScenarioError(f"{where}.{obj.id}.{f.name}", f"must be a non-negative number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= _LARGEST:
+            raise ScenarioError(f"{where}.{obj.id}.{f.name}", f"must be a number from 0 to {_LARGEST:g}, got {v!r}",
+                                f"give {f.name} in the catalog's units (see sim/data/{'hardware' if isinstance(obj, Hardware) else 'models'}.toml)")
+        if f.type in ("int", int) and not isinstance(v, int):
+            raise ScenarioError(f"{where}.{obj.id}.{f.name}", f"must be a whole number, got {v!r}", "give an integer")
     if isinstance(obj, Model):
-        for name in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab"):
+        for name in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "max_context_tokens"):
             if getattr(obj, name) <= 0:
                 raise ScenarioError(f"{where}.{obj.id}.{name}", "must be a positive integer")
         if obj.is_moe and not (0 < obj.active_experts <= obj.experts):
@@ -210,12 +253,14 @@ class Catalog:
     models: dict[str, Model] = field(default_factory=dict)
 
     def add_hardware(self, raw: Mapping[str, Mapping[str, Any]], where: str = "hardware") -> None:
+        """Add entries; a table naming a known id changes only the fields it gives (e.g.
+        `[hardware.h200] usd_per_accel_hour = 3.1`)."""
         for hid, entry in raw.items():
-            self.hardware[hid] = _build(Hardware, hid, entry, where)
+            self.hardware[hid] = _build(Hardware, hid, _merged(self.hardware.get(hid), entry, where, hid), where)
 
     def add_models(self, raw: Mapping[str, Mapping[str, Any]], where: str = "models") -> None:
         for mid, entry in raw.items():
-            self.models[mid] = _build(Model, mid, entry, where)
+            self.models[mid] = _build(Model, mid, _merged(self.models.get(mid), entry, where, mid), where)
 
     def get_hardware(self, hid: str, field_name: str = "hardware") -> Hardware:
         try:

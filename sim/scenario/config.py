@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.scenario.facility import parse_facility
 from sim.scenario.table import Table
@@ -97,6 +97,7 @@ class PoolConfig:
     service: ServiceConfig | None
     tent: str | None = None  # facility tent the pool is placed in
     priority: int = 0  # power manager: pools with a higher value are capped/drained first
+    cost: "CostConfig | None" = None  # [pools.cost]: this pool's accelerator price, before [cost]
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,9 @@ def _workload(raw: Any) -> WorkloadConfig:
             output_tokens=_length_spec(ot, f"workload.classes[{k}].output_tokens") if ot is not None else None,
             slo=_slo(ct.get("slo", dict, None), f"workload.classes[{k}].slo")))
         ct.done()
+    if classes and abs(sum(c.share for c in classes) - 1.0) > 1e-6:
+        raise ScenarioError("workload.classes.share", f"the classes' shares sum to {sum(c.share for c in classes):g}",
+                            "make them sum to 1 (each is the fraction of requests in that class)")
     if len({c.name for c in classes}) != len(classes):
         raise ScenarioError("workload.classes.name", "duplicate class names", "give each class a unique name")
     prefix = None
@@ -232,6 +236,21 @@ def _workload(raw: Any) -> WorkloadConfig:
         prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
         output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
     t.done()
+    if "cv" in t.data and arrival != "gamma":
+        warn("workload.cv", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"gamma\"")
+    if arrival != "trace":
+        for k in ("trace", "trace_format", "time_scale"):
+            if k in t.data:
+                warn(f"workload.{k}", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"trace\"")
+    elif "rate_per_s" in t.data:
+        warn("workload.rate_per_s", "has no effect with arrival = \"trace\" (the trace sets the arrival times)",
+             "remove it; time_scale speeds the trace up")
+    if dur is not None and warmup >= dur:
+        raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of arrivals ({dur:g} s): "
+                            "no request would be measured", f"give warmup_s below {dur:g}")
+    if stages and warmup >= sum(d for _, d in stages):
+        raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of the stages "
+                            f"({sum(d for _, d in stages):g} s): no request would be measured", "lower warmup_s")
     return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup,
                           tuple(stages), prefix, timeout, tuple(classes), sessions)
 
@@ -255,6 +274,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
     kv_dtype = t.get("kv_dtype", str, dtype, choices=tuple(DTYPE_BYTES))
     replicas = t.get("replicas", int, 1, positive=True)
     tp = t.get("tp", int, 1, positive=True)
+    model.check_tp(tp, f"{path}.tp")
     s = Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
     sched = SchedulerConfig(
         policy=SCHEDULERS.validate(s.get("policy", str, "chunked"), f"{path}.scheduler.policy", base_dir),
@@ -275,11 +295,37 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
         sv.done()
     tent = t.get("tent", str, None)
     prio = t.get("priority", int, 0)
+    pcost = None
+    if "cost" in t.data:
+        ct = Table(t.get("cost", dict), f"{path}.cost")
+        pcost = CostConfig(ct.get("usd_per_accel_hour", float, None, nonneg=True),
+                           ct.get("capex_usd_per_accel", float, None, nonneg=True),
+                           ct.get("amortization_years", float, 4.0, positive=True))
+        ct.done()
+        _one_price(pcost, f"{path}.cost")
     t.done()
-    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio)
+    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost)
     if service is None:
         _check_fits(pool, path)
     return pool
+
+
+def _one_price(c: "CostConfig", path: str) -> None:
+    if c.usd_per_accel_hour is not None and c.capex_usd_per_accel is not None:
+        raise ScenarioError(f"{path}.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not both",
+                            "remove one of them")
+
+
+def accel_usd_per_hour(pool: PoolConfig, cost: "CostConfig | None") -> float | None:
+    """One accelerator-hour of `pool`: its own [pools.cost], else the scenario's [cost] (rent, or
+    capex over the amortisation years), else the hardware's catalog rate (settable as
+    hardware.<id>.usd_per_accel_hour); None when none is known."""
+    for c in (pool.cost, cost):
+        if c is not None and c.capex_usd_per_accel is not None:
+            return c.capex_usd_per_accel / (c.amortization_years * 8760.0)
+        if c is not None and c.usd_per_accel_hour is not None:
+            return c.usd_per_accel_hour
+    return pool.hardware.usd_per_accel_hour
 
 
 def _check_fits(pool: PoolConfig, path: str) -> None:
@@ -289,13 +335,15 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
     sch = pool.scheduler
     usable = pool.hardware.memory_bytes * pool.tp * sch.kv_memory_fraction
     if pm.weight_bytes >= usable:
-        need = math.ceil(pm.weight_bytes / (pool.hardware.memory_bytes * sch.kv_memory_fraction))
+        fits = [t for t in pool.model.tp_degrees() if t > pool.tp
+                and pm.weight_bytes < pool.hardware.memory_bytes * t * sch.kv_memory_fraction]
         raise ScenarioError(
             f"{path}.tp",
             f"{pool.model.id} weights ({pm.weight_bytes / 1e9:.1f} GB in {pool.dtype}) do not fit in "
             f"{pool.tp} x {pool.hardware.id} ({usable / 1e9:.1f} GB usable at kv_memory_fraction "
             f"{sch.kv_memory_fraction})",
-            f"raise tp to at least {need + 1}, use dtype = \"fp8\", or pick hardware with more memory")
+            (f"raise tp to {fits[0]} (a degree that splits the model's heads), " if fits else "")
+            + "use dtype = \"fp8\", or pick hardware with more memory")
     if pm.kv_blocks(sch.kv_memory_fraction, sch.block_size) < 1:
         raise ScenarioError(f"{path}.scheduler.kv_memory_fraction", "no room left for one KV block beside the weights",
                             "raise kv_memory_fraction or tp")
@@ -335,21 +383,35 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
                           ct.get("usd_per_mwh", float, 0.0, nonneg=True),
                           ct.get("facility_usd_per_hour", float, 0.0, nonneg=True))
         ct.done()
-        if cost.usd_per_accel_hour is not None and cost.capex_usd_per_accel is not None:
-            raise ScenarioError("cost.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not both",
-                                "remove one of them")
+        _one_price(cost, "cost")
     rn = Table(t.get("run", dict, {}), "run")
     run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True),
                     rn.get("fast_forward", bool, True), rn.get("engine", str, "auto", choices=ENGINES))
     rn.done()
     t.done()
     effective = _effective(raw, seed, name, workload, pools, router, run, slo)
+    _absolute_paths(effective, base_dir)
     for k in ("facility", "failures", "cost"):
         if k in raw:
             effective[k] = copy.deepcopy(raw[k])
     if facility is not None and isinstance(effective.get("facility", {}).get("manager"), dict):
         effective["facility"]["manager"]["policy"] = facility.manager_policy  # a plug-in's path, resolved
     return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective)
+
+
+def _absolute_paths(eff: dict[str, Any], base_dir: Path) -> None:
+    """Files the scenario names, made absolute, so the copy saved beside the results reruns from
+    anywhere (`dcsim run OUT/scenario.toml`)."""
+    def fix(d: Any, key: str) -> None:
+        if isinstance(d, dict) and isinstance(d.get(key), str):
+            d[key] = str((base_dir / d[key]).resolve())
+
+    fix(eff, "catalog")
+    w = eff.get("workload", {})
+    fix(w, "trace")
+    for spec in [w.get("prompt_tokens"), w.get("output_tokens")] + [
+            c.get(k) for c in w.get("classes", []) for k in ("prompt_tokens", "output_tokens")]:
+        fix(spec, "file")
 
 
 def _slo_dict(slo: SLO | None) -> dict[str, float] | None:
@@ -378,6 +440,12 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
     if w.arrival == "trace":
         wd.pop("prompt_tokens")
         wd.pop("output_tokens")
+        wd.pop("rate_per_s", None)
+    else:
+        wd.pop("trace_format", None)
+        wd.pop("time_scale", None)
+    if w.arrival != "gamma":
+        wd.pop("cv", None)  # keys that do nothing are not written (a rerun would warn about them)
     out["workload"] = wd
     out["pools"] = []
     for p in pools:
@@ -388,6 +456,9 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             d["tent"] = p.tent
         if p.priority:
             d["priority"] = p.priority
+        if p.cost is not None:
+            d["cost"] = {k: v for k, v in p.cost.__dict__.items() if v is not None and k in
+                         ("usd_per_accel_hour", "capex_usd_per_accel", "amortization_years")}
         if p.service:
             d["service"] = dict(p.service.__dict__)
         out["pools"].append(d)
@@ -404,6 +475,11 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ScenarioError("scenario", f"file not found: {path}", "check the path") from None
+    except IsADirectoryError:
+        raise ScenarioError("scenario", f"{path} is a folder", f"give a scenario file, e.g. {Path(path) / 'quickstart.toml'}"
+                            if Path(path, "quickstart.toml").exists() else "give a scenario file (.toml)") from None
+    except UnicodeDecodeError:
+        raise ScenarioError("scenario", f"{path} is not a text file", "give a scenario file (.toml)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError("scenario", f"{path} is not valid TOML: {exc}", "fix the syntax at that line") from None
 

@@ -3,7 +3,8 @@
 Search space: hardware x TP x scheduler (given lists); for each combination the smallest
 replica count that meets the SLO is found by exponential then binary search (SLO attainment
 rises with replicas at a fixed rate, so no brute force over counts). Cost = replicas x TP x the
-accelerator's hourly rate ([cost] usd_per_accel_hour, else the catalog's typical rate). The
+accelerator's hourly rate, per pool ([pools.cost], else [cost], else the catalog's rate,
+settable as hardware.<id>.usd_per_accel_hour). The
 frontier lists every combination's cheapest passing configuration; the plan is the cheapest.
 Every evaluation runs on the scenario's seed, so a `dcsim run` of the answer reproduces it.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from sim.scenario.config import apply_overrides, parse, read_toml
+from sim.scenario.config import accel_usd_per_hour, apply_overrides, parse, read_toml
 from sim.errors import ScenarioError
 from sim.studies.study import Task, run_task
 
@@ -32,12 +33,25 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
         raw0["slo"] = dict(raw0.get("slo", {}), **slo)
     if not raw0.get("slo"):
         raise ScenarioError("--slo", "no SLO to plan for", "give --slo ttft_s=0.5,tpot_s=0.05 or an [slo] table")
-    base_sc = parse(raw0, path.parent)
-    pool0 = base_sc.pools[0]
-    hardware = list(hardware) or [pool0.hardware.id]
-    tps = list(tps) or [pool0.tp]
-    schedulers = list(schedulers) or [pool0.scheduler.policy]
-    seed = base_sc.seed
+    # Candidates are validated, not the base: a base that does not fit its own hardware may
+    # still be planned onto other hardware or TP.
+    pools_raw = raw0.get("pools") or [{}]
+    pool0 = pools_raw[0] if isinstance(pools_raw[0], dict) else {}
+    hardware = list(hardware) or [pool0.get("hardware", "")]
+    tps = list(tps) or [pool0.get("tp", 1)]
+    schedulers = list(schedulers) or [pool0.get("scheduler", {}).get("policy", "chunked")]
+    if not 0 < attainment <= 1:
+        raise ScenarioError("--attainment", f"must be in (0, 1], got {attainment:g}", "give a share, e.g. 0.9")
+    if max_replicas < 1:
+        raise ScenarioError("--max-replicas", f"must be >= 1, got {max_replicas}")
+    from sim.perf.catalog import builtin_catalog
+    cat = builtin_catalog()
+    cat.add_models(raw0.get("models", {}), "models")
+    model_id = pool0.get("model")
+    if model_id in cat.models:
+        for tp in tps:
+            cat.models[model_id].check_tp(int(tp), "--tp")
+    seed = raw0.get("seed", 0)
     frontier, skipped, evals = [], [], 0
     for hw in hardware:
         for tp in tps:
@@ -49,11 +63,11 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                 except ScenarioError as exc:
                     skipped.append({"hardware": hw, "tp": tp, "scheduler": pol, "why": str(exc)})
                     continue
-                rate_usd = (sc.cost.usd_per_accel_hour if sc.cost and sc.cost.usd_per_accel_hour is not None
-                            else sc.pools[0].hardware.usd_per_accel_hour)
-                if rate_usd is None:
+                unpriced = [p.hardware.id for p in sc.pools if accel_usd_per_hour(p, sc.cost) is None]
+                if unpriced:
                     skipped.append({"hardware": hw, "tp": tp, "scheduler": pol,
-                                    "why": "no hourly rate: set [cost] usd_per_accel_hour"})
+                                    "why": f"no hourly rate for {unpriced[0]}: set hardware.{unpriced[0]}.usd_per_accel_hour, "
+                                           "[pools.cost] or [cost] usd_per_accel_hour"})
                     continue
                 cache: dict[int, tuple[bool, dict]] = {}
 
@@ -81,8 +95,10 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                     else:
                         lo = mid
                 s = cache[hi][1]
+                at_hi = parse(apply_overrides(raw_c, [f"pools.replicas={hi}"]), path.parent)
+                usd_h = sum(p.replicas * p.tp * (accel_usd_per_hour(p, at_hi.cost) or 0.0) for p in at_hi.pools)
                 frontier.append({"hardware": hw, "tp": tp, "scheduler": pol, "replicas": hi,
-                                 "accelerators": hi * tp, "usd_per_hour": hi * tp * rate_usd,
+                                 "accelerators": sum(p.replicas * p.tp for p in at_hi.pools), "usd_per_hour": usd_h,
                                  "slo_attainment": s["slo_attainment"], "ttft_p99_s": s["ttft_p99_s"],
                                  "tpot_p99_s": s["tpot_p99_s"],
                                  "one_fewer_attainment": cache[hi - 1][1]["slo_attainment"] if hi - 1 in cache else None})
@@ -113,6 +129,8 @@ def table(rep: dict[str, Any]) -> str:
         b = rep["plan"]
         L += ["", f"cheapest: {b['replicas']} x {b['hardware']} (TP{b['tp']}, {b['scheduler']}) at "
                   f"${b['usd_per_hour']:.2f}/h", f"verify: {rep['verify']}"]
+    elif rep["evaluations"] == 0:
+        L += ["", "nothing could run: every candidate was skipped (reasons above)"]
     else:
         L += ["", "no configuration met the SLO"]
     return "\n".join(L)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sim.scenario.config import apply_overrides, parse, read_toml
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn
 from sim.progress import Progress
 from sim.analysis.stats import mean_ci, paired_diff_ci
 
@@ -194,6 +194,9 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
     """Every variant on the same seeds; means, 95% CIs and paired differences to the baseline."""
     if replications < 1:
         raise ScenarioError("--replications", "must be >= 1")
+    if replications == 1:
+        warn("--replications", "1 replication gives no confidence interval and no significance test",
+             "use --replications 3 or more")
     raw, base = _load(scenario)
     raw = apply_overrides(raw, list(sets))
     seed0 = int(raw.get("seed", 0))
@@ -221,10 +224,14 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
         for m in metrics:
             vals = [float(r["summary"][m]) for r in runs]
             mean, lo, hi = mean_ci(vals)
+            if replications == 1:
+                lo = hi = None  # not a zero-width interval: none at all
             d: dict[str, Any] = {"mean": mean, "ci_low": lo, "ci_high": hi, "values": vals}
             if lab != baseline:
                 bvals = [float(r["summary"][m]) for r in by[baseline]]
                 dm, dlo, dhi = paired_diff_ci(vals, bvals)
+                if replications == 1:
+                    dlo = dhi = None
                 d.update({"diff_mean": dm, "diff_ci_low": dlo, "diff_ci_high": dhi,
                           "significant": bool(replications > 1 and (dlo > 0 or dhi < 0))})
             md[m] = d
@@ -244,6 +251,8 @@ def parse_range(text: str) -> tuple[str, list[float]]:
         raise ScenarioError("--range", f"{spec!r}: START, STOP and STEP must be numbers") from None
     if st <= 0 or b < a:
         raise ScenarioError("--range", "needs STEP > 0 and STOP >= START")
+    if a < 0 or (a == 0 and k.strip().endswith(("rate_per_s", "replicas", "tp", "num_requests", "duration_s"))):
+        raise ScenarioError("--range", f"starts at {a:g}: {k.strip()} must be positive", "start the range above 0")
     n = int(math.floor((b - a) / st + 1e-9)) + 1
     vals = [round(a + i * st, 10) for i in range(n)]
     if all(x.strip().lstrip("-").isdigit() for x in spec.split(":")):
@@ -256,6 +265,10 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
           attainment: float = 0.9, executor: str = "local", cache_dir: Path | None = None) -> dict[str, Any]:
     """Latency against a swept key (offered load) for each variant, and the largest value at
     which mean SLO attainment stays at or above `attainment`."""
+    if not 0 < attainment <= 1:
+        raise ScenarioError("--attainment", f"must be in (0, 1], got {attainment:g}", "give a share, e.g. 0.9")
+    if replications < 1:
+        raise ScenarioError("--replications", "must be >= 1")
     raw, base = _load(scenario)
     raw = apply_overrides(raw, list(sets))
     seed0 = int(raw.get("seed", 0))
@@ -336,9 +349,9 @@ def table_compare(rep: dict[str, Any], metrics: Sequence[str] | None = None) -> 
         L.append(m)
         for lab, v in rep["variants"].items():
             d = v["metrics"][m]
-            line = f"  {lab:<28} {_g(d['mean'])} [{_g(d['ci_low'])}, {_g(d['ci_high'])}]"
+            line = f"  {lab:<28} {_g(d['mean'])} " + _ci(d['ci_low'], d['ci_high'])
             if "diff_mean" in d:
-                line += (f"   diff {_g(d['diff_mean'])} [{_g(d['diff_ci_low'])}, {_g(d['diff_ci_high'])}]"
+                line += (f"   diff {_g(d['diff_mean'])} {_ci(d['diff_ci_low'], d['diff_ci_high'])}"
                          f"{' *' if d['significant'] else ''}")
             L.append(line)
     return "\n".join(L)
@@ -360,6 +373,10 @@ def table_sweep(rep: dict[str, Any]) -> str:
                      f"{g('tpot_p99_s'):>9} {g('e2e_p50_s'):>9} {g('e2e_p99_s'):>9} "
                      f"{g('throughput_output_tok_per_s'):>9} {g('goodput_req_per_s'):>8} {g('slo_attainment'):>7}")
     return "\n".join(L)
+
+
+def _ci(lo: float | None, hi: float | None) -> str:
+    return "[no CI: 1 replication]" if lo is None else f"[{_g(lo)}, {_g(hi)}]"
 
 
 def _g(x: float | None) -> str:

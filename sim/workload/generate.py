@@ -14,11 +14,11 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn
 from sim.rng import stream
 
 
@@ -127,67 +127,186 @@ def arrivals(kind: str, rate: float, cv: float, num: int | None, duration: float
     return np.concatenate(out) if out else np.zeros(0)
 
 
-# Trace adapters: each returns (arrival_s from 0, prompt, output) as numpy columns.
+# Trace adapters: each returns (arrival_s, prompt, output) as numpy columns, every row checked.
+def _bad_row(path: Path, line: int, what: str, fix: str, field: str) -> ScenarioError:
+    return ScenarioError(field, f"{path} line {line}: {what}", fix)
+
+
+def _token_column(vals: list[Any], col: str, path: Path, line: Callable[[int], int], field: str) -> np.ndarray:
+    """Whole numbers >= 1: a request has at least one token each way; a fraction or a
+    non-positive count is an error at its row, never rounded or raised to 1."""
+    x = np.empty(len(vals))
+    for i, v in enumerate(vals):
+        try:
+            x[i] = float(v)
+        except (TypeError, ValueError):
+            raise _bad_row(path, line(i), f"{col} = {v!r} is not a number",
+                           "give a whole number of tokens >= 1", field) from None
+    bad = np.flatnonzero(~np.isfinite(x) | (x < 1) | (x != np.floor(x)))
+    if bad.size:
+        i = int(bad[0])
+        raise _bad_row(path, line(i), f"{col} = {vals[i]!r} is not a whole number >= 1",
+                       "correct or remove that row (a request has at least one token each way)", field)
+    return x.astype(np.int64)
+
+
+def _arrival_column(x: np.ndarray, col: str, path: Path, line: Callable[[int], int], field: str,
+                    raw: list[Any]) -> np.ndarray:
+    bad = np.flatnonzero(~np.isfinite(x) | (x < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise _bad_row(path, line(i), f"{col} = {raw[i]!r} is not a time >= 0", "correct that row", field)
+    back = np.flatnonzero(np.diff(x) < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise _bad_row(path, line(i), f"{col} = {raw[i]!r} comes before the previous row's {raw[i - 1]!r}",
+                       f"sort the file by {col}", field)
+    return x
+
+
 def read_trace(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read a request trace. Formats: `csv` (arrival_s,prompt_tokens,output_tokens), `azure`
-    (Azure LLM inference trace 2023: TIMESTAMP,ContextTokens,GeneratedTokens), `mooncake`
-    (JSON lines with timestamp in ms, input_length, output_length)."""
+    """Read a request trace. Formats: `csv` (arrival_s,prompt_tokens,output_tokens: arrival_s in
+    seconds from the run's start), `azure` (Azure LLM inference trace 2023:
+    TIMESTAMP,ContextTokens,GeneratedTokens) and `mooncake` (JSON lines with timestamp in ms,
+    input_length, output_length); the last two are clocks, shifted to start at 0. Rows must be in
+    arrival order, with whole token counts >= 1; a bad row is an error naming its line."""
     if not path.exists():
         raise ScenarioError(field, f"trace file not found: {path}", "give a path relative to the scenario file")
-    try:
-        if fmt == "mooncake":
-            a, p, o = [], [], []
-            with open(path) as fh:
-                for line in fh:
-                    if line.strip():
+    if path.is_dir():
+        raise ScenarioError(field, f"{path} is a folder", "give the trace file's path")
+    if fmt == "mooncake":
+        recs, lines = [], []
+        with open(path) as fh:
+            for k, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
                         r = json.loads(line)
-                        a.append(float(r["timestamp"]) / 1000.0)
-                        p.append(int(r["input_length"]))
-                        o.append(int(r["output_length"]))
-            arr, pr, out = np.array(a), np.array(p, dtype=np.int64), np.array(o, dtype=np.int64)
-        else:
-            with open(path, newline="") as fh:
-                reader = csv.DictReader(fh)
-                cols = reader.fieldnames or []
-                if fmt == "azure":
-                    need = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
-                else:
-                    need = ["arrival_s", "prompt_tokens", "output_tokens"]
-                missing = [c for c in need if c not in cols]
-                if missing:
-                    raise ScenarioError(field, f"{path} lacks column(s) {missing} (has {cols})",
-                                        "use columns arrival_s,prompt_tokens,output_tokens or set trace_format")
-                rows = list(reader)
-            if fmt == "azure":
-                ts = np.array([np.datetime64(r["TIMESTAMP"].strip()[:26]) for r in rows])
-                arr = (ts - ts.min()) / np.timedelta64(1, "us") / 1e6
-            else:
-                arr = np.array([float(r["arrival_s"]) for r in rows])
-            pr = np.array([int(float(r[need[1]])) for r in rows], dtype=np.int64)
-            out = np.array([int(float(r[need[2]])) for r in rows], dtype=np.int64)
-    except ScenarioError:
-        raise
-    except (ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise ScenarioError(field, f"cannot parse {path}: {exc}") from None
-    order = np.argsort(arr, kind="stable")
-    arr, pr, out = arr[order], pr[order], out[order]
-    if arr.size:
-        arr = arr - arr[0]
-    # Zero-token rows exist in real traces; a request has at least one token each way.
-    return arr.astype(float), np.maximum(pr, 1), np.maximum(out, 1)
+                        recs.append((r["timestamp"], r["input_length"], r["output_length"]))
+                    except json.JSONDecodeError:
+                        raise _bad_row(path, k, "not a JSON object", "fix that line", field) from None
+                    except (KeyError, TypeError):
+                        raise _bad_row(path, k, "lacks timestamp, input_length or output_length",
+                                       "fix that line", field) from None
+                    lines.append(k)
+        if not recs:
+            raise ScenarioError(field, f"{path} holds no requests", "give a trace with at least one row")
+        ts = [r[0] for r in recs]
+        try:
+            arr = np.array(ts, dtype=float) / 1000.0
+        except (TypeError, ValueError):
+            raise ScenarioError(field, f"{path}: a timestamp is not a number", "fix the trace") from None
+        line = lines.__getitem__
+        arr = _arrival_column(arr, "timestamp", path, line, field, ts)
+        pr = _token_column([r[1] for r in recs], "input_length", path, line, field)
+        out = _token_column([r[2] for r in recs], "output_length", path, line, field)
+        return arr - arr[0], pr, out
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = reader.fieldnames or []
+        need = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"] if fmt == "azure" else \
+            ["arrival_s", "prompt_tokens", "output_tokens"]
+        missing = [c for c in need if c not in cols]
+        if missing:
+            raise ScenarioError(field, f"{path} lacks column(s) {missing} (has {cols})",
+                                "use columns arrival_s,prompt_tokens,output_tokens or set trace_format")
+        rows = list(reader)
+    if not rows:
+        raise ScenarioError(field, f"{path} holds no requests (a header only)", "give a trace with at least one row")
+    short = next((i for i, r in enumerate(rows) if any(r.get(c) is None for c in need)), None)
+    if short is not None:
+        raise _bad_row(path, short + 2, "has fewer fields than the header", "fix that row", field)
+    t_raw = [r[need[0]] for r in rows]
+    if fmt == "azure":
+        try:
+            ts = np.array([np.datetime64(v.strip()[:26]) for v in t_raw])
+        except ValueError:
+            i = next(i for i, v in enumerate(t_raw) if not _is_time(v))
+            raise _bad_row(path, i + 2, f"TIMESTAMP = {t_raw[i]!r} is not a date-time", "fix that row", field) from None
+        arr = (ts - ts[0]) / np.timedelta64(1, "us") / 1e6
+    else:
+        arr = np.empty(len(rows))
+        for i, v in enumerate(t_raw):
+            try:
+                arr[i] = float(v)
+            except ValueError:
+                raise _bad_row(path, i + 2, f"arrival_s = {v!r} is not a number", "give seconds from the start",
+                               field) from None
+    if fmt == "azure":  # a clock: only the order is checked
+        back = np.flatnonzero(np.diff(arr) < 0)
+        if back.size:
+            i = int(back[0]) + 1
+            raise _bad_row(path, i + 2, f"TIMESTAMP {t_raw[i]!r} comes before the previous row's", "sort the file",
+                           field)
+    else:
+        arr = _arrival_column(arr, "arrival_s", path, lambda i: i + 2, field, t_raw)
+    pr = _token_column([r[need[1]] for r in rows], need[1], path, lambda i: i + 2, field)
+    out = _token_column([r[need[2]] for r in rows], need[2], path, lambda i: i + 2, field)
+    return arr.astype(float), pr, out
+
+
+def _is_time(v: str) -> bool:
+    try:
+        np.datetime64(v.strip()[:26])
+        return True
+    except ValueError:
+        return False
+
+
+# Memory a run holds per request, all columns (workload, requests table, engine state) with
+# room: 157 bytes traced and 151 of resident growth were measured per request (quickstart,
+# 10^6 requests, README Performance); 400 leaves room for classes, sessions and time series.
+BYTES_PER_REQUEST = 400
+
+
+def _memory_bytes() -> float | None:
+    import os
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_memory(w: Any) -> None:
+    """Refuse, before allocating, a workload whose requests would not fit in this machine's
+    memory (a typo such as num_requests = 10^12 would otherwise try to allocate terabytes)."""
+    if w.arrival == "trace":
+        return  # bounded by the file
+    if w.stages:
+        n = sum(r * d for r, d in w.stages)
+    elif w.num_requests is not None:
+        n = float(w.num_requests)
+    else:
+        n = w.rate_per_s * w.duration_s
+    mem = _memory_bytes()
+    if mem is not None and n * BYTES_PER_REQUEST > 0.8 * mem:
+        most = int(0.8 * mem / BYTES_PER_REQUEST)
+        key = "workload.num_requests" if w.num_requests is not None else (
+            "workload.stages" if w.stages else "workload.duration_s")
+        raise ScenarioError(key, f"about {n:.3g} requests would need about {n * BYTES_PER_REQUEST / 1e9:,.0f} GB "
+                            f"({BYTES_PER_REQUEST} bytes each); this machine has {mem / 1e9:,.0f} GB",
+                            f"simulate at most about {most:,} requests (or a shorter duration_s)")
 
 
 def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
     """Draw the whole workload for config `w` (a WorkloadConfig) and run `seed`."""
+    check_memory(w)
     if w.arrival == "trace":
         arr, pr, out = read_trace(base_dir / w.trace, w.trace_format)
         if w.time_scale != 1.0:
             arr = arr / w.time_scale
         if w.duration_s is not None:
             keep = arr < w.duration_s
+            if not keep.all():
+                warn("workload.duration_s", f"replaying the trace's first {int(keep.sum())} of {arr.size} requests "
+                     f"(those before {w.duration_s:g} s)", "remove duration_s to replay all of it")
             arr, pr, out = arr[keep], pr[keep], out[keep]
-        if w.num_requests is not None:
+        if w.num_requests is not None and w.num_requests < arr.size:
+            warn("workload.num_requests", f"replaying the trace's first {w.num_requests} of {arr.size} requests",
+                 "remove num_requests to replay all of it")
             arr, pr, out = arr[: w.num_requests], pr[: w.num_requests], out[: w.num_requests]
+        if arr.size == 0:
+            raise ScenarioError("workload.duration_s", "no request of the trace arrives before it",
+                                "raise duration_s or remove it")
         sess = read_trace_sessions(base_dir / w.trace, w.trace_format, arr.shape[0])
         if sess is None and w.sessions:
             sess = stream(seed, "sessions").integers(0, w.sessions, size=arr.shape[0])
