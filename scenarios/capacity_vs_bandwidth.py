@@ -56,7 +56,8 @@ def point(hw_id: str, tables: dict, ctx: int, out_tok: int) -> dict:
     fit = blocks // math.ceil(ctx / 16)
     res = {"hardware": hw_id, "context": ctx, "sequences_fit": int(fit)}
     if fit < 1:
-        return {**res, "throughput_tok_per_s": 0.0, "tpot_p99_s": None, "tok_per_s_per_kw": 0.0}
+        return {**res, "throughput_tok_per_s": 0.0, "tpot_p99_s": None, "tok_per_s_per_kw": 0.0,
+                "preemptions": 0, "requests": 0}
     n = max(24, 3 * fit)
     sc = dc.from_dict({
         "seed": 1, "hardware": {hw_id: tables[hw_id]},
@@ -68,7 +69,8 @@ def point(hw_id: str, tables: dict, ctx: int, out_tok: int) -> dict:
     s = dc.summary(dc.run(sc))
     thr = s["throughput_output_tok_per_s"]
     return {**res, "throughput_tok_per_s": thr, "tpot_p99_s": s["tpot_p99_s"], "tpot_p50_s": s["tpot_p50_s"],
-            "tok_per_s_per_kw": thr / (h.tdp_w / 1000.0), "decode_step_at_fit_s": pm.decode_cost(fit, ctx).t_s}
+            "tok_per_s_per_kw": thr / (h.tdp_w / 1000.0), "decode_step_at_fit_s": pm.decode_cost(fit, ctx).t_s,
+            "preemptions": s["preemptions_total"], "requests": s["requests_total"]}
 
 
 def main() -> int:
@@ -106,11 +108,17 @@ def main() -> int:
     fig.tight_layout()
     fig.savefig(out / "capacity_vs_bandwidth.png", dpi=110)
 
-    print(f"{'hardware':<24} {'context':>8} {'fit':>5} {'tok/s':>9} {'tok/s/kW':>9} {'p99 TPOT ms':>12}")
+    print(f"{'hardware':<24} {'context':>8} {'fit':>5} {'tok/s':>9} {'tok/s/kW':>9} {'p99 TPOT ms':>12} "
+          f"{'preemptions':>16}")
+    thrash = False
     for r in rows:
         p99 = f"{r['tpot_p99_s'] * 1e3:12.1f}" if r["tpot_p99_s"] else f"{'-':>12}"
+        flag = " !" if r["preemptions"] > r["requests"] else ""  # more recomputes than requests: thrash
+        thrash |= bool(flag)
         print(f"{r['hardware']:<24} {r['context']:>8} {r['sequences_fit']:>5} {r['throughput_tok_per_s']:>9.0f} "
-              f"{r['tok_per_s_per_kw']:>9.0f} {p99}")
+              f"{r['tok_per_s_per_kw']:>9.0f} {p99} {r['preemptions']:>7} / {r['requests']:<6}{flag}")
+    if thrash:
+        print("! more preemptions than requests: KV thrash (recompute preemption); its tok/s includes recomputed work")
     print()
     for c in ctxs:
         a = next(r for r in rows if r["hardware"] == "h200" and r["context"] == c)

@@ -41,7 +41,7 @@ def main() -> int:
     rows = serving_rows(Path(args.data))
     fitted = fit(rows)
     for hid, vals in fitted.items():
-        print(hid, json.dumps({k: vals[k] for k in PARAMS}), "|", vals["calibration"])
+        print(hid, json.dumps({k: vals[k] for k in PARAMS}), "|", vals["calibration_status"], "|", vals["calibration"])
     if args.write:
         text = HW_FILE.read_text()
         for hid, vals in fitted.items():

@@ -29,7 +29,8 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def print_table(summary: dict[str, Any], title: str) -> None:
+def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> None:
+    """The run table; with a [facility] or [cost] in `scenario`, energy, cost and power too."""
     rows = [
         ("requests", f"{summary['requests_total']} total: {summary['requests_completed']} completed, "
                      f"{summary['requests_rejected']} rejected, {summary['requests_failed']} failed, "
@@ -48,6 +49,20 @@ def print_table(summary: dict[str, Any], title: str) -> None:
                        ("preemptions", "preemptions_total"), ("simulated time (s)", "sim_time_s"),
                        ("wall time (s)", "wall_time_s")]:
         print(f"  {label:<22} {_fmt(summary.get(key))}")
+    if summary.get("slo_attainment") is not None:
+        print(f"  {'SLO attainment':<22} {summary['slo_attainment']:.1%} (TTFT <= {_fmt(summary.get('slo_ttft_s'))} s, "
+              f"TPOT <= {_fmt(summary.get('slo_tpot_s'))} s)")
+        print(f"  {'goodput (req/s)':<22} {_fmt(summary.get('goodput_req_per_s'))}")
+    money = scenario is not None and (scenario.facility is not None or scenario.cost is not None)
+    if money and summary.get("energy_j") is not None:
+        print(f"  {'energy (kWh)':<22} {_fmt(summary['energy_j'] / 3.6e6)}  "
+              f"({_fmt(summary.get('energy_per_output_tok_j'))} J per output token)")
+        print(f"  {'cost ($/Mtoken)':<22} {_fmt(summary.get('cost_per_mtok_usd'))}  (${_fmt(summary.get('cost_usd'))} in all)")
+    if scenario is not None and scenario.facility is not None:
+        print(f"  {'over the supply (s)':<22} {_fmt(summary.get('power_limit_exceeded_s'))}  "
+              f"(peak {_fmt(summary.get('facility_power_peak_w', 0) / 1e6)} MW)")
+    if summary.get("stable") is not None:
+        print(f"  {'steady state':<22} " + ("yes" if summary["stable"] else f"NO: {summary['instability']}"))
     if "engine" in summary:
         print(f"  {'engine':<22} {summary['engine']}")
     for st in summary.get("stages", []):
@@ -56,6 +71,14 @@ def print_table(summary: dict[str, Any], title: str) -> None:
               f"TPOT mean {_fmt(st['tpot_mean_s'])} s, E2E mean {_fmt(st['e2e_mean_s'])} s")
     if summary.get("reasons"):
         print(f"  {'reasons':<22} " + ", ".join(f"{k}: {v}" for k, v in summary["reasons"].items()))
+
+
+def _calibration_notes(hardware: list[Any]) -> None:
+    """One line on stderr per part whose numbers rest on borrowed or assumed constants."""
+    for hid in dict.fromkeys(h.id for h in hardware):
+        note = next(h for h in hardware if h.id == hid).calibration_note()
+        if note:
+            print(f"dcsim: note: {note}", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -78,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim import api
 
     res = api.run(sc, quiet=args.quiet, bar=not args.json)
+    _calibration_notes([p.hardware for p in sc.pools if p.service is None])
     summary = summarize(res)
     if args.out:
         write_run(res, summary, args.out)
@@ -87,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print_table(summary, f"dcsim run: {sc.name} (seed {sc.seed})")
+        print_table(summary, f"dcsim run: {sc.name} (seed {sc.seed})", sc)
         if args.out:
             print(f"  results in {args.out}/ (requests.parquet, timeseries.parquet, summary.json, scenario.toml, PNG plots)")
     return 0
@@ -171,6 +195,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
             out["prefill_uncapped_s"] = pre.t_s
         bpairs = args.batch * pairs
         out["prefill_batch_s"] = pm.step_power(0, 0.0, args.batch * args.prompt, 0.0, bpairs, args.batch, cap).t_s
+    _calibration_notes([hw])  # once the input is known good: an error stays one line
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -198,7 +223,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         print(json.dumps({
             "hardware": {k: {"name": h.name, "memory_gb": h.memory_gb, "mem_bw_tbps": h.mem_bw_tbps,
                              "tflops": dict(h.tflops), "tdp_w": h.tdp_w, "idle_w": h.idle_w,
-                             "scaleup_gbps_bidir": h.scaleup_gbps_bidir, "sources": h.sources}
+                             "scaleup_gbps_bidir": h.scaleup_gbps_bidir, "sources": h.sources,
+                             "calibration_status": h.calibration_status, "calibration": h.calibration}
                          for k, h in cat.hardware.items()},
             "models": {k: {"params_total": m.total_params, "params_active": m.active_params,
                            "layers": m.layers, "hidden": m.hidden, "heads": m.heads, "kv_heads": m.kv_heads,
@@ -209,7 +235,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         return 0
     print("hardware:")
     for k, h in cat.hardware.items():
-        print(f"  {k:<18} {h.memory_gb:>5g} GB  {h.mem_bw_tbps:>6g} TB/s  {h.tflops.get('bf16', 0):>7g} TFLOP/s bf16  {h.tdp_w:g} W")
+        print(f"  {k:<18} {h.memory_gb:>5g} GB  {h.mem_bw_tbps:>6g} TB/s  {h.tflops.get('bf16', 0):>7g} TFLOP/s bf16  "
+              f"{h.tdp_w:>5g} W  constants {h.calibration_status}")
     print("models:")
     for k, m in cat.models.items():
         moe = f"  MoE {m.experts}x top-{m.active_experts}" if m.is_moe else ""

@@ -19,7 +19,7 @@ SUMMARY_KEYS = (
     "requests_total", "requests_completed", "requests_rejected", "requests_failed", "requests_in_flight",
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
     "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
-    "throughput_req_per_s", "utilization_mean", "sim_time_s", "wall_time_s",
+    "throughput_req_per_s", "utilization_mean", "sim_time_s", "wall_time_s", "stable", "instability",
 )
 
 
@@ -150,6 +150,9 @@ def summarize(res: Any) -> dict[str, Any]:
         "engine": res.engine,  # which engine ran it (same per-request results)
     }
     s.update(energy_and_cost(res))
+    s["calibration_status"] = {p.hardware.id: p.hardware.calibration_status
+                               for p in res.scenario.pools if p.service is None}
+    s.update(stability(res))
     met = slo_met(res)
     counted = (arr >= warm) & (st != IN_FLIGHT)
     if met is not None:
@@ -230,6 +233,53 @@ def _littles_law_gap(res: Any) -> float | None:
     if lam_w == 0:
         return 0.0
     return abs(time_average_in_system(res) - lam_w) / lam_w
+
+
+# A run is called unstable when, over the second half of its arrivals (after warm-up), the
+# requests in the system grew by more than this share of the arrivals in that half: departures
+# at least 10% below arrivals. Statistical noise in a stable queue is far smaller at the run
+# lengths dcsim is used at (M/M/1 at rho 0.9 holds ~10 +- 10 requests; tests/test_stability.py).
+GROWTH_SHARE = 0.10
+GROWTH_MIN_REQUESTS = 20  # and by at least this many requests (short runs)
+WAIT_GROWTH = 2.0  # or the last quarter of arrivals waited this many times the second quarter's
+
+
+def stability(res: Any) -> dict[str, Any]:
+    """`stable` and `instability` of a run: whether it reached a steady state, judged from the
+    number of requests in the system (arrived, not yet completed, failed or rejected) at the
+    middle and at the end of the measured arrivals, and from the growth of queueing delay. A run
+    whose arrivals outpace its departures reports "arrival rate above capacity"; one whose
+    waiting grows without that, "queue growing". Finite overloaded runs otherwise look like
+    steady states with large latencies."""
+    wl, tb = res.workload, res.requests
+    arr = wl.arrival_s
+    warm = res.scenario.workload.warmup_s
+    a = arr[arr >= warm]
+    if a.size < 8:
+        return {"stable": None, "instability": "too few requests to judge"}
+    dep = np.where(tb.status == REJECTED, arr, np.where(tb.status == IN_FLIGHT, np.inf, tb.finish_s))
+    dep = np.sort(np.where(dep < 0, np.inf, dep))
+    t_mid, t_end = float(a[a.size // 2]), float(a[-1])
+
+    def in_system(t: float) -> int:
+        return int(np.searchsorted(arr, t, side="right") - np.searchsorted(dep, t, side="right"))
+
+    arrived = int(np.searchsorted(arr, t_end, side="right") - np.searchsorted(arr, t_mid, side="right"))
+    growth = in_system(t_end) - in_system(t_mid)
+    if arrived > 0 and growth > GROWTH_MIN_REQUESTS and growth > GROWTH_SHARE * arrived:
+        return {"stable": False, "instability": (
+            f"arrival rate above capacity: {growth} more requests in the system at the last arrival than at the "
+            f"middle one; departures {growth / arrived:.0%} below arrivals in between")}
+    sel = (arr >= warm) & (tb.status == COMPLETED)
+    q = (tb.start_s - arr)[sel]
+    if q.size >= 8:
+        k = q.size // 4
+        early, late = float(np.mean(q[k:2 * k])), float(np.mean(q[3 * k:]))
+        if late > WAIT_GROWTH * early and late - early > 1.0:
+            return {"stable": False, "instability": (
+                f"queue growing: the last quarter of requests waited {late:.3g} s on average, the second "
+                f"quarter {early:.3g} s")}
+    return {"stable": True, "instability": None}
 
 
 def energy_and_cost(res: Any) -> dict[str, Any]:

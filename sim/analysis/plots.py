@@ -126,6 +126,13 @@ def _band(ax, x, pts, m, label, color, ls="-"):
     return {"mean": mean.tolist(), "ci_low": lo.tolist(), "ci_high": hi.tolist()}
 
 
+def _mark_unstable(ax, x, pts, m, label) -> None:
+    """A red x on each point whose runs reached no steady state (summary `stable` false)."""
+    bad = [(xv, p["metrics"][m]["mean"]) for xv, p in zip(x, pts) if p.get("stable") is False and m in p["metrics"]]
+    if bad:
+        ax.plot(*zip(*bad), "x", color="red", ms=9, mew=2, label="no steady state" if label else None, zorder=5)
+
+
 def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
     key = rep["key"]
     xlabel = "offered load (requests/s)" if key.endswith("rate_per_s") else key
@@ -138,13 +145,15 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
         for ax, base, name in zip(axes, ("ttft", "tpot", "e2e"), ("TTFT (s)", "TPOT (s)", "E2E latency (s)")):
             d[f"{base}_p50_s"] = _band(ax, x, v["points"], f"{base}_p50_s", f"{lab} p50", f"C{i}", "--")
             d[f"{base}_p99_s"] = _band(ax, x, v["points"], f"{base}_p99_s", f"{lab} p99", f"C{i}", "-")
+            _mark_unstable(ax, x, v["points"], f"{base}_p99_s", lab if base == "ttft" and i == 0 else None)
             ax.set_ylabel(name)
+        d["unstable"] = [p["value"] for p in v["points"] if p.get("stable") is False]
     for ax in axes:
         ax.set_xlabel(xlabel)
         ax.set_yscale("log")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7)
-    fig.suptitle("Latency against load: p50 (dashed) and p99 (solid), 95% CI bands")
+    fig.suptitle("Latency against load: p50 (dashed) and p99 (solid), 95% CI bands; x: no steady state")
     files.append(_save(fig, out / "latency_vs_load.png", data))
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -153,6 +162,9 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
         thr = [p["metrics"].get("throughput_output_tok_per_s", {}).get("mean", np.nan) for p in v["points"]]
         p99 = [p["metrics"].get("tpot_p99_s", {}).get("mean", np.nan) for p in v["points"]]
         ax.plot(thr, p99, "-o", ms=3, color=f"C{i}", label=lab)
+        bad = [k for k, p in enumerate(v["points"]) if p.get("stable") is False]
+        ax.plot([thr[k] for k in bad], [p99[k] for k in bad], "x", color="red", ms=9, mew=2,
+                label="no steady state" if i == 0 and bad else None)
         data2[lab] = {"throughput_output_tok_per_s": thr, "tpot_p99_s": p99}
     ax.set_xlabel("output throughput (tokens/s)")
     ax.set_ylabel("p99 time per output token (s)")
@@ -167,6 +179,8 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
         data3: dict[str, Any] = {}
         for i, (lab, v) in enumerate(rep["variants"].items()):
             x = [p["value"] for p in v["points"]]
+            for ax, m in zip(axes, ("goodput_req_per_s", "slo_attainment")):
+                _mark_unstable(ax, x, v["points"], m, lab if i == 0 and m == "goodput_req_per_s" else None)
             data3[lab] = {"goodput_req_per_s": _band(axes[0], x, v["points"], "goodput_req_per_s", lab, f"C{i}"),
                           "slo_attainment": _band(axes[1], x, v["points"], "slo_attainment", lab, f"C{i}"),
                           "max_value_meeting_slo": v["max_value_meeting_slo"]}

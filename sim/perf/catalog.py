@@ -5,7 +5,6 @@ Units: bytes, seconds, watts, FLOP/s. Nothing here touches SimPy.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
@@ -44,7 +43,10 @@ class Hardware:
     comm_latency_s: float = 1e-5
     usd_per_accel_hour: float | None = None
     sources: str = ""
-    calibration: str = ""
+    calibration: str = ""  # what the efficiency constants rest on
+    # "measured": fitted on measurements shipped in data/; "borrowed": constants of another part;
+    # "assumed": specs or constants without a source (a user's own entry unless it says otherwise)
+    calibration_status: str = "assumed"
 
     @property
     def memory_bytes(self) -> float:
@@ -58,6 +60,18 @@ class Hardware:
     def link_bytes_per_s(self) -> float:
         """Scale-up bandwidth in one direction (half the bidirectional figure)."""
         return self.scaleup_gbps_bidir * 1e9 / 2
+
+    def calibration_note(self) -> str | None:
+        """One line when this part's numbers rest on borrowed or assumed constants, else None."""
+        if self.calibration_status == "measured":
+            return None
+        why = self.calibration.split(": ", 1)[-1] if self.calibration else "no calibration recorded"
+        what = f"constants {why}" if why.startswith(self.calibration_status) else \
+            f"constants {self.calibration_status} ({why})"
+        if self.calibration_status == "assumed" and "assumed" in self.sources:
+            what += f"; specs partly assumed ({self.sources})"
+        return (f"{self.id}: {what}; its latencies and throughput are estimates, outside the error measured "
+                f"on h100-sxm (docs/validation.md)")
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s for `dtype`; fp16 uses bf16, and a dtype without tensor-core
@@ -196,6 +210,7 @@ def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
     return obj
 
 
+CALIBRATION_STATUSES = ("measured", "borrowed", "assumed")
 _LARGEST = 1e9  # no catalog figure in its units (GB, TB/s, TFLOP/s, W, layers, ...) comes near this
 
 
@@ -203,6 +218,11 @@ def _check_numbers(obj: Any, where: str) -> None:
     for f in fields(obj):
         v = getattr(obj, f.name)
         if f.name in ("id", "name", "source", "sources", "calibration", "tie_embeddings"):
+            continue
+        if f.name == "calibration_status":
+            if v not in CALIBRATION_STATUSES:
+                raise ScenarioError(f"{where}.{obj.id}.calibration_status", f"unknown value {v!r}",
+                                    f"use one of: {', '.join(CALIBRATION_STATUSES)}")
             continue
         if f.name == "tflops":
             if not isinstance(v, Mapping) or not v:

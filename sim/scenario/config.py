@@ -8,7 +8,6 @@ repeated exactly.
 from __future__ import annotations
 
 import copy
-import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ TRACE_FORMATS = ("csv", "azure", "mooncake")
 LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
                 "empirical": ("file",)}
 SERVICE_DISTS = ("exponential", "deterministic")
+MAX_TOKENS = 1e9  # per request: past any model's context window (checked per model at build)
+MAX_CV = 100.0
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,11 @@ def _length_spec(raw: Any, path: str) -> dict[str, Any]:
             if v is not None:
                 out[k] = v
     t.done()
+    for k, v in out.items():
+        limit = MAX_CV if k == "cv" else MAX_TOKENS
+        if k != "file" and isinstance(v, (int, float)) and v > limit:
+            raise ScenarioError(f"{path}.{k}", f"{v:g} is past {limit:g}" + ("" if k == "cv" else " tokens"),
+                                f"give {k} up to {limit:g}")
     if dist == "uniform" and out["min"] > out["max"]:
         raise ScenarioError(f"{path}.min", "must be <= max")
     if "min" in out and "max" in out and out["min"] > out["max"]:

@@ -21,7 +21,8 @@ from sim.studies.study import Task, run_task
 
 def _meets(raw: dict, base: Path, seed: int, attainment: float) -> tuple[bool, dict]:
     s = run_task(Task(raw, str(base), seed))["summary"]
-    return (s.get("slo_attainment") or 0.0) >= attainment, s
+    # an overloaded run can meet an SLO for a while: a plan must be a steady state
+    return (s.get("slo_attainment") or 0.0) >= attainment and s.get("stable") is not False, s
 
 
 def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None = None,

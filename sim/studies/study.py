@@ -22,7 +22,9 @@ from sim.analysis.stats import mean_ci, paired_diff_ci
 METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
            "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
            "throughput_req_per_s", "utilization_mean", "slo_attainment", "goodput_req_per_s",
-           "requests_completed", "requests_rejected", "requests_failed", "preemptions_total")
+           "requests_completed", "requests_rejected", "requests_failed", "preemptions_total",
+           "energy_j", "energy_per_output_tok_j", "it_power_mean_w", "facility_power_mean_w", "facility_power_peak_w",
+           "power_limit_exceeded_s", "battery_used_j", "cost_usd", "cost_per_mtok_usd")
 
 
 @dataclass(frozen=True)
@@ -306,14 +308,16 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                     continue
                 mean, lo, hi = mean_ci([float(x) for x in vals])
                 md[m] = {"mean": mean, "ci_low": lo, "ci_high": hi}
-            pts.append({"value": v, "metrics": md})
+            unstable = [r["summary"]["instability"] for r in runs if r["summary"].get("stable") is False]
+            pts.append({"value": v, "metrics": md, "stable": not unstable,
+                        "instability": unstable[0] if unstable else None})
         best = None
         has_slo = all("slo_attainment" in p["metrics"] for p in pts if not p.get("failed"))
         if has_slo:
             for p in pts:
                 if p.get("failed"):
                     break
-                if p["metrics"]["slo_attainment"]["mean"] >= attainment:
+                if p["metrics"]["slo_attainment"]["mean"] >= attainment and p["stable"]:
                     best = p["value"]
                 else:
                     break
@@ -342,7 +346,9 @@ def strip_latencies(rep: dict[str, Any]) -> dict[str, Any]:
 def table_compare(rep: dict[str, Any], metrics: Sequence[str] | None = None) -> str:
     metrics = metrics or [m for m in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_mean_s",
                                       "e2e_p99_s", "throughput_output_tok_per_s", "goodput_req_per_s",
-                                      "slo_attainment") if m in rep["metrics"]]
+                                      "slo_attainment", "preemptions_total", "energy_per_output_tok_j",
+                                      "facility_power_peak_w", "power_limit_exceeded_s", "cost_per_mtok_usd")
+                          if m in rep["metrics"]]
     L = [f"dcsim compare: {rep['scenario']}, {rep['replications']} replications (seeds {rep['seeds']}), "
          f"baseline {rep['baseline']}", "mean [95% CI]; diff = paired difference to the baseline; * = significant", ""]
     for m in metrics:
@@ -363,15 +369,22 @@ def table_sweep(rep: dict[str, Any]) -> str:
         L.append(f"variant {lab}: max {rep['key']} meeting the SLO ({rep['attainment_target']:.0%} attainment): "
                  f"{v['max_value_meeting_slo'] if v['slo_defined'] else 'no SLO defined'}")
         L.append(f"  {'value':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'TPOT p50':>9} {'TPOT p99':>9} {'E2E p50':>9} "
-                 f"{'E2E p99':>9} {'tok/s':>9} {'goodput':>8} {'attain':>7}")
+                 f"{'E2E p99':>9} {'tok/s':>9} {'goodput':>8} {'attain':>7} {'preempt':>8} {'J/tok':>7} "
+                 f"{'$/Mtok':>7} {'over s':>7}")
         for p in v["points"]:
             m = p["metrics"]
 
             def g(k, scale=1.0):
                 return _g(m[k]["mean"] * scale) if k in m else "-"
-            L.append(f"  {p['value']:>8g} {g('ttft_p50_s'):>9} {g('ttft_p99_s'):>9} {g('tpot_p50_s'):>9} "
+            mark = " !" if p.get("stable") is False else "  "
+            L.append(f"{mark}{p['value']:>8g} {g('ttft_p50_s'):>9} {g('ttft_p99_s'):>9} {g('tpot_p50_s'):>9} "
                      f"{g('tpot_p99_s'):>9} {g('e2e_p50_s'):>9} {g('e2e_p99_s'):>9} "
-                     f"{g('throughput_output_tok_per_s'):>9} {g('goodput_req_per_s'):>8} {g('slo_attainment'):>7}")
+                     f"{g('throughput_output_tok_per_s'):>9} {g('goodput_req_per_s'):>8} {g('slo_attainment'):>7} "
+                     f"{g('preemptions_total'):>8} {g('energy_per_output_tok_j'):>7} {g('cost_per_mtok_usd'):>7} "
+                     f"{g('power_limit_exceeded_s'):>7}")
+    if any(p.get("stable") is False for v in rep["variants"].values() for p in v["points"]):
+        L.append("! no steady state (arrivals outpace departures or the queue grows): a finite run's transient, "
+                 "not what the system would sustain")
     return "\n".join(L)
 
 

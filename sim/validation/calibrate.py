@@ -191,6 +191,8 @@ def fit(rows: list[ServingRow]) -> dict[str, dict[str, float | str]]:
             hw, err, how = start, float("nan"), f"borrowed from {REFERENCE_HW} (no usable measurement)"
         vals: dict[str, float | str] = {p: getattr(hw, p) for p in PARAMS}
         vals["calibration"] = (f"scripts/calibrate.py: {how}" + (f", in-sample objective {err:.1%}" if own else ""))
+        vals["calibration_status"] = ("assumed" if "assumed" in base.sources else
+                                      "measured" if how.startswith("all constants") else "borrowed")
         out[hid] = vals
     return out
 
@@ -205,5 +207,6 @@ def overrides_for(fitted: dict[str, dict[str, float | str]], hw_ids: Iterable[st
         d["tflops"] = dict(h.tflops)
         d.update({p: fitted[hid][p] for p in PARAMS})
         d["calibration"] = str(fitted[hid]["calibration"])
+        d["calibration_status"] = str(fitted[hid]["calibration_status"])
         out[hid] = {k: v for k, v in d.items() if v is not None}
     return out
