@@ -44,6 +44,13 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
     for label, key in lat:
         vals = [summary.get(f"{key}_{s}_s") for s in ("mean", "p50", "p90", "p99")]
         print(f"  {label:<22} " + " ".join(f"{_fmt(v):>10}" for v in vals))
+    pi = summary.get("prediction_interval") or {}
+    if pi.get("ttft_mean_s"):
+        b = summary.get("prediction_interval_basis", {})
+        rng = lambda k: f"{_fmt(pi[k][0])}-{_fmt(pi[k][1])}" if pi.get(k) else "-"  # noqa: E731
+        print(f"  {'90% interval':<22} TTFT mean {rng('ttft_mean_s')}, p99 {rng('ttft_p99_s')}; TPOT mean "
+              f"{rng('tpot_mean_s')}; E2E mean {rng('e2e_mean_s')}, p99 {rng('e2e_p99_s')} s "
+              f"({b.get('hardware_status', '')} constants)")
     for label, key in [("queue mean (s)", "queue_mean_s"), ("throughput (tok/s)", "throughput_output_tok_per_s"),
                        ("throughput (req/s)", "throughput_req_per_s"), ("utilization (mean)", "utilization_mean"),
                        ("preemptions", "preemptions_total"), ("simulated time (s)", "sim_time_s"),
@@ -53,6 +60,9 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
         print(f"  {'SLO attainment':<22} {summary['slo_attainment']:.1%} (TTFT <= {_fmt(summary.get('slo_ttft_s'))} s, "
               f"TPOT <= {_fmt(summary.get('slo_tpot_s'))} s)")
         print(f"  {'goodput (req/s)':<22} {_fmt(summary.get('goodput_req_per_s'))}")
+        if summary.get("slo_attainment_pessimistic") is not None:
+            print(f"  {'SLO attainment, worst':<22} {summary['slo_attainment_pessimistic']:.1%} (latencies at the "
+                  "intervals' upper end)")
     money = scenario is not None and (scenario.facility is not None or scenario.cost is not None)
     if money and summary.get("energy_j") is not None:
         print(f"  {'energy (kWh)':<22} {_fmt(summary['energy_j'] / 3.6e6)}  "
@@ -331,7 +341,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 raise ScenarioError("--slo", f"{v!r} is not a number of seconds") from None
     split = lambda x: [y.strip() for y in x.split(",") if y.strip()] if x else []  # noqa: E731
     rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), [int(t) for t in split(args.tp)],
-               split(args.schedulers), args.attainment, args.max_replicas, args.set)
+               split(args.schedulers), args.attainment, args.max_replicas, args.set,
+               headroom=args.headroom, replications=args.replications)
     print(json.dumps(rep, indent=1) if args.json else table(rep))
     return 0 if rep["plan"] else 1
 
@@ -393,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--schedulers", help="comma-separated scheduler policies (default: the scenario's)")
     pn.add_argument("--attainment", type=float, default=0.9)
     pn.add_argument("--max-replicas", dest="max_replicas", type=int, default=512)
+    pn.add_argument("--headroom", action="store_true",
+                    help="the SLO must hold at the prediction intervals' pessimistic end (slo_attainment_pessimistic)")
+    pn.add_argument("--replications", type=int, default=1,
+                    help="the SLO must hold on this many seeds (the scenario's seed and the next ones)")
     pn.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     pn.add_argument("--json", action="store_true")
     pn.set_defaults(fn=cmd_plan)

@@ -36,7 +36,7 @@ CASES = {
     "preemption_least_loaded": ["workload.num_requests=800", "workload.rate_per_s=40",
                                 "pools.scheduler.kv_memory_fraction=0.22", 'router.policy="least_loaded"',
                                 "pools.scheduler.max_batched_tokens=2048"],
-    "preemption_70b_tp2_jsq": ["workload.num_requests=500", "workload.rate_per_s=3", 'pools.model="llama-3.1-70b"',
+    "preemption_70b_tp2_jsq": ["workload.num_requests=500", "workload.rate_per_s=3.5", 'pools.model="llama-3.1-70b"',
                                "pools.tp=2", 'router.policy="jsq"'],
     "continuous": ["workload.num_requests=1200", "workload.rate_per_s=20", 'pools.scheduler.policy="continuous"',
                    'router.policy="least_loaded"'],

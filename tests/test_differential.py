@@ -1,6 +1,6 @@
 """Driver against driver, on scenarios hypothesis draws over the registry: every compiled
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
-timeouts, request classes, horizons, mixed hardware and a facility (every power-manager policy,
+timeouts, request classes, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
 commissioning, a battery). The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
@@ -25,7 +25,7 @@ def _scenario(d: dict) -> dict:
     if d["model"] == "mixtral-8x7b":  # 93 GB of weights: two H100s and most of their memory
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
-              "scheduler": sched}]
+              "scheduler": sched, "variability": d.get("variability", True)}]
     if d["mixed"]:  # a second pool on another part (same front-end overhead)
         pools.append(dict(pools[0], name="b", hardware="h200", replicas=1))
     wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
@@ -84,6 +84,10 @@ scenarios = st.fixed_dictionaries({
         "ageing_s": st.sampled_from([0.5, 10.0]),
     }),
     "router": st.sampled_from(ROUTERS.compiled_names()),
+    # step-time warm-up and jitter: off, the fitted defaults, strong (a hash per step: both drivers draw alike)
+    "variability": st.sampled_from([False, True, {"jitter": 0.2, "jitter_prob": 0.1, "warmup_factor": 3.0,
+                                                  "warmup_s": 2.0, "episode_s": 1.5, "episode_share": 0.3,
+                                                  "episode_stretch": 1.0}]),
     "arrival": st.sampled_from(["poisson", "gamma", "constant"]),
     "rate": st.floats(2.0, 60.0),
     "n": st.integers(50, 300),

@@ -33,8 +33,8 @@ def one_replica(policy="chunked", hw=PLAIN, **sched):
     return parse({"seed": 0, "hardware": {"gpu": hw_table(**hw)},
                   "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1,
                                "prompt_tokens": 1, "output_tokens": 1},
-                  "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b",
-                             "scheduler": {"policy": policy, **sched}}]})
+                  "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b", "variability": False,
+                             "scheduler": {"policy": policy, **sched}}]})  # by-hand timelines: exact steps
 
 
 def perf(hw=PLAIN):

@@ -115,8 +115,8 @@ def test_cached_blocks_are_evicted_before_running_requests_are_preempted():
 def test_timeouts_fail_requests_with_reason_and_counts_add_up():
     sc = parse({"seed": 1, "workload": {"arrival": "constant", "rate_per_s": 200.0, "num_requests": 600,
                                         "prompt_tokens": 2000, "output_tokens": 300, "timeout_s": 5.0},
-                "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b",
-                           "scheduler": {"max_batch_size": 32}}]})
+                "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "variability": False,
+                           "scheduler": {"max_batch_size": 32}}]})  # (with the warm-up, every request times out)
     s = check_invariants(run(sc))
     assert s["requests_failed"] > 0 and s["reasons"].get("timeout") == s["requests_failed"]
     assert s["requests_completed"] + s["requests_failed"] == 600

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
+from sim.analysis.intervals import pessimistic_factors, prediction_interval
 from sim.scenario.config import accel_usd_per_hour
 
 SUMMARY_KEYS = (
@@ -20,6 +21,7 @@ SUMMARY_KEYS = (
     "ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
     "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
     "throughput_req_per_s", "utilization_mean", "sim_time_s", "wall_time_s", "stable", "instability",
+    "prediction_interval",
 )
 
 
@@ -54,9 +56,10 @@ def slo_limits(res: Any) -> tuple[np.ndarray, np.ndarray] | None:
     return ttft, tpot
 
 
-def slo_met(res: Any) -> np.ndarray | None:
+def slo_met(res: Any, ttft_factor: float = 1.0, tpot_factor: float = 1.0) -> np.ndarray | None:
     """Whether each request completed within both of its SLOs (DistServe's definition; a
-    one-token output has no TPOT and meets any TPOT SLO)."""
+    one-token output has no TPOT and meets any TPOT SLO), its TTFT and TPOT times the factors
+    (the prediction intervals' pessimistic end for plan --headroom)."""
     lim = slo_limits(res)
     if lim is None:
         return None
@@ -65,7 +68,7 @@ def slo_met(res: Any) -> np.ndarray | None:
     ttft = tb.first_token_s - wl.arrival_s
     denom = np.maximum(wl.output_tokens - 1, 1)
     tpot = np.where(wl.output_tokens > 1, (tb.finish_s - tb.first_token_s) / denom, 0.0)
-    return done & (ttft <= lim[0] + 1e-12) & (tpot <= lim[1] + 1e-12)
+    return done & (ttft * ttft_factor <= lim[0] + 1e-12) & (tpot * tpot_factor <= lim[1] + 1e-12)
 
 
 def request_columns(res: Any) -> dict[str, np.ndarray]:
@@ -153,6 +156,7 @@ def summarize(res: Any) -> dict[str, Any]:
     s["calibration_status"] = {p.hardware.id: p.hardware.calibration_status
                                for p in res.scenario.pools if p.service is None}
     s.update(stability(res))
+    s["prediction_interval"], s["prediction_interval_basis"] = prediction_interval(s)
     met = slo_met(res)
     counted = (arr >= warm) & (st != IN_FLIGHT)
     if met is not None:
@@ -160,6 +164,9 @@ def summarize(res: Any) -> dict[str, Any]:
         s["slo_tpot_s"] = res.scenario.slo.tpot_s
         s["slo_attainment"] = float(np.sum(met & counted) / max(1, counted.sum()))
         s["goodput_req_per_s"] = float(np.sum(met & counted)) / window
+        if s["calibration_status"]:  # every request at the intervals' pessimistic end (plan --headroom)
+            worse = slo_met(res, *pessimistic_factors(s["calibration_status"]))
+            s["slo_attainment_pessimistic"] = float(np.sum(worse & counted) / max(1, counted.sum()))
     classes = res.scenario.workload.classes
     if wl.cls is not None and classes:
         s["classes"] = []

@@ -23,7 +23,8 @@ from sim.engine import kernel as K
 from sim.engine.kernel import (  # the kernel's field names, read by the Python around it
     AGE, AH, AT, BIN_W, BS, BUSY, CAP, EEND, EIDLE, ESTEP, FAC, GRP, HOST_W, IDLE, IDLE_SINCE, LAG, LH, LT, MAXB,
     MAXT, N_F, N_QA, N_RQ, N_S, NAV, NUMBA_ERROR, OWN, P_ANALYTIC, P_PRIORITY, P_SJF, PB, PB_N, PH, PIDX, POL, PT,
-    QH, QKEY, QROW, QT, REST_W, RS_NO_CAPACITY, RS_NODE, RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, WSTEP)
+    EF, EK, EQ, EW, JD, JP, JSEED, QH, QKEY, QROW, QT, REST_W, RS_NO_CAPACITY, RS_NODE, RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
+    WA, WEND, WSTEP, WT)
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
 from sim.perf.roofline import IDLE_W, N_PC
 from sim.registry import ROUTERS, SCHEDULERS
@@ -263,6 +264,17 @@ def prepare(sim: Any, m: Any) -> Kernel:
         else:
             PC[r] = rep.perf.constants
         F[r, HOST_W] = rep.host_w
+        v = rep.pool.variability
+        F[r, WT], F[r, JP], F[r, VLO], F[r, EK] = 1.0, 1.0, 1.0, -1.0
+        if rep.service is None and v.on:
+            F[r, WA], F[r, WT], F[r, JD], F[r, JP] = v.warmup_factor, v.warmup_s, v.jitter, v.jitter_prob
+            F[r, EW], F[r, EQ], F[r, EF] = v.episode_s, v.episode_share, v.episode_stretch
+            F[r, VLO] = v.floor
+            if v.warmup_factor > 0:  # (BORN = 0) the term is below 1e-6 from here on
+                F[r, WEND] = v.warmup_s * math.log(v.warmup_factor * 1e6) if v.warmup_factor * 1e6 > 1 else 0.0
+        # the replica's key for its draws (kernel _vary): seed and replica, hashed
+        mix = getattr(K._mix32, "py_func", K._mix32)
+        S[r, JSEED] = mix(mix((sc.seed ^ (sc.seed >> 32)) & 0xFFFFFFFF) ^ (r & 0xFFFFFFFF))
         F[r, REST_W] = PC[r, IDLE_W] * S[r, TP] + rep.host_w
     F[:, CAP] = np.nan
     cap = max(1, min(int(S[:, MAXB].max()), n))  # no batch holds more sequences than the run has requests

@@ -50,8 +50,9 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN) = range(38)
-N_S = 38  # DOWN: failed (its node is down); DRN: drained (takes no new requests; off once idle)  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
+ DRN, NSTP, JSEED) = range(40)
+N_S = 40  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
+ # DOWN: failed (its node is down); DRN: drained (takes no new requests; off once idle)  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
 # this replica's queue (itself, or row 0 for central_queue's shared queue); SEQ: when its pending
 # event was scheduled (SimPy's insertion order, for the shared-queue driver)  # AH, AT: sjf's arrival-order list (head, tail)
 # Prefix cache: PB full blocks per shared prefix (0: caching off); block
@@ -68,8 +69,13 @@ QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
 N_QA = 6
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
-EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU = range(13)
-N_F = 13  # AGE: sjf's ageing_s; WSTEP: draw during the step in flight (W, all its accelerators and
+(EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU, WA, WT, JD, JP, BORN, EW, EQ,
+ EF, VLO, WEND, EK, EM) = range(25)
+N_F = 25  # WEND: when the warm-up term falls below 1e-6 (dropped after); EK, EM: the episode window of
+# the last step and its factor (a cache: a window's draw is made once)  # WA, WT: warm-up amplitude and time constant (s); JD, JP: jitter's mean share and rate; BORN:
+# when the replica started (its warm-up's origin); EW, EQ, EF: slow episodes' window (s; 0: none),
+# share of windows and stretch; VLO: the smallest factor _vary can return. See _vary.
+ # AGE: sjf's ageing_s; WSTEP: draw during the step in flight (W, all its accelerators and
 # its hosts); CAP: power cap per accelerator (W; NaN: none); REST_W: draw when not stepping (idle
 # accelerators and hosts; 0 when drained or down); HOST_W: what its hosts draw while it is on
 # DTF: duration of the step in flight; DTU: what it would last at full clock (DTF if uncapped). NB: no completion can be delivered before this time (a
@@ -122,6 +128,52 @@ def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
     compiled. pc: the tuple from _pc."""
     m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, False)
     return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _mix32(x):
+    """lowbias32 (C. Wellons' integer hash): 32-bit in and out. Products wrap in int64 under numba
+    and grow in plain Python; the masked low 32 bits agree, so both kernels draw alike."""
+    x = int(x)  # (a Python int in the plain kernel: numpy's int64 would warn on the wrap)
+    x = (x ^ (x >> 16)) & 0xFFFFFFFF
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _vary(r, now, S, F):
+    """The factor on replica r's step starting at `now` (sim/perf/variability.py), a product of
+    - warm-up: 1 + WA exp(-(now - BORN) / WT);
+    - jitter: (1 - JD) + X, X = 0 but at a share JP of steps, where it is exponential with mean
+      JD / JP;
+    - slow episodes: 1 + EF (B - EQ) over each window of EW s, B = 1 in a share EQ of windows.
+    Jitter and episodes have mean 1 (the means stay calibrated); the warm-up term is dropped once
+    below 1e-6 (WEND). The draws hash the replica's key
+    with its step count (jitter) or window index (episodes), so they depend on nothing a driver
+    orders differently. Never below VLO = (1 - JD)(1 - EF EQ): the bound _next_delivery_bound uses."""
+    n = S[r, NSTP]
+    S[r, NSTP] = n + 1
+    m = 1.0
+    jd = F[r, JD]
+    if jd > 0.0:
+        h = _mix32(S[r, JSEED] ^ (n & 0xFFFFFFFF))  # JSEED: the replica's key, hashed already
+        m = 1.0 - jd
+        if h * 2.3283064365386963e-10 < F[r, JP]:
+            u = _mix32(h ^ 0x9E3779B9) * 2.3283064365386963e-10
+            m -= jd / F[r, JP] * np.log(1.0 - u)
+    ew = F[r, EW]
+    if ew > 0.0:
+        k = float(int(now / ew))  # this step's window
+        if k != F[r, EK]:
+            h = _mix32(_mix32(S[r, JSEED] ^ 0x5BD1E995) ^ (int(k) & 0xFFFFFFFF))
+            F[r, EK] = k
+            F[r, EM] = 1.0 + F[r, EF] * ((1.0 if h * 2.3283064365386963e-10 < F[r, EQ] else 0.0) - F[r, EQ])
+        m *= F[r, EM]
+    if now < F[r, WEND]:
+        m *= 1.0 + F[r, WA] * np.exp(-(now - F[r, BORN]) / F[r, WT])
+    return m
 
 
 @njit(cache=True, _nrt=False)
@@ -1033,11 +1085,12 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
     else:
         dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
         dtu = dt
+    dt *= _vary(r, now, S, F)
     watts = pw * S[r, TP] + F[r, HOST_W]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
     _start_step(r, now, dt, watts, S, F, bins, G, PW, GI, True)
-    F[r, DTU] = dtu
+    F[r, DTU] = dtu * F[r, VLO]  # no variability factor is below VLO
     S[r, PLNDEC] = ndec
     S[r, NCH] = nch
     return 1
@@ -1119,6 +1172,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                 tp = S[r, TP]
                 host = F[r, HOST_W]
                 cap_w = F[r, CAP]
+                jlo = F[r, VLO]
                 fac = GI[FAC] != 0  # power rows for the facility's ledger
                 pb_room = PW.shape[0] - 8  # (stop before their buffer is full)
                 busy = F[r, BUSY]
@@ -1149,6 +1203,8 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                     else:
                         dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
                         dtu = dt
+                    dt *= _vary(r, e, S, F)
+                    dtu *= jlo
                     watts = pw * tp + host
                     busy += dt
                     est += watts * dt

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
+from sim.perf.variability import KEYS as VAR_KEYS, OFF, Variability, defaults as var_defaults
 from sim.errors import ScenarioError, warn
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.scenario.facility import parse_facility
@@ -99,6 +100,7 @@ class PoolConfig:
     tent: str | None = None  # facility tent the pool is placed in
     priority: int = 0  # power manager: pools with a higher value are capped/drained first
     cost: "CostConfig | None" = None  # [pools.cost]: this pool's accelerator price, before [cost]
+    variability: Variability = OFF  # step-time warm-up and jitter (sim/perf/variability.py)
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
         sv = Table(t.get("service", dict), f"{path}.service")
         service = ServiceConfig(sv.get("dist", str, choices=SERVICE_DISTS), sv.get("mean_s", float, positive=True))
         sv.done()
+    var = _variability(t.get("variability", (bool, dict), True), model, f"{path}.variability")
     tent = t.get("tent", str, None)
     prio = t.get("priority", int, 0)
     pcost = None
@@ -310,10 +313,38 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
         ct.done()
         _one_price(pcost, f"{path}.cost")
     t.done()
-    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost)
+    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var)
     if service is None:
         _check_fits(pool, path)
     return pool
+
+
+def _variability(v: bool | dict, model: Model, path: str) -> Variability:
+    """[pools.variability]: true (the fitted defaults for the model's kind), false (none), or a
+    table overriding some of the defaults."""
+    if v is False:
+        return OFF
+    base = var_defaults("moe" if model.is_moe else "dense")
+    if v is True:
+        return base
+    t = Table(v, path)
+    kw = {k: t.get(k, float, getattr(base, k), nonneg=True) for k in VAR_KEYS}
+    t.done()
+    if kw["jitter"] >= 1:
+        raise ScenarioError(f"{path}.jitter", f"must be below 1 (the mean stretch as a share of a step), got {kw['jitter']}")
+    if not 0 < kw["jitter_prob"] <= 1:
+        raise ScenarioError(f"{path}.jitter_prob", f"must be in (0, 1], got {kw['jitter_prob']}")
+    if kw["warmup_s"] <= 0:
+        raise ScenarioError(f"{path}.warmup_s", f"must be > 0, got {kw['warmup_s']}")
+    if kw["episode_share"] > 1:
+        raise ScenarioError(f"{path}.episode_share", f"must be in [0, 1], got {kw['episode_share']}")
+    if kw["episode_stretch"] * kw["episode_share"] >= 1:
+        raise ScenarioError(f"{path}.episode_stretch", "episode_stretch x episode_share must be below 1 (the other "
+                            "windows are shortened by it to keep the mean)")
+    for k in ("warmup_factor", "episode_stretch"):
+        if kw[k] > 1e3:
+            raise ScenarioError(f"{path}.{k}", f"must be at most 1000, got {kw[k]}")
+    return Variability(**kw)
 
 
 def _one_price(c: "CostConfig", path: str) -> None:

@@ -72,15 +72,26 @@ def error_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | Non
     return {"median_abs_err": med, "p90_abs_err": p90}
 
 
+def with_variability(sc: dict[str, Any], v: dict[str, float] | None) -> dict[str, Any]:
+    """The scenario with its pool's [variability] set to `v` (None: the scenario's own)."""
+    if v is None:
+        return sc
+    return dict(sc, pools=[dict(sc["pools"][0], variability=dict(v))])
+
+
 def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
                    hw_overrides: dict[str, dict[str, Any]] | None = None,
-                   only: set[str] | None = None) -> tuple[list[Experiment], dict[str, dict[str, Any]]]:
+                   only: set[str] | None = None,
+                   variability: dict[str, dict[str, float]] | None = None,
+                   ) -> tuple[list[Experiment], dict[str, dict[str, Any]]]:
     """Simulate every experiment that can be simulated; returns (experiments, summaries by id).
 
-    `hw_overrides[exp_id]` replaces hardware entries for that experiment (cross-validation)."""
+    `hw_overrides[exp_id]` replaces hardware entries for that experiment (cross-validation);
+    `variability[exp_id]` its pool's [variability] (else the fitted defaults)."""
     exps = load_experiments(data_dir)
     todo = [e for e in exps if e.scenario is not None and (only is None or e.exp_id in only)]
-    jobs = [(e.scenario, (hw_overrides or {}).get(e.exp_id)) for e in todo]
+    jobs = [(with_variability(e.scenario, (variability or {}).get(e.exp_id)), (hw_overrides or {}).get(e.exp_id))
+            for e in todo]
     workers = workers or os.cpu_count() or 1
     from sim.engine.simulation import warm_up
     from sim.progress import ConsoleReporter
@@ -118,7 +129,14 @@ def validate(data_dir: Path = DEFAULT_DATA, cv: bool = False, workers: int | Non
     """Run the validation; returns the JSON-able report (see `dcsim validate --help`)."""
     exps = load_experiments(data_dir)
     over, folds = (cross_validated_overrides(exps, data_dir) if cv else ({}, {}))
-    _, sums = run_validation(data_dir, workers, over)
+    var = None
+    if cv:  # the variability fitted without each experiment's model too
+        from sim.perf.variability import cv_folds
+
+        vf = cv_folds()
+        var = {e.exp_id: vf[e.scenario["pools"][0]["model"]] for e in exps
+               if e.scenario is not None and e.scenario["pools"][0]["model"] in vf}
+    _, sums = run_validation(data_dir, workers, over, variability=var)
     rows = compare(exps, sums)
     if out_dir is not None:
         write_scenarios(exps, Path(out_dir), over)
@@ -173,7 +191,8 @@ def format_table(rep: dict[str, Any]) -> str:
     lines += ["", "times in ms; sat = saturated measured/predicted; errors = (predicted - measured) / measured", "",
               "abs error over non-saturated stages:  " + "  ".join(
                   f"{k}: median {rep['median_abs_err'][k] * 100:.1f}% p90 {rep['p90_abs_err'][k] * 100:.1f}%"
-                  for k in ("ttft_mean", "e2e_mean", "tpot_mean") if rep["median_abs_err"][k] is not None)]
+                  for k in ("ttft_mean", "e2e_mean", "tpot_mean", "ttft_p99", "e2e_p99")
+                  if rep["median_abs_err"][k] is not None)]
     sat = rep["saturated"]
     if sat:
         lines.append(f"saturated stages predicted to saturate: {sum(s['predicted_saturated'] for s in sat)} of {len(sat)}")

@@ -1,0 +1,68 @@
+"""Step-time variability: the warm-up of a new replica and the jitter of host overheads, as a
+factor on each step's roofline time (applied in the kernel's `_vary`).
+
+A roofline step time is a mean; measured serving has tails the mean cannot make: vLLM's first
+seconds after start (lazy kernel compilation and autotuning, most visible on MoE models' fused
+expert kernels), host hiccups (scheduling, detokenisation, the Python runtime) and slow spells
+lasting seconds (contention on the host), which stretch whole requests. Three terms:
+- warm-up: factor 1 + warmup_factor x exp(-age / warmup_s), age = time since the replica began;
+- jitter: factor (1 - jitter) + X, with X = 0 on all but a share jitter_prob of steps, where X is
+  exponential with mean jitter / jitter_prob;
+- slow episodes: time is cut into windows of episode_s; a share episode_share of them (drawn per
+  window) is slow, factor 1 + episode_stretch (1 - episode_share), the others 1 -
+  episode_stretch x episode_share.
+Jitter and episodes have mean 1, so mean step times (what the calibration fits) are kept; the
+factor is never below `floor`.
+Draws come from a hash of (seed, replica, step count or window): the same on every machine and
+driver.
+Defaults per model kind (dense / moe) are fitted on the measured vLLM runs
+(scripts/fit_variability.py, sim/data/variability.toml); `[pools.variability]` sets them, and
+`variability = false` turns both terms off (deterministic steps).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "variability.toml"
+KEYS = ("warmup_factor", "warmup_s", "jitter", "jitter_prob", "episode_s", "episode_share", "episode_stretch")
+
+
+@dataclass(frozen=True)
+class Variability:
+    warmup_factor: float = 0.0
+    warmup_s: float = 10.0
+    jitter: float = 0.0  # mean stretch over all steps (share of the step time); < 1
+    jitter_prob: float = 0.05  # share of steps stretched
+    episode_s: float = 0.0  # slow episodes: window length (0: none)
+    episode_share: float = 0.05  # share of windows that are slow
+    episode_stretch: float = 0.0  # a slow window's steps last 1 + stretch (1 - share) times the mean
+
+    @property
+    def on(self) -> bool:
+        return self.warmup_factor > 0 or self.jitter > 0 or (self.episode_s > 0 and self.episode_stretch > 0)
+
+    @property
+    def floor(self) -> float:
+        """The smallest factor a step can get (the kernel's completion bound uses it)."""
+        ep = self.episode_stretch * self.episode_share if self.episode_s > 0 else 0.0
+        return (1.0 - self.jitter) * (1.0 - ep)
+
+
+OFF = Variability()
+
+
+def defaults(kind: str) -> Variability:
+    """The fitted defaults for 'dense' or 'moe' models (sim/data/variability.toml)."""
+    with open(DATA, "rb") as fh:
+        raw = tomllib.load(fh)
+    return Variability(**{k: float(raw[kind][k]) for k in KEYS if k in raw[kind]})
+
+
+def cv_folds() -> dict[str, dict[str, float]]:
+    """Leave-one-model-out fits by model id: the values fitted without that model (validate --cv)."""
+    with open(DATA, "rb") as fh:
+        raw = tomllib.load(fh)
+    return {m: {k: float(t[k]) for k in KEYS if k in t} for m, t in raw.get("cv", {}).items()}
