@@ -118,9 +118,6 @@ def write(report: dict) -> None:
     out = head + [""]
     for k in ("dense", "moe"):
         out += [f"[{k}]"] + [f"{key} = {report['defaults'][k][key]!r}" for key in KEYS] + [""]
-    out.append("# Leave-one-model-out: fitted without the model named (dcsim validate --cv uses these)")
-    for m, pt in report["cv"].items():
-        out += [f'[cv."{m}"]'] + [f"{key} = {pt[key]!r}" for key in KEYS] + [""]
     DATA.write_text("\n".join(out))
 
 

@@ -101,12 +101,16 @@ def intervals_section(cv: dict) -> list[str]:
     t = table()
     a100 = [r for r in cv["experiments"] if r["hardware"] != "h100-sxm" and not r["saturated_measured"]]
     L = ["## Tails and prediction intervals", "",
-         "**Tails.** Each step's roofline time is multiplied by a warm-up factor (a new replica's first",
-         "seconds: lazy kernel compilation and autotuning) and a mean-one jitter (host overheads), per",
-         "model kind (`sim/perf/variability.py`, `sim/data/variability.toml`), fitted by",
-         "`python scripts/fit_variability.py` on the p99s of the stages above; the cross-validated run",
-         "uses for each model the values fitted without it (nested). Without them the p99 TTFT median",
-         "error was 32.6% and p99 E2E 17.1% (the table in git history before this section).", "",
+         "**Tails (not solved).** The table above is without step-time variability (the default): dcsim's",
+         "p99s come from queueing and batching alone. `variability = true` in a pool multiplies each step's",
+         "roofline time by a warm-up factor (a new replica's first seconds), a mean-one jitter (host",
+         "overheads) and mean-one slow episodes (`sim/perf/variability.py`), with values per model kind",
+         "fitted by `python scripts/fit_variability.py` (a grid over the simulator, each model's figure",
+         "taken at the values chosen without it). The fit is not stable: two fits on the same data that",
+         "differed only in the hash behind the draws gave nested cross-validated medians of p99 TTFT 16.2%",
+         "and 28.9%, p99 E2E 11.5% and 15.3%, with mean E2E 4.7% and 5.1% (4.3% without). A stage's p99",
+         "rests on a few rare draws in one run; a fit needs several seeds per point. Until then",
+         "variability stays off by default and these p99 errors stand.", "",
          "**Prediction intervals.** Every run summary carries `prediction_interval`: a 90% interval for",
          "mean and p99 TTFT, TPOT and E2E, from the cross-validated residuals r = ln(predicted / measured)",
          "of the stages above (split-conformal bounds, `sim/analysis/intervals.py`; widened x"

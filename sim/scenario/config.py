@@ -301,7 +301,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
         sv = Table(t.get("service", dict), f"{path}.service")
         service = ServiceConfig(sv.get("dist", str, choices=SERVICE_DISTS), sv.get("mean_s", float, positive=True))
         sv.done()
-    var = _variability(t.get("variability", (bool, dict), True), model, f"{path}.variability")
+    var = _variability(t.get("variability", (bool, dict), False), model, f"{path}.variability")
     tent = t.get("tent", str, None)
     prio = t.get("priority", int, 0)
     pcost = None
@@ -320,8 +320,8 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
 
 
 def _variability(v: bool | dict, model: Model, path: str) -> Variability:
-    """[pools.variability]: true (the fitted defaults for the model's kind), false (none), or a
-    table overriding some of the defaults."""
+    """[pools.variability]: false (the default: deterministic steps), true (the values fitted for
+    the model's kind), or a table overriding some of those."""
     if v is False:
         return OFF
     base = var_defaults("moe" if model.is_moe else "dense")

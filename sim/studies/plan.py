@@ -142,9 +142,14 @@ def table(rep: dict[str, Any]) -> str:
          + f" ({rep['evaluations']} runs)", "",
          f"{'hardware':<16} {'TP':>3} {'scheduler':<11} {'replicas':>8} {'accel':>6} {'$/h':>9} {'attain':>7} "
          f"{'p99 TTFT':>9} {'p99 TPOT':>9}"]
+    head = rep.get("headroom")
+    if head:
+        L[-1] += f" {'worst':>7}"
     for f in rep["frontier"]:
         L.append(f"{f['hardware']:<16} {f['tp']:>3} {f['scheduler']:<11} {f['replicas']:>8} {f['accelerators']:>6} "
-                 f"{f['usd_per_hour']:>9.2f} {f['slo_attainment']:>7.3f} {f['ttft_p99_s']:>9.3f} {f['tpot_p99_s']:>9.4f}")
+                 f"{f['usd_per_hour']:>9.2f} {f['slo_attainment']:>7.3f} {f['ttft_p99_s']:>9.3f} {f['tpot_p99_s']:>9.4f}"
+                 + (f" {f['slo_attainment_pessimistic']:>7.3f}" if head and f.get("slo_attainment_pessimistic") is not None
+                    else ""))
     for s in rep["skipped"]:
         L.append(f"skipped {s['hardware']} tp{s['tp']} {s['scheduler']}: {s['why']}")
     if rep["plan"]:

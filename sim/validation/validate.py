@@ -129,14 +129,7 @@ def validate(data_dir: Path = DEFAULT_DATA, cv: bool = False, workers: int | Non
     """Run the validation; returns the JSON-able report (see `dcsim validate --help`)."""
     exps = load_experiments(data_dir)
     over, folds = (cross_validated_overrides(exps, data_dir) if cv else ({}, {}))
-    var = None
-    if cv:  # the variability fitted without each experiment's model too
-        from sim.perf.variability import cv_folds
-
-        vf = cv_folds()
-        var = {e.exp_id: vf[e.scenario["pools"][0]["model"]] for e in exps
-               if e.scenario is not None and e.scenario["pools"][0]["model"] in vf}
-    _, sums = run_validation(data_dir, workers, over, variability=var)
+    _, sums = run_validation(data_dir, workers, over)
     rows = compare(exps, sums)
     if out_dir is not None:
         write_scenarios(exps, Path(out_dir), over)
