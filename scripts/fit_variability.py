@@ -7,7 +7,7 @@ Every experiment is simulated with its cross-validated perf constants (the ones 
 non-saturated stages, the sum of the median absolute errors of p99 TTFT and p99 E2E, among the
 pairs whose mean TTFT, E2E and TPOT median errors are no worse than without variability. The figure to trust is nested: each model's errors at the point chosen without it.
 
-Usage: python scripts/fit_variability.py [--data DIR] [--folds-cache FILE] [--write]
+Usage: python scripts/fit_variability.py [--data DIR] [--folds-cache FILE] [--seeds N] [--rows FILE] [--write]
 """
 
 from __future__ import annotations
@@ -30,6 +30,20 @@ GRID_EPISODES = [(0.0, 0.05, 0.0)] + [(w, q, f) for w in (3.0, 10.0) for q in (0
 TAILS = ("ttft_p99", "e2e_p99")
 MEANS = ("ttft_mean", "e2e_mean", "tpot_mean")
 TOP = 25  # candidates per kind for the joint choice
+
+
+def mean_rows(runs: list[list[dict]]) -> list[dict]:
+    """compare() rows with each prediction averaged over the runs (seeds), errors recomputed."""
+    out = []
+    for same in zip(*runs):
+        r = dict(same[0])
+        pred = {k: (sum(x["predicted"][k] for x in same) / len(same)
+                    if all(x["predicted"][k] is not None for x in same) else None) for k in r["predicted"]}
+        r["predicted"] = pred
+        r["rel_err"] = {k: ((pred[k] - r["measured"][k]) / r["measured"][k] if pred[k] is not None and r["measured"][k]
+                            else None) for k in pred}
+        out.append(r)
+    return out
 
 
 def medians(rows: list[dict]) -> dict[str, float]:
@@ -65,6 +79,9 @@ def main() -> int:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--rows", help="save every grid point's per-stage errors (JSON) here")
     ap.add_argument("--from-rows", help="choose from errors saved with --rows instead of simulating")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="simulate each point on this many seeds and compare their mean prediction (a p99 rests "
+                         "on rare draws: one seed makes the choice noisy)")
     args = ap.parse_args()
     data = Path(args.data)
     exps = [e for e in load_experiments(data) if e.scenario is not None]
@@ -87,8 +104,9 @@ def main() -> int:
         saved = json.loads(Path(args.from_rows).read_text())
         points, rows_at = saved["points"], saved["rows"]
     for i, pt in enumerate(points if not args.from_rows else []):
-        _, sums = run_validation(data, None, over, variability={x: pt for x in model_of})
-        rows_at.append(compare(exps, sums))
+        runs = [compare(exps, run_validation(data, None, over, variability={x: pt for x in model_of},
+                                             seed=None if args.seeds == 1 else 1 + k)[1]) for k in range(args.seeds)]
+        rows_at.append(mean_rows(runs))
         print(f"\r{i + 1}/{len(points)} points, {time.time() - t0:.0f} s", end="", file=sys.stderr)
     print(file=sys.stderr)
     if args.rows:

@@ -82,16 +82,16 @@ def with_variability(sc: dict[str, Any], v: dict[str, float] | None) -> dict[str
 def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
                    hw_overrides: dict[str, dict[str, Any]] | None = None,
                    only: set[str] | None = None,
-                   variability: dict[str, dict[str, float]] | None = None,
+                   variability: dict[str, dict[str, float]] | None = None, seed: int | None = None,
                    ) -> tuple[list[Experiment], dict[str, dict[str, Any]]]:
     """Simulate every experiment that can be simulated; returns (experiments, summaries by id).
 
     `hw_overrides[exp_id]` replaces hardware entries for that experiment (cross-validation);
-    `variability[exp_id]` its pool's [variability] (else the fitted defaults)."""
+    `variability[exp_id]` its pool's [variability] (else none); `seed` replaces the scenarios' seed."""
     exps = load_experiments(data_dir)
     todo = [e for e in exps if e.scenario is not None and (only is None or e.exp_id in only)]
-    jobs = [(with_variability(e.scenario, (variability or {}).get(e.exp_id)), (hw_overrides or {}).get(e.exp_id))
-            for e in todo]
+    jobs = [(with_variability(e.scenario if seed is None else dict(e.scenario, seed=seed),
+                              (variability or {}).get(e.exp_id)), (hw_overrides or {}).get(e.exp_id)) for e in todo]
     workers = workers or os.cpu_count() or 1
     from sim.engine.simulation import warm_up
     from sim.progress import ConsoleReporter
