@@ -2,13 +2,15 @@
 measure, from the cross-validated residuals of `dcsim validate --cv`.
 
 Method. For each metric m, r = ln(predicted / measured) over the calibration set's stages on
-measured hardware (H100) that neither were nor are predicted saturated, each simulated with constants fitted without its model (leave-one-model-out). With q05
-and q95 split-conformal bounds of r at 5% and 95% (order statistics floor((n+1) 0.05) and
-ceil((n+1) 0.95) of the n residuals: they cover a new exchangeable residual with probability at
-least 90%), a prediction y gives the 90% interval [y exp(-q95), y exp(-q05)] for the measurement. Hardware whose constants are borrowed from
-another part or assumed has no residuals of its own: the interval's log half-width is multiplied
-by WIDEN (an assumption, stated in sim/data/prediction_intervals.toml). scripts/fit_intervals.py
-writes the quantiles and checks coverage with the quantiles themselves left out per model.
+measured hardware (H100) that neither were nor are predicted saturated, each simulated with
+constants fitted without its model (leave-one-model-out). With q05 and q95 split-conformal
+bounds of r at 5% and 95% (order statistics floor((n+1) 0.05) and ceil((n+1) 0.95) of the n
+residuals: they cover a new exchangeable residual with probability at least 90%), a prediction y
+gives the 90% interval [y exp(-q95), y exp(-q05)] for the measurement. Hardware whose constants
+are borrowed from another part or assumed has no residuals of its own: the interval's log
+half-width is multiplied by WIDEN (an assumption, stated in sim/data/prediction_intervals.toml).
+scripts/fit_intervals.py writes the bounds and checks coverage with each model's own residuals
+left out of the bounds it is judged by.
 The p99 of TPOT has no measurement to compare with: it gets the TPOT mean's residuals.
 """
 
@@ -42,7 +44,8 @@ def residuals(rows: list[dict], metric: str) -> list[tuple[str, float]]:
     out = []
     for r in rows:
         p, m = r["predicted"][metric], r["measured"][metric]
-        if not r["saturated_measured"] and not r["saturated_predicted"] and p and m and hw[r["hardware"]].calibration_status == "measured":
+        usable = not r["saturated_measured"] and not r["saturated_predicted"] and p and m
+        if usable and hw[r["hardware"]].calibration_status == "measured":
             out.append((r["model"], math.log(p / m)))
     return out
 
@@ -126,7 +129,8 @@ def prediction_interval(summary: dict[str, Any]) -> tuple[dict[str, list[float] 
     METRICS as `<metric>_s: [low, high]`, and what the interval rests on."""
     st = summary.get("calibration_status") or {}
     t = table()
-    basis: dict[str, Any] = {"level": float(t["level"]), "method": "leave-one-model-out residuals of dcsim validate --cv",
+    basis: dict[str, Any] = {"level": float(t["level"]),
+                             "method": "leave-one-model-out residuals of dcsim validate --cv",
                              "calibration_stages": int(t["stages"])}
     if not st:  # analytic service only: the user gave the service times; no roofline error applies
         basis["note"] = "no roofline pool: service times are the scenario's own"

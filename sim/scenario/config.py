@@ -331,7 +331,8 @@ def _variability(v: bool | dict, model: Model, path: str) -> Variability:
     kw = {k: t.get(k, float, getattr(base, k), nonneg=True) for k in VAR_KEYS}
     t.done()
     if kw["jitter"] >= 1:
-        raise ScenarioError(f"{path}.jitter", f"must be below 1 (the mean stretch as a share of a step), got {kw['jitter']}")
+        raise ScenarioError(f"{path}.jitter",
+                            f"must be below 1 (the mean stretch as a share of a step), got {kw['jitter']}")
     if not 0 < kw["jitter_prob"] <= 1:
         raise ScenarioError(f"{path}.jitter_prob", f"must be in (0, 1], got {kw['jitter_prob']}")
     if kw["warmup_s"] <= 0:

@@ -118,13 +118,15 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                                  "accelerators": sum(p.replicas * p.tp for p in at_hi.pools), "usd_per_hour": usd_h,
                                  "slo_attainment": s["slo_attainment"],
                                  "slo_attainment_pessimistic": s.get("slo_attainment_pessimistic"),
-                                 "ttft_p99_s": s["ttft_p99_s"], "ttft_p99_interval_s": s["prediction_interval"]["ttft_p99_s"],
+                                 "ttft_p99_s": s["ttft_p99_s"],
+                                 "ttft_p99_interval_s": s["prediction_interval"]["ttft_p99_s"],
                                  "tpot_p99_s": s["tpot_p99_s"],
                                  "one_fewer_attainment": cache[hi - 1][1]["slo_attainment"] if hi - 1 in cache else None})
     frontier.sort(key=lambda f: (f["usd_per_hour"], f["hardware"], f["tp"], f["scheduler"]))
     best = frontier[0] if frontier else None
     out = {"scenario": str(scenario), "target_rate_per_s": target_rate, "slo": raw0["slo"],
-           "attainment": attainment, "headroom": headroom, "replications": replications, "plan": best, "frontier": frontier, "skipped": skipped, "evaluations": evals}
+           "attainment": attainment, "headroom": headroom, "replications": replications, "plan": best,
+           "frontier": frontier, "skipped": skipped, "evaluations": evals}
     if best:
         out["verify"] = (f"dcsim run {scenario} --set workload.rate_per_s={target_rate} "
                          + " ".join(f"--set {x}" for x in list(sets) + [
