@@ -258,7 +258,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from sim.validation.validate import DEFAULT_DATA, format_table, validate
 
     rep = validate(Path(args.data) if args.data else DEFAULT_DATA, cv=args.cv, workers=args.workers,
-                   out_dir=Path(args.out) if args.out else None)
+                   out_dir=Path(args.out) if args.out else None, variability=args.variability)
     if args.out:
         (Path(args.out) / "report.json").write_text(json.dumps(rep, indent=1) + "\n")
     if args.json:
@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data", help="folder with experiments.csv (default: data/validation/vllm-measured)")
     v.add_argument("--cv", action="store_true",
                    help="leave-one-model-out: refit the constants without each model before simulating it")
+    v.add_argument("--variability", action="store_true",
+                   help="run each experiment with the fitted step-time variability (a cold start's warm-up and "
+                        "jitter, sim/data/variability.toml; with --cv the values chosen without its model)")
     v.add_argument("--out", help="write one scenario TOML per experiment and report.json here")
     v.add_argument("--workers", type=int, default=None, help="processes (default: all cores; results identical)")
     v.add_argument("--json", action="store_true")

@@ -145,6 +145,17 @@ def test_validate_cli_on_a_small_folder(tmp_path):
                         capture_output=True, text=True, cwd=REPO)
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["requests_total"] == 360
+    # with the fitted tails model: a cold start lengthens the first requests' p99, and the
+    # written scenarios carry the values they ran with
+    out_v = tmp_path / "out_v"
+    r3 = subprocess.run([sys.executable, "-m", "sim", "validate", "--data", str(tmp_path), "--json", "--variability",
+                         "--out", str(out_v), "--workers", "1"], capture_output=True, text=True, cwd=REPO)
+    assert r3.returncode == 0, r3.stderr
+    rep_v = json.loads(r3.stdout)
+    assert rep["variability"] == "off" and rep_v["variability"] != "off"
+    for a, b in zip(rep["experiments"], rep_v["experiments"]):
+        assert b["predicted"]["e2e_p99"] > a["predicted"]["e2e_p99"]
+    assert "[pools.variability]" in (out_v / "19-llama-3-1-8b-tp1-roleplay-1.toml").read_text()
 
 
 @pytest.mark.slow

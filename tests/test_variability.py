@@ -22,16 +22,16 @@ def _run(sets, n=1500, **kw):
     return Simulation(parse(raw)).run()
 
 
-def _factors(jd, jp, wa=0.0, wt=1.0, n=200_000, now=1e9, ew=0.0, eq=0.05, ef=0.0):
+def _factors(jd, jp, wa=0.0, wt=1.0, n=200_000, now=1e9, ew=0.0, eq=0.05, ef=0.0, wdec=1.0, prefill=True):
     """n draws of the kernel's factor (plain Python kernel functions, the compiled ones' source);
     with episodes (ew > 0) step k starts at now + k x ew / 3 (three steps a window)."""
     S = np.zeros((1, K.N_S), np.int64)
     F = np.zeros((1, K.N_F))
     S[0, K.JSEED] = 12345
-    F[0, [K.JD, K.JP, K.WA, K.WT, K.EW, K.EQ, K.EF, K.EK]] = jd, jp, wa, wt, ew, eq, ef, -1.0
+    F[0, [K.JD, K.JP, K.WA, K.WT, K.EW, K.EQ, K.EF, K.EK, K.WDEC]] = jd, jp, wa, wt, ew, eq, ef, -1.0, wdec
     F[0, K.WEND] = wt * math.log(wa * 1e6) if wa > 0 else 0.0  # as prepare() sets it
     vary = K._vary.py_func if hasattr(K._vary, "py_func") else K._vary
-    return np.array([vary(0, now + k * ew / 3, S, F) for k in range(n)])
+    return np.array([vary(0, now + k * ew / 3, S, F, prefill) for k in range(n)])
 
 
 def test_jitter_factor_has_mean_one_and_the_stated_floor_and_share():
@@ -59,6 +59,9 @@ def test_episodes_have_mean_one_their_share_and_span_whole_windows():
 
 
 def test_warmup_factor_decays_from_its_amplitude():
+    # a decode-only step gets the share warmup_decode of the warm-up
+    assert _factors(0.0, 1.0, wa=3.0, wt=10.0, n=1, now=0.0, wdec=0.25, prefill=False)[0] == pytest.approx(1.75)
+    assert _factors(0.0, 1.0, wa=3.0, wt=10.0, n=1, now=0.0, wdec=0.25, prefill=True)[0] == pytest.approx(4.0)
     assert _factors(0.0, 1.0, wa=3.0, wt=10.0, n=1, now=0.0)[0] == pytest.approx(4.0)
     assert _factors(0.0, 1.0, wa=3.0, wt=10.0, n=1, now=10.0)[0] == pytest.approx(1 + 3 / math.e)
     assert _factors(0.0, 1.0, wa=3.0, wt=10.0, n=1, now=1e4)[0] == 1.0
@@ -117,10 +120,51 @@ def test_defaults_by_model_kind_and_off():
 
 
 @pytest.mark.parametrize("key,value", [("jitter", 1.0), ("jitter_prob", 0.0), ("jitter_prob", 1.5),
-                                       ("warmup_s", 0.0), ("warmup_factor", -1.0), ("warmup_factor", 1e6),
+                                       ("warmup_s", 0.0), ("warmup_decode", 1.5), ("warmup_decode", -0.1), ("warmup_factor", -1.0), ("warmup_factor", 1e6),
                                        ("episode_share", 1.5), ("episode_stretch", 60.0), ("episode_s", -1.0),
                                        ("bogus", 1.0)])
 def test_bad_values_name_the_field(key, value):
     with pytest.raises(ScenarioError) as ei:
         parse(apply_overrides(read_toml("scenarios/quickstart.toml"), [f"pools.variability.{key}={value}"]))
     assert f"pools[0].variability.{key}" in str(ei.value)
+
+
+def test_mean_warmup_is_the_time_average_of_the_kernels_factor():
+    from sim.perf.variability import Variability
+    v = Variability(warmup_factor=2.0, warmup_s=5.0)
+    for start, dur in ((0.0, 600.0), (0.0, 3.0), (600.0, 600.0), (2.0, 10.0)):
+        t = np.linspace(start, start + dur, 200_001)
+        f = _factors(0.0, 1.0, wa=2.0, wt=5.0, n=1, now=0.0)  # the kernel's factor at age 0 ...
+        assert f[0] == pytest.approx(3.0)
+        numeric = float(np.mean(1 + 2.0 * np.exp(-t / 5.0)))  # ... and its closed form over the stage
+        assert v.mean_warmup(start, dur) == pytest.approx(numeric, rel=1e-4)
+    assert Variability().mean_warmup(0.0, 600.0) == 1.0
+    half = Variability(warmup_factor=2.0, warmup_s=5.0, warmup_decode=0.5)
+    assert half.mean_warmup(0.0, 600.0, decode=True) - 1 == pytest.approx((v.mean_warmup(0.0, 600.0) - 1) / 2)
+
+
+def test_calibration_divides_the_warmup_out_of_the_first_stage_only():
+    from sim.perf.catalog import builtin_catalog
+    from sim.perf.variability import Variability
+    from sim.validation.calibrate import predict, serving_rows
+    v = Variability(warmup_factor=2.0, warmup_s=10.0)
+    plain = serving_rows()
+    warm = serving_rows(variability={"dense": v, "moe": v})
+    assert [(r.exp_id, r.stage) for r in plain] == [(r.exp_id, r.stage) for r in warm]
+    first = [w for p, w in zip(plain, warm) if w.stage == 0]
+    later = [w for p, w in zip(plain, warm) if w.stage > 0]
+    assert first and later
+    # every first stage lasts 600 s or more (one of them: 1200 s): 1 + 2 x 10 / duration
+    assert all(1 + 20 / 1200 - 1e-9 <= w.warm <= 1 + 20 / 600 + 1e-9 for w in first)
+    assert all(w.warm == pytest.approx(1.0, abs=1e-12) for w in later)
+    hw = builtin_catalog().hardware["h100-sxm"]
+    r0 = first[0]
+    assert r0.warm_dec == r0.warm  # warmup_decode = 1: decode steps warm up alike
+    tpot_plain, _ = predict(dataclass_replace(r0, warm=1.0, warm_dec=1.0), hw)
+    tpot_warm, _ = predict(r0, hw)
+    assert tpot_warm > tpot_plain * (1 + 0.5 * (r0.warm - 1))  # the slower steps show in the prediction
+
+
+def dataclass_replace(row, **kw):
+    import dataclasses
+    return dataclasses.replace(row, **kw)

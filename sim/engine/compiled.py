@@ -24,7 +24,7 @@ from sim.engine.kernel import (  # the kernel's field names, read by the Python 
     AGE, AH, AT, BIN_W, BS, BUSY, CAP, EEND, EIDLE, ESTEP, FAC, GRP, HOST_W, IDLE, IDLE_SINCE, LAG, LH, LT, MAXB,
     MAXT, N_F, N_QA, N_RQ, N_S, NAV, NUMBA_ERROR, OWN, P_ANALYTIC, P_PRIORITY, P_SJF, PB, PB_N, PH, PIDX, POL, PT,
     EF, EK, EQ, EW, JD, JP, JSEED, QH, QKEY, QROW, QT, REST_W, RS_NO_CAPACITY, RS_NODE, RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
-    WA, WEND, WSTEP, WT)
+    WA, WDEC, WEND, WSTEP, WT)
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
 from sim.perf.roofline import IDLE_W, N_PC
 from sim.registry import ROUTERS, SCHEDULERS
@@ -265,9 +265,10 @@ def prepare(sim: Any, m: Any) -> Kernel:
             PC[r] = rep.perf.constants
         F[r, HOST_W] = rep.host_w
         v = rep.pool.variability
-        F[r, WT], F[r, JP], F[r, VLO], F[r, EK] = 1.0, 1.0, 1.0, -1.0
+        F[r, WT], F[r, JP], F[r, VLO], F[r, EK], F[r, WDEC] = 1.0, 1.0, 1.0, -1.0, 1.0
         if rep.service is None and v.on:
             F[r, WA], F[r, WT], F[r, JD], F[r, JP] = v.warmup_factor, v.warmup_s, v.jitter, v.jitter_prob
+            F[r, WDEC] = v.warmup_decode
             F[r, EW], F[r, EQ], F[r, EF] = v.episode_s, v.episode_share, v.episode_stretch
             F[r, VLO] = v.floor
             if v.warmup_factor > 0:  # (BORN = 0) the term is below 1e-6 from here on

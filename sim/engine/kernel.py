@@ -70,8 +70,8 @@ N_QA = 6
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
 (EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU, WA, WT, JD, JP, BORN, EW, EQ,
- EF, VLO, WEND, EK, EM) = range(25)
-N_F = 25  # WEND: when the warm-up term falls below 1e-6 (dropped after); EK, EM: the episode window of
+ EF, VLO, WEND, EK, EM, WDEC) = range(26)
+N_F = 26  # WDEC: the share of the warm-up a decode-only step gets; WEND: when the warm-up term falls below 1e-6 (dropped after); EK, EM: the episode window of
 # the last step and its factor (a cache: a window's draw is made once)  # WA, WT: warm-up amplitude and time constant (s); JD, JP: jitter's mean share and rate; BORN:
 # when the replica started (its warm-up's origin); EW, EQ, EF: slow episodes' window (s; 0: none),
 # share of windows and stretch; VLO: the smallest factor _vary can return. See _vary.
@@ -143,9 +143,9 @@ def _mix32(x):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _vary(r, now, S, F):
+def _vary(r, now, S, F, prefill):
     """The factor on replica r's step starting at `now` (sim/perf/variability.py), a product of
-    - warm-up: 1 + WA exp(-(now - BORN) / WT);
+    - warm-up: 1 + WA exp(-(now - BORN) / WT), WA x WDEC for a step without prefill tokens;
     - jitter: (1 - JD) + X, X = 0 but at a share JP of steps, where it is exponential with mean
       JD / JP;
     - slow episodes: 1 + EF (B - EQ) over each window of EW s, B = 1 in a share EQ of windows.
@@ -172,7 +172,7 @@ def _vary(r, now, S, F):
             F[r, EM] = 1.0 + F[r, EF] * ((1.0 if h * 2.3283064365386963e-10 < F[r, EQ] else 0.0) - F[r, EQ])
         m *= F[r, EM]
     if now < F[r, WEND]:
-        m *= 1.0 + F[r, WA] * np.exp(-(now - F[r, BORN]) / F[r, WT])
+        m *= 1.0 + (F[r, WA] if prefill else F[r, WA] * F[r, WDEC]) * np.exp(-(now - F[r, BORN]) / F[r, WT])
     return m
 
 
@@ -1085,7 +1085,7 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
     else:
         dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
         dtu = dt
-    dt *= _vary(r, now, S, F)
+    dt *= _vary(r, now, S, F, p_tok > 0)
     watts = pw * S[r, TP] + F[r, HOST_W]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
@@ -1203,7 +1203,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                     else:
                         dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)
                         dtu = dt
-                    dt *= _vary(r, e, S, F)
+                    dt *= _vary(r, e, S, F, False)
                     dtu *= jlo
                     watts = pw * tp + host
                     busy += dt

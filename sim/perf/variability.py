@@ -5,7 +5,8 @@ A roofline step time is a mean; measured serving has tails the mean cannot make:
 seconds after start (lazy kernel compilation and autotuning, most visible on MoE models' fused
 expert kernels), host hiccups (scheduling, detokenisation, the Python runtime) and slow spells
 lasting seconds (contention on the host), which stretch whole requests. Three terms:
-- warm-up: factor 1 + warmup_factor x exp(-age / warmup_s), age = time since the replica began;
+- warm-up: factor 1 + warmup_factor x exp(-age / warmup_s), age = time since the replica began
+  (x warmup_decode for steps without prefill);
 - jitter: factor (1 - jitter) + X, with X = 0 on all but a share jitter_prob of steps, where X is
   exponential with mean jitter / jitter_prob;
 - slow episodes: time is cut into windows of episode_s; a share episode_share of them (drawn per
@@ -15,28 +16,33 @@ Jitter and episodes have mean 1, so mean step times (what the calibration fits) 
 factor is never below `floor`.
 Draws come from a hash of (seed, replica, step count or window): the same on every machine and
 driver.
-Values per model kind (dense / moe) are fitted on the measured vLLM runs
-(scripts/fit_variability.py, sim/data/variability.toml). They are not on by default: the fit is
-not stable (two fits on the same data, differing only in the hash of the draws, gave nested
-cross-validated p99 TTFT errors of 16% and 29%, and means up to 0.9 points worse than without),
-so a run is deterministic unless its pool sets `variability = true` (the fitted values) or a
-`[pools.variability]` table.
+Values per model kind (dense / moe) are fitted on the measured vLLM runs, whose servers started
+cold (scripts/fit_variability.py, sim/data/variability.toml, which says what they reach). They
+are not on by default: a run is deterministic and warm unless its pool sets `variability = true`
+(the fitted values: a freshly started server) or a `[pools.variability]` table. The catalog's
+perf constants are fitted on the measured means as they are, for runs without variability;
+`dcsim validate --cv --variability` refits each fold with its warm-up divided out.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "variability.toml"
-KEYS = ("warmup_factor", "warmup_s", "jitter", "jitter_prob", "episode_s", "episode_share", "episode_stretch")
+KEYS = ("warmup_factor", "warmup_s", "warmup_decode", "jitter", "jitter_prob", "episode_s", "episode_share", "episode_stretch")
 
 
 @dataclass(frozen=True)
 class Variability:
     warmup_factor: float = 0.0
     warmup_s: float = 10.0
+    # the share of the warm-up a step without prefill gets (1: every step alike; 0: only steps
+    # carrying prefill: decode batch shapes are captured as CUDA graphs before serving, while
+    # new prefill shapes and MoE kernels' token counts compile lazily)
+    warmup_decode: float = 1.0
     jitter: float = 0.0  # mean stretch over all steps (share of the step time); < 1
     jitter_prob: float = 0.05  # share of steps stretched
     episode_s: float = 0.0  # slow episodes: window length (0: none)
@@ -46,6 +52,16 @@ class Variability:
     @property
     def on(self) -> bool:
         return self.warmup_factor > 0 or self.jitter > 0 or (self.episode_s > 0 and self.episode_stretch > 0)
+
+    def mean_warmup(self, start_s: float, duration_s: float, decode: bool = False) -> float:
+        """The warm-up factor averaged over [start_s, start_s + duration_s] of a replica's life
+        (jitter and episodes have mean 1), for steps with prefill or (`decode`) without: what the
+        calibration divides out of measured means."""
+        a = self.warmup_factor * (self.warmup_decode if decode else 1.0)
+        if a <= 0 or duration_s <= 0:
+            return 1.0
+        t = self.warmup_s
+        return 1.0 + a * t / duration_s * (math.exp(-start_s / t) - math.exp(-(start_s + duration_s) / t))
 
     @property
     def floor(self) -> float:
@@ -57,9 +73,21 @@ class Variability:
 OFF = Variability()
 
 
+def _load() -> dict:
+    with open(DATA, "rb") as fh:
+        return tomllib.load(fh)
+
+
 def defaults(kind: str) -> Variability:
     """The fitted defaults for 'dense' or 'moe' models (sim/data/variability.toml)."""
-    with open(DATA, "rb") as fh:
-        raw = tomllib.load(fh)
+    raw = _load()
     return Variability(**{k: float(raw[kind][k]) for k in KEYS if k in raw[kind]})
+
+
+def left_out(model: str) -> dict[str, Variability] | None:
+    """The values chosen without `model` (leave-one-model-out), by kind; None if not fitted."""
+    per = _load().get("cv", {}).get(model)
+    if per is None:
+        return None
+    return {kind: Variability(**{k: float(t[k]) for k in KEYS if k in t}) for kind, t in per.items()}
 

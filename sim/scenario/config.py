@@ -335,6 +335,9 @@ def _variability(v: bool | dict, model: Model, path: str) -> Variability:
                             f"must be below 1 (the mean stretch as a share of a step), got {kw['jitter']}")
     if not 0 < kw["jitter_prob"] <= 1:
         raise ScenarioError(f"{path}.jitter_prob", f"must be in (0, 1], got {kw['jitter_prob']}")
+    if kw["warmup_decode"] > 1:
+        raise ScenarioError(f"{path}.warmup_decode", f"must be in [0, 1] (the share of the warm-up a decode-only "
+                            f"step gets), got {kw['warmup_decode']}")
     if kw["warmup_s"] <= 0:
         raise ScenarioError(f"{path}.warmup_s", f"must be > 0, got {kw['warmup_s']}")
     if kw["episode_share"] > 1:

@@ -32,6 +32,7 @@ import numpy as np
 
 from sim.perf.catalog import Hardware, builtin_catalog
 from sim.perf.roofline import PerfModel
+from sim.perf.variability import Variability
 from sim.validation.experiments import DEFAULT_DATA, load_experiments, measured
 
 PARAMS = ("bw_efficiency", "step_overhead_s", "seq_overhead_s", "comm_latency_s", "flops_efficiency",
@@ -71,16 +72,25 @@ class ServingRow:
     ttft_s: float
     tpot_s: float
     e2e_s: float
+    warm: float = 1.0  # the stage's mean warm-up factor on steps with prefill (Variability.mean_warmup)
+    warm_dec: float = 1.0  # ... and on decode-only steps
 
 
-def serving_rows(data_dir: Path = DEFAULT_DATA) -> list[ServingRow]:
-    """One row per non-saturated stage with published rates and measured TTFT/E2E/TPOT."""
+def serving_rows(data_dir: Path = DEFAULT_DATA,
+                 variability: dict[str, Variability] | None = None) -> list[ServingRow]:
+    """One row per non-saturated stage with published rates and measured TTFT/E2E/TPOT.
+
+    `variability` (by model kind, "dense"/"moe") is the warm-up the simulation will apply: each
+    row carries its stage's mean warm-up factor, so the fitted constants are the warm server's
+    (the measured stage means include the cold start the simulation adds back)."""
+    cat = builtin_catalog()
     rows = []
     for e in load_experiments(data_dir):
         sc = e.scenario
         if sc is None:
             continue
         pool = sc["pools"][0]
+        var = (variability or {}).get("moe" if cat.models[pool["model"]].is_moe else "dense")
         wl = sc["workload"]
         prompt = wl["prompt_tokens"]["value"]
         pre = wl.get("shared_prefix")
@@ -93,11 +103,15 @@ def serving_rows(data_dir: Path = DEFAULT_DATA) -> list[ServingRow]:
             if m["ttft_mean"] is None or m["e2e_mean"] is None or m["tpot_mean"] is None:
                 continue
             k = int(r["stage_index"])
+            start_s = sum(st["duration_s"] for st in wl["stages"][:k])
+            dur_s = wl["stages"][k]["duration_s"]
+            warm = var.mean_warmup(start_s, dur_s) if var is not None else 1.0
+            warm_dec = var.mean_warmup(start_s, dur_s, decode=True) if var is not None else 1.0
             rows.append(ServingRow(e.exp_id, k, pool["hardware"], pool["model"], pool["tp"], pool["replicas"],
                                    pool["dtype"], pool["kv_dtype"], wl["stages"][k]["rate_per_s"], prompt,
                                    prompt - cached, wl["output_tokens"]["value"],
                                    pool["scheduler"]["max_batched_tokens"], m["ttft_mean"], m["tpot_mean"],
-                                   m["e2e_mean"]))
+                                   m["e2e_mean"], warm, warm_dec))
     return rows
 
 
@@ -113,14 +127,14 @@ def predict(row: ServingRow, hw: Hardware) -> tuple[float, float]:
     tpot = ttft = 0.0
     for _ in range(30):
         ni = int(round(n))
-        t_d = pm.step_time(n, n * ctx, 0, 0, 0, ni)
+        t_d = pm.step_time(n, n * ctx, 0, 0, 0, ni) * row.warm_dec
         chunk = max(1, min(row.uncached, row.budget - ni))
         n_chunks = -(-row.uncached // chunk)
         t_mix = 0.0
         done = cached
         for _ in range(n_chunks):
             c = min(chunk, row.prompt - done)
-            t_mix += pm.step_time(n, n * ctx, c, done, c * (done + (c + 1) / 2), ni + 1)
+            t_mix += pm.step_time(n, n * ctx, c, done, c * (done + (c + 1) / 2), ni + 1) * row.warm
             done += c
         busy = lam * (t_mix - n_chunks * t_d)
         if busy >= 0.95:

@@ -11,6 +11,7 @@ experiment and stage.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -105,16 +106,22 @@ def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
     return exps, {e.exp_id: o for e, o in zip(todo, outs)}
 
 
-def cross_validated_overrides(exps: list[Experiment], data_dir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+def cross_validated_overrides(exps: list[Experiment], data_dir: Path,
+                              variability: dict[str, dict[str, Any]] | None = None,
+                              ) -> tuple[dict[str, dict], dict[str, dict]]:
     """Leave-one-model-out: for each model, fit the constants on every other model's rows and
-    return hardware overrides for that model's experiments (and the fitted values per model)."""
+    return hardware overrides for that model's experiments (and the fitted values per model).
+
+    `variability[model]` (by kind: "dense"/"moe" -> Variability) is the warm-up chosen without
+    that model; its fold's constants are fitted with it divided out (calibrate.serving_rows)."""
     from sim.validation.calibrate import fit, overrides_for, serving_rows
 
-    rows = serving_rows(data_dir)
+    plain = serving_rows(data_dir)
     models = sorted({e.scenario["pools"][0]["model"] for e in exps if e.scenario is not None})
     over: dict[str, dict] = {}
     folds: dict[str, dict] = {}
     for m in models:
+        rows = serving_rows(data_dir, variability[m]) if variability and m in variability else plain
         fitted = fit([r for r in rows if r.model != m])
         folds[m] = {h: fitted[h] for h in sorted({e.scenario["pools"][0]["hardware"] for e in exps
                                                   if e.scenario is not None})}
@@ -124,17 +131,50 @@ def cross_validated_overrides(exps: list[Experiment], data_dir: Path) -> tuple[d
     return over, folds
 
 
+def tails_variability(exps: list[Experiment], cv: bool,
+                      ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, Any]] | None]:
+    """The step-time variability each experiment runs with (a measured server starts cold and
+    jitters): the fitted defaults of its model kind, or with `cv` the values chosen without its
+    model (sim/data/variability.toml). Returns (values by exp_id, the per-model choices by kind
+    for the folds' calibration, None without cv)."""
+    from sim.perf.catalog import builtin_catalog
+    from sim.perf.variability import defaults, left_out
+
+    cat = builtin_catalog()
+    var: dict[str, dict[str, float]] = {}
+    per_model: dict[str, dict[str, Any]] = {}
+    for e in exps:
+        if e.scenario is None:
+            continue
+        m = e.scenario["pools"][0]["model"]
+        kind = "moe" if cat.models[m].is_moe else "dense"
+        choice = left_out(m) if cv else None
+        if cv and choice is None:
+            raise ValueError(f"sim/data/variability.toml has no [cv.\"{m}\"] table: run scripts/fit_variability.py --write")
+        if choice is not None:
+            per_model[m] = choice
+        var[e.exp_id] = dataclasses.asdict(choice[kind] if choice is not None else defaults(kind))
+    return var, (per_model if cv else None)
+
+
 def validate(data_dir: Path = DEFAULT_DATA, cv: bool = False, workers: int | None = None,
-             out_dir: Path | None = None) -> dict[str, Any]:
-    """Run the validation; returns the JSON-able report (see `dcsim validate --help`)."""
+             out_dir: Path | None = None, variability: bool = False) -> dict[str, Any]:
+    """Run the validation; returns the JSON-able report (see `dcsim validate --help`).
+
+    With `variability` each experiment runs with the fitted step-time variability
+    (tails_variability: the measured servers were started cold), and with `cv` each fold's
+    constants are fitted with that model's warm-up divided out."""
     exps = load_experiments(data_dir)
-    over, folds = (cross_validated_overrides(exps, data_dir) if cv else ({}, {}))
-    _, sums = run_validation(data_dir, workers, over)
+    var, per_model = tails_variability(exps, cv) if variability else ({}, None)
+    over, folds = (cross_validated_overrides(exps, data_dir, per_model) if cv else ({}, {}))
+    _, sums = run_validation(data_dir, workers, over, variability=var)
     rows = compare(exps, sums)
     if out_dir is not None:
-        write_scenarios(exps, Path(out_dir), over)
+        write_scenarios(exps, Path(out_dir), over, var)
     rep: dict[str, Any] = {
         "mode": "leave-one-model-out cross-validation" if cv else "catalog constants",
+        "variability": ("the values chosen without each model" if cv else "the fitted defaults per model kind")
+        if variability else "off",
         "experiments": rows,
         **error_summary(rows),
         "saturated": [{"exp_id": r["exp_id"], "stage": r["stage"], "predicted_saturated": r["saturated_predicted"]}
@@ -148,14 +188,15 @@ def validate(data_dir: Path = DEFAULT_DATA, cv: bool = False, workers: int | Non
     return rep
 
 
-def write_scenarios(exps: list[Experiment], out_dir: Path, over: dict[str, dict] | None = None) -> None:
+def write_scenarios(exps: list[Experiment], out_dir: Path, over: dict[str, dict] | None = None,
+                    var: dict[str, dict[str, float]] | None = None) -> None:
     import tomli_w
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for e in exps:
         if e.scenario is None:
             continue
-        sc = dict(e.scenario)
+        sc = with_variability(dict(e.scenario), (var or {}).get(e.exp_id))
         if over and e.exp_id in over:
             sc["hardware"] = over[e.exp_id]
         head = (f"# vLLM experiment {e.exp_id} as a dcsim scenario (written by `dcsim validate`).\n"
@@ -171,7 +212,7 @@ def format_table(rep: dict[str, Any]) -> str:
     def ms(x):
         return "       -" if x is None else (f"{x * 1e3:8.1f}" if x < 100 else f"{x:7.0f}s")
 
-    lines = [f"dcsim validate ({rep['mode']})", "",
+    lines = [f"dcsim validate ({rep['mode']}; step-time variability: {rep.get('variability', 'off')})", "",
              f"{'experiment':<44} {'st':>2} {'rate':>5}  {'TTFT meas':>9} {'pred':>8} {'err':>7}  "
              f"{'E2E err':>7} {'TPOT meas':>9} {'pred':>8} {'err':>7}  {'p90 TTFT':>8} {'p99 TTFT':>8} {'p90 E2E':>7} {'p99 E2E':>7}  sat"]
     for r in rep["experiments"]:
