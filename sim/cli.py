@@ -156,7 +156,10 @@ def cmd_perf(args: argparse.Namespace) -> int:
         if getattr(args, name) < 1:
             raise ScenarioError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
     model.check_tp(args.tp, "--tp")
-    pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype)
+    if not 0 < args.clock_lock <= 1:
+        raise ScenarioError("--clock-lock", f"must be in (0, 1] (a fraction of the part's maximum clock), "
+                            f"got {args.clock_lock}")
+    pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype, args.clock_lock)
     dec = pm.decode_cost(args.batch, args.context)
     blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
     per_seq = math.ceil(args.context / args.block_size)
@@ -177,6 +180,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
         "params_total": model.total_params,
         "params_active": model.active_params,
     }
+    if args.clock_lock < 1:
+        out["clock_lock"] = args.clock_lock
     cap = args.power_cap_w
     if cap is not None and not (0 < cap):
         raise ScenarioError("--power-cap-w", f"must be > 0, got {cap}")
@@ -256,6 +261,13 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from sim.validation.validate import DEFAULT_DATA, format_table, validate
+
+    if args.power:
+        from sim.validation.power import DATA as POWER_DATA, format_power, validate_power
+
+        prep = validate_power(Path(args.data) / "power_calibration.csv" if args.data else POWER_DATA)
+        print(json.dumps(prep, indent=1) if args.json else format_power(prep))
+        return 0
 
     rep = validate(Path(args.data) if args.data else DEFAULT_DATA, cv=args.cv, workers=args.workers,
                    out_dir=Path(args.out) if args.out else None, variability=args.variability)
@@ -426,6 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--kv-memory-fraction", dest="kv_memory_fraction", type=float, default=0.9)
     f.add_argument("--block-size", dest="block_size", type=int, default=16)
     f.add_argument("--catalog", help="extra TOML file with [hardware.<id>] / [models.<id>] tables")
+    f.add_argument("--clock-lock", dest="clock_lock", type=float, default=1.0,
+                   help="SM clock locked at this fraction of the part's maximum (default 1: not locked)")
     f.add_argument("--power-cap-w", dest="power_cap_w", type=float, default=None,
                    help="per-accelerator power cap: adds clock_factor and power_w, and caps the step times")
     f.add_argument("--json", action="store_true")
@@ -434,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data", help="folder with experiments.csv (default: data/validation/vllm-measured)")
     v.add_argument("--cv", action="store_true",
                    help="leave-one-model-out: refit the constants without each model before simulating it")
+    v.add_argument("--power", action="store_true",
+                   help="per-GPU serving power instead: measured (data/validation/power, ML.ENERGY v3) against the "
+                        "power model, per row with the median error (--data: a folder with power_calibration.csv)")
     v.add_argument("--variability", action="store_true",
                    help="run each experiment with the fitted step-time variability (a cold start's warm-up and "
                         "jitter, sim/data/variability.toml; with --cv the values chosen without its model)")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sim.engine import kernel as K
 from sim.perf.catalog import builtin_catalog
 from sim.perf.power import MIN_CLOCK, at_clock, capped
-from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, PerfModel, roofline_terms
+from sim.perf.roofline import CLK_FRAC, DYN_W, IDLE_W, MEM_FRAC, PerfModel, roofline_terms
 
 values = st.lists(st.sampled_from([0.0, 1.0, 2.0, 2.5, 7.0, np.inf]), min_size=1, max_size=40)
 
@@ -88,10 +88,10 @@ def test_no_capped_step_is_faster_than_at_full_clock():
             ctx = float(n_dec * rng.integers(1, 8192))
             p_tok = int(rng.choice([0, int(rng.integers(1, 8192))]))
             terms = roofline_terms(pc, n_dec, ctx, p_tok, 0.0, 0.0, n_dec + (p_tok > 0), True)
-            t_full, _ = at_clock(*terms, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+            t_full, _ = at_clock(*terms, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC])
             for cap in (1.0, 150.0, 300.0, 450.0, 700.0):
-                t, _, f = capped(*terms, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], cap)
+                t, _, f = capped(*terms, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC], cap, 1.0)
                 assert MIN_CLOCK <= f <= 1.0
                 assert t >= t_full
             for f in (MIN_CLOCK, 0.5, 0.8, 0.99):
-                assert at_clock(*terms, f, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])[0] >= t_full
+                assert at_clock(*terms, f, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC])[0] >= t_full

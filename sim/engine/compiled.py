@@ -26,7 +26,7 @@ from sim.engine.kernel import (  # the kernel's field names, read by the Python 
     EF, EK, EQ, EW, JD, JP, JSEED, QH, QKEY, QROW, QT, REST_W, RS_NO_CAPACITY, RS_NODE, RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
     WA, WDEC, WEND, WSTEP, WT)
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
-from sim.perf.roofline import IDLE_W, N_PC
+from sim.perf.roofline import F_MAX, IDLE_W, N_PC
 from sim.registry import ROUTERS, SCHEDULERS
 
 
@@ -261,6 +261,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
             S[r, POL] = P_ANALYTIC
             S[r, MAXB] = 1
             PC[r, IDLE_W] = rep.pool.hardware.idle_w
+            PC[r, F_MAX] = 1.0
         else:
             PC[r] = rep.perf.constants
         F[r, HOST_W] = rep.host_w

@@ -40,7 +40,7 @@ except ImportError as exc:  # no numba: the kernel runs as plain Python (the per
 
 from sim.perf.power import _capped_with, at_clock
 from sim.registry import ROUTERS, SCHEDULERS
-from sim.perf.roofline import DYN_W, IDLE_W, MEM_FRAC, roofline_terms
+from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, roofline_terms
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
 # The compiled forms of routers and schedulers, by their codes in sim/registry.py
@@ -113,7 +113,7 @@ def _pc(PC, r):
     (an array view would, on every step)."""
     return (PC[r, 0], PC[r, 1], PC[r, 2], PC[r, 3], PC[r, 4], PC[r, 5], PC[r, 6], PC[r, 7], PC[r, 8], PC[r, 9],
             PC[r, 10], PC[r, 11], PC[r, 12], PC[r, 13], PC[r, 14], PC[r, 15], PC[r, 16], PC[r, 17], PC[r, 18],
-            PC[r, 19])
+            PC[r, 19], PC[r, 20], PC[r, 21])
 
 
 # the one step formula (sim/perf), compiled; inlined into the step loop
@@ -127,7 +127,7 @@ def _step(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq):
     """(seconds, watts per accelerator) of one uncapped step: PerfModel.step_power's functions,
     compiled. pc: the tuple from _pc."""
     m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, False)
-    return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+    return _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC])
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -178,11 +178,12 @@ def _vary(r, now, S, F, prefill):
 
 @njit(cache=True, _nrt=False)
 def _step_capped(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, cap_w):
-    """One step under a per-accelerator power cap (PerfModel.step_power with cap_w): (seconds,
-    watts per accelerator, seconds at full clock: the bound _next_delivery_bound uses)."""
+    """One step under a per-accelerator power cap (NaN: none) at the replica's clock lock
+    (PerfModel.step_power with cap_w): (seconds, watts per accelerator, seconds at full clock:
+    the bound _next_delivery_bound uses)."""
     m1, c1, m2, c2, fixed = _terms(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, True)
-    t, pw, _f = _capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], cap_w)
-    return t, pw, _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])[0]
+    t, pw, _f = _capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC], cap_w, pc[F_MAX])
+    return t, pw, _at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC])[0]
 
 
 @njit(cache=True, _nrt=False)
@@ -1080,7 +1081,7 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
     n_seq = ndec + nch
     ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
     cap_w = F[r, CAP]
-    if cap_w == cap_w:  # a power cap (NaN: none)
+    if cap_w == cap_w or PC[r, F_MAX] < 1.0:  # a power cap (NaN: none) or a locked clock
         dt, pw, dtu = _step_capped(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
     else:
         dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
@@ -1198,7 +1199,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
                         committed = True  # step d is committed; plan d + 1 the general way
                         break
                     used += g
-                    if cap_w == cap_w:
+                    if cap_w == cap_w or pc[F_MAX] < 1.0:
                         dt, pw, dtu = _step_capped(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec, cap_w)
                     else:
                         dt, pw = _step(pc, ndec, ctxb + ndec * (d + 1), 0, 0, 0.0, ndec)

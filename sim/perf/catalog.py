@@ -37,13 +37,15 @@ class Hardware:
     moe_flops_efficiency: float = 1.0  # fused-MoE expert GEMMs, relative to flops_efficiency
     request_overhead_s: float = 0.0  # host-side per-request latency (HTTP, tokenizer) before the engine
     output_lag_steps: int = 0  # engine steps between sampling a token and the client receiving it
-    memory_power_frac: float = 0.75  # share of (TDP - idle) drawn when memory-bound (sim/perf/power.py)
+    memory_power_frac: float = 0.75  # share of (TDP - idle) drawn by memory at full bandwidth (sim/perf/power.py)
+    clock_power_frac: float = 0.0  # share of (TDP - idle) the clocked, active chip draws at full clock
     step_overhead_s: float = 0.003
     seq_overhead_s: float = 0.0
     comm_latency_s: float = 1e-5
     usd_per_accel_hour: float | None = None
     sources: str = ""
     calibration: str = ""  # what the efficiency constants rest on
+    power_calibration: str = ""  # what clock_power_frac and memory_power_frac rest on
     # "measured": fitted on measurements shipped in data/; "borrowed": constants of another part;
     # "assumed": specs or constants without a source (a user's own entry unless it says otherwise)
     calibration_status: str = "assumed"
@@ -217,7 +219,7 @@ _LARGEST = 1e9  # no catalog figure in its units (GB, TB/s, TFLOP/s, W, layers, 
 def _check_numbers(obj: Any, where: str) -> None:
     for f in fields(obj):
         v = getattr(obj, f.name)
-        if f.name in ("id", "name", "source", "sources", "calibration", "tie_embeddings"):
+        if f.name in ("id", "name", "source", "sources", "calibration", "power_calibration", "tie_embeddings"):
             continue
         if f.name == "calibration_status":
             if v not in CALIBRATION_STATUSES:
@@ -253,6 +255,8 @@ def _check_numbers(obj: Any, where: str) -> None:
         for name in ("bw_efficiency", "flops_efficiency", "moe_flops_efficiency", "memory_power_frac"):
             if not 0 < getattr(obj, name) <= 1:
                 raise ScenarioError(f"{where}.{obj.id}.{name}", "must be in (0, 1]")
+        if not 0 <= obj.clock_power_frac < 1:
+            raise ScenarioError(f"{where}.{obj.id}.clock_power_frac", "must be in [0, 1)")
 
 
 def _load_toml(path: Path) -> dict[str, Any]:

@@ -1,19 +1,25 @@
-"""Accelerator power and clock under a power cap (pure functions over a PerfModel step).
+"""Accelerator power and clock under a power cap or a locked clock (pure functions over a
+PerfModel step).
 
-Power: P = P_idle + (TDP - P_idle) x activity, with activity = u_c x f^3 + m x u_m, clipped to 1:
+Power: P = P_idle + (TDP - P_idle) x activity, clipped at TDP, with
+    activity = f^3 x (k + (1 - k) x u_c) + m x b x u_m
 - u_c = compute-busy fraction of the step, u_m = memory-busy fraction (time each roofline term
-  takes over the step's length); m = `memory_power_frac`, the share of the dynamic range a
-  bandwidth-saturated, compute-idle accelerator draws. Splitwise's measured table
-  (data/validation/splitwise) shows it: A100 TP2 token-phase runs average 0.74 x TDP while
-  prompt phases peak at 1.0 x TDP.
-- f = clock factor (1 = full clock). Dynamic power of the compute units scales as f V^2 with V
-  roughly proportional to f in the DVFS range, so as f^3 (the standard CMOS model).
-Under a per-accelerator cap W the clock drops to the largest f with P(f) <= W. Compute-bound
-work (prefill) slows as 1/f; memory-bound decode barely changes, because HBM bandwidth does not
-follow the core clock and its compute share is small: the effect Splitwise (Patel et al., ISCA
-2024) and POLCA (Patel et al., ASPLOS 2024) measured (prompt phase slows under a cap, token phase
-is nearly unaffected). Only deep caps (clock below BW_KNEE) slow decode, with memory bandwidth
-and memory power falling in proportion. Energy of a step = P x t x tp.
+  takes over the step's length), f = clock factor (1 = the part's maximum clock), b = the share
+  of memory bandwidth the cores can still drive at f (1 above BW_KNEE);
+- k = `clock_power_frac`: what the clocked, active chip draws whatever its math units do (SM
+  clock trees, schedulers, caches and on-chip network issuing the step's loads): it follows the
+  clock even in a memory-bound step. Its dynamic power scales as f V^2 with V roughly
+  proportional to f in the DVFS range, so as f^3 (the standard CMOS model), as does the math;
+- m = `memory_power_frac`: the HBM and its interface at full bandwidth, which do not follow the
+  core clock.
+So a cap first lowers the clock at little cost to a memory-bound decode step (its time barely
+changes while its k f^3 term falls), and slows compute-bound prefill as 1/f: what Splitwise
+(Patel et al., ISCA 2024) measured on H100 (the token phase tolerates 700 -> 350 W, the prompt
+phase does not) and what "The Illusion of Power Capping in LLM Decode" (arXiv 2605.11999)
+reports on H200 (lower SM clocks save decode energy at under 1% throughput). Only deep clocks
+(below BW_KNEE) slow decode, with memory bandwidth and memory power falling in proportion.
+k and m per accelerator are fitted on measured serving power (sim/validation/power.py,
+docs/power.md). Energy of a step = P x t x tp.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ class StepPower:
 # compiles (floats, min/max, no objects).
 
 def at_clock(m1: float, c1: float, m2: float, c2: float, fixed_s: float, f: float, idle_w: float,
-             dyn_w: float, mem_frac: float) -> tuple[float, float]:
+             dyn_w: float, mem_frac: float, clk_frac: float) -> tuple[float, float]:
     """(time s, power W per accelerator) of one step at clock factor f from its roofline terms
     (s at full clock): main (m1 memory, c1 compute), routed experts (m2, c2), and `fixed_s`
     (communication and CPU overhead, unaffected by the clock). At f = 1 every division by f or b
@@ -52,7 +58,7 @@ def at_clock(m1: float, c1: float, m2: float, c2: float, fixed_s: float, f: floa
         if t <= 0.0:
             return 0.0, idle_w
         inv = 1.0 / t
-        act = min(1.0, (c1 + c2) * inv) + mem_frac * min(1.0, (m1 + m2) * inv)
+        act = clk_frac + (1.0 - clk_frac) * min(1.0, (c1 + c2) * inv) + mem_frac * min(1.0, (m1 + m2) * inv)
         return t, idle_w + dyn_w * min(1.0, act)
     b = min(1.0, f / BW_KNEE)  # achievable fraction of the memory bandwidth
     mb1 = m1 / b
@@ -65,7 +71,7 @@ def at_clock(m1: float, c1: float, m2: float, c2: float, fixed_s: float, f: floa
     inv = 1.0 / t
     u_c = min(1.0, (c1 + c2) / f * inv)
     u_m = min(1.0, (m1 + m2) / b * inv)
-    act = min(1.0, u_c * (f * f * f) + mem_frac * b * u_m)
+    act = min(1.0, (f * f * f) * (clk_frac + (1.0 - clk_frac) * u_c) + mem_frac * b * u_m)
     return t, idle_w + dyn_w * act
 
 
@@ -74,25 +80,26 @@ def _capped_with(at_clock):
     engine (which compiles the function this returns), so the bisection is written once."""
 
     def capped(m1: float, c1: float, m2: float, c2: float, fixed_s: float, idle_w: float, dyn_w: float,
-               mem_frac: float, cap_w: float) -> tuple[float, float, float]:
-        """(time s, power W per accelerator, clock factor) of one step under a per-accelerator cap
-        (cap_w <= 0: none): the largest clock whose power fits, by bisection (14 halvings of
-        [MIN_CLOCK, 1]); at MIN_CLOCK if even that draws more than the cap."""
-        t, pw = at_clock(m1, c1, m2, c2, fixed_s, 1.0, idle_w, dyn_w, mem_frac)
-        if cap_w <= 0.0 or pw <= cap_w:
-            return t, pw, 1.0
+               mem_frac: float, clk_frac: float, cap_w: float, f_max: float) -> tuple[float, float, float]:
+        """(time s, power W per accelerator, clock factor) of one step at a clock locked at f_max
+        (1: not locked) under a per-accelerator cap (cap_w <= 0 or NaN: none): the largest clock up
+        to f_max whose power fits, by bisection (14 halvings of [MIN_CLOCK, f_max]); at MIN_CLOCK
+        if even that draws more than the cap."""
+        t, pw = at_clock(m1, c1, m2, c2, fixed_s, f_max, idle_w, dyn_w, mem_frac, clk_frac)
+        if not cap_w > 0.0 or pw <= cap_w:
+            return t, pw, f_max
         lo = MIN_CLOCK
-        hi = 1.0
-        t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
+        hi = f_max
+        t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac, clk_frac)
         if pw > cap_w:
             return t, pw, lo  # the cap is below what clocks can reach; power stays above it
         for _ in range(14):
             mid = 0.5 * (lo + hi)
-            if at_clock(m1, c1, m2, c2, fixed_s, mid, idle_w, dyn_w, mem_frac)[1] <= cap_w:
+            if at_clock(m1, c1, m2, c2, fixed_s, mid, idle_w, dyn_w, mem_frac, clk_frac)[1] <= cap_w:
                 lo = mid
             else:
                 hi = mid
-        t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac)
+        t, pw = at_clock(m1, c1, m2, c2, fixed_s, lo, idle_w, dyn_w, mem_frac, clk_frac)
         return t, pw, lo
 
     return capped

@@ -33,8 +33,8 @@ ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 # A PerfModel's constants as one flat tuple (PerfModel.constants), in this order: what the step
 # formula below reads, and what the compiled engine keeps per replica.
 (W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
- COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS) = range(20)
-N_PC = 20
+ COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS, CLK_FRAC, F_MAX) = range(22)
+N_PC = 22  # F_MAX: the clock lock (1: none)
 
 
 def roofline_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float, p_attn: float,
@@ -88,7 +88,7 @@ class PerfModel:
     """Step-time calculator for `model` on `tp` x `hardware` with weights in `dtype`."""
 
     def __init__(self, hardware: Hardware, model: Model, tp: int = 1, dtype: str = "bf16",
-                 kv_dtype: str | None = None, clock_factor: float = 1.0) -> None:
+                 kv_dtype: str | None = None, clock_lock: float = 1.0) -> None:
         if tp < 1:
             raise ScenarioError("tp", f"must be >= 1, got {tp}")
         if dtype not in DTYPE_BYTES:
@@ -96,7 +96,10 @@ class PerfModel:
         kv_dtype = kv_dtype or dtype
         if kv_dtype not in DTYPE_BYTES:
             raise ScenarioError("kv_dtype", f"unknown dtype {kv_dtype!r}", f"use one of {sorted(DTYPE_BYTES)}")
+        if not 0.0 < clock_lock <= 1.0:
+            raise ScenarioError("clock_lock", f"must be in (0, 1] (a fraction of the part's maximum clock), got {clock_lock}")
         self.hardware, self.model, self.tp = hardware, model, tp
+        self.clock_lock = float(clock_lock)  # the SM clock locked at this fraction of the maximum (1: not locked)
         self.dtype, self.kv_dtype = dtype, kv_dtype
         wb = DTYPE_BYTES[dtype]
         self.weight_bytes = model.weight_bytes(dtype)
@@ -104,7 +107,7 @@ class PerfModel:
         # KV heads are split across TP ranks; with fewer KV heads than ranks they are replicated.
         self._kv_shard = max(1.0, min(tp, model.kv_heads))
         self._bw = hardware.mem_bw_bytes_per_s * hardware.bw_efficiency
-        self._flops = hardware.peak_flops(dtype) * hardware.flops_efficiency * clock_factor
+        self._flops = hardware.peak_flops(dtype) * hardware.flops_efficiency
         # Weight bytes every step reads (everything but routed experts), per accelerator.
         n_exp = model.experts if model.is_moe else 0
         self._w_fixed = (self.weight_bytes - model.layers * n_exp * model.expert_params * wb) / tp
@@ -139,7 +142,7 @@ class PerfModel:
                 self._flops, self._f_exp_tok, self._flops_exp, self._w_expert_layer,
                 float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
                 self._comm_fixed, self._comm_per_tok, self._ovh, self._ovh_seq, h.idle_w, self._dyn_w,
-                self._mem_frac, 1.0 / self._flops)
+                self._mem_frac, 1.0 / self._flops, h.clock_power_frac, self.clock_lock)
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct routed experts per layer hit by `tokens` tokens (top-k of E)."""
@@ -165,7 +168,7 @@ class PerfModel:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         pc = self.constants
         m1, c1, m2, c2, fixed = roofline_terms(pc, n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq, True)
-        t, _ = at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+        t, _ = at_clock(m1, c1, m2, c2, fixed, pc[F_MAX], pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC])
         t_comm = self._comm_fixed + self._comm_per_tok * tokens  # the breakdown of `fixed`
         return StepCost(t, m1 + m2, c1 + c2, t_comm, fixed - t_comm, (m1 + m2) * self._bw,
                         c1 * self._flops + c2 * self._flops_exp)
@@ -183,9 +186,9 @@ class PerfModel:
             return StepPower(0.0, self.hardware.idle_w, 1.0)
         pc = self.constants
         m1, c1, m2, c2, fixed = roofline_terms(pc, n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq,
-                                               cap_w is not None)
-        t, p, f = capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC],
-                         -1.0 if cap_w is None else cap_w)
+                                               cap_w is not None or pc[F_MAX] < 1.0)
+        t, p, f = capped(m1, c1, m2, c2, fixed, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC],
+                         -1.0 if cap_w is None else cap_w, pc[F_MAX])
         return StepPower(t, p, f)
 
     def decode_window(self, n: int, ctx0: float, k: int):
@@ -198,7 +201,7 @@ class PerfModel:
         p = np.empty(k)
         for j in range(k):
             m1, c1, m2, c2, fixed = roofline_terms(pc, n, ctx0 + n * j, 0, 0, 0.0, n, False)
-            t[j], p[j] = at_clock(m1, c1, m2, c2, fixed, 1.0, pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC])
+            t[j], p[j] = at_clock(m1, c1, m2, c2, fixed, pc[F_MAX], pc[IDLE_W], pc[DYN_W], pc[MEM_FRAC], pc[CLK_FRAC])
         return t, p
 
     # Convenience forms used by the calculator, validation and tests.

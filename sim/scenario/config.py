@@ -101,6 +101,7 @@ class PoolConfig:
     priority: int = 0  # power manager: pools with a higher value are capped/drained first
     cost: "CostConfig | None" = None  # [pools.cost]: this pool's accelerator price, before [cost]
     variability: Variability = OFF  # step-time warm-up and jitter (sim/perf/variability.py)
+    clock_lock: float = 1.0  # SM clock locked at this fraction of the part's maximum (sim/perf/power.py)
 
 
 @dataclass(frozen=True)
@@ -304,6 +305,10 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
     var = _variability(t.get("variability", (bool, dict), False), model, f"{path}.variability")
     tent = t.get("tent", str, None)
     prio = t.get("priority", int, 0)
+    clock_lock = t.get("clock_lock", float, 1.0)
+    if not 0.0 < clock_lock <= 1.0:
+        raise ScenarioError(f"{path}.clock_lock", f"must be in (0, 1] (a fraction of the part's maximum clock, "
+                            f"e.g. 0.8), got {clock_lock}")
     pcost = None
     if "cost" in t.data:
         ct = Table(t.get("cost", dict), f"{path}.cost")
@@ -313,7 +318,8 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
         ct.done()
         _one_price(pcost, f"{path}.cost")
     t.done()
-    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var)
+    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
+                      clock_lock)
     if service is None:
         _check_fits(pool, path)
     return pool
@@ -372,7 +378,7 @@ def accel_usd_per_hour(pool: PoolConfig, cost: "CostConfig | None") -> float | N
 def _check_fits(pool: PoolConfig, path: str) -> None:
     from sim.perf.roofline import PerfModel
 
-    pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype)
+    pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype, pool.clock_lock)
     sch = pool.scheduler
     usable = pool.hardware.memory_bytes * pool.tp * sch.kv_memory_fraction
     if pm.weight_bytes >= usable:
