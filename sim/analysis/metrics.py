@@ -312,6 +312,11 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
         out["facility_power_peak_window_s"] = res.power_peak_window_s
     out["power_limit_exceeded_s"] = led.exceeded_s
     out["battery_used_j"] = led.battery_used_j
+    out["ramp_limit_exceeded_s"] = led.ramp_exceeded_s  # short of power while the turbines ramp up
+    ts, fw = led.samples["t_s"], led.samples["facility_w"]
+    rates = [abs(fw[k] - fw[k - 1]) / (ts[k] - ts[k - 1]) for k in range(1, len(ts)) if ts[k] > ts[k - 1]]
+    # the facility load's fastest change between two of the manager's samples (MW/s)
+    out["max_ramp_mw_per_s"] = max(rates) / 1e6 if rates else 0.0
     out["supply_drops"] = res.facility.supply_drops
     out["node_failures"] = res.facility.node_failures
     sc = res.scenario

@@ -65,10 +65,10 @@ def _turbine(sim, src, unit: int):
         sim.units_up[src.name] -= 1
         sim.supply_drops += 1
         sim.trip_marks.append(env.now)
-        sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now)
+        sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
         ended = yield from _wait(env, sim, rng.exponential(repair_h * 3600.0))
         sim.units_up[src.name] += 1
-        sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now)
+        sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
         if ended:
             return
 
@@ -81,10 +81,10 @@ def _scheduled_trip(sim, src, at_s: float):
     sim.units_up[src.name] -= 1
     sim.supply_drops += 1
     sim.trip_marks.append(env.now)
-    sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now)
+    sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
     ended = yield from _wait(env, sim, src.trip_repair_s)
     sim.units_up[src.name] += 1
-    sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now)
+    sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
 
 
 def _node(sim, node: str, rids: list[int]):

@@ -40,6 +40,7 @@ except ImportError as exc:  # no numba: the kernel runs as plain Python (the per
 
 from sim.perf.power import _capped_with, at_clock
 from sim.registry import ROUTERS, SCHEDULERS
+from sim.facility.ramp import ramp_step
 from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, roofline_terms
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
@@ -119,7 +120,8 @@ def _pc(PC, r):
 # the one step formula (sim/perf), compiled; inlined into the step loop
 _terms = njit(cache=True, inline="always")(roofline_terms)
 _at_clock = njit(cache=True, inline="always")(at_clock)
-_capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
+_capped = njit(cache=True)(_capped_with(_at_clock))
+_ramp = njit(cache=True, inline="always")(ramp_step)  # the facility's ramp model, shared with the ledger  # the one bisection, over the compiled at_clock
 
 
 @njit(cache=True, _nrt=False, inline="always")  # a call per step passed 20 floats: ~40% of a run
@@ -1820,8 +1822,9 @@ def _wake(r, t, S, F, D):
 
 
 # The ledger's state L[field] (sim/facility/ledger.py's Ledger, as an array)
-(L_NOW, L_IT, L_FAC, L_EIT, L_EFAC, L_EXC, L_PEAK, L_BATJ, L_BATU, L_SUP, L_BATW) = range(11)
-N_L = 11
+(L_NOW, L_IT, L_FAC, L_EIT, L_EFAC, L_EXC, L_PEAK, L_BATJ, L_BATU, L_SUP, L_BATW, L_RON, L_GEN, L_RAMPW, L_STEPW,
+ L_FCAP, L_BASE, L_REXC) = range(18)
+N_L = 18  # L_RON..: the ramp model (sim/facility/ramp.py): on, output, ramp, step, capacity, base, short time
 
 
 @njit(cache=True)
@@ -1906,6 +1909,9 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, f
     bat_u = L[L_BATU]
     sup = L[L_SUP]
     bat_w = L[L_BATW]
+    ron = L[L_RON] != 0.0
+    gen = L[L_GEN]
+    rexc = L[L_REXC]
     q = 0
     while q < n:
         t = ts[q]
@@ -1918,6 +1924,11 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, f
         if dt > 0:
             e_it += it_w * dt
             e_fac += fac_w * dt
+            if ron:
+                gen, bat_j, used, short = _ramp(dt, fac_w, gen, L[L_RAMPW], L[L_STEPW], L[L_FCAP], L[L_BASE], bat_w,
+                                                bat_j)
+                bat_u += used
+                rexc += short
             deficit = fac_w - sup
             if deficit > 1e-6:
                 cover = min(deficit, bat_w)
@@ -1946,6 +1957,8 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, f
     L[L_PEAK] = peak
     L[L_BATJ] = bat_j
     L[L_BATU] = bat_u
+    L[L_GEN] = gen
+    L[L_REXC] = rexc
     rest = np.empty((n - q, 3), np.float64)
     for p in range(q, n):
         rest[p - q, 0] = ts[p]

@@ -117,6 +117,11 @@ class Simulation:
                 if s.kind == "battery":
                     self.ledger.battery_w += s.unit_mw * 1e6
                     self.ledger.battery_j += s.energy_mwh * 3.6e9
+                    self.ledger.battery_mwh += s.energy_mwh
+            if fac.ramp_limited:
+                self.ledger.ramp_on = True
+                (self.ledger.follow_cap_w, self.ledger.ramp_w_s, self.ledger.step_w,
+                 self.ledger.base_w) = fac.follow({})
         self.units_up = {s.name: s.units for s in fac.sources if s.kind == "gas_turbine"} if fac is not None else {}
 
     def run(self) -> Result:

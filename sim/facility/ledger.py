@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 
 import networkx as nx
+
+from sim.facility.ramp import ramp_step
 import numpy as np
 
 from sim.scenario.facility import Facility
@@ -68,10 +70,20 @@ class Ledger:
     exceeded_s: float = 0.0
     peak_fac_w: float = 0.0
     battery_used_j: float = 0.0
+    battery_mwh: float = 0.0  # capacity (for the state of charge)
+    # ramp-limited generation (sim/facility/ramp.py): on only when a turbine has a ramp rate
+    ramp_on: bool = False
+    gen_w: float = math.nan  # the ramp-limited units' output
+    ramp_w_s: float = math.inf
+    step_w: float = math.inf
+    follow_cap_w: float = math.inf
+    base_w: float = 0.0
+    ramp_exceeded_s: float = 0.0
     rep_w: list[float] = field(default_factory=list)
     tent_it_w: list[float] = field(default_factory=list)
     samples: dict[str, list] = field(default_factory=lambda: {k: [] for k in (
-        "t_s", "it_w", "facility_w", "supply_w", "turbines_up", "pue", "clock_cap_w", "drained")})
+        "t_s", "it_w", "facility_w", "supply_w", "turbines_up", "pue", "clock_cap_w", "drained", "battery_soc",
+        "generation_w")})
     tent_samples: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -83,10 +95,19 @@ class Ledger:
         if dt > 0:
             self.energy_it_j += self.it_w * dt
             self.energy_fac_j += self.fac_w * dt
+            if self.ramp_on:
+                self._ramp(dt)
             deficit = self.fac_w - self.supply_w
             if deficit > 1e-6:
                 self._deficit(deficit, dt)
             self.now = t
+
+    def _ramp(self, dt: float) -> None:
+        self.gen_w, self.battery_j, used, short = ramp_step(dt, self.fac_w, self.gen_w, self.ramp_w_s, self.step_w,
+                                                           self.follow_cap_w, self.base_w, self.battery_w,
+                                                           self.battery_j)
+        self.battery_used_j += used
+        self.ramp_exceeded_s += short
 
     def _deficit(self, deficit: float, dt: float) -> None:
         """The facility drew `deficit` W above the supply for dt s: a battery covers it while it
@@ -109,6 +130,8 @@ class Ledger:
         if dt > 0:  # _advance, inlined: this runs once per engine step
             self.energy_it_j += self.it_w * dt
             self.energy_fac_j += self.fac_w * dt
+            if self.ramp_on:
+                self._ramp(dt)
             if self.fac_w - self.supply_w > 1e-6:
                 self._deficit(self.fac_w - self.supply_w, dt)
             self.now = t
@@ -130,9 +153,16 @@ class Ledger:
             tent[self.tent_of[rid]] += float(w)
         return sum(w * p for w, p in zip(tent, self.pue_of))
 
-    def set_supply(self, watts: float, t: float) -> None:
+    def set_supply(self, watts: float, t: float,
+                   follow: tuple[float, float, float, float] | None = None) -> None:
+        """The live supply from time t on, and (with `follow`: Facility.follow) what the
+        ramp-limited units can deliver; a unit lost takes its output with it."""
         self._advance(t)
         self.supply_w = watts
+        if follow is not None and self.ramp_on:
+            self.follow_cap_w, self.ramp_w_s, self.step_w, self.base_w = follow
+            if self.gen_w > self.follow_cap_w:
+                self.gen_w = self.follow_cap_w
 
     def set_pue(self, k: int, pue: float, t: float) -> None:
         self._advance(t)
@@ -150,6 +180,8 @@ class Ledger:
         s["pue"].append(self.pue_of[0] if self.pue_of else 1.0)
         s["clock_cap_w"].append(cap_w)
         s["drained"].append(drained)
+        s["battery_soc"].append(self.battery_j / (self.battery_mwh * 3.6e9) if self.battery_mwh > 0 else np.nan)
+        s["generation_w"].append(self.gen_w if self.ramp_on else np.nan)
         self.tent_samples.append(list(self.tent_it_w))
 
     def close(self, t: float) -> None:

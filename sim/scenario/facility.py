@@ -12,6 +12,8 @@ Declared in a scenario:
     kind = "gas_turbine"
     units = 5                        # N+1: one more than the load needs
     unit_mw = 2.5
+    ramp_mw_per_s = 0.1              # optional: per unit, how fast its output can rise
+    step_load_frac = 0.3             # optional: the largest sudden increase a unit takes
     mtbf_h = 1000                    # exponential time to failure of each unit
     repair_h = 12                    # exponential repair time
     [[facility.tents]]
@@ -53,6 +55,8 @@ class Source:
     energy_mwh: float = 0.0  # battery capacity
     trip_at_s: tuple[float, ...] = ()  # scheduled unit trips (for trip scenarios), one unit each
     trip_repair_s: float = 600.0  # how long a scheduled trip keeps the unit down
+    ramp_mw_per_s: float = math.inf  # per running unit: how fast its output can rise (sim/facility/ramp.py)
+    step_load_frac: float = 1.0  # the largest sudden load increase a unit accepts, as a share of its rating
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,25 @@ class Facility:
     def tent(self, name: str) -> Tent:
         return next(t for t in self.tents if t.name == name)
 
+    def follow(self, units_up: Mapping[str, int]) -> tuple[float, float, float, float]:
+        """What the ledger's ramp model reads (sim/facility/ramp.py): (capacity W, ramp W/s,
+        step acceptance W) of the running turbines and the instant sources' W (grid); the ramp
+        is infinite unless every turbine source has one."""
+        cap = ramp = step = base = 0.0
+        for s in self.sources:
+            if s.kind == "gas_turbine":
+                up = units_up.get(s.name, s.units)
+                cap += up * s.unit_mw * 1e6
+                ramp += up * s.ramp_mw_per_s * 1e6 if math.isfinite(s.ramp_mw_per_s) else math.inf
+                step += up * s.unit_mw * 1e6 * s.step_load_frac
+            elif s.kind == "grid":
+                base += s.unit_mw * 1e6
+        return cap, ramp, step, base
+
+    @property
+    def ramp_limited(self) -> bool:
+        return any(s.kind == "gas_turbine" and math.isfinite(s.ramp_mw_per_s) for s in self.sources)
+
     def supply_w(self, units_up: Mapping[str, int]) -> float:
         """Live supply (W) from generation and grid (batteries are counted by the ledger)."""
         tot = 0.0
@@ -129,7 +152,12 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
             s = Source(name, kind, st.get("units", int, positive=True), st.get("unit_mw", float, positive=True),
                        st.get("mtbf_h", float, None, positive=True), st.get("repair_h", float, None, positive=True),
                        trip_at_s=tuple(float(x) for x in st.get("trip_at_s", list, [])),
-                       trip_repair_s=st.get("trip_repair_s", float, 600.0, positive=True))
+                       trip_repair_s=st.get("trip_repair_s", float, 600.0, positive=True),
+                       ramp_mw_per_s=st.get("ramp_mw_per_s", float, math.inf, positive=True),
+                       step_load_frac=st.get("step_load_frac", float, 1.0, positive=True))
+            if s.step_load_frac > 1:
+                raise ScenarioError(f"facility.sources[{k}].step_load_frac", f"must be in (0, 1] (a share of a unit's "
+                                    f"rating), got {s.step_load_frac}")
         elif kind == "grid":
             s = Source(name, kind, 1, st.get("mw", float, positive=True))
         else:
