@@ -89,3 +89,46 @@ def test_bad_ramp_or_step_is_one_line_naming_the_field(key, value):
                         f"facility.sources.{key}={value}"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and key in r.stderr and "Traceback" not in r.stderr
+
+
+def test_fuel_and_capex_make_the_cost_fully_loaded():
+    raw = read_toml(REPO / "scenarios" / "tent.toml")
+    raw["workload"]["duration_s"] = 60
+    base = summarize(Simulation(parse(raw)).run())
+    src = raw["facility"]["sources"][0]
+    src.update(heat_rate_btu_per_kwh=9000.0, usd_per_mmbtu=3.5, capex_usd_per_mw=1.2e6, amortization_years=20.0)
+    raw["facility"]["tents"][0].update(capex_usd=5e6, amortization_years=10.0)
+    res = Simulation(parse(raw)).run()
+    s = summarize(res)
+    led, T = res.ledger, res.sim_time_s
+    mwh = (led.energy_fac_j - led.battery_used_j) / 3.6e9  # no grid: the turbines deliver it all
+    assert s["cost_breakdown_usd"]["fuel"] == pytest.approx(mwh * 1e3 * 9000 / 1e6 * 3.5, rel=1e-12)  # $31.5/MWh
+    years = T / (365.25 * 24 * 3600)
+    capex = 1.2e6 * src["units"] * src["unit_mw"] / 20 * years + 5e6 / 10 * years
+    assert s["cost_breakdown_usd"]["capex"] == pytest.approx(capex, rel=1e-12)
+    # the fuelled energy is not also billed at usd_per_mwh; the rest of the bill is unchanged
+    assert s["cost_breakdown_usd"]["energy"] == pytest.approx(
+        (led.energy_fac_j / 3.6e9 - mwh) * parse(raw).cost.usd_per_mwh, abs=1e-9)
+    assert s["cost_breakdown_usd"]["accelerators"] == base["cost_breakdown_usd"]["accelerators"]
+    assert s["cost_usd"] == pytest.approx(sum(s["cost_breakdown_usd"].values()), rel=1e-12)
+
+
+def test_fuel_needs_both_heat_rate_and_price():
+    r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/tent.toml", "--set",
+                        "facility.sources.heat_rate_btu_per_kwh=9000"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "usd_per_mmbtu" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_tripped_unit_comes_back_after_its_start_time_and_the_reserve_is_reported():
+    raw = read_toml(REPO / "scenarios" / "tent_trip.toml")
+    raw["workload"]["duration_s"] = 240
+    raw["facility"]["manager"]["policy"] = "none"
+    a = summarize(Simulation(parse(raw)).run())
+    raw["facility"]["sources"][0]["start_s"] = 60.0
+    b = summarize(Simulation(parse(raw)).run())
+    # the trip at 60 s keeps the unit down 120 s, then 60 s more while it starts: longer short of supply
+    assert b["power_limit_exceeded_s"] > a["power_limit_exceeded_s"] + 30
+    assert a["spinning_reserve_min_mw"] < 0 and b["spinning_reserve_min_mw"] < 0  # the trip leaves none
+    raw["facility"]["sources"][0].pop("trip_at_s")
+    c = summarize(Simulation(parse(raw)).run())
+    assert 0 < c["spinning_reserve_min_mw"] < 3 * 0.028

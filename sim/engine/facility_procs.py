@@ -66,7 +66,7 @@ def _turbine(sim, src, unit: int):
         sim.supply_drops += 1
         sim.trip_marks.append(env.now)
         sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
-        ended = yield from _wait(env, sim, rng.exponential(repair_h * 3600.0))
+        ended = yield from _wait(env, sim, rng.exponential(repair_h * 3600.0) + src.start_s)
         sim.units_up[src.name] += 1
         sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
         if ended:
@@ -82,7 +82,7 @@ def _scheduled_trip(sim, src, at_s: float):
     sim.supply_drops += 1
     sim.trip_marks.append(env.now)
     sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
-    ended = yield from _wait(env, sim, src.trip_repair_s)
+    ended = yield from _wait(env, sim, src.trip_repair_s + src.start_s)
     sim.units_up[src.name] += 1
     sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
 

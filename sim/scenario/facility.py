@@ -13,7 +13,11 @@ Declared in a scenario:
     units = 5                        # N+1: one more than the load needs
     unit_mw = 2.5
     ramp_mw_per_s = 0.1              # optional: per unit, how fast its output can rise
+    start_s = 600                    # optional: a repaired or tripped unit's start before it delivers
     step_load_frac = 0.3             # optional: the largest sudden increase a unit takes
+    heat_rate_btu_per_kwh = 9500     # optional, with usd_per_mmbtu: the fuel's cost of its energy
+    usd_per_mmbtu = 3.5
+    capex_usd_per_mw = 1.2e6         # optional: installed cost, amortised over amortization_years (20)
     mtbf_h = 1000                    # exponential time to failure of each unit
     repair_h = 12                    # exponential repair time
     [[facility.tents]]
@@ -21,6 +25,7 @@ Declared in a scenario:
     it_limit_mw = 8.0                # hard IT power limit of the tent
     pue = 1.25                       # or { base = 1.2, amplitude = 0.1, peak_hour = 15 }
     commission_s = 0                 # the tent's pools serve from this time on
+    capex_usd = 5e6                  # optional: amortised over amortization_years (10)
     [facility.manager]
     policy = "cap_uniform"           # "none" | "cap_uniform" | "cap_priority" | "drain" | "shed"
     interval_s = 5.0
@@ -57,6 +62,11 @@ class Source:
     trip_repair_s: float = 600.0  # how long a scheduled trip keeps the unit down
     ramp_mw_per_s: float = math.inf  # per running unit: how fast its output can rise (sim/facility/ramp.py)
     step_load_frac: float = 1.0  # the largest sudden load increase a unit accepts, as a share of its rating
+    start_s: float = 0.0  # time to bring a repaired or tripped unit back online (start, synchronise)
+    heat_rate_btu_per_kwh: float | None = None  # fuel per kWh delivered (with usd_per_mmbtu: the energy's cost)
+    usd_per_mmbtu: float | None = None  # gas price
+    capex_usd_per_mw: float | None = None  # installed cost, amortised over amortization_years
+    amortization_years: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class Tent:
     pue_amplitude: float = 0.0  # PUE over the day: base + amplitude x cos(2 pi (hour - peak_hour) / 24)
     pue_peak_hour: float = 15.0
     commission_s: float = 0.0
+    capex_usd: float | None = None  # the tent (structure, power distribution, cooling), amortised
+    amortization_years: float = 10.0
 
     def pue(self, t_s: float) -> float:
         if not self.pue_amplitude:
@@ -154,7 +166,17 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
                        trip_at_s=tuple(float(x) for x in st.get("trip_at_s", list, [])),
                        trip_repair_s=st.get("trip_repair_s", float, 600.0, positive=True),
                        ramp_mw_per_s=st.get("ramp_mw_per_s", float, math.inf, positive=True),
-                       step_load_frac=st.get("step_load_frac", float, 1.0, positive=True))
+                       step_load_frac=st.get("step_load_frac", float, 1.0, positive=True),
+                       start_s=st.get("start_s", float, 0.0, nonneg=True),
+                       heat_rate_btu_per_kwh=st.get("heat_rate_btu_per_kwh", float, None, positive=True),
+                       usd_per_mmbtu=st.get("usd_per_mmbtu", float, None, nonneg=True),
+                       capex_usd_per_mw=st.get("capex_usd_per_mw", float, None, nonneg=True),
+                       amortization_years=st.get("amortization_years", float, 20.0, positive=True))
+            if (s.heat_rate_btu_per_kwh is None) != (s.usd_per_mmbtu is None):
+                raise ScenarioError(f"facility.sources[{k}].usd_per_mmbtu" if s.usd_per_mmbtu is None else
+                                    f"facility.sources[{k}].heat_rate_btu_per_kwh",
+                                    "fuel cost needs both heat_rate_btu_per_kwh and usd_per_mmbtu",
+                                    "give both (e.g. 9000 BTU/kWh and 3.5 $/MMBtu) or neither")
             if s.step_load_frac > 1:
                 raise ScenarioError(f"facility.sources[{k}].step_load_frac", f"must be in (0, 1] (a share of a unit's "
                                     f"rating), got {s.step_load_frac}")
@@ -183,7 +205,9 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
         if base - amp < 1.0:
             raise ScenarioError(f"facility.tents[{k}].pue", f"PUE must stay >= 1 (base {base} - amplitude {amp})",
                                 "raise base or lower amplitude")
-        tents.append(Tent(name, limit, base, amp, peak, tt.get("commission_s", float, 0.0, nonneg=True)))
+        tents.append(Tent(name, limit, base, amp, peak, tt.get("commission_s", float, 0.0, nonneg=True),
+                          tt.get("capex_usd", float, None, nonneg=True),
+                          tt.get("amortization_years", float, 10.0, positive=True)))
         tt.done()
     if not tents:
         raise ScenarioError("facility.tents", "empty", "add at least one [[facility.tents]]")
