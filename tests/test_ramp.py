@@ -132,3 +132,12 @@ def test_a_tripped_unit_comes_back_after_its_start_time_and_the_reserve_is_repor
     raw["facility"]["sources"][0].pop("trip_at_s")
     c = summarize(Simulation(parse(raw)).run())
     assert 0 < c["spinning_reserve_min_mw"] < 3 * 0.028
+
+
+def test_a_tent_limit_above_every_source_is_one_warning_line():
+    r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/tent_trip.toml", "--set",
+                        "facility.tents.it_limit_mw=0.2", "--set", "workload.duration_s=5", "--json"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0
+    warned = [ln for ln in r.stderr.splitlines() if "facility.tents[0].it_limit_mw" in ln]
+    assert len(warned) == 1 and warned[0].startswith("dcsim: warning:") and "0.09" in warned[0]

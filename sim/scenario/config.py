@@ -435,6 +435,8 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True),
                     rn.get("fast_forward", bool, True), rn.get("engine", str, "auto", choices=ENGINES))
     rn.done()
+    if run.horizon_s is not None and run.horizon_s > 1e12:  # energy = watts x seconds must stay finite
+        raise ScenarioError("run.horizon_s", f"must be at most 1e12 s (about 31,700 years), got {run.horizon_s:g}")
     t.done()
     effective = _effective(raw, seed, name, workload, pools, router, run, slo)
     _absolute_paths(effective, base_dir)

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn
 from sim.registry import MANAGERS
 from sim.scenario.table import Table
 
@@ -220,6 +220,12 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
                    t.get("nodes_per_rack", int, 4, positive=True), fl or Failures(),
                    t.get("host_w_per_accel", float, 0.0, nonneg=True))
     t.done()
+    cap_w = sum(s.units * s.unit_mw * 1e6 for s in srcs)  # every source at once (battery: its power)
+    for k, tn in enumerate(tents):
+        if tn.it_limit_w > cap_w * (1 + 1e-12):  # legal (the supply binds first), but the limit then means nothing
+            warn(f"facility.tents[{k}].it_limit_mw",
+                 f"{tn.it_limit_w / 1e6:g} MW is above all the sources it can draw from together ({cap_w / 1e6:g} MW): "
+                 "the supply, not the tent, limits its draw", f"lower it_limit_mw to at most {cap_w / 1e6:g} or add sources")
     # pools in tents; the idle power of what is placed must fit under the tent's IT limit
     idle: dict[str, float] = {n: 0.0 for n in names}
     for i, (p, pc) in enumerate(zip(pools, pool_cfgs)):
