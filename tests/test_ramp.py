@@ -141,3 +141,14 @@ def test_a_tent_limit_above_every_source_is_one_warning_line():
     assert r.returncode == 0
     warned = [ln for ln in r.stderr.splitlines() if "facility.tents[0].it_limit_mw" in ln]
     assert len(warned) == 1 and warned[0].startswith("dcsim: warning:") and "0.09" in warned[0]
+
+
+@pytest.mark.parametrize("battery", ['{name = "b", kind = "battery", mw = 0.05}',
+                                     '{name = "b", kind = "battery", mw = 0.05, mwh = 0}'])
+def test_a_battery_with_power_but_no_energy_is_one_line(battery, tmp_path):
+    text = (REPO / "scenarios" / "tent_trip.toml").read_text()
+    sc = tmp_path / "s.toml"
+    sc.write_text(text.replace("[[facility.tents]]", f"[[facility.sources]]\n{battery[1:-1].replace(', ', chr(10))}\n\n"
+                               "[[facility.tents]]", 1))
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(sc)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "mwh" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
