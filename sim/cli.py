@@ -136,9 +136,17 @@ def _fleet_table(rep: dict[str, Any]) -> str:
                  f"p99 TTFT {k['per_cell_ttft_p99_s']:.3g} s, ${k['per_cell_usd_per_hour']:,.0f}/h")
     L.append(f"  fleet: {rep['fleet_output_tokens_per_day'] / 1e12:,.2f} trillion output tokens/day, "
              f"{rep['fleet_req_per_s']:,.0f} req/s, ${rep['fleet_usd_per_hour']:,.0f}/h, "
-             f"${rep['fleet_usd_per_mtok'] or 0:.3f} per million output tokens")
+             f"${rep['fleet_usd_per_mtok'] or 0:.3f} per million output tokens"
+             + (f", SLO attainment {rep['fleet_slo_attainment']:.1%}" if rep.get("fleet_slo_attainment") is not None
+                else ""))
     L.append(f"  latency (merged simulated cells): TTFT p50 {rep['ttft_p50_s']:.3g} s, p99 {rep['ttft_p99_s']:.3g} s; "
              f"TPOT p50 {rep['tpot_p50_s']:.3g} s, p99 {rep['tpot_p99_s']:.3g} s")
+    if "fleet_facility_power_mean_w" in rep:
+        L.append(f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
+                 f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {rep['fleet_energy_j'] / 3.6e12:,.1f} GWh, "
+                 f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
+                 f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
+                 f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}")
     L.append(f"  inferred: {rep['inference']}")
     return "\n".join(L)
 

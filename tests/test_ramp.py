@@ -152,3 +152,27 @@ def test_a_battery_with_power_but_no_energy_is_one_line(battery, tmp_path):
                                "[[facility.tents]]", 1))
     r = subprocess.run([sys.executable, "-m", "sim", "run", str(sc)], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "mwh" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_shared_power_bus_gives_each_cell_its_share_of_the_site():
+    from sim.studies.fleet import share_facility
+    raw = read_toml(REPO / "scenarios" / "tent_200mw.toml")
+    part = share_facility(raw["facility"], 0.01)
+    t, b = part["sources"][0], part["sources"][1]
+    assert t["units"] == 13 and t["unit_mw"] == pytest.approx(0.165) and t["ramp_mw_per_s"] == pytest.approx(0.0025)
+    assert t["trip_at_s"] == [1800.0] and t["start_s"] == 600  # the same units trip at the same times
+    assert b["mw"] == pytest.approx(0.2) and b["mwh"] == pytest.approx(0.1)
+    assert part["tents"][0]["it_limit_mw"] == pytest.approx(2.0) and raw["facility"]["sources"][0]["unit_mw"] == 16.5
+
+
+def test_the_200_mw_tent_runs_as_a_fleet_on_one_bus():
+    r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/tent_200mw.toml", "--json", "--set",
+                        "workload.duration_s=120"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    import json
+    rep = json.loads(r.stdout)
+    assert rep["cells_total"] == 2200 and rep["cells_simulated"] == 2
+    assert 150e6 < rep["fleet_facility_power_mean_w"] < 215e6  # a 200 MW site
+    for k in ("power_limit_exceeded_s", "ramp_limit_exceeded_s", "fleet_requests_lost_to_power", "fleet_energy_j",
+              "fleet_usd_per_mtok", "fleet_tokens_per_kwh", "fleet_slo_attainment"):
+        assert rep[k] is not None, k

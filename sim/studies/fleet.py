@@ -36,10 +36,32 @@ from sim.scenario.table import Table
 from sim.errors import ScenarioError
 from sim.studies.study import Task, execute
 
+POWER_REASONS = ("power",)  # requests shed while the facility is over its supply (reason "power")
+
+
+def share_facility(fac: dict[str, Any], share: float) -> dict[str, Any]:
+    """A [facility] table scaled to one cell's share of a site on one power bus: every source's
+    power, energy, ramp and capex and every tent's IT limit and capex times `share`; unit counts,
+    trips, failures, PUE and the manager as they are. Cells alike at their shares see what the
+    site does when its load is spread evenly: a unit's trip costs each cell its share."""
+    out = copy.deepcopy(fac)
+    for src in out.get("sources", []):
+        for k in ("unit_mw", "mw", "mwh", "ramp_mw_per_s"):
+            if k in src:
+                src[k] = float(src[k]) * share
+    for tent in out.get("tents", []):
+        for k in ("it_limit_mw", "capex_usd"):
+            if k in tent:
+                tent[k] = float(tent[k]) * share
+    return out
+
 
 def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     t = Table(raw["fleet"], "fleet")
     per_kind = t.get("simulate_per_kind", int, 2, positive=True)
+    bus = t.get("power_bus", str, "none", choices=("none", "shared"))
+    if bus == "shared" and "facility" not in raw:
+        raise ScenarioError("fleet.power_bus", "\"shared\" needs the site's [facility]", "declare [facility] or remove it")
     kinds = []
     for k, c in enumerate(t.get("cells", list)):
         ct = Table(c, f"fleet.cells[{k}]")
@@ -49,6 +71,8 @@ def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     t.done()
     if not kinds:
         raise ScenarioError("fleet.cells", "empty", "add at least one [[fleet.cells]]")
+    for k in kinds:
+        k["bus"] = bus
     return kinds, per_kind
 
 
@@ -73,6 +97,8 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
             if j < per_kind:
                 r = apply_overrides(copy.deepcopy(base), list(kind["set"]))
                 r["workload"]["rate_per_s"] = rate * kind["weight"] / total_w
+                if kind["bus"] == "shared":  # the cell's share of the site's power bus
+                    r["facility"] = share_facility(base["facility"], kind["weight"] / total_w)
                 parse(r, p.parent)  # fail fast, naming the field
                 tasks.append(Task(r, str(p.parent), seed0 + cell_id, keep_latencies=True,
                                   keep_requests=out_dir is not None))
@@ -87,6 +113,10 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
     lat = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
     tok_s = req_s = 0.0
     cost_h = 0.0
+    power = {"facility_power_mean_w": 0.0, "energy_j": 0.0, "facility_power_peak_w": 0.0}
+    over = {"power_limit_exceeded_s": [], "ramp_limit_exceeded_s": []}
+    lost = 0.0
+    slo: list[tuple[float, int]] = []  # (attainment, cells) per kind
     for kind in kinds:
         runs = [r for (name, _), r in zip(meta, res) if name == kind["name"]]
         s = [r["summary"] for r in runs]
@@ -101,6 +131,15 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
         for r in runs:
             for k in lat:
                 lat[k].extend(r["latencies"][k])
+        for k in power:  # the sum of the kind's cells (peaks: cells alike peak together, an upper bound)
+            if all(x.get(k) is not None for x in s):
+                power[k] += float(np.mean([x[k] for x in s])) * kind["count"]
+        for k in over:
+            over[k] += [x[k] for x in s if x.get(k) is not None]
+        if all(x.get("slo_attainment") is not None for x in s):
+            slo.append((float(np.mean([x["slo_attainment"] for x in s])), kind["count"]))
+        lost += float(np.mean([sum(v for why, v in (x.get("reasons") or {}).items() if why in POWER_REASONS)
+                               for x in s])) * kind["count"]
         out["kinds"].append({"name": kind["name"], "count": kind["count"], "simulated": len(runs),
                              "per_cell_output_tok_per_s": tput, "per_cell_req_per_s": rps,
                              "per_cell_ttft_p99_s": float(np.mean([x["ttft_p99_s"] for x in s])),
@@ -119,6 +158,14 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
     out["fleet_output_tokens_per_day"] = tok_s * 86400
     out["fleet_usd_per_hour"] = cost_h
     out["fleet_usd_per_mtok"] = cost_h / (tok_s * 3600 / 1e6) if tok_s else None
+    if slo:  # requests meeting the SLO, weighted by cells (cells of a kind serve alike)
+        out["fleet_slo_attainment"] = sum(a * n for a, n in slo) / sum(n for _, n in slo)
+    if any(k["bus"] == "shared" for k in kinds) or power["energy_j"]:
+        out.update({f"fleet_{k}": v for k, v in power.items()})
+        out.update({k: (float(np.max(v)) if v else 0.0) for k, v in over.items()})  # the worst simulated cell
+        out["fleet_requests_lost_to_power"] = lost  # shed while over the supply (inferred over the cells)
+        out["fleet_tokens_per_kwh"] = (tok_s * 3600 / (power["facility_power_mean_w"] / 1e3)
+                                       if power["facility_power_mean_w"] else None)
     out["inference"] = ("each kind's totals = mean over its simulated cells x its count; percentiles from the "
                         "merged requests of the simulated cells")
     if out_dir is not None:
