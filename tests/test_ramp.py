@@ -176,3 +176,19 @@ def test_the_200_mw_tent_runs_as_a_fleet_on_one_bus():
     for k in ("power_limit_exceeded_s", "ramp_limit_exceeded_s", "fleet_requests_lost_to_power", "fleet_energy_j",
               "fleet_usd_per_mtok", "fleet_tokens_per_kwh", "fleet_slo_attainment"):
         assert rep[k] is not None, k
+
+
+def test_the_tent_planner_answers_its_three_questions(tmp_path):
+    r = subprocess.run([sys.executable, "scenarios/tent_planner.py", "--duration", "240", "--out", str(tmp_path)],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    import json
+    out = json.loads((tmp_path / "tent_planner.json").read_text())
+    s = out["accelerators_on_the_supply"]
+    # a locked clock draws less, so the same supply carries more; sizing on the mean carries more than on the peak
+    assert s["peak, clock_lock 0.8"]["accelerators"] > s["peak"]["accelerators"]
+    assert s["mean (oversubscribed)"]["accelerators"] > s["peak"]["accelerators"]
+    lost = out["trip_tokens_lost_site"]
+    assert lost["none"] >= lost["40 MW, 40 MWh"] >= 0
+    c = out["usd_per_mtok"]
+    assert min(c.values()) > 0 and (tmp_path / "tent_planner.png").stat().st_size > 10_000
