@@ -192,3 +192,14 @@ def test_the_tent_planner_answers_its_three_questions(tmp_path):
     assert lost["none"] >= lost["40 MW, 40 MWh"] >= 0
     c = out["usd_per_mtok"]
     assert min(c.values()) > 0 and (tmp_path / "tent_planner.png").stat().st_size > 10_000
+
+
+def test_a_ramp_aware_manager_holds_the_load_to_what_the_turbines_can_follow():
+    none = summarize(Simulation(_step_scenario(['run.engine="compiled"'])).run())
+    capped = summarize(Simulation(_step_scenario(['run.engine="compiled"',
+                                                  'facility.manager.policy="cap_priority"'])).run())
+    assert none["ramp_limit_exceeded_s"] > 5.0
+    # caps follow the ramp: short of power only within a control interval of the step (5 s)
+    assert capped["ramp_limit_exceeded_s"] < 0.1 * none["ramp_limit_exceeded_s"]
+    assert capped["requests_completed"] + capped["requests_rejected"] + capped["requests_failed"] == \
+        capped["requests_total"]

@@ -164,7 +164,11 @@ def _manager(sim):
         now = env.now
         for k, t in enumerate(fac.tents):
             led.set_pue(k, t.pue(now), now)
-        supply = fac.supply_w(sim.units_up) + led.battery_w * (led.battery_j > 0)
+        supply = fac.supply_w(sim.units_up)
+        if led.ramp_on and led.gen_w == led.gen_w:  # ramp-aware: no more than the units can follow
+            # by the next decision: their output, the step they take at once and one interval's ramp
+            supply = min(supply, led.gen_w + led.step_w + led.ramp_w_s * fac.interval_s + led.base_w)
+        supply += led.battery_w * (led.battery_j > 0)  # battery first
         view._supply_w = supply
         manager.act(view, supply)
         cap = sim.min_cap_w()
