@@ -20,14 +20,12 @@ sys.path.insert(0, str(REPO))
 from sim.analysis.metrics import summarize  # noqa: E402
 from sim.engine.simulation import Simulation  # noqa: E402
 from sim.scenario.config import parse, read_toml  # noqa: E402
-from sim.studies.fleet import run_fleet, share_facility  # noqa: E402
+from sim.studies.fleet import run_fleet, site_share  # noqa: E402
 
 
 def site(cells: int, duration_s: float, trip: bool) -> dict:
     raw = read_toml(REPO / "scenarios" / "tent_200mw.toml")
     total = raw["fleet"]["cells"][0]["count"]
-    per_cell = raw["workload"]["rate_per_s"] / total
-    raw["workload"]["rate_per_s"] = per_cell * cells
     raw["workload"]["duration_s"] = duration_s
     src = raw["facility"]["sources"][0]
     if trip:
@@ -35,7 +33,7 @@ def site(cells: int, duration_s: float, trip: bool) -> dict:
         src["trip_repair_s"] = duration_s / 3
     else:
         src.pop("trip_at_s", None)
-    raw["facility"] = share_facility(raw["facility"], cells / total)  # this part of the site's bus
+    raw = site_share(raw, cells / total)  # this part of the site and of its bus
     raw["fleet"]["cells"][0]["count"] = cells
     return raw
 

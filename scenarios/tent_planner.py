@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sim.scenario.config import read_toml  # noqa: E402
-from sim.studies.fleet import share_facility  # noqa: E402
+from sim.studies.fleet import site_share  # noqa: E402
 from sim.studies.study import Task, execute  # noqa: E402
 
 H200_USD_PER_GPU_HOUR = 3.3  # the catalog's typical rent (what $920M a month buys at: rented_capacity.py)
@@ -33,12 +33,9 @@ H200_USD_PER_GPU_HOUR = 3.3  # the catalog's typical rent (what $920M a month bu
 
 def base(duration_s: float) -> tuple[dict, int]:
     raw = read_toml(REPO / "scenarios" / "tent_200mw.toml")
-    cells = raw["fleet"]["cells"][0]["count"]
-    raw["workload"]["rate_per_s"] /= cells
+    cells = raw.pop("fleet")["cells"][0]["count"]
     raw["workload"]["duration_s"] = duration_s
-    raw["facility"] = share_facility(raw["facility"], 1.0 / cells)
-    raw.pop("fleet")
-    return raw, cells
+    return site_share(raw, 1.0 / cells), cells  # one cell, as the fleet simulates it
 
 
 def main() -> int:

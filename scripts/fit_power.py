@@ -33,8 +33,8 @@ def main() -> int:
     if args.write:
         text = HW_FILE.read_text()
         for hid, v in fitted.items():
-            text = set_section(text, hid, {"clock_power_frac": v["clock_power_frac"],
-                                           "memory_power_frac": v["memory_power_frac"]})
+            text = set_section(text, hid, {k: v[k] for k in ("clock_power_frac", "memory_power_frac",
+                                                             "power_calibration")})
         HW_FILE.write_text(text)
         print(f"wrote {HW_FILE}")
     return 0

@@ -5,6 +5,7 @@ one-line errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -160,11 +161,7 @@ def test_calibration_divides_the_warmup_out_of_the_first_stage_only():
     hw = builtin_catalog().hardware["h100-sxm"]
     r0 = first[0]
     assert r0.warm_dec == r0.warm  # warmup_decode = 1: decode steps warm up alike
-    tpot_plain, _ = predict(dataclass_replace(r0, warm=1.0, warm_dec=1.0), hw)
+    tpot_plain, _ = predict(dataclasses.replace(r0, warm=1.0, warm_dec=1.0), hw)
     tpot_warm, _ = predict(r0, hw)
     assert tpot_warm > tpot_plain * (1 + 0.5 * (r0.warm - 1))  # the slower steps show in the prediction
 
-
-def dataclass_replace(row, **kw):
-    import dataclasses
-    return dataclasses.replace(row, **kw)

@@ -72,7 +72,8 @@ IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND];
 # Per-replica float state F[r, field]
 (EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU, WA, WT, JD, JP, BORN, EW, EQ,
  EF, VLO, WEND, EK, EM, WDEC) = range(26)
-N_F = 26  # WDEC: the share of the warm-up a decode-only step gets; WEND: when the warm-up term falls below 1e-6 (dropped after); EK, EM: the episode window of
+N_F = 26  # WDEC: the warm-up's share for a decode-only step; WEND: when the warm-up term falls below
+# 1e-6 (dropped after); EK, EM: the episode window of
 # the last step and its factor (a cache: a window's draw is made once)  # WA, WT: warm-up amplitude and time constant (s); JD, JP: jitter's mean share and rate; BORN:
 # when the replica started (its warm-up's origin); EW, EQ, EF: slow episodes' window (s; 0: none),
 # share of windows and stretch; VLO: the smallest factor _vary can return. See _vary.
@@ -120,8 +121,8 @@ def _pc(PC, r):
 # the one step formula (sim/perf), compiled; inlined into the step loop
 _terms = njit(cache=True, inline="always")(roofline_terms)
 _at_clock = njit(cache=True, inline="always")(at_clock)
-_capped = njit(cache=True)(_capped_with(_at_clock))
-_ramp = njit(cache=True, inline="always")(ramp_step)  # the facility's ramp model, shared with the ledger  # the one bisection, over the compiled at_clock
+_capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
+_ramp = njit(cache=True, inline="always")(ramp_step)  # the facility's ramp model, shared with the ledger
 
 
 @njit(cache=True, _nrt=False, inline="always")  # a call per step passed 20 floats: ~40% of a run

@@ -148,7 +148,7 @@ WARM_UP = {"name": "warm-up", "seed": 0,
 WARM_UP_FACILITY = {
     "facility": {"gpus_per_node": 1, "host_w_per_accel": 300,
                  "sources": [{"name": "g", "kind": "gas_turbine", "units": 2, "unit_mw": 0.0006}],
-                 "tents": [{"name": "t", "it_limit_mw": 0.01}], "manager": {"policy": "drain", "interval_s": 1.0}},
+                 "tents": [{"name": "t", "it_limit_mw": 0.0012}], "manager": {"policy": "drain", "interval_s": 1.0}},
     "failures": {"node_mtbf_h": 0.0003, "node_repair_h": 0.0002, "retry_limit": 3}}
 
 

@@ -8,10 +8,9 @@ import math
 from dataclasses import dataclass, field
 
 import networkx as nx
-
-from sim.facility.ramp import ramp_step
 import numpy as np
 
+from sim.facility.ramp import ramp_step
 from sim.scenario.facility import Facility
 
 

@@ -56,6 +56,16 @@ def share_facility(fac: dict[str, Any], share: float) -> dict[str, Any]:
     return out
 
 
+def site_share(raw: dict[str, Any], share: float, shared_bus: bool = True) -> dict[str, Any]:
+    """A scenario for `share` of a site: its arrival rate times share and, on a shared power bus,
+    its [facility] at that share (share_facility). What run_fleet gives each simulated cell."""
+    out = copy.deepcopy(raw)
+    out["workload"]["rate_per_s"] = float(raw["workload"]["rate_per_s"]) * share
+    if shared_bus:
+        out["facility"] = share_facility(raw["facility"], share)
+    return out
+
+
 def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     t = Table(raw["fleet"], "fleet")
     per_kind = t.get("simulate_per_kind", int, 2, positive=True)
@@ -89,16 +99,13 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
     if "rate_per_s" not in base.get("workload", {}):
         raise ScenarioError("workload.rate_per_s", "a fleet splits a rate across cells", "give rate_per_s")
     total_w = sum(k["count"] * k["weight"] for k in kinds)
-    rate = float(base["workload"]["rate_per_s"])
     seed0 = int(base.get("seed", 0))
     tasks, meta, cell_id = [], [], 0
     for kind in kinds:
         for j in range(kind["count"]):
             if j < per_kind:
-                r = apply_overrides(copy.deepcopy(base), list(kind["set"]))
-                r["workload"]["rate_per_s"] = rate * kind["weight"] / total_w
-                if kind["bus"] == "shared":  # the cell's share of the site's power bus
-                    r["facility"] = share_facility(base["facility"], kind["weight"] / total_w)
+                r = site_share(apply_overrides(copy.deepcopy(base), list(kind["set"])), kind["weight"] / total_w,
+                               kind["bus"] == "shared")
                 parse(r, p.parent)  # fail fast, naming the field
                 tasks.append(Task(r, str(p.parent), seed0 + cell_id, keep_latencies=True,
                                   keep_requests=out_dir is not None))

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from sim.perf.catalog import Hardware, builtin_catalog
-from sim.perf.roofline import PerfModel
+from sim.perf.power import at_clock
+from sim.perf.roofline import PerfModel, roofline_terms
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "validation" / "power" / "power_calibration.csv"
 MODELS = {  # ML.ENERGY model names -> catalog ids (the rows whose model the catalog has)
@@ -30,6 +31,7 @@ MODELS = {  # ML.ENERGY model names -> catalog ids (the rows whose model the cat
     "Qwen/Qwen3-Coder-30B-A3B-Instruct": "qwen3-30b-a3b", "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
 }
 HARDWARE = {"H100": "h100-sxm", "B200": "b200"}
+REFERENCE = "h100-sxm"  # parts without power measurements borrow its constants
 # Mean prompt tokens per task: ASSUMED (ML.ENERGY publishes output lengths, not prompt lengths):
 # LMArena chat turns are short, GPQA questions a few hundred tokens with their choices, and
 # Sourcegraph fill-in-the-middle prompts carry file context.
@@ -72,43 +74,60 @@ def power_rows(path: Path = DATA) -> list[PowerRow]:
     return out
 
 
-def predict_w(row: PowerRow, hw: Hardware) -> float:
-    """dcsim's per-GPU power for the row's average step (module docstring), at full clock."""
+def _average_step(row: PowerRow, hw: Hardware) -> tuple[PerfModel, tuple]:
+    """The row's average engine step (module docstring): its PerfModel and step_power arguments."""
     pm = PerfModel(hw, builtin_catalog().models[row.model], row.tp)
     b = max(1, int(round(row.batch)))
     inp = INPUT_TOK[row.task]
-    ctx = inp + row.output_tok / 2
     p_tok = max(0, int(round(b * inp / row.output_tok)))
-    return pm.step_power(b, b * ctx, p_tok, 0.0, p_tok * (inp / 2.0), b + (1 if p_tok else 0)).power_w
+    return pm, (b, b * (inp + row.output_tok / 2), p_tok, 0.0, p_tok * (inp / 2.0), b + (1 if p_tok else 0))
 
 
-def errors(rows: list[PowerRow], hw_by_id: dict[str, Hardware]) -> list[float]:
-    return [predict_w(r, hw_by_id[r.hardware]) / r.measured_w - 1 for r in rows]
+def predict_w(row: PowerRow, hw: Hardware) -> float:
+    """dcsim's per-GPU power for the row's average step, at full clock."""
+    pm, step = _average_step(row, hw)
+    return pm.step_power(*step).power_w
 
 
 def _median_abs(e: list[float]) -> float:
     return float(np.median(np.abs(e))) if e else float("nan")
 
 
-def fit(rows: list[PowerRow]) -> dict[str, dict[str, float]]:
-    """clock_power_frac and memory_power_frac per accelerator with rows: the grid pair that
-    minimises the median absolute error of predicted per-GPU power (ties: the mean)."""
-    import dataclasses
+MEASURED_IDLE = {"h100-sxm": "measured loaded idle (gpu-parking-tax)"}  # idle_w with a measurement here
 
+
+def fit(rows: list[PowerRow]) -> dict[str, dict[str, Any]]:
+    """clock_power_frac and memory_power_frac per accelerator: on the grid, the pair that
+    minimises the median absolute error of predicted per-GPU power (ties: the mean) for parts
+    with rows; every other catalog part borrows REFERENCE's (as scripts/calibrate.py does)."""
     cat = builtin_catalog()
-    out = {}
+    label = {v: k for k, v in HARDWARE.items()}
+    out: dict[str, dict[str, Any]] = {}
     for hid in sorted({r.hardware for r in rows}):
         own = [r for r in rows if r.hardware == hid]
+        hw = cat.hardware[hid]
+        # the roofline terms do not depend on the power constants: once per row, then only the
+        # power formula (at_clock, what step_power evaluates) per grid point
+        terms = [roofline_terms(pm.constants, *step, False) for pm, step in (_average_step(r, hw) for r in own)]
+        meas = np.array([r.measured_w for r in own])
         best = None
         for k in GRID_CLOCK:
             for m in GRID_MEMORY:
-                hw = dataclasses.replace(cat.hardware[hid], clock_power_frac=float(k), memory_power_frac=float(m))
-                e = np.abs(errors(own, {hid: hw}))
+                p = np.array([at_clock(*t, 1.0, hw.idle_w, hw.tdp_w - hw.idle_w, float(m), float(k))[1] for t in terms])
+                e = np.abs(p / meas - 1)
                 key = (float(np.median(e)), float(np.mean(e)))
                 if best is None or key < best[0]:
                     best = (key, float(k), float(m))
         out[hid] = {"clock_power_frac": best[1], "memory_power_frac": best[2], "median_abs_err": best[0][0],
-                    "rows": len(own)}
+                    "rows": len(own),
+                    "power_calibration": f"sim/validation/power.py fit on {len(own)} ML.ENERGY v3 {label[hid]} rows "
+                                         f"(data/validation/power); idle_w {MEASURED_IDLE.get(hid, 'assumed')}"}
+    if REFERENCE in out:
+        for hid in cat.hardware:
+            if hid not in out:
+                out[hid] = {"clock_power_frac": out[REFERENCE]["clock_power_frac"],
+                            "memory_power_frac": out[REFERENCE]["memory_power_frac"],
+                            "power_calibration": f"borrowed from {REFERENCE} (no power measurement)"}
     return out
 
 
