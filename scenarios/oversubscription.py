@@ -41,7 +41,7 @@ def scenario(n_gpus: int, rate: float, duration: float) -> dict:
         "router": {"policy": "least_loaded"},
         "facility": {"host_w_per_accel": 300,
                      "sources": [{"name": "turbines", "kind": "gas_turbine", "units": 3, "unit_mw": BUDGET_MW / 3}],
-                     "tents": [{"name": "tent", "it_limit_mw": 1.0, "pue": 1.3}],
+                     "tents": [{"name": "tent", "it_limit_mw": BUDGET_MW, "pue": 1.3}],
                      "manager": {"policy": "cap_uniform", "interval_s": 2.0}},
         "cost": {"usd_per_accel_hour": 3.3, "usd_per_mwh": 60.0, "facility_usd_per_hour": 40.0},
         "run": {"timeseries": False},

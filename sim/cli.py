@@ -100,8 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "fleet" in raw:
         from sim.studies.fleet import run_fleet
         sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        rep = run_fleet(args.scenario, sets, quiet=args.quiet or args.json, executor=args.executor,
-                        out_dir=args.out)
+        if args.workers is not None and args.workers < 1:
+            raise ScenarioError("--workers", f"must be >= 1, got {args.workers}")
+        rep = run_fleet(args.scenario, sets, workers=args.workers, quiet=args.quiet or args.json,
+                        executor=args.executor, out_dir=args.out)
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
@@ -389,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-plots", dest="no_plots", action="store_true", help="with --out: skip the PNG plots")
     r.add_argument("--executor", default="local",
                    help="fleets of cells: local, dask or tcp://HOST:PORT (cells run as tasks there)")
+    r.add_argument("--workers", type=int, help="fleets of cells: processes (local) or Dask workers (dask); "
+                   "default: every core")
     r.set_defaults(fn=cmd_run)
     for name, hlp in (("compare", "run policy variants on common random numbers and compare"),
                       ("sweep", "latency against offered load for each variant")):

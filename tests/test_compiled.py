@@ -165,7 +165,8 @@ def _same(a, b):
         assert sa["it_power_mean_w"] <= sa["facility_power_peak_w"] <= sb["facility_power_peak_w"] * (1 + 1e-9)
     else:
         # both ledgers take every power change in time order: the same figures
-        for k in ("facility_power_peak_w", "power_limit_exceeded_s", "battery_used_j", "energy_it_j"):
+        for k in ("facility_power_peak_w", "power_limit_exceeded_s", "battery_used_j", "energy_it_j",
+                  "battery_charged_j", "below_min_load_s", "min_load_burn_mwh"):
             assert sa[k] == pytest.approx(sb[k], rel=1e-9, abs=1e-9), k
         for k in ("node_failures", "supply_drops"):
             assert sa[k] == sb[k], k

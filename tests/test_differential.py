@@ -50,7 +50,8 @@ def _scenario(d: dict) -> dict:
         for k, p in enumerate(pools):
             p["tent"], p["priority"] = "t", k
         full_mw = sum(p["replicas"] * p["tp"] for p in pools) * (700 + 300) * 1.4 / 1e6  # TDP + host, x PUE
-        src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3}
+        src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3,
+               "min_load_frac": f.get("min_load", 0.0)}
         if f["trip"] is not None:
             src.update(trip_at_s=[f["trip"]], trip_repair_s=f["trip_repair"])
         if f["turbine_mtbf_h"] is not None:
@@ -58,10 +59,12 @@ def _scenario(d: dict) -> dict:
         sources = [src]
         if f["battery"]:
             sources.append({"name": "bat", "kind": "battery", "mw": full_mw * 0.3, "mwh": full_mw * 0.002})
+        limit = min(full_mw, sum(s.get("units", 1) * s.get("unit_mw", s.get("mw", 0.0)) for s in sources))
         raw["facility"] = {"host_w_per_accel": 300, "gpus_per_node": f["gpus_per_node"], "sources": sources,
-                           "tents": [{"name": "t", "it_limit_mw": full_mw, "commission_s": f["commission"],
+                           "tents": [{"name": "t", "it_limit_mw": limit, "commission_s": f["commission"],
                                       "pue": {"base": 1.3, "amplitude": 0.1, "peak_hour": 15}}],
-                           "manager": {"policy": f["manager"], "interval_s": f["interval"]}}
+                           "manager": {"policy": f["manager"], "interval_s": f["interval"],
+                                       "reserve_units": f.get("reserve", 0)}}
         if f["node_mtbf_h"] is not None:
             raw["failures"] = {"node_mtbf_h": f["node_mtbf_h"], "node_repair_h": f["node_repair_h"],
                                "retry_limit": f["retry_limit"]}
@@ -101,11 +104,13 @@ scenarios = st.fixed_dictionaries({
     "facility": st.one_of(st.none(), st.fixed_dictionaries({
         "manager": st.sampled_from(MANAGERS.names()),
         "interval": st.sampled_from([0.5, 2.0, 5.0]),
-        "supply": st.sampled_from([0.3, 0.6, 1.5]),  # of the full draw: deep caps, some, none
+        "supply": st.sampled_from([0.35, 0.6, 1.5]),  # of the full draw: deep caps (below idle x PUE), some, none
         "trip": st.one_of(st.none(), st.floats(1.0, 20.0)),
         "trip_repair": st.sampled_from([3.0, 30.0]),
         "turbine_mtbf_h": st.one_of(st.none(), st.sampled_from([0.002, 0.01])),
         "battery": st.booleans(),
+        "min_load": st.sampled_from([0.0, 0.0, 0.5]),
+        "reserve": st.sampled_from([0, 0, 1]),
         "commission": st.sampled_from([0.0, 0.0, 4.0]),
         "gpus_per_node": st.sampled_from([1, 2, 8]),
         "node_mtbf_h": st.one_of(st.none(), st.sampled_from([0.001, 0.003, 0.02])),
@@ -141,7 +146,7 @@ END_BEFORE_HORIZON = {"seed": 0, "model": "llama-3.1-8b", "replicas": 1, "tp": 1
                       "router": "round_robin", "arrival": "poisson", "rate": 9.0, "n": 50, "prompt": 200,
                       "output": 30, "timeout": None, "prefix": None, "classes": False, "sessions": False,
                       "horizon": 5.0,
-                      "facility": {"manager": "none", "interval": 0.5, "supply": 0.3, "trip": None,
+                      "facility": {"manager": "none", "interval": 0.5, "supply": 0.35, "trip": None,
                                    "trip_repair": 3.0, "turbine_mtbf_h": None, "battery": False, "commission": 0.0,
                                    "gpus_per_node": 1, "node_mtbf_h": None, "node_repair_h": 0.0005,
                                    "retry_limit": 0}}

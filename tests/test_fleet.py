@@ -79,3 +79,19 @@ def test_fleet_merges_the_cells_request_tables(tmp_path):
     ttft = np.array([x for x, s in zip(t["ttft_s"], t["status"]) if s == "completed"])
     assert np.sum(np.array(t["status"]) == "completed") == k["completed_simulated"]
     assert rep["ttft_p99_s"] == pytest.approx(float(np.percentile(ttft, 99)))
+
+
+def test_dcsim_run_takes_the_fleets_worker_count(tmp_path):
+    import json
+    import subprocess
+    import sys
+    p = write(tmp_path, 4, 2)
+    outs = []
+    for w in ("1", "2"):
+        r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--workers", w, "--json"], capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    assert outs[0] == outs[1]
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--workers", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--workers" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -14,7 +14,7 @@ import pytest
 
 from sim.analysis.metrics import summarize
 from sim.engine.simulation import Simulation
-from sim.facility.ramp import ramp_step
+from sim.facility.ramp import ramp_step, supply_interval
 from sim.scenario.config import apply_overrides, parse, read_toml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,11 +36,13 @@ def test_one_interval_by_hand():
     assert ramp_step(1.0, 100.0, math.nan, 5.0, 0.0, 1e9, 0.0, 0.0, 0.0)[0] == 100.0  # started synchronised
 
 
-def _step_scenario(sets=(), battery=False):
+def _step_scenario(sets=(), battery=False, charge_mw=0.0, tail_s=0.0):
     raw = read_toml(REPO / "scenarios" / "tent_trip.toml")
     raw["workload"].pop("rate_per_s", None)
     raw["workload"].pop("duration_s", None)
     raw["workload"]["stages"] = [{"rate_per_s": 2.0, "duration_s": 60.0}, {"rate_per_s": 30.0, "duration_s": 60.0}]
+    if tail_s:  # the load falls back after the step
+        raw["workload"]["stages"].append({"rate_per_s": 2.0, "duration_s": tail_s})
     raw["facility"]["sources"][0].pop("trip_at_s")
     raw["facility"]["sources"][0]["units"] = 4
     raw["facility"]["sources"][0]["ramp_mw_per_s"] = 0.0002  # 0.2 kW/s a unit: the step takes minutes
@@ -48,7 +50,8 @@ def _step_scenario(sets=(), battery=False):
     raw["facility"]["manager"]["policy"] = "none"
     raw["failures"] = {}
     if battery:  # 100 kW / 50 kWh
-        raw["facility"]["sources"].append({"name": "bess", "kind": "battery", "mw": 0.1, "mwh": 0.05})
+        raw["facility"]["sources"].append({"name": "bess", "kind": "battery", "mw": 0.1, "mwh": 0.05,
+                                           "charge_mw": charge_mw})
     return parse(apply_overrides(raw, list(sets)))
 
 
@@ -75,10 +78,99 @@ def test_a_load_step_beyond_the_ramp_is_short_without_a_battery_and_covered_with
     assert res_b.ledger.energy_it_j == pytest.approx(res_b.ledger.step_energy_j, rel=1e-9)
 
 
+def test_one_supply_interval_by_hand():
+    # (dt, load, supply, ramp on, output, ramp, step, capacity, base, min load, battery W, J, capacity J,
+    #  charge W, efficiency)
+    # 10 s at 60 W under 100 W: the battery (half full) charges at its 30 W, storing 0.8 of it
+    out = supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 500.0, 1000.0,
+                          30.0, 0.8)
+    assert out[1] == 500.0 + 30.0 * 10 * 0.8 and out[5] == 300.0 and out[2] == out[4] == 0.0
+    # headroom below the charge power: it takes only the headroom; a full battery takes nothing
+    assert supply_interval(10.0, 90.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 500.0, 1000.0,
+                           30.0, 0.8)[5] == 100.0
+    assert supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 1000.0,
+                           1000.0, 30.0, 0.8)[5] == 0.0
+    # nearly full: it stops when full (stores 100 J, draws 125)
+    out = supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 900.0, 1000.0,
+                          30.0, 0.8)
+    assert out[1] == 1000.0 and out[5] == pytest.approx(125.0)
+    # over the supply: the battery discharges (20 W x 10 s), no recharge in the same interval
+    out = supply_interval(10.0, 120.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 500.0, 1000.0,
+                          30.0, 0.8)
+    assert out[1] == 300.0 and out[2] == 200.0 and out[4] == 0.0 and out[5] == 0.0
+    # ... and without the energy for it the time counts as over the supply
+    assert supply_interval(10.0, 120.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 100.0, 1000.0,
+                           30.0, 0.8)[4] == 10.0
+    # minimum load: 30 W of turbines with a 10 W grid (base) carrying first, the turbines' minimum
+    # 40 W: 10 s below it, (40 - 20) x 10 J burnt beyond the load
+    out = supply_interval(10.0, 30.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 10.0, 40.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    assert out[6] == 10.0 and out[7] == 200.0
+    assert supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 10.0, 40.0, 0.0, 0.0, 0.0, 0.0,
+                           1.0)[6:] == (0.0, 0.0)
+    # the ramp part is ramp_step's
+    assert supply_interval(10.0, 100.0, 1e9, True, 40.0, 5.0, 20.0, 1e9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)[:4] == \
+        (90.0, 0.0, 0.0, 8.0)
+
+
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
+def test_a_battery_recharges_from_headroom_and_its_energy_balances(engine):
+    res = Simulation(_step_scenario([f'run.engine="{engine}"'], battery=True, charge_mw=0.0002, tail_s=240.0)).run()
+    led, s = res.ledger, summarize(res)
+    assert s["battery_used_j"] > 0.0 and s["battery_charged_j"] > 0.0
+    soc = np.asarray(led.samples["battery_soc"], float)
+    lo = int(np.nanargmin(soc))
+    assert soc[lo] < 1.0 and soc[-1] > soc[lo]  # drawn down by the step, then recharged
+    # the energy balance: what it holds = full - discharged + charged x round-trip efficiency
+    cap = 0.05 * 3.6e9
+    assert led.battery_j == pytest.approx(cap - led.battery_used_j + 0.85 * led.battery_charged_j, rel=1e-12)
+    # per-source output at the samples: turbines and battery add up to the load (the grid: none)
+    src = np.asarray(led.source_samples, float)
+    fac = np.asarray(led.samples["facility_w"], float)
+    charging = src[:, 1] < 0
+    assert np.any(charging) and np.all(src[:, 0] >= 0)
+    assert np.allclose(src.sum(axis=1), fac, rtol=1e-9, atol=1e-6)
+
+
+def test_min_load_is_counted_and_burns_fuel():
+    raw = read_toml(REPO / "scenarios" / "tent.toml")
+    raw["workload"]["duration_s"] = 60
+    src = raw["facility"]["sources"][0]
+    src.update(heat_rate_btu_per_kwh=9000.0, usd_per_mmbtu=3.5)
+    low = summarize(Simulation(parse(raw)).run())
+    assert low["below_min_load_s"] == 0.0 and low["min_load_burn_mwh"] == 0.0
+    src["min_load_frac"] = 0.9  # the tent draws far less than 90% of its turbines: below it throughout
+    res = Simulation(parse(raw)).run()
+    s = summarize(res)
+    assert s["below_min_load_s"] == pytest.approx(res.sim_time_s, rel=1e-9)
+    units_w = src["units"] * src["unit_mw"] * 1e6 * 0.9
+    burnt_j = units_w * res.sim_time_s - res.ledger.energy_fac_j  # the minimum less the load, over the run
+    assert s["min_load_burn_mwh"] == pytest.approx(burnt_j / 3.6e9, rel=1e-9)
+    assert s["cost_breakdown_usd"]["fuel"] == pytest.approx(units_w * res.sim_time_s / 3.6e9 * 1e3 * 9000 / 1e6 * 3.5,
+                                                            rel=1e-9)
+
+
+def test_n_plus_k_reserve_holds_the_load_under_the_running_units_less_k():
+    raw = read_toml(REPO / "scenarios" / "tent.toml")
+    raw["workload"]["duration_s"] = 120
+    sc = parse(raw)
+    up = {s.name: s.units for s in sc.facility.sources if s.kind == "gas_turbine"}
+    assert sc.facility.reserve_w(up) == 0.0
+    base = summarize(Simulation(sc).run())
+    raw["facility"]["manager"]["reserve_units"] = 2
+    sc2 = parse(raw)
+    unit = max(s.unit_mw for s in sc2.facility.sources if s.kind == "gas_turbine") * 1e6
+    assert sc2.facility.reserve_w(up) == 2 * unit
+    s = summarize(Simulation(sc2).run())
+    # the manager keeps two units spare: the reserve never falls under them while they run
+    assert s["spinning_reserve_min_mw"] >= 2 * unit / 1e6 - 1e-6
+    assert s["spinning_reserve_min_mw"] > base["spinning_reserve_min_mw"]
+
+
 def test_both_drivers_count_the_same_ramp():
     a = summarize(Simulation(_step_scenario(['run.engine="compiled"'])).run())
     b = summarize(Simulation(_step_scenario(['run.engine="simpy"'])).run())
-    for k in ("ramp_limit_exceeded_s", "battery_used_j", "energy_j", "max_ramp_mw_per_s"):
+    for k in ("ramp_limit_exceeded_s", "battery_used_j", "energy_j", "max_ramp_mw_per_s", "battery_charged_j",
+              "below_min_load_s", "min_load_burn_mwh"):
         assert a[k] == b[k], k
 
 
@@ -134,13 +226,21 @@ def test_a_tripped_unit_comes_back_after_its_start_time_and_the_reserve_is_repor
     assert 0 < c["spinning_reserve_min_mw"] < 3 * 0.028
 
 
-def test_a_tent_limit_above_every_source_is_one_warning_line():
+def test_a_tent_limit_above_every_source_is_one_line():
     r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/tent_trip.toml", "--set",
                         "facility.tents.it_limit_mw=0.2", "--set", "workload.duration_s=5", "--json"],
                        capture_output=True, text=True, cwd=REPO)
-    assert r.returncode == 0
-    warned = [ln for ln in r.stderr.splitlines() if "facility.tents[0].it_limit_mw" in ln]
-    assert len(warned) == 1 and warned[0].startswith("dcsim: warning:") and "0.09" in warned[0]
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "facility.tents[0].it_limit_mw" in r.stderr and "0.09" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("key,value", [("sources.min_load_frac", "1.0"), ("sources.min_load_frac", "-0.1"),
+                                       ("manager.reserve_units", "-1")])
+def test_bad_min_load_or_reserve_is_one_line(key, value):
+    r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/tent_trip.toml", "--set",
+                        f"facility.{key}={value}"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert key.split(".")[-1] in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize("battery", ['{name = "b", kind = "battery", mw = 0.05}',

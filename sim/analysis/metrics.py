@@ -302,7 +302,10 @@ def fuel_and_capex(fac: Any, led: Any, T: float) -> tuple[float, float, float]:
     capex += sum(t.capex_usd / t.amortization_years * years for t in fac.tents if t.capex_usd)
     turb = [s for s in fac.sources if s.kind == "gas_turbine"]
     grid_w = sum(s.unit_mw * 1e6 for s in fac.sources if s.kind == "grid")
-    gen_mwh = max(0.0, led.energy_fac_j - led.battery_used_j - grid_w * T) / 3.6e9
+    # what the sources delivered: the load, the battery's recharge and what the turbines burnt at
+    # their minimum load beyond it, less what the battery returned
+    delivered_j = led.energy_fac_j + led.battery_charged_j + led.min_burn_j - led.battery_used_j
+    gen_mwh = max(0.0, delivered_j - grid_w * T) / 3.6e9
     rating = sum(s.units * s.unit_mw for s in turb)
     fuel = fuel_mwh = 0.0
     for s in turb:
@@ -337,6 +340,9 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     out["power_limit_exceeded_s"] = led.exceeded_s
     out["battery_used_j"] = led.battery_used_j
     out["ramp_limit_exceeded_s"] = led.ramp_exceeded_s  # short of power while the turbines ramp up
+    out["battery_charged_j"] = led.battery_charged_j  # drawn from the supply to recharge
+    out["below_min_load_s"] = led.below_min_s  # the turbines' load under their minimum stable load
+    out["min_load_burn_mwh"] = led.min_burn_j / 3.6e9  # burnt at that minimum beyond the load
     ts, fw = led.samples["t_s"], led.samples["facility_w"]
     rates = [abs(fw[k] - fw[k - 1]) / (ts[k] - ts[k - 1]) for k in range(1, len(ts)) if ts[k] > ts[k - 1]]
     # the facility load's fastest change between two of the manager's samples (MW/s)
@@ -353,7 +359,7 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     for p in sc.pools:
         acc_usd += p.replicas * p.tp * hours * (accel_usd_per_hour(p, c) or 0.0)
     fuel_usd, fuel_mwh, capex_usd = fuel_and_capex(sc.facility, led, T)
-    energy_usd = (led.energy_fac_j / 3.6e9 - fuel_mwh) * (c.usd_per_mwh if c else 0.0)
+    energy_usd = max(0.0, led.energy_fac_j / 3.6e9 - fuel_mwh) * (c.usd_per_mwh if c else 0.0)
     fac_usd = hours * (c.facility_usd_per_hour if c else 0.0)
     out["cost_usd"] = acc_usd + energy_usd + fac_usd + fuel_usd + capex_usd
     out["cost_breakdown_usd"] = {"accelerators": acc_usd, "energy": energy_usd, "facility": fac_usd}

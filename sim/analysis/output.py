@@ -37,6 +37,9 @@ def write_run(res: Any, summary: dict[str, Any], out_dir: str | Path) -> Path:
         tv = np.asarray(led.tent_samples, dtype=float)
         for k, name in enumerate(tents):
             cols[f"tent_it_w:{name}"] = tv[:, k]
+        sv = np.asarray(led.source_samples, dtype=float).reshape(len(led.source_samples), len(led.sources))
+        for k, src in enumerate(led.sources):  # each source's output (W; a battery charging: negative)
+            cols[f"source_w:{src.name}"] = sv[:, k]
         pq.write_table(_table(cols), out / "facility.parquet")
         (out / "facility_events.json").write_text(json.dumps(
             {"turbine_trips_s": res.facility.trip_times_s, "node_failures_s": res.facility.failure_times_s}))

@@ -164,7 +164,7 @@ def _manager(sim):
         now = env.now
         for k, t in enumerate(fac.tents):
             led.set_pue(k, t.pue(now), now)
-        supply = fac.supply_w(sim.units_up)
+        supply = fac.supply_w(sim.units_up) - fac.reserve_w(sim.units_up)  # N+k: the reserve stays spare
         if led.ramp_on and led.gen_w == led.gen_w:  # ramp-aware: no more than the units can follow
             # by the next decision: their output, the step they take at once and one interval's ramp
             supply = min(supply, led.gen_w + led.step_w + led.ramp_w_s * fac.interval_s + led.base_w)
@@ -172,8 +172,8 @@ def _manager(sim):
         view._supply_w = supply
         manager.act(view, supply)
         cap = sim.min_cap_w()
-        led.sample(now, sum(sim.units_up.values()), cap, sim.drained_count())
+        led.sample(now, sim.units_up, cap, sim.drained_count())
         ended = yield from _wait(env, sim, fac.interval_s)
         if ended:
-            led.sample(env.now, sum(sim.units_up.values()), cap, 0)
+            led.sample(env.now, sim.units_up, cap, 0)
             return

@@ -210,7 +210,8 @@ class FacilityDriver:
         L = np.array([led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s,
                       led.peak_fac_w, led.battery_j, led.battery_used_j, led.supply_w, led.battery_w,
                       1.0 if led.ramp_on else 0.0, led.gen_w, led.ramp_w_s, led.step_w, led.follow_cap_w, led.base_w,
-                      led.ramp_exceeded_s])
+                      led.ramp_exceeded_s, led.min_gen_w, led.battery_cap_j, led.charge_w, led.charge_eff,
+                      led.battery_charged_j, led.below_min_s, led.min_burn_j])
         if len(self._sorted[0]) < n:  # the walk's scratch, kept (fresh pages cost a tent's run ~5%)
             m = max(n, len(PW))
             self._sorted = (np.empty(m), np.empty(m, np.int64), np.empty(m), np.empty(2 * m + 1, np.int64))
@@ -219,6 +220,8 @@ class FacilityDriver:
         (led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s, led.peak_fac_w,
          led.battery_j, led.battery_used_j) = (float(x) for x in L[:self.K.L_SUP])
         led.gen_w, led.ramp_exceeded_s = float(L[self.K.L_GEN]), float(L[self.K.L_REXC])
+        led.battery_charged_j, led.below_min_s, led.min_burn_j = (float(L[self.K.L_CHG]), float(L[self.K.L_BELOW]),
+                                                                  float(L[self.K.L_BURN]))
         self.kernel.keep_rows(rest)
 
     # --- node failures -----------------------------------------------------------------------

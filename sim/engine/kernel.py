@@ -40,7 +40,7 @@ except ImportError as exc:  # no numba: the kernel runs as plain Python (the per
 
 from sim.perf.power import _capped_with, at_clock
 from sim.registry import ROUTERS, SCHEDULERS
-from sim.facility.ramp import ramp_step
+from sim.facility.ramp import _supply_interval_with, ramp_step
 from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, roofline_terms
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
@@ -123,6 +123,7 @@ _terms = njit(cache=True, inline="always")(roofline_terms)
 _at_clock = njit(cache=True, inline="always")(at_clock)
 _capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
 _ramp = njit(cache=True, inline="always")(ramp_step)  # the facility's ramp model, shared with the ledger
+_supply_interval = njit(cache=True)(_supply_interval_with(_ramp))  # one interval of the supply side, as the ledger's
 
 
 @njit(cache=True, _nrt=False, inline="always")  # a call per step passed 20 floats: ~40% of a run
@@ -1824,8 +1825,10 @@ def _wake(r, t, S, F, D):
 
 # The ledger's state L[field] (sim/facility/ledger.py's Ledger, as an array)
 (L_NOW, L_IT, L_FAC, L_EIT, L_EFAC, L_EXC, L_PEAK, L_BATJ, L_BATU, L_SUP, L_BATW, L_RON, L_GEN, L_RAMPW, L_STEPW,
- L_FCAP, L_BASE, L_REXC) = range(18)
-N_L = 18  # L_RON..: the ramp model (sim/facility/ramp.py): on, output, ramp, step, capacity, base, short time
+ L_FCAP, L_BASE, L_REXC, L_MINW, L_BATCAP, L_CHGW, L_CHGEFF, L_CHG, L_BELOW, L_BURN) = range(25)
+N_L = 25  # L_RON..: the supply side (sim/facility/ramp.py): ramp on, output, ramp, step, capacity, base,
+# short time; the turbines' minimum load; battery capacity, charge power and efficiency; energy
+# drawn to charge; time below the minimum load and the energy burnt at it
 
 
 @njit(cache=True)
@@ -1895,8 +1898,8 @@ def _time_sorted(PW, n, ts, rs, ws, fill):
 @njit(cache=True)
 def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, fill):
     """Apply the power rows PW[:n] with time <= t_max to the ledger in time order (rows of one
-    time in the order they were written): Ledger.set_power for each, with Ledger._deficit's
-    battery and over-supply rule. Returns the rows not applied (later than t_max), packed.
+    time in the order they were written): Ledger.set_power for each, with the supply side of
+    each interval between them (supply_interval, which the ledger calls too). Returns the rows not applied (later than t_max), packed.
     ts, rs, ws, fill: _time_sorted's scratch."""
     _time_sorted(PW, n, ts, rs, ws, fill)
     now = L[L_NOW]
@@ -1913,6 +1916,9 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, f
     ron = L[L_RON] != 0.0
     gen = L[L_GEN]
     rexc = L[L_REXC]
+    chg = L[L_CHG]
+    bel = L[L_BELOW]
+    burn = L[L_BURN]
     q = 0
     while q < n:
         t = ts[q]
@@ -1925,20 +1931,15 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, f
         if dt > 0:
             e_it += it_w * dt
             e_fac += fac_w * dt
-            if ron:
-                gen, bat_j, used, short = _ramp(dt, fac_w, gen, L[L_RAMPW], L[L_STEPW], L[L_FCAP], L[L_BASE], bat_w,
-                                                bat_j)
-                bat_u += used
-                rexc += short
-            deficit = fac_w - sup
-            if deficit > 1e-6:
-                cover = min(deficit, bat_w)
-                need = cover * dt
-                if bat_j >= need and cover >= deficit - 1e-6:
-                    bat_j -= need
-                    bat_u += need
-                else:
-                    exc += dt
+            gen, bat_j, used, short, over, charged, below, burnt = _supply_interval(
+                dt, fac_w, sup, ron, gen, L[L_RAMPW], L[L_STEPW], L[L_FCAP], L[L_BASE], L[L_MINW], bat_w, bat_j,
+                L[L_BATCAP], L[L_CHGW], L[L_CHGEFF])
+            bat_u += used
+            rexc += short
+            exc += over
+            chg += charged
+            bel += below
+            burn += burnt
             now = t
         d = w - rep_w[r]
         if d != 0.0:
@@ -1960,6 +1961,9 @@ def _ledger_walk(PW, n, t_max, L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, f
     L[L_BATU] = bat_u
     L[L_GEN] = gen
     L[L_REXC] = rexc
+    L[L_CHG] = chg
+    L[L_BELOW] = bel
+    L[L_BURN] = burn
     rest = np.empty((n - q, 3), np.float64)
     for p in range(q, n):
         rest[p - q, 0] = ts[p]

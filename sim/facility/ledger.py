@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from sim.facility.ramp import ramp_step
+from sim.facility.ramp import supply_interval
 from sim.scenario.facility import Facility
 
 
@@ -70,6 +70,14 @@ class Ledger:
     peak_fac_w: float = 0.0
     battery_used_j: float = 0.0
     battery_mwh: float = 0.0  # capacity (for the state of charge)
+    battery_cap_j: float = 0.0
+    charge_w: float = 0.0  # the batteries' charge power (sim/facility/ramp.py: recharge from headroom)
+    charge_eff: float = 1.0  # round-trip efficiency: energy stored per energy drawn
+    battery_charged_j: float = 0.0  # drawn from the supply to recharge
+    min_gen_w: float = 0.0  # the running turbines' minimum stable load
+    below_min_s: float = 0.0
+    min_burn_j: float = 0.0  # burnt at the turbines' minimum beyond the load
+    sources: tuple = ()  # the facility's sources (per-source output in the samples)
     # ramp-limited generation (sim/facility/ramp.py): on only when a turbine has a ramp rate
     ramp_on: bool = False
     gen_w: float = math.nan  # the ramp-limited units' output
@@ -83,6 +91,7 @@ class Ledger:
     samples: dict[str, list] = field(default_factory=lambda: {k: [] for k in (
         "t_s", "it_w", "facility_w", "supply_w", "turbines_up", "pue", "clock_cap_w", "drained", "battery_soc",
         "generation_w")})
+    source_samples: list[list[float]] = field(default_factory=list)
     tent_samples: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -92,32 +101,23 @@ class Ledger:
     def _advance(self, t: float) -> None:
         dt = t - self.now
         if dt > 0:
-            self.energy_it_j += self.it_w * dt
-            self.energy_fac_j += self.fac_w * dt
-            if self.ramp_on:
-                self._ramp(dt)
-            deficit = self.fac_w - self.supply_w
-            if deficit > 1e-6:
-                self._deficit(deficit, dt)
+            self._interval(dt)
             self.now = t
 
-    def _ramp(self, dt: float) -> None:
-        self.gen_w, self.battery_j, used, short = ramp_step(dt, self.fac_w, self.gen_w, self.ramp_w_s, self.step_w,
-                                                           self.follow_cap_w, self.base_w, self.battery_w,
-                                                           self.battery_j)
+    def _interval(self, dt: float) -> None:
+        """dt s at the current load: energy, and the supply side (sim/facility/ramp.py)."""
+        self.energy_it_j += self.it_w * dt
+        self.energy_fac_j += self.fac_w * dt
+        (self.gen_w, self.battery_j, used, short, over, charged, below, burnt) = supply_interval(
+            dt, self.fac_w, self.supply_w, self.ramp_on, self.gen_w, self.ramp_w_s, self.step_w, self.follow_cap_w,
+            self.base_w, self.min_gen_w, self.battery_w, self.battery_j, self.battery_cap_j, self.charge_w,
+            self.charge_eff)
         self.battery_used_j += used
         self.ramp_exceeded_s += short
-
-    def _deficit(self, deficit: float, dt: float) -> None:
-        """The facility drew `deficit` W above the supply for dt s: a battery covers it while it
-        has energy, otherwise the time counts as over the limit."""
-        cover = min(deficit, self.battery_w)
-        need_j = cover * dt
-        if self.battery_j >= need_j and cover >= deficit - 1e-6:
-            self.battery_j -= need_j
-            self.battery_used_j += need_j
-        else:
-            self.exceeded_s += dt
+        self.exceeded_s += over
+        self.battery_charged_j += charged
+        self.below_min_s += below
+        self.min_burn_j += burnt
 
     def _refresh(self) -> None:
         self.fac_w = sum(w * p for w, p in zip(self.tent_it_w, self.pue_of))
@@ -126,13 +126,8 @@ class Ledger:
     def set_power(self, rid: int, watts: float, t: float) -> None:
         """Replica `rid` draws `watts` (all its accelerators together) from time t on."""
         dt = t - self.now
-        if dt > 0:  # _advance, inlined: this runs once per engine step
-            self.energy_it_j += self.it_w * dt
-            self.energy_fac_j += self.fac_w * dt
-            if self.ramp_on:
-                self._ramp(dt)
-            if self.fac_w - self.supply_w > 1e-6:
-                self._deficit(self.fac_w - self.supply_w, dt)
+        if dt > 0:
+            self._interval(dt)
             self.now = t
         d = watts - self.rep_w[rid]
         if d:
@@ -153,13 +148,13 @@ class Ledger:
         return sum(w * p for w, p in zip(tent, self.pue_of))
 
     def set_supply(self, watts: float, t: float,
-                   follow: tuple[float, float, float, float] | None = None) -> None:
+                   follow: tuple[float, float, float, float, float] | None = None) -> None:
         """The live supply from time t on, and (with `follow`: Facility.follow) what the
-        ramp-limited units can deliver; a unit lost takes its output with it."""
+        running units can deliver and their minimum load; a unit lost takes its output with it."""
         self._advance(t)
         self.supply_w = watts
-        if follow is not None and self.ramp_on:
-            self.follow_cap_w, self.ramp_w_s, self.step_w, self.base_w = follow
+        if follow is not None:
+            self.follow_cap_w, self.ramp_w_s, self.step_w, self.base_w, self.min_gen_w = follow
             if self.gen_w > self.follow_cap_w:
                 self.gen_w = self.follow_cap_w
 
@@ -168,10 +163,11 @@ class Ledger:
         self.pue_of[k] = pue
         self._refresh()
 
-    def sample(self, t: float, turbines_up: int, cap_w: float, drained: int) -> None:
+    def sample(self, t: float, units_up: dict[str, int], cap_w: float, drained: int) -> None:
         self._advance(t)
         s = self.samples
         s["t_s"].append(t)
+        turbines_up = sum(units_up.values())
         s["it_w"].append(self.it_w)
         s["facility_w"].append(self.fac_w)
         s["supply_w"].append(self.supply_w if math.isfinite(self.supply_w) else np.nan)
@@ -182,6 +178,40 @@ class Ledger:
         s["battery_soc"].append(self.battery_j / (self.battery_mwh * 3.6e9) if self.battery_mwh > 0 else np.nan)
         s["generation_w"].append(self.gen_w if self.ramp_on else np.nan)
         self.tent_samples.append(list(self.tent_it_w))
+        self.source_samples.append(self.dispatch(units_up))
+
+    def dispatch(self, units_up: dict[str, int]) -> list[float]:
+        """Each source's output now, W, in declaration order: the grid first (to its capacity),
+        then the turbines (the ramp model's output when on), split by running capacity, then the
+        batteries for the rest while they hold energy (negative: charging, at its rate now)."""
+        rest = self.fac_w
+        out = [0.0] * len(self.sources)
+        for i, s in enumerate(self.sources):
+            if s.kind == "grid":
+                out[i] = min(rest, s.unit_mw * 1e6)
+                rest -= out[i]
+        up_w = [units_up.get(s.name, s.units) * s.unit_mw * 1e6 if s.kind == "gas_turbine" else 0.0
+                for s in self.sources]
+        cap = sum(up_w)
+        gen = min(rest, cap)
+        if self.ramp_on and self.gen_w == self.gen_w:  # ramping: their output and the step they take at once
+            gen = min(gen, self.gen_w + self.step_w)
+        rest -= gen
+        flow = 0.0  # the batteries' output (negative: charging)
+        if self.battery_w > 0:
+            if rest > 1e-6 and self.battery_j > 0:
+                flow = min(rest, self.battery_w)
+            elif rest <= 1e-6 and self.battery_j < self.battery_cap_j:
+                flow = -max(0.0, min(self.charge_w, self.supply_w - self.fac_w))
+        if flow < 0 and cap > 0:
+            gen -= flow  # the turbines carry the charge
+        for i, w in enumerate(up_w):
+            if w > 0:
+                out[i] = gen * w / cap
+        for i, s in enumerate(self.sources):
+            if s.kind == "battery":
+                out[i] = flow * s.unit_mw * 1e6 / self.battery_w
+        return out
 
     def close(self, t: float) -> None:
         self._advance(t)

@@ -15,11 +15,18 @@ Declared in a scenario:
     ramp_mw_per_s = 0.1              # optional: per unit, how fast its output can rise
     start_s = 600                    # optional: a repaired or tripped unit's start before it delivers
     step_load_frac = 0.3             # optional: the largest sudden increase a unit takes
+    min_load_frac = 0.3              # optional: the lowest stable output (below: fuel burnt at it, counted)
     heat_rate_btu_per_kwh = 9500     # optional, with usd_per_mmbtu: the fuel's cost of its energy
     usd_per_mmbtu = 3.5
     capex_usd_per_mw = 1.2e6         # optional: installed cost, amortised over amortization_years (20)
     mtbf_h = 1000                    # exponential time to failure of each unit
     repair_h = 12                    # exponential repair time
+    [[facility.sources]]
+    kind = "battery"
+    mw = 20                          # discharge power
+    mwh = 10                         # energy (starts full)
+    charge_mw = 10                   # optional (default mw): recharges from the supply's headroom
+    round_trip_efficiency = 0.85     # optional
     [[facility.tents]]
     name = "tent1"
     it_limit_mw = 8.0                # hard IT power limit of the tent
@@ -29,6 +36,7 @@ Declared in a scenario:
     [facility.manager]
     policy = "cap_uniform"           # "none" | "cap_uniform" | "cap_priority" | "drain" | "shed"
     interval_s = 5.0
+    reserve_units = 0                # N+k: hold the load under the running turbines less the k largest
     [[pools]] ... tent = "tent1", priority = 0
 
 Units: W, s, MW and hours where the key says so.
@@ -42,7 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from sim.errors import ScenarioError, warn
+from sim.errors import ScenarioError
 from sim.registry import MANAGERS
 from sim.scenario.table import Table
 
@@ -58,6 +66,9 @@ class Source:
     mtbf_h: float | None = None
     repair_h: float | None = None
     energy_mwh: float = 0.0  # battery capacity
+    charge_mw: float = 0.0  # battery: charge power (default its discharge power)
+    round_trip_efficiency: float = 0.85  # battery: energy returned per energy drawn to charge it
+    min_load_frac: float = 0.0  # turbine: the lowest stable output, as a share of its rating
     trip_at_s: tuple[float, ...] = ()  # scheduled unit trips (for trip scenarios), one unit each
     trip_repair_s: float = 600.0  # how long a scheduled trip keeps the unit down
     ramp_mw_per_s: float = math.inf  # per running unit: how fast its output can rise (sim/facility/ramp.py)
@@ -104,24 +115,32 @@ class Facility:
     nodes_per_rack: int
     failures: Failures
     host_w_per_accel: float = 0.0  # server power besides the accelerators (CPU, NIC, fans), while on
+    reserve_units: int = 0  # N+k spinning reserve: the manager keeps the k largest running turbines spare
+
+    def reserve_w(self, units_up: Mapping[str, int]) -> float:
+        """The spinning reserve the manager keeps: the `reserve_units` largest running turbines, W."""
+        sizes = sorted((s.unit_mw * 1e6 for s in self.sources if s.kind == "gas_turbine"
+                        for _ in range(units_up.get(s.name, s.units))), reverse=True)
+        return float(sum(sizes[:self.reserve_units]))
 
     def tent(self, name: str) -> Tent:
         return next(t for t in self.tents if t.name == name)
 
-    def follow(self, units_up: Mapping[str, int]) -> tuple[float, float, float, float]:
-        """What the ledger's ramp model reads (sim/facility/ramp.py): (capacity W, ramp W/s,
-        step acceptance W) of the running turbines and the instant sources' W (grid); the ramp
-        is infinite unless every turbine source has one."""
-        cap = ramp = step = base = 0.0
+    def follow(self, units_up: Mapping[str, int]) -> tuple[float, float, float, float, float]:
+        """What the ledger's supply model reads (sim/facility/ramp.py): (capacity W, ramp W/s,
+        step acceptance W) of the running turbines, the instant sources' W (grid) and the
+        running turbines' minimum load W; the ramp is infinite unless every turbine source has one."""
+        cap = ramp = step = base = low = 0.0
         for s in self.sources:
             if s.kind == "gas_turbine":
                 up = units_up.get(s.name, s.units)
                 cap += up * s.unit_mw * 1e6
                 ramp += up * s.ramp_mw_per_s * 1e6 if math.isfinite(s.ramp_mw_per_s) else math.inf
                 step += up * s.unit_mw * 1e6 * s.step_load_frac
+                low += up * s.unit_mw * 1e6 * s.min_load_frac
             elif s.kind == "grid":
                 base += s.unit_mw * 1e6
-        return cap, ramp, step, base
+        return cap, ramp, step, base, low
 
     @property
     def ramp_limited(self) -> bool:
@@ -171,7 +190,11 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
                        heat_rate_btu_per_kwh=st.get("heat_rate_btu_per_kwh", float, None, positive=True),
                        usd_per_mmbtu=st.get("usd_per_mmbtu", float, None, nonneg=True),
                        capex_usd_per_mw=st.get("capex_usd_per_mw", float, None, nonneg=True),
-                       amortization_years=st.get("amortization_years", float, 20.0, positive=True))
+                       amortization_years=st.get("amortization_years", float, 20.0, positive=True),
+                       min_load_frac=st.get("min_load_frac", float, 0.0, nonneg=True))
+            if s.min_load_frac >= 1:
+                raise ScenarioError(f"facility.sources[{k}].min_load_frac", f"must be in [0, 1) (a share of a unit's "
+                                    f"rating), got {s.min_load_frac}", "gas turbines run stably from about 0.3-0.5")
             if (s.heat_rate_btu_per_kwh is None) != (s.usd_per_mmbtu is None):
                 raise ScenarioError(f"facility.sources[{k}].usd_per_mmbtu" if s.usd_per_mmbtu is None else
                                     f"facility.sources[{k}].heat_rate_btu_per_kwh",
@@ -183,7 +206,14 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
         elif kind == "grid":
             s = Source(name, kind, 1, st.get("mw", float, positive=True))
         else:
-            s = Source(name, kind, 1, st.get("mw", float, positive=True), energy_mwh=st.get("mwh", float, positive=True))
+            mw = st.get("mw", float, positive=True)
+            s = Source(name, kind, 1, mw, energy_mwh=st.get("mwh", float, positive=True),
+                       charge_mw=st.get("charge_mw", float, mw, nonneg=True),
+                       round_trip_efficiency=st.get("round_trip_efficiency", float, 0.85, positive=True))
+            if s.round_trip_efficiency > 1:
+                raise ScenarioError(f"facility.sources[{k}].round_trip_efficiency",
+                                    f"must be in (0, 1], got {s.round_trip_efficiency}",
+                                    "lithium-ion systems return about 0.85 (NREL ATB)")
         st.done()
         srcs.append(s)
     if not srcs:
@@ -215,17 +245,18 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
     mt = Table(t.get("manager", dict, {}), "facility.manager")
     policy = MANAGERS.validate(mt.get("policy", str, "cap_uniform"), "facility.manager.policy", base_dir)
     interval = mt.get("interval_s", float, 5.0, positive=True)
+    reserve = mt.get("reserve_units", int, 0, nonneg=True)
     mt.done()
     fac = Facility(tuple(srcs), tuple(tents), policy, interval, t.get("gpus_per_node", int, 8, positive=True),
                    t.get("nodes_per_rack", int, 4, positive=True), fl or Failures(),
-                   t.get("host_w_per_accel", float, 0.0, nonneg=True))
+                   t.get("host_w_per_accel", float, 0.0, nonneg=True), reserve)
     t.done()
     cap_w = sum(s.units * s.unit_mw * 1e6 for s in srcs)  # every source at once (battery: its power)
     for k, tn in enumerate(tents):
-        if tn.it_limit_w > cap_w * (1 + 1e-12):  # legal (the supply binds first), but the limit then means nothing
-            warn(f"facility.tents[{k}].it_limit_mw",
-                 f"{tn.it_limit_w / 1e6:g} MW is above all the sources it can draw from together ({cap_w / 1e6:g} MW): "
-                 "the supply, not the tent, limits its draw", f"lower it_limit_mw to at most {cap_w / 1e6:g} or add sources")
+        if tn.it_limit_w > cap_w * (1 + 1e-12):  # a limit that can never bind: a mistake in one of the two
+            raise ScenarioError(f"facility.tents[{k}].it_limit_mw",
+                                f"{tn.it_limit_w / 1e6:g} MW is above all the sources it can draw from together "
+                                f"({cap_w / 1e6:g} MW)", f"lower it_limit_mw to at most {cap_w / 1e6:g} or add sources")
     # pools in tents; the idle power of what is placed must fit under the tent's IT limit
     idle: dict[str, float] = {n: 0.0 for n in names}
     for i, (p, pc) in enumerate(zip(pools, pool_cfgs)):
