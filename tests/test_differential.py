@@ -1,6 +1,6 @@
 """Driver against driver, on scenarios hypothesis draws over the registry: every compiled
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
-timeouts, request classes, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
+timeouts, request classes, two models in two pools (routing groups), step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
 commissioning, a battery). The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
@@ -26,8 +26,11 @@ def _scenario(d: dict) -> dict:
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
               "scheduler": sched, "variability": d.get("variability", True)}]
+    two = d.get("two_models", False) and d["mixed"] and d["router"] != "central_queue"
     if d["mixed"]:  # a second pool on another part (same front-end overhead)
         pools.append(dict(pools[0], name="b", hardware="h200", replicas=1))
+        if two:  # ... serving another model: two routing groups, and requests for a third no pool serves
+            pools[1].update(model="qwen3-8b", tp=1, replicas=2)
     wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
           "prompt_tokens": {"dist": "lognormal", "mean": d["prompt"], "cv": 1.0, "max": 6000},
           "output_tokens": {"dist": "lognormal", "mean": d["output"], "cv": 0.8, "max": 1500}}
@@ -37,7 +40,11 @@ def _scenario(d: dict) -> dict:
         wl["timeout_s"] = d["timeout"]
     if d["prefix"] is not None:
         wl["shared_prefix"] = {"groups": d["prefix"][0], "tokens": d["prefix"][1]}
-    if d["classes"]:
+    if two:
+        wl["classes"] = [{"name": "hi", "share": 0.3, "priority": 0, "model": d["model"]},
+                         {"name": "lo", "share": 0.6, "priority": 1, "model": "qwen3-8b"},
+                         {"name": "gone", "share": 0.1, "model": "llama-3.1-70b"}]
+    elif d["classes"]:
         wl["classes"] = [{"name": "hi", "share": 0.3, "priority": 0}, {"name": "lo", "share": 0.7, "priority": 1}]
     if d["sessions"]:
         wl["sessions"] = 25
@@ -77,6 +84,7 @@ scenarios = st.fixed_dictionaries({
     "replicas": st.integers(1, 4),
     "tp": st.sampled_from([1, 2]),
     "mixed": st.booleans(),
+    "two_models": st.booleans(),
     "sched": st.fixed_dictionaries({
         "policy": st.sampled_from(SCHEDULERS.compiled_names()),
         "max_batch_size": st.sampled_from([8, 32, 256]),

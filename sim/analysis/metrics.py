@@ -71,6 +71,17 @@ def slo_met(res: Any, ttft_factor: float = 1.0, tpot_factor: float = 1.0) -> np.
     return done & (ttft * ttft_factor <= lim[0] + 1e-12) & (tpot * tpot_factor <= lim[1] + 1e-12)
 
 
+def request_models(res: Any) -> np.ndarray:
+    """The model each request asks for: its class's, else the one the pools serve."""
+    sc, wl = res.scenario, res.workload
+    default = sc.pools[0].model.id
+    classes = sc.workload.classes
+    if not classes or wl.cls is None:
+        return np.full(len(wl), default)
+    names = np.array([c.model if c.model is not None else default for c in classes])
+    return names[wl.cls]
+
+
 def request_columns(res: Any) -> dict[str, np.ndarray]:
     """The per-request table as columns (one row per request, in arrival order)."""
     wl, tb = res.workload, res.requests
@@ -97,6 +108,9 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
         extra["class"] = names[wl.cls]
     if wl.session is not None:
         extra["session"] = wl.session
+    extra["model"] = request_models(res)
+    pools = np.array([r.pool for r in res.replicas] + [""])
+    extra["pool"] = pools[np.where(tb.replica >= 0, tb.replica, len(res.replicas))]  # "": served by none
     met = slo_met(res)
     if met is not None:
         extra["slo_met"] = met

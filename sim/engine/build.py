@@ -3,7 +3,9 @@ from a scenario before the engine starts. The engine's constructors do neither.
 
 - the workload (arrivals, lengths, prefixes, classes, sessions; traces are read here),
 - the router, set up (power_of_two's random pairs are drawn here, from the "router" stream),
-- analytic service times per pool (`[pools.service]`, from "service:<pool>").
+- analytic service times per pool (`[pools.service]`, from "service:<pool>"),
+- the routing groups: the replicas serving each model, and each request's group (the model its
+  class names; -1: no pool serves it, rejected with reason no_pool_for_model).
 
 The facility's fault times are still drawn by its processes as the run goes (issue 10, M6).
 """
@@ -22,7 +24,37 @@ from sim.scenario.config import Scenario
 from sim.workload.generate import Workload, build_workload
 
 
-def check_workload(sc: Scenario, wl: Workload) -> None:
+@dataclass(frozen=True)
+class Groups:
+    """Routing groups: a router chooses among the replicas of the request's group only."""
+
+    models: tuple[str, ...]  # the model each group serves, in the order pools first name them
+    replicas: tuple[np.ndarray, ...]  # each group's replica indices, ascending
+    of_request: np.ndarray  # int64 group of each request; -1: no pool serves its model
+    of_replica: np.ndarray  # int64 group of each replica
+
+
+def routing_groups(sc: Scenario, wl: Workload) -> Groups:
+    """Which replicas may serve each request: those of the pools serving its model."""
+    models: list[str] = []
+    rep_group = []
+    for p in sc.pools:
+        if p.model.id not in models:
+            models.append(p.model.id)
+        rep_group += [models.index(p.model.id)] * p.replicas
+    of_replica = np.asarray(rep_group, np.int64)
+    of_request = np.zeros(len(wl), np.int64)
+    classes = sc.workload.classes
+    if classes and wl.cls is not None:
+        # a class without a model: the one model every pool serves (parse refuses it otherwise)
+        code = np.array([models.index(c.model) if c.model in models else (0 if c.model is None else -1)
+                         for c in classes], np.int64)
+        of_request = code[wl.cls]
+    reps = tuple(np.flatnonzero(of_replica == g) for g in range(len(models)))
+    return Groups(tuple(models), reps, of_request, of_replica)
+
+
+def check_workload(sc: Scenario, wl: Workload, groups: Groups | None = None) -> None:
     """What only the drawn requests can show: one that does not fit a pool's context window
     (vLLM refuses a prompt past max_model_len and stops a sequence there), a warm-up past the
     last arrival."""
@@ -36,7 +68,8 @@ def check_workload(sc: Scenario, wl: Workload) -> None:
         if p.service is not None:
             continue
         ctx = p.model.max_context_tokens
-        over = np.flatnonzero(need > ctx)
+        mine = (groups.of_request == groups.models.index(p.model.id)) if groups is not None else True
+        over = np.flatnonzero((need > ctx) & mine)
         if over.size:
             i = int(over[0])
             where = (f"{w.trace} line {i + 2}" if w.trace_format == "csv" or w.trace_format == "azure"
@@ -57,15 +90,23 @@ class Model:
     workload: Workload
     router: Any
     service_s: dict[str, np.ndarray]  # pool name -> analytic service time of every request
+    groups: Groups
 
 
 def build(scenario: Scenario, workload: Workload | None = None) -> Model:
     """The model of one run of `scenario` (with `workload`, when given, instead of drawing it)."""
     wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
     n = len(wl)
-    check_workload(scenario, wl)
+    groups = routing_groups(scenario, wl)
+    check_workload(scenario, wl, groups)
     n_reps = sum(p.replicas for p in scenario.pools)
-    router = make_router(scenario.router.policy, n, n_reps, stream(scenario.seed, "router"))
+    sizes = None
+    if len(groups.models) > 1:  # power_of_two draws its pairs within each request's group
+        if scenario.router.policy == "central_queue":
+            raise ScenarioError("router.policy", "central_queue is one queue for every replica, but the pools serve "
+                                f"several models ({', '.join(groups.models)})", "use a per-request router (e.g. jsq)")
+        sizes = np.array([len(r) for r in groups.replicas], np.int64)[np.maximum(groups.of_request, 0)]
+    router = make_router(scenario.router.policy, n, n_reps, stream(scenario.seed, "router"), sizes)
     service: dict[str, np.ndarray] = {}
     for pool in scenario.pools:
         if pool.service is not None:
@@ -73,4 +114,4 @@ def build(scenario: Scenario, workload: Workload | None = None) -> Model:
                 service[pool.name] = stream(scenario.seed, f"service:{pool.name}").exponential(pool.service.mean_s, size=n)
             else:
                 service[pool.name] = np.full(n, pool.service.mean_s)
-    return Model(scenario, wl, router, service)
+    return Model(scenario, wl, router, service, groups)

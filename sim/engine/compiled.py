@@ -23,7 +23,8 @@ from sim.engine import kernel as K
 from sim.engine.kernel import (  # the kernel's field names, read by the Python around it
     AGE, AH, AT, BIN_W, BS, BUSY, CAP, EEND, EIDLE, ESTEP, FAC, GRP, HOST_W, IDLE, IDLE_SINCE, LAG, LH, LT, MAXB,
     MAXT, N_F, N_QA, N_RQ, N_S, NAV, NUMBA_ERROR, OWN, P_ANALYTIC, P_PRIORITY, P_SJF, PB, PB_N, PH, PIDX, POL, PT,
-    EF, EK, EQ, EW, JD, JP, JSEED, QH, QKEY, QROW, QT, REST_W, RS_NO_CAPACITY, RS_NODE, RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
+    EF, EK, EQ, EW, JD, JP, JSEED, QG, QH, QKEY, QROW, QT, REST_W, RGRP, RLOC, RS_NO_CAPACITY, RS_NO_POOL, RS_NODE,
+    RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
     WA, WDEC, WEND, WSTEP, WT)
 from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
 from sim.perf.roofline import F_MAX, IDLE_W, N_PC
@@ -159,7 +160,7 @@ class Kernel:
 
     def __init__(self, args: tuple, ts: tuple, D: np.ndarray, Df: np.ndarray, m: Any) -> None:
         self.args, self.ts, self.D, self.Df, self.m = args, ts, D, Df, m  # m: this module, compiled or not
-        (self.arr, self.prompt, self.output, self.d0, self.fit, self.router, self.pairs, self.sess, self.home,
+        (self.arr, self.prompt, self.output, self.d0, self.grp, self.router, self.pairs, self.sess, self.home,
          self.S, self.F, self.PC, self.RQ, self.RA, self.QA, self.FIRST, self.START, self.FIN, self.STATUS, self.REP,
          self.PRE, self.RSN, self.ts_on, self.horizon, self.timeout, self.KC, self.SV, self.W) = args
         (self.CH, self.FH, self.CNT, self.PFIRST, self.PDONE, self.tmp, self.bins, self.G, self.GI, _, _) = self.W
@@ -172,7 +173,7 @@ class Kernel:
         if T == self._at:
             return
         if self.central:
-            self.ts = self.m._run_shared(T, self.arr, self.prompt, self.output, self.d0, self.fit, self.S, self.F,
+            self.ts = self.m._run_shared(T, self.arr, self.prompt, self.output, self.d0, self.grp, self.S, self.F,
                                          self.PC, self.RQ, self.RA, self.QA, self.FIRST, self.START, self.FIN,
                                          self.STATUS, self.REP, self.PRE, self.RSN, self.ts_on, self.horizon,
                                          self.timeout, self.KC, self.SV, self.W, self.ts, self.D, self.Df)
@@ -281,15 +282,25 @@ def prepare(sim: Any, m: Any) -> Kernel:
     F[:, CAP] = np.nan
     cap = max(1, min(int(S[:, MAXB].max()), n))  # no batch holds more sequences than the run has requests
     bsmax = int(S[:, BS].max())
-    fit = min(r.total_blocks * r.block_size for r in reps)
+    gr = sim.groups
+    NG = np.array([len(x) for x in gr.replicas], np.int64)
+    GR = np.full((len(NG), max(1, int(NG.max()))), -1, np.int64)
+    FIT = np.zeros(len(NG), np.int64)
+    for g, members in enumerate(gr.replicas):
+        GR[g, :len(members)] = members
+        FIT[g] = min(reps[r].total_blocks * reps[r].block_size for r in members.tolist())
+        S[members, RGRP] = g
+        S[members, RLOC] = np.arange(len(members))
+    grp = (FIT, GR, NG, np.zeros(len(NG), np.int64))  # the kernel's routing groups (_run)
     d0 = min(r.delay_s for r in reps)
     tb = sim.table  # the Simulation's table (all -1 / 0 before a run)
     pairs = getattr(sim.router, "pairs", None)
     if pairs is None:
         pairs = np.zeros((1, 2), np.int64)
     if sc.router.policy == "session_affinity" and wl.session is not None:
-        ids, sess = np.unique(wl.session, return_inverse=True)  # dense session numbers
-        sess = np.where(wl.session < 0, -1, sess).astype(np.int64)
+        rs = sim.route_session
+        ids, sess = np.unique(rs, return_inverse=True)  # dense session numbers
+        sess = np.where(rs < 0, -1, sess).astype(np.int64)
         n_sess = len(ids)
     else:
         sess, n_sess = np.full(n, -1, np.int64), 0
@@ -312,6 +323,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
         groups = int(RQ[:, GRP].max()) + 1
     else:
         RQ[:, GRP] = -1
+    RQ[:, QG] = gr.of_request
     KC = np.full((R, max(1, groups * int(S[:, PB].max())), 3), -1, np.int64)  # nothing cached yet
     ts_on = bool(sc.run.timeseries)
     horizon = sc.run.horizon_s
@@ -321,7 +333,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     hz = float(horizon) if horizon is not None else np.inf
     ts_cap = n + 64 * R if ts_on else 0  # grows x2
     fac = sc.facility
-    W, ts = m._scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0)
+    W, ts = m._scratch(R, cap, bsmax, ts_cap, 64 * R if fac is not None else 0, len(NG))
     RSN = np.zeros(n, np.int8)
     home = np.full(max(n_sess, 1), -1, np.int64)  # session_affinity: each session's replica
     D = np.zeros(6, np.int64)  # the event loop's position (_run, _run_shared)
@@ -330,7 +342,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     W[8][SHARED] = 1 if central else 0
     if fac is not None:
         W[8][FAC] = 1
-    args = (wl.arrival_s, prompt, output, float(d0), int(fit), router, np.ascontiguousarray(pairs, dtype=np.int64),
+    args = (wl.arrival_s, prompt, output, float(d0), grp, router, np.ascontiguousarray(pairs, dtype=np.int64),
             sess, home, S, F, PC, RQ, np.zeros(n, np.int64), QA, tb.first_token_s, tb.start_s, tb.finish_s,
             tb.status, tb.replica, tb.preemptions, RSN, ts_on, hz, timeout, KC, SV, W)
     k = Kernel(args, ts, D, Df, m)
@@ -363,7 +375,9 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
     m, sc, wl = k.m, sim.sc, sim.wl
     S, F, RQ, RSN, tb = k.S, k.F, k.RQ, k.RSN, sim.table
     R = S.shape[0]
-    fit, horizon, central = k.fit, sc.run.horizon_s, k.central
+    horizon, central = sc.run.horizon_s, k.central
+    FIT = k.grp[0]
+    gof = sim.groups.of_request
     timeout = k.timeout
     tsf, tsi, _pw = k.ts
     bins, rows = k.bins, int(k.GI[TS_N])
@@ -377,8 +391,10 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
             tb.reason[i] = "power: new requests shed while the facility is over its supply limit"
         elif RSN[i] == RS_NO_CAPACITY:
             tb.reason[i] = "no_capacity: every replica is down, drained or not yet commissioned"
+        elif RSN[i] == RS_NO_POOL:
+            tb.reason[i] = f"no_pool_for_model: no pool serves {sim.request_model(i)}"
         else:
-            tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {fit}"
+            tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {int(FIT[gof[i]])}"
     tb.replica[rej] = -1
     # the run ends with the last request to leave, seen when it happens: a late delivery below is
     # recorded at its client's deadline but still ends the run when it is delivered

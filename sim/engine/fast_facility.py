@@ -242,9 +242,15 @@ class FacilityDriver:
         # the routers' fallback while some replicas are unavailable: fewest outstanding requests,
         # ties to the lowest index; each request routed changes only its target's count, so a
         # heap over the available replicas gives each one's choice in O(log R)
-        heap = list(zip(k.S[avail, K.OUTREQ].tolist(), avail.tolist()))
-        heapq.heapify(heap)
+        # (per routing group: a request goes only to a replica serving its model)
+        heaps: dict[int, list] = {}
         for j in out.tolist():
+            g = int(k.RQ[j, K.QG])
+            heap = heaps.get(g)
+            if heap is None:
+                mine = avail[k.S[avail, K.RGRP] == g]
+                heap = heaps[g] = list(zip(k.S[mine, K.OUTREQ].tolist(), mine.tolist()))
+                heapq.heapify(heap)
             self._requeue(j, rep.rid, now, heap)
         if self.host is not None:
             self.host._maybe_end()  # the failure may have ended the last requests (found by fuzzing)

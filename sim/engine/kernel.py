@@ -51,8 +51,10 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN, NSTP, JSEED) = range(40)
-N_S = 40  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
+ DRN, NSTP, JSEED, RGRP, RLOC) = range(42)
+N_S = 42  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
+# RGRP: the replica's routing group (the model it serves: sim/engine/build.py Groups); RLOC: its
+# index within the group (its leaf in the group's router trees; GR[RGRP, RLOC] = the replica)
  # DOWN: failed (its node is down); DRN: drained (takes no new requests; off once idle)  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
 # this replica's queue (itself, or row 0 for central_queue's shared queue); SEQ: when its pending
 # event was scheduled (SimPy's insertion order, for the shared-queue driver)  # AH, AT: sjf's arrival-order list (head, tail)
@@ -84,13 +86,13 @@ N_F = 26  # WDEC: the warm-up's share for a decode-only step; WEND: when the war
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
-NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN = range(8)  # GEN: tokens generated so far; RST: R_* state;
-N_RQ = 8  # HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
+NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN, QG = range(9)  # GEN: tokens generated so far; RST: R_* state;
+N_RQ = 9  # QG: its routing group (-1: no pool serves its model); HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
 # prefix cache; GRP: its shared-prefix group (-1: none); OWN: the replica that admitted it last
 R_WAITING, R_PREFILL, R_DECODE, R_GONE, R_TRANSIT = 0, 1, 2, 3, 4  # TRANSIT: re-routed after a node
 # failure, on its way to its new replica (in no queue yet)
 # Why a request was rejected or failed (RSN): a kv_capacity rejection and a timeout are the defaults
-RS_NONE, RS_POWER, RS_NO_CAPACITY, RS_NODE = 0, 1, 2, 3
+RS_NONE, RS_POWER, RS_NO_CAPACITY, RS_NODE, RS_NO_POOL = 0, 1, 2, 3, 4
 # Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
 # Globals G[field] (float) and GI[field] (int)
 BIN_W, = range(1)
@@ -1307,22 +1309,28 @@ def _tree_set(T, r, v):
 
 
 @njit(cache=True, _nrt=False)
-def _tree_build(TA, TL, rt, fb, S, F):
-    R = S.shape[0]
-    P = TA.shape[0] // 2
-    for r in range(R):
-        TA[P + r] = _adv_key(r, rt, S, F)
-        TL[P + r] = _load_key(r, rt, fb, S)
-    for i in range(P - 1, 0, -1):
-        _tree_pull(TA, i)
-        _tree_pull(TL, i)
+def _tree_build(TA, TL, GR, NG, rt, fb, S, F):
+    """Each routing group's two trees (row g of TA and TL), over its replicas GR[g, :NG[g]]."""
+    P = TA.shape[1] // 2
+    for g in range(NG.shape[0]):
+        A = TA[g]
+        L = TL[g]
+        for q in range(NG[g]):
+            r = GR[g, q]
+            A[P + q] = _adv_key(r, rt, S, F)
+            L[P + q] = _load_key(r, rt, fb, S)
+        for i in range(P - 1, 0, -1):
+            _tree_pull(A, i)
+            _tree_pull(L, i)
 
 
 @njit(cache=True, _nrt=False, inline="always")
 def _tree_fix(TA, TL, r, rt, fb, S, F):
     """Replica r changed (advanced, or a request joined it): its leaves again."""
-    _tree_set(TA, r, _adv_key(r, rt, S, F))
-    _tree_set(TL, r, _load_key(r, rt, fb, S))
+    g = S[r, RGRP]
+    q = S[r, RLOC]
+    _tree_set(TA[g], q, _adv_key(r, rt, S, F))
+    _tree_set(TL[g], q, _load_key(r, rt, fb, S))
 
 
 @njit(cache=True, _nrt=False)
@@ -1358,7 +1366,7 @@ def _tree_argmin(T):
 
 
 @njit(cache=True)
-def _scratch(R, cap, bsmax, ts_cap, pb_cap):
+def _scratch(R, cap, bsmax, ts_cap, pb_cap, n_groups):
     """The event loops' working arrays: chunks of the step in flight, finish heaps, block-growth
     counts, lagged output, scratch, energy bins (width G[BIN_W], 1 s at first), globals, the
     routers' two trees, and the buffers that grow: the time series and the power rows for the facility's ledger."""
@@ -1374,8 +1382,11 @@ def _scratch(R, cap, bsmax, ts_cap, pb_cap):
     P = 1
     while P < R:
         P *= 2
-    TA = np.full(2 * P, np.inf)  # the routers' trees (_tree_*): when each replica must be advanced
-    TL = np.full(2 * P, np.inf)  # and what a load-reading router minimises
+    # the routers' trees (_tree_*), a pair per routing group (rows; one group unless the pools
+    # serve several models): when each replica must be advanced, and what a load-reading router
+    # minimises
+    TA = np.full((n_groups, 2 * P), np.inf)
+    TL = np.full((n_groups, 2 * P), np.inf)
     ts = (np.empty(max(ts_cap, 16), np.float64), np.empty((max(ts_cap, 16), 5), np.int32),
           np.empty((max(pb_cap, 16), 3), np.float64))
     return (CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL), ts
@@ -1419,7 +1430,7 @@ def _pause(D, Df, i, rr, dj, entered, now):
 
 
 @njit(cache=True, _nrt=False)
-def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS,
+def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS,
          REP, PRE, RSN, ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
     """The event loop, up to a barrier at T (inf: to the end): arrivals in order, each routed
     after its replicas have been advanced to its time, merged with the client deadlines
@@ -1430,10 +1441,16 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
     (the arrival process's clock), so the next call resumes it. Returns 0, or TS_FULL when a
     buffer of ts (time series, power rows) is full: grow it and call again, and the loop resumes
     where it stopped (the arrival it was handling starts again: advancing is idempotent).
-    Without reference counting (_nrt=False), so no call in the loop costs atomic increments."""
+    Without reference counting (_nrt=False), so no call in the loop costs atomic increments.
+
+    Routing groups (grp = (FIT, GR, NG, RRG)): a request of group g (RQ[j, QG]) goes to one of
+    the replicas GR[g, :NG[g]] (those serving its model), by the router over them alone; FIT[g]:
+    the most tokens one of them holds; RRG[g]: round robin's count in the group. One group
+    unless the pools serve several models."""
     n = arr.shape[0]
     R = S.shape[0]
     CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
+    FIT, GR, NG, RRG = grp
     tsf, tsi, PW = ts
     now = Df[0]
     i = D[0]
@@ -1446,7 +1463,7 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
     rt = R_JSQ if fb else router
     tree = R > 1 and rt != R_ROUND_ROBIN and rt != R_POWER_OF_TWO  # routing reads loads: the trees
     if tree:
-        _tree_build(TA, TL, rt, fb, S, F)
+        _tree_build(TA, TL, GR, NG, rt, fb, S, F)
     while i < n:
         target = arr[i] + d0
         t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
@@ -1474,24 +1491,30 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
             STATUS[j] = REJECTED
             RSN[j] = RS_POWER
             continue
-        if prompt[j] + output[j] > fit:
+        g = RQ[j, QG]
+        if g < 0:
+            STATUS[j] = REJECTED
+            RSN[j] = RS_NO_POOL
+            continue
+        if prompt[j] + output[j] > FIT[g]:
             STATUS[j] = REJECTED
             continue
         nav = GI[NAV]
-        if nav == 0:
+        if nav == 0 or (fb and tree and TL[g, 1] == np.inf):  # (none of the group's replicas is available)
             STATUS[j] = REJECTED
             RSN[j] = RS_NO_CAPACITY
             continue
+        ng = NG[g]
         si = sess[j] if router == R_AFFINITY else -1
         set_home = False
-        if not fb and (router == R_ROUND_ROBIN or R == 1):
-            k = 0 if R == 1 else rr % R
-            rr += 1
+        if not fb and (router == R_ROUND_ROBIN or ng == 1):
+            k = GR[g, 0] if ng == 1 else GR[g, RRG[g] % ng]
+            RRG[g] += 1
         elif not fb and si >= 0 and home[si] >= 0:
             k = home[si]  # the session's replica: no load is read
         elif rt == R_POWER_OF_TWO:  # reads two replicas: those advanced first (in index order)
-            a = pairs[j, 0]
-            b = pairs[j, 1]
+            a = GR[g, pairs[j, 0]]
+            b = GR[g, pairs[j, 1]]
             for q in range(2 if a != b else 1):
                 r = min(a, b) if q == 0 else max(a, b)
                 if _adv_key(r, rt, S, F) > now:
@@ -1507,14 +1530,15 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
             # order (the order of their energy and power rows), then the least loaded: fewest
             # outstanding tokens, fewest outstanding requests (jsq, new sessions, the fallback),
             # or most free KV blocks; ties to the lowest index
-            r = _tree_next(TA, 0, now)
-            while r >= 0:
+            q = _tree_next(TA[g], 0, now)
+            while q >= 0:
+                r = GR[g, q]
                 if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
                             FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
                     return _pause(D, Df, j, rr, dj, j, prev)
                 _tree_fix(TA, TL, r, rt, fb, S, F)
-                r = _tree_next(TA, r + 1, now)
-            k = _tree_argmin(TL)
+                q = _tree_next(TA[g], q + 1, now)
+            k = GR[g, _tree_argmin(TL[g])]
             if si >= 0 and not fb:
                 home[si] = k
                 set_home = True
@@ -1523,8 +1547,8 @@ def _run(T, arr, prompt, output, d0, fit, router, pairs, sess, home, S, F, PC, R
                     STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
             if set_home:
                 home[si] = -1  # chosen again on the retry
-            if not fb and (router == R_ROUND_ROBIN or R == 1):
-                rr -= 1
+            if not fb and (router == R_ROUND_ROBIN or ng == 1):
+                RRG[g] -= 1
             return _pause(D, Df, j, rr, dj, j, prev)
         S[k, OUTTOK] += prompt[j] + output[j]
         S[k, OUTREQ] += 1
@@ -1576,7 +1600,7 @@ def _grow_ts(ts, GI):
 
 
 @njit(cache=True)
-def _run_shared(T, arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN,
+def _run_shared(T, arr, prompt, output, d0, grp, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN,
                 ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
     """central_queue: every replica pulls from one queue (row 0's), so every plan couples the
     replicas and events are handled one at a time in SimPy's order: by time, then priority
@@ -1641,7 +1665,7 @@ def _run_shared(T, arr, prompt, output, d0, fit, S, F, PC, RQ, RA, QA, FIRST, ST
                 if GI[SHED]:
                     STATUS[i] = REJECTED
                     RSN[i] = RS_POWER
-                elif prompt[i] + output[i] > fit:
+                elif prompt[i] + output[i] > grp[0][0]:  # (one routing group: parse refuses more)
                     STATUS[i] = REJECTED
                 elif GI[NAV] == 0:
                     RQ[i, RST] = R_GONE  # its deadline finds it gone

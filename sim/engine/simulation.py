@@ -81,6 +81,13 @@ class Simulation:
         self.report = report if report is not None else Reporter()  # says nothing unless the caller asks
         self.table = RequestTable(len(self.wl))
         self.router = model.router
+        self.groups = model.groups  # routing groups: the replicas serving each model (sim/engine/build.py)
+        sess = self.wl.session
+        n_g = len(self.groups.models)
+        # what session affinity keys on: a session's requests of one model (with several models
+        # a session's requests to another model are another session there)
+        self.route_session = (None if sess is None else sess if n_g == 1 else
+                              np.where(sess < 0, -1, sess * n_g + np.maximum(self.groups.of_request, 0)))
         fac = scenario.facility
         host = fac.host_w_per_accel if fac is not None else 0.0
         self.replicas: list[ReplicaSpec] = []
@@ -127,6 +134,13 @@ class Simulation:
             led.ramp_on = fac.ramp_limited
             led.follow_cap_w, led.ramp_w_s, led.step_w, led.base_w, led.min_gen_w = fac.follow({})
         self.units_up = {s.name: s.units for s in fac.sources if s.kind == "gas_turbine"} if fac is not None else {}
+
+    def request_model(self, i: int) -> str:
+        """The model request i asks for (its class's, else the one the pools serve)."""
+        classes, cls = self.sc.workload.classes, self.wl.cls
+        if classes and cls is not None and classes[int(cls[i])].model is not None:
+            return classes[int(cls[i])].model
+        return self.groups.models[0]
 
     def run(self) -> Result:
         from sim.engine import compiled

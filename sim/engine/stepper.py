@@ -309,6 +309,9 @@ class StepDriver:
         R = k.S.shape[0]
         self.specs = sim.replicas
         self.views = [ReplicaView(k, spec) for spec in self.specs]
+        # routing groups: the views a router chooses among for a request of each group
+        self.group_views = [[self.views[r] for r in members.tolist()] for members in sim.groups.replicas]
+        self.group = sim.groups.of_request.tolist()
         self.wakes: list[simpy.Event | None] = [None] * R
         self.procs: list[Any] = [None] * R
         self.stepping = [False] * R
@@ -413,10 +416,11 @@ class StepDriver:
         arr = k.arr
         n = len(arr)
         prompt, output = k.prompt.tolist(), k.output.tolist()
-        sess = self.sim.wl.session
+        sess = self.sim.route_session
         sess = sess.tolist() if sess is not None else None
         prio = self.prio.tolist() if self.prio is not None else None
-        d0, fit = k.d0, k.fit
+        d0, fit = k.d0, k.grp[0].tolist()
+        group = self.group
         GI, STATUS, RSN, RQ = k.GI, k.STATUS, k.RSN, k.RQ
         finite = k.timeout < np.inf
         report = self.sim.report
@@ -432,7 +436,11 @@ class StepDriver:
                 STATUS[j] = m.REJECTED
                 RSN[j] = m.RS_POWER
                 continue
-            if prompt[j] + output[j] > fit:
+            if group[j] < 0:
+                STATUS[j] = m.REJECTED
+                RSN[j] = m.RS_NO_POOL
+                continue
+            if prompt[j] + output[j] > fit[group[j]]:
                 STATUS[j] = m.REJECTED
                 continue
             if finite:
@@ -461,17 +469,20 @@ class StepDriver:
             k.REP[j] = 0  # entered (the table names the replica that completes it, at the end)
             self.to_shared(j)
             return True
+        mine = self.group_views[self.group[j]]  # the replicas serving the request's model
         if nav < R:  # some replicas are down, drained or commissioning: the rest, by jsq
-            views = [v for v in self.views if not (S[v.index, m.DOWN] or S[v.index, m.DRN])]
+            views = [v for v in mine if not (S[v.index, m.DOWN] or S[v.index, m.DRN])]
+            if not views:
+                return False
             target = views[self._fallback.choose(req, views)].index
-        elif R == 1:
-            target = 0
+        elif len(mine) == 1:
+            target = mine[0].index
         else:
-            c = self.router.choose(req, self.views)
-            if not (isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < R):
+            c = self.router.choose(req, mine)
+            if not (isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < len(mine)):
                 raise ScenarioError("router.policy", f"{self.sim.sc.router.policy}: choose() returned {c!r} for "
-                                    f"{R} replicas", "return an int index in range(len(replicas))")
-            target = int(c)
+                                    f"{len(mine)} replicas", "return an int index in range(len(replicas))")
+            target = mine[int(c)].index
         S[target, m.OUTTOK] += req.prompt_tokens + req.output_tokens
         S[target, m.OUTREQ] += 1
         k.REP[j] = target

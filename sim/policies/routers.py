@@ -2,7 +2,7 @@
 sim/registry.py). A user's router has the same interface as these.
 
 Interface: `choose(self, request, replicas) -> int`, an index into `replicas` (the replicas that
-can take work now). `request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`,
+can take work now and serve the request's model: with several models, only those of its pools). `request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`,
 `session` (-1: none) and `priority`; each replica view has `index` (the replica's id), `pool`
 (its pool's name), `hardware` (its accelerator's spec), `queue_len`, `running`,
 `free_kv_blocks`, `outstanding_requests` (routed there and not yet done) and
@@ -54,12 +54,13 @@ def _argmin(vals: Sequence[float]) -> int:
 
 class RoundRobin(Router):
     def __init__(self) -> None:
-        self._next = 0
+        self._next: dict[int, int] = {}  # a count per set of replicas offered (one per model served)
 
     def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        k = self._next % len(replicas)
-        self._next += 1
-        return k
+        key = getattr(replicas[0], "index", 0)
+        c = self._next.get(key, 0)
+        self._next[key] = c + 1
+        return c % len(replicas)
 
 
 class LeastLoaded(Router):
@@ -76,7 +77,16 @@ class PowerOfTwo(Router):
     def __init__(self) -> None:
         self.pairs = np.zeros((0, 2), dtype=np.int64)  # (n_requests, 2) distinct replica indices
 
-    def setup(self, n_requests: int, n_replicas: int, rng: np.random.Generator) -> None:
+    def setup(self, n_requests: int, n_replicas: int, rng: np.random.Generator,
+              sizes: np.ndarray | None = None) -> None:
+        """`sizes`: the number of replicas each request may choose from (several models: its
+        model's), when not all n_replicas; the pairs then index those."""
+        if sizes is not None:
+            n = np.maximum(sizes, 1)
+            a = rng.integers(0, n)
+            b = np.where(n > 1, (a + rng.integers(1, np.maximum(n, 2))) % n, a)
+            self.pairs = np.stack([a, b], axis=1).astype(np.int64)
+            return
         if n_replicas < 2:
             self.pairs = np.zeros((n_requests, 2), dtype=np.int64)
             return
@@ -119,10 +129,15 @@ class CentralQueue(Router):
 
 
 def make_router(policy: str, n_requests: int = 0, n_replicas: int = 1,
-                rng: np.random.Generator | None = None) -> Any:
-    """The router named `policy` (a registered name or a plug-in spec), set up for a run."""
+                rng: np.random.Generator | None = None, sizes: np.ndarray | None = None) -> Any:
+    """The router named `policy` (a registered name or a plug-in spec), set up for a run;
+    `sizes` (several models): how many replicas each request chooses among."""
     router = ROUTERS.load(policy)()
     setup = getattr(router, "setup", None)
+    rng = rng if rng is not None else np.random.default_rng(0)
     if callable(setup):
-        setup(n_requests, n_replicas, rng if rng is not None else np.random.default_rng(0))
+        if sizes is not None and isinstance(router, PowerOfTwo):
+            setup(n_requests, n_replicas, rng, sizes)
+        else:
+            setup(n_requests, n_replicas, rng)
     return router

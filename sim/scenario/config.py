@@ -47,6 +47,7 @@ class RequestClass:
     prompt_tokens: Mapping[str, Any] | None
     output_tokens: Mapping[str, Any] | None
     slo: SLO | None
+    model: str | None = None  # the model its requests ask for (None: the one every pool serves)
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,8 @@ def _workload(raw: Any) -> WorkloadConfig:
             priority=ct.get("priority", int, 0),
             prompt_tokens=_length_spec(pt, f"workload.classes[{k}].prompt_tokens") if pt is not None else None,
             output_tokens=_length_spec(ot, f"workload.classes[{k}].output_tokens") if ot is not None else None,
-            slo=_slo(ct.get("slo", dict, None), f"workload.classes[{k}].slo")))
+            slo=_slo(ct.get("slo", dict, None), f"workload.classes[{k}].slo"),
+            model=ct.get("model", str, None)))
         ct.done()
     if classes and abs(sum(c.share for c in classes) - 1.0) > 1e-6:
         raise ScenarioError("workload.classes.share", f"the classes' shares sum to {sum(c.share for c in classes):g}",
@@ -416,6 +418,7 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
+    _check_models(workload, pools, cat)
     r = Table(t.get("router", dict, {}), "router")
     router = RouterConfig(ROUTERS.validate(r.get("policy", str, "round_robin"), "router.policy", base_dir))
     r.done()
@@ -448,6 +451,27 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective)
 
 
+def _check_models(w: WorkloadConfig, pools: tuple[PoolConfig, ...], cat: Any) -> None:
+    """Requests that name a model name a catalog one; pools that serve several models need
+    requests that say which (a class without a model would go to any of them)."""
+    for k, c in enumerate(w.classes):
+        if c.model is not None and c.model not in cat.models:
+            raise ScenarioError(f"workload.classes[{k}].model", f"unknown model {c.model!r}",
+                                f"use a catalog id ({', '.join(sorted(cat.models))}) or declare it under [models]")
+    served = sorted({p.model.id for p in pools})
+    if len(served) > 1:
+        unnamed = [k for k, c in enumerate(w.classes) if c.model is None]
+        if not w.classes or unnamed:
+            where = f"workload.classes[{unnamed[0]}].model" if w.classes else "workload.classes"
+            raise ScenarioError(where, f"the pools serve several models ({', '.join(served)}) but "
+                                f"{'the requests name none' if not w.classes else 'this class names none'}",
+                                "give each [[workload.classes]] a model = \"...\" (one of those served)")
+    for k, c in enumerate(w.classes):
+        if c.model is not None and c.model not in served:
+            warn(f"workload.classes[{k}].model", f"no pool serves {c.model!r}: its requests are rejected "
+                 "(reason no_pool_for_model)", f"add a pool with model = {c.model!r} or use one of {', '.join(served)}")
+
+
 def _absolute_paths(eff: dict[str, Any], base_dir: Path) -> None:
     """Files the scenario names, made absolute, so the copy saved beside the results reruns from
     anywhere (`dcsim run OUT/scenario.toml`)."""
@@ -476,7 +500,8 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
     if w.classes:
         wd["classes"] = [{k: (dict(v) if isinstance(v, Mapping) else v) for k, v in
                           {"name": c.name, "share": c.share, "priority": c.priority, "prompt_tokens": c.prompt_tokens,
-                           "output_tokens": c.output_tokens, "slo": _slo_dict(c.slo)}.items() if v is not None}
+                           "output_tokens": c.output_tokens, "slo": _slo_dict(c.slo), "model": c.model}.items()
+                          if v is not None}
                          for c in w.classes]
     wd["prompt_tokens"] = dict(w.prompt_tokens)
     wd["output_tokens"] = dict(w.output_tokens)
