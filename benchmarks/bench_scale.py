@@ -8,6 +8,7 @@ Usage:
   python benchmarks/bench_scale.py azure [--speedup 100] [--replicas 64]
   python benchmarks/bench_scale.py memory [--requests 100000]
   python benchmarks/bench_scale.py scaling
+  python benchmarks/bench_scale.py disagg [--replicas 32] [--duration 600]   (scale factor k)
 Each prints one JSON object, with the machine it ran on.
 """
 
@@ -153,9 +154,22 @@ def validation_scaled(name: str, k: int, duration_s: float) -> dict:
             "prefix_caching": raw["pools"][0]["scheduler"].get("prefix_caching", False)}
 
 
+def disagg_scaled(k: int, duration_s: float) -> dict:
+    """scenarios/disagg.toml (2 prefill + 4 decode replicas) with k times the replicas and rate."""
+    raw = read_toml(REPO / "scenarios" / "disagg.toml")
+    for pl in raw["pools"]:
+        pl["replicas"] *= k
+    raw["workload"].update(rate_per_s=raw["workload"]["rate_per_s"] * k, duration_s=duration_s)
+    s, wall = timed(parse(raw, REPO / "scenarios"))
+    n = s["requests_total"]
+    return {"benchmark": f"disagg.toml x {k} ({6 * k} replicas, {n} requests)", "wall_s": wall,
+            "sim_requests_per_wall_s": n / wall, "completed": s["requests_completed"], "engine": s["engine"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling", "tent", "validation"])
+    ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling", "tent", "validation",
+                                            "disagg"])
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--replicas", type=int, default=None)
@@ -175,6 +189,8 @@ def main() -> int:
         r = tent_scaled(a.replicas or 1000, a.duration or 240.0)  # tent.toml's own duration
     elif a.which == "validation":
         r = validation_scaled("19-llama-3-1-8b-tp1-roleplay-1", a.replicas or 200, a.duration or 600.0)
+    elif a.which == "disagg":
+        r = disagg_scaled(a.replicas or 32, a.duration or 600.0)
     else:
         r = scaling()
     r["machine"] = MACHINE

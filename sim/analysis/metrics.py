@@ -120,6 +120,7 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
         "start_s": tb.start_s, "first_token_s": tb.first_token_s, "finish_s": tb.finish_s,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queue_s": queue,
         "replica": tb.replica, "status": status, "reason": reason, "preemptions": tb.preemptions,
+        "prefill_replica": tb.prefill_replica, "decode_replica": tb.decode_replica, "kv_transfer_s": tb.kv_transfer_s,
         **extra,
     }
 

@@ -44,7 +44,7 @@ class Bench:
         tsf, tsi, PW = k.ts
         if m._plan(0, t, k.S, k.F, k.RQ, k.RA, k.CH, k.FH, k.CNT, k.PRE, k.PC, k.prompt, k.output, k.START, k.bins,
                    k.G, tsf, tsi, PW, k.GI, False, k.tmp, k.QA, k.arr, k.KC, k.SV) == 0:
-            m._sleep(0, t, k.S, k.F, k.PFIRST, k.PDONE, k.FIRST, k.FIN, k.STATUS, k.prompt, k.output, tsf, tsi, PW,
+            m._sleep(0, t, k.S, k.F, k.RQ, k.PFIRST, k.PDONE, k.FIRST, k.FIN, k.STATUS, k.prompt, k.output, tsf, tsi, PW,
                      k.GI, False)
             return None
         nch = int(k.S[0, m.NCH])

@@ -26,32 +26,50 @@ from sim.workload.generate import Workload, build_workload
 
 @dataclass(frozen=True)
 class Groups:
-    """Routing groups: a router chooses among the replicas of the request's group only."""
+    """Routing groups: a router chooses among the replicas of the request's group only. A model
+    served co-located has one group (its mixed pools); one served disaggregated has two: its
+    prefill pools (where its requests arrive) and its decode pools (`decode_of`)."""
 
     models: tuple[str, ...]  # the model each group serves, in the order pools first name them
+    roles: tuple[str, ...]  # "mixed", "prefill" or "decode"
     replicas: tuple[np.ndarray, ...]  # each group's replica indices, ascending
-    of_request: np.ndarray  # int64 group of each request; -1: no pool serves its model
+    of_request: np.ndarray  # int64 group each request arrives at; -1: no pool serves its model
     of_replica: np.ndarray  # int64 group of each replica
+    decode_of: tuple[int, ...]  # a prefill group's decode group (-1: none)
+
+    @property
+    def disaggregated(self) -> bool:
+        return any(d >= 0 for d in self.decode_of)
 
 
 def routing_groups(sc: Scenario, wl: Workload) -> Groups:
-    """Which replicas may serve each request: those of the pools serving its model."""
-    models: list[str] = []
+    """Which replicas may serve each request: those of the pools serving its model (its prefill
+    pools when the model is served disaggregated)."""
+    keys: list[tuple[str, str]] = []
     rep_group = []
     for p in sc.pools:
-        if p.model.id not in models:
-            models.append(p.model.id)
-        rep_group += [models.index(p.model.id)] * p.replicas
+        key = (p.model.id, "decode" if p.role == "decode" else "entry")
+        if key not in keys:
+            keys.append(key)
+        rep_group += [keys.index(key)] * p.replicas
+    roles = []
+    for m, side in keys:
+        rs = {p.role for p in sc.pools if p.model.id == m and (p.role == "decode") == (side == "decode")}
+        roles.append(rs.pop())
+    entry = {m: g for g, (m, side) in enumerate(keys) if side == "entry"}
     of_replica = np.asarray(rep_group, np.int64)
     of_request = np.zeros(len(wl), np.int64)
     classes = sc.workload.classes
+    first = entry[sc.pools[0].model.id]
     if classes and wl.cls is not None:
         # a class without a model: the one model every pool serves (parse refuses it otherwise)
-        code = np.array([models.index(c.model) if c.model in models else (0 if c.model is None else -1)
-                         for c in classes], np.int64)
+        code = np.array([entry.get(c.model, -1) if c.model is not None else first for c in classes], np.int64)
         of_request = code[wl.cls]
-    reps = tuple(np.flatnonzero(of_replica == g) for g in range(len(models)))
-    return Groups(tuple(models), reps, of_request, of_replica)
+    else:
+        of_request[:] = first
+    reps = tuple(np.flatnonzero(of_replica == g) for g in range(len(keys)))
+    dec = tuple(keys.index((m, "decode")) if (m, "decode") in keys and side == "entry" else -1 for m, side in keys)
+    return Groups(tuple(m for m, _ in keys), tuple(roles), reps, of_request, of_replica, dec)
 
 
 def check_workload(sc: Scenario, wl: Workload, groups: Groups | None = None) -> None:
@@ -68,7 +86,10 @@ def check_workload(sc: Scenario, wl: Workload, groups: Groups | None = None) -> 
         if p.service is not None:
             continue
         ctx = p.model.max_context_tokens
-        mine = (groups.of_request == groups.models.index(p.model.id)) if groups is not None else True
+        mine = True
+        if groups is not None:  # the requests of its model
+            g = next(g for g, m in enumerate(groups.models) if m == p.model.id and groups.roles[g] != "decode")
+            mine = groups.of_request == g
         over = np.flatnonzero((need > ctx) & mine)
         if over.size:
             i = int(over[0])
@@ -101,7 +122,7 @@ def build(scenario: Scenario, workload: Workload | None = None) -> Model:
     check_workload(scenario, wl, groups)
     n_reps = sum(p.replicas for p in scenario.pools)
     sizes = None
-    if len(groups.models) > 1:  # power_of_two draws its pairs within each request's group
+    if len(groups.models) > 1:  # power_of_two draws its pairs within each request's (arrival) group
         if scenario.router.policy == "central_queue":
             raise ScenarioError("router.policy", "central_queue is one queue for every replica, but the pools serve "
                                 f"several models ({', '.join(groups.models)})", "use a per-request router (e.g. jsq)")

@@ -23,10 +23,10 @@ from sim.engine import kernel as K
 from sim.engine.kernel import (  # the kernel's field names, read by the Python around it
     AGE, AH, AT, BIN_W, BS, BUSY, CAP, EEND, EIDLE, ESTEP, FAC, GRP, HOST_W, IDLE, IDLE_SINCE, LAG, LH, LT, MAXB,
     MAXT, N_F, N_QA, N_RQ, N_S, NAV, NUMBA_ERROR, OWN, P_ANALYTIC, P_PRIORITY, P_SJF, PB, PB_N, PH, PIDX, POL, PT,
-    EF, EK, EQ, EW, JD, JP, JSEED, QG, QH, QKEY, QROW, QT, REST_W, RGRP, RLOC, RS_NO_CAPACITY, RS_NO_POOL, RS_NODE,
+    EF, EK, EQ, EW, HOH, HOT, JD, JP, JSEED, KVB, NIC, NLAT, QG, QH, QKEY, QROW, QT, REST_W, RGRP, RLOC, ROLE, RS_NO_CAPACITY, RS_NO_POOL, RS_NODE,
     RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
     WA, WDEC, WEND, WSTEP, WT)
-from sim.engine.recorder import COMPLETED, FAILED, REJECTED, TimeSeries
+from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED, TimeSeries
 from sim.perf.roofline import F_MAX, IDLE_W, N_PC
 from sim.registry import ROUTERS, SCHEDULERS
 
@@ -291,7 +291,25 @@ def prepare(sim: Any, m: Any) -> Kernel:
         FIT[g] = min(reps[r].total_blocks * reps[r].block_size for r in members.tolist())
         S[members, RGRP] = g
         S[members, RLOC] = np.arange(len(members))
-    grp = (FIT, GR, NG, np.zeros(len(NG), np.int64))  # the kernel's routing groups (_run)
+    # each group's router: arrivals by router.policy, a disaggregated model's decode group by
+    # router.decode_policy; RTJ: the fallback while replicas are unavailable
+    rcode = ROUTERS.code(sc.router.policy) if sc.router.policy in ROUTERS.compiled_names() else -1
+    RT = np.array([ROUTERS.code(sc.router.decode_policy) if gr.roles[g] == "decode" else rcode
+                   for g in range(len(NG))], np.int64)
+    DEC = np.array(gr.decode_of, np.int64)
+    out0 = wl.output_tokens.astype(np.int64)
+    HT = np.zeros(max(n, 1), np.float64)
+    grp = (FIT, GR, NG, np.zeros(len(NG), np.int64), RT, np.full(len(NG), K.R_JSQ, np.int64), DEC, out0,
+           np.full(n, -1, np.int64), np.zeros(n, np.float64), HT, np.zeros(max(n, 1), np.int64),
+           np.zeros(max(n, 1), np.int64), np.zeros(2, np.int64))  # the kernel's routing groups (_run)
+    for r, rep in enumerate(reps):  # disaggregation: prefill replicas hand off; KV transfers
+        S[r, HOH] = S[r, HOT] = -1
+        if rep.pool.role == "prefill":
+            S[r, ROLE] = K.ROLE_PREFILL
+        net = sc.network
+        F[r, NIC] = rep.pool.tp * net.gbps * 1e9 / 8.0
+        F[r, NLAT] = net.latency_us * 1e-6
+        F[r, KVB] = rep.perf.kv_bytes_per_token if rep.perf is not None else 0.0
     d0 = min(r.delay_s for r in reps)
     tb = sim.table  # the Simulation's table (all -1 / 0 before a run)
     pairs = getattr(sim.router, "pairs", None)
@@ -330,6 +348,9 @@ def prepare(sim: Any, m: Any) -> Kernel:
     timeout = float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf
     prompt = wl.prompt_tokens.astype(np.int64, copy=False)
     output = wl.output_tokens.astype(np.int64, copy=False)
+    if gr.disaggregated:  # a request holds 1 output token while on a prefill replica (_begin_transfer)
+        output = output.copy()
+        output[np.isin(gr.of_request, np.flatnonzero(DEC >= 0))] = 1
     hz = float(horizon) if horizon is not None else np.inf
     ts_cap = n + 64 * R if ts_on else 0  # grows x2
     fac = sc.facility
@@ -340,6 +361,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     Df = np.zeros(2, np.float64)
     W[8][NAV] = R
     W[8][SHARED] = 1 if central else 0
+    W[8][K.PD] = 1 if gr.disaggregated else 0
     if fac is not None:
         W[8][FAC] = 1
     args = (wl.arrival_s, prompt, output, float(d0), grp, router, np.ascontiguousarray(pairs, dtype=np.int64),
@@ -362,6 +384,24 @@ def run(sim: Any) -> Any:
         drv = FacilityDriver(sim, k)
         drv.run()
     return finish(sim, k, float(k.Df[0]), drv, "compiled", wall0)
+
+
+def _placement(sim: Any, k: Kernel, tb: Any, RSN: np.ndarray) -> None:
+    """Where each request was prefilled and decoded, and its KV transfer time (disaggregation);
+    co-located, both are its replica."""
+    if not sim.groups.disaggregated:
+        tb.prefill_replica[:] = tb.replica
+        tb.decode_replica[:] = tb.replica
+        return
+    prep, xfer = k.grp[8], k.grp[9]
+    role = np.array([r.pool.role for r in sim.replicas] + ["none"])
+    rep_role = role[np.where(tb.replica >= 0, tb.replica, len(sim.replicas))]
+    tb.prefill_replica[:] = np.where(prep >= 0, prep, np.where(rep_role != "decode", tb.replica, -1))
+    tb.decode_replica[:] = np.where(rep_role == "decode", tb.replica, np.where(rep_role == "mixed", tb.replica, -1))
+    tb.kv_transfer_s[:] = xfer
+    tb.finish_s[tb.status == IN_FLIGHT] = -1.0  # (a hand-off's time is no finish)
+    for i in np.flatnonzero((tb.status == FAILED) & (RSN == RS_NO_CAPACITY)).tolist():
+        tb.reason[i] = "no_capacity: no decode replica could take the prefilled request (all down or drained)"
 
 
 def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: float) -> Any:
@@ -405,7 +445,7 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
         late = (tb.status == COMPLETED) & (tb.finish_s > wl.arrival_s + timeout)
         tb.status[late] = FAILED
         tb.finish_s[late] = wl.arrival_s[late] + timeout
-        failed = (tb.status == FAILED) & (RSN != RS_NODE)
+        failed = (tb.status == FAILED) & (RSN != RS_NODE) & (RSN != RS_NO_CAPACITY)
         why = f"timeout: no response within {sc.workload.timeout_s:g} s"
         for i in np.flatnonzero(failed).tolist():
             tb.reason[i] = why
@@ -418,6 +458,7 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
         tb.first_token_s[i] = -1.0  # as the SimPy table: not recorded for a node failure
     if central:  # a shared queue routes to no replica: the table names the one that completed it
         tb.replica[:] = np.where(tb.status == COMPLETED, RQ[:, OWN], -1)
+    _placement(sim, k, tb, RSN)
     done = tb.status == COMPLETED
     left = done | (tb.status == FAILED)  # requests that left the system
     if horizon is None:

@@ -51,8 +51,9 @@ R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN, NSTP, JSEED, RGRP, RLOC) = range(42)
-N_S = 42  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
+ DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT) = range(45)
+N_S = 45  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
+# list (requests prefilled, waiting to be routed to a decode replica; linked by RQ NXT)  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
 # RGRP: the replica's routing group (the model it serves: sim/engine/build.py Groups); RLOC: its
 # index within the group (its leaf in the group's router trees; GR[RGRP, RLOC] = the replica)
  # DOWN: failed (its node is down); DRN: drained (takes no new requests; off once idle)  # PIDX: the replica's pool (SV row); QROW: the row whose QH, QT, QLEN, AH, AT and POL are
@@ -70,11 +71,13 @@ P_ANALYTIC = 99  # [pools.service]: analytic service times instead of a schedule
 # orders by (class priority, arrival), as PriorityQueue does
 QKEY, QLEFT, QRIGHT, QPAR, APREV, ANEXT = range(6)
 N_QA = 6
+ROLE_PREFILL = 1
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
 (EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU, WA, WT, JD, JP, BORN, EW, EQ,
- EF, VLO, WEND, EK, EM, WDEC) = range(26)
-N_F = 26  # WDEC: the warm-up's share for a decode-only step; WEND: when the warm-up term falls below
+ EF, VLO, WEND, EK, EM, WDEC, NIC, KVB, NLAT) = range(29)
+N_F = 29  # NIC, KVB, NLAT: KV transfers (disaggregation): the replica's network bytes/s (all its
+# accelerators' ports), the model's KV bytes per token, the fabric's latency (s)  # WDEC: the warm-up's share for a decode-only step; WEND: when the warm-up term falls below
 # 1e-6 (dropped after); EK, EM: the episode window of
 # the last step and its factor (a cache: a window's draw is made once)  # WA, WT: warm-up amplitude and time constant (s); JD, JP: jitter's mean share and rate; BORN:
 # when the replica started (its warm-up's origin); EW, EQ, EF: slow episodes' window (s; 0: none),
@@ -96,10 +99,10 @@ RS_NONE, RS_POWER, RS_NO_CAPACITY, RS_NODE, RS_NO_POOL = 0, 1, 2, 3, 4
 # Perf constants PC[r, field]: PerfModel.constants (field names from sim.perf.roofline)
 # Globals G[field] (float) and GI[field] (int)
 BIN_W, = range(1)
-TS_N, PB_N, FAC, NAV, SHED, SHARED = range(6)  # GI: time-series rows; power-change rows; a [facility]
+TS_N, PB_N, FAC, NAV, SHED, SHARED, PD = range(7)  # GI: time-series rows; power-change rows; a [facility]
 # (power changes recorded in PW for the ledger); replicas available (not down or drained); shedding
 # arrivals; one shared queue (central_queue: row 0's)
-N_GI = 6
+N_GI = 7  # PD: some model is served disaggregated (hand-offs: _pd_until)
 N_BINS = 65536
 TS_FULL = 2
 
@@ -289,7 +292,18 @@ def _ts_add(tsf, tsi, GI, t, r, batch, kv, q, busy):
 
 
 @njit(cache=True, _nrt=False)
-def _complete(r, i, t, S, FIN, STATUS, prompt, output):
+def _complete(r, i, t, S, RQ, FIN, STATUS, prompt, output):
+    if S[r, ROLE] == ROLE_PREFILL:  # prefilled: joins the replica's hand-off list, to a decode replica
+        FIN[i] = t  # (when it was ready; the decode replica's finish overwrites it)
+        S[r, OUTREQ] -= 1
+        S[r, OUTTOK] -= prompt[i] + output[i]
+        RQ[i, NXT] = -1
+        if S[r, HOT] >= 0:
+            RQ[S[r, HOT], NXT] = i
+        else:
+            S[r, HOH] = i
+        S[r, HOT] = i
+        return
     FIN[i] = t
     STATUS[i] = COMPLETED
     S[r, OUTREQ] -= 1
@@ -297,13 +311,13 @@ def _complete(r, i, t, S, FIN, STATUS, prompt, output):
 
 
 @njit(cache=True, _nrt=False)
-def _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
+def _flush(r, t, S, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
     """Deliver the previous step's lagged tokens at t."""
     for k in range(S[r, NPFIRST]):
         FIRST[PFIRST[r, k]] = t
     S[r, NPFIRST] = 0
     for k in range(S[r, NPDONE]):
-        _complete(r, PDONE[r, k], t, S, FIN, STATUS, prompt, output)
+        _complete(r, PDONE[r, k], t, S, RQ, FIN, STATUS, prompt, output)
     S[r, NPDONE] = 0
 
 
@@ -399,7 +413,8 @@ def _acquire_hits(r, i, hits, S, RQ, KC):
             S[r, USED] += 1
         KC[r, s, KREF] += 1
     RQ[i, NSH] = hits
-    RQ[i, DONE] = hits * S[r, BS]
+    if hits * S[r, BS] > RQ[i, DONE]:  # (a request handed over with its KV has its prompt done)
+        RQ[i, DONE] = hits * S[r, BS]
 
 
 @njit(cache=True, _nrt=False)
@@ -426,7 +441,7 @@ def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
         PDONE[r, S[r, NPDONE]] = i
         S[r, NPDONE] += 1
     else:
-        _complete(r, i, t, S, FIN, STATUS, prompt, output)
+        _complete(r, i, t, S, RQ, FIN, STATUS, prompt, output)
 
 
 @njit(cache=True, _nrt=False, inline="always")  # on the hot path of every run: a call here cost ~6% (measured)
@@ -498,12 +513,12 @@ def _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, pro
         FIRST[i] = e
         S[r, NRUN] = 0
         S[r, NCH] = 0
-        _complete(r, i, e, S, FIN, STATUS, prompt, output)
+        _complete(r, i, e, S, RQ, FIN, STATUS, prompt, output)
         return
     bs = S[r, BS]
     static = S[r, POL] == P_STATIC
     if S[r, LAG]:
-        _flush(r, e, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+        _flush(r, e, S, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
     if S[r, PLNDEC]:
         S[r, DIT] += 1
         dit = S[r, DIT]
@@ -970,6 +985,8 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
         target = prompt[i] + RQ[i, GEN]
         hits, idle = _peek_hits(r, i, target, S, RQ, KC)
         cached = hits * bs
+        if RQ[i, DONE] > cached:  # handed over with its KV (disaggregation): only the rest to compute
+            cached = RQ[i, DONE]
         c = min(target - cached, budget)
         need = _cdiv(cached + c, bs) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
@@ -998,7 +1015,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
         i = _fifo_head(r, S, RQ)
         target = prompt[i] + RQ[i, GEN]
         hits, idle = _peek_hits(r, i, target, S, RQ, KC)
-        c = target - hits * S[r, BS]
+        c = target - max(hits * S[r, BS], RQ[i, DONE])  # (DONE > 0: handed over with its KV)
         if nch and c > budget:
             break
         need = _cdiv(target, S[r, BS]) - hits
@@ -1104,9 +1121,9 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
 
 
 @njit(cache=True, _nrt=False)
-def _sleep(r, t, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on):
+def _sleep(r, t, S, F, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on):
     if S[r, LAG]:
-        _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+        _flush(r, t, S, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
     S[r, ST] = IDLE
     F[r, IDLE_SINCE] = t
     _power(r, t, F[r, REST_W], PW, GI)
@@ -1155,7 +1172,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             _idle_until(r, e, S, F, bins, G)
             if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on,
                      tmp, QA, arr, KC, SV) == 0:
-                _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
+                _sleep(r, e, S, F, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
             continue
         if e > T:
             F[r, NB] = _next_delivery_bound(r, e, S, F, FH)
@@ -1170,7 +1187,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             d = S[r, DIT]
             if d + 1 < top:
                 if S[r, NPFIRST] or S[r, NPDONE]:
-                    _flush(r, e, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+                    _flush(r, e, S, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
                 pc = _pc(PC, r)  # (here: most calls return before any step)
                 ndec = S[r, NDEC]
                 ctxb = S[r, CTXB]
@@ -1247,7 +1264,7 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp,
                  QA, arr, KC, SV) == 0:
-            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
+            _sleep(r, e, S, F, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
 
 
 @njit(cache=True, _nrt=False)
@@ -1309,12 +1326,14 @@ def _tree_set(T, r, v):
 
 
 @njit(cache=True, _nrt=False)
-def _tree_build(TA, TL, GR, NG, rt, fb, S, F):
-    """Each routing group's two trees (row g of TA and TL), over its replicas GR[g, :NG[g]]."""
+def _tree_build(TA, TL, GR, NG, RT, fb, S, F):
+    """Each routing group's two trees (row g of TA and TL), over its replicas GR[g, :NG[g]],
+    keyed for the group's router RT[g]."""
     P = TA.shape[1] // 2
     for g in range(NG.shape[0]):
         A = TA[g]
         L = TL[g]
+        rt = RT[g]
         for q in range(NG[g]):
             r = GR[g, q]
             A[P + q] = _adv_key(r, rt, S, F)
@@ -1325,10 +1344,11 @@ def _tree_build(TA, TL, GR, NG, rt, fb, S, F):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _tree_fix(TA, TL, r, rt, fb, S, F):
+def _tree_fix(TA, TL, r, RT, fb, S, F):
     """Replica r changed (advanced, or a request joined it): its leaves again."""
     g = S[r, RGRP]
     q = S[r, RLOC]
+    rt = RT[g]
     _tree_set(TA[g], q, _adv_key(r, rt, S, F))
     _tree_set(TL[g], q, _load_key(r, rt, fb, S))
 
@@ -1430,6 +1450,214 @@ def _pause(D, Df, i, rr, dj, entered, now):
 
 
 @njit(cache=True, _nrt=False)
+def _tree_route(g, now, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, PRE, prompt, output, ts_on, KC, SV, W, ts,
+                GR, RTX, fb, arr):
+    """A load-reading router's choice in group g at `now`: every replica of the group whose load
+    may have changed before now, advanced in index order (the order of their energy and power
+    rows), then the least loaded: fewest outstanding tokens, fewest outstanding requests (jsq,
+    new sessions, the fallback), or most free KV blocks; ties to the lowest index. -1: TS_FULL
+    (grow the buffers and route again: advancing is idempotent)."""
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
+    tsf, tsi, PW = ts
+    q = _tree_next(TA[g], 0, now)
+    while q >= 0:
+        r = GR[g, q]
+        if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
+                    FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+            return -1
+        _tree_fix(TA, TL, r, RTX, fb, S, F)
+        q = _tree_next(TA[g], q + 1, now)
+    return GR[g, _tree_argmin(TL[g])]
+
+
+# --- disaggregation: prefilled requests handed over to decode replicas ----------------------------
+# grp[7:] = (OUT0, PREP, XFER, HT, HI, HS, HN): each request's output tokens (the kernel's
+# `output` holds 1 while a request is on a prefill replica), its prefill replica and KV transfer
+# time; the hand-off events' heap: time, 2 x request + kind, insertion count; HN = (size, count).
+H_ROUTE, H_DELIVER = 0, 1
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _h_less(HT, HS, a, b):
+    return HT[a] < HT[b] or (HT[a] == HT[b] and HS[a] < HS[b])
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _h_swap(HT, HI, HS, a, b):
+    HT[a], HT[b] = HT[b], HT[a]
+    HI[a], HI[b] = HI[b], HI[a]
+    HS[a], HS[b] = HS[b], HS[a]
+
+
+@njit(cache=True, _nrt=False)
+def _h_push(HT, HI, HS, HN, t, v, seq):
+    k = HN[0]
+    HT[k] = t
+    HI[k] = v
+    HS[k] = seq
+    HN[0] = k + 1
+    while k > 0:
+        p = (k - 1) >> 1
+        if not _h_less(HT, HS, k, p):
+            break
+        _h_swap(HT, HI, HS, k, p)
+        k = p
+
+
+@njit(cache=True, _nrt=False)
+def _h_pop(HT, HI, HS, HN):
+    """Remove the earliest event (ties: the first pushed); (time, value, count)."""
+    t, v, seq = HT[0], HI[0], HS[0]
+    n = HN[0] - 1
+    HN[0] = n
+    if n > 0:
+        HT[0], HI[0], HS[0] = HT[n], HI[n], HS[n]
+        k = 0
+        while True:
+            a = 2 * k + 1
+            if a >= n:
+                break
+            b = a + 1
+            c = b if (b < n and _h_less(HT, HS, b, a)) else a
+            if not _h_less(HT, HS, c, k):
+                break
+            _h_swap(HT, HI, HS, c, k)
+            k = c
+    return t, v, seq
+
+
+@njit(cache=True, _nrt=False)
+def _collect(r, S, RQ, FIN, STATUS, grp):
+    """Prefill replica r's hand-off list into the events: each request is routed to a decode
+    replica when it was prefilled (FIN); one that wanted a single token is complete there."""
+    OUT0, PREP, HT, HI, HS, HN = grp[7], grp[8], grp[10], grp[11], grp[12], grp[13]
+    i = S[r, HOH]
+    while i >= 0:
+        nxt = RQ[i, NXT]
+        PREP[i] = r
+        if OUT0[i] <= 1:
+            STATUS[i] = COMPLETED
+        else:
+            _h_push(HT, HI, HS, HN, FIN[i], 2 * i + H_ROUTE, HN[1])
+            HN[1] += 1
+        i = nxt
+    S[r, HOH] = -1
+    S[r, HOT] = -1
+
+
+@njit(cache=True, _nrt=False)
+def _xfer_s(j, p, d, prompt, F):
+    """KV transfer time of request j's prompt from prefill replica p to decode replica d: the
+    fabric's latency + bytes over the slower side's ports (each side's accelerators send and
+    receive their shards in parallel; no sharing with other transfers yet)."""
+    bw = F[p, NIC] if F[p, NIC] < F[d, NIC] else F[d, NIC]
+    lat = F[p, NLAT] if F[p, NLAT] > F[d, NLAT] else F[d, NLAT]
+    return lat + prompt[j] * F[p, KVB] / bw
+
+
+@njit(cache=True, _nrt=False)
+def _begin_transfer(j, d, t, S, F, RQ, REP, prompt, output, grp):
+    """Request j, prefilled, goes to decode replica d from t: its KV is on its way (it arrives
+    with the prompt computed and the first token generated); returns when it arrives."""
+    OUT0, PREP, XFER = grp[7], grp[8], grp[9]
+    output[j] = OUT0[j]
+    S[d, OUTTOK] += prompt[j] + output[j]
+    S[d, OUTREQ] += 1
+    REP[j] = d
+    RQ[j, QG] = S[d, RGRP]
+    RQ[j, RST] = R_TRANSIT
+    RQ[j, DONE] = prompt[j]
+    RQ[j, GEN] = 1
+    RQ[j, HELD] = 0
+    RQ[j, NSH] = 0
+    x = _xfer_s(j, PREP[j], d, prompt, F)
+    XFER[j] = x
+    return t + x
+
+
+@njit(cache=True, _nrt=False)
+def _pd_until(x, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN, prompt, output, ts_on, KC, SV, W,
+              ts, grp, arr, fb):
+    """Every hand-off event up to x, in time order: first every prefill replica with a step
+    ending by x is advanced to x (collecting what it prefilled; nothing before x can change a
+    prefill replica but arrivals and deadlines, which the caller handles after this), then the
+    events: a prefilled request routed among its decode group by router.decode_policy when it
+    was prefilled (its decode replica advanced to then), its KV sent (_xfer_s), and delivered
+    into the decode replica's queue when it arrives (re-routed at once if that replica is down
+    or drained by then; failed if the group has none). 0, or TS_FULL (grow and call again: an
+    event is handled whole or put back)."""
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
+    tsf, tsi, PW = ts
+    GR, NG, RRG, RT, RTJ, DEC = grp[1], grp[2], grp[3], grp[4], grp[5], grp[6]
+    HT, HI, HS, HN = grp[10], grp[11], grp[12], grp[13]
+    RTX = RTJ if fb else RT
+    while True:
+        for g in range(NG.shape[0]):
+            if DEC[g] < 0:
+                continue
+            q = _tree_next(TA[g], 0, x)
+            while 0 <= q < NG[g]:  # (x = inf at the end: the padding's +inf leaves match too)
+                r = GR[g, q]
+                if _advance(r, x, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
+                            FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+                    return TS_FULL
+                if S[r, HOH] >= 0:
+                    _collect(r, S, RQ, FIN, STATUS, grp)
+                _tree_fix(TA, TL, r, RTX, fb, S, F)
+                q = _tree_next(TA[g], q + 1, x)
+        if HN[0] == 0 or HT[0] > x:
+            return 0
+        t, v, seq = _h_pop(HT, HI, HS, HN)
+        j = v >> 1
+        if (v & 1) == H_ROUTE or S[REP[j], DOWN] or S[REP[j], DRN]:
+            if (v & 1) == H_DELIVER:  # its decode replica went down or was drained on the way
+                if RQ[j, RST] != R_TRANSIT:
+                    continue  # its client gave up on the way
+                d = REP[j]
+                S[d, OUTREQ] -= 1
+                S[d, OUTTOK] -= prompt[j] + output[j]
+                dg = RQ[j, QG]  # (its decode group)
+            else:
+                dg = DEC[RQ[j, QG]]
+            if NG[dg] == 0 or (fb and TL[dg, 1] == np.inf):
+                STATUS[j] = FAILED  # no decode replica can take it
+                RSN[j] = RS_NO_CAPACITY
+                FIN[j] = t
+                RQ[j, RST] = R_GONE
+                continue
+            if fb or RT[dg] != R_ROUND_ROBIN:
+                k = _tree_route(dg, t, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, PRE, prompt, output, ts_on,
+                                KC, SV, W, ts, GR, RTX, fb, arr)
+                if k < 0:
+                    if (v & 1) == H_DELIVER:  # (put back as it was)
+                        S[REP[j], OUTREQ] += 1
+                        S[REP[j], OUTTOK] += prompt[j] + output[j]
+                    _h_push(HT, HI, HS, HN, t, v, seq)
+                    return TS_FULL
+            else:
+                k = GR[dg, RRG[dg] % NG[dg]]
+                RRG[dg] += 1
+            if (v & 1) == H_ROUTE:
+                _h_push(HT, HI, HS, HN, _begin_transfer(j, k, t, S, F, RQ, REP, prompt, output, grp),
+                        2 * j + H_DELIVER, HN[1])
+                HN[1] += 1
+                _tree_fix(TA, TL, k, RTX, fb, S, F)
+                continue
+            S[k, OUTTOK] += prompt[j] + output[j]  # re-routed: delivered there at once
+            S[k, OUTREQ] += 1
+            REP[j] = k
+        elif RQ[j, RST] != R_TRANSIT:
+            continue  # its client gave up on the way
+        d = REP[j]
+        if _advance(d, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START, FIN,
+                    STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+            _h_push(HT, HI, HS, HN, t, 2 * j + H_DELIVER, seq)
+            return TS_FULL
+        _enqueue(d, j, t, S, F, RQ, QA, prompt)
+        _tree_fix(TA, TL, d, RTX, fb, S, F)
+
+
+@njit(cache=True, _nrt=False)
 def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS,
          REP, PRE, RSN, ts_on, horizon, timeout, KC, SV, W, ts, D, Df):
     """The event loop, up to a barrier at T (inf: to the end): arrivals in order, each routed
@@ -1450,7 +1678,7 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
     n = arr.shape[0]
     R = S.shape[0]
     CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
-    FIT, GR, NG, RRG = grp
+    FIT, GR, NG, RRG, RT, RTJ = grp[0], grp[1], grp[2], grp[3], grp[4], grp[5]
     tsf, tsi, PW = ts
     now = Df[0]
     i = D[0]
@@ -1461,9 +1689,16 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
     # the rest, by fewest outstanding requests (the per-step driver's fallback too)
     fb = GI[NAV] < R
     rt = R_JSQ if fb else router
-    tree = R > 1 and rt != R_ROUND_ROBIN and rt != R_POWER_OF_TWO  # routing reads loads: the trees
+    RTX = RTJ if fb else RT  # each group's router (decode groups: router.decode_policy)
+    pd = GI[PD] != 0  # disaggregated: prefilled requests are handed to decode replicas (_pd_until)
+    # routing reads loads, or prefill replicas are advanced as they may hand off: the trees
+    tree = R > 1 and ((rt != R_ROUND_ROBIN and rt != R_POWER_OF_TWO) or pd)
     if tree:
-        _tree_build(TA, TL, GR, NG, rt, fb, S, F)
+        _tree_build(TA, TL, GR, NG, RTX, fb, S, F)
+    if pd:
+        for r in range(R):  # hand-offs a barrier's actions left (a failed node's lagged output)
+            if S[r, HOH] >= 0:
+                _collect(r, S, RQ, FIN, STATUS, grp)
     while i < n:
         target = arr[i] + d0
         t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
@@ -1474,15 +1709,20 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
         # deadlines before this arrival (one at the same instant comes after it)
         full = False
         while dj < i and arr[dj] + timeout < now:
+            if pd and _pd_until(arr[dj] + timeout, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN,
+                                prompt, output, ts_on, KC, SV, W, ts, grp, arr, fb) == TS_FULL:
+                full = True
+                break
             if _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
                        FIRST, START, FIN, STATUS, REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC,
                        SV) == TS_FULL:
                 full = True
                 break
             if tree and REP[dj] >= 0:
-                _tree_fix(TA, TL, REP[dj], rt, fb, S, F)
+                _tree_fix(TA, TL, REP[dj], RTX, fb, S, F)
             dj += 1
-        if full:
+        if full or (pd and _pd_until(now, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN, prompt,
+                                        output, ts_on, KC, SV, W, ts, grp, arr, fb) == TS_FULL):
             return _pause(D, Df, i, rr, dj, entered, prev)
         entered = i + 1
         i += 1
@@ -1530,15 +1770,10 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
             # order (the order of their energy and power rows), then the least loaded: fewest
             # outstanding tokens, fewest outstanding requests (jsq, new sessions, the fallback),
             # or most free KV blocks; ties to the lowest index
-            q = _tree_next(TA[g], 0, now)
-            while q >= 0:
-                r = GR[g, q]
-                if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
-                            FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
-                    return _pause(D, Df, j, rr, dj, j, prev)
-                _tree_fix(TA, TL, r, rt, fb, S, F)
-                q = _tree_next(TA[g], q + 1, now)
-            k = GR[g, _tree_argmin(TL[g])]
+            k = _tree_route(g, now, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, PRE, prompt, output, ts_on, KC,
+                            SV, W, ts, GR, RTX, fb, arr)
+            if k < 0:
+                return _pause(D, Df, j, rr, dj, j, prev)
             if si >= 0 and not fb:
                 home[si] = k
                 set_home = True
@@ -1555,15 +1790,24 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
         REP[j] = k
         _enqueue(k, j, now, S, F, RQ, QA, prompt)
         if tree:
-            _tree_fix(TA, TL, k, rt, fb, S, F)
+            _tree_fix(TA, TL, k, RTX, fb, S, F)
     _keep(D, Df, i, rr, dj, entered, now)  # (every arrival up to T is done: a call again resumes after them)
     while dj < entered and arr[dj] + timeout < horizon and arr[dj] + timeout <= T:
+        if pd and _pd_until(arr[dj] + timeout, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN, prompt,
+                            output, ts_on, KC, SV, W, ts, grp, arr, fb) == TS_FULL:
+            D[2] = dj
+            return TS_FULL
         if _expire(dj, arr[dj] + timeout, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output,
                    FIRST, START, FIN, STATUS, REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC, SV) == TS_FULL:
             D[2] = dj
             return TS_FULL
         dj += 1
     D[2] = dj
+    if pd:  # hand-offs up to the barrier (or, at the end, all of them before the horizon)
+        end = T if T < horizon else (np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf)
+        if _pd_until(end, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, REP, PRE, RSN, prompt, output, ts_on, KC,
+                     SV, W, ts, grp, arr, fb) == TS_FULL:
+            return TS_FULL
     if T < horizon:
         for r in range(R):  # a barrier: every replica at T, wake-ups at T done
             if S[r, ST] == IDLE or F[r, EEND] > T:
@@ -1690,7 +1934,7 @@ def _run_shared(T, arr, prompt, output, d0, grp, S, F, PC, RQ, RA, QA, FIRST, ST
             _commit(r, e, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
         if _plan(r, e, S, F, RQ, RA, CH, FH, CNT, PRE, PC, prompt, output, START, bins, G, tsf, tsi, PW, GI, ts_on, tmp,
                  QA, arr, KC, SV) == 0:
-            _sleep(r, e, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
+            _sleep(r, e, S, F, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
         else:
             S[r, SEQ] = D[4]
             D[4] += 1
@@ -1722,7 +1966,7 @@ def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS
     after t do not count), the prefix cache is emptied, and r is down, drawing nothing. Returns
     the requests taken off, in arrival order, for the driver to route again."""
     if S[r, LAG]:
-        _flush(r, t, S, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
+        _flush(r, t, S, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output)
     qn = S[r, QLEN] if not GI[SHARED] else 0  # a shared queue stays for the others
     out = np.empty(S[r, NRUN] + qn, np.int64)
     m = 0

@@ -22,6 +22,11 @@ class RequestTable:
         self.status = np.zeros(n, dtype=np.int8)
         self.preemptions = np.zeros(n, dtype=np.int32)
         self.reason: dict[int, str] = {}  # only for rejected/failed requests
+        # disaggregation: where a request was prefilled and decoded (co-located: both its
+        # replica), and how long its KV took from one to the other
+        self.prefill_replica = np.full(n, -1, dtype=np.int32)
+        self.decode_replica = np.full(n, -1, dtype=np.int32)
+        self.kv_transfer_s = np.zeros(n)
 
 
 class TimeSeries:

@@ -24,7 +24,7 @@ import simpy
 
 from sim.errors import ScenarioError
 from sim.engine.events import FACILITY, LATE, Later, delay_to
-from sim.policies.routers import JSQ
+from sim.policies.routers import JSQ, make_router
 from sim.policies.schedulers import BUILTIN, Plan
 
 WAITING, PREFILL, DECODE, GONE = 0, 1, 2, -1  # a request's state as a scheduler plug-in sees it
@@ -312,6 +312,9 @@ class StepDriver:
         # routing groups: the views a router chooses among for a request of each group
         self.group_views = [[self.views[r] for r in members.tolist()] for members in sim.groups.replicas]
         self.group = sim.groups.of_request.tolist()
+        # disaggregation: a prefilled request's decode replica, by router.decode_policy
+        self.pd = sim.groups.disaggregated
+        self.decode_router = make_router(sim.sc.router.decode_policy) if self.pd else None
         self.wakes: list[simpy.Event | None] = [None] * R
         self.procs: list[Any] = [None] * R
         self.stepping = [False] * R
@@ -361,6 +364,8 @@ class StepDriver:
                 now = env.now
                 if S[r, m.ST] == STEP:
                     m._commit(r, now, S, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, KC)
+                    if S[r, m.HOH] >= 0:
+                        self.hand_off(r)
                     self._maybe_end()
                 else:  # woken
                     m._idle_until(r, now, S, F, k.bins, G)
@@ -372,7 +377,9 @@ class StepDriver:
                 else:
                     go = self._plan_plugin(r, now, sched)
                 if go == 0:
-                    m._sleep(r, now, S, F, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
+                    m._sleep(r, now, S, F, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output, tsf, tsi, PW, GI, ts_on)
+                    if S[r, m.HOH] >= 0:
+                        self.hand_off(r)
                     self._maybe_end()
                     continue
                 self.stepping[r] = True
@@ -494,6 +501,67 @@ class StepDriver:
             self.deliver(target, j)
         return True
 
+    # --- disaggregation (the compiled driver's _pd_until, event by event) ---
+    def hand_off(self, r: int) -> None:
+        """Prefill replica r's prefilled requests (its hand-off list, in order), now: each is
+        routed to a decode replica and its KV sent; one that wanted a single token is done."""
+        k, m = self.k, self.m
+        S, RQ = k.S, k.RQ
+        out0, prep = k.grp[7], k.grp[8]
+        now = self.env.now
+        i = int(S[r, m.HOH])
+        S[r, m.HOH] = S[r, m.HOT] = -1
+        while i >= 0:
+            nxt = int(RQ[i, m.NXT])
+            prep[i] = r
+            if out0[i] <= 1:
+                k.STATUS[i] = m.COMPLETED
+            else:
+                d = self._decode_target(i, int(k.grp[6][RQ[i, m.QG]]))
+                if d >= 0:
+                    te = float(m._begin_transfer(i, d, now, S, k.F, RQ, k.REP, k.prompt, k.output, k.grp))
+                    self.env.timeout(delay_to(now, te)).callbacks.append(lambda _e, j=i: self._arrive(j))
+            i = nxt
+
+    def _decode_target(self, j: int, dg: int) -> int:
+        """The decode replica for request j in decode group dg, now; -1: none can take it (j fails)."""
+        k, m = self.k, self.m
+        S = k.S
+        views = self.group_views[dg]
+        req = RouterRequest(j, float(k.arr[j]), int(k.prompt[j]), int(k.output[j]), -1, 0)
+        if int(k.GI[m.NAV]) < S.shape[0]:
+            views = [v for v in views if not (S[v.index, m.DOWN] or S[v.index, m.DRN])]
+            if views:
+                return views[self._fallback.choose(req, views)].index
+        elif len(views) == 1:
+            return views[0].index
+        elif views:
+            return views[self.decode_router.choose(req, views)].index
+        k.STATUS[j] = m.FAILED
+        k.RSN[j] = m.RS_NO_CAPACITY
+        k.FIN[j] = self.env.now
+        k.RQ[j, m.RST] = m.R_GONE
+        return -1
+
+    def _arrive(self, j: int) -> None:
+        """Request j's KV has reached its decode replica: it joins the queue (re-routed at once
+        if that replica went down or was drained on the way)."""
+        k, m = self.k, self.m
+        if k.RQ[j, m.RST] != m.R_TRANSIT:
+            return  # its client gave up on the way
+        d = int(k.REP[j])
+        if k.S[d, m.DOWN] or k.S[d, m.DRN]:
+            k.S[d, m.OUTREQ] -= 1
+            k.S[d, m.OUTTOK] -= int(k.prompt[j] + k.output[j])
+            d = self._decode_target(j, int(k.RQ[j, m.QG]))
+            if d < 0:
+                self._maybe_end()
+                return
+            k.S[d, m.OUTTOK] += int(k.prompt[j] + k.output[j])
+            k.S[d, m.OUTREQ] += 1
+            k.REP[j] = d
+        self.deliver(d, j)
+
     def deliver(self, target: int, j: int) -> None:
         """Request j reaches replica `target`'s queue now."""
         self.k.enqueue(target, j, self.env.now)
@@ -539,6 +607,8 @@ class StepDriver:
         p = self.procs[r]
         if p is not None and p.is_alive and self.stepping[r]:
             p.interrupt("failure")
+        if self.k.S[r, self.m.HOH] >= 0:  # its lagged output, delivered as it failed
+            self.hand_off(r)
 
     def run(self) -> None:
         env, k = self.env, self.k

@@ -103,11 +103,32 @@ class PoolConfig:
     cost: "CostConfig | None" = None  # [pools.cost]: this pool's accelerator price, before [cost]
     variability: Variability = OFF  # step-time warm-up and jitter (sim/perf/variability.py)
     clock_lock: float = 1.0  # SM clock locked at this fraction of the part's maximum (sim/perf/power.py)
+    role: str = "mixed"  # "prefill" | "decode" | "mixed": prefill/decode disaggregation (docs/disaggregation.md)
+
+
+ROLES = ("mixed", "prefill", "decode")
+DECODE_ROUTERS = ("least_kv", "least_loaded", "jsq", "round_robin")  # router.decode_policy (compiled)
+# KV-transfer fabrics per accelerator (one NIC or NVLink port each): Gb/s one way, latency us.
+# Bandwidth: vendor figures (NVLink 4: 900 GB/s bidirectional per H100/H200 GPU; ConnectX-7 NDR
+# InfiniBand 400 Gb/s; 200 Gb/s RoCE v2; 100 GbE); latencies: ASSUMED typical end-to-end
+# figures for an RDMA (or TCP) transfer through one switch tier.
+FABRICS = {"nvlink": (3600.0, 1.0), "ib-400g": (400.0, 5.0), "roce-200g": (200.0, 10.0),
+           "ethernet-100g": (100.0, 30.0)}
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """How KV moves from a prefill replica to a decode replica: per accelerator Gb/s and latency."""
+
+    fabric: str = "ib-400g"
+    gbps: float = 400.0
+    latency_us: float = 5.0
 
 
 @dataclass(frozen=True)
 class RouterConfig:
     policy: str
+    decode_policy: str = "least_kv"  # picks the decode replica of a prefilled request
 
 
 ENGINES = ("auto", "simpy", "compiled")
@@ -146,6 +167,11 @@ class Scenario:
     cost: CostConfig | None
     base_dir: Path
     raw: Mapping[str, Any]  # the effective scenario (defaults filled in)
+    network: NetworkConfig = NetworkConfig()  # KV transfers between prefill and decode replicas
+
+    @property
+    def disaggregated(self) -> bool:
+        return any(p.role != "mixed" for p in self.pools)
 
 
 def _length_spec(raw: Any, path: str) -> dict[str, Any]:
@@ -319,9 +345,13 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
                            ct.get("amortization_years", float, 4.0, positive=True))
         ct.done()
         _one_price(pcost, f"{path}.cost")
+    role = t.get("role", str, "mixed", choices=ROLES)
     t.done()
+    if role != "mixed" and service is not None:
+        raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
+                            'remove role or the service table')
     pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
-                      clock_lock)
+                      clock_lock, role)
     if service is None:
         _check_fits(pool, path)
     return pool
@@ -420,8 +450,11 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
         raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
     _check_models(workload, pools, cat)
     r = Table(t.get("router", dict, {}), "router")
-    router = RouterConfig(ROUTERS.validate(r.get("policy", str, "round_robin"), "router.policy", base_dir))
+    router = RouterConfig(ROUTERS.validate(r.get("policy", str, "round_robin"), "router.policy", base_dir),
+                          r.get("decode_policy", str, "least_kv", choices=DECODE_ROUTERS))
     r.done()
+    network = _network(t.get("network", dict, None))
+    _check_roles(pools, router)
     slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
     facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools, base_dir)
     cost = None
@@ -448,7 +481,49 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
             effective[k] = copy.deepcopy(raw[k])
     if facility is not None and isinstance(effective.get("facility", {}).get("manager"), dict):
         effective["facility"]["manager"]["policy"] = facility.manager_policy  # a plug-in's path, resolved
-    return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective)
+    if network is not None:
+        effective["network"] = {"fabric": network.fabric, "gbps": network.gbps, "latency_us": network.latency_us}
+    return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective,
+                    network or NetworkConfig())
+
+
+def _network(raw: Any) -> NetworkConfig | None:
+    if raw is None:
+        return None
+    t = Table(raw, "network")
+    fabric = t.get("fabric", str, "ib-400g", choices=tuple(FABRICS))
+    gbps, lat = FABRICS[fabric]
+    out = NetworkConfig(fabric, t.get("gbps", float, gbps, positive=True), t.get("latency_us", float, lat, nonneg=True))
+    t.done()
+    return out
+
+
+def _check_roles(pools: tuple[PoolConfig, ...], router: RouterConfig) -> None:
+    """Each model is served co-located (mixed pools) or disaggregated (prefill and decode
+    pools), and a disaggregated one's KV layout can move between its pools."""
+    for m in dict.fromkeys(p.model.id for p in pools):
+        mine = [(i, p) for i, p in enumerate(pools) if p.model.id == m]
+        roles = {p.role for _, p in mine}
+        if roles == {"mixed"}:
+            continue
+        first = next(i for i, p in mine if p.role != "mixed")
+        if "mixed" in roles:
+            i = next(i for i, p in mine if p.role == "mixed")
+            raise ScenarioError(f"pools[{i}].role", f"{m} is served disaggregated (pools[{first}] has role "
+                                f"{pools[first].role!r}) and co-located here", 'give every pool of a model '
+                                'role = "prefill" or "decode", or leave them all "mixed"')
+        if roles != {"prefill", "decode"}:
+            missing = "decode" if "prefill" in roles else "prefill"
+            raise ScenarioError(f"pools[{first}].role", f"{m} has {pools[first].role} pools but no {missing} pool",
+                                f'add a [[pools]] with model = "{m}" and role = "{missing}"')
+        if router.policy == "central_queue":
+            raise ScenarioError("router.policy", "central_queue is one queue of whole requests: it cannot hand "
+                                "prefilled requests to decode pools", "use a per-request router (e.g. jsq)")
+        kvd = {p.kv_dtype for _, p in mine}
+        if len(kvd) > 1:
+            raise ScenarioError(f"pools[{first}].kv_dtype", f"{m}'s prefill and decode pools keep KV as "
+                                f"{', '.join(sorted(kvd))}: the KV cannot be handed over as it is",
+                                "give its prefill and decode pools one kv_dtype")
 
 
 def _check_models(w: WorkloadConfig, pools: tuple[PoolConfig, ...], cat: Any) -> None:
@@ -535,8 +610,12 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
                          ("usd_per_accel_hour", "capex_usd_per_accel", "amortization_years")}
         if p.service:
             d["service"] = dict(p.service.__dict__)
+        if p.role != "mixed":
+            d["role"] = p.role
         out["pools"].append(d)
     out["router"] = {"policy": router.policy}
+    if any(p.role != "mixed" for p in pools):
+        out["router"]["decode_policy"] = router.decode_policy
     if _slo_dict(slo):
         out["slo"] = _slo_dict(slo)
     out["run"] = {k: v for k, v in run.__dict__.items() if v is not None}

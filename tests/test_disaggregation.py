@@ -1,0 +1,147 @@
+"""Prefill/decode disaggregation (issue 13, part 1): a request is prefilled on a prefill replica
+(its first token is produced there), its KV goes to a decode replica chosen by
+router.decode_policy (latency + bytes over the slower side's ports), which admits it once the
+KV has arrived and decodes the rest. Hand-computed timelines, both drivers equal, accounting."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.analysis.metrics import request_columns, summarize
+from sim.engine.simulation import Simulation
+from sim.perf.catalog import builtin_catalog
+from sim.perf.roofline import PerfModel
+from sim.scenario.config import parse
+from sim.workload.generate import Workload
+from test_compiled import _same
+from test_engine import PLAIN, hw_table, perf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _raw(n=300, rate=20.0, router="least_loaded", decode="least_kv", engine="auto", pre=2, dec=3, **extra):
+    raw = {"name": "pd", "seed": 3,
+           "workload": {"arrival": "poisson", "rate_per_s": rate, "num_requests": n,
+                        "prompt_tokens": {"dist": "lognormal", "mean": 1500, "cv": 1.0, "max": 6000},
+                        "output_tokens": {"dist": "lognormal", "mean": 200, "cv": 0.8, "max": 1000}},
+           "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": pre, "role": "prefill"},
+                     {"name": "d", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": dec, "role": "decode"}],
+           "router": {"policy": router, "decode_policy": decode}, "network": {"fabric": "ib-400g"},
+           "run": {"timeseries": False, "engine": engine}}
+    raw.update(extra)
+    return raw
+
+
+def test_one_request_by_hand():
+    """TTFT = the prefill step; the second token = first + KV transfer + the decode replica's
+    first step (the first token's KV, one token against the prompt's); then decode steps."""
+    P, O = 1000, 3
+    raw = {"seed": 0, "hardware": {"gpu": hw_table(**PLAIN)},
+           "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1, "prompt_tokens": 1,
+                        "output_tokens": 1},
+           "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b", "role": "prefill", "tp": 2},
+                     {"name": "d", "hardware": "gpu", "model": "llama-3.1-8b", "role": "decode"}],
+           "network": {"gbps": 100.0, "latency_us": 20.0}}
+    wl = Workload(np.array([0.5]), np.array([P], np.int64), np.array([O], np.int64))
+    for engine in ("compiled", "simpy"):
+        raw["run"] = {"engine": engine}
+        res = Simulation(parse(raw), wl).run()
+        c = builtin_catalog()
+        pre = PerfModel(dataclasses.replace(c.hardware["h100-sxm"], **PLAIN), c.models["llama-3.1-8b"], 2)  # TP 2
+        dec = perf()
+        t_pre = pre.step_time(0, 0, P, 0, P * (0 + (P + 1) / 2), 1)
+        kv_bytes = P * c.models["llama-3.1-8b"].kv_bytes_per_token("bf16")
+        xfer = 20e-6 + kv_bytes / (1 * 100e9 / 8)  # the slower side: the decode replica's one port
+        t1 = dec.step_time(0, 0, 1, P, 1 * (P + 1.0), 1)  # token 1 into the KV, token 2 sampled
+        t2 = dec.step_time(1, P + 2, n_seq=1)  # decode: P + 2 tokens in KV, token 3
+        tb = res.requests
+        assert tb.first_token_s[0] == pytest.approx(0.5 + t_pre, abs=1e-9), engine
+        assert tb.kv_transfer_s[0] == pytest.approx(xfer, abs=1e-12)
+        assert tb.finish_s[0] == pytest.approx(0.5 + t_pre + xfer + t1 + t2, abs=1e-9), engine
+        assert tb.prefill_replica[0] == 0 and tb.decode_replica[0] == 1 and tb.replica[0] == 1
+
+
+@pytest.mark.parametrize("router", ["least_loaded", "round_robin", "power_of_two", "jsq"])
+@pytest.mark.parametrize("decode", ["least_kv", "jsq", "round_robin", "least_loaded"])
+def test_both_drivers_agree(router, decode):
+    a = Simulation(parse(_raw(router=router, decode=decode, engine="compiled"))).run()
+    b = Simulation(parse(_raw(router=router, decode=decode, engine="simpy"))).run()
+    _same(a, b)
+    np.testing.assert_array_equal(a.requests.kv_transfer_s, b.requests.kv_transfer_s)
+    np.testing.assert_array_equal(a.requests.prefill_replica, b.requests.prefill_replica)
+
+
+def test_every_request_is_prefilled_on_a_prefill_replica_and_decoded_on_a_decode_one():
+    res = Simulation(parse(_raw())).run()
+    c = request_columns(res)
+    done = c["status"] == "completed"
+    assert done.all()
+    multi = done & (res.workload.output_tokens > 1)
+    assert set(c["prefill_replica"][done]) <= {0, 1}  # pool p: replicas 0, 1
+    assert set(c["decode_replica"][multi]) <= {2, 3, 4} and set(c["pool"][multi]) == {"d"}
+    # the KV moved is the prompt's, at the model's bytes per token, conserved per request
+    kvb = builtin_catalog().models["llama-3.1-8b"].kv_bytes_per_token("bf16")
+    bw = 400e9 / 8
+    expect = 5e-6 + res.workload.prompt_tokens[multi] * kvb / bw
+    np.testing.assert_allclose(c["kv_transfer_s"][multi], expect, rtol=1e-12)
+    # the first token comes from the prefill replica, before the KV leaves
+    assert np.all(res.requests.first_token_s[multi] <= res.requests.finish_s[multi] - c["kv_transfer_s"][multi])
+
+
+def test_accounting_with_node_failures_and_timeouts():
+    raw = _raw(n=600, rate=40.0, engine="compiled")
+    raw["workload"]["timeout_s"] = 4.0
+    raw["facility"] = {"sources": [{"name": "g", "kind": "grid", "mw": 0.05}],
+                       "tents": [{"name": "t", "it_limit_mw": 0.05}],
+                       "manager": {"policy": "none"}, "gpus_per_node": 1}
+    raw["pools"][0]["tent"] = raw["pools"][1]["tent"] = "t"
+    raw["failures"] = {"node_mtbf_h": 0.002, "node_repair_h": 0.001, "retry_limit": 1}
+    a = Simulation(parse(raw)).run()
+    s = summarize(a)
+    assert s["node_failures"] > 0
+    assert s["requests_completed"] + s["requests_rejected"] + s["requests_failed"] == 600
+    b = Simulation(parse(dict(raw, run=dict(raw["run"], engine="simpy")))).run()
+    _same(a, b)
+
+
+def _cli(tmp_path, raw):
+    import tomli_w
+    p = tmp_path / "s.toml"
+    p.write_bytes(tomli_w.dumps(raw).encode())
+    return subprocess.run([sys.executable, "-m", "sim", "run", str(p)], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.parametrize("case,field", [
+    ("prefill without decode", "pools[0].role"),
+    ("decode without prefill", "pools[0].role"),
+    ("mixed beside disaggregated", "pools[2].role"),
+    ("a decode router that is not compiled", "router.decode_policy"),
+    ("kv layouts that cannot move", "kv_dtype"),
+    ("an unknown fabric", "network.fabric"),
+    ("central_queue", "router.policy"),
+])
+def test_bad_disaggregation_input_is_one_line(case, field, tmp_path):
+    raw = _raw()
+    if case == "prefill without decode":
+        raw["pools"] = raw["pools"][:1]
+    elif case == "decode without prefill":
+        raw["pools"] = raw["pools"][1:]
+    elif case == "mixed beside disaggregated":
+        raw["pools"].append({"name": "m", "hardware": "h100-sxm", "model": "llama-3.1-8b"})
+    elif case == "a decode router that is not compiled":
+        raw["router"]["decode_policy"] = "session_affinity"
+    elif case == "kv layouts that cannot move":
+        raw["pools"][1]["kv_dtype"] = "fp8"
+    elif case == "an unknown fabric":
+        raw["network"]["fabric"] = "carrier-pigeon"
+    else:
+        raw["router"]["policy"] = "central_queue"
+    r = _cli(tmp_path, raw)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and field in r.stderr and "Traceback" not in r.stderr, r.stderr
