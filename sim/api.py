@@ -75,9 +75,10 @@ def timeseries_df(res: Result):
     return pd.DataFrame(res.timeseries.columns())
 
 
-def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, baseline: str | None = None,
-            set: Sequence[str] = (), workers: int | None = None) -> dict[str, Any]:  # noqa: A002
-    return _compare(scenario, vary, replications, baseline, workers, set, quiet=True)
+def compare(scenario: str | Path, vary: Sequence[str] = (), replications: int = 3, baseline: str | None = None,
+            set: Sequence[str] = (), workers: int | None = None,  # noqa: A002
+            variant: Sequence[str] = ()) -> dict[str, Any]:
+    return _compare(scenario, vary, replications, baseline, workers, set, quiet=True, named=variant)
 
 
 def compare_df(rep: dict[str, Any]):
@@ -92,8 +93,10 @@ def compare_df(rep: dict[str, Any]):
 
 
 def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replications: int = 1,
-          set: Sequence[str] = (), workers: int | None = None, attainment: float = 0.9) -> dict[str, Any]:  # noqa: A002
-    return _sweep(scenario, range_, vary, replications, workers, set, quiet=True, attainment=attainment)
+          set: Sequence[str] = (), workers: int | None = None, attainment: float = 0.9,  # noqa: A002
+          variant: Sequence[str] = ()) -> dict[str, Any]:
+    return _sweep(scenario, range_, vary, replications, workers, set, quiet=True, attainment=attainment,
+                  named=variant)
 
 
 def sweep_df(rep: dict[str, Any]):

@@ -309,7 +309,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from sim.studies.study import compare, save, strip_latencies, table_compare
 
     rep = compare(args.scenario, args.vary, args.replications, args.baseline, args.workers, args.set,
-                  args.quiet or args.json, executor=args.executor, cache_dir=_cache_dir(args))
+                  args.quiet or args.json, executor=args.executor, cache_dir=_cache_dir(args), named=args.variant)
     if args.out:
         out = Path(args.out)
         save(rep, out / "compare.json")
@@ -328,7 +328,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.studies.study import save, sweep, table_sweep
 
     rep = sweep(args.scenario, args.range, args.vary, args.replications, args.workers, args.set,
-                args.quiet or args.json, args.attainment, executor=args.executor, cache_dir=_cache_dir(args))
+                args.quiet or args.json, args.attainment, executor=args.executor, cache_dir=_cache_dir(args),
+                named=args.variant)
     if args.out:
         out = Path(args.out)
         save(rep, out / "sweep.json")
@@ -405,6 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="SLO attainment that a load must reach to count as meeting the SLO (default 0.9)")
         c.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2",
                        help="a key and its values (repeatable: variants are the product)")
+        c.add_argument("--variant", action="append", default=[], metavar="NAME[:KEY=V;KEY=V]",
+                       help="a named variant setting several keys (none: the scenario as it is), e.g. "
+                       "--variant colocated:pools.role=mixed --variant disaggregated (repeatable)")
         c.add_argument("--replications", type=int, default=3 if name == "compare" else 1,
                        help="runs per variant, on seeds seed, seed+1, ... (the same for every variant)")
         if name == "compare":

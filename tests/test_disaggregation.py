@@ -145,3 +145,19 @@ def test_bad_disaggregation_input_is_one_line(case, field, tmp_path):
     r = _cli(tmp_path, raw)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and field in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_compare_colocated_against_disaggregated_with_named_variants():
+    import json
+    r = subprocess.run([sys.executable, "-m", "sim", "compare", "scenarios/disagg.toml", "--variant",
+                        "colocated:pools.role=mixed", "--variant", "disaggregated", "--replications", "3", "--set",
+                        "workload.duration_s=60", "--json", "--workers", "1"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["baseline"] == "colocated" and set(rep["variants"]) == {"colocated", "disaggregated"}
+    for m in ("ttft_mean_s", "tpot_mean_s", "goodput_req_per_s"):
+        d = rep["variants"]["disaggregated"]["metrics"][m]
+        assert d["ci_low"] <= d["mean"] <= d["ci_high"] and "diff_mean" in d, m
+    bad = subprocess.run([sys.executable, "-m", "sim", "compare", "scenarios/disagg.toml", "--variant", "x:pools.role"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "--variant" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

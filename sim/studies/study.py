@@ -179,6 +179,33 @@ def variants(vary: Sequence[tuple[str, list[str]]]) -> list[tuple[str, list[str]
     return out
 
 
+def named_variants(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """`--variant NAME[:KEY=V;KEY=V...]`: a variant that sets several keys at once (none: the
+    scenario as it is), e.g. colocated:pools.role=mixed against disaggregated."""
+    out = []
+    for it in items:
+        name, _, rest = it.partition(":")
+        name = name.strip()
+        if not name or "=" in name:
+            raise ScenarioError("--variant", f"{it!r} is not NAME[:KEY=V;KEY=V]",
+                                "write e.g. --variant colocated:pools.role=mixed --variant disaggregated")
+        sets = [x.strip() for x in rest.split(";") if x.strip()]
+        bad = [x for x in sets if "=" not in x]
+        if bad:
+            raise ScenarioError("--variant", f"{bad[0]!r} in {it!r} is not KEY=VALUE")
+        out.append((name, sets))
+    return out
+
+
+def _variants(vary: Sequence[str], named: Sequence[str]) -> list[tuple[str, list[str]]]:
+    vs = variants(parse_vary(vary)) if vary or not named else []
+    vs += named_variants(named)
+    labels = [lab for lab, _ in vs]
+    if len(set(labels)) != len(labels):
+        raise ScenarioError("--variant", f"two variants are named alike ({labels})", "give each variant its own name")
+    return vs
+
+
 def _load(path: str | Path) -> tuple[dict[str, Any], Path]:
     p = Path(path)
     return read_toml(p), p.parent
@@ -192,8 +219,10 @@ def _validated(raw: dict[str, Any], base: Path, sets: list[str]) -> dict[str, An
 
 def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, baseline: str | None = None,
             workers: int | None = None, sets: Sequence[str] = (), quiet: bool = False,
-            keep_latencies: bool = True, executor: str = "local", cache_dir: Path | None = None) -> dict[str, Any]:
-    """Every variant on the same seeds; means, 95% CIs and paired differences to the baseline."""
+            keep_latencies: bool = True, executor: str = "local", cache_dir: Path | None = None,
+            named: Sequence[str] = ()) -> dict[str, Any]:
+    """Every variant on the same seeds; means, 95% CIs and paired differences to the baseline.
+    Variants: the product of `vary`, then the `named` ones (named_variants)."""
     if replications < 1:
         raise ScenarioError("--replications", "must be >= 1")
     if replications == 1:
@@ -202,7 +231,7 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
     raw, base = _load(scenario)
     raw = apply_overrides(raw, list(sets))
     seed0 = int(raw.get("seed", 0))
-    vs = variants(parse_vary(vary))
+    vs = _variants(vary, named)
     labels = [v[0] for v in vs]
     if baseline is None:
         baseline = labels[0]
@@ -264,7 +293,8 @@ def parse_range(text: str) -> tuple[str, list[float]]:
 
 def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replications: int = 1,
           workers: int | None = None, sets: Sequence[str] = (), quiet: bool = False,
-          attainment: float = 0.9, executor: str = "local", cache_dir: Path | None = None) -> dict[str, Any]:
+          attainment: float = 0.9, executor: str = "local", cache_dir: Path | None = None,
+          named: Sequence[str] = ()) -> dict[str, Any]:
     """Latency against a swept key (offered load) for each variant, and the largest value at
     which mean SLO attainment stays at or above `attainment`."""
     if not 0 < attainment <= 1:
@@ -275,7 +305,7 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
     raw = apply_overrides(raw, list(sets))
     seed0 = int(raw.get("seed", 0))
     key, values = parse_range(range_)
-    vs = variants(parse_vary(vary))
+    vs = _variants(vary, named)
     tasks, index, bad = [], [], {}
     for lab, s in vs:
         for v in values:
