@@ -174,6 +174,7 @@ ROUTERS.add("power_of_two", f"{_R}:PowerOfTwo", "the less loaded of two replicas
 ROUTERS.add("least_kv", f"{_R}:LeastKV", "most free KV-cache blocks", code=4)
 ROUTERS.add("session_affinity", f"{_R}:SessionAffinity", "a session stays on the replica of its first request; new sessions by jsq", code=5)
 ROUTERS.add("central_queue", f"{_R}:CentralQueue", "one shared FIFO queue that every replica pulls from (M/M/c)", code=6)
+ROUTERS.add("least_time", f"{_R}:LeastTime", "fewest seconds of outstanding work at each replica's own speed (hardware-aware)", code=7)
 
 _S = "sim.policies.schedulers"
 SCHEDULERS.add("fcfs", f"{_S}:Fcfs", "one request at a time, served whole", code=2)

@@ -310,6 +310,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
         F[r, NIC] = rep.pool.tp * net.gbps * 1e9 / 8.0
         F[r, NLAT] = net.latency_us * 1e-6
         F[r, KVB] = rep.perf.kv_bytes_per_token if rep.perf is not None else 0.0
+        F[r, K.TOKS] = rep.token_s
     d0 = min(r.delay_s for r in reps)
     tb = sim.table  # the Simulation's table (all -1 / 0 before a run)
     pairs = getattr(sim.router, "pairs", None)

@@ -45,8 +45,9 @@ from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, roofline
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
 # The compiled forms of routers and schedulers, by their codes in sim/registry.py
-R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY = (
-    ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity"))
+R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY, R_LEAST_TIME = (
+    ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity",
+                              "least_time"))
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
@@ -75,8 +76,8 @@ ROLE_PREFILL = 1
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
 (EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU, WA, WT, JD, JP, BORN, EW, EQ,
- EF, VLO, WEND, EK, EM, WDEC, NIC, KVB, NLAT) = range(29)
-N_F = 29  # NIC, KVB, NLAT: KV transfers (disaggregation): the replica's network bytes/s (all its
+ EF, VLO, WEND, EK, EM, WDEC, NIC, KVB, NLAT, TOKS) = range(30)
+N_F = 30  # TOKS: the replica's seconds per token of work (least_time: hardware-aware routing)  # NIC, KVB, NLAT: KV transfers (disaggregation): the replica's network bytes/s (all its
 # accelerators' ports), the model's KV bytes per token, the fabric's latency (s)  # WDEC: the warm-up's share for a decode-only step; WEND: when the warm-up term falls below
 # 1e-6 (dropped after); EK, EM: the episode window of
 # the last step and its factor (a cache: a window's draw is made once)  # WA, WT: warm-up amplitude and time constant (s); JD, JP: jitter's mean share and rate; BORN:
@@ -1268,10 +1269,12 @@ def _advance(r, T, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, ou
 
 
 @njit(cache=True, _nrt=False)
-def _load(router, S, r):
+def _load(router, S, F, r):
     """What a load-reading router minimises for replica r."""
     if router == R_LEAST_LOADED:
         return S[r, OUTTOK]
+    if router == R_LEAST_TIME:
+        return S[r, OUTTOK] * F[r, TOKS]
     if router == R_LEAST_KV:
         return -(S[r, TOT] - S[r, USED])
     return S[r, OUTREQ]  # jsq; session_affinity for a new session
@@ -1299,12 +1302,12 @@ def _adv_key(r, rt, S, F):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _load_key(r, rt, fb, S):
+def _load_key(r, rt, fb, S, F):
     """What the router minimises for replica r (fb: the fallback while some replicas are
     unavailable, which never picks one of them)."""
     if fb:
         return np.inf if (S[r, DOWN] or S[r, DRN]) else float(S[r, OUTREQ])
-    return float(_load(rt, S, r))
+    return float(_load(rt, S, F, r))
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -1337,7 +1340,7 @@ def _tree_build(TA, TL, GR, NG, RT, fb, S, F):
         for q in range(NG[g]):
             r = GR[g, q]
             A[P + q] = _adv_key(r, rt, S, F)
-            L[P + q] = _load_key(r, rt, fb, S)
+            L[P + q] = _load_key(r, rt, fb, S, F)
         for i in range(P - 1, 0, -1):
             _tree_pull(A, i)
             _tree_pull(L, i)
@@ -1350,7 +1353,7 @@ def _tree_fix(TA, TL, r, RT, fb, S, F):
     q = S[r, RLOC]
     rt = RT[g]
     _tree_set(TA[g], q, _adv_key(r, rt, S, F))
-    _tree_set(TL[g], q, _load_key(r, rt, fb, S))
+    _tree_set(TL[g], q, _load_key(r, rt, fb, S, F))
 
 
 @njit(cache=True, _nrt=False)

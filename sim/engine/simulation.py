@@ -58,6 +58,9 @@ class ReplicaSpec:
             self.scheduler = cls(sc.max_batch_size, sc.max_batched_tokens) if cls is not None else None
             self.max_batch_size = 1 if sc.policy == "fcfs" else sc.max_batch_size
             self.info_blocks = self.total_blocks
+            # seconds per token of work (least_time): a decode step of 64 sequences at 2,048 tokens
+            # of context, per sequence (an assumed reference point: decode dominates serving time)
+            self.token_s = self.perf.step_time(64, 64 * 2048.0, n_seq=64) / 64
         else:  # analytic service: no KV, no front end, one request at a time
             self.perf = None
             self.total_blocks, self.block_size, self.prefix_blocks, self.lag = 1 << 62, 1, 0, 0
@@ -65,6 +68,7 @@ class ReplicaSpec:
             self.policy_code, self.scheduler = 0, None
             self.max_batch_size = 1
             self.info_blocks = 0
+            self.token_s = pool.service.mean_s
 
 
 class Simulation:

@@ -92,6 +92,10 @@ class ReplicaView:
     def outstanding_tokens(self) -> int:
         return int(self._k.S[self.index, self._m.OUTTOK])
 
+    @property
+    def token_s(self) -> float:
+        return float(self._k.F[self.index, self._m.TOKS])
+
 
 class RequestView:
     """A request as a scheduler plug-in sees it (read-only; change it through CoreView)."""

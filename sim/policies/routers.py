@@ -5,8 +5,9 @@ Interface: `choose(self, request, replicas) -> int`, an index into `replicas` (t
 can take work now and serve the request's model: with several models, only those of its pools). `request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`,
 `session` (-1: none) and `priority`; each replica view has `index` (the replica's id), `pool`
 (its pool's name), `hardware` (its accelerator's spec), `queue_len`, `running`,
-`free_kv_blocks`, `outstanding_requests` (routed there and not yet done) and
-`outstanding_tokens` (their prompt + output tokens). `setup(self, n_requests, n_replicas, rng)`
+`free_kv_blocks`, `outstanding_requests` (routed there and not yet done),
+`outstanding_tokens` (their prompt + output tokens) and `token_s` (its seconds per token of work:
+least_time). `setup(self, n_requests, n_replicas, rng)`
 is called once before the run (draw random choices there, from `rng`, for reproducibility).
 Ties go to the lowest index.
 - round_robin: replicas in turn.
@@ -19,6 +20,9 @@ Ties go to the lowest index.
 - least_kv: most free KV-cache blocks (KV-aware routing, as in llm-d / AIBrix).
 - session_affinity: a session's requests go to the replica its first request went to (so its
   prefix cache is reused, as in SGLang's cache-aware router); new sessions go by jsq.
+- least_time: fewest seconds of outstanding work, each replica's outstanding tokens at its own
+  speed (`token_s`: its decode step of 64 sequences at 2,048 tokens of context, per sequence,
+  from the perf model): on mixed hardware, a faster replica takes more (hardware-aware routing).
 - central_queue: no per-replica choice: every replica pulls from one shared FIFO queue, and an
   arrival wakes the first idle replica (the M/M/c discipline).
 """
@@ -99,6 +103,11 @@ class PowerOfTwo(Router):
         a, b = int(self.pairs[i, 0]), int(self.pairs[i, 1])
         ra, rb = replicas[a].outstanding_requests, replicas[b].outstanding_requests
         return a if (ra, a) <= (rb, b) else b
+
+
+class LeastTime(Router):
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        return _argmin([r.outstanding_tokens * r.token_s for r in replicas])
 
 
 class LeastKV(Router):

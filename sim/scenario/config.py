@@ -107,7 +107,7 @@ class PoolConfig:
 
 
 ROLES = ("mixed", "prefill", "decode")
-DECODE_ROUTERS = ("least_kv", "least_loaded", "jsq", "round_robin")  # router.decode_policy (compiled)
+DECODE_ROUTERS = ("least_kv", "least_loaded", "jsq", "round_robin", "least_time")  # router.decode_policy (compiled)
 # KV-transfer fabrics per accelerator (one NIC or NVLink port each): Gb/s one way, latency us.
 # Bandwidth: vendor figures (NVLink 4: 900 GB/s bidirectional per H100/H200 GPU; ConnectX-7 NDR
 # InfiniBand 400 Gb/s; 200 Gb/s RoCE v2; 100 GbE); latencies: ASSUMED typical end-to-end
