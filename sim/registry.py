@@ -174,6 +174,7 @@ ROUTERS.add("power_of_two", f"{_R}:PowerOfTwo", "the less loaded of two replicas
 ROUTERS.add("least_kv", f"{_R}:LeastKV", "most free KV-cache blocks", code=4)
 ROUTERS.add("session_affinity", f"{_R}:SessionAffinity", "a session stays on the replica of its first request; new sessions by jsq", code=5)
 ROUTERS.add("central_queue", f"{_R}:CentralQueue", "one shared FIFO queue that every replica pulls from (M/M/c)", code=6)
+ROUTERS.add("prefix_aware", f"{_R}:PrefixAware", "the longest cached prefix of the prompt, traded against the load (llm-d's scorers)", code=8)
 ROUTERS.add("least_time", f"{_R}:LeastTime", "fewest seconds of outstanding work at each replica's own speed (hardware-aware)", code=7)
 
 _S = "sim.policies.schedulers"

@@ -125,6 +125,22 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
     }
 
 
+def prefix_cache(res: Any) -> dict[str, Any]:
+    """Prefix-cache hit rate (prompt tokens found cached at admission over those admitted), in
+    all and per pool with prefix caching on; empty when no pool caches."""
+    pools = [p.name for p in res.scenario.pools if p.service is None and p.scheduler.prefix_caching]
+    if not pools:
+        return {}
+    by = {}
+    for name in pools:
+        reps = [r for r in res.replicas if r.pool == name]
+        adm = sum(r.admitted_tokens for r in reps)
+        by[name] = sum(r.prefix_hit_tokens for r in reps) / adm if adm else 0.0
+    adm = sum(r.admitted_tokens for r in res.replicas if r.pool in pools)
+    hit = sum(r.prefix_hit_tokens for r in res.replicas if r.pool in pools)
+    return {"prefix_cache_hit_rate": hit / adm if adm else 0.0, "prefix_cache_hit_rate_by_pool": by}
+
+
 def summarize(res: Any) -> dict[str, Any]:
     """The summary JSON object of a run (keys in SUMMARY_KEYS, then extras)."""
     wl, tb = res.workload, res.requests
@@ -168,6 +184,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "engine": res.engine,  # which engine ran it (same per-request results)
     }
     s.update(energy_and_cost(res))
+    s.update(prefix_cache(res))
     s["calibration_status"] = {p.hardware.id: p.hardware.calibration_status
                                for p in res.scenario.pools if p.service is None}
     s.update(stability(res))

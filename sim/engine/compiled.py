@@ -511,6 +511,7 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
     fin.sort()
     sys_t, sys_n = m._in_system(wl.arrival_s[entered], fin)
     del fin
-    infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, BUSY])) for r, rep in enumerate(sim.replicas)]
+    infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, BUSY]), int(S[r, K.HITT]), int(S[r, K.ADMT]))
+             for r, rep in enumerate(sim.replicas)]
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine=engine,
                   ledger=led, facility=events, power_peak_window_s=window)

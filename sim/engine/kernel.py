@@ -45,15 +45,17 @@ from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, roofline
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
 # The compiled forms of routers and schedulers, by their codes in sim/registry.py
-R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY, R_LEAST_TIME = (
+R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY, R_LEAST_TIME, R_PREFIX = (
     ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity",
-                              "least_time"))
+                              "least_time", "prefix_aware"))
+PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight against the load's (1)
 
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT) = range(45)
-N_S = 45  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
+ DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT) = range(47)
+N_S = 47  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
+#  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
 # list (requests prefilled, waiting to be routed to a decode replica; linked by RQ NXT)  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
 # RGRP: the replica's routing group (the model it serves: sim/engine/build.py Groups); RLOC: its
 # index within the group (its leaf in the group's router trees; GR[RGRP, RLOC] = the replica)
@@ -919,9 +921,11 @@ def _grow(r, S, RQ, RA, FH, CNT, PRE, prompt, tmp, QA, KC):
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _admit(r, i, hits, need, S, RQ, QA, KC):
+def _admit(r, i, hits, need, S, RQ, QA, KC, prompt):
     """Move the head of the queue, request i, to the prefilling list with `hits` prefix-cache
     blocks and `need` new blocks."""
+    S[r, HITT] += hits * S[r, BS]
+    S[r, ADMT] += prompt[i] + RQ[i, GEN]
     _q_pop(r, i, S, RQ, QA)
     _append(r, i, PH, PT, S, RQ)
     S[r, NPF] += 1
@@ -995,7 +999,7 @@ def _plan_chunked(r, now, age, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, arr
                                                      KC):
                 continue  # the head may have changed (preempted requests rejoin the queue)
             break
-        _admit(r, i, hits, need, S, RQ, QA, KC)
+        _admit(r, i, hits, need, S, RQ, QA, KC, prompt)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
@@ -1022,7 +1026,7 @@ def _plan_continuous(r, S, RQ, RA, CH, FH, CNT, PRE, prompt, tmp, QA, KC):
         need = _cdiv(target, S[r, BS]) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
             break
-        _admit(r, i, hits, need, S, RQ, QA, KC)
+        _admit(r, i, hits, need, S, RQ, QA, KC, prompt)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = c
         nch += 1
@@ -1051,7 +1055,7 @@ def _plan_static(r, S, RQ, CH, prompt, output, QA, KC):
         need = _cdiv(prompt[i] + output[i], S[r, BS]) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
             break
-        _admit(r, i, hits, need, S, RQ, QA, KC)
+        _admit(r, i, hits, need, S, RQ, QA, KC, prompt)
         CH[r, nch, 0] = i
         CH[r, nch, 1] = prompt[i] + RQ[i, GEN] - RQ[i, DONE]  # a request back from a failed node recomputes
         nch += 1
@@ -1295,7 +1299,7 @@ def _adv_key(r, rt, S, F):
     if S[r, ST] == IDLE:
         return np.inf
     e = F[r, EEND]
-    if rt == R_LEAST_KV:
+    if rt == R_LEAST_KV or rt == R_PREFIX:  # (the prefix cache changes at every step too)
         return e
     nb = F[r, NB]
     return nb if nb > e else e
@@ -1450,6 +1454,47 @@ def _pause(D, Df, i, rr, dj, entered, now):
     """_run stops for its buffers to grow: the position to resume from (arrival i again)."""
     _keep(D, Df, i, rr, dj, entered, now)
     return TS_FULL
+
+
+@njit(cache=True, _nrt=False)
+def _prefix_route(g, j, now, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, PRE, prompt, output, ts_on, KC, SV, W,
+                  ts, GR, RTX, fb, arr):
+    """prefix_aware in group g: every replica of the group whose cache or load may have changed
+    before now advanced (in index order), then the highest score PREFIX_WEIGHT x (share of the
+    prompt cached there) + (1 - outstanding requests / the group's most); ties to the lowest
+    index; unavailable replicas (fb) never. -1: TS_FULL."""
+    CH, FH, CNT, PFIRST, PDONE, tmp, bins, G, GI, TA, TL = W
+    tsf, tsi, PW = ts
+    q = _tree_next(TA[g], 0, now)
+    while q >= 0:
+        r = GR[g, q]
+        if _advance(r, now, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, PRE, PC, prompt, output, FIRST, START,
+                    FIN, STATUS, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, False, KC, SV) == TS_FULL:
+            return -1
+        _tree_fix(TA, TL, r, RTX, fb, S, F)
+        q = _tree_next(TA[g], q + 1, now)
+    most = 1
+    for q in range(GR.shape[1]):
+        r = GR[g, q]
+        if r < 0:
+            break
+        if S[r, OUTREQ] > most:
+            most = S[r, OUTREQ]
+    best = -1
+    best_v = -np.inf
+    target = prompt[j] + RQ[j, GEN]
+    for q in range(GR.shape[1]):
+        r = GR[g, q]
+        if r < 0:
+            break
+        if fb and (S[r, DOWN] or S[r, DRN]):
+            continue
+        hits = _peek_hits(r, j, target, S, RQ, KC)[0]
+        v = PREFIX_WEIGHT * (hits * S[r, BS]) / target + (1.0 - S[r, OUTREQ] / most)
+        if v > best_v:
+            best = r
+            best_v = v
+    return best
 
 
 @njit(cache=True, _nrt=False)
@@ -1755,6 +1800,11 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
             RRG[g] += 1
         elif not fb and si >= 0 and home[si] >= 0:
             k = home[si]  # the session's replica: no load is read
+        elif not fb and router == R_PREFIX:
+            k = _prefix_route(g, j, now, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, PRE, prompt, output, ts_on,
+                              KC, SV, W, ts, GR, RTX, fb, arr)
+            if k < 0:
+                return _pause(D, Df, j, rr, dj, j, prev)
         elif rt == R_POWER_OF_TWO:  # reads two replicas: those advanced first (in index order)
             a = GR[g, pairs[j, 0]]
             b = GR[g, pairs[j, 1]]

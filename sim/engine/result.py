@@ -20,6 +20,8 @@ class ReplicaInfo:
     pool: str
     total_blocks: int
     busy_s: float = 0.0
+    prefix_hit_tokens: int = 0  # prompt tokens found in its prefix cache at admission
+    admitted_tokens: int = 0  # prompt tokens it admitted (every admission, re-admissions too)
 
 
 @dataclass

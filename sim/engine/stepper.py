@@ -96,6 +96,13 @@ class ReplicaView:
     def token_s(self) -> float:
         return float(self._k.F[self.index, self._m.TOKS])
 
+    def cached_prefix_tokens(self, request: Any) -> int:
+        """The request's prompt tokens this replica's prefix cache holds now."""
+        k, m = self._k, self._m
+        j = request.request_id
+        hits = m._peek_hits(self.index, j, int(k.prompt[j] + k.RQ[j, m.GEN]), k.S, k.RQ, k.KC)[0]
+        return int(hits * k.S[self.index, m.BS])
+
 
 class RequestView:
     """A request as a scheduler plug-in sees it (read-only; change it through CoreView)."""
@@ -253,7 +260,7 @@ class CoreView:
         if need > self.free_blocks - self.peek_hits(req)[1]:
             raise ScenarioError("pools.scheduler.policy", f"plan() admitted request {req.idx} with {need} blocks "
                                 f"when {self.free_blocks} can be allocated", "check free_blocks before admit_with")
-        m._admit(self.r, req.idx, hits, need, K.S, K.RQ, K.QA, K.KC)
+        m._admit(self.r, req.idx, hits, need, K.S, K.RQ, K.QA, K.KC, K.prompt)
 
     def take(self, req: RequestView, n: int) -> None:
         """Give a prefilling request n more blocks (evicting cached blocks if needed)."""

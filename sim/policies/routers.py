@@ -6,8 +6,8 @@ can take work now and serve the request's model: with several models, only those
 `session` (-1: none) and `priority`; each replica view has `index` (the replica's id), `pool`
 (its pool's name), `hardware` (its accelerator's spec), `queue_len`, `running`,
 `free_kv_blocks`, `outstanding_requests` (routed there and not yet done),
-`outstanding_tokens` (their prompt + output tokens) and `token_s` (its seconds per token of work:
-least_time). `setup(self, n_requests, n_replicas, rng)`
+`outstanding_tokens` (their prompt + output tokens), `token_s` (its seconds per token of work:
+least_time) and `cached_prefix_tokens(request)` (the request's prompt tokens its prefix cache holds). `setup(self, n_requests, n_replicas, rng)`
 is called once before the run (draw random choices there, from `rng`, for reproducibility).
 Ties go to the lowest index.
 - round_robin: replicas in turn.
@@ -23,6 +23,11 @@ Ties go to the lowest index.
 - least_time: fewest seconds of outstanding work, each replica's outstanding tokens at its own
   speed (`token_s`: its decode step of 64 sequences at 2,048 tokens of context, per sequence,
   from the perf model): on mixed hardware, a faster replica takes more (hardware-aware routing).
+- prefix_aware: the replica holding the longest cached prefix of the prompt, traded against its
+  load: score = 2 x (share of the prompt's tokens in its prefix cache) + (1 - its outstanding
+  requests / the most any candidate has), highest wins. The shape is llm-d's inference
+  scheduler's (a weighted sum of scorers normalised to [0, 1]: a prefix-cache scorer and a
+  queue/load scorer); the weights 2 : 1 are ours.
 - central_queue: no per-replica choice: every replica pulls from one shared FIFO queue, and an
   arrival wakes the first idle replica (the M/M/c discipline).
 """
@@ -108,6 +113,20 @@ class PowerOfTwo(Router):
 class LeastTime(Router):
     def choose(self, request: Any, replicas: Sequence[Any]) -> int:
         return _argmin([r.outstanding_tokens * r.token_s for r in replicas])
+
+
+class PrefixAware(Router):
+    prefix_weight = 2.0  # the kernel's PREFIX_WEIGHT
+
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        most = max(1, max(r.outstanding_requests for r in replicas))
+        target = request.prompt_tokens
+        best, best_v = 0, -np.inf
+        for k, r in enumerate(replicas):
+            v = self.prefix_weight * r.cached_prefix_tokens(request) / target + (1.0 - r.outstanding_requests / most)
+            if v > best_v:
+                best, best_v = k, v
+        return best
 
 
 class LeastKV(Router):

@@ -24,7 +24,7 @@ METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s
            "throughput_req_per_s", "utilization_mean", "slo_attainment", "goodput_req_per_s",
            "requests_completed", "requests_rejected", "requests_failed", "preemptions_total",
            "energy_j", "energy_per_output_tok_j", "it_power_mean_w", "facility_power_mean_w", "facility_power_peak_w",
-           "power_limit_exceeded_s", "battery_used_j", "cost_usd", "cost_per_mtok_usd")
+           "power_limit_exceeded_s", "battery_used_j", "cost_usd", "cost_per_mtok_usd", "prefix_cache_hit_rate")
 
 
 @dataclass(frozen=True)
@@ -377,7 +377,8 @@ def table_compare(rep: dict[str, Any], metrics: Sequence[str] | None = None) -> 
     metrics = metrics or [m for m in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_mean_s",
                                       "e2e_p99_s", "throughput_output_tok_per_s", "goodput_req_per_s",
                                       "slo_attainment", "preemptions_total", "energy_per_output_tok_j",
-                                      "facility_power_peak_w", "power_limit_exceeded_s", "cost_per_mtok_usd")
+                                      "facility_power_peak_w", "power_limit_exceeded_s", "cost_per_mtok_usd",
+                                      "prefix_cache_hit_rate")
                           if m in rep["metrics"]]
     L = [f"dcsim compare: {rep['scenario']}, {rep['replications']} replications (seeds {rep['seeds']}), "
          f"baseline {rep['baseline']}", "mean [95% CI]; diff = paired difference to the baseline; * = significant", ""]
