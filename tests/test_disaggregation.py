@@ -187,3 +187,19 @@ def test_the_h200_crescent_script_prints_its_table(tmp_path):
               "$ per Mtoken", "tok/s per kW"):
         assert s in r.stdout, s
     assert (tmp_path / "disagg_h200_crescent.png").stat().st_size > 10_000
+
+
+def test_distserve_direction_disaggregation_wins_at_a_tight_slo_and_not_at_a_loose_one():
+    """scenarios/distserve_repro.toml: the largest rate meeting the SLO for 90% of requests, the
+    co-located 3 replicas against 2 prefill + 1 decode (docs/disaggregation.md)."""
+    from sim.studies.study import sweep
+
+    def best(slo):
+        rep = sweep(REPO / "scenarios" / "distserve_repro.toml", "workload.rate_per_s=3:36:3", (), 2, 1,
+                    [f"slo.ttft_s={slo[0]}", f"slo.tpot_s={slo[1]}", "workload.duration_s=200"], quiet=True,
+                    named=["colocated:pools.role=mixed", "disaggregated"])
+        return {lab: v["max_value_meeting_slo"] for lab, v in rep["variants"].items()}
+    tight = best((0.15, 0.03))
+    loose = best((0.25, 0.1))
+    assert tight["disaggregated"] > tight["colocated"]
+    assert loose["disaggregated"] < loose["colocated"]
