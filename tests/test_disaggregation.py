@@ -203,3 +203,64 @@ def test_distserve_direction_disaggregation_wins_at_a_tight_slo_and_not_at_a_loo
     loose = best((0.25, 0.1))
     assert tight["disaggregated"] > tight["colocated"]
     assert loose["disaggregated"] < loose["colocated"]
+
+
+def _two_on_one_link(engine: str, link_gbps: float = 100.0, spine: dict | None = None):
+    raw = {"seed": 0, "hardware": {"gpu": hw_table(**PLAIN)},
+           "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1, "prompt_tokens": 1,
+                        "output_tokens": 1},
+           "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b", "role": "prefill", "replicas": 2},
+                     {"name": "d", "hardware": "gpu", "model": "llama-3.1-8b", "role": "decode", "replicas": 2}],
+           "router": {"policy": "round_robin", "decode_policy": "round_robin"},
+           "network": {"gbps": 400.0, "latency_us": 5.0,
+                       "nodes": [{"name": "rack-a", "pools": ["p"]}, {"name": "spine", "pools": []},
+                                 {"name": "rack-b", "pools": ["d"]}],
+                       "links": [{"from": "rack-a", "to": "spine", "gbps": link_gbps, "latency_us": 2.0},
+                                 {"from": "spine", "to": "rack-b", **(spine or {"fabric": "ib-400g"})}]},
+           "run": {"engine": engine}}
+    wl = Workload(np.array([0.0, 0.0]), np.array([1000, 1000], np.int64), np.array([5, 5], np.int64))
+    return Simulation(parse(raw), wl).run()
+
+
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
+def test_a_saturated_link_slows_the_transfers_as_computed(engine):
+    """Two prompts prefilled together cross one 100 Gb/s link to the other rack: the first has it
+    whole, the second half of it (fair share at its start); latency = the ports' + both links'."""
+    res = _two_on_one_link(engine)
+    kv_bytes = 1000 * builtin_catalog().models["llama-3.1-8b"].kv_bytes_per_token("bf16")
+    lat = 5e-6 + 2e-6 + 5e-6  # ports, rack-a-spine, spine-rack-b (ib-400g: 5 us)
+    x = res.requests.kv_transfer_s
+    assert x[0] == pytest.approx(lat + kv_bytes / (100e9 / 8), rel=1e-12)
+    assert x[1] == pytest.approx(lat + kv_bytes / (50e9 / 8), rel=1e-12)
+    # with links twice as fast as a port, two transfers share them and neither is slowed
+    y = _two_on_one_link(engine, 800.0, {"gbps": 800.0, "latency_us": 5.0}).requests.kv_transfer_s
+    assert y[0] == y[1] == pytest.approx(lat + kv_bytes / (400e9 / 8), rel=1e-12)
+
+
+def test_the_network_is_a_networkx_graph():
+    net = parse(_raw(network={"nodes": [{"name": "a", "pools": ["p"]}, {"name": "b", "pools": ["d"]}],
+                              "links": [{"from": "a", "to": "b", "gbps": 200.0, "latency_us": 3.0}]})).network
+    g = net.graph()
+    assert set(g.nodes) == {"a", "b"} and g.edges["a", "b"]["gbps"] == 200.0
+
+
+@pytest.mark.parametrize("case,field", [
+    ("a link to an unknown node", "network.links[0].to"),
+    ("a pool on no node", "network.nodes"),
+    ("no path between prefill and decode", "network.links"),
+    ("an unknown pool on a node", "network.nodes[0].pools"),
+])
+def test_bad_network_input_is_one_line(case, field, tmp_path):
+    nodes = [{"name": "a", "pools": ["p"]}, {"name": "b", "pools": ["d"]}]
+    links = [{"from": "a", "to": "b", "gbps": 100.0}]
+    if case == "a link to an unknown node":
+        links[0]["to"] = "c"
+    elif case == "a pool on no node":
+        nodes[1]["pools"] = []
+    elif case == "no path between prefill and decode":
+        links = []
+    else:
+        nodes[0]["pools"] = ["p", "nope"]
+    r = _cli(tmp_path, _raw(network={"fabric": "ib-400g", "nodes": nodes, "links": links}))
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and field in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -215,6 +215,39 @@ class Kernel:
         self.GI[PB_N] = len(rest)
 
 
+def _network_arrays(sc: Any, reps: list, S: np.ndarray, n: int) -> tuple:
+    """The kernel's view of [network] (grp[14:], _xfer_s): each replica's node (S[:, RNODE]),
+    the links on the fewest-microseconds path between every two nodes (networkx), its latency,
+    each link's bytes/s and room for the end times of the transfers on it."""
+    net = sc.network
+    if not net.nodes:
+        return (np.full((1, 1, 1), -1, np.int64), np.zeros((1, 1)), np.ones(1), np.zeros((1, 1)),
+                np.zeros((1, 1), np.int64), np.zeros((1, 2), np.int64))
+    import networkx as nx
+
+    names = [nd for nd, _ in net.nodes]
+    where = {p: names.index(nd) for nd, ps in net.nodes for p in ps}
+    for r, rep in enumerate(reps):
+        S[r, K.RNODE] = where.get(rep.pool.name, 0)
+    g = net.graph()
+    ids = {(min(ln.a, ln.b), max(ln.a, ln.b)): i for i, ln in enumerate(net.links)}
+    N, L = len(names), len(net.links)
+    paths = {}
+    for a in names:
+        for b, path in nx.single_source_dijkstra_path(g, a, weight="latency_us").items():
+            paths[(a, b)] = [ids[(min(u, v), max(u, v))] for u, v in zip(path, path[1:])]
+    K_ = max([len(p) for p in paths.values()] + [1])
+    PATH = np.full((N, N, K_), -1, np.int64)
+    PLAT = np.zeros((N, N))
+    for (a, b), links in paths.items():
+        ia, ib = names.index(a), names.index(b)
+        PATH[ia, ib, :len(links)] = links
+        PLAT[ia, ib] = sum(net.links[i].latency_us for i in links) * 1e-6
+    LBW = np.array([ln.gbps * 1e9 / 8.0 for ln in net.links])
+    return (PATH, PLAT, LBW, np.zeros((L, max(n, 1))), np.zeros((L, max(n, 1)), np.int64),
+            np.zeros((L, 2), np.int64))
+
+
 def kernel_module(sim: Any) -> Any:
     """The kernel a run of `sim` uses: this module compiled, or interpreted on a cold cache for a
     small run (saying so through the run's reporter, and starting the background build)."""
@@ -301,7 +334,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     HT = np.zeros(max(n, 1), np.float64)
     grp = (FIT, GR, NG, np.zeros(len(NG), np.int64), RT, np.full(len(NG), K.R_JSQ, np.int64), DEC, out0,
            np.full(n, -1, np.int64), np.zeros(n, np.float64), HT, np.zeros(max(n, 1), np.int64),
-           np.zeros(max(n, 1), np.int64), np.zeros(2, np.int64))  # the kernel's routing groups (_run)
+           np.zeros(max(n, 1), np.int64), np.zeros(2, np.int64)) + _network_arrays(sc, reps, S, n)
     for r, rep in enumerate(reps):  # disaggregation: prefill replicas hand off; KV transfers
         S[r, HOH] = S[r, HOT] = -1
         if rep.pool.role == "prefill":

@@ -53,8 +53,8 @@ PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight aga
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT) = range(47)
-N_S = 47  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
+ DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT, RNODE) = range(48)
+N_S = 48  # RNODE: the network node its pool sits on ([[network.nodes]]; 0 when none declared)  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
 #  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
 # list (requests prefilled, waiting to be routed to a decode replica; linked by RQ NXT)  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
 # RGRP: the replica's routing group (the model it serves: sim/engine/build.py Groups); RLOC: its
@@ -1522,6 +1522,10 @@ def _tree_route(g, now, S, F, PC, RQ, RA, QA, FIRST, START, FIN, STATUS, PRE, pr
 # grp[7:] = (OUT0, PREP, XFER, HT, HI, HS, HN): each request's output tokens (the kernel's
 # `output` holds 1 while a request is on a prefill replica), its prefill replica and KV transfer
 # time; the hand-off events' heap: time, 2 x request + kind, insertion count; HN = (size, count).
+# grp[14:] = (PATH, PLAT, LBW, LQ, LQI, LN): the network between nodes: the links on the path
+# from node a to node b (-1 ends), its latency (s); each link's bytes/s, and the end times of the
+# transfers on it (a heap per row as the hand-off events' with LQI as its unused values and
+# counts; LN[l] = (size, -)).
 H_ROUTE, H_DELIVER = 0, 1
 
 
@@ -1594,13 +1598,36 @@ def _collect(r, S, RQ, FIN, STATUS, grp):
 
 
 @njit(cache=True, _nrt=False)
-def _xfer_s(j, p, d, prompt, F):
-    """KV transfer time of request j's prompt from prefill replica p to decode replica d: the
-    fabric's latency + bytes over the slower side's ports (each side's accelerators send and
-    receive their shards in parallel; no sharing with other transfers yet)."""
+def _xfer_s(j, p, d, t, prompt, F, S, grp):
+    """KV transfer time of request j's prompt from prefill replica p to decode replica d,
+    starting at t: the ports' latency plus the links' on the path between their nodes (fewest
+    microseconds), and bytes over the narrowest of the slower side's ports (each side's
+    accelerators send and receive their shards in parallel) and each link's share: a link's
+    bandwidth split equally among the transfers crossing it when this one starts, this one
+    included, kept for its duration (fair share at the start: a simplification of max-min
+    sharing; a transfer that starts later does not slow one in flight)."""
+    PATH, PLAT, LBW, LQ, LQI, LN = grp[14], grp[15], grp[16], grp[17], grp[18], grp[19]
     bw = F[p, NIC] if F[p, NIC] < F[d, NIC] else F[d, NIC]
     lat = F[p, NLAT] if F[p, NLAT] > F[d, NLAT] else F[d, NLAT]
-    return lat + prompt[j] * F[p, KVB] / bw
+    a = S[p, RNODE]
+    b = S[d, RNODE]
+    lat += PLAT[a, b]
+    for k in range(PATH.shape[2]):
+        ln = PATH[a, b, k]
+        if ln < 0:
+            break
+        while LN[ln, 0] > 0 and LQ[ln, 0] <= t:  # the transfers on it that have ended
+            _h_pop(LQ[ln], LQI[ln], LQI[ln], LN[ln])
+        share = LBW[ln] / (LN[ln, 0] + 1)
+        if share < bw:
+            bw = share
+    x = lat + prompt[j] * F[p, KVB] / bw
+    for k in range(PATH.shape[2]):
+        ln = PATH[a, b, k]
+        if ln < 0:
+            break
+        _h_push(LQ[ln], LQI[ln], LQI[ln], LN[ln], t + x, 0, 0)  # (the hand-off heap's code, times only)
+    return x
 
 
 @njit(cache=True, _nrt=False)
@@ -1618,7 +1645,7 @@ def _begin_transfer(j, d, t, S, F, RQ, REP, prompt, output, grp):
     RQ[j, GEN] = 1
     RQ[j, HELD] = 0
     RQ[j, NSH] = 0
-    x = _xfer_s(j, PREP[j], d, prompt, F)
+    x = _xfer_s(j, PREP[j], d, t, prompt, F, S, grp)
     XFER[j] = x
     return t + x
 

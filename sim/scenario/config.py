@@ -117,12 +117,35 @@ FABRICS = {"nvlink": (3600.0, 1.0), "ib-400g": (400.0, 5.0), "roce-200g": (200.0
 
 
 @dataclass(frozen=True)
+class Link:
+    a: str
+    b: str
+    gbps: float
+    latency_us: float
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
-    """How KV moves from a prefill replica to a decode replica: per accelerator Gb/s and latency."""
+    """How KV moves from a prefill replica to a decode replica: each accelerator's port (Gb/s,
+    latency), and optionally where pools sit (nodes: racks, switch domains) and the links
+    between those places, shared by the transfers that cross them."""
 
     fabric: str = "ib-400g"
     gbps: float = 400.0
     latency_us: float = 5.0
+    nodes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (node, the pools placed there)
+    links: tuple[Link, ...] = ()
+
+    def graph(self) -> Any:
+        """The network as a networkx graph: nodes, and links with gbps and latency_us."""
+        import networkx as nx
+
+        g = nx.Graph()
+        for name, pools in self.nodes:
+            g.add_node(name, pools=pools)
+        for ln in self.links:
+            g.add_edge(ln.a, ln.b, gbps=ln.gbps, latency_us=ln.latency_us)
+        return g
 
 
 @dataclass(frozen=True)
@@ -453,7 +476,7 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     router = RouterConfig(ROUTERS.validate(r.get("policy", str, "round_robin"), "router.policy", base_dir),
                           r.get("decode_policy", str, "least_kv", choices=DECODE_ROUTERS))
     r.done()
-    network = _network(t.get("network", dict, None))
+    network = _network(t.get("network", dict, None), pools)
     _check_roles(pools, router)
     slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
     facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools, base_dir)
@@ -483,18 +506,75 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
         effective["facility"]["manager"]["policy"] = facility.manager_policy  # a plug-in's path, resolved
     if network is not None:
         effective["network"] = {"fabric": network.fabric, "gbps": network.gbps, "latency_us": network.latency_us}
+        if network.nodes:
+            effective["network"]["nodes"] = [{"name": n, "pools": list(ps)} for n, ps in network.nodes]
+            effective["network"]["links"] = [{"from": ln.a, "to": ln.b, "gbps": ln.gbps, "latency_us": ln.latency_us}
+                                             for ln in network.links]
     return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective,
                     network or NetworkConfig())
 
 
-def _network(raw: Any) -> NetworkConfig | None:
+def _network(raw: Any, pools: tuple[PoolConfig, ...]) -> NetworkConfig | None:
     if raw is None:
         return None
     t = Table(raw, "network")
     fabric = t.get("fabric", str, "ib-400g", choices=tuple(FABRICS))
     gbps, lat = FABRICS[fabric]
-    out = NetworkConfig(fabric, t.get("gbps", float, gbps, positive=True), t.get("latency_us", float, lat, nonneg=True))
+    gbps, lat = t.get("gbps", float, gbps, positive=True), t.get("latency_us", float, lat, nonneg=True)
+    names = [p.name for p in pools]
+    nodes: list[tuple[str, tuple[str, ...]]] = []
+    placed: dict[str, str] = {}
+    for k, nd in enumerate(t.get("nodes", list, [])):
+        nt = Table(nd, f"network.nodes[{k}]")
+        name = nt.get("name", str)
+        ps = tuple(nt.get("pools", list, []))
+        nt.done()
+        if name in {n for n, _ in nodes}:
+            raise ScenarioError(f"network.nodes[{k}].name", f"duplicate node {name!r}", "give each node its own name")
+        for pn in ps:
+            if pn not in names:
+                raise ScenarioError(f"network.nodes[{k}].pools", f"no pool named {pn!r}", f"use one of: {', '.join(names)}")
+            if pn in placed:
+                raise ScenarioError(f"network.nodes[{k}].pools", f"pool {pn!r} is already on node {placed[pn]!r}",
+                                    "place each pool on one node")
+            placed[pn] = name
+        nodes.append((name, ps))
+    known = {n for n, _ in nodes}
+    links = []
+    for k, lk in enumerate(t.get("links", list, [])):
+        lt = Table(lk, f"network.links[{k}]")
+        a, b = lt.get("from", str), lt.get("to", str)
+        for key, v in (("from", a), ("to", b)):
+            if v not in known:
+                raise ScenarioError(f"network.links[{k}].{key}", f"no node named {v!r}",
+                                    f"declare it under [[network.nodes]] (known: {', '.join(sorted(known)) or 'none'})")
+        lf = lt.get("fabric", str, None, choices=tuple(FABRICS))
+        if lf is not None:  # a preset's figures, unless given
+            lg = lt.get("gbps", float, FABRICS[lf][0], positive=True)
+            ll = lt.get("latency_us", float, FABRICS[lf][1], nonneg=True)
+        else:
+            lg, ll = lt.get("gbps", float, positive=True), lt.get("latency_us", float, 0.0, nonneg=True)
+        links.append(Link(a, b, lg, ll))
+        lt.done()
+    out = NetworkConfig(fabric, gbps, lat, tuple(nodes), tuple(links))
     t.done()
+    if nodes:
+        unplaced = [p.name for p in pools if p.role != "mixed" and p.name not in placed]
+        if unplaced:
+            raise ScenarioError("network.nodes", f"pool {unplaced[0]!r} is on no node",
+                                "list every prefill and decode pool under one [[network.nodes]]")
+        import networkx as nx
+
+        g = out.graph()
+        for m in dict.fromkeys(p.model.id for p in pools):
+            pre = [p.name for p in pools if p.model.id == m and p.role == "prefill"]
+            dec = [p.name for p in pools if p.model.id == m and p.role == "decode"]
+            for a in pre:
+                for b in dec:
+                    if not nx.has_path(g, placed[a], placed[b]):
+                        raise ScenarioError("network.links", f"no path from node {placed[a]!r} (pool {a!r}) to "
+                                            f"{placed[b]!r} (pool {b!r}): their KV cannot move",
+                                            "add [[network.links]] between them")
     return out
 
 
