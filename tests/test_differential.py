@@ -1,6 +1,6 @@
 """Driver against driver, on scenarios hypothesis draws over the registry: every compiled
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
-timeouts, request classes, two models in two pools (routing groups), step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
+timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
 commissioning, a battery). The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
@@ -31,6 +31,9 @@ def _scenario(d: dict) -> dict:
         pools.append(dict(pools[0], name="b", hardware="h200", replicas=1))
         if two:  # ... serving another model: two routing groups, and requests for a third no pool serves
             pools[1].update(model="qwen3-8b", tp=1, replicas=2)
+        elif d.get("pd") and d["router"] != "central_queue":  # ... or the same model disaggregated
+            pools[0]["role"], pools[1]["role"] = "prefill", "decode"
+            pools[1]["replicas"] = 2
     wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
           "prompt_tokens": {"dist": "lognormal", "mean": d["prompt"], "cv": 1.0, "max": 6000},
           "output_tokens": {"dist": "lognormal", "mean": d["output"], "cv": 0.8, "max": 1500}}
@@ -50,6 +53,9 @@ def _scenario(d: dict) -> dict:
         wl["sessions"] = 25
     raw = {"name": "fuzz", "seed": d["seed"], "workload": wl, "pools": pools, "router": {"policy": d["router"]},
            "run": {"timeseries": True}}
+    if any(p.get("role") for p in pools):
+        raw["router"]["decode_policy"] = d.get("decode", "least_kv")
+        raw["network"] = {"fabric": "roce-200g"}
     if d["horizon"] is not None:
         raw["run"]["horizon_s"] = d["horizon"]
     f = d["facility"]
@@ -85,6 +91,8 @@ scenarios = st.fixed_dictionaries({
     "tp": st.sampled_from([1, 2]),
     "mixed": st.booleans(),
     "two_models": st.booleans(),
+    "pd": st.booleans(),  # prefill/decode disaggregation (with mixed and one model)
+    "decode": st.sampled_from(["least_kv", "least_loaded", "jsq", "round_robin", "least_time"]),
     "sched": st.fixed_dictionaries({
         "policy": st.sampled_from(SCHEDULERS.compiled_names()),
         "max_batch_size": st.sampled_from([8, 32, 256]),

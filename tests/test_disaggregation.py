@@ -264,3 +264,23 @@ def test_bad_network_input_is_one_line(case, field, tmp_path):
     r = _cli(tmp_path, _raw(network={"fabric": "ib-400g", "nodes": nodes, "links": links}))
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and field in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_tp_group_that_spans_nodes_all_reduces_over_the_ports():
+    """TP 16 on 8-GPU nodes: the ring all-reduce runs at the fabric's port speed and latency (its
+    slowest hop), not NVLink's; TP 8 fits a node and is unchanged."""
+    c = builtin_catalog()
+    hw, m = c.hardware["h200"], c.models["llama-3.1-70b"]
+    for tp, spans in ((16, True), (8, False)):
+        raw = {"seed": 0, "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1,
+                                       "prompt_tokens": 100, "output_tokens": 2},
+               "pools": [{"hardware": "h200", "model": "llama-3.1-70b", "tp": tp}],
+               "network": {"fabric": "ib-400g"}}
+        sc = parse(raw)
+        rep = Simulation(sc).replicas[0]
+        base = PerfModel(hw, m, tp)
+        across = PerfModel(hw, m, tp, scaleout=(400e9 / 8, 5e-6))
+        t = rep.perf.step_time(8, 8 * 2048.0, n_seq=8)
+        assert t == pytest.approx((across if spans else base).step_time(8, 8 * 2048.0, n_seq=8), rel=1e-12)
+        if spans:
+            assert t > base.step_time(8, 8 * 2048.0, n_seq=8)

@@ -40,7 +40,8 @@ class ReplicaSpec:
     """One replica as the drivers build it: its pool, roofline model, KV geometry, power and
     front-end latency. Plain data: no state of a run."""
 
-    def __init__(self, rid: int, pool: PoolConfig, prefix_tokens: int, host_w_per_accel: float) -> None:
+    def __init__(self, rid: int, pool: PoolConfig, prefix_tokens: int, host_w_per_accel: float,
+                 scaleout: tuple[float, float] | None = None) -> None:
         self.rid = self.index = rid
         self.pool = pool
         self.service = pool.service
@@ -48,7 +49,7 @@ class ReplicaSpec:
         sc = pool.scheduler
         if pool.service is None:
             self.perf: PerfModel | None = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype,
-                                                                 pool.clock_lock)
+                                                    pool.clock_lock, scaleout)
             self.total_blocks = self.perf.kv_blocks(sc.kv_memory_fraction, sc.block_size)
             self.block_size = sc.block_size
             self.prefix_blocks = prefix_tokens // sc.block_size if sc.prefix_caching else 0
@@ -97,7 +98,8 @@ class Simulation:
         self.replicas: list[ReplicaSpec] = []
         for pool in scenario.pools:
             for _ in range(pool.replicas):
-                self.replicas.append(ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host))
+                self.replicas.append(ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host,
+                                                 scenario.network.scaleout(pool.tp)))
         cls = self.wl.cls
         classes = scenario.workload.classes
         self._prio = (np.array([c.priority for c in classes], np.int64)[cls] if (cls is not None and classes)

@@ -88,7 +88,10 @@ class PerfModel:
     """Step-time calculator for `model` on `tp` x `hardware` with weights in `dtype`."""
 
     def __init__(self, hardware: Hardware, model: Model, tp: int = 1, dtype: str = "bf16",
-                 kv_dtype: str | None = None, clock_lock: float = 1.0) -> None:
+                 kv_dtype: str | None = None, clock_lock: float = 1.0,
+                 scaleout: tuple[float, float] | None = None) -> None:
+        """scaleout: (bytes/s, latency s) of the network ports when the tensor-parallel group
+        spans nodes: its ring all-reduce then runs at the slower of them and the scale-up link."""
         if tp < 1:
             raise ScenarioError("tp", f"must be >= 1, got {tp}")
         if dtype not in DTYPE_BYTES:
@@ -122,9 +125,13 @@ class PerfModel:
         self._f_attn = 4.0 * model.layers * model.heads * model.head_dim / tp  # per (query, key) pair
         if tp > 1:
             ring = 2.0 * (tp - 1) / tp
-            self._comm_per_tok = 2 * model.layers * ring * model.hidden * ACT_BYTES / hardware.link_bytes_per_s
+            link = hardware.link_bytes_per_s
+            hop = hardware.comm_latency_s
+            if scaleout is not None:  # a ring across nodes: its slowest hop sets the pace
+                link, hop = min(link, scaleout[0]), max(hop, scaleout[1])
+            self._comm_per_tok = 2 * model.layers * ring * model.hidden * ACT_BYTES / link
             # ring all-reduce: 2 (tp - 1) hops, half of them carrying the latency of a hop each way
-            self._comm_fixed = 2 * model.layers * hardware.comm_latency_s * (tp - 1)
+            self._comm_fixed = 2 * model.layers * hop * (tp - 1)
         else:
             self._comm_per_tok = 0.0
             self._comm_fixed = 0.0

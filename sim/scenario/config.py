@@ -135,6 +135,12 @@ class NetworkConfig:
     latency_us: float = 5.0
     nodes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (node, the pools placed there)
     links: tuple[Link, ...] = ()
+    gpus_per_node: int = 8  # a replica with a larger TP group spans nodes: its all-reduce uses the ports
+
+    def scaleout(self, tp: int) -> tuple[float, float] | None:
+        """(bytes/s, latency s) of the ports a TP group of `tp` all-reduces over when it spans
+        nodes (None: it fits in one node, on the part's scale-up link)."""
+        return (self.gbps * 1e9 / 8.0, self.latency_us * 1e-6) if tp > self.gpus_per_node else None
 
     def graph(self) -> Any:
         """The network as a networkx graph: nodes, and links with gbps and latency_us."""
@@ -505,7 +511,8 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     if facility is not None and isinstance(effective.get("facility", {}).get("manager"), dict):
         effective["facility"]["manager"]["policy"] = facility.manager_policy  # a plug-in's path, resolved
     if network is not None:
-        effective["network"] = {"fabric": network.fabric, "gbps": network.gbps, "latency_us": network.latency_us}
+        effective["network"] = {"fabric": network.fabric, "gbps": network.gbps, "latency_us": network.latency_us,
+                                "gpus_per_node": network.gpus_per_node}
         if network.nodes:
             effective["network"]["nodes"] = [{"name": n, "pools": list(ps)} for n, ps in network.nodes]
             effective["network"]["links"] = [{"from": ln.a, "to": ln.b, "gbps": ln.gbps, "latency_us": ln.latency_us}
@@ -521,6 +528,7 @@ def _network(raw: Any, pools: tuple[PoolConfig, ...]) -> NetworkConfig | None:
     fabric = t.get("fabric", str, "ib-400g", choices=tuple(FABRICS))
     gbps, lat = FABRICS[fabric]
     gbps, lat = t.get("gbps", float, gbps, positive=True), t.get("latency_us", float, lat, nonneg=True)
+    per_node = t.get("gpus_per_node", int, 8, positive=True)
     names = [p.name for p in pools]
     nodes: list[tuple[str, tuple[str, ...]]] = []
     placed: dict[str, str] = {}
@@ -556,7 +564,7 @@ def _network(raw: Any, pools: tuple[PoolConfig, ...]) -> NetworkConfig | None:
             lg, ll = lt.get("gbps", float, positive=True), lt.get("latency_us", float, 0.0, nonneg=True)
         links.append(Link(a, b, lg, ll))
         lt.done()
-    out = NetworkConfig(fabric, gbps, lat, tuple(nodes), tuple(links))
+    out = NetworkConfig(fabric, gbps, lat, tuple(nodes), tuple(links), per_node)
     t.done()
     if nodes:
         unplaced = [p.name for p in pools if p.role != "mixed" and p.name not in placed]
