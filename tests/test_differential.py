@@ -173,12 +173,23 @@ END_BY_FAILURE = dict(END_BEFORE_HORIZON, sched=dict(END_BEFORE_HORIZON["sched"]
                       horizon=None, facility=dict(END_BEFORE_HORIZON["facility"], node_mtbf_h=0.001))
 
 
+# found by fuzzing: a hand-off routed after the run's last deadlines read stale router trees
+PD_AFTER_DEADLINES = {'seed': 0, 'model': 'llama-3.1-8b', 'replicas': 1, 'tp': 1, 'mixed': True, 'two_models': False,
+                      'pd': True, 'decode': 'least_loaded',
+                      'sched': {'policy': 'fcfs', 'max_batch_size': 8, 'max_batched_tokens': 1024,
+                                'kv_memory_fraction': 0.22, 'block_size': 16, 'prefix_caching': False, 'ageing_s': 0.5},
+                      'router': 'round_robin', 'variability': False, 'arrival': 'poisson', 'rate': 2.0, 'n': 215,
+                      'prompt': 200, 'output': 150, 'timeout': 1.0, 'prefix': None, 'classes': False,
+                      'sessions': False, 'horizon': None, 'facility': None}
+
+
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(scenarios)
 @example(LATE_LAST)
 @example(END_BEFORE_HORIZON)
 @example(END_BY_FAILURE)
 @example(dict(END_BY_FAILURE, horizon=9.0))
+@example(PD_AFTER_DEADLINES)
 def test_compiled_equals_simpy_on_drawn_scenarios(d):
     _check(d)
 

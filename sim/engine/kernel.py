@@ -1881,6 +1881,8 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
                    FIRST, START, FIN, STATUS, REP, bins, G, tsf, tsi, PW, GI, ts_on, tmp, QA, arr, KC, SV) == TS_FULL:
             D[2] = dj
             return TS_FULL
+        if tree and REP[dj] >= 0:  # (hand-offs routed after it read the trees: found by fuzzing)
+            _tree_fix(TA, TL, REP[dj], RTX, fb, S, F)
         dj += 1
     D[2] = dj
     if pd:  # hand-offs up to the barrier (or, at the end, all of them before the horizon)
