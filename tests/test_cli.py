@@ -166,3 +166,22 @@ def test_missing_file_and_bad_perf_args():
 def test_python_module_and_console_script_agree():
     r = dcsim("catalog")
     assert r.returncode == 0 and "h100-sxm" in r.stdout
+
+
+def test_the_effective_scenario_keeps_every_pool_setting():
+    """clock_lock, variability and role survive the scenario saved beside a run (a rerun of
+    OUT/scenario.toml is the same run)."""
+    import tomllib
+
+    import tomli_w
+
+    from sim.scenario.config import parse
+    raw = {"name": "x", "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 10,
+                                     "prompt_tokens": 100, "output_tokens": 10},
+           "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b", "clock_lock": 0.8,
+                      "variability": {"jitter": 0.1}, "role": "prefill"},
+                     {"name": "d", "hardware": "h100-sxm", "model": "llama-3.1-8b", "role": "decode"}],
+           "router": {"policy": "jsq", "decode_policy": "jsq"}}
+    sc = parse(raw)
+    again = parse(tomllib.loads(tomli_w.dumps(sc.raw)))
+    assert again.pools == sc.pools and again.router == sc.router

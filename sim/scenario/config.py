@@ -700,6 +700,12 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             d["service"] = dict(p.service.__dict__)
         if p.role != "mixed":
             d["role"] = p.role
+        if p.clock_lock != 1.0:
+            d["clock_lock"] = p.clock_lock
+        given = raw.get("pools", [])
+        k = len(out["pools"])
+        if k < len(given) and isinstance(given[k], dict) and "variability" in given[k]:
+            d["variability"] = copy.deepcopy(given[k]["variability"])  # as given (true, or a table)
         out["pools"].append(d)
     out["router"] = {"policy": router.policy}
     if any(p.role != "mixed" for p in pools):
