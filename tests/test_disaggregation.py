@@ -195,13 +195,13 @@ def test_distserve_direction_disaggregation_wins_at_a_tight_slo_and_not_at_a_loo
     from sim.studies.study import sweep
 
     def best(slo):
-        rep = sweep(REPO / "scenarios" / "distserve_repro.toml", "workload.rate_per_s=3:36:3", (), 2, 1,
+        rep = sweep(REPO / "scenarios" / "distserve_repro.toml", "workload.rate_per_s=3:51:3", (), 2, 1,
                     [f"slo.ttft_s={slo[0]}", f"slo.tpot_s={slo[1]}", "workload.duration_s=200"], quiet=True,
                     named=["colocated:pools.role=mixed", "disaggregated"])
         return {lab: v["max_value_meeting_slo"] for lab, v in rep["variants"].items()}
     tight = best((0.15, 0.03))
     loose = best((0.25, 0.1))
-    assert tight["disaggregated"] > tight["colocated"]
+    assert tight["disaggregated"] >= 1.5 * tight["colocated"]  # DistServe's direction and rough size
     assert loose["disaggregated"] < loose["colocated"]
 
 
