@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
 from sim.perf.variability import KEYS as VAR_KEYS, OFF, Variability, defaults as var_defaults
+import numpy as np
+
 from sim.errors import ScenarioError, warn
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.scenario.facility import parse_facility
@@ -68,6 +70,10 @@ class WorkloadConfig:
     timeout_s: float | None = None  # client gives up (request fails, reason "timeout")
     classes: tuple[RequestClass, ...] = ()
     sessions: int | None = None  # draw a session id per request from this many sessions
+    # a time-varying rate (nonhomogeneous Poisson, drawn by thinning): (t_s, rate_per_s) points,
+    # linear between them and held after the last; from workload.diurnal or workload.rate_profile
+    rate_points: tuple[tuple[float, float], ...] = ()
+    rate_spec: Mapping[str, Any] | None = None  # the key as given (for the effective scenario)
 
 
 @dataclass(frozen=True)
@@ -233,7 +239,7 @@ def _length_spec(raw: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _workload(raw: Any) -> WorkloadConfig:
+def _workload(raw: Any, base_dir: Path = Path(".")) -> WorkloadConfig:
     t = Table(raw, "workload")
     arrival = t.get("arrival", str, "poisson", choices=ARRIVALS)
     trace = t.get("trace", str, None)
@@ -275,6 +281,8 @@ def _workload(raw: Any) -> WorkloadConfig:
         s.done()
     if stages and arrival == "trace":
         raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
+    rate_points: tuple = ()
+    rate_spec = None
     if arrival == "trace":
         if trace is None:
             raise ScenarioError("workload.trace", "missing for arrival = \"trace\"", "add trace = \"path/to/trace.csv\"")
@@ -284,6 +292,17 @@ def _workload(raw: Any) -> WorkloadConfig:
         t.seen.update({"prompt_tokens", "output_tokens"})
         prompt = _length_spec(pt, "workload.prompt_tokens") if pt is not None else {"dist": "fixed", "value": 1}
         output = _length_spec(ot, "workload.output_tokens") if ot is not None else {"dist": "fixed", "value": 1}
+    elif "diurnal" in t.data or "rate_profile" in t.data:
+        key = "diurnal" if "diurnal" in t.data else "rate_profile"
+        if "diurnal" in t.data and "rate_profile" in t.data:
+            raise ScenarioError("workload.rate_profile", "give diurnal or rate_profile, not both", "remove one")
+        if arrival != "poisson" or stages or num is not None or dur is None or "rate_per_s" in t.data:
+            raise ScenarioError(f"workload.{key}", "a time-varying rate is drawn as a Poisson process over duration_s",
+                                'use arrival = "poisson" and duration_s, without rate_per_s, num_requests or stages')
+        rate_points, rate_spec = _rate_points(key, t.get(key, dict), dur, base_dir)
+        rate = max(r for _, r in rate_points)
+        prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
+        output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
     elif stages:
         if num is not None or dur is not None or "rate_per_s" in t.data:
             raise ScenarioError("workload.stages", "stages set their own rate and duration",
@@ -318,7 +337,57 @@ def _workload(raw: Any) -> WorkloadConfig:
         raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of the stages "
                             f"({sum(d for _, d in stages):g} s): no request would be measured", "lower warmup_s")
     return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup,
-                          tuple(stages), prefix, timeout, tuple(classes), sessions)
+                          tuple(stages), prefix, timeout, tuple(classes), sessions, rate_points, rate_spec)
+
+
+def _rate_points(key: str, raw: dict, duration: float, base_dir: Path) -> tuple[tuple, dict]:
+    """(t_s, rate_per_s) points of workload.diurnal (every 5 minutes over the run: rate =
+    trough + (peak - trough) x (1 + cos(2 pi (hour - peak_hour) / 24)) / 2, t = 0 at midnight) or
+    of workload.rate_profile (a CSV file: t_s and the named rate column, from 0, increasing)."""
+    t = Table(raw, f"workload.{key}")
+    if key == "diurnal":
+        peak = t.get("peak_rate_per_s", float, positive=True)
+        trough = t.get("trough_rate_per_s", float, nonneg=True)
+        hour = t.get("peak_hour", float, 15.0, nonneg=True)
+        t.done()
+        if trough > peak:
+            raise ScenarioError("workload.diurnal.trough_rate_per_s", f"{trough:g} is above peak_rate_per_s {peak:g}",
+                                "give the trough at or below the peak")
+        ts = np.arange(0.0, duration + 300.0, 300.0)
+        rates = trough + (peak - trough) * (1 + np.cos(2 * np.pi * (ts / 3600.0 - hour) / 24.0)) / 2
+        return tuple(zip(ts.tolist(), rates.tolist())), {"peak_rate_per_s": peak, "trough_rate_per_s": trough,
+                                                          "peak_hour": hour}
+    file = t.get("file", str)
+    col = t.get("column", str, "rate_per_s")
+    t.done()
+    path = base_dir / file
+    import csv
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise ScenarioError("workload.rate_profile.file", f"cannot read {path}: {exc.strerror}",
+                            "give a CSV file with columns t_s and the rate column") from None
+    if not rows or "t_s" not in rows[0] or col not in rows[0]:
+        raise ScenarioError("workload.rate_profile.column", f"{path} needs columns t_s and {col!r}",
+                            "name the rate column with column = \"...\"")
+    pts = []
+    for i, r in enumerate(rows):
+        try:
+            ti, ri = float(r["t_s"]), float(r[col])
+        except (TypeError, ValueError):
+            raise ScenarioError("workload.rate_profile.file", f"{path} line {i + 2}: a gap (t_s {r['t_s']!r}, "
+                                f"{col} {r[col]!r})", "give a number in every row") from None
+        if not (np.isfinite(ti) and np.isfinite(ri)) or ri < 0:
+            raise ScenarioError("workload.rate_profile.file", f"{path} line {i + 2}: rate {ri:g} at t_s {ti:g}",
+                                "rates are finite and >= 0")
+        if (i == 0 and ti != 0.0) or (i > 0 and ti <= pts[-1][0]):
+            raise ScenarioError("workload.rate_profile.file", f"{path} line {i + 2}: t_s {ti:g} leaves a gap "
+                                f"(the profile starts at 0 and increases)", "sort the rows and start at t_s = 0")
+        pts.append((ti, ri))
+    if max(r for _, r in pts) <= 0:
+        raise ScenarioError("workload.rate_profile.file", f"{path}: every rate is 0", "give some positive rate")
+    return tuple(pts), {"file": str(path.resolve()), "column": col}
 
 
 def _slo(raw: Any, path: str) -> SLO | None:
@@ -469,7 +538,7 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     cat.add_models(t.get("models", dict, {}), "models")
     name = t.get("name", str, "scenario")
     seed = t.get("seed", int, 0, nonneg=True)
-    workload = _workload(t.get("workload", dict))
+    workload = _workload(t.get("workload", dict), base_dir)
     pools_raw = t.get("pools", list)
     if not pools_raw:
         raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
@@ -659,7 +728,11 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
     """The scenario with every default written out (None values dropped: TOML has no null)."""
     out = {k: v for k, v in raw.items() if k in ("catalog", "hardware", "models")}
     out.update({"name": name, "seed": seed})
-    wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix", "classes")}
+    wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix", "classes",
+                                                                                "rate_points", "rate_spec")}
+    if w.rate_spec is not None:
+        wd["diurnal" if "peak_rate_per_s" in w.rate_spec else "rate_profile"] = dict(w.rate_spec)
+        wd.pop("rate_per_s", None)
     if w.classes:
         wd["classes"] = [{k: (dict(v) if isinstance(v, Mapping) else v) for k, v in
                           {"name": c.name, "share": c.share, "priority": c.priority, "prompt_tokens": c.prompt_tokens,

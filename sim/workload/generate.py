@@ -127,6 +127,19 @@ def arrivals(kind: str, rate: float, cv: float, num: int | None, duration: float
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def thinned(points: tuple[tuple[float, float], ...], duration: float, rng: np.random.Generator,
+            keep_rng: np.random.Generator) -> np.ndarray:
+    """A nonhomogeneous Poisson process with rate lambda(t) (linear between the (t_s, rate)
+    points, held after the last) over [0, duration), by thinning (Lewis and Shedler 1979): a
+    Poisson process at the highest rate, each arrival kept with probability lambda(t) / max."""
+    ts = np.array([p[0] for p in points])
+    rs = np.array([p[1] for p in points])
+    top = float(rs.max())
+    cand = arrivals("poisson", top, 1.0, None, duration, rng)
+    lam = np.interp(cand, ts, rs)
+    return cand[keep_rng.random(cand.shape[0]) * top < lam]
+
+
 # Trace adapters: each returns (arrival_s, prompt, output) as numpy columns, every row checked.
 def _bad_row(path: Path, line: int, what: str, fix: str, field: str) -> ScenarioError:
     return ScenarioError(field, f"{path} line {line}: {what}", fix)
@@ -326,6 +339,8 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
         arr = np.concatenate(parts)
         stage = np.concatenate(idx)
         bounds = tuple(starts) + (t0,)
+    elif w.rate_points:
+        arr = thinned(w.rate_points, w.duration_s, rng, stream(seed, "thinning"))
     else:
         arr = arrivals(w.arrival, w.rate_per_s, w.cv, w.num_requests, w.duration_s, rng)
     n = arr.shape[0]
