@@ -9,6 +9,7 @@ Usage:
   python benchmarks/bench_scale.py memory [--requests 100000]
   python benchmarks/bench_scale.py scaling
   python benchmarks/bench_scale.py disagg [--replicas 32] [--duration 600]   (scale factor k)
+  python benchmarks/bench_scale.py day        (scenarios/day_fleet.toml: 24 h, autoscaled)
 Each prints one JSON object, with the machine it ran on.
 """
 
@@ -166,10 +167,19 @@ def disagg_scaled(k: int, duration_s: float) -> dict:
             "sim_requests_per_wall_s": n / wall, "completed": s["requests_completed"], "engine": s["engine"]}
 
 
+def day() -> dict:
+    """scenarios/day_fleet.toml as it is: 24 simulated hours of an autoscaled fleet."""
+    s, wall = timed(load(REPO / "scenarios" / "day_fleet.toml"))
+    n = s["requests_total"]
+    return {"benchmark": f"day_fleet.toml ({n} requests, {s['sim_time_s'] / 3600:.1f} simulated h)",
+            "wall_s": wall, "sim_requests_per_wall_s": n / wall, "completed": s["requests_completed"],
+            "replica_hours": s["replica_hours"], "engine": s["engine"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", choices=["quickstart", "fleet70b", "azure", "memory", "scaling", "tent", "validation",
-                                            "disagg"])
+                                            "disagg", "day"])
     ap.add_argument("--duration", type=float, default=None)
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--replicas", type=int, default=None)
@@ -191,6 +201,8 @@ def main() -> int:
         r = validation_scaled("19-llama-3-1-8b-tp1-roleplay-1", a.replicas or 200, a.duration or 600.0)
     elif a.which == "disagg":
         r = disagg_scaled(a.replicas or 32, a.duration or 600.0)
+    elif a.which == "day":
+        r = day()
     else:
         r = scaling()
     r["machine"] = MACHINE

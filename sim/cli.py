@@ -68,7 +68,11 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
         print(f"  {'energy (kWh)':<22} {_fmt(summary['energy_j'] / 3.6e6)}  "
               f"({_fmt(summary.get('energy_per_output_tok_j'))} J per output token)")
         print(f"  {'cost ($/Mtoken)':<22} {_fmt(summary.get('cost_per_mtok_usd'))}  (${_fmt(summary.get('cost_usd'))} in all)")
-    if scenario is not None and scenario.facility is not None:
+    if summary.get("autoscaler"):
+        for pool, a in summary["autoscaler"].items():
+            print(f"  {'replica-hours':<22} {_fmt(summary['replica_hours'][pool])} in pool {pool} "
+                  f"({a['cold_starts']} cold starts, {a['drains']} drains)")
+    if scenario is not None and scenario.facility is not None and scenario.facility.sources:
         print(f"  {'over the supply (s)':<22} {_fmt(summary.get('power_limit_exceeded_s'))}  "
               f"(peak {_fmt(summary.get('facility_power_peak_w', 0) / 1e6)} MW)")
     if summary.get("stable") is not None:
@@ -79,6 +83,13 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
         print(f"  stage {st['stage']} ({st['start_s']:g}-{st['end_s']:g} s, {st['offered_rate_per_s']:.3g} req/s): "
               f"{st['completed']}/{st['requests']} completed, TTFT mean {_fmt(st['ttft_mean_s'])} s, "
               f"TPOT mean {_fmt(st['tpot_mean_s'])} s, E2E mean {_fmt(st['e2e_mean_s'])} s")
+    hours = summary.get("hourly") or []
+    if hours and summary.get("autoscaler"):
+        print(f"  {'hour':>6} {'requests':>9} {'SLO met':>8} {'TTFT p90':>9} {'replicas':>9} {'$/Mtok':>8}")
+        for h in hours:
+            slo = "-" if h["slo_attainment"] is None else f"{h['slo_attainment']:.1%}"
+            print(f"  {h['hour']:>6} {h['requests']:>9} {slo:>8} {_fmt(h['ttft_p90_s']):>9} "
+                  f"{h['replicas_mean']:>9.2f} {_fmt(h['accelerator_usd_per_mtok']):>8}")
     if summary.get("reasons"):
         print(f"  {'reasons':<22} " + ", ".join(f"{k}: {v}" for k, v in summary["reasons"].items()))
 

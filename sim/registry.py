@@ -165,6 +165,7 @@ ROUTERS = Registry("router", "router.policy", ("choose",))
 SCHEDULERS = Registry("scheduler", "pools.scheduler.policy", ("plan",))
 QUEUES = Registry("queue discipline", "pools.scheduler.policy", ())
 MANAGERS = Registry("power-manager policy", "facility.manager.policy", ("act",))
+AUTOSCALERS = Registry("autoscaling policy", "autoscaler.policy", ("desired",))
 
 _R = "sim.policies.routers"
 ROUTERS.add("round_robin", f"{_R}:RoundRobin", "replicas in turn", code=0)
@@ -197,7 +198,13 @@ MANAGERS.add("cap_priority", f"{_M}:CapPriority", "water-filling: the most impor
 MANAGERS.add("drain", f"{_M}:Drain", "keep the most important replicas at full power, drain the rest")
 MANAGERS.add("shed", f"{_M}:Shed", "cap_uniform, and reject new requests while over the supply")
 
-KINDS = {"router": ROUTERS, "scheduler": SCHEDULERS, "queue": QUEUES, "manager": MANAGERS}
+_A = "sim.policies.autoscalers"
+AUTOSCALERS.add("queue", f"{_A}:QueuePolicy", "replicas for a target of outstanding requests per serving replica (Kubernetes HPA rule)")
+AUTOSCALERS.add("kv", f"{_A}:KVPolicy", "replicas for a target share of KV-cache blocks in use (HPA rule)")
+AUTOSCALERS.add("slo", f"{_A}:SLOPolicy", "replicas for a target p90 TTFT of the last interval's arrivals (HPA rule)")
+
+KINDS = {"router": ROUTERS, "scheduler": SCHEDULERS, "queue": QUEUES, "manager": MANAGERS,
+         "autoscaler": AUTOSCALERS}
 
 
 def queue_for(scheduler: str) -> str:
@@ -209,12 +216,12 @@ def markdown_table() -> str:
     """Every registered built-in as a Markdown table (`dcsim policies`; docs/policies.md holds
     this table and a test keeps the two equal)."""
     keys = {"router": "router.policy", "scheduler": "pools.scheduler.policy",
-            "manager": "facility.manager.policy", "queue": "(the scheduler's)"}
+            "manager": "facility.manager.policy", "queue": "(the scheduler's)", "autoscaler": "autoscaler.policy"}
     rows = ["| kind | name | key | fast path | what it does |", "|---|---|---|---|---|"]
     for kind, reg in KINDS.items():
         for e in reg.entries():
             if e.target.startswith("sim."):
                 # a power manager acts at control ticks, from Python, on either driver
-                fast = "yes (at ticks)" if reg is MANAGERS else ("yes" if e.code is not None else "no")
+                fast = "yes (at ticks)" if reg in (MANAGERS, AUTOSCALERS) else ("yes" if e.code is not None else "no")
                 rows.append(f"| {kind} | `{e.name}` | `{keys[kind]}` | {fast} | {e.doc} |")
     return "\n".join(rows) + "\n"

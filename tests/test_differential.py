@@ -2,7 +2,7 @@
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
 timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
-commissioning, a battery). The compiled engine must give the SimPy
+commissioning, a battery) and autoscaling (every policy, cold starts, drains). The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
 
 Derandomized, so CI runs the same examples every time; `DCSIM_FUZZ=N` runs N more random ones."""
@@ -14,7 +14,7 @@ import os
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sim.registry import MANAGERS, ROUTERS, SCHEDULERS
+from sim.registry import AUTOSCALERS, MANAGERS, ROUTERS, SCHEDULERS
 from sim.scenario.config import parse
 from test_compiled import _same
 from sim.engine.simulation import Simulation
@@ -58,6 +58,13 @@ def _scenario(d: dict) -> dict:
         raw["network"] = {"fabric": "roce-200g"}
     if d["horizon"] is not None:
         raw["run"]["horizon_s"] = d["horizon"]
+    a = d.get("autoscale")
+    if a is not None:  # pool a autoscaled: replicas off at first, cold starts, drains
+        pools[0]["autoscaler"] = {"policy": a["policy"], "min_replicas": 1, "max_replicas": d["replicas"] + 1,
+                                  "interval_s": a["interval"], "scale_down_delay_s": a["delay"],
+                                  "start_s": a["start"], "load_gbps": 2000.0}
+        if a["target"] is not None:
+            pools[0]["autoscaler"]["target"] = a["target"]
     f = d["facility"]
     if f is not None:
         for k, p in enumerate(pools):
@@ -74,7 +81,8 @@ def _scenario(d: dict) -> dict:
             sources.append({"name": "bat", "kind": "battery", "mw": full_mw * 0.3, "mwh": full_mw * 0.002})
         limit = min(full_mw, sum(s.get("units", 1) * s.get("unit_mw", s.get("mw", 0.0)) for s in sources))
         raw["facility"] = {"host_w_per_accel": 300, "gpus_per_node": f["gpus_per_node"], "sources": sources,
-                           "tents": [{"name": "t", "it_limit_mw": limit, "commission_s": f["commission"],
+                           "tents": [{"name": "t", "it_limit_mw": limit,
+                                      "commission_s": f["commission"] if a is None else 0.0,
                                       "pue": {"base": 1.3, "amplitude": 0.1, "peak_hour": 15}}],
                            "manager": {"policy": f["manager"], "interval_s": f["interval"],
                                        "reserve_units": f.get("reserve", 0)}}
@@ -117,6 +125,13 @@ scenarios = st.fixed_dictionaries({
     "classes": st.booleans(),
     "sessions": st.booleans(),
     "horizon": st.one_of(st.none(), st.floats(5.0, 30.0)),
+    "autoscale": st.one_of(st.none(), st.fixed_dictionaries({
+        "policy": st.sampled_from(AUTOSCALERS.names()),
+        "interval": st.sampled_from([0.5, 2.0]),
+        "delay": st.sampled_from([0.0, 3.0]),
+        "start": st.sampled_from([0.0, 1.0]),
+        "target": st.sampled_from([None, 0.3, 2.0]),
+    })),
     "facility": st.one_of(st.none(), st.fixed_dictionaries({
         "manager": st.sampled_from(MANAGERS.names()),
         "interval": st.sampled_from([0.5, 2.0, 5.0]),
@@ -142,6 +157,11 @@ def _check(d: dict) -> None:
     # the reference: the per-step driver, one SimPy event per batch step over the same kernel
     ref = Simulation(parse(dict(raw, run=dict(raw["run"], engine="simpy")))).run()
     _same(fast, ref)
+    if fast.autoscale is not None:  # the autoscalers' decisions and billing
+        ca, cb = fast.autoscale.columns(), ref.autoscale.columns()
+        assert all((ca[k] == cb[k]).all() for k in ca), "autoscaler decisions differ"
+        assert fast.autoscale.billed_s == ref.autoscale.billed_s
+        assert fast.autoscale.events == ref.autoscale.events
 
 
 # found by fuzzing: the last request to leave was a response delivered after its client's

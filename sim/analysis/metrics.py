@@ -212,6 +212,8 @@ def summarize(res: Any) -> dict[str, Any]:
                 d["slo_attainment"] = float(np.sum(met & ck) / max(1, ck.sum()))
                 d["goodput_req_per_s"] = float(np.sum(met & ck)) / window
             s["classes"].append(d)
+    if res.autoscale is not None or res.sim_time_s >= 2 * 3600.0:  # a day's run: what each hour cost and met
+        s["hourly"] = hourly(res)
     if wl.stage is not None and len(wl.stage_bounds_s) > 1:
         stages = []
         for k in range(len(wl.stage_bounds_s) - 1):
@@ -348,11 +350,71 @@ def fuel_and_capex(fac: Any, led: Any, T: float) -> tuple[float, float, float]:
     return fuel, fuel_mwh, capex
 
 
+def replica_hours(res: Any) -> dict[str, float]:
+    """Replica-hours per pool: an autoscaled pool's billed time (sim/engine/autoscale.py), every
+    replica for the whole run otherwise."""
+    hours = max(res.sim_time_s, 0.0) / 3600.0
+    billed = res.autoscale.replica_hours() if res.autoscale is not None else {}
+    return {p.name: billed[p.name] if p.name in billed else p.replicas * hours for p in res.scenario.pools}
+
+
+def hourly(res: Any, width_s: float = 3600.0) -> list[dict[str, Any]]:
+    """Per hour of the run (by arrival): requests, completions, output tokens, SLO attainment
+    (None without an SLO), p90 TTFT, the mean replicas billed and their replica-hours, and the
+    accelerators' cost and $/Mtoken in that hour (rent of the replica-hours only: energy and the
+    facility are in the run's totals)."""
+    sc, wl, tb = res.scenario, res.workload, res.requests
+    T = res.sim_time_s
+    # hours up to the last arrival; the last one also takes the tail the run spends draining
+    last = float(wl.arrival_s.max()) if len(wl.arrival_s) else 0.0
+    n_h = max(1, int(np.floor(min(last, T) / width_s)) + 1)
+    hour = np.minimum((wl.arrival_s // width_s).astype(np.int64), n_h - 1)
+    done = tb.status == COMPLETED
+    met = slo_met(res)
+    counted = tb.status != IN_FLIGHT
+    ttft = tb.first_token_s - wl.arrival_s
+    # billed replica-seconds per pool and hour: an autoscaled pool's intervals, else all the run
+    billed = {p.name: np.zeros(n_h) for p in sc.pools}
+    edges = np.arange(n_h + 1) * width_s
+    edges[-1] = max(edges[-1], T)
+    spans: list[tuple[str, float, float, int]] = []
+    auto = {p for p in billed if res.autoscale is not None and p in res.autoscale.billed_s}
+    for p in sc.pools:
+        if p.name not in auto:
+            spans.append((p.name, 0.0, T, p.replicas))
+    if res.autoscale is not None:
+        spans += [(pool, t0, t1, 1) for pool, _r, t0, t1 in res.autoscale.intervals]
+    for pool, t0, t1, k in spans:
+        over = np.clip(np.minimum(edges[1:], t1) - np.maximum(edges[:-1], t0), 0.0, None)
+        billed[pool] += k * over
+    price = {p.name: p.tp * (accel_usd_per_hour(p, sc.cost) or 0.0) for p in sc.pools}
+    rows = []
+    for h in range(n_h):
+        in_h = hour == h
+        ok = in_h & done
+        tok = float(wl.output_tokens[ok].sum())
+        span = min(edges[h + 1], T) - edges[h]
+        rh = {pool: float(v[h]) / 3600.0 for pool, v in billed.items()}
+        usd = sum(rh[pool] * price[pool] for pool in rh)
+        row = {"hour": h, "start_s": float(edges[h]), "end_s": float(min(edges[h + 1], T)),
+               "requests": int(in_h.sum()), "completed": int(ok.sum()),
+               "output_tokens": int(tok),
+               "slo_attainment": (float(np.sum(met & in_h & counted)) / int(np.sum(in_h & counted))
+                                  if met is not None and np.any(in_h & counted) else None),
+               "ttft_p90_s": float(np.percentile(ttft[ok], 90)) if ok.any() else None,
+               "replicas_mean": sum(rh.values()) * 3600.0 / span if span > 0 else 0.0,
+               "replica_hours": rh, "accelerator_usd": usd,
+               "accelerator_usd_per_mtok": usd / (tok / 1e6) if tok else None}
+        rows.append(row)
+    return rows
+
+
 def energy_and_cost(res: Any) -> dict[str, Any]:
     """Energy (J), power (W) and cost (USD) figures of a run.
 
-    energy_j is facility energy (IT x PUE; PUE 1 without a [facility]); cost covers every
-    accelerator of every pool for the simulated time (rent, or capex amortised per hour), the
+    energy_j is facility energy (IT x PUE; PUE 1 without a [facility]); cost covers the
+    accelerators' replica-hours (every replica for the simulated time, an autoscaled pool's
+    billed hours; rent, or capex amortised per hour), the
     energy at usd_per_mwh, and the facility overhead per hour."""
     led = res.ledger
     out: dict[str, Any] = {}
@@ -388,8 +450,13 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     c = sc.cost
     hours = T / 3600.0
     acc_usd = 0.0
+    rh = replica_hours(res)
     for p in sc.pools:
-        acc_usd += p.replicas * p.tp * hours * (accel_usd_per_hour(p, c) or 0.0)
+        acc_usd += rh[p.name] * p.tp * (accel_usd_per_hour(p, c) or 0.0)
+    out["replica_hours"] = rh  # an autoscaled pool's billed hours (starting, serving, draining)
+    if res.autoscale is not None:
+        log = res.autoscale
+        out["autoscaler"] = {p: {"cold_starts": log.cold_starts[p], "drains": log.drains[p]} for p in log.billed_s}
     fuel_usd, fuel_mwh, capex_usd = fuel_and_capex(sc.facility, led, T)
     energy_usd = max(0.0, led.energy_fac_j / 3.6e9 - fuel_mwh) * (c.usd_per_mwh if c else 0.0)
     fac_usd = hours * (c.facility_usd_per_hour if c else 0.0)

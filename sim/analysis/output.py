@@ -43,6 +43,11 @@ def write_run(res: Any, summary: dict[str, Any], out_dir: str | Path) -> Path:
         pq.write_table(_table(cols), out / "facility.parquet")
         (out / "facility_events.json").write_text(json.dumps(
             {"turbine_trips_s": res.facility.trip_times_s, "node_failures_s": res.facility.failure_times_s}))
+    if res.autoscale is not None:  # each decision (replicas against load) and each replica's state changes
+        pq.write_table(_table(res.autoscale.columns()), out / "autoscale.parquet")
+        ev = res.autoscale.events
+        pq.write_table(_table({"t_s": np.asarray(ev["t_s"], float), "replica": np.asarray(ev["replica"], np.int64),
+                               "state": np.asarray(ev["state"], object)}), out / "autoscale_events.parquet")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     with open(out / "scenario.toml", "wb") as fh:
         tomli_w.dump(_clean(res.scenario.raw), fh)

@@ -254,6 +254,67 @@ def cost_breakdown(summary: dict[str, Any], path: Path) -> Path:
     return _save(fig, path, {"cost_breakdown_usd": br, "energy_it_j": e_it, "energy_j": e_fac})
 
 
+def autoscale(cols: dict[str, np.ndarray], hourly: list[dict[str, Any]], path: Path) -> Path:
+    """Does the fleet follow its load? Per autoscaled pool: replicas serving, starting and the
+    policy's answer against the arrival rate at each decision; below, each hour's SLO attainment
+    and accelerator $/Mtoken (summary "hourly")."""
+    from matplotlib.ticker import MaxNLocator
+
+    pools = list(dict.fromkeys(cols["pool"].tolist()))
+    n = len(pools) + (1 if hourly else 0)
+    fig, axes = plt.subplots(n, 1, figsize=(11, 3.2 * n), squeeze=False)
+    axes = axes[:, 0]
+    t_h = np.asarray(cols["t_s"], float) / 3600.0
+    data: dict[str, Any] = {}
+    for ax, pool in zip(axes, pools):
+        m = cols["pool"] == pool
+        ax.step(t_h[m], cols["serving"][m], where="post", color="C0", label="serving")
+        ax.step(t_h[m], cols["serving"][m] + cols["starting"][m], where="post", color="C0", ls=":",
+                label="serving + cold starts")
+        ax.step(t_h[m], cols["desired"][m], where="post", color="C2", lw=0.7, alpha=0.7, label="policy's answer")
+        ax.set_ylabel("replicas")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+        ax2 = ax.twinx()
+        ax2.plot(t_h[m], cols["arrivals_per_s"][m], color="C1", lw=0.6, alpha=0.6, label="arrivals (req/s)")
+        ax2.set_ylabel("arrivals (req/s)", color="C1")
+        ax2.set_ylim(bottom=0)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.07, 1.0))
+        ax.set_title(f"pool {pool}: replicas against load", fontsize=10)
+        ax.grid(alpha=0.3)
+        data[pool] = {k: np.asarray(cols[k])[m].tolist() for k in ("t_s", "serving", "starting", "desired",
+                                                                   "arrivals_per_s")}
+    if hourly:
+        ax = axes[-1]
+        hrs = [h["hour"] for h in hourly]
+        slo = [h["slo_attainment"] for h in hourly]
+        usd = [h["accelerator_usd_per_mtok"] for h in hourly]
+        if any(v is not None for v in slo):
+            ax.bar(hrs, [100 * v if v is not None else np.nan for v in slo], color="C0", alpha=0.6,
+                   label="SLO attainment (%)")
+            ax.set_ylim(0, 105)
+            ax.set_ylabel("SLO attainment (%)")
+        ax.set_xlabel("hour of the run")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax2 = ax.twinx()
+        ax2.plot(hrs, [v if v is not None else np.nan for v in usd], "o-", color="C3", ms=3,
+                 label="accelerators, USD per million output tokens")
+        ax2.set_ylabel("USD / Mtoken", color="C3")
+        ax2.set_ylim(bottom=0)
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.07, 1.0))
+        ax.set_title("each hour: SLO attainment and accelerator cost", fontsize=10)
+        ax.grid(alpha=0.3)
+        data["hourly"] = hourly
+    for ax in axes[:len(pools)]:
+        ax.set_xlabel("simulated time (h)")
+    fig.suptitle("Autoscaling: do replicas follow the load, and what does each hour cost?")
+    return _save(fig, path, data)
+
+
 def plot_dir(d: str | Path) -> list[Path]:
     """(Re)draw the standard plots of a run, compare or sweep folder."""
     d = Path(d)
@@ -281,6 +342,9 @@ def plot_dir(d: str | Path) -> list[Path]:
                                     d / "timeseries.png"))
         if "cost_breakdown_usd" in summ:
             files.append(cost_breakdown(summ, d / "cost_breakdown.png"))
+        if (d / "autoscale.parquet").exists():
+            cols = {k: np.asarray(v) for k, v in pq.read_table(d / "autoscale.parquet").to_pydict().items()}
+            files.append(autoscale(cols, summ.get("hourly") or [], d / "autoscale.png"))
         if (d / "facility.parquet").exists():
             cols = {k: np.asarray(v, dtype=float) for k, v in pq.read_table(d / "facility.parquet").to_pydict().items()}
             ev = json.loads((d / "facility_events.json").read_text()) if (d / "facility_events.json").exists() else {}

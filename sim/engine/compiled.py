@@ -325,14 +325,16 @@ def prepare(sim: Any, m: Any) -> Kernel:
         S[members, RGRP] = g
         S[members, RLOC] = np.arange(len(members))
     # each group's router: arrivals by router.policy, a disaggregated model's decode group by
-    # router.decode_policy; RTJ: the fallback while replicas are unavailable
+    # router.decode_policy; RTJ: the router while some replicas are unavailable (itself if it
+    # reads a load, kernel._keeps; else jsq)
+    keeps = getattr(K._keeps, "py_func", K._keeps)
     rcode = ROUTERS.code(sc.router.policy) if sc.router.policy in ROUTERS.compiled_names() else -1
     RT = np.array([ROUTERS.code(sc.router.decode_policy) if gr.roles[g] == "decode" else rcode
                    for g in range(len(NG))], np.int64)
     DEC = np.array(gr.decode_of, np.int64)
     out0 = wl.output_tokens.astype(np.int64)
     HT = np.zeros(max(n, 1), np.float64)
-    grp = (FIT, GR, NG, np.zeros(len(NG), np.int64), RT, np.full(len(NG), K.R_JSQ, np.int64), DEC, out0,
+    grp = (FIT, GR, NG, np.zeros(len(NG), np.int64), RT, np.where([keeps(c) for c in RT.tolist()], RT, K.R_JSQ), DEC, out0,
            np.full(n, -1, np.int64), np.zeros(n, np.float64), HT, np.zeros(max(n, 1), np.int64),
            np.zeros(max(n, 1), np.int64), np.zeros(2, np.int64)) + _network_arrays(sc, reps, S, n)
     for r, rep in enumerate(reps):  # disaggregation: prefill replicas hand off; KV transfers
@@ -520,6 +522,8 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
         # the ledger has every power change in time order: energy, peak and time over the supply
         # as the per-step driver's ledger computes them
         led, events = drv.close(sim_time)
+        if drv.autoscale is not None:
+            drv.autoscale.close(sim_time)
         led.step_energy_j = float(F[:, ESTEP].sum() + F[:, EIDLE].sum())
         window = None
     else:
@@ -547,4 +551,5 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
     infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, BUSY]), int(S[r, K.HITT]), int(S[r, K.ADMT]))
              for r, rep in enumerate(sim.replicas)]
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine=engine,
-                  ledger=led, facility=events, power_peak_window_s=window)
+                  ledger=led, facility=events, power_peak_window_s=window,
+                  autoscale=drv.autoscale if drv is not None else None)

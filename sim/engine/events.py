@@ -34,3 +34,10 @@ def delay_to(now: float, target: float) -> float:
     while now + d > target:
         d = math.nextafter(d, -math.inf)
     return d
+
+
+def wait_or_end(env, sim, dt: float):
+    """A facility process's wait: dt, or the end of the run, whichever first; True if the run ended."""
+    t = Later(env, dt, FACILITY)
+    res = yield t | sim.end
+    return sim.end in res

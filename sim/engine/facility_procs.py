@@ -17,16 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sim.engine.events import FACILITY, Later
+from sim.engine.autoscale import start_autoscalers
+from sim.engine.events import wait_or_end
 from sim.registry import MANAGERS
 from sim.rng import stream
-
-
-def _wait(env, sim, dt: float):
-    """Timeout of dt, or the end of the run, whichever first; True if the run ended."""
-    t = Later(env, dt, FACILITY)
-    res = yield t | sim.end
-    return sim.end in res
 
 
 def start_facility(sim: Any) -> None:
@@ -52,6 +46,7 @@ def start_facility(sim: Any) -> None:
             env.process(_commission(sim, reps, t.commission_s))
     if fac.tents:
         env.process(_manager(sim))
+    start_autoscalers(sim)
 
 
 def _turbine(sim, src, unit: int):
@@ -59,14 +54,14 @@ def _turbine(sim, src, unit: int):
     rng = stream(sim.sc.seed, f"turbine:{src.name}:{unit}")
     repair_h = src.repair_h or 12.0
     while True:
-        ended = yield from _wait(env, sim, rng.exponential(src.mtbf_h * 3600.0))
+        ended = yield from wait_or_end(env, sim, rng.exponential(src.mtbf_h * 3600.0))
         if ended:
             return
         sim.units_up[src.name] -= 1
         sim.supply_drops += 1
         sim.trip_marks.append(env.now)
         sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
-        ended = yield from _wait(env, sim, rng.exponential(repair_h * 3600.0) + src.start_s)
+        ended = yield from wait_or_end(env, sim, rng.exponential(repair_h * 3600.0) + src.start_s)
         sim.units_up[src.name] += 1
         sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
         if ended:
@@ -75,14 +70,14 @@ def _turbine(sim, src, unit: int):
 
 def _scheduled_trip(sim, src, at_s: float):
     env = sim.env
-    ended = yield from _wait(env, sim, at_s)
+    ended = yield from wait_or_end(env, sim, at_s)
     if ended or sim.units_up[src.name] <= 0:
         return
     sim.units_up[src.name] -= 1
     sim.supply_drops += 1
     sim.trip_marks.append(env.now)
     sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
-    ended = yield from _wait(env, sim, src.trip_repair_s + src.start_s)
+    ended = yield from wait_or_end(env, sim, src.trip_repair_s + src.start_s)
     sim.units_up[src.name] += 1
     sim.ledger.set_supply(sim.fac.supply_w(sim.units_up), env.now, sim.fac.follow(sim.units_up))
 
@@ -92,12 +87,12 @@ def _node(sim, node: str, rids: list[int]):
     f = sim.fac.failures
     rng = stream(sim.sc.seed, f"node:{node}")
     while True:
-        ended = yield from _wait(env, sim, rng.exponential(f.node_mtbf_h * 3600.0))
+        ended = yield from wait_or_end(env, sim, rng.exponential(f.node_mtbf_h * 3600.0))
         if ended:
             return
         for rid in rids:
             sim.replicas[rid].fail()
-        ended = yield from _wait(env, sim, rng.exponential(f.node_repair_h * 3600.0))
+        ended = yield from wait_or_end(env, sim, rng.exponential(f.node_repair_h * 3600.0))
         for rid in rids:
             sim.replicas[rid].repair()
         if ended:
@@ -105,7 +100,7 @@ def _node(sim, node: str, rids: list[int]):
 
 
 def _commission(sim, reps, at_s: float):
-    ended = yield from _wait(sim.env, sim, at_s)
+    ended = yield from wait_or_end(sim.env, sim, at_s)
     if ended:
         return
     for r in reps:
@@ -173,7 +168,7 @@ def _manager(sim):
         manager.act(view, supply)
         cap = sim.min_cap_w()
         led.sample(now, sim.units_up, cap, sim.drained_count())
-        ended = yield from _wait(env, sim, fac.interval_s)
+        ended = yield from wait_or_end(env, sim, fac.interval_s)
         if ended:
             led.sample(env.now, sim.units_up, cap, 0)
             return

@@ -121,6 +121,30 @@ class FastReplica:
         self._k.wake(self.rid, self._d.env.now)
         self._d.poke(self.rid)
 
+    # --- the autoscaler's (sim/engine/autoscale.py): hidden from the power manager while not serving
+    def scale_off(self) -> None:
+        """Take no new requests, finish what it holds, draw nothing once idle."""
+        before = self.available
+        self._k.S[self.rid, self._K.DRN] = 1
+        self.commissioning = True
+        self._availability(before)
+        self._rest(0.0)
+
+    def scale_standby(self) -> None:
+        """Cold start: idle draw while the weights load (still taking nothing)."""
+        if not self.down:
+            self._rest(self._on_w)
+
+    def scale_on(self) -> None:
+        """Serve (after a cold start, or again while draining)."""
+        before = self.available
+        self.commissioning = False
+        self._k.S[self.rid, self._K.DRN] = 0
+        self._availability(before)
+        self._rest(0.0 if self.down else self._on_w)
+        self._k.wake(self.rid, self._d.env.now)
+        self._d.poke(self.rid)
+
     def fail(self) -> None:
         if not self.down:
             self._d.fail(self)
@@ -170,6 +194,7 @@ class FacilityDriver:
         self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, self.K.REST_W]) - rep.host_w)
                          for r, rep in enumerate(sim.replicas)]
         self._retries = np.zeros(len(kernel.arr), np.int64)
+        self.autoscale: Any = None  # sim/engine/autoscale.py's log, when a pool is autoscaled
         self._live_from = 0  # requests before this index have all left (or never entered)
 
     @property

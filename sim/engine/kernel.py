@@ -1306,11 +1306,18 @@ def _adv_key(r, rt, S, F):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _keeps(rt):
+    """A router that keeps its policy while some replicas are unavailable (it reads a load, so
+    it can skip them); the others fall back to jsq then."""
+    return rt == R_LEAST_LOADED or rt == R_JSQ or rt == R_LEAST_KV or rt == R_LEAST_TIME
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _load_key(r, rt, fb, S, F):
-    """What the router minimises for replica r (fb: the fallback while some replicas are
-    unavailable, which never picks one of them)."""
-    if fb:
-        return np.inf if (S[r, DOWN] or S[r, DRN]) else float(S[r, OUTREQ])
+    """What the router minimises for replica r (fb: some replicas are unavailable; none of them
+    is ever picked)."""
+    if fb and (S[r, DOWN] or S[r, DRN]):
+        return np.inf
     return float(_load(rt, S, F, r))
 
 
@@ -1761,9 +1768,10 @@ def _run(T, arr, prompt, output, d0, grp, router, pairs, sess, home, S, F, PC, R
     dj = D[2]  # the next request whose deadline is pending
     entered = D[3]  # requests whose arrival was processed
     # while some replicas are down, drained or commissioning (which changes only between calls):
-    # the rest, by fewest outstanding requests (the per-step driver's fallback too)
+    # a load-reading router chooses among the rest; any other router falls back to fewest
+    # outstanding requests among them (the per-step driver's fallback too)
     fb = GI[NAV] < R
-    rt = R_JSQ if fb else router
+    rt = router if (not fb or _keeps(router)) else R_JSQ
     RTX = RTJ if fb else RT  # each group's router (decode groups: router.decode_policy)
     pd = GI[PD] != 0  # disaggregated: prefilled requests are handed to decode replicas (_pd_until)
     # routing reads loads, or prefill replicas are advanced as they may hand off: the trees

@@ -53,6 +53,7 @@ class Result:
     ledger: Ledger  # power and energy book-keeping
     facility: FacilityEvents = field(default_factory=FacilityEvents)
     power_peak_window_s: float | None = None  # compiled engine: the window of facility_power_peak_w
+    autoscale: Any = None  # sim/engine/autoscale.py AutoscaleLog: decisions and replica-hours (None: no autoscaler)
 
     @property
     def extra(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import simpy
 from sim.errors import ScenarioError
 from sim.engine.events import FACILITY, LATE, Later, delay_to
 from sim.policies.routers import JSQ, make_router
+from sim.registry import ROUTERS
 from sim.policies.schedulers import BUILTIN, Plan
 
 WAITING, PREFILL, DECODE, GONE = 0, 1, 2, -1  # a request's state as a scheduler plug-in sees it
@@ -332,6 +333,11 @@ class StepDriver:
         self.prio = np.asarray(sim._prio) if sim._prio is not None else None
         self.router = sim.router
         self._fallback = JSQ()  # while some replicas are unavailable (draws nothing)
+        # ... unless the router reads a load (kernel _keeps): it chooses among the available then
+        keeps = getattr(self.m._keeps, "py_func", self.m._keeps)
+        pol = sim.sc.router.policy  # (a plug-in chooses among the available replicas too)
+        self._keeps = ROUTERS.is_plugin(pol) or (pol in ROUTERS.compiled_names() and keeps(ROUTERS.code(pol)))
+        self._decode_keeps = self.pd and keeps(ROUTERS.code(sim.sc.router.decode_policy))
         self.deadlines: deque = deque()
         self._dl_wake: simpy.Event | None = None
         self.arrivals_done = False
@@ -488,11 +494,11 @@ class StepDriver:
             self.to_shared(j)
             return True
         mine = self.group_views[self.group[j]]  # the replicas serving the request's model
-        if nav < R:  # some replicas are down, drained or commissioning: the rest, by jsq
+        if nav < R:  # some replicas are down, drained or commissioning: the rest (kernel _keeps)
             views = [v for v in mine if not (S[v.index, m.DOWN] or S[v.index, m.DRN])]
             if not views:
                 return False
-            target = views[self._fallback.choose(req, views)].index
+            target = views[(self.router if self._keeps else self._fallback).choose(req, views)].index
         elif len(mine) == 1:
             target = mine[0].index
         else:
@@ -543,7 +549,7 @@ class StepDriver:
         if int(k.GI[m.NAV]) < S.shape[0]:
             views = [v for v in views if not (S[v.index, m.DOWN] or S[v.index, m.DRN])]
             if views:
-                return views[self._fallback.choose(req, views)].index
+                return views[(self.decode_router if self._decode_keeps else self._fallback).choose(req, views)].index
         elif len(views) == 1:
             return views[0].index
         elif views:

@@ -18,8 +18,8 @@ from sim.perf.variability import KEYS as VAR_KEYS, OFF, Variability, defaults as
 import numpy as np
 
 from sim.errors import ScenarioError, warn
-from sim.registry import ROUTERS, SCHEDULERS
-from sim.scenario.facility import parse_facility
+from sim.registry import AUTOSCALERS, ROUTERS, SCHEDULERS
+from sim.scenario.facility import Facility, Failures, parse_facility
 from sim.scenario.table import Table
 
 ARRIVALS = ("poisson", "gamma", "constant", "trace")
@@ -110,6 +110,26 @@ class PoolConfig:
     variability: Variability = OFF  # step-time warm-up and jitter (sim/perf/variability.py)
     clock_lock: float = 1.0  # SM clock locked at this fraction of the part's maximum (sim/perf/power.py)
     role: str = "mixed"  # "prefill" | "decode" | "mixed": prefill/decode disaggregation (docs/disaggregation.md)
+    autoscaler: AutoscalerConfig | None = None  # replicas = its max_replicas; initial_replicas serve at first
+
+
+@dataclass(frozen=True)
+class AutoscalerConfig:
+    """[autoscaler] / [pools.autoscaler]: how many of the pool's max_replicas serve, decided
+    every interval_s by a policy (sim/policies/autoscalers.py). A replica added serves after its
+    cold start: start_s plus its weights over load_gbps; one removed drains first."""
+
+    policy: str = "queue"
+    min_replicas: int = 1
+    max_replicas: int = 1
+    initial_replicas: int = 1  # serving at t = 0 (the pool's `replicas` key; default min_replicas)
+    interval_s: float = 30.0
+    scale_down_delay_s: float = 300.0  # scale down to the highest recommendation of this window
+    # ASSUMED defaults: a replica reads its weights at 25 Gb/s (about 3 GB/s: one local NVMe
+    # drive, or a fast object-store client) and spends 60 s starting (container, engine, graphs)
+    load_gbps: float = 25.0
+    start_s: float = 60.0
+    target: float | None = None  # the policy's set point (None: the policy's default)
 
 
 ROLES = ("mixed", "prefill", "decode")
@@ -399,10 +419,11 @@ def _slo(raw: Any, path: str) -> SLO | None:
     return out
 
 
-def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolConfig:
+def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all: Any = None) -> PoolConfig:
     path = f"pools[{i}]"
     t = Table(raw, path)
     name = t.get("name", str, f"pool{i}")
+    given_replicas = "replicas" in t.data
     hw = cat.get_hardware(t.get("hardware", str), f"{path}.hardware")
     model = cat.get_model(t.get("model", str), f"{path}.model")
     dtype = t.get("dtype", str, "bf16", choices=tuple(DTYPE_BYTES))
@@ -444,15 +465,57 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path(".")) -> PoolCon
         ct.done()
         _one_price(pcost, f"{path}.cost")
     role = t.get("role", str, "mixed", choices=ROLES)
+    ascale = _autoscaler(t.get("autoscaler", dict, None), scale_all, name, path, replicas if given_replicas else None,
+                         base_dir)
+    if ascale is not None:
+        replicas = ascale.max_replicas  # every replica it may use is built; those beyond initial_replicas start off
     t.done()
     if role != "mixed" and service is not None:
         raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
                             'remove role or the service table')
     pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
-                      clock_lock, role)
+                      clock_lock, role, ascale)
     if service is None:
         _check_fits(pool, path)
     return pool
+
+
+def _autoscaler(own: Any, every: Any, pool: str, path: str, replicas: int | None,
+                base_dir: Path) -> AutoscalerConfig | None:
+    """[pools.autoscaler], over the scenario's [autoscaler] (which applies to every pool, or to
+    those it names in `pools`); None when neither applies."""
+    if every is not None and "pools" in every:
+        names = every["pools"]
+        if not (isinstance(names, list) and all(isinstance(x, str) for x in names)):
+            raise ScenarioError("autoscaler.pools", f"must be a list of pool names, got {names!r}",
+                                'e.g. pools = ["decode"]')
+        if pool not in names:
+            every = None
+    if own is None and every is None:
+        return None
+    merged = {k: v for k, v in (every or {}).items() if k != "pools"}
+    merged.update(own or {})
+    ap = f"{path}.autoscaler" if own is not None else "autoscaler"
+    t = Table(merged, ap)
+    lo = t.get("min_replicas", int, 1, positive=True)
+    hi = t.get("max_replicas", int, positive=True)
+    cfg = AutoscalerConfig(
+        policy=AUTOSCALERS.validate(t.get("policy", str, "queue"), f"{ap}.policy", base_dir),
+        min_replicas=lo, max_replicas=hi, initial_replicas=replicas if replicas is not None else lo,
+        interval_s=t.get("interval_s", float, 30.0, positive=True),
+        scale_down_delay_s=t.get("scale_down_delay_s", float, 300.0, nonneg=True),
+        load_gbps=t.get("load_gbps", float, 25.0, positive=True),
+        start_s=t.get("start_s", float, 60.0, nonneg=True),
+        target=t.get("target", float, None, positive=True))
+    t.done()
+    if lo > hi:
+        raise ScenarioError(f"{ap}.min_replicas", f"min_replicas {lo} is above max_replicas {hi}",
+                            "lower min_replicas or raise max_replicas")
+    if not lo <= cfg.initial_replicas <= hi:
+        raise ScenarioError(f"{path}.replicas", f"{cfg.initial_replicas} replicas at the start is outside the "
+                            f"autoscaler's [{lo}, {hi}]", "set replicas between min_replicas and max_replicas, or "
+                            "remove it (the autoscaler starts at min_replicas)")
+    return cfg
 
 
 def _variability(v: bool | dict, model: Model, path: str) -> Variability:
@@ -542,7 +605,11 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     pools_raw = t.get("pools", list)
     if not pools_raw:
         raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
-    pools = tuple(_pool(p, i, cat, base_dir) for i, p in enumerate(pools_raw))
+    scale_all = t.get("autoscaler", dict, None)
+    pools = tuple(_pool(p, i, cat, base_dir, scale_all) for i, p in enumerate(pools_raw))
+    if scale_all is not None and not any(p.autoscaler for p in pools):
+        raise ScenarioError("autoscaler.pools", f"names none of the pools ({', '.join(p.name for p in pools)})",
+                            "name at least one pool, or remove pools to scale every pool")
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
@@ -555,6 +622,14 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     _check_roles(pools, router)
     slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
     facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools, base_dir)
+    if facility is None and any(p.autoscaler for p in pools):  # its controller runs with the facility's events
+        facility = Facility((), (), "none", 1.0, 8, 4, Failures())
+    for i, p in enumerate(pools):
+        tent = p.tent if p.tent is not None else (facility.tents[0].name if facility and facility.tents else None)
+        if p.autoscaler is not None and tent is not None and facility.tent(tent).commission_s > 0:
+            raise ScenarioError(f"pools[{i}].autoscaler", f"pool {p.name!r} is autoscaled in tent {tent!r}, which "
+                                "is commissioned later (commission_s): the two would both switch its replicas on",
+                                "set the tent's commission_s = 0 or autoscale another pool")
     cost = None
     if "cost" in t.data:
         ct = Table(t.get("cost", dict), "cost")
@@ -775,6 +850,10 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             d["role"] = p.role
         if p.clock_lock != 1.0:
             d["clock_lock"] = p.clock_lock
+        if p.autoscaler is not None:
+            a = p.autoscaler
+            d["replicas"] = a.initial_replicas
+            d["autoscaler"] = {k: v for k, v in a.__dict__.items() if v is not None and k != "initial_replicas"}
         given = raw.get("pools", [])
         k = len(out["pools"])
         if k < len(given) and isinstance(given[k], dict) and "variability" in given[k]:
