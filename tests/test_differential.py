@@ -2,7 +2,8 @@
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
 timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
-commissioning, a battery) and autoscaling (every policy, cold starts, drains). The compiled engine must give the SimPy
+commissioning, a battery), autoscaling (every policy, cold starts, drains) and speculative
+decoding. The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
 
 Derandomized, so CI runs the same examples every time; `DCSIM_FUZZ=N` runs N more random ones."""
@@ -26,6 +27,8 @@ def _scenario(d: dict) -> dict:
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
               "scheduler": sched, "variability": d.get("variability", True)}]
+    if d.get("spec") is not None:  # speculative decoding on pool a (the step formula's 1/g steps)
+        pools[0]["speculative"] = dict(d["spec"])
     two = d.get("two_models", False) and d["mixed"] and d["router"] != "central_queue"
     if d["mixed"]:  # a second pool on another part (same front-end overhead)
         pools.append(dict(pools[0], name="b", hardware="h200", replicas=1))
@@ -69,7 +72,9 @@ def _scenario(d: dict) -> dict:
     if f is not None:
         for k, p in enumerate(pools):
             p["tent"], p["priority"] = "t", k
-        full_mw = sum(p["replicas"] * p["tp"] for p in pools) * (700 + 300) * 1.4 / 1e6  # TDP + host, x PUE
+        # TDP + host, x PUE, of every replica built (an autoscaled pool builds max_replicas)
+        full_mw = sum(p.get("autoscaler", {}).get("max_replicas", p["replicas"]) * p["tp"] for p in pools) \
+            * (700 + 300) * 1.4 / 1e6
         src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3,
                "min_load_frac": f.get("min_load", 0.0)}
         if f["trip"] is not None:
@@ -125,6 +130,8 @@ scenarios = st.fixed_dictionaries({
     "classes": st.booleans(),
     "sessions": st.booleans(),
     "horizon": st.one_of(st.none(), st.floats(5.0, 30.0)),
+    "spec": st.one_of(st.none(), st.sampled_from([{"method": "eagle", "num_tokens": 3, "acceptance_rate": 0.7},
+                                                  {"method": "ngram", "num_tokens": 5, "acceptance_rate": 0.4}])),
     "autoscale": st.one_of(st.none(), st.fixed_dictionaries({
         "policy": st.sampled_from(AUTOSCALERS.names()),
         "interval": st.sampled_from([0.5, 2.0]),

@@ -38,10 +38,39 @@ except ImportError as exc:  # no numba: the kernel runs as plain Python (the per
     def njit(*args, **kw):
         return args[0] if len(args) == 1 and callable(args[0]) and not kw else (lambda f: f)
 
-from sim.perf.power import _capped_with, at_clock
+
+def _drop_stale_cache() -> None:
+    """numba keys its cache on this file alone, but the kernel compiles the step formula
+    (sim/perf/roofline.py, power.py) and the ramp model (sim/facility/ramp.py) from other files:
+    drop the kernel's cached machine code when any of the four changed since it was written (a
+    stale kernel was seen after an edit of roofline.py alone)."""
+    import hashlib
+    from pathlib import Path
+
+    here = Path(__file__)
+    root = here.parents[1]
+    try:
+        srcs = (here, root / "perf" / "roofline.py", root / "perf" / "power.py", root / "facility" / "ramp.py")
+        digest = hashlib.sha1(b"".join(p.read_bytes() for p in srcs)).hexdigest()
+        cache = here.parent / "__pycache__"
+        stamp = cache / "dcsim-kernel.sources"
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        for f in cache.glob("kernel.*.nb[ic]"):
+            f.unlink()
+        cache.mkdir(exist_ok=True)
+        stamp.write_text(digest)
+    except OSError:  # a read-only install: numba caches elsewhere, and the files do not change
+        pass
+
+
+if __name__ != "sim.engine._kernel_as_python":  # (not from the plain-Python copy compiled.plain() loads)
+    _drop_stale_cache()
+
+from sim.perf.power import _capped_with, at_clock  # noqa: E402
 from sim.registry import ROUTERS, SCHEDULERS
 from sim.facility.ramp import _supply_interval_with, ramp_step
-from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, roofline_terms
+from sim.perf.roofline import CLK_FRAC, DYN_W, F_MAX, IDLE_W, MEM_FRAC, plain_terms, with_speculation
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 
 # The compiled forms of routers and schedulers, by their codes in sim/registry.py
@@ -123,11 +152,11 @@ def _pc(PC, r):
     (an array view would, on every step)."""
     return (PC[r, 0], PC[r, 1], PC[r, 2], PC[r, 3], PC[r, 4], PC[r, 5], PC[r, 6], PC[r, 7], PC[r, 8], PC[r, 9],
             PC[r, 10], PC[r, 11], PC[r, 12], PC[r, 13], PC[r, 14], PC[r, 15], PC[r, 16], PC[r, 17], PC[r, 18],
-            PC[r, 19], PC[r, 20], PC[r, 21])
+            PC[r, 19], PC[r, 20], PC[r, 21], PC[r, 22], PC[r, 23], PC[r, 24], PC[r, 25], PC[r, 26], PC[r, 27])
 
 
 # the one step formula (sim/perf), compiled; inlined into the step loop
-_terms = njit(cache=True, inline="always")(roofline_terms)
+_terms = njit(cache=True, inline="always")(with_speculation(njit(cache=True, inline="always")(plain_terms)))
 _at_clock = njit(cache=True, inline="always")(at_clock)
 _capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over the compiled at_clock
 _ramp = njit(cache=True, inline="always")(ramp_step)  # the facility's ramp model, shared with the ledger

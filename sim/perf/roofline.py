@@ -10,6 +10,16 @@ prefill chunks totalling `p_tok` tokens. Per accelerator of a tensor-parallel gr
     t_comm  = 2 all-reduces per layer of tokens x hidden activations (ring), plus a latency each
     t_step  = max(t_mem, t_comp) + t_comm + step_overhead + seq_overhead x sequences
 
+Speculative decoding (a pool's [pools.speculative], `Speculative` below): a decode step verifies
+k + 1 tokens per sequence (k more query tokens, attending over its context) after the drafter's k
+sequential steps, and emits g = (1 - a^(k+1)) / (1 - a) tokens per sequence on average. The
+engine advances a decoding sequence one token per step, so a decode step costs 1/g of such a
+verify step; one with prefill chunks costs the whole step less (1 - 1/g) of a verify step alone
+(the decoders' other g - 1 tokens are charged as the steps that follow): the time of a request's
+tokens is the real steps' time in expectation, and KV grows token by token. The acceptance is
+applied in expectation (g per step, not a draw per sequence), which keeps the engine's O(1)
+decode loop; per-request spread from acceptance is not modelled.
+
 MoE: the routed experts are a second roofline term, max(expert bytes / bandwidth, expert FLOPs /
 (peak x flops_efficiency x moe_flops_efficiency)), added to the first (attention and every
 other weight). Their bytes count only the experts the batch touches (expected number of
@@ -33,11 +43,14 @@ ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 # A PerfModel's constants as one flat tuple (PerfModel.constants), in this order: what the step
 # formula below reads, and what the compiled engine keeps per replica.
 (W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
- COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS, CLK_FRAC, F_MAX) = range(22)
-N_PC = 22  # F_MAX: the clock lock (1: none)
+ COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS, CLK_FRAC, F_MAX,
+ SPEC_K, SPEC_INVG, D_W, D_KV, D_FTOK, D_OVH) = range(28)
+N_PC = 28  # F_MAX: the clock lock (1: none); SPEC_K: tokens drafted per step (0: no speculation),
+# SPEC_INVG: 1 / tokens emitted per step; D_*: one drafter step's weight bytes, KV bytes per
+# context token, FLOPs per token and fixed seconds (per accelerator)
 
 
-def roofline_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float, p_attn: float,
+def plain_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float, p_attn: float,
                    n_seq: int, exact: bool) -> tuple[float, float, float, float, float]:
     """The roofline terms of one step, in s at full clock: (m1, c1) memory and compute time of
     attention and every weight but the routed experts, (m2, c2) those of the routed experts, and
@@ -67,6 +80,68 @@ def roofline_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: fl
     return m1, c1, m2, c2, fixed
 
 
+def with_speculation(plain):
+    """The step formula over `plain` (plain_terms, or its compiled form in the kernel) with
+    speculative decoding where pc has it (module docstring)."""
+
+    def terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float, p_attn: float,
+              n_seq: int, exact: bool) -> tuple[float, float, float, float, float]:
+        if pc[SPEC_K] == 0.0 or n_dec == 0:
+            return plain(pc, n_dec, ctx_dec, p_tok, p_read, p_attn, n_seq, exact)
+        k = pc[SPEC_K]
+        kn = int(k) * n_dec  # the drafted tokens the target verifies
+        m1, c1, m2, c2, fx = plain(pc, n_dec, ctx_dec, p_tok + kn, p_read, p_attn + k * ctx_dec, n_seq + kn, exact)
+        # the drafter: k sequential steps over the decoding sequences
+        dm = k * (pc[D_W] + pc[D_KV] * ctx_dec) / pc[BW]
+        dc = k * pc[D_FTOK] * n_dec / pc[FLOPS]
+        df = k * pc[D_OVH]
+        m1 += dm
+        c1 += dc
+        fx += df
+        if p_tok == 0:
+            s = pc[SPEC_INVG]
+            return m1 * s, c1 * s, m2 * s, c2 * s, fx * s
+        # prefill chunks ride along: the step's time (at full clock) is the whole step's less the
+        # (1 - 1/g) of a verify step alone that the decoders' other tokens are charged later, so
+        # over the real step's tokens the time is conserved; the terms are scaled to it (the
+        # step's power is the whole step's: time and power at a clock are homogeneous in them)
+        vm1, vc1, vm2, vc2, vfx = plain(pc, n_dec, ctx_dec, kn, 0.0, k * ctx_dec, n_dec + kn, exact)
+        t_w = (m1 if m1 >= c1 else c1) + (m2 if m2 >= c2 else c2) + fx
+        t_v = (vm1 + dm if vm1 + dm >= vc1 + dc else vc1 + dc) + (vm2 if vm2 >= vc2 else vc2) + vfx + df
+        s = 1.0 - (1.0 - pc[SPEC_INVG]) * t_v / t_w
+        return m1 * s, c1 * s, m2 * s, c2 * s, fx * s
+
+    return terms
+
+
+roofline_terms = with_speculation(plain_terms)
+roofline_terms.__doc__ = plain_terms.__doc__
+
+
+METHODS = ("draft", "eagle", "mtp", "ngram")
+
+
+@dataclass(frozen=True)
+class Speculative:
+    """[pools.speculative]: the drafter proposes `num_tokens` (k) tokens per step, each accepted
+    with probability `acceptance_rate` (a) given the ones before it; the target verifies them all
+    and keeps the accepted run plus one token of its own. method: "draft" (a separate
+    `draft_model` on the same GPUs), "eagle" (a one-layer head on the target's features: EAGLE-1/3),
+    "mtp" (the model's own multi-token-prediction module, one layer: DeepSeek-V3), "ngram"
+    (prompt lookup on the host: no GPU cost)."""
+
+    method: str
+    num_tokens: int
+    acceptance_rate: float
+    draft_model: Model | None = None
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Expected tokens emitted per sequence per step: sum_{i=0..k} a^i = (1 - a^(k+1)) / (1 - a)."""
+        a, k = self.acceptance_rate, self.num_tokens
+        return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
 @dataclass(frozen=True)
 class StepCost:
     """Breakdown of one step's time (s) and the quantities behind it (per accelerator)."""
@@ -89,9 +164,10 @@ class PerfModel:
 
     def __init__(self, hardware: Hardware, model: Model, tp: int = 1, dtype: str = "bf16",
                  kv_dtype: str | None = None, clock_lock: float = 1.0,
-                 scaleout: tuple[float, float] | None = None) -> None:
+                 scaleout: tuple[float, float] | None = None, speculative: Speculative | None = None) -> None:
         """scaleout: (bytes/s, latency s) of the network ports when the tensor-parallel group
-        spans nodes: its ring all-reduce then runs at the slower of them and the scale-up link."""
+        spans nodes: its ring all-reduce then runs at the slower of them and the scale-up link.
+        speculative: speculative decoding (its drafter's weights and KV share the memory)."""
         if tp < 1:
             raise ScenarioError("tp", f"must be >= 1, got {tp}")
         if dtype not in DTYPE_BYTES:
@@ -139,7 +215,28 @@ class PerfModel:
         self._ovh_seq = hardware.seq_overhead_s
         self._mem_frac = hardware.memory_power_frac
         self._dyn_w = hardware.tdp_w - hardware.idle_w
+        self.speculative = speculative
+        self._drafter = self._drafter_figures(speculative, wb)
         self.constants = self._constants()
+
+    def _drafter_figures(self, spec: Speculative | None, wb: float) -> tuple[float, float, float, float, float]:
+        """(weight bytes, KV bytes per token: its whole footprint in the group; and per accelerator
+        per drafter step: weight bytes read, KV bytes per context token, FLOPs per token)."""
+        if spec is None or spec.method == "ngram":
+            return 0.0, 0.0, 0.0, 0.0, 0.0
+        m, tp = self.model, self.tp
+        if spec.method == "draft":
+            d = spec.draft_model
+            w = d.weight_bytes(self.dtype)
+            kv = d.kv_bytes_per_token(self.kv_dtype)
+            # a dense draft model reads every weight each step; its logits for every drafted token
+            return w, kv, w / tp, kv / max(1.0, min(tp, d.kv_heads)), 2.0 * d.active_params / tp
+        # eagle / mtp: one decoder layer of the target's shape (dense MLP of its ffn size), over the
+        # target's features, sharing its embeddings and LM head (read each step: vocab x hidden)
+        layer = (m.attn_params_per_layer + m.expert_params) * wb
+        head = m.vocab * m.hidden * wb
+        kv = m.kv_bytes_per_token(self.kv_dtype) / m.layers
+        return layer, kv, (layer + head) / tp, kv / self._kv_shard, 2.0 * (layer / wb + m.vocab * m.hidden) / tp
 
     def _constants(self) -> tuple:
         """The figures the step formula reads, in the order of the W_FIXED... indices above."""
@@ -149,7 +246,17 @@ class PerfModel:
                 self._flops, self._f_exp_tok, self._flops_exp, self._w_expert_layer,
                 float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
                 self._comm_fixed, self._comm_per_tok, self._ovh, self._ovh_seq, h.idle_w, self._dyn_w,
-                self._mem_frac, 1.0 / self._flops, h.clock_power_frac, self.clock_lock)
+                self._mem_frac, 1.0 / self._flops, h.clock_power_frac, self.clock_lock) + self._spec_constants()
+
+    def _spec_constants(self) -> tuple:
+        sp = self.speculative
+        if sp is None:
+            return (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
+        _w, _kv, d_w, d_kv, d_f = self._drafter
+        # ASSUMED: a drafter step on the GPU costs one step's fixed overhead (kernel launches,
+        # sampling); prompt lookup (ngram) runs on the host, overlapped
+        ovh = 0.0 if sp.method == "ngram" else self._ovh
+        return (float(sp.num_tokens), 1.0 / sp.tokens_per_step, d_w, d_kv, d_f, ovh)
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct routed experts per layer hit by `tokens` tokens (top-k of E)."""
@@ -223,9 +330,11 @@ class PerfModel:
 
     # Memory capacity.
     def kv_capacity_tokens(self, kv_memory_fraction: float) -> float:
-        """KV tokens that fit in the group beside the weights (negative if weights do not fit)."""
+        """KV tokens that fit in the group beside the weights (and a drafter's weights, its KV
+        taking its share per token) (negative if weights do not fit)."""
         usable = self.hardware.memory_bytes * self.tp * kv_memory_fraction
-        return (usable - self.weight_bytes) / self.kv_bytes_per_token
+        d_w, d_kv = self._drafter[0], self._drafter[1]
+        return (usable - self.weight_bytes - d_w) / (self.kv_bytes_per_token + d_kv)
 
     def kv_blocks(self, kv_memory_fraction: float, block_size: int) -> int:
         return int(math.floor(self.kv_capacity_tokens(kv_memory_fraction) / block_size))

@@ -111,6 +111,7 @@ class PoolConfig:
     clock_lock: float = 1.0  # SM clock locked at this fraction of the part's maximum (sim/perf/power.py)
     role: str = "mixed"  # "prefill" | "decode" | "mixed": prefill/decode disaggregation (docs/disaggregation.md)
     autoscaler: AutoscalerConfig | None = None  # replicas = its max_replicas; initial_replicas serve at first
+    speculative: Speculative | None = None  # speculative decoding (sim/perf/roofline.py)
 
 
 @dataclass(frozen=True)
@@ -465,6 +466,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
         ct.done()
         _one_price(pcost, f"{path}.cost")
     role = t.get("role", str, "mixed", choices=ROLES)
+    spec = _speculative(t.get("speculative", dict, None), model, cat, f"{path}.speculative")
     ascale = _autoscaler(t.get("autoscaler", dict, None), scale_all, name, path, replicas if given_replicas else None,
                          base_dir)
     if ascale is not None:
@@ -473,11 +475,47 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
     if role != "mixed" and service is not None:
         raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
                             'remove role or the service table')
+    if spec is not None and service is not None:
+        raise ScenarioError(f"{path}.speculative", "a pool with analytic [pools.service] times has no decode steps "
+                            "to speculate on", "remove one of the two tables")
     pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
-                      clock_lock, role, ascale)
+                      clock_lock, role, ascale, spec)
     if service is None:
         _check_fits(pool, path)
     return pool
+
+
+def _speculative(raw: Any, model: Any, cat: Catalog, path: str) -> Any:
+    """[pools.speculative] -> sim.perf.roofline.Speculative (None when absent)."""
+    from sim.perf.roofline import METHODS, Speculative
+
+    if raw is None:
+        return None
+    t = Table(raw, path)
+    method = t.get("method", str, choices=METHODS)
+    k = t.get("num_tokens", int, positive=True)
+    if k > 16:
+        raise ScenarioError(f"{path}.num_tokens", f"{k} tokens drafted per step is past what engines run (vLLM "
+                            "and SGLang use 1-8)", "set num_tokens between 1 and 16")
+    if isinstance(t.data.get("acceptance_rate"), dict):
+        raise ScenarioError(f"{path}.acceptance_rate", "a per-class table is not supported yet (a replica's "
+                            "steps take one rate)", "give one number in [0, 1), or put the classes in pools of their own")
+    a = t.get("acceptance_rate", float)
+    if not 0.0 <= a < 1.0:
+        raise ScenarioError(f"{path}.acceptance_rate", f"must be in [0, 1) (a per-token acceptance probability), "
+                            f"got {a}", "e.g. acceptance_rate = 0.7")
+    draft = None
+    if method == "draft":
+        draft = cat.get_model(t.get("draft_model", str), f"{path}.draft_model")
+        if draft.vocab != model.vocab:
+            raise ScenarioError(f"{path}.draft_model", f"{draft.id} has a vocabulary of {draft.vocab} tokens, "
+                                f"{model.id} one of {model.vocab}: a drafter must share the target's tokenizer",
+                                "pick a draft model of the target's family (e.g. llama-3.2-1b for Llama 3.1)")
+    elif "draft_model" in t.data:
+        raise ScenarioError(f"{path}.draft_model", f"only method = \"draft\" takes a draft model ({method!r} "
+                            "drafts with the target's own head or the prompt)", "remove draft_model or set method = \"draft\"")
+    t.done()
+    return Speculative(method, k, a, draft)
 
 
 def _autoscaler(own: Any, every: Any, pool: str, path: str, replicas: int | None,
@@ -571,9 +609,13 @@ def accel_usd_per_hour(pool: PoolConfig, cost: "CostConfig | None") -> float | N
 def _check_fits(pool: PoolConfig, path: str) -> None:
     from sim.perf.roofline import PerfModel
 
-    pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype, pool.clock_lock)
+    pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype, pool.clock_lock,
+                   speculative=pool.speculative)
     sch = pool.scheduler
     usable = pool.hardware.memory_bytes * pool.tp * sch.kv_memory_fraction
+    if pool.speculative is not None and pm.weight_bytes < usable <= pm.weight_bytes + pm._drafter[0]:
+        raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm._drafter[0] / 1e9:.1f} GB) do not fit "
+                            f"beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a larger tp")
     if pm.weight_bytes >= usable:
         fits = [t for t in pool.model.tp_degrees() if t > pool.tp
                 and pm.weight_bytes < pool.hardware.memory_bytes * t * sch.kv_memory_fraction]
@@ -854,6 +896,11 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             a = p.autoscaler
             d["replicas"] = a.initial_replicas
             d["autoscaler"] = {k: v for k, v in a.__dict__.items() if v is not None and k != "initial_replicas"}
+        if p.speculative is not None:
+            sp = p.speculative
+            d["speculative"] = {"method": sp.method, "num_tokens": sp.num_tokens, "acceptance_rate": sp.acceptance_rate}
+            if sp.draft_model is not None:
+                d["speculative"]["draft_model"] = sp.draft_model.id
         given = raw.get("pools", [])
         k = len(out["pools"])
         if k < len(given) and isinstance(given[k], dict) and "variability" in given[k]:

@@ -1,0 +1,167 @@
+"""Speculative decoding (issue 14, part 1): tokens per step against the acceptance process drawn
+from a seeded stream, the step formula by hand, the literature's crossover (a large TPOT gain at
+batch 1 that shrinks and reverses once the step is compute-bound) on full simulations, both
+drivers equal, and bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sim.analysis.metrics import summarize
+from sim.engine.simulation import Simulation
+from sim.perf.catalog import builtin_catalog
+from sim.perf.roofline import (BW, F_ATTN, F_SEQ, F_TOK, FLOPS, KV_TOK, OVH, OVH_SEQ, W_FIXED, PerfModel,
+                               Speculative)
+from sim.rng import stream
+from sim.scenario.config import parse
+
+REPO = Path(__file__).resolve().parents[1]
+CAT = builtin_catalog()
+DRAFT = {"method": "draft", "num_tokens": 4, "acceptance_rate": 0.8, "draft_model": "llama-3.2-1b"}
+EAGLE = {"method": "eagle", "num_tokens": 4, "acceptance_rate": 0.8}
+
+
+@pytest.mark.parametrize("a,k", [(0.8, 4), (0.5, 2), (0.0, 3), (0.95, 8)])
+def test_tokens_per_step_is_the_acceptance_process_mean(a, k):
+    """Each of k drafted tokens is kept while every one before it was accepted (probability a
+    each); the target adds one of its own: drawn per sequence per step, 200,000 times."""
+    u = stream(3, "spec-check").random((200_000, k))
+    accepted = np.argmin(np.concatenate([u < a, np.zeros((len(u), 1), bool)], axis=1), axis=1)  # leading run
+    emitted = accepted + 1
+    g = Speculative("ngram", k, a).tokens_per_step
+    assert g == pytest.approx(emitted.mean(), rel=0.01)
+    assert g == pytest.approx(sum(a ** i for i in range(k + 1)), rel=1e-12)
+
+
+def test_a_decode_step_by_hand():
+    """ngram (no drafter on the GPU): the target verifies k + 1 tokens per sequence over its
+    context; the engine's step (one token per sequence) costs 1/g of that."""
+    hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
+    sp = Speculative("ngram", 4, 0.8)
+    pm = PerfModel(hw, m, 1, speculative=sp)
+    pc = pm.constants
+    b, ctx = 16, 16 * 1500.0
+    tok = b * 5  # k + 1 per sequence
+    mem = (pc[W_FIXED] + pc[KV_TOK] * (ctx + b * 4)) / pc[BW]
+    comp = (pc[F_TOK] * tok + pc[F_SEQ] * tok + pc[F_ATTN] * (ctx + 4 * ctx)) / pc[FLOPS]
+    verify = max(mem, comp) + pc[OVH] + pc[OVH_SEQ] * tok
+    assert pm.step_time(b, ctx, n_seq=b) == pytest.approx(verify / sp.tokens_per_step, rel=1e-12)
+
+
+def test_prefill_chunks_keep_their_whole_marginal_cost():
+    """A step with a prefill chunk: plain(prefill + verify) - (1 - 1/g) verify, so a chunk costs
+    what it adds to a verify step and the decoders' share is 1/g of it."""
+    hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
+    sp = Speculative("ngram", 4, 0.8)
+    pm, base = PerfModel(hw, m, 1, speculative=sp), PerfModel(hw, m, 1)
+    b, ctx, c = 8, 8 * 1000.0, 512
+    pairs = c * (c + 1) / 2.0
+    mixed = pm.step_time(b, ctx, c, 0.0, pairs, b + 1)
+    alone = pm.step_time(b, ctx, n_seq=b)
+    # the chunk's marginal cost on the plain formula, verify included (memory-bound: weights once)
+    whole = base.step_time(b, ctx, c + 4 * b, 0.0, pairs + 4 * ctx, b + 1 + 4 * b)
+    verify = base.step_time(b, ctx, 4 * b, 0.0, 4 * ctx, 5 * b)
+    assert mixed == pytest.approx(whole - verify + alone, rel=1e-9)
+    assert mixed > alone
+
+
+def _raw(spec: dict | None, engine: str = "compiled", batch: int = 1, rate: float = 0.2, n: int = 30,
+         prompt: int = 512, output: int = 256, model: str = "llama-3.1-70b", tp: int = 4) -> dict:
+    pool = {"name": "m", "hardware": "h100-sxm", "model": model, "tp": tp,
+            "scheduler": {"max_batch_size": batch, "max_batched_tokens": 8192}}
+    if spec:
+        pool["speculative"] = spec
+    return {"seed": 1, "workload": {"arrival": "poisson", "rate_per_s": rate, "num_requests": n,
+                                    "prompt_tokens": prompt, "output_tokens": output},
+            "pools": [pool], "run": {"engine": engine}}
+
+
+@pytest.mark.parametrize("spec", [DRAFT, EAGLE], ids=["draft", "eagle"])
+def test_batch_one_tpot_falls_at_least_1_8x(spec):
+    """Llama-3.1-70B on 4 H100s, one request at a time, a = 0.8, k = 4, drafter cost included
+    (Llama-3.2-1B as a draft model, or an EAGLE head): TPOT at least 1.8x lower, on both drivers."""
+    off = summarize(Simulation(parse(_raw(None))).run())
+    on = Simulation(parse(_raw(spec))).run()
+    ref = Simulation(parse(_raw(spec, "simpy"))).run()
+    assert np.array_equal(on.requests.finish_s, ref.requests.finish_s)
+    s = summarize(on)
+    assert off["tpot_mean_s"] / s["tpot_mean_s"] >= 1.8, (off["tpot_mean_s"], s["tpot_mean_s"])
+    assert s["requests_completed"] == 30
+
+
+def test_a_compute_bound_batch_gains_under_1_1x():
+    """Llama-3.1-8B on one H100, 512 short sequences at a time (saturated): the plain step is
+    compute-bound there, and speculation's k + 1 verified tokens cost more than its g tokens save."""
+    hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
+    assert PerfModel(hw, m, 1).decode_cost(512, 100).bound == "compute"
+    kw = dict(batch=512, rate=2000.0, n=3000, prompt=32, output=128, model="llama-3.1-8b", tp=1)
+    off = summarize(Simulation(parse(_raw(None, **kw))).run())
+    on = summarize(Simulation(parse(_raw(EAGLE, **kw))).run())
+    assert off["tpot_mean_s"] / on["tpot_mean_s"] < 1.1, (off["tpot_mean_s"], on["tpot_mean_s"])
+
+
+def test_the_gain_shrinks_then_reverses_with_batch():
+    """The curve in docs/speculative.md: TPOT gain of one decode step against batch size."""
+    hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
+    base = PerfModel(hw, m, 1)
+    pm = PerfModel(hw, m, 1, speculative=Speculative("eagle", 4, 0.8))
+    batches = (1, 16, 64, 128, 256, 512, 1024)
+    gain = [base.decode_cost(b, 256).t_s / pm.decode_cost(b, 256).t_s for b in batches]
+    assert gain[0] > 1.8 and gain[-1] < 1.0, gain
+    assert all(x > y for x, y in zip(gain[2:], gain[3:])), gain  # past 64 it only shrinks
+    for b, g in zip(batches, gain):  # wherever the plain step is compute-bound: under 1.1x
+        if base.decode_cost(b, 256).bound == "compute":
+            assert g < 1.1, (b, g)
+
+
+def test_the_drafter_takes_memory_a_prompt_lookup_does_not():
+    hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
+    base = PerfModel(hw, m, 1).kv_blocks(0.9, 16)
+    assert PerfModel(hw, m, 1, speculative=Speculative("ngram", 4, 0.8)).kv_blocks(0.9, 16) == base
+    d = CAT.models["llama-3.2-1b"]
+    draft = PerfModel(hw, m, 1, speculative=Speculative("draft", 4, 0.8, d))
+    free = hw.memory_bytes * 0.9 - m.weight_bytes("bf16") - d.weight_bytes("bf16")
+    per_tok = m.kv_bytes_per_token("bf16") + d.kv_bytes_per_token("bf16")
+    assert draft.kv_blocks(0.9, 16) == int(free / per_tok // 16) < base
+
+
+BASE = """
+[workload]
+arrival = "poisson"
+rate_per_s = 2.0
+num_requests = 20
+prompt_tokens = 100
+output_tokens = 10
+[[pools]]
+hardware = "h100-sxm"
+model = "llama-3.1-8b"
+[pools.speculative]
+{spec}
+"""
+
+
+@pytest.mark.parametrize("spec,field", [
+    ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = 1.0', "pools[0].speculative.acceptance_rate"),
+    ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = -0.1', "pools[0].speculative.acceptance_rate"),
+    ('method = "eagle"\nnum_tokens = 0\nacceptance_rate = 0.5', "pools[0].speculative.num_tokens"),
+    ('method = "medusa"\nnum_tokens = 4\nacceptance_rate = 0.5', "pools[0].speculative.method"),
+    ('method = "draft"\nnum_tokens = 4\nacceptance_rate = 0.5', "pools[0].speculative.draft_model"),
+    ('method = "draft"\nnum_tokens = 4\nacceptance_rate = 0.5\ndraft_model = "llama-2-7b"',
+     "pools[0].speculative.draft_model"),
+    ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = 0.5\ndraft_model = "llama-3.2-1b"',
+     "pools[0].speculative.draft_model"),
+    ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = { chat = 0.5 }', "pools[0].speculative.acceptance_rate"),
+])
+def test_bad_speculative_input_is_one_line_exit_2(tmp_path, spec, field):
+    p = tmp_path / "s.toml"
+    p.write_text(BASE.format(spec=spec))
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--no-plots"], capture_output=True, text=True,
+                       cwd=REPO)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
