@@ -27,6 +27,8 @@ def _scenario(d: dict) -> dict:
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
               "scheduler": sched, "variability": d.get("variability", True)}]
+    if d.get("ep") and d["model"] == "mixtral-8x7b":  # expert parallelism: 2 experts on each of 4 GPUs
+        pools[0].update(ep=4, moe_imbalance=1.25)
     if d.get("spec") is not None:  # speculative decoding on pool a (the step formula's 1/g steps)
         pools[0]["speculative"] = dict(d["spec"])
     two = d.get("two_models", False) and d["mixed"] and d["router"] != "central_queue"
@@ -130,6 +132,7 @@ scenarios = st.fixed_dictionaries({
     "classes": st.booleans(),
     "sessions": st.booleans(),
     "horizon": st.one_of(st.none(), st.floats(5.0, 30.0)),
+    "ep": st.booleans(),
     "spec": st.one_of(st.none(), st.sampled_from([{"method": "eagle", "num_tokens": 3, "acceptance_rate": 0.7},
                                                   {"method": "ngram", "num_tokens": 5, "acceptance_rate": 0.4}])),
     "autoscale": st.one_of(st.none(), st.fixed_dictionaries({

@@ -387,7 +387,7 @@ def hourly(res: Any, width_s: float = 3600.0) -> list[dict[str, Any]]:
     for pool, t0, t1, k in spans:
         over = np.clip(np.minimum(edges[1:], t1) - np.maximum(edges[:-1], t0), 0.0, None)
         billed[pool] += k * over
-    price = {p.name: p.tp * (accel_usd_per_hour(p, sc.cost) or 0.0) for p in sc.pools}
+    price = {p.name: p.accels * (accel_usd_per_hour(p, sc.cost) or 0.0) for p in sc.pools}
     rows = []
     for h in range(n_h):
         in_h = hour == h
@@ -452,7 +452,7 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     acc_usd = 0.0
     rh = replica_hours(res)
     for p in sc.pools:
-        acc_usd += rh[p.name] * p.tp * (accel_usd_per_hour(p, c) or 0.0)
+        acc_usd += rh[p.name] * p.accels * (accel_usd_per_hour(p, c) or 0.0)
     out["replica_hours"] = rh  # an autoscaled pool's billed hours (starting, serving, draining)
     if res.autoscale is not None:
         log = res.autoscale

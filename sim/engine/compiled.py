@@ -290,7 +290,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
         F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.lag
-        S[r, TP] = rep.pool.tp
+        S[r, TP] = rep.pool.accels
         if rep.service is not None:
             S[r, POL] = P_ANALYTIC
             S[r, MAXB] = 1
@@ -342,7 +342,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
         if rep.pool.role == "prefill":
             S[r, ROLE] = K.ROLE_PREFILL
         net = sc.network
-        F[r, NIC] = rep.pool.tp * net.gbps * 1e9 / 8.0
+        F[r, NIC] = rep.pool.accels * net.gbps * 1e9 / 8.0
         F[r, NLAT] = net.latency_us * 1e-6
         F[r, KVB] = rep.perf.kv_bytes_per_token if rep.perf is not None else 0.0
         F[r, K.TOKS] = rep.token_s

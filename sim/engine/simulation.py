@@ -41,15 +41,16 @@ class ReplicaSpec:
     front-end latency. Plain data: no state of a run."""
 
     def __init__(self, rid: int, pool: PoolConfig, prefix_tokens: int, host_w_per_accel: float,
-                 scaleout: tuple[float, float] | None = None) -> None:
+                 scaleout: tuple[float, float] | None = None, ep_net: tuple[float, float, int] | None = None) -> None:
         self.rid = self.index = rid
         self.pool = pool
         self.service = pool.service
-        self.host_w = host_w_per_accel * pool.tp
+        self.host_w = host_w_per_accel * pool.accels
         sc = pool.scheduler
         if pool.service is None:
             self.perf: PerfModel | None = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype,
-                                                    pool.clock_lock, scaleout, pool.speculative)
+                                                    pool.clock_lock, scaleout, pool.speculative, pool.ep,
+                                                    pool.moe_imbalance, ep_net)
             self.total_blocks = self.perf.kv_blocks(sc.kv_memory_fraction, sc.block_size)
             self.block_size = sc.block_size
             self.prefix_blocks = prefix_tokens // sc.block_size if sc.prefix_caching else 0
@@ -98,8 +99,10 @@ class Simulation:
         self.replicas: list[ReplicaSpec] = []
         for pool in scenario.pools:
             for _ in range(pool.replicas):
+                net = scenario.network
                 self.replicas.append(ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host,
-                                                 scenario.network.scaleout(pool.tp)))
+                                                 net.scaleout(pool.tp),
+                                                 (net.gbps * 1e9 / 8.0, net.latency_us * 1e-6, net.gpus_per_node)))
         cls = self.wl.cls
         classes = scenario.workload.classes
         self._prio = (np.array([c.priority for c in classes], np.int64)[cls] if (cls is not None and classes)

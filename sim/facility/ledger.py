@@ -28,7 +28,7 @@ def build_graph(fac: Facility, pools: tuple, placement: list[str]) -> nx.DiGraph
     counters: dict[str, int] = {t.name: 0 for t in fac.tents}
     for pool, tent in zip(pools, placement):
         for _ in range(pool.replicas):
-            for a in range(pool.tp):
+            for a in range(pool.accels):
                 k = counters[tent]
                 node_i, rack_i = k // fac.gpus_per_node, k // (fac.gpus_per_node * fac.nodes_per_rack)
                 rack, node = f"rack:{tent}/{rack_i}", f"node:{tent}/{node_i}"

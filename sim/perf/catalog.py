@@ -105,11 +105,32 @@ class Model:
     active_experts: int = 0
     shared_experts: int = 0
     shared_ffn: int = 0
+    # multi-head latent attention (DeepSeek-V2/V3): queries through a rank-q_lora_rank
+    # bottleneck (0: full rank), K and V through one cached latent of kv_lora_rank plus a shared
+    # RoPE key of qk_rope_dim per token and layer; head_dim is the per-head no-RoPE query/key and
+    # value size. kv_lora_rank = 0: ordinary (GQA) attention
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_dim: int = 0
+    # MoE models with dense layers (DeepSeek-V3's first 3, Llama-4-Maverick's every other):
+    # how many, and their MLP's intermediate size (0: ffn)
+    dense_layers: int = 0
+    dense_ffn: int = 0
+    route_nodes: int = 0  # node-limited routing: a token's experts on at most this many nodes (0: any)
     source: str = ""
 
     @property
     def is_moe(self) -> bool:
         return self.experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with routed experts (every layer of an MoE model but its dense ones)."""
+        return self.layers - self.dense_layers if self.is_moe else 0
 
     def tp_problem(self, tp: int) -> str | None:
         """Why `tp` is not a tensor-parallel degree of this model, or None. vLLM's rule: the
@@ -135,6 +156,13 @@ class Model:
 
     @property
     def attn_params_per_layer(self) -> int:
+        if self.is_mla:
+            qk = self.head_dim + self.qk_rope_dim
+            q = (self.hidden * self.q_lora_rank + self.q_lora_rank * self.heads * qk if self.q_lora_rank
+                 else self.hidden * self.heads * qk)
+            kv = self.hidden * (self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank * self.heads * 2 * self.head_dim
+            o = self.heads * self.head_dim * self.hidden
+            return q + kv + o + 2 * self.hidden + self.q_lora_rank + self.kv_lora_rank  # + RMSNorms
         q = self.hidden * self.heads * self.head_dim
         kv = 2 * self.hidden * self.kv_heads * self.head_dim
         o = self.heads * self.head_dim * self.hidden
@@ -158,27 +186,51 @@ class Model:
         return self.vocab * self.hidden * (1 if self.tie_embeddings else 2)
 
     @property
-    def dense_params_per_layer(self) -> int:
-        """Parameters every token touches in a layer (all but the routed experts)."""
-        base = self.attn_params_per_layer + self.shared_params_per_layer + self.router_params_per_layer
-        return base if self.is_moe else base + self.expert_params
+    def dense_mlp_params(self) -> int:
+        """The MLP of a dense layer (all of a dense model's, an MoE model's dense_layers)."""
+        return 3 * self.hidden * (self.dense_ffn or self.ffn)
+
+    def _params(self, experts_per_layer: int) -> int:
+        """Every layer's attention, the MoE layers' shared experts, router and `experts_per_layer`
+        routed experts, the dense layers' MLPs."""
+        moe = self.shared_params_per_layer + self.router_params_per_layer + experts_per_layer * self.expert_params
+        return (self.layers * self.attn_params_per_layer + self.moe_layers * moe
+                + (self.layers - self.moe_layers) * self.dense_mlp_params)
 
     @property
     def total_params(self) -> int:
-        n_exp = self.experts if self.is_moe else 0
-        return self.layers * (self.dense_params_per_layer + n_exp * self.expert_params) + self.embedding_params
+        return self._params(self.experts if self.is_moe else 0) + self.embedding_params
 
     @property
     def active_params(self) -> int:
         """Parameters used per token (matmul FLOPs = 2 x this), including the LM head."""
-        k = self.active_experts if self.is_moe else 0
-        return self.layers * (self.dense_params_per_layer + k * self.expert_params) + self.vocab * self.hidden
+        return self._params(self.active_experts if self.is_moe else 0) + self.vocab * self.hidden
+
+    @property
+    def attn_flops_per_pair(self) -> float:
+        """FLOPs of attention per (query, key) pair, all layers: 4 x heads x head_dim (scores and
+        values); MLA with its projections absorbed (as served in decode): scores over the latent
+        and the RoPE key, values over the latent."""
+        if self.is_mla:
+            return 2.0 * self.layers * self.heads * (2 * self.kv_lora_rank + self.qk_rope_dim)
+        return 4.0 * self.layers * self.heads * self.head_dim
+
+    @property
+    def attn_flops_per_pair_prefill(self) -> float:
+        """The same for a prompt's tokens: MLA runs prefill with per-head keys (head_dim +
+        qk_rope_dim) and values (head_dim), as DeepSeek's and vLLM's kernels do."""
+        if self.is_mla:
+            return 2.0 * self.layers * self.heads * (2 * self.head_dim + self.qk_rope_dim)
+        return self.attn_flops_per_pair
 
     def weight_bytes(self, dtype: str) -> float:
         return self.total_params * DTYPE_BYTES[dtype]
 
     def kv_bytes_per_token(self, dtype: str) -> float:
-        """K and V for every layer: 2 x layers x kv_heads x head_dim x bytes (GQA-aware)."""
+        """K and V for every layer: 2 x layers x kv_heads x head_dim x bytes (GQA-aware); MLA: the
+        latent and the RoPE key, layers x (kv_lora_rank + qk_rope_dim) x bytes."""
+        if self.is_mla:
+            return self.layers * (self.kv_lora_rank + self.qk_rope_dim) * DTYPE_BYTES[dtype]
         return 2 * self.layers * self.kv_heads * self.head_dim * DTYPE_BYTES[dtype]
 
 
@@ -248,6 +300,12 @@ def _check_numbers(obj: Any, where: str) -> None:
                 raise ScenarioError(f"{where}.{obj.id}.{name}", "must be a positive integer")
         if obj.is_moe and not (0 < obj.active_experts <= obj.experts):
             raise ScenarioError(f"{where}.{obj.id}.active_experts", "must be between 1 and experts")
+        if obj.dense_layers and not (obj.is_moe and obj.dense_layers < obj.layers):
+            raise ScenarioError(f"{where}.{obj.id}.dense_layers", "must be fewer than layers, in an MoE model",
+                                "remove it (a dense model's layers are all dense)")
+        if obj.is_mla and obj.qk_rope_dim <= 0:
+            raise ScenarioError(f"{where}.{obj.id}.qk_rope_dim", "MLA (kv_lora_rank > 0) needs its RoPE key size",
+                                "add qk_rope_dim (64 in DeepSeek-V3)")
     if isinstance(obj, Hardware):
         for name in ("memory_gb", "mem_bw_tbps"):
             if getattr(obj, name) <= 0:

@@ -44,8 +44,8 @@ ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 # formula below reads, and what the compiled engine keeps per replica.
 (W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
  COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS, CLK_FRAC, F_MAX,
- SPEC_K, SPEC_INVG, D_W, D_KV, D_FTOK, D_OVH) = range(28)
-N_PC = 28  # F_MAX: the clock lock (1: none); SPEC_K: tokens drafted per step (0: no speculation),
+ SPEC_K, SPEC_INVG, D_W, D_KV, D_FTOK, D_OVH, F_ATTN_P) = range(29)
+N_PC = 29  # F_ATTN_P: attention FLOPs per prefill (query, key) pair (F_ATTN: per decode pair); F_MAX: the clock lock (1: none); SPEC_K: tokens drafted per step (0: no speculation),
 # SPEC_INVG: 1 / tokens emitted per step; D_*: one drafter step's weight bytes, KV bytes per
 # context token, FLOPs per token and fixed seconds (per accelerator)
 
@@ -63,7 +63,10 @@ def plain_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float
     time (`exact` forces it, for breakdowns and clocks below 1, where c1 / f may win)."""
     tokens = n_dec + p_tok
     m1 = (pc[W_FIXED] + pc[KV_TOK] * (ctx_dec + p_read + p_tok)) / pc[BW]
-    f_main = pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)
+    if pc[F_ATTN_P] == pc[F_ATTN]:
+        f_main = pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * (ctx_dec + p_attn)
+    else:  # MLA: decode attends over the latent (absorbed), prefill over per-head K and V
+        f_main = pc[F_TOK] * tokens + pc[F_SEQ] * n_seq + pc[F_ATTN] * ctx_dec + pc[F_ATTN_P] * p_attn
     c1 = f_main * pc[INV_FLOPS]
     if exact or c1 >= m1 * (1.0 - 1e-9):
         c1 = f_main / pc[FLOPS]
@@ -164,10 +167,17 @@ class PerfModel:
 
     def __init__(self, hardware: Hardware, model: Model, tp: int = 1, dtype: str = "bf16",
                  kv_dtype: str | None = None, clock_lock: float = 1.0,
-                 scaleout: tuple[float, float] | None = None, speculative: Speculative | None = None) -> None:
+                 scaleout: tuple[float, float] | None = None, speculative: Speculative | None = None,
+                 ep: int = 1, moe_imbalance: float = 1.0, ep_net: tuple[float, float, int] | None = None) -> None:
         """scaleout: (bytes/s, latency s) of the network ports when the tensor-parallel group
         spans nodes: its ring all-reduce then runs at the slower of them and the scale-up link.
-        speculative: speculative decoding (its drafter's weights and KV share the memory)."""
+        speculative: speculative decoding (its drafter's weights and KV share the memory).
+        ep > 1: expert parallelism over ep accelerators (a multiple of tp): the routed experts
+        are split whole over them, attention runs data-parallel over ep / tp ranks of tp (each
+        rank its share of the batch and its KV), and each MoE layer dispatches and combines the
+        tokens in two all-to-alls over ep_net = (port bytes/s, latency s, accelerators per
+        node): NVLink inside a node, the ports across nodes. moe_imbalance: the busiest
+        accelerator's expert load over the mean (it sets the pace)."""
         if tp < 1:
             raise ScenarioError("tp", f"must be >= 1, got {tp}")
         if dtype not in DTYPE_BYTES:
@@ -177,40 +187,81 @@ class PerfModel:
             raise ScenarioError("kv_dtype", f"unknown dtype {kv_dtype!r}", f"use one of {sorted(DTYPE_BYTES)}")
         if not 0.0 < clock_lock <= 1.0:
             raise ScenarioError("clock_lock", f"must be in (0, 1] (a fraction of the part's maximum clock), got {clock_lock}")
-        self.hardware, self.model, self.tp = hardware, model, tp
+        if ep < 1 or (ep > 1 and ep % tp):
+            raise ScenarioError("ep", f"must be a multiple of tp ({tp}), got {ep}")
+        self.hardware, self.model, self.tp, self.ep = hardware, model, tp, ep
+        self.accels = ep if ep > 1 else tp  # accelerators per replica
+        dp = ep // tp if ep > 1 else 1  # attention data-parallel ranks
+        share = 1.0 / dp  # a rank's share of the replica's sequences (spread evenly: an assumption)
+        self._share = share
         self.clock_lock = float(clock_lock)  # the SM clock locked at this fraction of the maximum (1: not locked)
         self.dtype, self.kv_dtype = dtype, kv_dtype
         wb = DTYPE_BYTES[dtype]
         self.weight_bytes = model.weight_bytes(dtype)
         self.kv_bytes_per_token = model.kv_bytes_per_token(kv_dtype)
-        # KV heads are split across TP ranks; with fewer KV heads than ranks they are replicated.
-        self._kv_shard = max(1.0, min(tp, model.kv_heads))
+        # KV heads are split across TP ranks; with fewer KV heads than ranks they are replicated
+        # (an MLA latent is one per token: every rank keeps it whole)
+        self._kv_shard = 1.0 if model.is_mla else max(1.0, min(tp, model.kv_heads))
+        # KV bytes a token takes in the group, its replicas over TP ranks included
+        self.group_kv_bytes_per_token = self.kv_bytes_per_token * tp / self._kv_shard
         self._bw = hardware.mem_bw_bytes_per_s * hardware.bw_efficiency
         self._flops = hardware.peak_flops(dtype) * hardware.flops_efficiency
         # Weight bytes every step reads (everything but routed experts), per accelerator.
         n_exp = model.experts if model.is_moe else 0
-        self._w_fixed = (self.weight_bytes - model.layers * n_exp * model.expert_params * wb) / tp
-        self._w_expert_layer = model.layers * model.expert_params * wb / tp  # one expert, all layers
-        self._kv_per_tok = self.kv_bytes_per_token / self._kv_shard
+        L = model.moe_layers
+        k_act = model.active_experts if model.is_moe else 0
+        expert_bytes = L * n_exp * model.expert_params * wb
+        self._w_fixed = (self.weight_bytes - expert_bytes) / tp  # every DP rank holds them, TP-split
+        # weights in the replica's memory: the rest on every DP rank, the experts once
+        self.group_weight_bytes = (self.weight_bytes - expert_bytes) * dp + expert_bytes
+        self.moe_imbalance = float(moe_imbalance)
+        if ep > 1:  # whole experts, n_exp / ep of them on each accelerator
+            self._w_expert_layer = L * model.expert_params * wb  # one expert, all MoE layers
+            self._experts_here = n_exp / ep
+            self._f_exp_tok = 2.0 * L * k_act * model.expert_params * self.moe_imbalance / ep
+        else:  # every expert TP-split over the group
+            self._w_expert_layer = L * model.expert_params * wb / tp
+            self._experts_here = float(n_exp)
+            self._f_exp_tok = 2.0 * L * k_act * model.expert_params / tp
+        self._kv_per_tok = self.kv_bytes_per_token / self._kv_shard * share
         # FLOPs per token for linear layers (LM head counted per sequence, not per token);
         # routed experts separately.
-        self._f_exp_tok = 2.0 * model.layers * (model.active_experts if model.is_moe else 0) * model.expert_params / tp
-        self._f_tok = 2.0 * (model.active_params - model.vocab * model.hidden) / tp - self._f_exp_tok
+        self._f_tok = 2.0 * (model.active_params - model.vocab * model.hidden - L * k_act * model.expert_params) / tp * share
         self._flops_exp = self._flops * hardware.moe_flops_efficiency
-        self._f_seq = 2.0 * model.vocab * model.hidden / tp
-        self._f_attn = 4.0 * model.layers * model.heads * model.head_dim / tp  # per (query, key) pair
+        self._f_seq = 2.0 * model.vocab * model.hidden / tp * share
+        self._f_attn = model.attn_flops_per_pair / tp * share  # per (query, key) pair
+        self._f_attn_p = model.attn_flops_per_pair_prefill / tp * share
+        self._comm_per_tok = 0.0
+        self._comm_fixed = 0.0
+        if ep > 1 and L:
+            # per token, each MoE layer: its hidden state to its k experts (fp8, as DeepEP dispatches)
+            # and k results back (bf16); the share leaving the accelerator goes over NVLink inside
+            # its node, over the ports across nodes, both at once (the slower sets the time). Not
+            # overlapped with compute (DeepSeek overlaps them with two micro-batches: a bound)
+            port, lat, gpn = ep_net if ep_net is not None else (50e9, 5e-6, 8)
+            in_node = min(gpn, ep)
+            nodes = ep / in_node
+            per_copy = L * model.hidden * 3.0 * self.moe_imbalance  # one copy out and back, every MoE layer
+            # NVLink: the copies for this node's other accelerators; the ports: one copy per other
+            # node hit (DeepEP sends a token once per node and forwards it there), the expected
+            # distinct other nodes among k experts drawn uniformly, at most route_nodes (the
+            # model's node-limited routing: DeepSeek-V3's topk_group)
+            other = (nodes - 1) * (1.0 - (1.0 - 1.0 / nodes) ** k_act) if nodes > 1 else 0.0
+            if model.route_nodes:
+                other = min(other, float(model.route_nodes))
+            t_nv = per_copy * k_act * (in_node - 1) / ep / hardware.link_bytes_per_s
+            t_net = per_copy * other / port
+            self._comm_per_tok = max(t_nv, t_net) * share
+            self._comm_fixed = 2 * L * (lat if ep > in_node else hardware.comm_latency_s)
         if tp > 1:
             ring = 2.0 * (tp - 1) / tp
             link = hardware.link_bytes_per_s
             hop = hardware.comm_latency_s
             if scaleout is not None:  # a ring across nodes: its slowest hop sets the pace
                 link, hop = min(link, scaleout[0]), max(hop, scaleout[1])
-            self._comm_per_tok = 2 * model.layers * ring * model.hidden * ACT_BYTES / link
+            self._comm_per_tok += 2 * model.layers * ring * model.hidden * ACT_BYTES / link * share
             # ring all-reduce: 2 (tp - 1) hops, half of them carrying the latency of a hop each way
-            self._comm_fixed = 2 * model.layers * hop * (tp - 1)
-        else:
-            self._comm_per_tok = 0.0
-            self._comm_fixed = 0.0
+            self._comm_fixed += 2 * model.layers * hop * (tp - 1)
         self._ovh = hardware.step_overhead_s
         self._ovh_seq = hardware.seq_overhead_s
         self._mem_frac = hardware.memory_power_frac
@@ -230,13 +281,15 @@ class PerfModel:
             w = d.weight_bytes(self.dtype)
             kv = d.kv_bytes_per_token(self.kv_dtype)
             # a dense draft model reads every weight each step; its logits for every drafted token
-            return w, kv, w / tp, kv / max(1.0, min(tp, d.kv_heads)), 2.0 * d.active_params / tp
+            return (w, kv, w / tp, kv / max(1.0, min(tp, d.kv_heads)) * self._share,
+                    2.0 * d.active_params / tp * self._share)
         # eagle / mtp: one decoder layer of the target's shape (dense MLP of its ffn size), over the
         # target's features, sharing its embeddings and LM head (read each step: vocab x hidden)
         layer = (m.attn_params_per_layer + m.expert_params) * wb
         head = m.vocab * m.hidden * wb
         kv = m.kv_bytes_per_token(self.kv_dtype) / m.layers
-        return layer, kv, (layer + head) / tp, kv / self._kv_shard, 2.0 * (layer / wb + m.vocab * m.hidden) / tp
+        return (layer, kv, (layer + head) / tp, kv / self._kv_shard * self._share,
+                2.0 * (layer / wb + m.vocab * m.hidden) / tp * self._share)
 
     def _constants(self) -> tuple:
         """The figures the step formula reads, in the order of the W_FIXED... indices above."""
@@ -244,19 +297,19 @@ class PerfModel:
         moe = m.is_moe
         return (self._w_fixed, self._kv_per_tok, self._bw, self._f_tok, self._f_seq, self._f_attn,
                 self._flops, self._f_exp_tok, self._flops_exp, self._w_expert_layer,
-                float(m.experts) if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
+                self._experts_here if moe else 0.0, (1.0 - m.active_experts / m.experts) if moe else 0.0,
                 self._comm_fixed, self._comm_per_tok, self._ovh, self._ovh_seq, h.idle_w, self._dyn_w,
                 self._mem_frac, 1.0 / self._flops, h.clock_power_frac, self.clock_lock) + self._spec_constants()
 
     def _spec_constants(self) -> tuple:
         sp = self.speculative
         if sp is None:
-            return (0.0, 1.0, 0.0, 0.0, 0.0, 0.0)
+            return (0.0, 1.0, 0.0, 0.0, 0.0, 0.0, self._f_attn_p)
         _w, _kv, d_w, d_kv, d_f = self._drafter
         # ASSUMED: a drafter step on the GPU costs one step's fixed overhead (kernel launches,
         # sampling); prompt lookup (ngram) runs on the host, overlapped
         ovh = 0.0 if sp.method == "ngram" else self._ovh
-        return (float(sp.num_tokens), 1.0 / sp.tokens_per_step, d_w, d_kv, d_f, ovh)
+        return (float(sp.num_tokens), 1.0 / sp.tokens_per_step, d_w, d_kv, d_f, ovh, self._f_attn_p)
 
     def experts_touched(self, tokens: float) -> float:
         """Expected distinct routed experts per layer hit by `tokens` tokens (top-k of E)."""
@@ -330,11 +383,12 @@ class PerfModel:
 
     # Memory capacity.
     def kv_capacity_tokens(self, kv_memory_fraction: float) -> float:
-        """KV tokens that fit in the group beside the weights (and a drafter's weights, its KV
+        """KV tokens that fit in the replica beside its weights (and a drafter's weights, its KV
         taking its share per token) (negative if weights do not fit)."""
-        usable = self.hardware.memory_bytes * self.tp * kv_memory_fraction
-        d_w, d_kv = self._drafter[0], self._drafter[1]
-        return (usable - self.weight_bytes - d_w) / (self.kv_bytes_per_token + d_kv)
+        usable = self.hardware.memory_bytes * self.accels * kv_memory_fraction
+        dp = self.accels // self.tp
+        d_w, d_kv = self._drafter[0] * dp, self._drafter[1]
+        return (usable - self.group_weight_bytes - d_w) / (self.group_kv_bytes_per_token + d_kv)
 
     def kv_blocks(self, kv_memory_fraction: float, block_size: int) -> int:
         return int(math.floor(self.kv_capacity_tokens(kv_memory_fraction) / block_size))

@@ -36,12 +36,12 @@ def _limits_w(idle_w: float, tdp_w: float, tp: int) -> tuple[float, float]:
 
 def _floor_w(r: Any) -> float:
     hw = r.pool.hardware
-    return _limits_w(hw.idle_w, hw.tdp_w, r.pool.tp)[0]
+    return _limits_w(hw.idle_w, hw.tdp_w, r.pool.accels)[0]
 
 
 def _full_w(r: Any) -> float:
     hw = r.pool.hardware
-    return _limits_w(hw.idle_w, hw.tdp_w, r.pool.tp)[1]
+    return _limits_w(hw.idle_w, hw.tdp_w, r.pool.accels)[1]
 
 
 class Manager:
@@ -60,7 +60,7 @@ def _cap_all(fac: Any, caps_w: dict[int, float]) -> None:
     """Caps per replica (W for all its accelerators); full power means no cap."""
     for r in fac.replicas:
         c = caps_w[r.index]
-        fac.set_cap(r.index, None if c >= _full_w(r) - 1e-9 else c / r.pool.tp)
+        fac.set_cap(r.index, None if c >= _full_w(r) - 1e-9 else c / r.pool.accels)
 
 
 class CapUniform(Manager):
@@ -70,8 +70,8 @@ class CapUniform(Manager):
         live = fac.replicas
         if not live:
             return
-        per = fac.budget_w() / sum(r.pool.tp for r in live)
-        _cap_all(fac, {r.index: min(_full_w(r), max(_floor_w(r), per * r.pool.tp)) for r in live})
+        per = fac.budget_w() / sum(r.pool.accels for r in live)
+        _cap_all(fac, {r.index: min(_full_w(r), max(_floor_w(r), per * r.pool.accels)) for r in live})
 
 
 class Shed(CapUniform):
@@ -119,5 +119,5 @@ class Drain(Manager):
                 fac.set_cap(r.index, None)
                 fac.undrain(r.index)
             else:
-                fac.set_cap(r.index, _floor_w(r) / r.pool.tp)
+                fac.set_cap(r.index, _floor_w(r) / r.pool.accels)
                 fac.drain(r.index)

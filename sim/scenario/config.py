@@ -112,6 +112,13 @@ class PoolConfig:
     role: str = "mixed"  # "prefill" | "decode" | "mixed": prefill/decode disaggregation (docs/disaggregation.md)
     autoscaler: AutoscalerConfig | None = None  # replicas = its max_replicas; initial_replicas serve at first
     speculative: Speculative | None = None  # speculative decoding (sim/perf/roofline.py)
+    ep: int = 1  # expert-parallel degree: > 1, the replica's accelerators (a multiple of tp)
+    moe_imbalance: float = 1.0  # with ep: the busiest accelerator's expert load over the mean
+
+    @property
+    def accels(self) -> int:
+        """Accelerators per replica: ep with expert parallelism, else tp."""
+        return self.ep if self.ep > 1 else self.tp
 
 
 @dataclass(frozen=True)
@@ -432,6 +439,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
     replicas = t.get("replicas", int, 1, positive=True)
     tp = t.get("tp", int, 1, positive=True)
     model.check_tp(tp, f"{path}.tp")
+    ep, imbalance = _expert_parallel(t, model, tp, path)
     s = Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
     sched = SchedulerConfig(
         policy=SCHEDULERS.validate(s.get("policy", str, "chunked"), f"{path}.scheduler.policy", base_dir),
@@ -479,10 +487,33 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
         raise ScenarioError(f"{path}.speculative", "a pool with analytic [pools.service] times has no decode steps "
                             "to speculate on", "remove one of the two tables")
     pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
-                      clock_lock, role, ascale, spec)
+                      clock_lock, role, ascale, spec, ep, imbalance)
     if service is None:
         _check_fits(pool, path)
     return pool
+
+
+def _expert_parallel(t: Table, model: Model, tp: int, path: str) -> tuple[int, float]:
+    """pools.ep and pools.moe_imbalance, checked against the model."""
+    ep = t.get("ep", int, 1, positive=True)
+    imb = t.get("moe_imbalance", float, 1.0)
+    if ep > 1:
+        if not model.is_moe:
+            raise ScenarioError(f"{path}.ep", f"{model.id} has no experts to split", "remove ep (use tp or replicas)")
+        if model.experts % ep:
+            divs = [d for d in range(2, model.experts + 1) if model.experts % d == 0 and d % tp == 0]
+            raise ScenarioError(f"{path}.ep", f"{ep} does not divide {model.id}'s {model.experts} routed experts",
+                                f"use one of {', '.join(map(str, divs[:12]))}")
+        if ep % tp:
+            raise ScenarioError(f"{path}.ep", f"must be a multiple of tp ({tp}): attention runs in ep / tp ranks of tp",
+                                f"set ep to a multiple of {tp}")
+    if not 1.0 <= imb <= 64.0:
+        raise ScenarioError(f"{path}.moe_imbalance", f"must be from 1 (every expert as busy) to 64, got {imb}",
+                            "e.g. moe_imbalance = 1.3")
+    if imb != 1.0 and ep == 1:
+        raise ScenarioError(f"{path}.moe_imbalance", "needs ep > 1 (with tensor parallelism every accelerator holds "
+                            "a slice of every expert: no accelerator is busier)", "set ep, or remove moe_imbalance")
+    return ep, imb
 
 
 def _speculative(raw: Any, model: Any, cat: Catalog, path: str) -> Any:
@@ -610,9 +641,14 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
     from sim.perf.roofline import PerfModel
 
     pm = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype, pool.clock_lock,
-                   speculative=pool.speculative)
+                   speculative=pool.speculative, ep=pool.ep, moe_imbalance=pool.moe_imbalance)
     sch = pool.scheduler
-    usable = pool.hardware.memory_bytes * pool.tp * sch.kv_memory_fraction
+    usable = pool.hardware.memory_bytes * pool.accels * sch.kv_memory_fraction
+    if pool.ep > 1 and pm.group_weight_bytes >= usable:
+        per = pm.group_weight_bytes / pool.ep
+        raise ScenarioError(f"{path}.ep", f"{pool.model.id} needs {per / 1e9:.1f} GB of weights on each of {pool.ep} "
+                            f"{pool.hardware.id} ({usable / pool.ep / 1e9:.1f} GB usable each)",
+                            "raise ep (fewer experts each), use dtype = \"fp8\", or pick hardware with more memory")
     if pool.speculative is not None and pm.weight_bytes < usable <= pm.weight_bytes + pm._drafter[0]:
         raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm._drafter[0] / 1e9:.1f} GB) do not fit "
                             f"beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a larger tp")
@@ -878,6 +914,7 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
     for p in pools:
         d: dict[str, Any] = {"name": p.name, "hardware": p.hardware.id, "model": p.model.id, "dtype": p.dtype,
                              "kv_dtype": p.kv_dtype, "replicas": p.replicas, "tp": p.tp,
+                             **({"ep": p.ep, "moe_imbalance": p.moe_imbalance} if p.ep > 1 else {}),
                              "scheduler": dict(p.scheduler.__dict__)}
         if p.tent is not None:
             d["tent"] = p.tent

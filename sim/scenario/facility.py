@@ -263,7 +263,7 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
         tent = p.get("tent", names[0])
         if tent not in names:
             raise ScenarioError(f"pools[{i}].tent", f"no tent named {tent!r}", f"use one of: {', '.join(names)}")
-        idle[tent] += pc.replicas * pc.tp * (pc.hardware.idle_w + fac.host_w_per_accel)
+        idle[tent] += pc.replicas * pc.accels * (pc.hardware.idle_w + fac.host_w_per_accel)
     for k, tn in enumerate(tents):
         if idle[tn.name] > tn.it_limit_w:
             raise ScenarioError(f"facility.tents[{k}].it_limit_mw",

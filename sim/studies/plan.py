@@ -113,9 +113,9 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                         lo = mid
                 s = cache[hi][1]
                 at_hi = parse(apply_overrides(raw_c, [f"pools.replicas={hi}"]), path.parent)
-                usd_h = sum(p.replicas * p.tp * (accel_usd_per_hour(p, at_hi.cost) or 0.0) for p in at_hi.pools)
+                usd_h = sum(p.replicas * p.accels * (accel_usd_per_hour(p, at_hi.cost) or 0.0) for p in at_hi.pools)
                 frontier.append({"hardware": hw, "tp": tp, "scheduler": pol, "replicas": hi,
-                                 "accelerators": sum(p.replicas * p.tp for p in at_hi.pools), "usd_per_hour": usd_h,
+                                 "accelerators": sum(p.replicas * p.accels for p in at_hi.pools), "usd_per_hour": usd_h,
                                  "slo_attainment": s["slo_attainment"],
                                  "slo_attainment_pessimistic": s.get("slo_attainment_pessimistic"),
                                  "ttft_p99_s": s["ttft_p99_s"],
