@@ -2,8 +2,8 @@
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
 timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
-commissioning, a battery), autoscaling (every policy, cold starts, drains) and speculative
-decoding. The compiled engine must give the SimPy
+commissioning, a battery), autoscaling (every policy, cold starts, drains), speculative
+decoding, expert parallelism and multi-turn sessions. The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
 
 Derandomized, so CI runs the same examples every time; `DCSIM_FUZZ=N` runs N more random ones."""
@@ -27,8 +27,6 @@ def _scenario(d: dict) -> dict:
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
               "scheduler": sched, "variability": d.get("variability", True)}]
-    if d.get("ep") and d["model"] == "mixtral-8x7b":  # expert parallelism: 2 experts on each of 4 GPUs
-        pools[0].update(ep=4, moe_imbalance=1.25)
     if d.get("spec") is not None:  # speculative decoding on pool a (the step formula's 1/g steps)
         pools[0]["speculative"] = dict(d["spec"])
     two = d.get("two_models", False) and d["mixed"] and d["router"] != "central_queue"
@@ -39,6 +37,8 @@ def _scenario(d: dict) -> dict:
         elif d.get("pd") and d["router"] != "central_queue":  # ... or the same model disaggregated
             pools[0]["role"], pools[1]["role"] = "prefill", "decode"
             pools[1]["replicas"] = 2
+    if d.get("ep") and d["model"] == "mixtral-8x7b":  # expert parallelism: 2 experts on each of 4 GPUs
+        pools[0].update(ep=4, moe_imbalance=1.25)
     wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
           "prompt_tokens": {"dist": "lognormal", "mean": d["prompt"], "cv": 1.0, "max": 6000},
           "output_tokens": {"dist": "lognormal", "mean": d["output"], "cv": 0.8, "max": 1500}}
@@ -56,6 +56,12 @@ def _scenario(d: dict) -> dict:
         wl["classes"] = [{"name": "hi", "share": 0.3, "priority": 0}, {"name": "lo", "share": 0.7, "priority": 1}]
     if d["sessions"]:
         wl["sessions"] = 25
+    if d.get("multi"):  # multi-turn sessions: growing histories in the prefix cache, responses published
+        wl.pop("sessions", None)
+        wl.pop("shared_prefix", None)
+        wl["num_requests"] = max(10, d["n"] // 3)
+        wl["multi_turn"] = {"turns": {"dist": "uniform", "min": 1, "max": 4},
+                            "think_time_s": {"dist": "exponential", "mean": 2.0}, "max_history_tokens": 6000}
     raw = {"name": "fuzz", "seed": d["seed"], "workload": wl, "pools": pools, "router": {"policy": d["router"]},
            "run": {"timeseries": True}}
     if any(p.get("role") for p in pools):
@@ -75,7 +81,8 @@ def _scenario(d: dict) -> dict:
         for k, p in enumerate(pools):
             p["tent"], p["priority"] = "t", k
         # TDP + host, x PUE, of every replica built (an autoscaled pool builds max_replicas)
-        full_mw = sum(p.get("autoscaler", {}).get("max_replicas", p["replicas"]) * p["tp"] for p in pools) \
+        full_mw = sum(p.get("autoscaler", {}).get("max_replicas", p["replicas"]) * max(p["tp"], p.get("ep", 1))
+                      for p in pools) \
             * (700 + 300) * 1.4 / 1e6
         src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3,
                "min_load_frac": f.get("min_load", 0.0)}
@@ -133,6 +140,7 @@ scenarios = st.fixed_dictionaries({
     "sessions": st.booleans(),
     "horizon": st.one_of(st.none(), st.floats(5.0, 30.0)),
     "ep": st.booleans(),
+    "multi": st.booleans(),
     "spec": st.one_of(st.none(), st.sampled_from([{"method": "eagle", "num_tokens": 3, "acceptance_rate": 0.7},
                                                   {"method": "ngram", "num_tokens": 5, "acceptance_rate": 0.4}])),
     "autoscale": st.one_of(st.none(), st.fixed_dictionaries({

@@ -24,9 +24,10 @@ from sim.engine.kernel import (  # the kernel's field names, read by the Python 
     AGE, AH, AT, BIN_W, BS, BUSY, CAP, EEND, EIDLE, ESTEP, FAC, GRP, HOST_W, IDLE, IDLE_SINCE, LAG, LH, LT, MAXB,
     MAXT, N_F, N_QA, N_RQ, N_S, NAV, NUMBA_ERROR, OWN, P_ANALYTIC, P_PRIORITY, P_SJF, PB, PB_N, PH, PIDX, POL, PT,
     EF, EK, EQ, EW, HOH, HOT, JD, JP, JSEED, KVB, NIC, NLAT, QG, QH, QKEY, QROW, QT, REST_W, RGRP, RLOC, ROLE, RS_NO_CAPACITY, RS_NO_POOL, RS_NODE,
-    RS_POWER, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
+    RS_POWER, PUB, SHARED, ST, STEP, TOT, TP, TS_N, VLO,
     WA, WDEC, WEND, WSTEP, WT)
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED, TimeSeries
+from sim.errors import ScenarioError
 from sim.perf.roofline import F_MAX, IDLE_W, N_PC
 from sim.registry import ROUTERS, SCHEDULERS
 
@@ -287,6 +288,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
         S[r, POL] = rep.policy_code
         S[r, [AH, AT, LH, LT]] = -1
         S[r, PB] = rep.prefix_blocks
+        S[r, PUB] = int(wl.history and rep.prefix_blocks > 0)
         F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
         S[r, LAG] = rep.lag
@@ -375,6 +377,12 @@ def prepare(sim: Any, m: Any) -> Kernel:
         ids, dense = np.unique(wl.prefix_group, return_inverse=True)  # labels only: cache rows for the groups used
         RQ[:, GRP] = np.where(wl.prefix_group < 0, -1, dense - int((ids < 0).sum()))
         groups = int(RQ[:, GRP].max()) + 1
+        index_bytes = R * groups * int(S[:, PB].max()) * 3 * 8
+        if index_bytes > 4e9:  # the prefix cache's index (KC) would not fit
+            raise ScenarioError("workload.multi_turn" if wl.history else "workload.shared_prefix",
+                                f"the prefix cache's index for {groups} prefixes of up to {int(S[:, PB].max())} blocks "
+                                f"on {R} replicas needs {index_bytes / 1e9:.0f} GB",
+                                "fewer sessions (or groups), a lower max_history_tokens, or a larger block_size")
     else:
         RQ[:, GRP] = -1
     RQ[:, QG] = gr.of_request

@@ -82,8 +82,8 @@ PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight aga
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT, RNODE) = range(48)
-N_S = 48  # RNODE: the network node its pool sits on ([[network.nodes]]; 0 when none declared)  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
+ DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT, RNODE, PUB) = range(49)
+N_S = 49  # PUB: a finished request's whole history joins its group's cached prefix (multi-turn sessions)  # RNODE: the network node its pool sits on ([[network.nodes]]; 0 when none declared)  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
 #  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
 # list (requests prefilled, waiting to be routed to a decode replica; linked by RQ NXT)  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
 # RGRP: the replica's routing group (the model it serves: sim/engine/build.py Groups); RLOC: its
@@ -468,6 +468,9 @@ def _register(r, i, S, RQ, KC):
 @njit(cache=True, _nrt=False)
 def _finish(r, i, t, blocks, S, RQ, PDONE, FIN, STATUS, prompt, output, KC):
     S[r, NRUN] -= 1
+    if S[r, PUB] and RQ[i, GRP] >= 0:  # a session's turn: its response's full blocks are cached too
+        RQ[i, DONE] = min(prompt[i] + output[i] - 1, blocks * S[r, BS])  # (the last token has no KV)
+        _register(r, i, S, RQ, KC)
     _release(r, i, blocks, S, RQ, KC)
     if S[r, LAG]:
         PDONE[r, S[r, NPDONE]] = i

@@ -74,6 +74,20 @@ class WorkloadConfig:
     # linear between them and held after the last; from workload.diurnal or workload.rate_profile
     rate_points: tuple[tuple[float, float], ...] = ()
     rate_spec: Mapping[str, Any] | None = None  # the key as given (for the effective scenario)
+    multi_turn: MultiTurn | None = None  # sessions of turns (the arrivals start sessions)
+
+
+@dataclass(frozen=True)
+class MultiTurn:
+    """workload.multi_turn: each arrival of the process starts a session of `turns` turns; turn
+    k + 1 arrives `think_time_s` after turn k did (open loop: drawn up front, as a trace replays)
+    and its prompt is the session's history (every earlier prompt and response) plus a new
+    message drawn from workload.prompt_tokens; a session ends before a turn whose prompt and
+    output would pass max_history_tokens."""
+
+    turns: Mapping[str, Any]  # a length distribution (>= 1)
+    think_time_s: Mapping[str, Any]  # a time distribution: fixed value, exponential mean, lognormal mean/cv, uniform
+    max_history_tokens: int = 32768
 
 
 @dataclass(frozen=True)
@@ -279,6 +293,7 @@ def _workload(raw: Any, base_dir: Path = Path(".")) -> WorkloadConfig:
     cv = t.get("cv", float, 1.0, positive=True)
     timeout = t.get("timeout_s", float, None, positive=True)
     sessions = t.get("sessions", int, None, positive=True)
+    multi = _multi_turn(t.get("multi_turn", dict, None), t)
     classes = []
     for k, c in enumerate(t.get("classes", list, [])):
         ct = Table(c, f"workload.classes[{k}]")
@@ -364,8 +379,47 @@ def _workload(raw: Any, base_dir: Path = Path(".")) -> WorkloadConfig:
     if stages and warmup >= sum(d for _, d in stages):
         raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of the stages "
                             f"({sum(d for _, d in stages):g} s): no request would be measured", "lower warmup_s")
+    if multi is not None:
+        clash = ("workload.sessions" if sessions else "workload.shared_prefix" if prefix is not None else
+                 "workload.trace" if arrival == "trace" else None)
+        if clash:
+            raise ScenarioError("workload.multi_turn", f"cannot be combined with {clash} (multi-turn sessions make "
+                                "their own session ids and shared prefixes)", f"remove {clash} or multi_turn")
+        if any(c.prompt_tokens or c.output_tokens for c in classes):
+            raise ScenarioError("workload.multi_turn", "classes with their own prompt or output lengths cannot "
+                                "build a session's history", "give the lengths in workload.prompt_tokens/output_tokens")
     return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup,
-                          tuple(stages), prefix, timeout, tuple(classes), sessions, rate_points, rate_spec)
+                          tuple(stages), prefix, timeout, tuple(classes), sessions, rate_points, rate_spec, multi)
+
+
+TIME_DISTS = {"fixed": ("value",), "exponential": ("mean",), "lognormal": ("mean", "cv"), "uniform": ("min", "max")}
+
+
+def _time_spec(raw: Any, path: str) -> dict[str, Any]:
+    """A distribution of seconds: a number (fixed) or {dist = "exponential", mean = ...} |
+    {dist = "lognormal", mean, cv} | {dist = "uniform", min, max} | {dist = "fixed", value}."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        raw = {"dist": "fixed", "value": float(raw)}
+    t = Table(raw, path)
+    dist = t.get("dist", str, choices=tuple(TIME_DISTS))
+    out: dict[str, Any] = {"dist": dist}
+    for k in TIME_DISTS[dist]:
+        out[k] = t.get(k, float, nonneg=(k in ("value", "min")), positive=(k not in ("value", "min")))
+    t.done()
+    if dist == "uniform" and out["min"] > out["max"]:
+        raise ScenarioError(f"{path}.min", "must be <= max")
+    return out
+
+
+def _multi_turn(raw: Any, w: Table) -> MultiTurn | None:
+    if raw is None:
+        return None
+    t = Table(raw, "workload.multi_turn")
+    turns = _length_spec(t.get("turns", (int, dict)), "workload.multi_turn.turns")
+    think = _time_spec(t.get("think_time_s", (int, float, dict)), "workload.multi_turn.think_time_s")
+    cap = t.get("max_history_tokens", int, 32768, positive=True)
+    t.done()
+    return MultiTurn(turns, think, cap)
 
 
 def _rate_points(key: str, raw: dict, duration: float, base_dir: Path) -> tuple[tuple, dict]:
@@ -882,6 +936,7 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
     out = {k: v for k, v in raw.items() if k in ("catalog", "hardware", "models")}
     out.update({"name": name, "seed": seed})
     wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix", "classes",
+                                                                             "multi_turn",
                                                                                 "rate_points", "rate_spec")}
     if w.rate_spec is not None:
         wd["diurnal" if "peak_rate_per_s" in w.rate_spec else "rate_profile"] = dict(w.rate_spec)
@@ -894,6 +949,9 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
                          for c in w.classes]
     wd["prompt_tokens"] = dict(w.prompt_tokens)
     wd["output_tokens"] = dict(w.output_tokens)
+    if w.multi_turn is not None:
+        wd["multi_turn"] = {"turns": dict(w.multi_turn.turns), "think_time_s": dict(w.multi_turn.think_time_s),
+                            "max_history_tokens": w.multi_turn.max_history_tokens}
     if w.stages:
         for k in ("rate_per_s", "num_requests", "duration_s"):
             wd.pop(k, None)

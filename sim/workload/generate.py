@@ -35,6 +35,7 @@ class Workload:
     stage_bounds_s: tuple[float, ...] = ()  # start time of each stage, then the end of the last
     cls: np.ndarray | None = None  # int16 request-class index (None: one class)
     session: np.ndarray | None = None  # int64 session id (None: no sessions)
+    history: bool = False  # multi-turn: a request's prefix group is its session, whose history grows
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -367,7 +368,57 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
                 out[m] = draw_lengths(c.output_tokens, int(m.sum()), stream(seed, f"output_tokens:{c.name}"),
                                       f"workload.classes[{k}].output_tokens", base_dir)
     sess = stream(seed, "sessions").integers(0, w.sessions, size=n) if w.sessions else None
+    if w.multi_turn is not None:
+        return _sessions(w, seed, arr, stage, bounds, cls, base_dir)
     return Workload(arr, pr, out, stage, group, ptok, bounds, cls, sess)
+
+
+def draw_times(spec: Mapping[str, Any], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw `n` durations (s, >= 0) from a time distribution spec (config._time_spec)."""
+    dist = spec["dist"]
+    if dist == "fixed":
+        return np.full(n, float(spec["value"]))
+    if dist == "exponential":
+        return rng.exponential(float(spec["mean"]), size=n)
+    if dist == "uniform":
+        return rng.uniform(float(spec["min"]), float(spec["max"]), size=n)
+    mean, cv = float(spec["mean"]), float(spec["cv"])
+    sigma2 = np.log1p(cv * cv)
+    return rng.lognormal(np.log(mean) - sigma2 / 2.0, np.sqrt(sigma2), size=n)
+
+
+def _sessions(w: Any, seed: int, starts: np.ndarray, stage: Any, bounds: tuple, cls: Any, base_dir: Path) -> Workload:
+    """workload.multi_turn: the arrivals `starts` begin sessions; every turn's new message,
+    output and the think time after it are drawn per (session, turn) in session order from their
+    own streams; turn k's prompt is the history (earlier prompts and outputs) plus its message.
+    The turns are then put in arrival order; the session is each turn's prefix group (its
+    history is a prefix of its next prompt)."""
+    mt = w.multi_turn
+    n_s = starts.shape[0]
+    turns = draw_lengths(mt.turns, n_s, stream(seed, "turns"), "workload.multi_turn.turns", base_dir)
+    m = int(turns.sum())
+    sess = np.repeat(np.arange(n_s, dtype=np.int64), turns)
+    first = np.concatenate([[0], np.cumsum(turns)[:-1]])  # each session's first row
+    new = draw_lengths(w.prompt_tokens, m, stream(seed, "prompt_tokens"), "workload.prompt_tokens", base_dir)
+    out = draw_lengths(w.output_tokens, m, stream(seed, "output_tokens"), "workload.output_tokens", base_dir)
+    think = draw_times(mt.think_time_s, m, stream(seed, "think_time"))
+
+    def before(x: np.ndarray) -> np.ndarray:  # per row: the sum of x over the session's earlier rows
+        c = np.cumsum(x) - x
+        return c - c[first][sess]
+
+    prompt = before(new + out) + new
+    t = starts[sess] + before(think)
+    # a session ends before its first turn past the history cap (its first turn always runs)
+    over = (prompt + out > mt.max_history_tokens) & (np.arange(m) != first[sess])
+    keep = before(over.astype(np.int64)) + over == 0
+    order = np.argsort(t[keep], kind="stable")
+    sess_k = sess[keep][order]
+    st = stage[sess][keep][order] if stage is not None else None
+    ck = cls[sess][keep][order] if cls is not None else None
+    pk = prompt[keep][order]
+    return Workload(t[keep][order], pk, out[keep][order], st, sess_k.astype(np.int32), int(pk.max()), bounds, ck,
+                    sess_k, history=True)
 
 
 def read_trace_sessions(path: Path, fmt: str, n: int) -> np.ndarray | None:
