@@ -3,7 +3,7 @@ scheduler and router, with KV pressure (preemption), prefix caching (LRU evictio
 timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
 supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
 commissioning, a battery), autoscaling (every policy, cold starts, drains), speculative
-decoding, expert parallelism and multi-turn sessions. The compiled engine must give the SimPy
+decoding, expert parallelism, multi-turn sessions and KV tiers. The compiled engine must give the SimPy
 engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
 
 Derandomized, so CI runs the same examples every time; `DCSIM_FUZZ=N` runs N more random ones."""
@@ -27,6 +27,8 @@ def _scenario(d: dict) -> dict:
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
               "scheduler": sched, "variability": d.get("variability", True)}]
+    if d.get("offload") and sched["prefix_caching"]:  # a CPU tier under the prefix cache (small: it drops blocks)
+        pools[0]["kv_offload"] = {"tier": "cpu", "capacity_gb": d["offload"], "gbps": 400.0}
     if d.get("spec") is not None:  # speculative decoding on pool a (the step formula's 1/g steps)
         pools[0]["speculative"] = dict(d["spec"])
     two = d.get("two_models", False) and d["mixed"] and d["router"] != "central_queue"
@@ -141,6 +143,7 @@ scenarios = st.fixed_dictionaries({
     "horizon": st.one_of(st.none(), st.floats(5.0, 30.0)),
     "ep": st.booleans(),
     "multi": st.booleans(),
+    "offload": st.sampled_from([None, 0.02, 50.0]),
     "spec": st.one_of(st.none(), st.sampled_from([{"method": "eagle", "num_tokens": 3, "acceptance_rate": 0.7},
                                                   {"method": "ngram", "num_tokens": 5, "acceptance_rate": 0.4}])),
     "autoscale": st.one_of(st.none(), st.fixed_dictionaries({

@@ -177,7 +177,8 @@ JUNK = st.one_of(
                      '"../nope.csv"', '{name = "a", share = 2}', "0", "-1", "1e308", '"h100-sxm:Nope"']))
 
 
-@settings(max_examples=int(os.environ.get("DCSIM_FUZZ", 0)) + 60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("DCSIM_FUZZ", 0)) + 60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(KEYS), value=JUNK)
 def test_generated_bad_scenarios_never_trace_back(capsys, key, value):
     rc, _, err = cli(capsys, "run", QUICK, "--json", "--quiet", *SMALL, "--set", f"{key}={value}")
@@ -194,7 +195,8 @@ ROW = st.tuples(st.one_of(st.floats(-5, 1e4).map(repr), st.sampled_from(["", "x"
                 st.one_of(st.integers(-3, 3000).map(str), st.sampled_from(["", "0.5", "y"])))
 
 
-@settings(max_examples=int(os.environ.get("DCSIM_FUZZ", 0)) + 40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("DCSIM_FUZZ", 0)) + 40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(ROW, max_size=6))
 def test_generated_bad_traces_never_trace_back(capsys, tmp_path, rows):
     p = _trace_scenario(tmp_path, _csv(tmp_path, "".join(",".join(r) + "\n" for r in rows)))

@@ -138,7 +138,19 @@ def prefix_cache(res: Any) -> dict[str, Any]:
         by[name] = sum(r.prefix_hit_tokens for r in reps) / adm if adm else 0.0
     adm = sum(r.admitted_tokens for r in res.replicas if r.pool in pools)
     hit = sum(r.prefix_hit_tokens for r in res.replicas if r.pool in pools)
-    return {"prefix_cache_hit_rate": hit / adm if adm else 0.0, "prefix_cache_hit_rate_by_pool": by}
+    out = {"prefix_cache_hit_rate": hit / adm if adm else 0.0, "prefix_cache_hit_rate_by_pool": by}
+    tiers = {p.name: p.kv_offload.tier for p in res.scenario.pools if p.kv_offload is not None}
+    if tiers:  # hits per tier (tokens) and the bytes each way over the tier's link
+        reps = [r for r in res.replicas if r.pool in tiers]
+        bs = {p.name: p.scheduler.block_size for p in res.scenario.pools}
+        tier_tok = sum(r.tier_hit_blocks * bs[r.pool] for r in reps)
+        by_tier: dict[str, int] = {"hbm": hit - tier_tok}
+        for r in reps:
+            by_tier[tiers[r.pool]] = by_tier.get(tiers[r.pool], 0) + r.tier_hit_blocks * bs[r.pool]
+        out["prefix_hit_tokens_by_tier"] = by_tier
+        out["kv_tier_bytes_loaded"] = float(sum(r.tier_hit_blocks * r.block_bytes for r in reps))
+        out["kv_tier_bytes_offloaded"] = float(sum(r.offloaded_blocks * r.block_bytes for r in reps))
+    return out
 
 
 def summarize(res: Any) -> dict[str, Any]:

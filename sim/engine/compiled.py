@@ -288,6 +288,9 @@ def prepare(sim: Any, m: Any) -> Kernel:
         S[r, POL] = rep.policy_code
         S[r, [AH, AT, LH, LT]] = -1
         S[r, PB] = rep.prefix_blocks
+        S[r, K.TCAP] = rep.tier_blocks
+        S[r, [K.TLH, K.TLT]] = -1
+        F[r, K.TSB] = rep.tier_block_s
         S[r, PUB] = int(wl.history and rep.prefix_blocks > 0)
         F[r, AGE] = sch.ageing_s
         S[r, MAXT] = sch.max_batched_tokens
@@ -556,7 +559,8 @@ def finish(sim: Any, k: Kernel, clock: float, drv: Any, engine: str, wall0: floa
     fin.sort()
     sys_t, sys_n = m._in_system(wl.arrival_s[entered], fin)
     del fin
-    infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, BUSY]), int(S[r, K.HITT]), int(S[r, K.ADMT]))
+    infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, BUSY]), int(S[r, K.HITT]), int(S[r, K.ADMT]),
+                         int(S[r, K.THIT]), int(S[r, K.TOFF]), rep.block_bytes)
              for r, rep in enumerate(sim.replicas)]
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine=engine,
                   ledger=led, facility=events, power_peak_window_s=window,

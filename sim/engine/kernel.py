@@ -82,8 +82,12 @@ PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight aga
 # Per-replica integer state S[r, field]
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
- DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT, RNODE, PUB) = range(49)
-N_S = 49  # PUB: a finished request's whole history joins its group's cached prefix (multi-turn sessions)  # RNODE: the network node its pool sits on ([[network.nodes]]; 0 when none declared)  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
+ DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT, RNODE, PUB, TCAP, TN, TLH, TLT, TPEND, THIT,
+ TOFF) = range(56)
+N_S = 56  # KV tier ([pools.kv_offload]): TCAP blocks it holds (0: none), TN held, TLH/TLT its LRU list
+# (linked through KC's LRU links: a slot is in one list at a time), TPEND blocks loaded for the next
+# step, THIT blocks loaded from it, TOFF blocks offloaded to it (evicted from HBM)
+# PUB: a finished request's whole history joins its group's cached prefix (multi-turn sessions)  # RNODE: the network node its pool sits on ([[network.nodes]]; 0 when none declared)  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
 #  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
 # list (requests prefilled, waiting to be routed to a decode replica; linked by RQ NXT)  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
 # RGRP: the replica's routing group (the model it serves: sim/engine/build.py Groups); RLOC: its
@@ -92,7 +96,8 @@ N_S = 49  # PUB: a finished request's whole history joins its group's cached pre
 # this replica's queue (itself, or row 0 for central_queue's shared queue); SEQ: when its pending
 # event was scheduled (SimPy's insertion order, for the shared-queue driver)  # AH, AT: sjf's arrival-order list (head, tail)
 # Prefix cache: PB full blocks per shared prefix (0: caching off); block
-# j of group g is slot g * PB + j of KC[r] = (holders, or -1 if not cached; LRU prev; LRU next).
+# j of group g is slot g * PB + j of KC[r] = (holders, or -1 if not cached, -2 if in the KV tier;
+# LRU prev; LRU next).
 # USED counts every block running requests hold once (shared ones too); NLRU cached blocks no
 # one holds, oldest first from LH (evicted before any preemption): free = TOT - USED - NLRU.
 KREF, KPREV, KNEXT = range(3)
@@ -107,8 +112,8 @@ ROLE_PREFILL = 1
 IDLE, STEP, WAKE = 0, 1, 2  # S[r, ST]: idle; a step in flight until F[r, EEND]; woken at F[r, EEND]
 # Per-replica float state F[r, field]
 (EEND, BUSY, ESTEP, EIDLE, IDLE_SINCE, DTF, NB, AGE, WSTEP, CAP, REST_W, HOST_W, DTU, WA, WT, JD, JP, BORN, EW, EQ,
- EF, VLO, WEND, EK, EM, WDEC, NIC, KVB, NLAT, TOKS) = range(30)
-N_F = 30  # TOKS: the replica's seconds per token of work (least_time: hardware-aware routing)  # NIC, KVB, NLAT: KV transfers (disaggregation): the replica's network bytes/s (all its
+ EF, VLO, WEND, EK, EM, WDEC, NIC, KVB, NLAT, TOKS, TSB) = range(31)
+N_F = 31  # TSB: seconds to load one KV block from the tier; TOKS: the replica's seconds per token of work (least_time: hardware-aware routing)  # NIC, KVB, NLAT: KV transfers (disaggregation): the replica's network bytes/s (all its
 # accelerators' ports), the model's KV bytes per token, the fabric's latency (s)  # WDEC: the warm-up's share for a decode-only step; WEND: when the warm-up term falls below
 # 1e-6 (dropped after); EK, EM: the episode window of
 # the last step and its factor (a cache: a window's draw is made once)  # WA, WT: warm-up amplitude and time constant (s); JD, JP: jitter's mean share and rate; BORN:
@@ -353,33 +358,61 @@ def _flush(r, t, S, RQ, PFIRST, PDONE, FIRST, FIN, STATUS, prompt, output):
     S[r, NPDONE] = 0
 
 
-@njit(cache=True, _nrt=False)
-def _lru_unlink(r, s, S, KC):
+@njit(cache=True, _nrt=False, inline="always")
+def _unlink(r, s, S, KC, H, T, N):
+    """Slot s out of the list whose head, tail and length are S[r, H], S[r, T], S[r, N]."""
     p = KC[r, s, KPREV]
     n = KC[r, s, KNEXT]
     if p >= 0:
         KC[r, p, KNEXT] = n
     else:
-        S[r, LH] = n
+        S[r, H] = n
     if n >= 0:
         KC[r, n, KPREV] = p
     else:
-        S[r, LT] = p
-    S[r, NLRU] -= 1
+        S[r, T] = p
+    S[r, N] -= 1
 
 
-@njit(cache=True, _nrt=False)
-def _lru_push(r, s, S, KC):
-    """Cached block s has no holder left: to the most recently used end."""
-    t = S[r, LT]
+@njit(cache=True, _nrt=False, inline="always")
+def _push(r, s, S, KC, H, T, N):
+    """Slot s to the most recently used end of that list."""
+    t = S[r, T]
     KC[r, s, KPREV] = t
     KC[r, s, KNEXT] = -1
     if t >= 0:
         KC[r, t, KNEXT] = s
     else:
-        S[r, LH] = s
-    S[r, LT] = s
-    S[r, NLRU] += 1
+        S[r, H] = s
+    S[r, T] = s
+    S[r, N] += 1
+
+
+@njit(cache=True, _nrt=False)
+def _lru_unlink(r, s, S, KC):
+    _unlink(r, s, S, KC, LH, LT, NLRU)
+
+
+@njit(cache=True, _nrt=False)
+def _lru_push(r, s, S, KC):
+    """Cached block s has no holder left: to the most recently used end."""
+    _push(r, s, S, KC, LH, LT, NLRU)
+
+
+@njit(cache=True, _nrt=False)
+def _offload(r, s, S, KC):
+    """Cached block s, evicted from HBM: into the KV tier (its least recently used block, when
+    full, is dropped), or dropped without one."""
+    if S[r, TCAP] == 0:
+        KC[r, s, KREF] = -1
+        return
+    if S[r, TN] >= S[r, TCAP]:
+        h = S[r, TLH]
+        _unlink(r, h, S, KC, TLH, TLT, TN)
+        KC[r, h, KREF] = -1
+    _push(r, s, S, KC, TLH, TLT, TN)
+    KC[r, s, KREF] = -2
+    S[r, TOFF] += 1
 
 
 @njit(cache=True, _nrt=False, inline="always")
@@ -390,7 +423,7 @@ def _take(r, n, S, KC):
     while free < n:
         s = S[r, LH]
         _lru_unlink(r, s, S, KC)
-        KC[r, s, KREF] = -1
+        _offload(r, s, S, KC)
         free += 1
     S[r, USED] += n
 
@@ -414,7 +447,8 @@ def _release(r, i, blocks, S, RQ, KC):
 
 @njit(cache=True, _nrt=False, inline="always")
 def _peek_hits(r, i, target, S, RQ, KC):
-    """(cached leading blocks of request i's prompt, how many of them no one holds now):
+    """(cached leading blocks of request i's prompt, how many of them take a block it does not
+    hold now: cached ones no one holds, and those in the KV tier, loaded into fresh blocks).
     The last token is always computed."""
     pb = S[r, PB]
     g = RQ[i, GRP]
@@ -426,9 +460,9 @@ def _peek_hits(r, i, target, S, RQ, KC):
     idle = 0
     while hits < k:
         c = KC[r, base + hits, KREF]
-        if c < 0:
+        if c < 0 and c != -2:
             break
-        if c == 0:
+        if c <= 0:
             idle += 1
         hits += 1
     return hits, idle
@@ -436,14 +470,29 @@ def _peek_hits(r, i, target, S, RQ, KC):
 
 @njit(cache=True, _nrt=False)
 def _acquire_hits(r, i, hits, S, RQ, KC):
-    """Request i holds the first `hits` cached blocks of its prefix."""
+    """Request i holds the first `hits` cached blocks of its prefix; those in the KV tier are
+    loaded into fresh blocks (their time is added to the next step: TPEND)."""
     base = RQ[i, GRP] * S[r, PB]
+    nt = 0
     for j in range(hits):
         s = base + j
-        if KC[r, s, KREF] == 0:
+        c = KC[r, s, KREF]
+        if c == -2:  # out of the tier first (so no eviction below can drop it)
+            _unlink(r, s, S, KC, TLH, TLT, TN)
+            KC[r, s, KREF] = -3
+            nt += 1
+            continue
+        if c == 0:
             _lru_unlink(r, s, S, KC)
             S[r, USED] += 1
-        KC[r, s, KREF] += 1
+        KC[r, s, KREF] = c + 1
+    if nt:  # fresh blocks for them (evicting unheld ones, never these: they are held now)
+        _take(r, nt, S, KC)
+        for j in range(hits):
+            if KC[r, base + j, KREF] == -3:
+                KC[r, base + j, KREF] = 1
+        S[r, TPEND] += nt
+        S[r, THIT] += nt
     RQ[i, NSH] = hits
     if hits * S[r, BS] > RQ[i, DONE]:  # (a request handed over with its KV has its prompt done)
         RQ[i, DONE] = hits * S[r, BS]
@@ -460,6 +509,8 @@ def _register(r, i, S, RQ, KC):
         s = base + nsh
         if KC[r, s, KREF] >= 0:
             break
+        if KC[r, s, KREF] == -2:  # computed again: the tier's copy goes
+            _unlink(r, s, S, KC, TLH, TLT, TN)
         KC[r, s, KREF] = 1
         nsh += 1
     RQ[i, NSH] = nsh
@@ -1147,6 +1198,10 @@ def _launch(r, now, nch, ndec, S, F, RQ, CH, PC, START, bins, G, tsf, tsi, PW, G
         dt, pw = _step(_pc(PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
         dtu = dt
     dt *= _vary(r, now, S, F, p_tok > 0)
+    if S[r, TPEND]:  # KV blocks loaded from the tier for requests admitted now (not clocked)
+        dt += S[r, TPEND] * F[r, TSB]
+        dtu += S[r, TPEND] * F[r, TSB]
+        S[r, TPEND] = 0
     watts = pw * S[r, TP] + F[r, HOST_W]
     if ts_on:
         _ts_add(tsf, tsi, GI, now, r, n_seq, S[r, USED], S[S[r, QROW], QLEN], 1)
@@ -2149,8 +2204,10 @@ def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS
     # a fresh engine: no KV in use, nothing cached, no step counted
     for f in (NDEC, CTXB, DIT, USED, NRUN, NPF, FHLEN, NCH, PLNDEC, NPFIRST, NPDONE, QBLK, NLRU):
         S[r, f] = 0
-    for f in (PH, PT, LH, LT):
+    for f in (PH, PT, LH, LT, TLH, TLT):
         S[r, f] = -1
+    S[r, TN] = 0
+    S[r, TPEND] = 0
     CNT[r, :] = 0
     KC[r, :, :] = -1
     st = S[r, ST]

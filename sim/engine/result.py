@@ -22,6 +22,9 @@ class ReplicaInfo:
     busy_s: float = 0.0
     prefix_hit_tokens: int = 0  # prompt tokens found in its prefix cache at admission
     admitted_tokens: int = 0  # prompt tokens it admitted (every admission, re-admissions too)
+    tier_hit_blocks: int = 0  # KV blocks loaded from its KV tier ([pools.kv_offload])
+    offloaded_blocks: int = 0  # KV blocks evicted from HBM into its tier
+    block_bytes: float = 0.0  # bytes of one KV block (the whole replica's)
 
 
 @dataclass

@@ -60,6 +60,12 @@ class ReplicaSpec:
             self.scheduler = cls(sc.max_batch_size, sc.max_batched_tokens) if cls is not None else None
             self.max_batch_size = 1 if sc.policy == "fcfs" else sc.max_batch_size
             self.info_blocks = self.total_blocks
+            # the KV tier: blocks it holds and seconds to load one (none when it loses to recomputing)
+            off = pool.kv_offload
+            self.block_bytes = self.perf.group_kv_bytes_per_token * sc.block_size
+            self.tier_block_s = self.perf.kv_block_load_s(sc.block_size, off.gbps) if off is not None else 0.0
+            faster = off is not None and self.tier_block_s < self.perf.block_recompute_s(sc.block_size)
+            self.tier_blocks = int(off.capacity_gb * 1e9 // self.block_bytes) if faster else 0
             # seconds per token of work (least_time): a decode step of 64 sequences at 2,048 tokens
             # of context, per sequence (an assumed reference point: decode dominates serving time)
             self.token_s = self.perf.step_time(64, 64 * 2048.0, n_seq=64) / 64
@@ -71,6 +77,7 @@ class ReplicaSpec:
             self.max_batch_size = 1
             self.info_blocks = 0
             self.token_s = pool.service.mean_s
+            self.block_bytes, self.tier_block_s, self.tier_blocks = 0.0, 0.0, 0
 
 
 class Simulation:

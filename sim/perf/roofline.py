@@ -390,5 +390,14 @@ class PerfModel:
         d_w, d_kv = self._drafter[0] * dp, self._drafter[1]
         return (usable - self.group_weight_bytes - d_w) / (self.group_kv_bytes_per_token + d_kv)
 
+    def kv_block_load_s(self, block_size: int, gbps: float) -> float:
+        """Seconds to bring one KV block (all its accelerators' shares) over a gbps link."""
+        return self.group_kv_bytes_per_token * block_size / (gbps * 1e9 / 8.0)
+
+    def block_recompute_s(self, block_size: int) -> float:
+        """Seconds one block of a prompt costs to prefill (within a 2,048-token prompt: the
+        reference a KV tier must beat)."""
+        return self.prefill_cost(2048).t_s / 2048 * block_size
+
     def kv_blocks(self, kv_memory_fraction: float, block_size: int) -> int:
         return int(math.floor(self.kv_capacity_tokens(kv_memory_fraction) / block_size))

@@ -126,6 +126,7 @@ class PoolConfig:
     role: str = "mixed"  # "prefill" | "decode" | "mixed": prefill/decode disaggregation (docs/disaggregation.md)
     autoscaler: AutoscalerConfig | None = None  # replicas = its max_replicas; initial_replicas serve at first
     speculative: Speculative | None = None  # speculative decoding (sim/perf/roofline.py)
+    kv_offload: KVOffload | None = None  # a KV tier below HBM for evicted prefix-cache blocks
     ep: int = 1  # expert-parallel degree: > 1, the replica's accelerators (a multiple of tp)
     moe_imbalance: float = 1.0  # with ep: the busiest accelerator's expert load over the mean
 
@@ -133,6 +134,17 @@ class PoolConfig:
     def accels(self) -> int:
         """Accelerators per replica: ep with expert parallelism, else tp."""
         return self.ep if self.ep > 1 else self.tp
+
+
+@dataclass(frozen=True)
+class KVOffload:
+    """[pools.kv_offload]: prefix-cache blocks evicted from HBM go to a tier of capacity_gb per
+    replica (least recently used out first) and come back over gbps (the replica's read
+    bandwidth from it, all its accelerators' links together) instead of being recomputed."""
+
+    tier: str  # "cpu" | "ssd"
+    capacity_gb: float
+    gbps: float
 
 
 @dataclass(frozen=True)
@@ -529,6 +541,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
         _one_price(pcost, f"{path}.cost")
     role = t.get("role", str, "mixed", choices=ROLES)
     spec = _speculative(t.get("speculative", dict, None), model, cat, f"{path}.speculative")
+    offload = _kv_offload(t.get("kv_offload", dict, None), sched, f"{path}.kv_offload")
     ascale = _autoscaler(t.get("autoscaler", dict, None), scale_all, name, path, replicas if given_replicas else None,
                          base_dir)
     if ascale is not None:
@@ -541,10 +554,26 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
         raise ScenarioError(f"{path}.speculative", "a pool with analytic [pools.service] times has no decode steps "
                             "to speculate on", "remove one of the two tables")
     pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
-                      clock_lock, role, ascale, spec, ep, imbalance)
+                      clock_lock, role, ascale, spec, offload, ep, imbalance)
     if service is None:
         _check_fits(pool, path)
     return pool
+
+
+KV_TIERS = ("cpu", "ssd")
+
+
+def _kv_offload(raw: Any, sched: SchedulerConfig, path: str) -> KVOffload | None:
+    if raw is None:
+        return None
+    t = Table(raw, path)
+    out = KVOffload(t.get("tier", str, "cpu", choices=KV_TIERS), t.get("capacity_gb", float, positive=True),
+                    t.get("gbps", float, positive=True))
+    t.done()
+    if not sched.prefix_caching:
+        raise ScenarioError(path, "the tier keeps blocks evicted from the prefix cache, which is off",
+                            "set scheduler.prefix_caching = true in this pool")
+    return out
 
 
 def _expert_parallel(t: Table, model: Model, tp: int, path: str) -> tuple[int, float]:
@@ -706,6 +735,11 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
     if pool.speculative is not None and pm.weight_bytes < usable <= pm.weight_bytes + pm._drafter[0]:
         raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm._drafter[0] / 1e9:.1f} GB) do not fit "
                             f"beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a larger tp")
+    if pool.kv_offload is not None:
+        load, redo = pm.kv_block_load_s(sch.block_size, pool.kv_offload.gbps), pm.block_recompute_s(sch.block_size)
+        if load >= redo:
+            warn(f"{path}.kv_offload.gbps", f"loading a KV block ({load * 1e3:.3g} ms) is no faster than recomputing "
+                 f"it ({redo * 1e3:.3g} ms): the tier is not used", "raise gbps (PCIe 5.0 x16: about 500)")
     if pm.weight_bytes >= usable:
         fits = [t for t in pool.model.tp_degrees() if t > pool.tp
                 and pm.weight_bytes < pool.hardware.memory_bytes * t * sch.kv_memory_fraction]
@@ -991,6 +1025,8 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             a = p.autoscaler
             d["replicas"] = a.initial_replicas
             d["autoscaler"] = {k: v for k, v in a.__dict__.items() if v is not None and k != "initial_replicas"}
+        if p.kv_offload is not None:
+            d["kv_offload"] = dict(p.kv_offload.__dict__)
         if p.speculative is not None:
             sp = p.speculative
             d["speculative"] = {"method": sp.method, "num_tokens": sp.num_tokens, "acceptance_rate": sp.acceptance_rate}
