@@ -165,3 +165,32 @@ def test_bad_speculative_input_is_one_line_exit_2(tmp_path, spec, field):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+def test_verify_steps_against_the_acceptance_process():
+    """a = 0: one token a step, S = output - 1 exactly; a = 0.8, k = 4: tokens over steps is g
+    (the last step's extra tokens aside), per request a spread."""
+    from sim.perf.roofline import tokens_per_step, verify_steps
+
+    out = np.full(2000, 1001)
+    assert np.array_equal(verify_steps(out, np.zeros(2000), 4, stream(1, "x")), np.full(2000, 1000))
+    s = verify_steps(out, np.full(2000, 0.8), 4, stream(1, "x"))
+    assert (1000 * 2000 / s.sum()) == pytest.approx(tokens_per_step(0.8, 4), rel=0.01)
+    assert s.std() > 1.0
+    assert np.array_equal(s, verify_steps(out, np.full(2000, 0.8), 4, stream(1, "x")))  # seeded
+
+
+def test_per_request_draws_spread_tpot_and_per_class_rates_apply():
+    """One request at a time: with the draws every request's TPOT is S x step / (output - 1), so
+    TPOT varies between requests; a class accepting more decodes faster."""
+    raw = _raw({"method": "eagle", "num_tokens": 4, "acceptance_rate": {"code": 0.9, "chat": 0.5}}, n=60,
+               output=200)
+    raw["workload"]["classes"] = [{"name": "code", "share": 0.5}, {"name": "chat", "share": 0.5}]
+    res = Simulation(parse(raw)).run()
+    tb, wl = res.requests, res.workload
+    tpot = (tb.finish_s - tb.first_token_s) / (wl.output_tokens - 1)
+    code, chat = tpot[wl.cls == 0], tpot[wl.cls == 1]
+    assert code.mean() < 0.8 * chat.mean()
+    assert chat.std() > 0.01 * chat.mean()
+    ref = Simulation(parse(dict(raw, run={"engine": "simpy"}))).run()
+    assert np.array_equal(tb.finish_s, ref.requests.finish_s)

@@ -5,7 +5,8 @@ from a scenario before the engine starts. The engine's constructors do neither.
 - the router, set up (power_of_two's random pairs are drawn here, from the "router" stream),
 - analytic service times per pool (`[pools.service]`, from "service:<pool>"),
 - the routing groups: the replicas serving each model, and each request's group (the model its
-  class names; -1: no pool serves it, rejected with reason no_pool_for_model).
+  class names; -1: no pool serves it, rejected with reason no_pool_for_model),
+- speculative decoding's accepted tokens, per sequence per step (`engine_output`).
 
 The facility's fault times are still drawn by its processes as the run goes (issue 10, M6).
 """
@@ -112,6 +113,40 @@ class Model:
     router: Any
     service_s: dict[str, np.ndarray]  # pool name -> analytic service time of every request
     groups: Groups
+    engine_output: np.ndarray | None = None  # output lengths the engine decodes (speculation: below)
+
+
+def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | None:
+    """Speculative decoding's draws: for the requests of a model whose decoding pools all
+    speculate alike, the verify steps S each needs are drawn per sequence per step (their
+    class's acceptance rate; sim.perf.roofline.verify_steps, stream "speculative:<model>"), and
+    the engine, which advances a sequence one token per step at 1/g of a verify step, decodes
+    1 + round(g x S) tokens for it: its decode takes S verify steps, as drawn. Its KV then grows
+    by g x S tokens instead of its output (equal in expectation). None: no model qualifies
+    (the engine decodes the outputs, at 1/g of a verify step a token: acceptance in expectation)."""
+    from sim.perf.roofline import tokens_per_step, verify_steps
+
+    out = None
+    for g, model in enumerate(groups.models):
+        pools = [p for p in sc.pools if p.model.id == model and p.role != "prefill"]
+        specs = {p.speculative for p in pools}
+        if len(specs) != 1 or None in specs:
+            continue
+        sp = specs.pop()
+        if groups.roles[g] == "decode":
+            continue  # (its requests arrive at its model's prefill group)
+        mine = np.flatnonzero(groups.of_request == g)
+        if not mine.size:
+            continue
+        rates = np.full(mine.size, sp.acceptance_rate)
+        if sp.class_rates and wl.cls is not None:
+            rates = np.array([a for _, a in sp.class_rates])[wl.cls[mine]]
+        steps = verify_steps(wl.output_tokens[mine], rates, sp.num_tokens, stream(sc.seed, f"speculative:{model}"))
+        if out is None:
+            out = wl.output_tokens.astype(np.int64).copy()
+        gain = tokens_per_step(sp.acceptance_rate, sp.num_tokens)
+        out[mine] = np.where(wl.output_tokens[mine] > 1, 1 + np.maximum(1, np.rint(gain * steps)), 1).astype(np.int64)
+    return out
 
 
 def build(scenario: Scenario, workload: Workload | None = None) -> Model:
@@ -135,4 +170,4 @@ def build(scenario: Scenario, workload: Workload | None = None) -> Model:
                 service[pool.name] = stream(scenario.seed, f"service:{pool.name}").exponential(pool.service.mean_s, size=n)
             else:
                 service[pool.name] = np.full(n, pool.service.mean_s)
-    return Model(scenario, wl, router, service, groups)
+    return Model(scenario, wl, router, service, groups, engine_output(scenario, wl, groups))

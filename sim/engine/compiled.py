@@ -337,7 +337,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     RT = np.array([ROUTERS.code(sc.router.decode_policy) if gr.roles[g] == "decode" else rcode
                    for g in range(len(NG))], np.int64)
     DEC = np.array(gr.decode_of, np.int64)
-    out0 = wl.output_tokens.astype(np.int64)
+    out0 = (sim.engine_output if sim.engine_output is not None else wl.output_tokens).astype(np.int64)
     HT = np.zeros(max(n, 1), np.float64)
     grp = (FIT, GR, NG, np.zeros(len(NG), np.int64), RT, np.where([keeps(c) for c in RT.tolist()], RT, K.R_JSQ), DEC, out0,
            np.full(n, -1, np.int64), np.zeros(n, np.float64), HT, np.zeros(max(n, 1), np.int64),
@@ -394,7 +394,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     horizon = sc.run.horizon_s
     timeout = float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf
     prompt = wl.prompt_tokens.astype(np.int64, copy=False)
-    output = wl.output_tokens.astype(np.int64, copy=False)
+    output = (sim.engine_output if sim.engine_output is not None else wl.output_tokens).astype(np.int64, copy=False)
     if gr.disaggregated:  # a request holds 1 output token while on a prefill replica (_begin_transfer)
         output = output.copy()
         output[np.isin(gr.of_request, np.flatnonzero(DEC >= 0))] = 1

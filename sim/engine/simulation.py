@@ -117,6 +117,7 @@ class Simulation:
         self.fac = fac
         self._setup_power()
         self.service_s: dict[str, np.ndarray] = model.service_s
+        self.engine_output = model.engine_output  # speculation's decode lengths (None: the outputs)
 
     def _setup_power(self) -> None:
         from sim.facility.ledger import Ledger, build_graph

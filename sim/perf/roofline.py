@@ -135,14 +135,42 @@ class Speculative:
 
     method: str
     num_tokens: int
-    acceptance_rate: float
+    acceptance_rate: float  # the pool's (with per-class rates: their mean weighted by the classes' shares)
     draft_model: Model | None = None
+    class_rates: tuple[tuple[str, float], ...] = ()  # per request class, when given as a table
 
     @property
     def tokens_per_step(self) -> float:
         """Expected tokens emitted per sequence per step: sum_{i=0..k} a^i = (1 - a^(k+1)) / (1 - a)."""
-        a, k = self.acceptance_rate, self.num_tokens
-        return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+        return tokens_per_step(self.acceptance_rate, self.num_tokens)
+
+
+def tokens_per_step(a: float, k: int) -> float:
+    """sum_{i=0..k} a^i: the expected tokens a step emits per sequence (Leviathan et al. 2023)."""
+    return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
+
+
+def verify_steps(out_tok, rates, k: int, rng) -> "np.ndarray":
+    """Verify steps each request needs to emit out_tok - 1 tokens after its first (prefill's):
+    each step, per sequence, the drafted tokens are kept while accepted (probability rates[j]
+    each, given the ones before) and the target adds one of its own; drawn per sequence per
+    step from `rng`, in step order over the requests still decoding."""
+    import numpy as np
+
+    need = np.asarray(out_tok, np.int64) - 1
+    a = np.asarray(rates, float)
+    steps = np.zeros(need.shape[0], np.int64)
+    live = np.flatnonzero(need > 0)
+    with np.errstate(divide="ignore"):
+        log_a = np.log(a)  # (-inf for a = 0: nothing accepted)
+    while live.size:
+        u = rng.random(live.size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            acc = np.where(a[live] > 0.0, np.floor(np.log(u) / log_a[live]), 0.0)  # P(acc >= i) = a^i
+        need[live] -= 1 + np.minimum(acc, k).astype(np.int64)
+        steps[live] += 1
+        live = live[need[live] > 0]
+    return steps
 
 
 @dataclass(frozen=True)

@@ -493,7 +493,8 @@ def _slo(raw: Any, path: str) -> SLO | None:
     return out
 
 
-def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all: Any = None) -> PoolConfig:
+def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all: Any = None,
+          classes: tuple = ()) -> PoolConfig:
     path = f"pools[{i}]"
     t = Table(raw, path)
     name = t.get("name", str, f"pool{i}")
@@ -540,7 +541,7 @@ def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all:
         ct.done()
         _one_price(pcost, f"{path}.cost")
     role = t.get("role", str, "mixed", choices=ROLES)
-    spec = _speculative(t.get("speculative", dict, None), model, cat, f"{path}.speculative")
+    spec = _speculative(t.get("speculative", dict, None), model, cat, f"{path}.speculative", classes)
     offload = _kv_offload(t.get("kv_offload", dict, None), sched, f"{path}.kv_offload")
     ascale = _autoscaler(t.get("autoscaler", dict, None), scale_all, name, path, replicas if given_replicas else None,
                          base_dir)
@@ -599,7 +600,7 @@ def _expert_parallel(t: Table, model: Model, tp: int, path: str) -> tuple[int, f
     return ep, imb
 
 
-def _speculative(raw: Any, model: Any, cat: Catalog, path: str) -> Any:
+def _speculative(raw: Any, model: Any, cat: Catalog, path: str, classes: tuple = ()) -> Any:
     """[pools.speculative] -> sim.perf.roofline.Speculative (None when absent)."""
     from sim.perf.roofline import METHODS, Speculative
 
@@ -611,13 +612,29 @@ def _speculative(raw: Any, model: Any, cat: Catalog, path: str) -> Any:
     if k > 16:
         raise ScenarioError(f"{path}.num_tokens", f"{k} tokens drafted per step is past what engines run (vLLM "
                             "and SGLang use 1-8)", "set num_tokens between 1 and 16")
-    if isinstance(t.data.get("acceptance_rate"), dict):
-        raise ScenarioError(f"{path}.acceptance_rate", "a per-class table is not supported yet (a replica's "
-                            "steps take one rate)", "give one number in [0, 1), or put the classes in pools of their own")
-    a = t.get("acceptance_rate", float)
-    if not 0.0 <= a < 1.0:
-        raise ScenarioError(f"{path}.acceptance_rate", f"must be in [0, 1) (a per-token acceptance probability), "
-                            f"got {a}", "e.g. acceptance_rate = 0.7")
+    rates: tuple[tuple[str, float], ...] = ()
+    if isinstance(t.data.get("acceptance_rate"), dict):  # per request class
+        table = t.get("acceptance_rate", dict)
+        names = [c.name for c in classes]
+        missing = [c for c in names if c not in table]
+        unknown = [c for c in table if c not in names]
+        if not names or unknown or missing:
+            raise ScenarioError(f"{path}.acceptance_rate", (f"names no class {unknown[0]!r}" if unknown else
+                                f"gives no rate for class {missing[0]!r}" if missing else
+                                "is a per-class table but the workload has no classes"),
+                                f"give one number, or a rate for each class ({', '.join(names) or 'none'})")
+        for c, v in table.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ScenarioError(f"{path}.acceptance_rate.{c}", f"must be in [0, 1) (a per-token acceptance "
+                                    f"probability), got {v!r}", "e.g. 0.7")
+        rates = tuple((c, float(table[c])) for c in names)
+        share = {c.name: c.share for c in classes}
+        a = sum(share[c] * v for c, v in rates) / sum(share.values())
+    else:
+        a = t.get("acceptance_rate", float)
+        if not 0.0 <= a < 1.0:
+            raise ScenarioError(f"{path}.acceptance_rate", f"must be in [0, 1) (a per-token acceptance probability), "
+                                f"got {a}", "e.g. acceptance_rate = 0.7")
     draft = None
     if method == "draft":
         draft = cat.get_model(t.get("draft_model", str), f"{path}.draft_model")
@@ -629,7 +646,7 @@ def _speculative(raw: Any, model: Any, cat: Catalog, path: str) -> Any:
         raise ScenarioError(f"{path}.draft_model", f"only method = \"draft\" takes a draft model ({method!r} "
                             "drafts with the target's own head or the prompt)", "remove draft_model or set method = \"draft\"")
     t.done()
-    return Speculative(method, k, a, draft)
+    return Speculative(method, k, a, draft, rates)
 
 
 def _autoscaler(own: Any, every: Any, pool: str, path: str, replicas: int | None,
@@ -772,7 +789,7 @@ def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
     if not pools_raw:
         raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
     scale_all = t.get("autoscaler", dict, None)
-    pools = tuple(_pool(p, i, cat, base_dir, scale_all) for i, p in enumerate(pools_raw))
+    pools = tuple(_pool(p, i, cat, base_dir, scale_all, workload.classes) for i, p in enumerate(pools_raw))
     if scale_all is not None and not any(p.autoscaler for p in pools):
         raise ScenarioError("autoscaler.pools", f"names none of the pools ({', '.join(p.name for p in pools)})",
                             "name at least one pool, or remove pools to scale every pool")
@@ -1029,7 +1046,8 @@ def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[
             d["kv_offload"] = dict(p.kv_offload.__dict__)
         if p.speculative is not None:
             sp = p.speculative
-            d["speculative"] = {"method": sp.method, "num_tokens": sp.num_tokens, "acceptance_rate": sp.acceptance_rate}
+            d["speculative"] = {"method": sp.method, "num_tokens": sp.num_tokens,
+                                "acceptance_rate": dict(sp.class_rates) if sp.class_rates else sp.acceptance_rate}
             if sp.draft_model is not None:
                 d["speculative"]["draft_model"] = sp.draft_model.id
         given = raw.get("pools", [])
