@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -80,3 +84,25 @@ def pytest_sessionstart(session):
     from sim.engine.simulation import warm_up
 
     warm_up()
+
+
+# A small scenario's workload, for the bad-input tests of each feature (a pool follows)
+TINY_WORKLOAD = """
+[workload]
+arrival = "poisson"
+rate_per_s = 2.0
+num_requests = 20
+prompt_tokens = 100
+output_tokens = 10
+"""
+
+
+def assert_run_fails_in_one_line(tmp_path, toml_text: str, field: str) -> None:
+    """`dcsim run` of the scenario text exits 2 with one line on stderr naming `field`, no traceback."""
+    p = tmp_path / "s.toml"
+    p.write_text(toml_text)
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--no-plots"], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr

@@ -5,8 +5,6 @@ state changes. Both drivers give the same decisions (also drawn in tests/test_di
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ from sim.engine.recorder import COMPLETED
 from sim.engine.simulation import Simulation
 from sim.perf.roofline import PerfModel
 from sim.policies.autoscalers import hpa
+from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import accel_usd_per_hour, parse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,21 +139,7 @@ def test_a_plugin_policy_from_a_file(tmp_path):
     assert c["serving"][-1] == 3 and c["serving"][0] == 1
 
 
-def _cli(tmp_path, raw_toml: str) -> subprocess.CompletedProcess:
-    p = tmp_path / "s.toml"
-    p.write_text(raw_toml)
-    return subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--no-plots"], capture_output=True,
-                          text=True, cwd=REPO)
-
-
-BASE = """
-[workload]
-arrival = "poisson"
-rate_per_s = 2.0
-num_requests = 20
-prompt_tokens = 100
-output_tokens = 10
-[[pools]]
+BASE = TINY_WORKLOAD + """[[pools]]
 hardware = "h100-sxm"
 model = "llama-3.1-8b"
 {pool}
@@ -171,16 +156,13 @@ model = "llama-3.1-8b"
     ("", "max_replicas = 3\ninterval_s = 0", "pools[0].autoscaler.interval_s"),
 ])
 def test_bad_autoscaler_input_is_one_line_exit_2(tmp_path, pool, scale, field):
-    r = _cli(tmp_path, BASE.format(pool=pool, scale=scale))
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert_run_fails_in_one_line(tmp_path, BASE.format(pool=pool, scale=scale), field)
 
 
 def test_a_scenario_autoscaler_naming_no_pool_is_refused(tmp_path):
     text = BASE.format(pool="", scale="max_replicas = 2").replace("[pools.autoscaler]\nmax_replicas = 2\n", "")
-    r = _cli(tmp_path, text + '[autoscaler]\nmax_replicas = 2\npools = ["nope"]\n')
-    assert r.returncode == 2 and "autoscaler.pools" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert_run_fails_in_one_line(tmp_path, text + '[autoscaler]\nmax_replicas = 2\npools = ["nope"]\n',
+                                 "autoscaler.pools")
 
 
 def test_day_fleet_follows_the_diurnal_load_over_24_hours():

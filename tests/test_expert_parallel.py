@@ -5,7 +5,6 @@ bad input."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sim.analysis.metrics import summarize
 from sim.engine.simulation import Simulation
 from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import PerfModel
+from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import accel_usd_per_hour, parse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,14 +117,7 @@ def test_deepseek_v3_decode_throughput_against_deepseeks_published_figure():
     assert 15 < r["user_tok_per_s"] < 60
 
 
-BASE = """
-[workload]
-arrival = "poisson"
-rate_per_s = 2.0
-num_requests = 20
-prompt_tokens = 100
-output_tokens = 10
-[[pools]]
+BASE = TINY_WORKLOAD + """[[pools]]
 hardware = "h100-sxm"
 {pool}
 """
@@ -140,10 +133,4 @@ hardware = "h100-sxm"
     ('model = "deepseek-v3"\ndtype = "bf16"\nep = 8', "pools[0].ep"),  # 1.3 TB of weights on 8 GPUs
 ])
 def test_bad_ep_input_is_one_line_exit_2(tmp_path, pool, field):
-    p = tmp_path / "s.toml"
-    p.write_text(BASE.format(pool=pool))
-    r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--no-plots"], capture_output=True, text=True,
-                       cwd=REPO)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert_run_fails_in_one_line(tmp_path, BASE.format(pool=pool), field)

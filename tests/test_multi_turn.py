@@ -4,8 +4,6 @@ both drivers, checked against the hit tokens computed by hand from the workload.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ import pytest
 from sim.analysis.metrics import summarize
 from sim.engine.recorder import COMPLETED
 from sim.engine.simulation import Simulation
+from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import parse
 from sim.workload.generate import build_workload
 
@@ -89,14 +88,7 @@ def test_history_reuse_lowers_ttft_and_both_drivers_agree():
     assert s["ttft_mean_s"] < 0.8 * off["ttft_mean_s"]
 
 
-BASE = """
-[workload]
-arrival = "poisson"
-rate_per_s = 2.0
-num_requests = 20
-prompt_tokens = 100
-output_tokens = 10
-{extra}
+BASE = TINY_WORKLOAD + """{extra}
 [[pools]]
 hardware = "h100-sxm"
 model = "llama-3.1-8b"
@@ -114,10 +106,4 @@ model = "llama-3.1-8b"
     ("multi_turn = { turns = 3 }", "workload.multi_turn.think_time_s"),
 ])
 def test_bad_multi_turn_input_is_one_line_exit_2(tmp_path, extra, field):
-    p = tmp_path / "s.toml"
-    p.write_text(BASE.format(extra=extra))
-    r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--no-plots"], capture_output=True, text=True,
-                       cwd=REPO)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert_run_fails_in_one_line(tmp_path, BASE.format(extra=extra), field)

@@ -5,9 +5,6 @@ drivers equal, and bad input."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +15,9 @@ from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import (BW, F_ATTN, F_SEQ, F_TOK, FLOPS, KV_TOK, OVH, OVH_SEQ, W_FIXED, PerfModel,
                                Speculative)
 from sim.rng import stream
+from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import parse
 
-REPO = Path(__file__).resolve().parents[1]
 CAT = builtin_catalog()
 DRAFT = {"method": "draft", "num_tokens": 4, "acceptance_rate": 0.8, "draft_model": "llama-3.2-1b"}
 EAGLE = {"method": "eagle", "num_tokens": 4, "acceptance_rate": 0.8}
@@ -130,14 +127,7 @@ def test_the_drafter_takes_memory_a_prompt_lookup_does_not():
     assert draft.kv_blocks(0.9, 16) == int(free / per_tok // 16) < base
 
 
-BASE = """
-[workload]
-arrival = "poisson"
-rate_per_s = 2.0
-num_requests = 20
-prompt_tokens = 100
-output_tokens = 10
-[[pools]]
+BASE = TINY_WORKLOAD + """[[pools]]
 hardware = "h100-sxm"
 model = "llama-3.1-8b"
 [pools.speculative]
@@ -158,13 +148,7 @@ model = "llama-3.1-8b"
     ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = { chat = 0.5 }', "pools[0].speculative.acceptance_rate"),
 ])
 def test_bad_speculative_input_is_one_line_exit_2(tmp_path, spec, field):
-    p = tmp_path / "s.toml"
-    p.write_text(BASE.format(spec=spec))
-    r = subprocess.run([sys.executable, "-m", "sim", "run", str(p), "--no-plots"], capture_output=True, text=True,
-                       cwd=REPO)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and field in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert_run_fails_in_one_line(tmp_path, BASE.format(spec=spec), field)
 
 
 def test_verify_steps_against_the_acceptance_process():

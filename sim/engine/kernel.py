@@ -83,10 +83,11 @@ PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight aga
 (ST, NDEC, CTXB, DIT, USED, NRUN, QH, QT, QLEN, PH, PT, NPF, PLNDEC, NCH, NPFIRST, NPDONE, QBLK,
  FHLEN, OUTREQ, OUTTOK, BS, TOT, MAXB, MAXT, LAG, TP, POL, AH, AT, NLRU, LH, LT, PB, PIDX, QROW, SEQ, DOWN,
  DRN, NSTP, JSEED, RGRP, RLOC, ROLE, HOH, HOT, HITT, ADMT, RNODE, PUB, TCAP, TN, TLH, TLT, TPEND, THIT,
- TOFF) = range(56)
-N_S = 56  # KV tier ([pools.kv_offload]): TCAP blocks it holds (0: none), TN held, TLH/TLT its LRU list
-# (linked through KC's LRU links: a slot is in one list at a time), TPEND blocks loaded for the next
-# step, THIT blocks loaded from it, TOFF blocks offloaded to it (evicted from HBM)
+ TOFF, TSWP) = range(57)
+N_S = 57  # KV tier ([pools.kv_offload]): TCAP blocks it holds (0: none), TN prefix blocks in it, TLH/TLT
+# their LRU list (linked through KC's LRU links: a slot is in one list at a time), TSWP blocks of
+# preempted requests swapped out to it, TPEND blocks loaded for the next step, THIT blocks loaded
+# from it, TOFF blocks written to it
 # PUB: a finished request's whole history joins its group's cached prefix (multi-turn sessions)  # RNODE: the network node its pool sits on ([[network.nodes]]; 0 when none declared)  # HITT, ADMT: prompt tokens found in the prefix cache at admission, and all admitted (hit rate)
 #  # ROLE: ROLE_PREFILL on a prefill replica of a disaggregated model; HOH, HOT: its hand-off
 # list (requests prefilled, waiting to be routed to a decode replica; linked by RQ NXT)  # NSTP: steps started (the variability draws' counter); JSEED: their hash key (seed and replica)
@@ -126,8 +127,8 @@ N_F = 31  # TSB: seconds to load one KV block from the tier; TOKS: the replica's
 # lower bound; lets load-reading routers skip replicas that cannot have changed).
 # Per-request state: RQ[i, field] (int32) and RA[i] = tokens in KV when decoding began minus the
 # replica's decode-step count then (int64; context during decode step d is RA[i] + d)
-NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN, QG = range(9)  # GEN: tokens generated so far; RST: R_* state;
-N_RQ = 9  # QG: its routing group (-1: no pool serves its model); HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
+NXT, DONE, HELD, GEN, RST, NSH, GRP, OWN, QG, SWP = range(10)  # GEN: tokens generated so far; RST: R_* state;
+N_RQ = 10  # SWP: KV blocks of a preempted request swapped out to its replica's tier; QG: its routing group (-1: no pool serves its model); HELD: KV blocks of a prefilling request; NSH: its leading blocks shared through the
 # prefix cache; GRP: its shared-prefix group (-1: none); OWN: the replica that admitted it last
 R_WAITING, R_PREFILL, R_DECODE, R_GONE, R_TRANSIT = 0, 1, 2, 3, 4  # TRANSIT: re-routed after a node
 # failure, on its way to its new replica (in no queue yet)
@@ -883,11 +884,25 @@ def _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC):
 
 @njit(cache=True, _nrt=False)
 def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
-    """Recompute preemption of request v: free its KV, keep the tokens it
-    generated, requeue it at the front."""
+    """Preemption of request v: free its KV, keep the tokens it generated, requeue it at the
+    front. Its KV is recomputed on readmission, or, with a KV tier that has room (made by
+    dropping the tier's least recently used prefix blocks), swapped out to it and loaded back."""
+    was_decoding = RQ[v, RST] == R_DECODE
     _drop(r, v, grown, S, RQ, RA, FH, CNT, prompt, KC)
     RQ[v, RST] = R_WAITING
+    kv = prompt[v] + RQ[v, GEN] - 1 if was_decoding else RQ[v, DONE]  # tokens with KV
+    blocks = _cdiv(kv, S[r, BS])
     RQ[v, DONE] = 0
+    if S[r, TCAP] and S[r, QROW] == r and blocks <= S[r, TCAP] and kv > 0:  # (its own queue: back to r)
+        while S[r, TCAP] - S[r, TN] - S[r, TSWP] < blocks and S[r, TN] > 0:
+            h = S[r, TLH]
+            _unlink(r, h, S, KC, TLH, TLT, TN)
+            KC[r, h, KREF] = -1
+        if S[r, TCAP] - S[r, TN] - S[r, TSWP] >= blocks:
+            RQ[v, DONE] = kv  # (as a handed-over request's: only the rest is computed)
+            RQ[v, SWP] = blocks
+            S[r, TSWP] += blocks
+            S[r, TOFF] += blocks
     RQ[v, HELD] = 0
     PRE[v] += 1
     _q_push(r, v, True, _queue_key(r, v, S, RQ, QA, prompt), S, RQ, QA)
@@ -900,6 +915,9 @@ def _cancel(r, j, S, F, RQ, RA, FH, CNT, QA, prompt, output, KC):
     if RQ[j, RST] == R_TRANSIT:
         pass  # on its way to r after a node failure: in no queue yet
     elif RQ[j, RST] == R_WAITING:
+        if RQ[j, SWP]:  # its swapped-out KV goes
+            S[r, TSWP] -= RQ[j, SWP]
+            RQ[j, SWP] = 0
         if S[S[r, QROW], POL] == P_PRIORITY or S[S[r, QROW], POL] == P_SJF:
             _q_pop(r, j, S, RQ, QA)
         else:
@@ -1015,6 +1033,11 @@ def _admit(r, i, hits, need, S, RQ, QA, KC, prompt):
     S[r, NRUN] += 1
     RQ[i, RST] = R_PREFILL
     RQ[i, OWN] = r
+    if RQ[i, SWP]:  # swapped out when preempted: its KV comes back from the tier
+        S[r, TSWP] -= RQ[i, SWP]
+        S[r, TPEND] += RQ[i, SWP]
+        S[r, THIT] += RQ[i, SWP]
+        RQ[i, SWP] = 0
     if hits:
         _acquire_hits(r, i, hits, S, RQ, KC)
     RQ[i, HELD] = hits + need
@@ -2199,6 +2222,7 @@ def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS
         RQ[v, DONE] = 0
         RQ[v, HELD] = 0
         RQ[v, NSH] = 0
+        RQ[v, SWP] = 0  # (the tier goes with the node)
         S[r, OUTREQ] -= 1
         S[r, OUTTOK] -= prompt[v] + output[v]
     # a fresh engine: no KV in use, nothing cached, no step counted
@@ -2207,6 +2231,7 @@ def _evacuate(r, t, S, F, RQ, RA, CH, FH, CNT, PFIRST, PDONE, FIRST, FIN, STATUS
     for f in (PH, PT, LH, LT, TLH, TLT):
         S[r, f] = -1
     S[r, TN] = 0
+    S[r, TSWP] = 0
     S[r, TPEND] = 0
     CNT[r, :] = 0
     KC[r, :, :] = -1
