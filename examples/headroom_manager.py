@@ -20,7 +20,7 @@ class Headroom:
             for r in live:
                 fac.set_cap(r.index, None)
             return
-        per_accel = fac.budget_w() / sum(r.pool.tp for r in live)
+        per_accel = fac.budget_w() / sum(r.pool.accels for r in live)  # accelerators per replica (tp, or ep)
         for r in live:
             hw = r.pool.hardware
             w = min(hw.tdp_w, max(hw.idle_w, 0.3 * hw.tdp_w, per_accel))

@@ -182,3 +182,19 @@ def test_day_fleet_follows_the_diurnal_load_over_24_hours():
     assert sum(h["replica_hours"]["chat"] for h in hours) == pytest.approx(s["replica_hours"]["chat"], rel=1e-9)
     assert s["requests_completed"] == s["requests_total"]  # nothing lost to the day's drains
     assert all(h["slo_attainment"] is not None and h["accelerator_usd_per_mtok"] > 0 for h in hours)
+
+
+def test_the_example_rate_autoscaler_follows_the_step_on_both_drivers():
+    """examples/rate_autoscaler.py: replicas for the last interval's rate at 10 req/s each, x1.2:
+    1-2 at 8 req/s (ceil(9.6 / 10) and the Poisson noise), at least 3 at 24 req/s (ceil(28.8 /
+    10)); both drivers take the same decisions; nothing lost."""
+    raw = _raw(policy=f"{REPO / 'examples' / 'rate_autoscaler.py'}:RateAutoscaler")
+    raw["workload"]["stages"] = [{"rate_per_s": 8.0, "duration_s": 200.0}, {"rate_per_s": 24.0, "duration_s": 300.0},
+                                 {"rate_per_s": 8.0, "duration_s": 300.0}]
+    a = Simulation(parse(raw)).run()
+    b = Simulation(parse(dict(raw, run={"engine": "simpy"}))).run()
+    assert a.autoscale.events == b.autoscale.events
+    c = a.autoscale.columns()
+    t, desired = c["t_s"], c["desired"]
+    assert desired[(t > 20) & (t < 200)].max() <= 2 and 3 <= desired[(t > 220) & (t < 500)].min()
+    assert np.all(a.requests.status == COMPLETED)
