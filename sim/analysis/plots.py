@@ -59,29 +59,67 @@ def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: st
     return _save(fig, path, data)
 
 
-def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Path, title: str = "") -> Path:
+def _on_grid(t: np.ndarray, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A step series (value from each time on) read at the grid's times (0 before its first)."""
+    k = np.searchsorted(t, grid, side="right") - 1
+    return np.where(k >= 0, v[np.maximum(k, 0)], 0.0)
+
+
+def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Path, title: str = "",
+               max_batch: int | None = None) -> Path:
+    """How full were the replicas? Batch size, KV cache used and queue length over time: the
+    fleet's median and its 10-90th percentile band across replicas, and the busiest replica
+    (the highest mean queue, then KV) drawn on its own."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
     data: dict[str, Any] = {}
-    reps = np.unique(ts["replica"]) if ts["t_s"].size else []
-    for r in list(reps)[:16]:
+    reps = [int(r) for r in np.unique(ts["replica"])] if ts["t_s"].size else []
+    t_end = float(ts["t_s"].max()) if ts["t_s"].size else 1.0
+    grid = np.linspace(0.0, t_end, 600)
+    series: dict[str, list[np.ndarray]] = {"batch": [], "kv": [], "queue": []}
+    for r in reps:
         m = ts["replica"] == r
         t = ts["t_s"][m]
-        kv = ts["kv_blocks_used"][m] / max(1, total_blocks.get(int(r), 1)) * 100
-        axes[0].step(t, ts["batch_size"][m], where="post", lw=0.7, label=f"replica {r}")
-        axes[1].step(t, kv, where="post", lw=0.7)
-        axes[2].step(t, ts["queue_len"][m], where="post", lw=0.7)
-        data[str(int(r))] = {"batch_size_mean": float(np.mean(ts["batch_size"][m])),
-                             "batch_size_max": int(np.max(ts["batch_size"][m])),
-                             "kv_used_pct_max": float(np.max(kv)), "queue_len_max": int(np.max(ts["queue_len"][m]))}
+        kv = ts["kv_blocks_used"][m] / max(1, total_blocks.get(r, 1)) * 100
+        series["batch"].append(_on_grid(t, ts["batch_size"][m].astype(float), grid))
+        series["kv"].append(_on_grid(t, kv, grid))
+        series["queue"].append(_on_grid(t, ts["queue_len"][m].astype(float), grid))
+        data[str(r)] = {"batch_size_mean": float(np.mean(ts["batch_size"][m])),
+                        "batch_size_max": int(np.max(ts["batch_size"][m])),
+                        "kv_used_pct_max": float(np.max(kv)), "queue_len_max": int(np.max(ts["queue_len"][m]))}
+    if reps:
+        worst = max(range(len(reps)), key=lambda k: (series["queue"][k].mean(), series["kv"][k].mean()))
+        for ax, key in zip(axes, ("batch", "kv", "queue")):
+            x = np.vstack(series[key])
+            if len(reps) > 1:
+                ax.fill_between(grid, np.percentile(x, 10, axis=0), np.percentile(x, 90, axis=0), step="post",
+                                color="C0", alpha=0.25, lw=0, label="10-90th percentile of replicas")
+                ax.step(grid, np.median(x, axis=0), where="post", color="C0", lw=1.2, label="median replica")
+            ax.step(grid, x[worst], where="post", color="C3", lw=0.8,
+                    label=f"busiest replica ({reps[worst]})" if len(reps) > 1 else f"replica {reps[worst]}")
+    peak = max((v["batch_size_max"] for v in data.values()), default=0)
+    if max_batch and peak >= 0.25 * max_batch:
+        axes[0].axhline(max_batch, color="k", ls="--", lw=0.8, label=f"max_batch_size {max_batch}")
+    elif max_batch:  # a line far above the data would flatten it
+        axes[0].text(0.01, 0.95, f"max_batch_size {max_batch} (the largest step ran {peak})",
+                     transform=axes[0].transAxes, va="top", fontsize=8, color="0.3")
     axes[0].set_ylabel("batch size (sequences)")
     axes[1].set_ylabel("KV cache used (%)")
+    axes[1].set_ylim(0, 105)
     axes[2].set_ylabel("queue length (requests)")
     axes[2].set_xlabel("simulated time (s)")
+    for ax in (axes[0], axes[2]):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(bottom=0)
+    if not any(v["queue_len_max"] for v in data.values()):
+        axes[2].set_ylim(0, 1)
+        axes[2].text(0.5, 0.5, "no request waited in a queue", transform=axes[2].transAxes, ha="center",
+                     va="center", color="0.4")
     for ax in axes:
         ax.grid(alpha=0.3)
-    if len(reps) and len(reps) <= 8:
-        axes[0].legend(fontsize=7, ncol=4)
-    fig.suptitle(title or "Per-replica state over time")
+    axes[0].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title or f"How full were the {len(reps)} replicas? (batch, KV cache and queue over time)")
     return _save(fig, path, data)
 
 
@@ -235,22 +273,46 @@ def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: 
     return _save(fig, path, data)
 
 
+WHY_ZERO = {"accelerators": "no price: [cost] usd_per_accel_hour", "energy": "no price: [cost] usd_per_mwh",
+            "facility": "none: [cost] facility_usd_per_hour", "cooling and losses": "none: PUE 1 (no [facility])"}
+
+
+def _label_bars(ax, names: list[str], vals: list[float], fmt) -> None:
+    """Each bar's value above it; a zero bar says why it is empty."""
+    top = max(vals) if vals and max(vals) > 0 else 1.0
+    for k, (n, v) in enumerate(zip(names, vals)):
+        if v > 0:
+            ax.text(k, v + 0.02 * top, fmt(v), ha="center", va="bottom", fontsize=8)
+        else:  # upright in the empty bar's place, so neighbours' labels cannot collide
+            ax.text(k, 0.02 * top, f"0: {WHY_ZERO.get(n, 'none')}", ha="center", va="bottom", fontsize=8,
+                    rotation=90, color="0.35")
+    ax.set_ylim(0, top * 1.15)
+
+
 def cost_breakdown(summary: dict[str, Any], path: Path) -> Path:
+    """What did the run cost, and where did its energy go? (USD; kWh.) Currency is written out:
+    matplotlib reads a pair of dollar signs as mathematics."""
     br = summary.get("cost_breakdown_usd", {})
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     names = list(br)
-    axes[0].bar(names, [br[k] for k in names], color=["C0", "C1", "C2"][:len(names)])
+    vals = [float(br[k]) for k in names]
+    axes[0].bar(names, vals, color=["C0", "C1", "C2"][:len(names)])
+    _label_bars(axes[0], names, vals, lambda v: f"USD {v:,.2f}")
     axes[0].set_ylabel("cost over the run (USD)")
-    axes[0].set_title(f"total ${summary.get('cost_usd', 0):,.2f}; "
-                      f"${summary.get('cost_per_mtok_usd') or 0:,.2f} per million output tokens", fontsize=9)
+    per = summary.get("cost_per_mtok_usd")
+    axes[0].set_title(f"total USD {summary.get('cost_usd', 0):,.2f}"
+                      + (f"; USD {per:,.2f} per million output tokens" if per else ""), fontsize=9)
     e_it, e_fac = summary.get("energy_it_j", 0.0), summary.get("energy_j", 0.0)
-    axes[1].bar(["IT", "cooling and losses"], [e_it / 3.6e6, (e_fac - e_it) / 3.6e6], color=["C0", "C3"])
+    enames = ["IT", "cooling and losses"]
+    evals = [e_it / 3.6e6, max(0.0, e_fac - e_it) / 3.6e6]
+    axes[1].bar(enames, evals, color=["C0", "C3"])
+    _label_bars(axes[1], enames, evals, lambda v: f"{v:,.3g} kWh")
     axes[1].set_ylabel("energy (kWh)")
-    per = summary.get("energy_per_output_tok_j")
-    axes[1].set_title(f"{per:.2f} J per output token (facility)" if per else "energy", fontsize=9)
+    jpt = summary.get("energy_per_output_tok_j")
+    axes[1].set_title(f"{jpt:.2f} J per output token (facility)" if jpt else "energy", fontsize=9)
     for a in axes:
         a.grid(axis="y", alpha=0.3)
-    fig.suptitle("Energy and cost breakdown")
+    fig.suptitle("What did the run cost, and where did its energy go?")
     return _save(fig, path, {"cost_breakdown_usd": br, "energy_it_j": e_it, "energy_j": e_fac})
 
 
@@ -315,6 +377,18 @@ def autoscale(cols: dict[str, np.ndarray], hourly: list[dict[str, Any]], path: P
     return _save(fig, path, data)
 
 
+def _max_batch(d: Path) -> int | None:
+    """The largest max_batch_size of the run's pools (from its saved scenario), if readable."""
+    import tomllib
+
+    try:
+        pools = tomllib.loads((d / "scenario.toml").read_text()).get("pools", [])
+        sizes = [p.get("scheduler", {}).get("max_batch_size") for p in pools]
+        return max(x for x in sizes if isinstance(x, int)) if any(isinstance(x, int) for x in sizes) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def plot_dir(d: str | Path) -> list[Path]:
     """(Re)draw the standard plots of a run, compare or sweep folder."""
     d = Path(d)
@@ -339,7 +413,7 @@ def plot_dir(d: str | Path) -> list[Path]:
         if (d / "timeseries.parquet").exists():
             ts = {k: np.asarray(v) for k, v in pq.read_table(d / "timeseries.parquet").to_pydict().items()}
             files.append(timeseries(ts, {int(k): v for k, v in summ.get("kv_blocks_total", {}).items()},
-                                    d / "timeseries.png"))
+                                    d / "timeseries.png", max_batch=_max_batch(d)))
         if "cost_breakdown_usd" in summ:
             files.append(cost_breakdown(summ, d / "cost_breakdown.png"))
         if (d / "autoscale.parquet").exists():
