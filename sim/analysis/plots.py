@@ -37,25 +37,51 @@ def _cdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, (np.arange(1, x.size + 1) / x.size if x.size else x)
 
 
-def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: str = "") -> Path:
-    """curves: label -> {"ttft_s": [...], "tpot_s": [...], "e2e_s": [...]}."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+def _log_ticks(ax) -> None:
+    """Readable log-x ticks: 1-2-5 steps as plain decimals (no 10^k labels running together)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: str = "",
+                slo: dict[str, float] | None = None) -> Path:
+    """How long did requests take? CDFs of TTFT, TPOT and E2E per curve (label -> {"ttft_s": [...],
+    "tpot_s": [...], "e2e_s": [...]}), p50/p90/p99 marked, the SLO as a dashed line."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     data: dict[str, Any] = {}
+    slo = slo or {}
     for ax, key, name in zip(axes, ("ttft_s", "tpot_s", "e2e_s"),
                              ("time to first token (s)", "time per output token (s)", "end-to-end latency (s)")):
-        for lab, c in curves.items():
+        for k, (lab, c) in enumerate(curves.items()):
             x, y = _cdf(c.get(key, []))
-            if x.size:
-                ax.plot(x, y, label=lab)
-                q = np.quantile(x, [0.5, 0.9, 0.99]).tolist()
-                data.setdefault(lab, {})[key] = {"p50": q[0], "p90": q[1], "p99": q[2], "n": int(x.size)}
+            if not x.size:
+                continue
+            ax.plot(x, y, label=lab if len(curves) > 1 else None, color=f"C{k}")
+            q = np.quantile(x, [0.5, 0.9, 0.99]).tolist()
+            data.setdefault(lab, {})[key] = {"p50": q[0], "p90": q[1], "p99": q[2], "n": int(x.size)}
+            ax.plot(q, [0.5, 0.9, 0.99], "o", ms=3.5, color=f"C{k}")
+            if len(curves) == 1:  # (with several curves the markers say enough)
+                for v, f in zip(q, (0.5, 0.9, 0.99)):
+                    ax.annotate(f"p{round(f * 100)} {v:.3g}", (v, f), xytext=(6, -10), textcoords="offset points",
+                                fontsize=7, color="0.25")
+        limit = slo.get(key)
+        if limit:
+            ax.axvline(limit, color="k", ls="--", lw=0.9, label=f"SLO {limit:g} s")
         ax.set_xlabel(name)
         ax.set_ylabel("fraction of requests")
+        ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        if key != "tpot_s":
+        xs = [v for c in curves.values() for v in c.get(key, []) if v == v and v > 0]
+        if key != "tpot_s" and xs and max(xs) / min(xs) > 20:  # a log axis only where the data span decades
             ax.set_xscale("log")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title or "Latency CDFs (completed requests)")
+            _log_ticks(ax)
+        if len(curves) > 1 or limit:
+            ax.legend(fontsize=7, loc="lower right")
+    n = max((v.get("e2e_s", {}).get("n", 0) for v in data.values()), default=0)
+    fig.suptitle(title or f"How long did the {n:,} completed requests take? (latency CDFs; dots: p50, p90, p99)")
     return _save(fig, path, data)
 
 
@@ -377,6 +403,17 @@ def autoscale(cols: dict[str, np.ndarray], hourly: list[dict[str, Any]], path: P
     return _save(fig, path, data)
 
 
+def _slo(d: Path) -> dict[str, float]:
+    """The run's [slo] (ttft_s, tpot_s) from its saved scenario, if any."""
+    import tomllib
+
+    try:
+        slo = tomllib.loads((d / "scenario.toml").read_text()).get("slo", {})
+        return {k: float(v) for k, v in slo.items() if k in ("ttft_s", "tpot_s") and isinstance(v, (int, float))}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def _max_batch(d: Path) -> int | None:
     """The largest max_batch_size of the run's pools (from its saved scenario), if readable."""
     import tomllib
@@ -407,7 +444,7 @@ def plot_dir(d: str | Path) -> list[Path]:
         req = pq.read_table(d / "requests.parquet").to_pydict()
         done = np.array(req["status"]) == "completed"
         curves = {"run": {k: np.array(req[k], dtype=float)[done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}}
-        files = [latency_cdf(curves, d / "latency_cdf.png")]
+        files = [latency_cdf(curves, d / "latency_cdf.png", slo=_slo(d))]
         # a fleet's folder (fleet.json) has the merged requests but no one run's summary
         summ = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
         if (d / "timeseries.parquet").exists():
