@@ -143,10 +143,11 @@ def prefix_cache(res: Any) -> dict[str, Any]:
     if tiers:  # hits per tier (tokens) and the bytes each way over the tier's link
         reps = [r for r in res.replicas if r.pool in tiers]
         bs = {p.name: p.scheduler.block_size for p in res.scenario.pools}
-        tier_tok = sum(r.tier_hit_blocks * bs[r.pool] for r in reps)
-        by_tier: dict[str, int] = {"hbm": hit - tier_tok}
+        by_tier: dict[str, int] = {"hbm": hit}
         for r in reps:
-            by_tier[tiers[r.pool]] = by_tier.get(tiers[r.pool], 0) + r.tier_hit_blocks * bs[r.pool]
+            tok = r.tier_hit_blocks * bs[r.pool]
+            by_tier["hbm"] -= tok
+            by_tier[tiers[r.pool]] = by_tier.get(tiers[r.pool], 0) + tok
         out["prefix_hit_tokens_by_tier"] = by_tier
         out["kv_tier_bytes_loaded"] = float(sum(r.tier_hit_blocks * r.block_bytes for r in reps))
         out["kv_tier_bytes_offloaded"] = float(sum(r.offloaded_blocks * r.block_bytes for r in reps))

@@ -128,13 +128,12 @@ def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | No
 
     out = None
     for g, model in enumerate(groups.models):
-        pools = [p for p in sc.pools if p.model.id == model and p.role != "prefill"]
-        specs = {p.speculative for p in pools}
+        if groups.roles[g] == "decode":
+            continue  # (its requests arrive at its model's prefill group)
+        specs = {p.speculative for p in sc.pools if p.model.id == model and p.role != "prefill"}
         if len(specs) != 1 or None in specs:
             continue
         sp = specs.pop()
-        if groups.roles[g] == "decode":
-            continue  # (its requests arrive at its model's prefill group)
         mine = np.flatnonzero(groups.of_request == g)
         if not mine.size:
             continue

@@ -401,16 +401,23 @@ def _lru_push(r, s, S, KC):
 
 
 @njit(cache=True, _nrt=False)
-def _offload(r, s, S, KC):
-    """Cached block s, evicted from HBM: into the KV tier (its least recently used block, when
-    full, is dropped), or dropped without one."""
-    if S[r, TCAP] == 0:
-        KC[r, s, KREF] = -1
-        return
-    if S[r, TN] >= S[r, TCAP]:
+def _tier_room(r, n, S, KC):
+    """Whether the KV tier can take n more blocks, dropping its least recently used prefix blocks
+    to make room (blocks swapped out by preempted requests stay until they are readmitted)."""
+    while S[r, TCAP] - S[r, TN] - S[r, TSWP] < n and S[r, TN] > 0:
         h = S[r, TLH]
         _unlink(r, h, S, KC, TLH, TLT, TN)
         KC[r, h, KREF] = -1
+    return S[r, TCAP] - S[r, TN] - S[r, TSWP] >= n
+
+
+@njit(cache=True, _nrt=False)
+def _offload(r, s, S, KC):
+    """Cached block s, evicted from HBM: into the KV tier when it has (or makes) room, else
+    dropped."""
+    if S[r, TCAP] == 0 or not _tier_room(r, 1, S, KC):
+        KC[r, s, KREF] = -1
+        return
     _push(r, s, S, KC, TLH, TLT, TN)
     KC[r, s, KREF] = -2
     S[r, TOFF] += 1
@@ -893,16 +900,12 @@ def _preempt(r, v, grown, S, RQ, RA, FH, CNT, PRE, prompt, QA, KC):
     kv = prompt[v] + RQ[v, GEN] - 1 if was_decoding else RQ[v, DONE]  # tokens with KV
     blocks = _cdiv(kv, S[r, BS])
     RQ[v, DONE] = 0
-    if S[r, TCAP] and S[r, QROW] == r and blocks <= S[r, TCAP] and kv > 0:  # (its own queue: back to r)
-        while S[r, TCAP] - S[r, TN] - S[r, TSWP] < blocks and S[r, TN] > 0:
-            h = S[r, TLH]
-            _unlink(r, h, S, KC, TLH, TLT, TN)
-            KC[r, h, KREF] = -1
-        if S[r, TCAP] - S[r, TN] - S[r, TSWP] >= blocks:
-            RQ[v, DONE] = kv  # (as a handed-over request's: only the rest is computed)
-            RQ[v, SWP] = blocks
-            S[r, TSWP] += blocks
-            S[r, TOFF] += blocks
+    # (its own queue only: it comes back to r)
+    if S[r, TCAP] and S[r, QROW] == r and kv > 0 and blocks <= S[r, TCAP] and _tier_room(r, blocks, S, KC):
+        RQ[v, DONE] = kv  # (as a handed-over request's: only the rest is computed)
+        RQ[v, SWP] = blocks
+        S[r, TSWP] += blocks
+        S[r, TOFF] += blocks
     RQ[v, HELD] = 0
     PRE[v] += 1
     _q_push(r, v, True, _queue_key(r, v, S, RQ, QA, prompt), S, RQ, QA)

@@ -64,8 +64,8 @@ class ReplicaSpec:
             off = pool.kv_offload
             self.block_bytes = self.perf.group_kv_bytes_per_token * sc.block_size
             self.tier_block_s = self.perf.kv_block_load_s(sc.block_size, off.gbps) if off is not None else 0.0
-            faster = off is not None and self.tier_block_s < self.perf.block_recompute_s(sc.block_size)
-            self.tier_blocks = int(off.capacity_gb * 1e9 // self.block_bytes) if faster else 0
+            pays = off is not None and self.perf.kv_tier_pays(sc.block_size, off.gbps)
+            self.tier_blocks = int(off.capacity_gb * 1e9 // self.block_bytes) if pays else 0
             # seconds per token of work (least_time): a decode step of 64 sequences at 2,048 tokens
             # of context, per sequence (an assumed reference point: decode dominates serving time)
             self.token_s = self.perf.step_time(64, 64 * 2048.0, n_seq=64) / 64
@@ -104,12 +104,12 @@ class Simulation:
         fac = scenario.facility
         host = fac.host_w_per_accel if fac is not None else 0.0
         self.replicas: list[ReplicaSpec] = []
+        net = scenario.network
+        ep_net = (net.gbps * 1e9 / 8.0, net.latency_us * 1e-6, net.gpus_per_node)  # the ports EP all-to-alls use
         for pool in scenario.pools:
             for _ in range(pool.replicas):
-                net = scenario.network
                 self.replicas.append(ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host,
-                                                 net.scaleout(pool.tp),
-                                                 (net.gbps * 1e9 / 8.0, net.latency_us * 1e-6, net.gpus_per_node)))
+                                                 net.scaleout(pool.tp), ep_net))
         cls = self.wl.cls
         classes = scenario.workload.classes
         self._prio = (np.array([c.priority for c in classes], np.int64)[cls] if (cls is not None and classes)

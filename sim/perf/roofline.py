@@ -415,7 +415,7 @@ class PerfModel:
         taking its share per token) (negative if weights do not fit)."""
         usable = self.hardware.memory_bytes * self.accels * kv_memory_fraction
         dp = self.accels // self.tp
-        d_w, d_kv = self._drafter[0] * dp, self._drafter[1]
+        d_w, d_kv = self.drafter_weight_bytes * dp, self._drafter[1]
         return (usable - self.group_weight_bytes - d_w) / (self.group_kv_bytes_per_token + d_kv)
 
     def kv_block_load_s(self, block_size: int, gbps: float) -> float:
@@ -426,6 +426,15 @@ class PerfModel:
         """Seconds one block of a prompt costs to prefill (within a 2,048-token prompt: the
         reference a KV tier must beat)."""
         return self.prefill_cost(2048).t_s / 2048 * block_size
+
+    def kv_tier_pays(self, block_size: int, gbps: float) -> bool:
+        """Whether loading a block over a gbps link beats recomputing it (else a tier is unused)."""
+        return self.kv_block_load_s(block_size, gbps) < self.block_recompute_s(block_size)
+
+    @property
+    def drafter_weight_bytes(self) -> float:
+        """A speculative pool's drafter's weights (one copy: each attention rank holds one)."""
+        return self._drafter[0]
 
     def kv_blocks(self, kv_memory_fraction: float, block_size: int) -> int:
         return int(math.floor(self.kv_capacity_tokens(kv_memory_fraction) / block_size))

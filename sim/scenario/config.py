@@ -305,7 +305,7 @@ def _workload(raw: Any, base_dir: Path = Path(".")) -> WorkloadConfig:
     cv = t.get("cv", float, 1.0, positive=True)
     timeout = t.get("timeout_s", float, None, positive=True)
     sessions = t.get("sessions", int, None, positive=True)
-    multi = _multi_turn(t.get("multi_turn", dict, None), t)
+    multi = _multi_turn(t.get("multi_turn", dict, None))
     classes = []
     for k, c in enumerate(t.get("classes", list, [])):
         ct = Table(c, f"workload.classes[{k}]")
@@ -423,7 +423,7 @@ def _time_spec(raw: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _multi_turn(raw: Any, w: Table) -> MultiTurn | None:
+def _multi_turn(raw: Any) -> MultiTurn | None:
     if raw is None:
         return None
     t = Table(raw, "workload.multi_turn")
@@ -749,12 +749,12 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
         raise ScenarioError(f"{path}.ep", f"{pool.model.id} needs {per / 1e9:.1f} GB of weights on each of {pool.ep} "
                             f"{pool.hardware.id} ({usable / pool.ep / 1e9:.1f} GB usable each)",
                             "raise ep (fewer experts each), use dtype = \"fp8\", or pick hardware with more memory")
-    if pool.speculative is not None and pm.weight_bytes < usable <= pm.weight_bytes + pm._drafter[0]:
-        raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm._drafter[0] / 1e9:.1f} GB) do not fit "
+    if pool.speculative is not None and pm.weight_bytes < usable <= pm.weight_bytes + pm.drafter_weight_bytes:
+        raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm.drafter_weight_bytes / 1e9:.1f} GB) do not fit "
                             f"beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a larger tp")
     if pool.kv_offload is not None:
-        load, redo = pm.kv_block_load_s(sch.block_size, pool.kv_offload.gbps), pm.block_recompute_s(sch.block_size)
-        if load >= redo:
+        if not pm.kv_tier_pays(sch.block_size, pool.kv_offload.gbps):
+            load, redo = pm.kv_block_load_s(sch.block_size, pool.kv_offload.gbps), pm.block_recompute_s(sch.block_size)
             warn(f"{path}.kv_offload.gbps", f"loading a KV block ({load * 1e3:.3g} ms) is no faster than recomputing "
                  f"it ({redo * 1e3:.3g} ms): the tier is not used", "raise gbps (PCIe 5.0 x16: about 500)")
     if pm.weight_bytes >= usable:

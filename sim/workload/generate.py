@@ -51,10 +51,7 @@ def draw_lengths(spec: Mapping[str, Any], n: int, rng: np.random.Generator, fiel
         lo, hi = int(spec["min"]), int(spec["max"])
         vals = rng.integers(lo, hi + 1, size=n).astype(float)
     elif dist == "lognormal":
-        mean, cv = float(spec["mean"]), float(spec["cv"])
-        sigma2 = np.log1p(cv * cv)
-        mu = np.log(mean) - sigma2 / 2.0
-        vals = rng.lognormal(mu, np.sqrt(sigma2), size=n)
+        vals = _lognormal(float(spec["mean"]), float(spec["cv"]), n, rng)
     elif dist == "empirical":
         pool = _read_empirical(base_dir / spec["file"], spec.get("column"), field)
         vals = pool[rng.integers(0, pool.shape[0], size=n)]
@@ -382,9 +379,14 @@ def draw_times(spec: Mapping[str, Any], n: int, rng: np.random.Generator) -> np.
         return rng.exponential(float(spec["mean"]), size=n)
     if dist == "uniform":
         return rng.uniform(float(spec["min"]), float(spec["max"]), size=n)
-    mean, cv = float(spec["mean"]), float(spec["cv"])
+    return _lognormal(float(spec["mean"]), float(spec["cv"]), n, rng)
+
+
+def _lognormal(mean: float, cv: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n lognormal draws with this mean and coefficient of variation."""
     sigma2 = np.log1p(cv * cv)
-    return rng.lognormal(np.log(mean) - sigma2 / 2.0, np.sqrt(sigma2), size=n)
+    mu = np.log(mean) - sigma2 / 2.0
+    return rng.lognormal(mu, np.sqrt(sigma2), size=n)
 
 
 def _sessions(w: Any, seed: int, starts: np.ndarray, stage: Any, bounds: tuple, cls: Any, base_dir: Path) -> Workload:
