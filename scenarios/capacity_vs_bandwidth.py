@@ -9,14 +9,13 @@ catalog marks its TFLOP/s as assumptions); a third series uses the brief's unsou
 upper estimate to bracket it.
 
 Usage: python scenarios/capacity_vs_bandwidth.py [--out runs/capacity] [--output-tokens 512]
-Writes capacity_vs_bandwidth.png and .json; about a minute on 2 cores.
+Writes capacity_vs_bandwidth.png and .json; a few seconds once the engine is compiled.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import sim.api as dc
+from sim.analysis.plots import _log_ticks, save_figure
 from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import PerfModel
 
@@ -84,29 +84,42 @@ def main() -> int:
     ctxs = [int(c) for c in args.contexts.split(",")]
     tables = hardware_tables()
     rows = [point(h, tables, c, args.output_tokens) for h in tables for c in ctxs]
-    (out / "capacity_vs_bandwidth.json").write_text(json.dumps(rows, indent=1) + "\n")
 
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
+    styles = {h: ("--", "s", 5) if "1.5" in h else ("-", "o", 6) for h in tables}
     for i, h in enumerate(tables):
         rs = [r for r in rows if r["hardware"] == h]
         x = [r["context"] / 1024 for r in rs]
-        ls = "--" if "1.5" in h else "-"
-        axes[0].plot(x, [r["sequences_fit"] for r in rs], ls, marker="o", color=f"C{i}", label=h)
-        axes[1].plot(x, [r["throughput_tok_per_s"] for r in rs], ls, marker="o", color=f"C{i}", label=h)
-        axes[2].plot(x, [r["tok_per_s_per_kw"] for r in rs], ls, marker="o", color=f"C{i}", label=h)
-        axes[3].plot(x, [(r["tpot_p99_s"] or float("nan")) * 1e3 for r in rs], ls, marker="o", color=f"C{i}", label=h)
-    for ax, yl in zip(axes, ("sequences that fit in KV", "output tokens/s per accelerator",
-                             "output tokens/s per kW of TDP", "p99 time per output token (ms)")):
+        ls, mk, ms = styles[h]
+        kw = dict(ls=ls, marker=mk, ms=ms, color=f"C{i}", label=h)
+        if "1.5" not in h:  # the 1.5 TB/s bracket has Crescent Island's capacity: one series in panel 1
+            axes[0].plot(x, [r["sequences_fit"] for r in rs], **kw)
+        axes[1].plot(x, [r["throughput_tok_per_s"] for r in rs], **kw)
+        axes[2].plot(x, [r["tok_per_s_per_kw"] for r in rs], **kw)
+        axes[3].plot(x, [(r["tpot_p99_s"] or float("nan")) * 1e3 for r in rs], **kw)
+        bad = [r for r in rs if r["preemptions"] > r["requests"]]  # KV thrash: recomputed work counted
+        for ax, key in ((axes[1], "throughput_tok_per_s"), (axes[2], "tok_per_s_per_kw")):
+            ax.plot([r["context"] / 1024 for r in bad], [r[key] for r in bad], "o", ms=12, mfc="none", mec="red",
+                    mew=1.2, label="KV thrash (more preemptions than requests)" if i == 0 and bad else None)
+    for ax, yl in zip(axes, ("sequences that fit in KV\n(1.5 TB/s variant: same capacity)",
+                             "output tokens/s per accelerator", "output tokens/s per kW of TDP",
+                             "p99 time per output token (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks([c / 1024 for c in ctxs], [f"{c // 1024}k" for c in ctxs])
+        ax.minorticks_off()
         ax.set_yscale("log")
-        ax.set_xlabel("context length (k tokens)")
+        _log_ticks(ax, "y")
+        ax.set_xlabel("context length (tokens)")
         ax.set_ylabel(yl)
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"{MODEL} (fp8) at saturation: capacity (Crescent Island) against bandwidth (H200)")
-    fig.tight_layout()
-    fig.savefig(out / "capacity_vs_bandwidth.png", dpi=110)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda k: labels[k].startswith("KV thrash"))  # the marker's key last
+    handles, labels = [handles[k] for k in order], [labels[k] for k in order]
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.suptitle(f"Where does capacity (Crescent Island) beat bandwidth (H200)? {MODEL} in fp8, each accelerator "
+                 "at saturation", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    save_figure(fig, out / "capacity_vs_bandwidth.png", {"rows": rows}, layout=False)
 
     print(f"{'hardware':<24} {'context':>8} {'fit':>5} {'tok/s':>9} {'tok/s/kW':>9} {'p99 TPOT ms':>12} "
           f"{'preemptions':>16}")

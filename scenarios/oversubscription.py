@@ -7,13 +7,12 @@ Setup (scenarios/tent.toml's tent): Llama-3.1-70B on H200 (TP4), a demanding Poi
 fixed 90 kW of turbines, PUE 1.3, 300 W of host power per GPU, rent $3.3 per GPU-hour.
 
 Usage: python scenarios/oversubscription.py [--out runs/oversubscription] [--counts 32,48,...]
-Writes oversubscription.png and .json; about a minute on 2 cores.
+Writes oversubscription.png and .json; a few seconds once the engine is compiled.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,9 +22,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from sim.analysis.plots import _log_ticks, save_figure
 from sim.studies.study import Task, execute
 
 BUDGET_MW = 0.09
+SLO = {"ttft_s": 2.0, "tpot_s": 0.1}
 
 
 def scenario(n_gpus: int, rate: float, duration: float) -> dict:
@@ -35,7 +36,7 @@ def scenario(n_gpus: int, rate: float, duration: float) -> dict:
                      "prompt_tokens": {"dist": "lognormal", "mean": 1500, "cv": 1.0, "max": 8000},
                      "output_tokens": {"dist": "lognormal", "mean": 300, "cv": 0.8, "max": 2000},
                      "timeout_s": 60.0},
-        "slo": {"ttft_s": 2.0, "tpot_s": 0.1},
+        "slo": dict(SLO),
         "pools": [{"name": "main", "hardware": "h200", "model": "llama-3.1-70b", "replicas": n_gpus // 4, "tp": 4,
                    "tent": "tent"}],
         "router": {"policy": "least_loaded"},
@@ -71,25 +72,42 @@ def main() -> int:
                      "facility_power_mean_w": s["facility_power_mean_w"],
                      "power_limit_exceeded_s": s["power_limit_exceeded_s"],
                      "requests_failed": s["requests_failed"], "requests_completed": s["requests_completed"]})
-    (out / "oversubscription.json").write_text(json.dumps(rows, indent=1) + "\n")
     x = [r["gpus"] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.4))
     axes[0].plot(x, [r["throughput_tok_per_s"] for r in rows], "-o")
     axes[0].set_ylabel("output throughput (tokens/s)")
-    axes[1].plot(x, [r["tpot_p99_s"] * 1e3 for r in rows], "-o", label="p99 TPOT (ms)")
-    axes[1].plot(x, [r["ttft_p99_s"] * 1e3 for r in rows], "-o", label="p99 TTFT (ms)")
+    axes[0].set_ylim(bottom=0)
+    axes[1].plot(x, [r["tpot_p99_s"] * 1e3 for r in rows], "-o", label="p99 TPOT")
+    axes[1].plot(x, [r["ttft_p99_s"] * 1e3 for r in rows], "-o", label="p99 TTFT")
+    axes[1].axhline(SLO["ttft_s"] * 1e3, color="C1", ls="--", lw=0.8, label=f"TTFT SLO {SLO['ttft_s']:g} s")
+    axes[1].axhline(SLO["tpot_s"] * 1e3, color="C0", ls="--", lw=0.8, label=f"TPOT SLO {SLO['tpot_s'] * 1e3:g} ms")
     axes[1].set_yscale("log")
+    _log_ticks(axes[1], "y")
     axes[1].set_ylabel("p99 latency (ms)")
-    axes[1].legend()
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2)
     axes[2].plot(x, [r["cost_per_mtok_usd"] for r in rows], "-o", color="C2")
     axes[2].set_ylabel("cost per million output tokens (USD)")
+    axes[2].set_ylim(bottom=0)
+    over = [r["power_limit_exceeded_s"] for r in rows]
+    axes[3].bar(x, over, width=0.6 * (x[1] - x[0]) if len(x) > 1 else 8, color="C3")
+    axes[3].set_ylabel("time over the power supply (s)")
+    axes[3].set_ylim(0, max(1.0, max(over) * 1.15))
+    if not any(over):
+        axes[3].text(0.5, 0.5, "0 s over the supply at every count:\nthe clock caps held the draw under it",
+                     transform=axes[3].transAxes, ha="center", va="center", fontsize=8, color="0.35",
+                     bbox=dict(facecolor="white", edgecolor="none"))
+    step = (x[1] - x[0]) / 2 if len(x) > 1 else 8
     for ax in axes:
         ax.axvline(full_power_gpus, color="k", ls=":", lw=1)
-        ax.set_xlabel("H200 GPUs deployed under a fixed 90 kW supply")
-        ax.grid(alpha=0.3, which="both")
-    fig.suptitle("Oversubscription: more accelerators at lower clock caps (dotted: count that fits at full power)")
-    fig.tight_layout()
-    fig.savefig(out / "oversubscription.png", dpi=110)
+        for xv, o in zip(x, over):  # counts whose runs went over the supply: shaded on every panel
+            if o > 0:
+                ax.axvspan(xv - step, xv + step, color="red", alpha=0.12, lw=0)
+        ax.set_xlabel(f"H200 GPUs under a fixed {BUDGET_MW * 1e3:g} kW supply")
+        ax.grid(alpha=0.3)
+    fig.suptitle("How many accelerators should a fixed power supply carry? More GPUs at lower clock caps\n"
+                 f"(dotted: the {full_power_gpus:.0f} that fit at full power; red: counts that went over the supply)",
+                 fontsize=10)
+    save_figure(fig, out / "oversubscription.png", {"rows": rows, "full_power_gpus": full_power_gpus})
     print(f"{'GPUs':>5} {'tok/s':>8} {'p99 TTFT s':>10} {'p99 TPOT ms':>11} {'$/Mtok':>8} {'kW':>6} {'over s':>7}")
     for r in rows:
         print(f"{r['gpus']:>5} {r['throughput_tok_per_s']:>8.0f} {r['ttft_p99_s']:>10.2f} {r['tpot_p99_s'] * 1e3:>11.1f} "

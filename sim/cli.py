@@ -102,6 +102,20 @@ def _calibration_notes(hardware: list[Any]) -> None:
             print(f"dcsim: note: {note}", file=sys.stderr)
 
 
+WARNED: list[str] = []  # this command's dcsim warnings, saved with its results (warnings.json) for the report
+
+
+def _report(out: str | Path, no_report: bool = False) -> Path | None:
+    """warnings.json and report.html in a results folder."""
+    d = Path(out)
+    (d / "warnings.json").write_text(json.dumps(list(dict.fromkeys(WARNED)), indent=1) + "\n")
+    if no_report:
+        return None
+    from sim.analysis.report import write_report
+
+    return write_report(d)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from sim.scenario import config
     from sim.analysis.metrics import summarize
@@ -118,6 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
+            _report(args.out, args.no_report)
         print(json.dumps(rep, indent=1) if args.json else _fleet_table(rep))
         return 0
     sc = config.load(args.scenario, args.set, args.seed)
@@ -131,12 +146,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.no_plots:
             from sim.analysis.plots import plot_dir
             plot_dir(args.out)
+        _report(args.out, args.no_report)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print_table(summary, f"dcsim run: {sc.name} (seed {sc.seed})", sc)
         if args.out:
-            print(f"  results in {args.out}/ (requests.parquet, timeseries.parquet, summary.json, scenario.toml, PNG plots)")
+            print(f"  results in {args.out}/ (report.html, requests.parquet, timeseries.parquet, summary.json, "
+                  "scenario.toml, PNG plots)")
     return 0
 
 
@@ -326,12 +343,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         save(rep, out / "compare.json")
         from sim.analysis.plots import plot_dir
         plot_dir(out)
+        _report(out, args.no_report)
     if args.json:
         print(json.dumps(strip_latencies(rep), indent=1))
     else:
         print(table_compare(rep))
         if args.out:
-            print(f"\ncompare.json, comparison.png and latency_cdf.png in {args.out}/")
+            print(f"\nreport.html, compare.json, comparison.png and latency_cdf.png in {args.out}/")
     return 0
 
 
@@ -346,12 +364,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         save(rep, out / "sweep.json")
         from sim.analysis.plots import plot_dir
         plot_dir(out)
+        _report(out, args.no_report)
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
         print(table_sweep(rep))
         if args.out:
-            print(f"\nsweep.json, latency_vs_load.png, throughput_vs_latency.png (and goodput_vs_load.png) in {args.out}/")
+            print(f"\nreport.html, sweep.json, latency_vs_load.png, throughput_vs_latency.png (and goodput_vs_load.png) in {args.out}/")
     return 0
 
 
@@ -377,8 +396,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), [int(t) for t in split(args.tp)],
                split(args.schedulers), args.attainment, args.max_replicas, args.set,
                headroom=args.headroom, replications=args.replications)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "plan.json").write_text(json.dumps(rep, indent=1) + "\n")
+        _report(args.out, args.no_report)
     print(json.dumps(rep, indent=1) if args.json else table(rep))
+    if args.out and not args.json:
+        print(f"\nreport.html and plan.json in {args.out}/")
     return 0 if rep["plan"] else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sim.analysis.report import write_report
+
+    print(write_report(args.run_dir))
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -401,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print only the summary JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plots", dest="no_plots", action="store_true", help="with --out: skip the PNG plots")
+    r.add_argument("--no-report", dest="no_report", action="store_true", help="with --out: skip report.html")
     r.add_argument("--executor", default="local",
                    help="fleets of cells: local, dask or tcp://HOST:PORT (cells run as tasks there)")
     r.add_argument("--workers", type=int, help="fleets of cells: processes (local) or Dask workers (dask); "
@@ -430,7 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="local (process pool), dask (a Dask LocalCluster) or tcp://HOST:PORT (a Dask scheduler)")
         c.add_argument("--resume", action="store_true",
                        help="reuse the runs already saved under --out (after an interruption)")
-        c.add_argument("--out", help="write the report JSON and PNG plots here")
+        c.add_argument("--out", help="write report.html, the report JSON and PNG plots here")
+        c.add_argument("--no-report", dest="no_report", action="store_true", help="with --out: skip report.html")
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("--json", action="store_true")
         c.set_defaults(fn=cmd_compare if name == "compare" else cmd_sweep)
@@ -449,7 +483,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the SLO must hold on this many seeds (the scenario's seed and the next ones)")
     pn.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     pn.add_argument("--json", action="store_true")
+    pn.add_argument("--out", help="write plan.json and report.html here")
+    pn.add_argument("--no-report", dest="no_report", action="store_true", help="with --out: skip report.html")
     pn.set_defaults(fn=cmd_plan)
+    rp = sub.add_parser("report", help="write report.html for a run, compare, sweep, plan or fleet folder "
+                                       "(self-contained: opens offline)")
+    rp.add_argument("run_dir")
+    rp.set_defaults(fn=cmd_report)
     pl = sub.add_parser("plot", help="(re)draw the plots of a run, compare or sweep folder")
     pl.add_argument("run_dir")
     pl.set_defaults(fn=cmd_plot)
@@ -507,6 +547,7 @@ def _one_line_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         if issubclass(category, DcsimWarning):
             print(f"dcsim: warning: {message}", file=sys.stderr)
+            WARNED.append(str(message))
         else:
             shown(message, category, filename, lineno, file, line)
 
@@ -516,6 +557,7 @@ def _one_line_warnings() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    WARNED.clear()
     _one_line_warnings()
     try:
         return args.fn(args)

@@ -12,6 +12,7 @@ was drawn from beside it (same name, .json), so plots can be checked and redrawn
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,102 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(fig, path: Path, data: dict[str, Any]) -> Path:
-    fig.tight_layout()
+def _texts(fig) -> list[tuple[str, Any]]:
+    """(name, window bbox) of every drawn text of a figure: tick labels, axis labels, titles,
+    annotations, legends (as boxes) and figure-level texts."""
+    r = fig.canvas.get_renderer()
+    out: list[tuple[str, Any]] = []
+    seen: set[int] = set()
+
+    def add(name: str, art: Any) -> None:
+        if art is None or id(art) in seen:  # (the suptitle is among the figure's texts too)
+            return
+        seen.add(id(art))
+        if art.get_visible() and (not hasattr(art, "get_text") or art.get_text().strip()):
+            bb = art.get_window_extent(r)
+            if bb.width > 0 and bb.height > 0:
+                out.append((name, bb))
+
+    for k, ax in enumerate(fig.axes):
+        if not ax.get_visible() or not ax.axison:
+            continue
+        for axis, nm in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            for tick in axis._update_ticks():  # the ticks drawn (within the view limits)
+                for lab in (tick.label1, tick.label2):
+                    add(f"axes {k} {nm} tick '{lab.get_text()}'", lab)
+            add(f"axes {k} {nm} label", axis.label)
+            add(f"axes {k} {nm} offset", axis.get_offset_text())
+        for t in (ax.title, ax._left_title, ax._right_title):
+            add(f"axes {k} title", t)
+        for t in ax.texts:
+            add(f"axes {k} text '{t.get_text()[:30]}'", t)
+        add(f"axes {k} legend", ax.get_legend())
+    add("suptitle", fig._suptitle)
+    for t in fig.texts:
+        add(f"figure text '{t.get_text()[:30]}'", t)
+    for lg in fig.legends:
+        add("figure legend", lg)
+    return out
+
+
+def overlaps(fig) -> list[str]:
+    """What a reader could not read in a figure: pairs of texts (tick labels, labels, titles,
+    annotations, legends) whose boxes overlap by more than a pixel each way, texts running off the
+    canvas, and legends drawn over plotted points. Empty when the figure is clean."""
+    fig.canvas.draw()
+    items = _texts(fig)
+    out = []
+    W, H = fig.canvas.get_width_height()
+    for name, bb in items:
+        if bb.x0 < -1 or bb.y0 < -1 or bb.x1 > W + 1 or bb.y1 > H + 1:
+            out.append(f"{name} runs off the figure")
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            (n1, a), (n2, b) = items[i], items[j]
+            w = min(a.x1, b.x1) - max(a.x0, b.x0)
+            h = min(a.y1, b.y1) - max(a.y0, b.y0)
+            if w > 1 and h > 1:
+                out.append(f"{n1} overlaps {n2}")
+    for k, ax in enumerate(fig.axes):
+        lg = ax.get_legend()
+        if lg is None or not lg.get_visible():
+            continue
+        bb = lg.get_window_extent(fig.canvas.get_renderer())
+        for line in ax.lines:
+            xy = np.column_stack([np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)])
+            if not xy.size or line.get_transform() != ax.transData:  # (axhline and friends span the axes)
+                continue
+            xy = xy[np.isfinite(xy).all(axis=1)]
+            p = ax.transData.transform(xy)
+            inside = (p[:, 0] > bb.x0) & (p[:, 0] < bb.x1) & (p[:, 1] > bb.y0) & (p[:, 1] < bb.y1)
+            if inside.any():
+                out.append(f"axes {k} legend covers {int(inside.sum())} point(s) of '{line.get_label()}'")
+    return out
+
+
+class LayoutError(RuntimeError):
+    """A figure failed its readability check (DCSIM_CHECK_LAYOUT=1)."""
+
+
+def _save(fig, path: Path, data: dict[str, Any], layout: bool = True) -> Path:
+    """Write the PNG and its numbers (JSON); with DCSIM_CHECK_LAYOUT=1 in the environment, first
+    refuse a figure with overlapping texts or a legend over data (tests and scripts' checks)."""
+    if layout:
+        fig.tight_layout()
+    if os.environ.get("DCSIM_CHECK_LAYOUT") == "1":
+        bad = overlaps(fig)
+        if bad:
+            plt.close(fig)
+            raise LayoutError(f"{path.name}: " + "; ".join(bad[:8]) + (f" (+{len(bad) - 8} more)" if len(bad) > 8 else ""))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
     return path
+
+
+def save_figure(fig, path: str | Path, data: dict[str, Any] | None = None, layout: bool = True) -> Path:
+    """The scripts' way to write a figure: the same checks and JSON beside it as dcsim's own plots."""
+    return _save(fig, Path(path), data if data is not None else {}, layout)
 
 
 def _cdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,13 +128,22 @@ def _cdf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, (np.arange(1, x.size + 1) / x.size if x.size else x)
 
 
-def _log_ticks(ax) -> None:
-    """Readable log-x ticks: 1-2-5 steps as plain decimals (no 10^k labels running together)."""
+def _log_ticks(ax, axis: str = "x") -> None:
+    """Readable log ticks: 1-2-5 steps as plain decimals (no 10^k labels running together)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    a = ax.xaxis if axis == "x" else ax.yaxis
+    a.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    a.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}"))
+    a.set_minor_formatter(NullFormatter())
+
+
+def _maybe_log(ax, values: list[float], axis: str = "y") -> None:
+    """A log axis with readable ticks only where the positive values span more than 20x."""
+    v = [x for x in values if x is not None and np.isfinite(x) and x > 0]
+    if v and max(v) / min(v) > 20:
+        (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+        _log_ticks(ax, axis)
 
 
 def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: str = "",
@@ -78,6 +178,8 @@ def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: st
         if key != "tpot_s" and xs and max(xs) / min(xs) > 20:  # a log axis only where the data span decades
             ax.set_xscale("log")
             _log_ticks(ax)
+        else:  # few enough ticks that long decimals (0.00675) do not run together
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5))
         if len(curves) > 1 or limit:
             ax.legend(fontsize=7, loc="lower right")
     n = max((v.get("e2e_s", {}).get("n", 0) for v in data.values()), default=0)
@@ -155,39 +257,81 @@ NAMES = {"ttft_mean_s": "mean TTFT (s)", "ttft_p99_s": "p99 TTFT (s)", "tpot_mea
          "goodput_req_per_s": "goodput (requests/s within SLO)"}
 
 
+UNITS = {"_tok_per_s": "tokens/s", "_req_per_s": "requests/s", "_per_mtok_usd": "USD per Mtoken", "_usd": "USD",
+         "_j": "J", "_w": "W", "_s": "s"}  # (longest suffixes first)
+
+
+def _unit(m: str) -> str:
+    return next((u for suf, u in UNITS.items() if m.endswith(suf)), "")
+
+
 def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
+    """How does each variant differ from the baseline? One row per metric: the paired difference in %
+    of the baseline's mean with its 95% interval (filled and starred: significant), the baseline's
+    value and unit in the row's label. Differences of 1-2% stay visible (bars from zero hid them)."""
+    b = rep["baseline"]
+    others = [lab for lab in rep["variants"] if lab != b]
     metrics = [m for m in ("ttft_mean_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_mean_s", "e2e_p99_s",
-                           "throughput_output_tok_per_s", "goodput_req_per_s") if m in rep["metrics"]]
-    labels = list(rep["variants"])
-    cols = 4
-    rows = (len(metrics) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.9 * rows), squeeze=False)
-    data: dict[str, Any] = {}
-    for ax, m in zip(axes.flat, metrics):
-        means = [rep["variants"][lab]["metrics"][m]["mean"] for lab in labels]
-        lo = [rep["variants"][lab]["metrics"][m]["ci_low"] for lab in labels]
-        hi = [rep["variants"][lab]["metrics"][m]["ci_high"] for lab in labels]
-        # one replication has no interval (None): no error bar
-        err = np.array([[a - (b if b is not None else a) for a, b in zip(means, lo)],
-                        [(c if c is not None else a) - a for a, c in zip(means, hi)]])
-        ax.bar(range(len(labels)), means, yerr=err, capsize=4, color=[f"C{i}" for i in range(len(labels))])
-        ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=8)
-        ax.set_title(NAMES.get(m, m), fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-        data[m] = {lab: {"mean": a, "ci_low": b, "ci_high": c} for lab, a, b, c in zip(labels, means, lo, hi)}
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.axis("off")
-    fig.suptitle(f"Policy comparison: mean and 95% CI over {rep['replications']} replications")
+                           "queue_mean_s", "throughput_output_tok_per_s", "goodput_req_per_s", "slo_attainment",
+                           "energy_per_output_tok_j", "cost_per_mtok_usd") if m in rep["metrics"]]
+    base = {m: rep["variants"][b]["metrics"][m]["mean"] for m in metrics}
+    zero = [m for m in metrics if not base[m]]
+    metrics = [m for m in metrics if base[m]]
+    n_rep = rep["replications"]
+    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.42 * len(metrics) * max(1, len(others)) ** 0.5))
+    data: dict[str, Any] = {"baseline": b, "replications": n_rep, "metrics": {}}
+    names = {**NAMES, "queue_mean_s": "mean queueing delay (s)", "slo_attainment": "SLO attainment",
+             "energy_per_output_tok_j": "energy per output token (J)", "cost_per_mtok_usd": "cost (USD per Mtoken)"}
+    ylabels = []
+    for i, m in enumerate(metrics):
+        v0 = base[m]
+        unit = _unit(m)
+        val = f"{v0:,.0f}" if abs(v0) >= 1000 else f"{v0:.3g}"
+        ylabels.append(f"{names.get(m, m).split(' (')[0]}\n(baseline {val}{' ' + unit if unit else ''})")
+    span = 0.6 / max(1, len(others))
+    for k, lab in enumerate(others):
+        for i, m in enumerate(metrics):
+            d = rep["variants"][lab]["metrics"][m]
+            y = i + (k - (len(others) - 1) / 2) * span
+            rel = 100 * d["diff_mean"] / abs(base[m])
+            lo = 100 * d["diff_ci_low"] / abs(base[m]) if d.get("diff_ci_low") is not None else None
+            hi = 100 * d["diff_ci_high"] / abs(base[m]) if d.get("diff_ci_high") is not None else None
+            sig = bool(d.get("significant"))
+            if lo is not None:
+                ax.plot([lo, hi], [y, y], color=f"C{k}", lw=1.6)
+            ax.plot([rel], [y], "o", color=f"C{k}", mfc=f"C{k}" if sig else "white", ms=7, mew=1.6,
+                    label=lab if i == 0 else None)
+            if sig:
+                ax.annotate("*", (hi if hi is not None else rel, y), xytext=(4, -4), textcoords="offset points",
+                            fontsize=12, color=f"C{k}", fontweight="bold")
+            data["metrics"].setdefault(m, {})[lab] = {"diff_pct": rel, "ci_low_pct": lo, "ci_high_pct": hi,
+                                                      "significant": sig, "baseline": base[m]}
+    ax.axvline(0, color="k", lw=0.9)
+    ax.set_yticks(range(len(metrics)), ylabels, fontsize=8)
+    ax.set_ylim(len(metrics) - 0.5, -0.5)
+    ax.set_xlabel(f"difference to {b} (% of its mean)")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p: f"{v:+g}%" if v else "0"))
+    ax.grid(axis="x", alpha=0.3)
+    if others:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="variant", title_fontsize=8)
+    how = (f"paired difference over {n_rep} replications, 95% interval; filled and *: significant"
+           if n_rep > 1 else "1 replication: no interval and no significance test")
+    scen = Path(str(rep.get("scenario", ""))).stem
+    fig.suptitle(f"{scen}: how do the variants differ from {b}?\n({how})", fontsize=10)
+    if zero:
+        fig.text(0.01, 0.005, "not drawn (zero at the baseline): " + ", ".join(zero), fontsize=7, color="0.4")
     return _save(fig, path, data)
 
 
-def _band(ax, x, pts, m, label, color, ls="-"):
-    mean = np.array([p["metrics"][m]["mean"] if m in p["metrics"] else np.nan for p in pts])
-    lo = np.array([p["metrics"][m]["ci_low"] if m in p["metrics"] else np.nan for p in pts])
-    hi = np.array([p["metrics"][m]["ci_high"] if m in p["metrics"] else np.nan for p in pts])
+def _band(ax, x, pts, m, label, color, ls="-", ci: bool = True):
+    """A metric's means against x, with its 95% CI as a band when there are replications."""
+    mean = np.array([p["metrics"][m]["mean"] if m in p["metrics"] else np.nan for p in pts], dtype=float)
+    lo = np.array([p["metrics"][m]["ci_low"] if m in p["metrics"] else np.nan for p in pts], dtype=float)
+    hi = np.array([p["metrics"][m]["ci_high"] if m in p["metrics"] else np.nan for p in pts], dtype=float)
     ax.plot(x, mean, ls, color=color, marker="o", ms=3, label=label)
-    ax.fill_between(x, lo, hi, color=color, alpha=0.15)
-    return {"mean": mean.tolist(), "ci_low": lo.tolist(), "ci_high": hi.tolist()}
+    if ci:
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+    return {"mean": mean.tolist(), "ci_low": lo.tolist() if ci else [], "ci_high": hi.tolist() if ci else []}
 
 
 def _mark_unstable(ax, x, pts, m, label) -> None:
@@ -197,105 +341,250 @@ def _mark_unstable(ax, x, pts, m, label) -> None:
         ax.plot(*zip(*bad), "x", color="red", ms=9, mew=2, label="no steady state" if label else None, zorder=5)
 
 
+def _close_groups(x: list[float], y: list[float], rel: float = 0.03) -> list[tuple[int, int]]:
+    """Runs of consecutive points within `rel` of the run's first point in x and y: (start, end)
+    index pairs, so points that land on one spot get one label instead of a pile."""
+    out: list[tuple[int, int]] = []
+    k = 0
+    while k < len(x):
+        j = k + 1
+        while j < len(x) and all(abs(a[j] - a[k]) <= rel * max(abs(a[k]), 1e-12) for a in (x, y)):
+            j += 1
+        out.append((k, j))
+        k = j
+    return out
+
+
+def _slo_of(rep: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in (rep.get("slo") or {}).items() if k in ("ttft_s", "tpot_s")}
+
+
 def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
+    """How does latency grow with load, what throughput does it buy, and up to which load does the
+    SLO hold? Bands are 95% CIs only where there are replications; red x: no steady state."""
     key = rep["key"]
     xlabel = "offered load (requests/s)" if key.endswith("rate_per_s") else key
+    n_rep = rep.get("replications", 1)
+    slo = _slo_of(rep)
     files = []
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    data: dict[str, Any] = {"x": rep["values"], "xlabel": xlabel, "variants": {}}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.6))
+    data: dict[str, Any] = {"x": rep["values"], "xlabel": xlabel, "replications": n_rep, "slo": slo, "variants": {}}
+    any_bad = False
     for i, (lab, v) in enumerate(rep["variants"].items()):
-        x = [p["value"] for p in v["points"]]
+        pts = [p for p in v["points"] if not p.get("failed")]
+        x = [p["value"] for p in pts]
         d = data["variants"][lab] = {}
-        for ax, base, name in zip(axes, ("ttft", "tpot", "e2e"), ("TTFT (s)", "TPOT (s)", "E2E latency (s)")):
-            d[f"{base}_p50_s"] = _band(ax, x, v["points"], f"{base}_p50_s", f"{lab} p50", f"C{i}", "--")
-            d[f"{base}_p99_s"] = _band(ax, x, v["points"], f"{base}_p99_s", f"{lab} p99", f"C{i}", "-")
-            _mark_unstable(ax, x, v["points"], f"{base}_p99_s", lab if base == "ttft" and i == 0 else None)
-            ax.set_ylabel(name)
-        d["unstable"] = [p["value"] for p in v["points"] if p.get("stable") is False]
-    for ax in axes:
+        for ax, base in zip(axes, ("ttft", "tpot", "e2e")):
+            d[f"{base}_p50_s"] = _band(ax, x, pts, f"{base}_p50_s", f"{lab} p50", f"C{i}", "--", n_rep > 1)
+            d[f"{base}_p99_s"] = _band(ax, x, pts, f"{base}_p99_s", f"{lab} p99", f"C{i}", "-", n_rep > 1)
+            _mark_unstable(ax, x, pts, f"{base}_p99_s", None)
+        d["unstable"] = [p["value"] for p in pts if p.get("stable") is False]
+        any_bad = any_bad or bool(d["unstable"])
+    for ax, base, name in zip(axes, ("ttft", "tpot", "e2e"), ("time to first token (s)", "time per output token (s)",
+                                                              "end-to-end latency (s)")):
+        ys = [y for dv in data["variants"].values() for q in ("p50", "p99") for k in ("mean", "ci_low", "ci_high")
+              for y in dv[f"{base}_{q}_s"][k]]
+        if f"{base}_s" in slo:
+            ax.axhline(slo[f"{base}_s"], color="k", ls=":", lw=1.1)
+            ys.append(slo[f"{base}_s"])
+        _maybe_log(ax, ys)
+        ax.set_ylabel(name)
         ax.set_xlabel(xlabel)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=7)
-    fig.suptitle("Latency against load: p50 (dashed) and p99 (solid), 95% CI bands; x: no steady state")
-    files.append(_save(fig, out / "latency_vs_load.png", data))
+        ax.grid(alpha=0.3, which="major")
+    handles, labels = axes[0].get_legend_handles_labels()
+    from matplotlib.lines import Line2D
+    if any_bad:
+        handles.append(Line2D([], [], marker="x", color="red", ls="", ms=9, mew=2))
+        labels.append("no steady state")
+    if slo:
+        handles.append(Line2D([], [], color="k", ls=":", lw=1.1))
+        labels.append("SLO")
+    fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    band = f"bands: 95% CI over {n_rep} replications" if n_rep > 1 else "one replication per point: no interval"
+    fig.suptitle(f"How does latency grow with {xlabel.split(' (')[0]}? p50 dashed, p99 solid ({band})")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    files.append(_save(fig, out / "latency_vs_load.png", data, layout=False))
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
     data2: dict[str, Any] = {}
+    unit = "" if not key.endswith("rate_per_s") else " req/s"
     for i, (lab, v) in enumerate(rep["variants"].items()):
-        thr = [p["metrics"].get("throughput_output_tok_per_s", {}).get("mean", np.nan) for p in v["points"]]
-        p99 = [p["metrics"].get("tpot_p99_s", {}).get("mean", np.nan) for p in v["points"]]
-        ax.plot(thr, p99, "-o", ms=3, color=f"C{i}", label=lab)
-        bad = [k for k, p in enumerate(v["points"]) if p.get("stable") is False]
+        pts = [p for p in v["points"] if not p.get("failed")]
+        thr = [p["metrics"].get("throughput_output_tok_per_s", {}).get("mean", np.nan) for p in pts]
+        p99 = [p["metrics"].get("tpot_p99_s", {}).get("mean", np.nan) for p in pts]
+        ax.plot(thr, p99, "-o", ms=4, color=f"C{i}", label=lab)
+        for k0, k1 in _close_groups(thr, p99):  # each point's load, so a curve folding back reads right
+            lab_ = f"{pts[k0]['value']:g}" + (f"-{pts[k1 - 1]['value']:g}" if k1 - 1 > k0 else "")
+            ax.annotate(lab_, (thr[k0], p99[k0]), xytext=(5, 4 if i % 2 == 0 else -11),
+                        textcoords="offset points", fontsize=7, color=f"C{i}")
+        bad = [k for k, p in enumerate(pts) if p.get("stable") is False]
         ax.plot([thr[k] for k in bad], [p99[k] for k in bad], "x", color="red", ms=9, mew=2,
                 label="no steady state" if i == 0 and bad else None)
-        data2[lab] = {"throughput_output_tok_per_s": thr, "tpot_p99_s": p99}
+        data2[lab] = {"value": [p["value"] for p in pts], "throughput_output_tok_per_s": thr, "tpot_p99_s": p99}
+    if "tpot_s" in slo:
+        ax.axhline(slo["tpot_s"], color="k", ls=":", lw=1.1, label=f"TPOT SLO {slo['tpot_s']:g} s")
+    _maybe_log(ax, [y for dv in data2.values() for y in dv["tpot_p99_s"]] + ([slo["tpot_s"]] if "tpot_s" in slo else []))
     ax.set_xlabel("output throughput (tokens/s)")
     ax.set_ylabel("p99 time per output token (s)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    ax.set_title("Throughput against latency")
+    ax.set_xlim(left=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(f"What throughput at what token latency?\n(each point labelled with its {key.split('.')[-1]}"
+                 f"{unit})", fontsize=10)
     files.append(_save(fig, out / "throughput_vs_latency.png", data2))
 
     if all(v["slo_defined"] for v in rep["variants"].values()):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
         data3: dict[str, Any] = {}
         for i, (lab, v) in enumerate(rep["variants"].items()):
-            x = [p["value"] for p in v["points"]]
+            pts = [p for p in v["points"] if not p.get("failed")]
+            x = [p["value"] for p in pts]
             for ax, m in zip(axes, ("goodput_req_per_s", "slo_attainment")):
-                _mark_unstable(ax, x, v["points"], m, lab if i == 0 and m == "goodput_req_per_s" else None)
-            data3[lab] = {"goodput_req_per_s": _band(axes[0], x, v["points"], "goodput_req_per_s", lab, f"C{i}"),
-                          "slo_attainment": _band(axes[1], x, v["points"], "slo_attainment", lab, f"C{i}"),
+                _mark_unstable(ax, x, pts, m, None)
+            data3[lab] = {"goodput_req_per_s": _band(axes[0], x, pts, "goodput_req_per_s", lab, f"C{i}", "-", n_rep > 1),
+                          "slo_attainment": _band(axes[1], x, pts, "slo_attainment", lab, f"C{i}", "-", n_rep > 1),
                           "max_value_meeting_slo": v["max_value_meeting_slo"]}
             if v["max_value_meeting_slo"] is not None:
                 axes[1].axvline(v["max_value_meeting_slo"], color=f"C{i}", ls=":", lw=1)
         axes[0].set_ylabel("goodput (requests/s meeting the SLO)")
+        axes[0].set_ylim(bottom=0)
         axes[1].set_ylabel("SLO attainment (fraction)")
-        axes[1].axhline(rep["attainment_target"], color="k", ls="--", lw=0.8)
+        axes[1].set_ylim(0, 1.05)
+        axes[1].axhline(rep["attainment_target"], color="k", ls="--", lw=0.8,
+                        label=f"target {rep['attainment_target']:.0%}")
         for ax in axes:
             ax.set_xlabel(xlabel)
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=8)
-        fig.suptitle("Goodput and SLO attainment against load (dotted: max load meeting the SLO)")
-        files.append(_save(fig, out / "goodput_vs_load.png", data3))
+        handles, labels = axes[0].get_legend_handles_labels()
+        h2, l2 = axes[1].get_legend_handles_labels()
+        fig.legend(handles + h2[-1:], labels + l2[-1:], loc="lower center", ncol=6, fontsize=8, frameon=False)
+        fig.suptitle("Up to which load does the SLO hold? (dotted: the largest load meeting the target; "
+                     "red x: no steady state)", fontsize=10)
+        fig.tight_layout(rect=(0, 0.08, 1, 1))
+        files.append(_save(fig, out / "goodput_vs_load.png", data3, layout=False))
     return files
 
 
-def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: Path) -> Path:
-    """Facility draw against the live supply limit, clock caps and drained replicas, turbines up,
-    PUE and per-tent IT power over time, with turbine trips and node failures marked."""
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) index pairs of the True runs of `mask` (end exclusive)."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def _power_unit(peak_w: float) -> tuple[float, str]:
+    """A scale and unit that keep a power axis's numbers short (W, kW, MW, GW)."""
+    for scale, unit in ((1e9, "GW"), (1e6, "MW"), (1e3, "kW")):
+        if peak_w >= 2 * scale:
+            return scale, unit
+    return 1.0, "W"
+
+
+def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: Path,
+             summary: dict[str, Any] | None = None) -> Path:
+    """Did the load stay under the power supply? Facility and IT draw against the live supply
+    limit (samples over it marked, runs of them shaded), then only the panels with something to
+    show: turbine units up, clock caps, drained replicas, battery charge, tents; PUE on a fixed
+    range. Turbine trips and node failures are drawn where they happened."""
+    from matplotlib.ticker import MaxNLocator
+
     t = cols["t_s"]
-    fig, axes = plt.subplots(5, 1, figsize=(11, 11), sharex=True)
-    ax = axes[0]
-    ax.plot(t, cols["facility_w"] / 1e3, label="facility draw (IT x PUE)")
-    ax.plot(t, cols["it_w"] / 1e3, lw=0.8, label="IT draw")
-    ax.step(t, cols["supply_w"] / 1e3, where="post", color="k", ls="--", label="live supply limit")
-    ax.set_ylabel("power (kW)")
-    ax.legend(fontsize=8)
-    axes[1].plot(t, cols["clock_cap_w"], color="C3", label="lowest clock cap (W per accelerator)")
-    axes[1].set_ylabel("cap (W)")
-    ax2 = axes[1].twinx()
-    ax2.step(t, cols["drained"], where="post", color="C4", lw=0.8)
-    ax2.set_ylabel("drained replicas", color="C4")
-    axes[2].step(t, cols["turbines_up"], where="post", color="C2")
-    axes[2].set_ylabel("turbine units up")
-    axes[3].plot(t, cols["pue"], color="C5")
-    axes[3].set_ylabel("PUE")
-    for k in [c for c in cols if c.startswith("tent_it_w:")]:
-        axes[4].plot(t, cols[k] / 1e3, label=k.split(":", 1)[1])
-    axes[4].set_ylabel("tent IT power (kW)")
-    axes[4].legend(fontsize=8)
-    axes[4].set_xlabel("simulated time (s)")
+    summary = summary or {}
+    finite = lambda k: k in cols and np.isfinite(cols[k]).any()  # noqa: E731
+    panels = ["power"]
+    notes = []
+    if finite("turbines_up") and cols["turbines_up"].max() > 0:
+        panels.append("turbines")
+    if finite("clock_cap_w"):
+        panels.append("cap")
+    else:
+        notes.append("no clock cap was applied")
+    if finite("drained") and np.nanmax(cols["drained"]) > 0:
+        panels.append("drained")
+    else:
+        notes.append("no replica was drained")
+    if finite("battery_soc") and np.nanmax(cols["battery_soc"]) > 0:
+        panels.append("battery")
+    tents = [c for c in cols if c.startswith("tent_it_w:")]
+    if len(tents) > 1:
+        panels.append("tents")
+    panels.append("pue")
+    heights = [2.2 if p == "power" else 1.0 for p in panels]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.6 + 1.45 * len(panels)), sharex=True,
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    axes = axes[:, 0]
+    ax_of = dict(zip(panels, axes))
+    peak = float(np.nanmax(np.concatenate([cols["facility_w"], cols["supply_w"]])))
+    scale, unit = _power_unit(peak)
+    ax = ax_of["power"]
+    ax.plot(t, cols["facility_w"] / scale, color="C0", label="facility draw (IT x PUE)")
+    ax.plot(t, cols["it_w"] / scale, color="C1", lw=0.9, label="IT draw")
+    ax.step(t, cols["supply_w"] / scale, where="post", color="k", ls="--", lw=1.1, label="live supply limit")
+    over = cols["facility_w"] > cols["supply_w"] * (1 + 1e-9)
+    if over.any():
+        ax.plot(t[over], cols["facility_w"][over] / scale, "x", color="red", ms=8, mew=2, label="sample over the supply")
+        for a, b in _runs(over):
+            if b - 1 > a:
+                ax.axvspan(t[a], t[b - 1], color="red", alpha=0.15, lw=0)
+    ax.set_ylim(0, peak / scale * 1.12)
+    ax.set_ylabel(f"power ({unit})")
+    exceeded = summary.get("power_limit_exceeded_s")
+    ax.set_title("over the supply for " + (f"{exceeded:.3g} s in all" if exceeded else "no time")
+                 + (f" (peak draw {summary['facility_power_peak_w'] / scale:.3g} {unit})"
+                    if summary.get("facility_power_peak_w") else ""), fontsize=9, loc="left")
+    if "turbines" in panels:
+        a = ax_of["turbines"]
+        a.step(t, cols["turbines_up"], where="post", color="C2")
+        a.set_ylabel("turbine units up")
+        a.yaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_ylim(0, cols["turbines_up"].max() + 1)
+    if "cap" in panels:
+        a = ax_of["cap"]
+        a.step(t, cols["clock_cap_w"], where="post", color="C3")
+        a.set_ylabel("lowest clock cap\n(W per accelerator)")
+        a.set_ylim(0, np.nanmax(cols["clock_cap_w"]) * 1.15)
+    if "drained" in panels:
+        a = ax_of["drained"]
+        a.step(t, cols["drained"], where="post", color="C4")
+        a.set_ylabel("drained replicas")
+        a.yaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_ylim(0, np.nanmax(cols["drained"]) + 1)
+    if "battery" in panels:
+        a = ax_of["battery"]
+        a.plot(t, 100 * cols["battery_soc"], color="C6")
+        a.set_ylabel("battery charge (%)")
+        a.set_ylim(0, 105)
+    if "tents" in panels:
+        a = ax_of["tents"]
+        for k, c in enumerate(tents):
+            a.plot(t, cols[c] / scale, color=f"C{k}", lw=0.9, label=c.split(":", 1)[1])
+        a.set_ylabel(f"tent IT ({unit})")
+        a.set_ylim(bottom=0)
+        a.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    a = ax_of["pue"]
+    pue = cols["pue"]
+    a.plot(t, pue, color="C5")
+    a.set_ylim(1.0, max(1.6, float(np.nanmax(pue)) * 1.05))  # a fixed range: a 0.1% drift stays flat
+    a.set_ylabel("PUE")
+    a.text(0.01, 0.9, f"PUE {np.nanmin(pue):.3f} to {np.nanmax(pue):.3f}", transform=a.transAxes, va="top",
+           fontsize=8, color="0.3")
+    axes[-1].set_xlabel("simulated time (s)")
+    trips, fails = events.get("turbine_trips_s", []), events.get("node_failures_s", [])
     for a in axes:
         a.grid(alpha=0.3)
-        for x in events.get("turbine_trips_s", []):
-            a.axvline(x, color="r", lw=1, ls=":")
-        for x in events.get("node_failures_s", []):
-            a.axvline(x, color="m", lw=0.8, ls="-.")
-    fig.suptitle("Facility power (red dotted: turbine trips; magenta: node failures)")
+        for k, x in enumerate(trips):
+            a.axvline(x, color="r", lw=1, ls=":", label="turbine trip" if a is ax and k == 0 else None)
+        for k, x in enumerate(fails):
+            a.axvline(x, color="m", lw=0.8, ls="-.", label="node failure" if a is ax and k == 0 else None)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    marks = ([f"{len(trips)} turbine trip{'s' if len(trips) > 1 else ''} (red dotted)"] if trips else []) + \
+        ([f"{len(fails)} node failure{'s' if len(fails) > 1 else ''} (magenta)"] if fails else [])
+    fig.suptitle("Did the load stay under the power supply?"
+                 + (" " + "; ".join(marks) if marks else "") + (f"\n({'; '.join(notes)})" if notes else ""),
+                 fontsize=11)
     data = {"t_s": t.tolist(), "facility_w": cols["facility_w"].tolist(), "supply_w": cols["supply_w"].tolist(),
-            "turbines_up": cols["turbines_up"].tolist(), "events": events}
+            "turbines_up": cols["turbines_up"].tolist(), "events": events, "panels": panels,
+            "samples_over_supply": int(over.sum()), "power_limit_exceeded_s": exceeded}
     return _save(fig, path, data)
 
 
@@ -443,7 +732,12 @@ def plot_dir(d: str | Path) -> list[Path]:
 
         req = pq.read_table(d / "requests.parquet").to_pydict()
         done = np.array(req["status"]) == "completed"
-        curves = {"run": {k: np.array(req[k], dtype=float)[done].tolist() for k in ("ttft_s", "tpot_s", "e2e_s")}}
+        lat = {k: np.array(req[k], dtype=float)[done] for k in ("ttft_s", "tpot_s", "e2e_s")}
+        curves = {"all requests": {k: v.tolist() for k, v in lat.items()}}
+        cls = np.asarray(req.get("class", []), dtype=object)[done] if "class" in req else np.array([])
+        for c in (list(dict.fromkeys(cls.tolist())) if cls.size else []):
+            if len(set(cls.tolist())) > 1:  # one curve per request class where there are several
+                curves[f"class {c}"] = {k: v[cls == c].tolist() for k, v in lat.items()}
         files = [latency_cdf(curves, d / "latency_cdf.png", slo=_slo(d))]
         # a fleet's folder (fleet.json) has the merged requests but no one run's summary
         summ = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
@@ -459,7 +753,7 @@ def plot_dir(d: str | Path) -> list[Path]:
         if (d / "facility.parquet").exists():
             cols = {k: np.asarray(v, dtype=float) for k, v in pq.read_table(d / "facility.parquet").to_pydict().items()}
             ev = json.loads((d / "facility_events.json").read_text()) if (d / "facility_events.json").exists() else {}
-            files.append(facility(cols, ev, d / "facility.png"))
+            files.append(facility(cols, ev, d / "facility.png", summ))
         return files
     from sim.errors import ScenarioError
     raise ScenarioError("RUN_DIR", f"{d} holds no requests.parquet, compare.json or sweep.json",

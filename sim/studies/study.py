@@ -244,7 +244,7 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
     if failed:
         raise ScenarioError("compare", f"{len(failed)} run(s) failed, e.g. {failed[0]}", "fix the variant named")
     by: dict[str, list[dict[str, Any]]] = {lab: res[i * replications:(i + 1) * replications] for i, lab in enumerate(labels)}
-    out: dict[str, Any] = {"scenario": str(scenario), "replications": replications,
+    out: dict[str, Any] = {"scenario": str(scenario), "replications": replications, "slo": raw.get("slo") or {},
                            "seeds": [seed0 + r for r in range(replications)], "baseline": baseline,
                            "vary": list(vary), "metrics": [], "variants": {}}
     metrics = [m for m in METRICS if all(r["summary"].get(m) is not None for rs in by.values() for r in rs)]
@@ -266,7 +266,9 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
                 d.update({"diff_mean": dm, "diff_ci_low": dlo, "diff_ci_high": dhi,
                           "significant": bool(replications > 1 and (dlo > 0 or dhi < 0))})
             md[m] = d
-        out["variants"][lab] = {"sets": s, "metrics": md}
+        unstable = [{"seed": seed0 + r, "instability": run["summary"].get("instability")}
+                    for r, run in enumerate(runs) if run["summary"].get("stable") is False]
+        out["variants"][lab] = {"sets": s, "metrics": md, "unstable": unstable}
         if keep_latencies and runs and "latencies" in runs[0]:
             out["variants"][lab]["latencies_seed0"] = runs[0]["latencies"]
     return out
@@ -321,8 +323,12 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
     for (lab, v), why in bad.items():
         index.append((lab, v))
         res.append({"error": why})
+    if index and all("error" in r for r in res):  # nothing to report: say why in one line
+        f0 = _failures(res[:1], index[:1])[0]
+        raise ScenarioError("sweep", f"every run failed, e.g. {f0['variant']} at {key}={f0['config']}: {f0['error']}",
+                            "fix the variant or the range")
     out: dict[str, Any] = {"scenario": str(scenario), "key": key, "values": values, "replications": replications,
-                           "attainment_target": attainment, "variants": {},
+                           "attainment_target": attainment, "slo": raw.get("slo") or {}, "variants": {},
                            "failed_runs": _failures(res, [(lab, f"{key}={v}") for lab, v in index])}
     for lab, s in vs:
         pts = []
@@ -391,6 +397,9 @@ def table_compare(rep: dict[str, Any], metrics: Sequence[str] | None = None) -> 
                 line += (f"   diff {_g(d['diff_mean'])} {_ci(d['diff_ci_low'], d['diff_ci_high'])}"
                          f"{' *' if d['significant'] else ''}")
             L.append(line)
+    for lab, v in rep["variants"].items():
+        for u in v.get("unstable", []):
+            L.append(f"NO steady state: {lab}, seed {u['seed']}: {u['instability']}")
     return "\n".join(L)
 
 
