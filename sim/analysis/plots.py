@@ -44,6 +44,8 @@ def _texts(fig) -> list[tuple[str, Any]]:
         if not ax.get_visible() or not ax.axison:
             continue
         for axis, nm in ((ax.xaxis, "x"), (ax.yaxis, "y")):
+            if not axis.get_visible():  # (a twin's shared axis)
+                continue
             for tick in axis._update_ticks():  # the ticks drawn (within the view limits)
                 for lab in (tick.label1, tick.label2):
                     add(f"axes {k} {nm} tick '{lab.get_text()}'", lab)

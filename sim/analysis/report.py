@@ -59,6 +59,16 @@ def _num(v: Any, unit: str = "") -> str:
     return f"{s} {unit}".strip()
 
 
+def _big(v: Any, unit: str = "") -> str:
+    """Large counts in words a planner reads aloud: 347 million, 30.0 trillion."""
+    if v is None:
+        return "–"
+    for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {word} {unit}".strip()
+    return _num(v, unit)
+
+
 def _secs(v: Any) -> str:
     """Seconds, in ms below one second."""
     if v is None:
@@ -355,7 +365,8 @@ def _autoscale_fig(d: Path) -> Any | None:
                                  line=dict(color="#ff7f0e", width=1), legendgroup="a", showlegend=first),
                       row=row, col=1, secondary_y=True)
         fig.update_yaxes(title_text="replicas", rangemode="tozero", row=row, col=1, secondary_y=False)
-        fig.update_yaxes(title_text="arrivals (req/s)", rangemode="tozero", row=row, col=1, secondary_y=True)
+        fig.update_yaxes(title_text="arrivals (req/s)", rangemode="tozero", row=row, col=1, secondary_y=True,
+                         tickmode="auto", nticks=6, showgrid=False)
     fig.update_xaxes(title_text="simulated time (h)")
     fig.update_layout(title="Do replicas follow the load?", hovermode="x unified", legend=dict(orientation="h", y=-0.15))
     return fig
@@ -371,10 +382,15 @@ def _fleet_words(raw: dict[str, Any]) -> str:
     for p in raw.get("pools", []):
         par = f"TP{p.get('tp', 1)}" + (f", EP{p['ep']}" if p.get("ep") else "")
         role = f", {p['role']}" if p.get("role") and p["role"] != "both" else ""
+        a = p.get("autoscaler")
+        if isinstance(a, dict):  # an autoscaled pool: its range, not its starting count
+            groups.setdefault(f"{p.get('model', '?')} ({par} on {p.get('hardware', '?')}{role}, autoscaled)", []).append(
+                f"{a.get('min_replicas', 1)}-{a.get('max_replicas', '?')}")
+            continue
         groups.setdefault(f"{p.get('model', '?')} ({par} on {p.get('hardware', '?')}{role})", []).append(
             int(p.get("replicas", 1)))
-    return "; ".join(f"{sum(n)} x {k}" + (f" in {len(n)} pools" if len(n) > 1 else "")
-                     for k, n in groups.items()) or "the fleet"
+    return "; ".join((f"{sum(n)}" if all(isinstance(x, int) for x in n) else ", ".join(map(str, n))) + f" x {k}"
+                     + (f" in {len(n)} pools" if len(n) > 1 else "") for k, n in groups.items()) or "the fleet"
 
 
 def _interval(pi: dict[str, Any], key: str, secs: bool = True) -> str:
@@ -440,7 +456,7 @@ def _run_warnings(s: dict[str, Any], d: Path) -> list[str]:
     return w + [x for x in _saved_warnings(d) if x not in w]
 
 
-def _run_key_numbers(s: dict[str, Any]) -> str:
+def _run_key_numbers(s: dict[str, Any], raw: dict[str, Any]) -> str:
     rows = []
     for name, key, slo_key in (("time to first token", "ttft", "slo_ttft_s"), ("time per output token", "tpot", "slo_tpot_s"),
                                ("end-to-end latency", "e2e", None), ("queueing delay", "queue", None)):
@@ -472,7 +488,7 @@ def _run_key_numbers(s: dict[str, Any]) -> str:
                            f"{_num(s.get('energy_per_output_tok_j'))} J per output token"))
     if s.get("cost_per_mtok_usd"):
         cards.append(_card("cost", f"USD {_num(s['cost_per_mtok_usd'])} / Mtok", f"USD {_num(s.get('cost_usd'))} in all"))
-    if "power_limit_exceeded_s" in s:
+    if "power_limit_exceeded_s" in s and (raw.get("facility") or {}).get("sources"):  # (a supply to exceed)
         cards.append(_card("time over the power supply", _num(s["power_limit_exceeded_s"], "s"),
                            f"peak draw {_num((s.get('facility_power_peak_w') or 0) / 1e3, 'kW')}"))
     if s.get("replica_hours"):
@@ -528,7 +544,7 @@ def _run_report(d: Path) -> tuple[str, str, list[str]]:
     s = json.loads((d / "summary.json").read_text())
     raw = _scenario_raw(d)
     figs = _Figures()
-    body = ["<h2>Key numbers</h2>", _run_key_numbers(s), _warnings_html(_run_warnings(s, d), "None: a steady state was reached, no request was lost, and no input "
+    body = ["<h2>Key numbers</h2>", _run_key_numbers(s, raw), _warnings_html(_run_warnings(s, d), "None: a steady state was reached, no request was lost, and no input "
                                                                "was truncated or ignored."), "<h2>Plots</h2>"]
     slo = {k: s[f"slo_{k}"] for k in ("ttft_s", "tpot_s") if s.get(f"slo_{k}") is not None}
     curves = _requests_curves(d)
@@ -913,13 +929,13 @@ def _plan_report(d: Path) -> tuple[str, str, list[str]]:
 def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
     rep = json.loads((d / "fleet.json").read_text())
     att = rep.get("fleet_slo_attainment")
-    head = (f"{rep['cells_total']:,} cells ({rep['cells_simulated']} simulated): <b>{_num(rep['fleet_output_tok_per_s'])} "
-            f"output tokens/s</b> ({_num(rep['fleet_output_tokens_per_day'])} a day), p99 TTFT "
+    head = (f"{rep['cells_total']:,} cells ({rep['cells_simulated']} simulated): <b>{_big(rep['fleet_output_tok_per_s'])} "
+            f"output tokens/s</b> ({_big(rep['fleet_output_tokens_per_day'])} a day), p99 TTFT "
             f"<b>{_secs(rep.get('ttft_p99_s'))}</b>"
             + (f", <b>{_pct(att)}</b> of requests within the SLO" if att is not None else "")
             + (f", USD {_num(rep['fleet_usd_per_mtok'])} per million output tokens" if rep.get("fleet_usd_per_mtok") else "")
             + f". <span class=\"note\">{_e(rep.get('inference', ''))}</span>")
-    cards = [_card("fleet throughput", _num(rep["fleet_output_tok_per_s"], "tok/s"), f"{_num(rep['fleet_req_per_s'])} req/s"),
+    cards = [_card("fleet throughput", _big(rep["fleet_output_tok_per_s"], "tok/s"), f"{_big(rep['fleet_req_per_s'])} req/s"),
              _card("p50 / p99 TTFT", f"{_secs(rep.get('ttft_p50_s'))} / {_secs(rep.get('ttft_p99_s'))}"),
              _card("p50 / p99 TPOT", f"{_secs(rep.get('tpot_p50_s'))} / {_secs(rep.get('tpot_p99_s'))}")]
     if rep.get("fleet_usd_per_hour"):
