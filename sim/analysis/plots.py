@@ -231,9 +231,11 @@ def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Pa
     peak = max((v["batch_size_max"] for v in data.values()), default=0)
     if max_batch and peak >= 0.25 * max_batch:
         axes[0].axhline(max_batch, color="k", ls="--", lw=0.8, label=f"max_batch_size {max_batch}")
-    elif max_batch:  # a line far above the data would flatten it
-        axes[0].text(0.01, 0.95, f"max_batch_size {max_batch} (the largest step ran {peak})",
-                     transform=axes[0].transAxes, va="top", fontsize=8, color="0.3")
+    elif max_batch:  # a line far above the data would flatten it: said above the panel instead
+        axes[0].set_title(f"max_batch_size {max_batch} (the largest step ran {peak})", loc="left", fontsize=8,
+                          color="0.3")
+    kv_peak = max((v["kv_used_pct_max"] for v in data.values()), default=0.0)
+    axes[1].set_title(f"peak {kv_peak:.3g}% of any replica's KV blocks", loc="left", fontsize=8, color="0.3")
     axes[0].set_ylabel("batch size (sequences)")
     axes[1].set_ylabel("KV cache used (%)")
     axes[1].set_ylim(0, 105)
@@ -634,64 +636,69 @@ def cost_breakdown(summary: dict[str, Any], path: Path) -> Path:
 
 
 def autoscale(cols: dict[str, np.ndarray], hourly: list[dict[str, Any]], path: Path) -> Path:
-    """Does the fleet follow its load? Per autoscaled pool: replicas serving, starting and the
-    policy's answer against the arrival rate at each decision; below, each hour's SLO attainment
-    and accelerator $/Mtoken (summary "hourly")."""
+    """Does the fleet follow its load, and what does each hour cost? Per autoscaled pool: the
+    arrival rate, then replicas serving and starting with the policy's answer at each decision, on
+    a shared time axis (no twin axes); below, each hour's SLO attainment and accelerator $/Mtoken
+    (summary "hourly")."""
     from matplotlib.ticker import MaxNLocator
 
     pools = list(dict.fromkeys(cols["pool"].tolist()))
-    n = len(pools) + (1 if hourly else 0)
-    fig, axes = plt.subplots(n, 1, figsize=(11, 3.2 * n), squeeze=False)
-    axes = axes[:, 0]
+    n_hour = (1 if hourly and any(h["slo_attainment"] is not None for h in hourly) else 0) + (1 if hourly else 0)
+    n = 2 * len(pools) + n_hour
+    fig = plt.figure(figsize=(11, 2.1 * n + 1.0))
+    gs = fig.add_gridspec(n, 1, hspace=0.55)
     t_h = np.asarray(cols["t_s"], float) / 3600.0
     data: dict[str, Any] = {}
-    for ax, pool in zip(axes, pools):
+    first = None
+    for k, pool in enumerate(pools):
         m = cols["pool"] == pool
-        ax.step(t_h[m], cols["serving"][m], where="post", color="C0", label="serving")
-        ax.step(t_h[m], cols["serving"][m] + cols["starting"][m], where="post", color="C0", ls=":",
-                label="serving + cold starts")
-        ax.step(t_h[m], cols["desired"][m], where="post", color="C2", lw=0.7, alpha=0.7, label="policy's answer")
-        ax.set_ylabel("replicas")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylim(bottom=0)
-        ax2 = ax.twinx()
-        ax2.plot(t_h[m], cols["arrivals_per_s"][m], color="C1", lw=0.6, alpha=0.6, label="arrivals (req/s)")
-        ax2.set_ylabel("arrivals (req/s)", color="C1")
-        ax2.set_ylim(bottom=0)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.07, 1.0))
-        ax.set_title(f"pool {pool}: replicas against load", fontsize=10)
-        ax.grid(alpha=0.3)
-        data[pool] = {k: np.asarray(cols[k])[m].tolist() for k in ("t_s", "serving", "starting", "desired",
-                                                                   "arrivals_per_s")}
+        ax_a = fig.add_subplot(gs[2 * k], sharex=first)
+        first = first or ax_a
+        ax_r = fig.add_subplot(gs[2 * k + 1], sharex=first)
+        ax_a.plot(t_h[m], cols["arrivals_per_s"][m], color="C1", lw=0.7)
+        ax_a.set_ylabel("arrivals\n(requests/s)")
+        ax_a.set_ylim(bottom=0)
+        ax_a.set_title(f"pool {pool}: load, then replicas", fontsize=10, loc="left")
+        ax_r.step(t_h[m], cols["desired"][m], where="post", color="C2", lw=0.5, alpha=0.45, label="policy's answer")
+        ax_r.step(t_h[m], cols["serving"][m] + cols["starting"][m], where="post", color="C0", ls=":",
+                  label="serving + cold starts")
+        ax_r.step(t_h[m], cols["serving"][m], where="post", color="C0", label="serving")
+        ax_r.set_ylabel("replicas")
+        ax_r.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_r.set_ylim(0, max(cols["serving"][m].max() + cols["starting"][m].max(), cols["desired"][m].max()) + 1)
+        ax_r.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        for ax in (ax_a, ax_r):
+            ax.grid(alpha=0.3)
+            ax.set_xlabel("simulated time (h)")
+        data[pool] = {c: np.asarray(cols[c])[m].tolist() for c in ("t_s", "serving", "starting", "desired",
+                                                                  "arrivals_per_s")}
+    row = 2 * len(pools)
     if hourly:
-        ax = axes[-1]
         hrs = [h["hour"] for h in hourly]
         slo = [h["slo_attainment"] for h in hourly]
-        usd = [h["accelerator_usd_per_mtok"] for h in hourly]
         if any(v is not None for v in slo):
-            ax.bar(hrs, [100 * v if v is not None else np.nan for v in slo], color="C0", alpha=0.6,
-                   label="SLO attainment (%)")
+            ax = fig.add_subplot(gs[row])
+            row += 1
+            ax.bar(hrs, [100 * v if v is not None else np.nan for v in slo], color="C0", alpha=0.7)
             ax.set_ylim(0, 105)
             ax.set_ylabel("SLO attainment (%)")
-        ax.set_xlabel("hour of the run")
+            ax.set_title("each hour: requests meeting the SLO", fontsize=10, loc="left")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("hour of the run")
+            ax.grid(alpha=0.3, axis="y")
+        ax = fig.add_subplot(gs[row])
+        usd = [h["accelerator_usd_per_mtok"] for h in hourly]
+        ax.plot(hrs, [v if v is not None else np.nan for v in usd], "o-", color="C3", ms=3)
+        ax.set_ylabel("USD per million\noutput tokens")
+        ax.set_ylim(bottom=0)
+        ax.set_title("each hour: the accelerators' cost per output token", fontsize=10, loc="left")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax2 = ax.twinx()
-        ax2.plot(hrs, [v if v is not None else np.nan for v in usd], "o-", color="C3", ms=3,
-                 label="accelerators, USD per million output tokens")
-        ax2.set_ylabel("USD / Mtoken", color="C3")
-        ax2.set_ylim(bottom=0)
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.07, 1.0))
-        ax.set_title("each hour: SLO attainment and accelerator cost", fontsize=10)
+        ax.set_xlabel("hour of the run")
         ax.grid(alpha=0.3)
         data["hourly"] = hourly
-    for ax in axes[:len(pools)]:
-        ax.set_xlabel("simulated time (h)")
     fig.suptitle("Autoscaling: do replicas follow the load, and what does each hour cost?")
-    return _save(fig, path, data)
+    fig.subplots_adjust(left=0.09, right=0.8, top=1 - 0.55 / (2.1 * n + 1.0), bottom=0.6 / (2.1 * n + 1.0))
+    return _save(fig, path, data, layout=False)
 
 
 def _slo(d: Path) -> dict[str, float]:
