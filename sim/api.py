@@ -127,3 +127,16 @@ def plot(obj: Result | dict[str, Any] | str | Path, out_dir: str | Path | None =
     else:
         save(obj, out / ("sweep.json" if "key" in obj else "compare.json"))
     return plot_dir(out)
+
+
+def report(obj: Result | dict[str, Any] | str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write report.html (self-contained, opens offline): of a saved run/compare/sweep/plan/fleet
+    folder, or of a Result or a compare/sweep report written to out_dir first (with its plots)."""
+    from sim.analysis.report import write_report
+
+    if isinstance(obj, (str, Path)):
+        return write_report(obj)
+    if out_dir is None:
+        raise ValueError("out_dir is needed to report a result or a report")
+    plot(obj, out_dir)
+    return write_report(out_dir)

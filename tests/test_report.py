@@ -242,3 +242,15 @@ def test_quickstart_run_figures_pass_the_layout_check(tmp_path):
     r = dcsim("run", QUICK, "--out", str(tmp_path), "--quiet")
     assert r.returncode == 0, r.stderr
     assert {p.name for p in tmp_path.glob("*.png")} >= {"latency_cdf.png", "timeseries.png"}
+
+
+def test_api_report_of_a_result(tmp_path):
+    import sim.api as dc
+
+    res = dc.run(dc.load(QUICK, set=["workload.num_requests=200"]), quiet=True)
+    page = dc.report(res, tmp_path)
+    assert page == tmp_path / "report.html"
+    html = page.read_text()
+    s = dc.summary(res)
+    assert f"{s['requests_completed']:,} completed" in html and "latency_cdf.png" in html
+    assert (tmp_path / "summary.json").exists()

@@ -297,6 +297,8 @@ def _facility_fig(d: Path) -> Any | None:
     import pyarrow.parquet as pq
     import plotly.graph_objects as go
 
+    from sim.analysis.plots import _power_unit, _runs
+
     if not (d / "facility.parquet").exists():
         return None
     c = {k: np.asarray(v, dtype=float) for k, v in pq.read_table(d / "facility.parquet").to_pydict().items()}
@@ -325,20 +327,6 @@ def _facility_fig(d: Path) -> Any | None:
     fig.update_layout(title="Did the load stay under the power supply? (red: over the supply)", hovermode="x unified",
                       legend=dict(orientation="h", y=-0.18))
     return fig
-
-
-def _power_unit(peak_w: float) -> tuple[float, str]:
-    for scale, unit in ((1e9, "GW"), (1e6, "MW"), (1e3, "kW")):
-        if peak_w >= 2 * scale:
-            return scale, unit
-    return 1.0, "W"
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) index pairs of the True runs of `mask` (end exclusive)."""
-    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
 def _autoscale_fig(d: Path) -> Any | None:
