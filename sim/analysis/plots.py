@@ -291,7 +291,8 @@ def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
         v0 = base[m]
         unit = _unit(m)
         val = f"{v0:,.0f}" if abs(v0) >= 1000 else f"{v0:.3g}"
-        ylabels.append(f"{names.get(m, m).split(' (')[0]}\n(baseline {val}{' ' + unit if unit else ''})")
+        better = "higher" if m in ("throughput_output_tok_per_s", "goodput_req_per_s", "slo_attainment") else "lower"
+        ylabels.append(f"{names.get(m, m).split(' (')[0]}, {better} is better\n(baseline {val}{' ' + unit if unit else ''})")
     span = 0.6 / max(1, len(others))
     for k, lab in enumerate(others):
         for i, m in enumerate(metrics):
@@ -411,7 +412,7 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     data2: dict[str, Any] = {}
-    unit = "" if not key.endswith("rate_per_s") else " req/s"
+    keyed = False  # the red x's legend entry, once
     for i, (lab, v) in enumerate(rep["variants"].items()):
         pts = [p for p in v["points"] if not p.get("failed")]
         thr = [p["metrics"].get("throughput_output_tok_per_s", {}).get("mean", np.nan) for p in pts]
@@ -423,7 +424,8 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
                         textcoords="offset points", fontsize=7, color=f"C{i}")
         bad = [k for k, p in enumerate(pts) if p.get("stable") is False]
         ax.plot([thr[k] for k in bad], [p99[k] for k in bad], "x", color="red", ms=9, mew=2,
-                label="no steady state" if i == 0 and bad else None)
+                label="no steady state" if bad and not keyed else None)
+        keyed = keyed or bool(bad)
         data2[lab] = {"value": [p["value"] for p in pts], "throughput_output_tok_per_s": thr, "tpot_p99_s": p99}
     if "tpot_s" in slo:
         ax.axhline(slo["tpot_s"], color="k", ls=":", lw=1.1, label=f"TPOT SLO {slo['tpot_s']:g} s")
@@ -433,8 +435,7 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(f"What throughput at what token latency?\n(each point labelled with its {key.split('.')[-1]}"
-                 f"{unit})", fontsize=10)
+    ax.set_title(f"What throughput at what token latency?\n(each point labelled with its {xlabel})", fontsize=10)
     files.append(_save(fig, out / "throughput_vs_latency.png", data2))
 
     if all(v["slo_defined"] for v in rep["variants"].values()):
