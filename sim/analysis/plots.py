@@ -167,7 +167,7 @@ def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: st
             ax.plot(q, [0.5, 0.9, 0.99], "o", ms=3.5, color=f"C{k}")
             if len(curves) == 1:  # (with several curves the markers say enough)
                 for v, f in zip(q, (0.5, 0.9, 0.99)):
-                    ax.annotate(f"p{round(f * 100)} {v:.3g}", (v, f), xytext=(6, -10), textcoords="offset points",
+                    ax.annotate(f"p{round(f * 100)} {v:.3g} s", (v, f), xytext=(6, -10), textcoords="offset points",
                                 fontsize=7, color="0.25")
         limit = slo.get(key)
         if limit:
