@@ -254,3 +254,11 @@ def test_api_report_of_a_result(tmp_path):
     s = dc.summary(res)
     assert f"{s['requests_completed']:,} completed" in html and "latency_cdf.png" in html
     assert (tmp_path / "summary.json").exists()
+
+
+def test_the_same_folder_gives_the_same_page(tent):
+    from sim.analysis.report import write_report
+
+    out = tent[0]
+    first = (out / "report.html").read_bytes()
+    assert write_report(out).read_bytes() == first  # stable figure ids, no timestamps
