@@ -140,8 +140,8 @@ def test_compare_report_marks_significant_differences(compared):
 
 
 def _drawn_metrics() -> set[str]:
-    from sim.analysis.report import _METRIC_WORDS
-    return set(_METRIC_WORDS)
+    from sim.analysis.plots import METRIC_WORDS
+    return set(METRIC_WORDS)
 
 
 def test_sweep_report_marks_unstable_points(tmp_path):

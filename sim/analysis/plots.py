@@ -148,7 +148,7 @@ def _maybe_log(ax, values: list[float], axis: str = "y") -> None:
         _log_ticks(ax, axis)
 
 
-def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: str = "",
+def latency_cdf(curves: dict[str, dict[str, Any]], path: Path, title: str = "",
                 slo: dict[str, float] | None = None) -> Path:
     """How long did requests take? CDFs of TTFT, TPOT and E2E per curve (label -> {"ttft_s": [...],
     "tpot_s": [...], "e2e_s": [...]}), p50/p90/p99 marked, the SLO as a dashed line."""
@@ -176,8 +176,9 @@ def latency_cdf(curves: dict[str, dict[str, list[float]]], path: Path, title: st
         ax.set_ylabel("fraction of requests")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        xs = [v for c in curves.values() for v in c.get(key, []) if v == v and v > 0]
-        if key != "tpot_s" and xs and max(xs) / min(xs) > 20:  # a log axis only where the data span decades
+        xs = np.concatenate([np.asarray(c.get(key, []), dtype=float) for c in curves.values()] or [np.zeros(0)])
+        xs = xs[np.isfinite(xs) & (xs > 0)]
+        if key != "tpot_s" and xs.size and xs.max() / xs.min() > 20:  # a log axis only where the data span decades
             ax.set_xscale("log")
             _log_ticks(ax)
         else:  # few enough ticks that long decimals (0.00675) do not run together
@@ -195,6 +196,30 @@ def _on_grid(t: np.ndarray, v: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return np.where(k >= 0, v[np.maximum(k, 0)], 0.0)
 
 
+def replica_series(ts: dict[str, np.ndarray], total_blocks: dict[int, int], n_grid: int
+                   ) -> tuple[list[int], np.ndarray, dict[str, np.ndarray], int, dict[str, Any]]:
+    """Each replica's batch size, KV used (% of its blocks) and queue length read on a common time
+    grid (rows: replicas), the busiest replica's row (highest mean queue, then KV), and per-replica
+    figures (mean/max batch, max KV %, max queue): what the fleet-over-time plots draw."""
+    reps = [int(r) for r in np.unique(ts["replica"])] if ts["t_s"].size else []
+    grid = np.linspace(0.0, float(ts["t_s"].max()) if ts["t_s"].size else 1.0, n_grid)
+    rows: dict[str, list[np.ndarray]] = {"batch": [], "kv": [], "queue": []}
+    stats: dict[str, Any] = {}
+    for r in reps:
+        m = ts["replica"] == r
+        t = ts["t_s"][m]
+        kv = ts["kv_blocks_used"][m] / max(1, total_blocks.get(r, 1)) * 100
+        rows["batch"].append(_on_grid(t, ts["batch_size"][m].astype(float), grid))
+        rows["kv"].append(_on_grid(t, kv, grid))
+        rows["queue"].append(_on_grid(t, ts["queue_len"][m].astype(float), grid))
+        stats[str(r)] = {"batch_size_mean": float(np.mean(ts["batch_size"][m])),
+                         "batch_size_max": int(np.max(ts["batch_size"][m])),
+                         "kv_used_pct_max": float(np.max(kv)), "queue_len_max": int(np.max(ts["queue_len"][m]))}
+    series = {k: np.vstack(v) if v else np.zeros((0, n_grid)) for k, v in rows.items()}
+    worst = max(range(len(reps)), key=lambda k: (series["queue"][k].mean(), series["kv"][k].mean())) if reps else -1
+    return reps, grid, series, worst, stats
+
+
 def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Path, title: str = "",
                max_batch: int | None = None) -> Path:
     """How full were the replicas? Batch size, KV cache used and queue length over time: the
@@ -203,25 +228,10 @@ def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Pa
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
-    data: dict[str, Any] = {}
-    reps = [int(r) for r in np.unique(ts["replica"])] if ts["t_s"].size else []
-    t_end = float(ts["t_s"].max()) if ts["t_s"].size else 1.0
-    grid = np.linspace(0.0, t_end, 600)
-    series: dict[str, list[np.ndarray]] = {"batch": [], "kv": [], "queue": []}
-    for r in reps:
-        m = ts["replica"] == r
-        t = ts["t_s"][m]
-        kv = ts["kv_blocks_used"][m] / max(1, total_blocks.get(r, 1)) * 100
-        series["batch"].append(_on_grid(t, ts["batch_size"][m].astype(float), grid))
-        series["kv"].append(_on_grid(t, kv, grid))
-        series["queue"].append(_on_grid(t, ts["queue_len"][m].astype(float), grid))
-        data[str(r)] = {"batch_size_mean": float(np.mean(ts["batch_size"][m])),
-                        "batch_size_max": int(np.max(ts["batch_size"][m])),
-                        "kv_used_pct_max": float(np.max(kv)), "queue_len_max": int(np.max(ts["queue_len"][m]))}
+    reps, grid, series, worst, data = replica_series(ts, total_blocks, 600)
     if reps:
-        worst = max(range(len(reps)), key=lambda k: (series["queue"][k].mean(), series["kv"][k].mean()))
         for ax, key in zip(axes, ("batch", "kv", "queue")):
-            x = np.vstack(series[key])
+            x = series[key]
             if len(reps) > 1:
                 ax.fill_between(grid, np.percentile(x, 10, axis=0), np.percentile(x, 90, axis=0), step="post",
                                 color="C0", alpha=0.25, lw=0, label="10-90th percentile of replicas")
@@ -255,18 +265,18 @@ def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Pa
     return _save(fig, path, data)
 
 
-NAMES = {"ttft_mean_s": "mean TTFT (s)", "ttft_p99_s": "p99 TTFT (s)", "tpot_mean_s": "mean TPOT (s)",
-         "tpot_p99_s": "p99 TPOT (s)", "e2e_mean_s": "mean E2E latency (s)", "e2e_p99_s": "p99 E2E latency (s)",
-         "throughput_output_tok_per_s": "output throughput (tokens/s)",
-         "goodput_req_per_s": "goodput (requests/s within SLO)"}
-
-
-UNITS = {"_tok_per_s": "tokens/s", "_req_per_s": "requests/s", "_per_mtok_usd": "USD per Mtoken", "_usd": "USD",
-         "_j": "J", "_w": "W", "_s": "s"}  # (longest suffixes first)
-
-
-def _unit(m: str) -> str:
-    return next((u for suf, u in UNITS.items() if m.endswith(suf)), "")
+METRIC_WORDS = {  # metric -> (words, unit, +1 if higher is better / -1 if lower is)
+    "ttft_mean_s": ("mean TTFT", "s", -1), "ttft_p99_s": ("p99 TTFT", "s", -1),
+    "tpot_mean_s": ("mean TPOT", "s", -1), "tpot_p99_s": ("p99 TPOT", "s", -1),
+    "e2e_mean_s": ("mean E2E latency", "s", -1), "e2e_p99_s": ("p99 E2E latency", "s", -1),
+    "queue_mean_s": ("mean queueing delay", "s", -1),
+    "throughput_output_tok_per_s": ("output throughput", "tok/s", 1), "throughput_req_per_s": ("throughput", "req/s", 1),
+    "goodput_req_per_s": ("goodput", "req/s", 1), "slo_attainment": ("SLO attainment", "", 1),
+    "utilization_mean": ("utilisation", "", 1), "cost_per_mtok_usd": ("cost", "USD/Mtok", -1),
+    "energy_per_output_tok_j": ("energy per output token", "J", -1), "preemptions_total": ("preemptions", "", -1),
+    "facility_power_peak_w": ("peak facility power", "W", -1),
+    "power_limit_exceeded_s": ("time over the power supply", "s", -1),
+    "prefix_cache_hit_rate": ("prefix-cache hit rate", "", 1)}
 
 
 def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
@@ -284,15 +294,12 @@ def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
     n_rep = rep["replications"]
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.42 * len(metrics) * max(1, len(others)) ** 0.5))
     data: dict[str, Any] = {"baseline": b, "replications": n_rep, "metrics": {}}
-    names = {**NAMES, "queue_mean_s": "mean queueing delay (s)", "slo_attainment": "SLO attainment",
-             "energy_per_output_tok_j": "energy per output token (J)", "cost_per_mtok_usd": "cost (USD per Mtoken)"}
     ylabels = []
-    for i, m in enumerate(metrics):
-        v0 = base[m]
-        unit = _unit(m)
-        val = f"{v0:,.0f}" if abs(v0) >= 1000 else f"{v0:.3g}"
-        better = "higher" if m in ("throughput_output_tok_per_s", "goodput_req_per_s", "slo_attainment") else "lower"
-        ylabels.append(f"{names.get(m, m).split(' (')[0]}, {better} is better\n(baseline {val}{' ' + unit if unit else ''})")
+    for m in metrics:
+        words, unit, sense = METRIC_WORDS[m]
+        val = f"{base[m]:,.0f}" if abs(base[m]) >= 1000 else f"{base[m]:.3g}"
+        ylabels.append(f"{words}, {'higher' if sense > 0 else 'lower'} is better\n"
+                       f"(baseline {val}{' ' + unit if unit else ''})")
     span = 0.6 / max(1, len(others))
     for k, lab in enumerate(others):
         for i, m in enumerate(metrics):
@@ -477,6 +484,11 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
 
 
+def over_supply(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Which facility samples drew more than the live supply (beyond rounding)."""
+    return cols["facility_w"] > cols["supply_w"] * (1 + 1e-9)
+
+
 def _power_unit(peak_w: float) -> tuple[float, str]:
     """A scale and unit that keep a power axis's numbers short (W, kW, MW, GW)."""
     for scale, unit in ((1e9, "GW"), (1e6, "MW"), (1e3, "kW")):
@@ -525,7 +537,7 @@ def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: 
     ax.plot(t, cols["facility_w"] / scale, color="C0", label="facility draw (IT x PUE)")
     ax.plot(t, cols["it_w"] / scale, color="C1", lw=0.9, label="IT draw")
     ax.step(t, cols["supply_w"] / scale, where="post", color="k", ls="--", lw=1.1, label="live supply limit")
-    over = cols["facility_w"] > cols["supply_w"] * (1 + 1e-9)
+    over = over_supply(cols)
     if over.any():
         ax.plot(t[over], cols["facility_w"][over] / scale, "x", color="red", ms=8, mew=2, label="sample over the supply")
         for a, b in _runs(over):
@@ -725,6 +737,26 @@ def _max_batch(d: Path) -> int | None:
         return None
 
 
+def latency_curves(d: Path) -> dict[str, dict[str, np.ndarray]]:
+    """TTFT, TPOT and E2E of a folder's completed requests: "all requests", then one curve per
+    request class where there are several."""
+    import pyarrow.parquet as pq
+
+    cols = ["ttft_s", "tpot_s", "e2e_s", "status"]
+    if "class" in pq.read_schema(d / "requests.parquet").names:
+        cols.append("class")
+    req = pq.read_table(d / "requests.parquet", columns=cols).to_pydict()
+    done = np.asarray(req["status"]) == "completed"
+    lat = {k: np.asarray(req[k], dtype=float)[done] for k in ("ttft_s", "tpot_s", "e2e_s")}
+    curves = {"all requests": lat}
+    cls = np.asarray(req["class"], dtype=object)[done] if "class" in req else np.array([], dtype=object)
+    labels = list(dict.fromkeys(cls.tolist()))
+    if len(labels) > 1:
+        for c in labels:
+            curves[f"class {c}"] = {k: v[cls == c] for k, v in lat.items()}
+    return curves
+
+
 def plot_dir(d: str | Path) -> list[Path]:
     """(Re)draw the standard plots of a run, compare or sweep folder."""
     d = Path(d)
@@ -740,15 +772,7 @@ def plot_dir(d: str | Path) -> list[Path]:
     if (d / "requests.parquet").exists():
         import pyarrow.parquet as pq
 
-        req = pq.read_table(d / "requests.parquet").to_pydict()
-        done = np.array(req["status"]) == "completed"
-        lat = {k: np.array(req[k], dtype=float)[done] for k in ("ttft_s", "tpot_s", "e2e_s")}
-        curves = {"all requests": {k: v.tolist() for k, v in lat.items()}}
-        cls = np.asarray(req.get("class", []), dtype=object)[done] if "class" in req else np.array([])
-        for c in (list(dict.fromkeys(cls.tolist())) if cls.size else []):
-            if len(set(cls.tolist())) > 1:  # one curve per request class where there are several
-                curves[f"class {c}"] = {k: v[cls == c].tolist() for k, v in lat.items()}
-        files = [latency_cdf(curves, d / "latency_cdf.png", slo=_slo(d))]
+        files = [latency_cdf(latency_curves(d), d / "latency_cdf.png", slo=_slo(d))]
         # a fleet's folder (fleet.json) has the merged requests but no one run's summary
         summ = json.loads((d / "summary.json").read_text()) if (d / "summary.json").exists() else {}
         if (d / "timeseries.parquet").exists():

@@ -3,7 +3,7 @@
 The headline answer in a sentence with its interval and calibration status, the key numbers
 against the SLO, interactive plots (plotly: zoom and hover), warnings, and the effective scenario.
 Self-contained: plotly.js and every figure's data are inlined, so the page opens offline and asks
-the network for nothing (tests/test_report_browser.py checks this in headless Chromium).
+the network for nothing (tests/test_report.py checks this in headless Chromium).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.analysis.plots import METRIC_WORDS, _cdf, _close_groups, _slo_of, latency_curves
 from sim.errors import ScenarioError
 
 _CONFIG = {"displaylogo": False, "responsive": True}
@@ -176,11 +177,8 @@ def _calibration_warnings(status: dict[str, str]) -> list[str]:
 
 
 def _cdf_xy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    x = np.sort(np.asarray(x, dtype=float))
-    x = x[np.isfinite(x)]
-    if not x.size:
-        return x, x
-    f = np.arange(1, x.size + 1) / x.size
+    """The empirical CDF, thinned to about _CDF_POINTS points (every tail point of the last 50 kept)."""
+    x, f = _cdf(x)
     if x.size > _CDF_POINTS:  # quantiles at even steps plus the tail's last points
         k = np.unique(np.concatenate([np.linspace(0, x.size - 1, _CDF_POINTS).astype(int),
                                       np.arange(max(0, x.size - 50), x.size)]))
@@ -211,17 +209,24 @@ def _latency_cdf_fig(curves: dict[str, dict[str, np.ndarray]], slo: dict[str, fl
                                      line=dict(color="black", dash="dash", width=1.2), legendgroup=f"slo{key}",
                                      hovertemplate=f"SLO {slo[key]:g} s<extra></extra>"), row=1, col=c)
             vals.append(np.array([slo[key]]))
-        allx = np.concatenate(vals) if vals else np.array([])
-        allx = allx[allx > 0]
-        if key != "tpot_s" and allx.size and allx.max() / allx.min() > 20:
-            tv = _log_tickvals(float(allx.min()), float(allx.max()))
-            fig.update_xaxes(type="log", tickvals=tv, ticktext=[f"{v:g}" for v in tv], row=1, col=c)
+        if key != "tpot_s":
+            _log_if_wide(fig.update_xaxes, np.concatenate(vals) if vals else [], row=1, col=c)
         fig.update_xaxes(title_text=name, row=1, col=c)
     fig.update_yaxes(title_text="fraction of requests", range=[0, 1.02], row=1, col=1)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_layout(title="How long did requests take? Latency CDFs (hover for values; drag to zoom)",
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def _log_if_wide(update: Any, values: Any, **where: Any) -> None:
+    """A log axis with 1-2-5 decimal ticks only where the positive values span more than 20x
+    (`update`: the figure's update_xaxes or update_yaxes; `where`: its row and col)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size and v.max() / v.min() > 20:
+        tv = _log_tickvals(float(v.min()), float(v.max()))
+        update(type="log", tickvals=tv, ticktext=[f"{t:g}" for t in tv], **where)
 
 
 def _log_tickvals(lo: float, hi: float) -> list[float]:
@@ -244,27 +249,18 @@ def _fleet_fig(d: Path, total_blocks: dict[int, int]) -> Any | None:
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
 
-    from sim.analysis.plots import _on_grid
+    from sim.analysis.plots import replica_series
 
     if not (d / "timeseries.parquet").exists():
         return None
     ts = {k: np.asarray(v) for k, v in pq.read_table(d / "timeseries.parquet").to_pydict().items()}
     if not ts["t_s"].size:
         return None
-    reps = [int(r) for r in np.unique(ts["replica"])]
-    grid = np.linspace(0.0, float(ts["t_s"].max()), 500)
-    ser: dict[str, list[np.ndarray]] = {"batch": [], "kv": [], "queue": []}
-    for r in reps:
-        m = ts["replica"] == r
-        t = ts["t_s"][m]
-        ser["batch"].append(_on_grid(t, ts["batch_size"][m].astype(float), grid))
-        ser["kv"].append(_on_grid(t, ts["kv_blocks_used"][m] / max(1, total_blocks.get(r, 1)) * 100, grid))
-        ser["queue"].append(_on_grid(t, ts["queue_len"][m].astype(float), grid))
-    worst = max(range(len(reps)), key=lambda k: (ser["queue"][k].mean(), ser["kv"][k].mean()))
+    reps, grid, ser, worst, _ = replica_series(ts, total_blocks, 500)
     titles = ("batch size (sequences)", "KV cache used (%)", "queue length (requests)")
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.08)
     for row, key in enumerate(("batch", "kv", "queue"), start=1):
-        x = np.vstack(ser[key])
+        x = ser[key]
         first = row == 1
         if len(reps) > 1:
             fig.add_trace(go.Scatter(x=grid, y=np.percentile(x, 90, axis=0), mode="lines", line=dict(width=0),
@@ -282,7 +278,7 @@ def _fleet_fig(d: Path, total_blocks: dict[int, int]) -> Any | None:
                       row=row, col=1)
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(range=[0, 105], row=2, col=1)
-    if not np.vstack(ser["queue"]).any():
+    if not ser["queue"].any():
         fig.update_yaxes(range=[0, 1], row=3, col=1)
         fig.add_annotation(text="no request waited in a queue", xref="x3 domain", yref="y3 domain", x=0.5, y=0.5,
                            showarrow=False, font=dict(color="#5a6472"))
@@ -297,7 +293,7 @@ def _facility_fig(d: Path) -> Any | None:
     import pyarrow.parquet as pq
     import plotly.graph_objects as go
 
-    from sim.analysis.plots import _power_unit, _runs
+    from sim.analysis.plots import _power_unit, _runs, over_supply
 
     if not (d / "facility.parquet").exists():
         return None
@@ -311,7 +307,7 @@ def _facility_fig(d: Path) -> Any | None:
     fig.add_trace(go.Scatter(x=t, y=c["it_w"] / scale, name="IT draw", line=dict(color="#ff7f0e", width=1)))
     fig.add_trace(go.Scatter(x=t, y=c["supply_w"] / scale, name="live supply limit",
                              line=dict(color="black", dash="dash"), line_shape="hv"))
-    over = c["facility_w"] > c["supply_w"] * (1 + 1e-9)
+    over = over_supply(c)
     if over.any():  # each sample over the supply marked; runs of several samples shaded
         fig.add_trace(go.Scatter(x=t[over], y=c["facility_w"][over] / scale, mode="markers", name="over the supply",
                                  marker=dict(color="red", size=9, symbol="x")))
@@ -329,7 +325,8 @@ def _facility_fig(d: Path) -> Any | None:
     return fig
 
 
-def _autoscale_fig(d: Path) -> Any | None:
+def _autoscale_fig(d: Path) -> tuple[Any, int] | None:
+    """Replicas serving (and starting) against the arrival rate, a panel per pool; with the pools' count."""
     import pyarrow.parquet as pq
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -357,7 +354,7 @@ def _autoscale_fig(d: Path) -> Any | None:
                          tickmode="auto", nticks=6, showgrid=False)
     fig.update_xaxes(title_text="simulated time (h)")
     fig.update_layout(title="Do replicas follow the load?", hovermode="x unified", legend=dict(orientation="h", y=-0.15))
-    return fig
+    return fig, len(pools)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,12 +378,9 @@ def _fleet_words(raw: dict[str, Any]) -> str:
                      + (f" in {len(n)} pools" if len(n) > 1 else "") for k, n in groups.items()) or "the fleet"
 
 
-def _interval(pi: dict[str, Any], key: str, secs: bool = True) -> str:
+def _interval(pi: dict[str, Any], key: str) -> str:
     iv = (pi or {}).get(key)
-    if not iv:
-        return ""
-    f = _secs if secs else _num
-    return f" (90% interval {f(iv[0])} to {f(iv[1])})"
+    return f" (90% interval {_secs(iv[0])} to {_secs(iv[1])})" if iv else ""
 
 
 def _status_words(s: dict[str, Any]) -> str:
@@ -507,27 +501,6 @@ def _class_slo(raw: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _requests_curves(d: Path) -> dict[str, dict[str, np.ndarray]]:
-    """Latencies of completed requests: all, then one curve per class where there are several."""
-    import pyarrow.parquet as pq
-
-    cols = ["ttft_s", "tpot_s", "e2e_s", "status"]
-    names = pq.read_schema(d / "requests.parquet").names
-    if "class" in names:
-        cols.append("class")
-    req = pq.read_table(d / "requests.parquet", columns=cols).to_pydict()
-    done = np.asarray(req["status"]) == "completed"
-    curves = {"all requests": {k: np.asarray(req[k], float)[done] for k in ("ttft_s", "tpot_s", "e2e_s")}}
-    if "class" in req:
-        cls = np.asarray(req["class"], dtype=object)[done]
-        labs = list(dict.fromkeys(cls.tolist()))
-        if len(labs) > 1:
-            for lab in labs:
-                m = cls == lab
-                curves[f"class {lab}"] = {k: v[m] for k, v in curves["all requests"].items()}
-    return curves
-
-
 def _run_report(d: Path) -> tuple[str, str, list[str]]:
     s = json.loads((d / "summary.json").read_text())
     raw = _scenario_raw(d)
@@ -535,7 +508,7 @@ def _run_report(d: Path) -> tuple[str, str, list[str]]:
     body = ["<h2>Key numbers</h2>", _run_key_numbers(s, raw), _warnings_html(_run_warnings(s, d), "None: a steady state was reached, no request was lost, and no input "
                                                                "was truncated or ignored."), "<h2>Plots</h2>"]
     slo = {k: s[f"slo_{k}"] for k in ("ttft_s", "tpot_s") if s.get(f"slo_{k}") is not None}
-    curves = _requests_curves(d)
+    curves = latency_curves(d)
     body.append(figs.html(_latency_cdf_fig(curves, slo)))
     cs = _class_slo(raw)
     if cs:
@@ -548,18 +521,12 @@ def _run_report(d: Path) -> tuple[str, str, list[str]]:
     f = _facility_fig(d)
     if f is not None:
         body.append(figs.html(f, 440))
-    f = _autoscale_fig(d)
-    if f is not None:
-        body.append(figs.html(f, 300 * max(1, len(set(_autoscale_pools(d))))))
+    scaled = _autoscale_fig(d)
+    if scaled is not None:
+        body.append(figs.html(scaled[0], 300 * scaled[1]))
     body.append(_pngs(d))
     body.append(_scenario_section(d))
     return f"dcsim run: {raw.get('name', d.name)} (seed {raw.get('seed', '?')})", run_headline(s, raw), body
-
-
-def _autoscale_pools(d: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(d / "autoscale.parquet", columns=["pool"]).column("pool").to_pylist()
 
 
 def _pngs(d: Path) -> str:
@@ -574,22 +541,8 @@ def _pngs(d: Path) -> str:
 # compare
 
 
-_METRIC_WORDS = {"ttft_mean_s": ("mean TTFT", "s", -1), "ttft_p99_s": ("p99 TTFT", "s", -1),
-                 "tpot_mean_s": ("mean TPOT", "s", -1), "tpot_p99_s": ("p99 TPOT", "s", -1),
-                 "e2e_mean_s": ("mean E2E latency", "s", -1), "e2e_p99_s": ("p99 E2E latency", "s", -1),
-                 "queue_mean_s": ("mean queueing delay", "s", -1),
-                 "throughput_output_tok_per_s": ("output throughput", "tok/s", 1),
-                 "throughput_req_per_s": ("throughput", "req/s", 1),
-                 "goodput_req_per_s": ("goodput", "req/s", 1), "slo_attainment": ("SLO attainment", "", 1),
-                 "utilization_mean": ("utilisation", "", 1), "cost_per_mtok_usd": ("cost", "USD/Mtok", -1),
-                 "energy_per_output_tok_j": ("energy per output token", "J", -1),
-                 "preemptions_total": ("preemptions", "", -1), "facility_power_peak_w": ("peak facility power", "W", -1),
-                 "power_limit_exceeded_s": ("time over the power supply", "s", -1),
-                 "prefix_cache_hit_rate": ("prefix-cache hit rate", "", 1)}
-
-
 def _mval(m: str, v: Any, diff: bool = False) -> str:
-    unit = _METRIC_WORDS.get(m, (m, "", 0))[1]
+    unit = METRIC_WORDS.get(m, (m, "", 0))[1]
     if v is None:
         return "–"
     if unit == "s":
@@ -611,16 +564,16 @@ def compare_headline(rep: dict[str, Any]) -> str:
     for lab, v in rep["variants"].items():
         if lab == b:
             continue
-        sig = [(m, d) for m, d in v["metrics"].items() if d.get("significant") and m in _METRIC_WORDS
+        sig = [(m, d) for m, d in v["metrics"].items() if d.get("significant") and m in METRIC_WORDS
                and m not in ("utilization_mean", "throughput_req_per_s")]  # (busier is not better or worse)
         if not sig:
             continue
         # the largest relative change among the significant ones
         m, d = max(sig, key=lambda md: abs(md[1]["diff_mean"]) / max(1e-12, abs(rep["variants"][b]["metrics"][md[0]]["mean"])))
         base = rep["variants"][b]["metrics"][m]["mean"]
-        better = (d["diff_mean"] * _METRIC_WORDS[m][2]) > 0
+        better = (d["diff_mean"] * METRIC_WORDS[m][2]) > 0
         rel = d["diff_mean"] / base if base else None
-        parts.append(f"<b>{_e(lab)}</b> {'improves' if better else 'worsens'} {_METRIC_WORDS[m][0]} by "
+        parts.append(f"<b>{_e(lab)}</b> {'improves' if better else 'worsens'} {METRIC_WORDS[m][0]} by "
                      f"<b>{_mval(m, abs(d['diff_mean']), True)}</b>"
                      + (f" ({abs(rel):.1%})" if rel is not None else "")
                      + f" (95% interval of the difference {_mval(m, d['diff_ci_low'], True)} to {_mval(m, d['diff_ci_high'], True)}), "
@@ -635,22 +588,19 @@ def compare_headline(rep: dict[str, Any]) -> str:
 
 
 def _compare_report(d: Path) -> tuple[str, str, list[str]]:
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
     rep = json.loads((d / "compare.json").read_text())
     b = rep["baseline"]
     labels = list(rep["variants"])
-    metrics = [m for m in rep["metrics"] if m in _METRIC_WORDS]
+    metrics = [m for m in rep["metrics"] if m in METRIC_WORDS]
     rows = []
     for m in metrics:
-        cells = [_e(f"{_METRIC_WORDS[m][0]}")]
+        cells = [_e(f"{METRIC_WORDS[m][0]}")]
         for lab in labels:
             d_ = rep["variants"][lab]["metrics"][m]
             ci = f" [{_mval(m, d_['ci_low'])}, {_mval(m, d_['ci_high'])}]" if d_.get("ci_low") is not None else ""
             cell = _e(_mval(m, d_["mean"]) + ci)
             if lab != b and d_.get("diff_mean") is not None:
-                good = d_["diff_mean"] * _METRIC_WORDS[m][2] > 0
+                good = d_["diff_mean"] * METRIC_WORDS[m][2] > 0
                 cls = ("ok" if good else "bad") if d_.get("significant") else "dim"
                 sign = "+" if d_["diff_mean"] >= 0 else "−"
                 mark = " ★" if d_.get("significant") else " (n.s.)"
@@ -669,7 +619,7 @@ def _compare_report(d: Path) -> tuple[str, str, list[str]]:
     figs = _Figures()
     others = [lab for lab in labels if lab != b]
     if others:
-        zero = [_METRIC_WORDS[m][0] for m in metrics if not rep["variants"][b]["metrics"][m]["mean"]]
+        zero = [METRIC_WORDS[m][0] for m in metrics if not rep["variants"][b]["metrics"][m]["mean"]]
         body += ["<h2>Differences to the baseline</h2>", figs.html(_forest_fig(rep, metrics, others),
                                                                    110 + 34 * len(metrics) * max(1, len(others)) ** 0.5)]
         if zero:
@@ -678,7 +628,7 @@ def _compare_report(d: Path) -> tuple[str, str, list[str]]:
     curves = {lab: {k: np.asarray(v["latencies_seed0"].get(k, []), float) for k in ("ttft_s", "tpot_s", "e2e_s")}
               for lab, v in rep["variants"].items() if "latencies_seed0" in v}
     if curves:
-        slo = _scenario_slo(rep.get("scenario"))
+        slo = _slo_of(rep)
         body += ["<h2>Latency distributions (first replication)</h2>", figs.html(_latency_cdf_fig(curves, slo))]
     w = _saved_warnings(d)
     for lab, v in rep["variants"].items():
@@ -700,7 +650,7 @@ def _forest_fig(rep: dict[str, Any], metrics: list[str], others: list[str]) -> A
     b = rep["baseline"]
     metrics = [m for m in metrics if rep["variants"][b]["metrics"][m]["mean"]]  # (no % of a zero baseline)
     fig = go.Figure()
-    rows = [f"{_METRIC_WORDS[m][0]} ({'lower' if _METRIC_WORDS[m][2] < 0 else 'higher'} is better)" for m in metrics]
+    rows = [f"{METRIC_WORDS[m][0]} ({'lower' if METRIC_WORDS[m][2] < 0 else 'higher'} is better)" for m in metrics]
     for k, lab in enumerate(others):
         xs, lo, hi, sym, hov = [], [], [], [], []
         for m in metrics:
@@ -727,14 +677,6 @@ def _forest_fig(rep: dict[str, Any], metrics: list[str], others: list[str]) -> A
                             "(filled: significant; open: not)", legend=dict(orientation="h", y=-0.12),
                       margin=dict(l=260))
     return fig
-
-
-def _scenario_slo(path: Any) -> dict[str, float]:
-    try:
-        slo = tomllib.loads(Path(path).read_text()).get("slo", {})
-        return {k: float(v) for k, v in slo.items() if k in ("ttft_s", "tpot_s")}
-    except (OSError, ValueError, TypeError, AttributeError):
-        return {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -790,8 +732,9 @@ def _sweep_report(d: Path) -> tuple[str, str, list[str]]:
         body += [f"<h3>{_e(lab)}</h3>" if len(rep["variants"]) > 1 else "",
                  _table([key, "p50 TTFT", "p99 TTFT", "p99 TPOT", "tok/s"]
                         + (["SLO attainment"] if v.get("slo_defined") else []) + ["steady state"], rows)]
-    slo = _scenario_slo(rep.get("scenario"))
+    slo = _slo_of(rep)
     ci = rep.get("replications", 1) > 1
+    keyed = False
     fig = make_subplots(rows=1, cols=3, subplot_titles=("time to first token (s)", "time per output token (s)",
                                                         "end-to-end latency (s)"), horizontal_spacing=0.07)
     for k, (lab, v) in enumerate(rep["variants"].items()):
@@ -815,19 +758,18 @@ def _sweep_report(d: Path) -> tuple[str, str, list[str]]:
             if bad:
                 fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[b for _, b in bad], mode="markers",
                                          marker=dict(symbol="x", color="red", size=11), name="no steady state",
-                                         legendgroup="unstable", showlegend=c == 1 and k == 0,
+                                         legendgroup="unstable", showlegend=not keyed,
                                          hovertext=[p.get("instability") for p in pts if p.get("stable") is False]),
                               row=1, col=c)
+                keyed = True  # (the red x's legend entry once, whichever variant has it first)
             if f"{base}_s" in slo:
                 fig.add_hline(y=slo[f"{base}_s"], line_dash="dot", line_color="black", row=1, col=c,
                               annotation_text=f"SLO {slo[base + '_s']:g} s")
     for c, base in enumerate(("ttft", "tpot", "e2e"), start=1):
         ys = [p["metrics"].get(f"{base}_{q}_s", {}).get(w) for v in rep["variants"].values() for p in v["points"]
               for q in ("p50", "p99") for w in (("mean", "ci_low", "ci_high") if ci else ("mean",))]
-        ys = [y for y in ys if y is not None and y > 0] + ([slo[f"{base}_s"]] if f"{base}_s" in slo else [])
-        if ys and max(ys) / min(ys) > 20:  # a log axis only where the values span decades
-            tv = _log_tickvals(min(ys), max(ys))
-            fig.update_yaxes(type="log", tickvals=tv, ticktext=[f"{t:g}" for t in tv], row=1, col=c)
+        ys = [y for y in ys if y is not None] + ([slo[f"{base}_s"]] if f"{base}_s" in slo else [])
+        _log_if_wide(fig.update_yaxes, ys, row=1, col=c)
     fig.update_xaxes(title_text=xlabel)
     band = "shaded: 95% CI over the replications" if ci else "one replication per point: no interval"
     fig.update_layout(title=f"How does latency grow with {xlabel}?", legend=dict(orientation="h", y=-0.25))
@@ -835,18 +777,25 @@ def _sweep_report(d: Path) -> tuple[str, str, list[str]]:
              f'<p class="note">Dashed: p50; solid: p99 ({band}); red x: no steady state at that point'
              + ("; dotted: the scenario's SLO" if slo else "") + ".</p>"]
     fig = go.Figure()
+    all_p99 = []
     for k, (lab, v) in enumerate(rep["variants"].items()):
         pts = [p for p in v["points"] if not p.get("failed")]
-        fig.add_trace(go.Scatter(x=[p["metrics"].get("throughput_output_tok_per_s", {}).get("mean") for p in pts],
-                                 y=[p["metrics"].get("tpot_p99_s", {}).get("mean") for p in pts],
-                                 text=[_num(p["value"]) for p in pts], mode="lines+markers+text",
+        p99 = [p["metrics"].get("tpot_p99_s", {}).get("mean") for p in pts]
+        thr = [p["metrics"].get("throughput_output_tok_per_s", {}).get("mean") for p in pts]
+        all_p99 += [y for y in p99 if y is not None]
+        labels = [""] * len(pts)  # points on one spot share one label ("10-50"), as on the PNG
+        for k0, k1 in _close_groups([x or 0.0 for x in thr], [y or 0.0 for y in p99]):
+            labels[k0] = _num(pts[k0]["value"]) + (f"-{_num(pts[k1 - 1]['value'])}" if k1 - 1 > k0 else "")
+        fig.add_trace(go.Scatter(x=thr, y=p99, text=labels, customdata=[_num(p["value"]) for p in pts],
+                                 mode="lines+markers+text",
                                  textposition="top center", name=lab, line=dict(color=_color(k)),
                                  marker=dict(symbol=["x" if p.get("stable") is False else "circle" for p in pts],
                                              size=[11 if p.get("stable") is False else 7 for p in pts]),
-                                 hovertemplate=f"{lab}<br>{key} %{{text}}<br>%{{x:.4g}} tok/s<br>p99 TPOT %{{y:.4g}} s"
+                                 hovertemplate=f"{lab}<br>{key} %{{customdata}}<br>%{{x:.4g}} tok/s<br>p99 TPOT %{{y:.4g}} s"
                                                "<extra></extra>"))
     fig.update_xaxes(title_text="output throughput (tokens/s)")
-    fig.update_yaxes(title_text="p99 time per output token (s)", type="log")
+    fig.update_yaxes(title_text="p99 time per output token (s)")
+    _log_if_wide(fig.update_yaxes, all_p99)
     fig.update_layout(title=f"What throughput at what latency? (labels: {xlabel}; x: no steady state)")
     body += [figs.html(fig, 440)]
     w = _saved_warnings(d)
@@ -938,7 +887,7 @@ def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
     body = ["<h2>Key numbers</h2>", f'<div class="cards">{"".join(cards)}</div>', "<h2>Cell kinds</h2>",
             _table(["kind", "cells", "simulated", "tok/s per cell", "req/s per cell", "completed (simulated)"], rows)]
     if (d / "requests.parquet").exists():
-        body.append(_Figures().html(_latency_cdf_fig(_requests_curves(d), {})))
+        body.append(_Figures().html(_latency_cdf_fig(latency_curves(d), {})))
     body.append(_warnings_html(_saved_warnings(d)))
     return f"dcsim fleet: {Path(rep['scenario']).name}", head, body
 
