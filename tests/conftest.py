@@ -81,7 +81,7 @@ def pytest_sessionstart(session):
     """Compile the engine once, in the foreground, before the tests (a cold cache would otherwise
     run small runs on the interpreted kernel while a background process compiles it: correct, but
     the suite's timing would depend on that race). Its own tests force each kernel."""
-    from sim.engine.simulation import warm_up
+    from sim.engine.warmup import warm_up
 
     warm_up()
 

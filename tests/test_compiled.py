@@ -1,4 +1,4 @@
-"""The compiled engine (sim/engine/compiled.py) gives the same per-request results as the SimPy engine,
+"""The compiled engine (sim/engine/drivers/fast.py) gives the same per-request results as the SimPy engine,
 bit for bit, on every scenario it accepts; it hands the rest to SimPy and says why."""
 
 from pathlib import Path
@@ -296,10 +296,10 @@ def test_compiled_refuses_what_it_does_not_model():
 def test_the_build_compiles_every_entry_point():
     """The session's warm-up (conftest) ran build_compiled: every function the drivers call from
     Python is in numba's cache, or every later process would say it is compiling."""
-    from sim.engine import compiled
+    from sim.engine import compilation
 
-    compiled._FOUND = False
-    assert compiled._cached()
+    compilation._FOUND = False
+    assert compilation.cached()
 
 
 def test_central_queue_with_a_facility_equals_the_per_step_driver():
@@ -325,12 +325,14 @@ def test_without_numba_the_kernel_runs_as_python_on_the_per_step_driver(monkeypa
     import sim.engine
 
     monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` fails
-    for name in ("kernel", "compiled", "stepper", "fast_facility"):  # imported afresh, without it
-        monkeypatch.delitem(sys.modules, f"sim.engine.{name}", raising=False)
-        monkeypatch.delattr(sim.engine, name, raising=False)
-    from sim.engine import compiled as fresh
+    for name in [m for m in sys.modules if m.startswith(("sim.engine.kernel", "sim.engine.drivers"))] + [
+            "sim.engine.compilation", "sim.engine.arrays", "sim.engine.views"]:  # imported afresh, without it
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        if name.count(".") == 2:
+            monkeypatch.delattr(sim.engine, name.split(".")[-1], raising=False)
+    from sim.engine import compilation as fresh
 
-    assert fresh.K.NUMBA_ERROR is not None and fresh.plain() is fresh.K
+    assert fresh.NUMBA_ERROR is not None and fresh.plain() is fresh.compiled()
     res = Simulation(load(QUICK, ["workload.num_requests=50"])).run()
     assert res.engine == "simpy" and (res.requests.status == 1).all()
     with pytest.raises(ScenarioError, match="numba"):
@@ -420,7 +422,7 @@ def test_compiled_equals_simpy_with_a_facility(case):
 def test_interpreted_kernel_gives_the_compiled_results(monkeypatch, sets, base):
     """A cold cache runs small runs on the kernel interpreted (the same functions as Python) while
     it compiles in the background: the results must be the compiled ones, bit for bit."""
-    from sim.engine import compiled
+    from sim.engine import compilation
 
     monkeypatch.setenv("DCSIM_KERNEL", "compiled")
     a = Simulation(load(base, sets)).run()
@@ -431,24 +433,24 @@ def test_interpreted_kernel_gives_the_compiled_results(monkeypatch, sets, base):
         np.testing.assert_array_equal(getattr(a.requests, k), getattr(b.requests, k), err_msg=k)
     assert a.requests.reason == b.requests.reason and a.sim_time_s == b.sim_time_s
     assert a.ledger.energy_it_j == b.ledger.energy_it_j and a.ledger.peak_fac_w == b.ledger.peak_fac_w
-    assert not hasattr(compiled.plain()._run, "signatures")  # plain Python, not a numba dispatcher
+    assert not hasattr(compilation.plain().run_until, "signatures")  # plain Python, not a numba dispatcher
 
 
 def test_kernel_mode_interprets_only_small_runs_on_a_cold_cache(monkeypatch):
-    from sim.engine import compiled
+    from sim.engine import compilation
 
     monkeypatch.delenv("DCSIM_KERNEL", raising=False)
-    monkeypatch.setattr(compiled, "_cached", lambda: False)
-    assert compiled.kernel_mode(2000) == "interpreted"
-    assert compiled.kernel_mode(compiled.INTERPRET_MAX_REQUESTS + 1) == "compiled"  # compiles first, with a notice
-    monkeypatch.setattr(compiled, "_cached", lambda: True)
-    assert compiled.kernel_mode(10) == "compiled"
+    monkeypatch.setattr(compilation, "cached", lambda: False)
+    assert compilation.kernel_mode(2000) == "interpreted"
+    assert compilation.kernel_mode(compilation.INTERPRET_MAX_REQUESTS + 1) == "compiled"  # compiles first, with a notice
+    monkeypatch.setattr(compilation, "cached", lambda: True)
+    assert compilation.kernel_mode(10) == "compiled"
     monkeypatch.setenv("DCSIM_KERNEL", "interpreted")
-    assert compiled.kernel_mode(10**7) == "interpreted"
+    assert compilation.kernel_mode(10**7) == "interpreted"
 
 
 def test_every_shipped_scenario_runs_on_the_fast_path():
-    from sim.engine import compiled
+    from sim.engine.drivers.fast import supported
     from sim.scenario.config import read_toml
 
     for p in sorted((REPO / "scenarios").rglob("*.toml")):
@@ -456,7 +458,7 @@ def test_every_shipped_scenario_runs_on_the_fast_path():
         if "fleet" in raw:  # a fleet's cells are its base scenario
             raw.pop("fleet")
         sc = parse(raw, p.parent)
-        assert compiled.supported(sc, None) == [], p.name
+        assert supported(sc, None) == [], p.name
 
 
 def test_analytic_service_with_node_failures_on_both_drivers():

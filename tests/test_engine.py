@@ -167,15 +167,25 @@ def test_routers_spread_load_and_keep_invariants(router):
     assert per.min() > 50  # every replica served a share
 
 
-def test_least_loaded_prefers_idle_replica():
-    from types import SimpleNamespace as NS
+def three_replicas(router, prompts, outputs):
+    """The kernel's router over three replicas (sim/engine/bench.py RouterBench)."""
+    from sim.engine.bench import RouterBench
 
-    from sim.policies.routers import LeastLoaded, RoundRobin
-    reps = [NS(outstanding_tokens=t) for t in (5, 0, 3)]
-    assert LeastLoaded().choose(NS(request_id=0, session=-1), reps) == 1
-    assert LeastLoaded().choose(NS(request_id=0, session=-1), [NS(outstanding_tokens=2)] * 3) == 0
-    rr = RoundRobin()
-    assert [rr.choose(NS(request_id=i, session=-1), reps) for i in range(4)] == [0, 1, 2, 0]
+    sc = small("chunked", n=len(prompts), replicas=3, router=router)
+    return RouterBench(sc, fixed([0.0] * len(prompts), prompts, outputs))
+
+
+def test_least_loaded_prefers_idle_replica():
+    b = three_replicas("least_loaded", [4, 2, 1, 1, 1], [1, 1, 1, 1, 1])
+    b.load(0, 0)  # 5 tokens outstanding at replica 0, none at 1, 3 at 2
+    b.load(2, 1)
+    assert b.route(2) == 1
+    even = three_replicas("least_loaded", [1, 1, 1, 1], [1, 1, 1, 1])
+    for r in range(3):
+        even.load(r, r)
+    assert even.route(3) == 0  # ties to the lowest index
+    rr = three_replicas("round_robin", [1] * 4, [1] * 4)
+    assert [rr.route(i) for i in range(4)] == [0, 1, 2, 0]
 
 
 # --- plan-level properties (no event loop): budgets, batch sizes, KV never over capacity --------
@@ -234,13 +244,15 @@ def test_static_batch_admits_nothing_while_running():
 
 
 def test_one_queue_row_for_central_queue():
-    from sim.engine import compiled
+    from sim.engine.arrays import prepare
+    from sim.engine.compilation import compiled
+    from sim.engine.kernel.layout import QROW
 
     sim = Simulation(small("chunked", n=50, replicas=2, router="central_queue"))
-    k = compiled.prepare(sim, compiled.K)
-    assert k.central and list(k.S[:, compiled.K.QROW]) == [0, 0]  # both replicas read row 0's queue
+    k = prepare(sim, compiled())
+    assert k.central and list(k.S[:, QROW]) == [0, 0]  # both replicas read row 0's queue
     sim = Simulation(small("chunked", n=50, replicas=2))
-    assert list(compiled.prepare(sim, compiled.K).S[:, compiled.K.QROW]) == [0, 1]
+    assert list(prepare(sim, compiled()).S[:, QROW]) == [0, 1]
 
 
 def test_result_is_typed_and_the_old_extra_view_agrees():

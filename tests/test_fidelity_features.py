@@ -108,7 +108,7 @@ def test_cached_blocks_are_evicted_before_running_requests_are_preempted():
     b.push(2, 4.0)  # ... and c (group 2, 4 blocks) needs more than the 3 truly free ones
     b.plan(4.0)
     assert b.cached_idle_blocks < 4  # cached blocks went first ...
-    assert list(b.k.PRE[:3]) == [0, 0, 0] and sorted(b.running()) == [1, 2]  # ... and nobody was preempted
+    assert list(b.k.rq.PRE[:3]) == [0, 0, 0] and sorted(b.running()) == [1, 2]  # ... and nobody was preempted
     assert b.used_blocks + b.cached_idle_blocks <= b.total_blocks
 
 

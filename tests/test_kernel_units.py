@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.engine import kernel as K
+from sim.engine.kernel import route, tally
 from sim.perf.catalog import builtin_catalog
 from sim.perf.power import MIN_CLOCK, at_clock, capped
 from sim.perf.roofline import CLK_FRAC, DYN_W, IDLE_W, MEM_FRAC, PerfModel, roofline_terms
@@ -20,7 +20,7 @@ def tree(vals):
         P *= 2
     T = np.full(2 * P, np.inf)
     for r, v in enumerate(vals):
-        K._tree_set(T, r, v)
+        route._tree_set(T, r, v)
     return T
 
 
@@ -28,7 +28,7 @@ def tree(vals):
 @given(values, st.integers(0, 45), st.sampled_from([0.0, 1.0, 2.0, 6.9, 7.0, 1e300]))
 def test_tree_next_is_the_first_index_at_or_after_lo_at_or_below_x(vals, lo, x):  # x: a time, finite
     want = next((r for r in range(lo, len(vals)) if vals[r] <= x), -1)
-    assert K._tree_next(tree(vals), lo, x) == want
+    assert route.tree_next(tree(vals), lo, x) == want
 
 
 @settings(max_examples=200, deadline=None)
@@ -39,9 +39,9 @@ def test_tree_argmin_is_the_lowest_index_of_the_least_value_after_updates(vals, 
     for r, v in updates:
         if r < len(vals):
             vals[r] = v
-            K._tree_set(T, r, v)
+            route._tree_set(T, r, v)
     if min(vals) < np.inf:
-        assert K._tree_argmin(T) == vals.index(min(vals))
+        assert route._tree_argmin(T) == vals.index(min(vals))
     assert T[1] == min(vals)
 
 
@@ -52,7 +52,7 @@ def sort_case(times):
     PW[:n, 1] = np.arange(n)
     PW[:n, 2] = np.arange(n) * 0.5
     ts, rs, ws, fill = np.empty(n), np.empty(n, np.int64), np.empty(n), np.empty(2 * n + 1, np.int64)
-    K._time_sorted(PW, n, ts, rs, ws, fill)
+    tally.time_sorted(PW, n, ts, rs, ws, fill)
     ref = np.argsort(np.asarray(times, float), kind="stable")
     return ts, rs, ws, ref, PW
 

@@ -142,14 +142,14 @@ def test_example_headroom_manager_keeps_the_tent_within_its_supply_after_a_trip(
 
 
 def test_the_registry_is_the_one_list_of_names(tmp_path):
-    from sim.engine import kernel as compiled
+    from sim.engine.kernel import layout
     from sim.scenario.config import parse
 
     # the fast driver's support check reads it: a registered name without a compiled code runs on SimPy
     assert set(ROUTERS.compiled_names()) == set(ROUTERS.names())
     assert set(SCHEDULERS.names()) == {"fcfs", "static", "continuous", "chunked", "priority", "sjf"}
     assert set(MANAGERS.names()) == {"none", "cap_uniform", "cap_priority", "drain", "shed"}
-    assert compiled.R_JSQ == ROUTERS.code("jsq") and compiled.P_SJF == SCHEDULERS.code("sjf")
+    assert layout.R_JSQ == ROUTERS.code("jsq") and layout.P_SJF == SCHEDULERS.code("sjf")
 
     # a class registered from Python is usable by name in a scenario
     class First:

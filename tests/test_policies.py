@@ -7,8 +7,9 @@ import pytest
 
 from conftest import check_invariants, run, small  # noqa: F401
 from sim.scenario.config import parse
-from sim.engine.bench import Bench
-from sim.policies.routers import JSQ, LeastKV, SessionAffinity, make_router
+from sim.engine.bench import Bench, RouterBench
+from sim.engine.kernel.layout import AGE, GEN, TOT
+from sim.policies.routers import make_router
 from sim.workload.generate import Workload
 
 
@@ -36,8 +37,8 @@ def drain_queue(b, t):
     k, m = b.k, b.m
     out = []
     while b.queue_len:
-        j = int(m._q_head(0, t, float(k.F[0, m.AGE]), k.S, k.QA, k.arr, k.RQ))
-        m._q_pop(0, j, k.S, k.RQ, k.QA)
+        j = int(m.q_head(0, t, float(k.F[0, AGE]), k.S, k.rq.QA, k.rq.arr, k.rq.RQ))
+        m.q_pop(0, j, k.S, k.rq.RQ, k.rq.QA)
         out.append(j)
     return out
 
@@ -60,7 +61,7 @@ def test_priority_admits_high_class_first_and_preempts_lower_when_kv_runs_out():
     b.push(1, dt)
     chunks, _, _ = b.plan(dt)
     assert b.running() == [1] and [j for j, _ in chunks] == [1]
-    assert list(b.k.PRE[:2]) == [1, 0]  # low preempted once, high never
+    assert list(b.k.rq.PRE[:2]) == [1, 0]  # low preempted once, high never
     # chunked (FCFS) would not preempt to admit: the newcomer waits
     c = bench("chunked", [0.0, 1.0], [100, 60], outs=[50, 50], classes=[5, 0], blocks=8)
     c.push(0, 0.0)
@@ -108,11 +109,11 @@ def test_sjf_serves_shortest_prompt_first():
     for j in range(3):
         b.push(j, 0.2)
     k, m = b.k, b.m
-    head = lambda t: int(m._q_head(0, t, 10.0, k.S, k.QA, k.arr, k.RQ))  # noqa: E731
+    head = lambda t: int(m.q_head(0, t, 10.0, k.S, k.rq.QA, k.rq.arr, k.rq.RQ))  # noqa: E731
     assert head(0.2) == 1
-    m._q_pop(0, 1, k.S, k.RQ, k.QA)
+    m.q_pop(0, 1, k.S, k.rq.RQ, k.rq.QA)
     assert head(10.5) == 0  # request 0 has now waited past the ageing bound
-    m._q_pop(0, 0, k.S, k.RQ, k.QA)
+    m.q_pop(0, 0, k.S, k.rq.RQ, k.rq.QA)
     assert drain_queue(b, 10.5) == [2] and b.queue_len == 0
 
 
@@ -142,38 +143,60 @@ def test_sjf_requeued_request_is_ordered_by_its_new_length():
     for j in range(3):
         b.push(j, 0.2)
     k, m = b.k, b.m
-    assert int(m._q_head(0, 0.2, 100.0, k.S, k.QA, k.arr, k.RQ)) == 1
-    m._q_pop(0, 1, k.S, k.RQ, k.QA)
-    k.RQ[1, m.GEN] = 70  # it generated 70 tokens before its preemption: 120 to recompute
-    m._q_push(0, 1, True, ((k.prompt[1] + k.RQ[1, m.GEN]) << 32) | 1, k.S, k.RQ, k.QA)  # as _preempt keys it
+    assert int(m.q_head(0, 0.2, 100.0, k.S, k.rq.QA, k.rq.arr, k.rq.RQ)) == 1
+    m.q_pop(0, 1, k.S, k.rq.RQ, k.rq.QA)
+    k.rq.RQ[1, GEN] = 70  # it generated 70 tokens before its preemption: 120 to recompute
+    m.q_push(0, 1, True, ((k.rq.prompt[1] + k.rq.RQ[1, GEN]) << 32) | 1, k.S, k.rq.RQ, k.rq.QA)  # as preempt keys it
     assert drain_queue(b, 0.2) == [2, 0, 1] and b.queue_len == 0
 
 
+def routers(router, replicas, n, sessions=None):
+    """The kernel's router over `replicas` replicas and n one-token requests (sessions: each
+    request's session)."""
+    wl = Workload(np.zeros(n), np.ones(n, np.int64), np.ones(n, np.int64),
+                  session=np.array(sessions, np.int64) if sessions is not None else None)
+    raw = small("chunked", n=n, replicas=replicas, router=router).raw
+    return RouterBench(parse(dict(raw, workload=dict(raw["workload"], sessions=10))), wl)
+
+
 def test_jsq_and_least_kv_by_hand():
-    reps = [NS(outstanding_requests=3, free_kv_blocks=10), NS(outstanding_requests=1, free_kv_blocks=50),
-            NS(outstanding_requests=1, free_kv_blocks=70)]
-    req = NS(request_id=0, session=-1)
-    assert JSQ().choose(req, reps) == 1
-    assert LeastKV().choose(req, reps) == 2
+    b = routers("jsq", 3, 10)
+    for j, r in enumerate((0, 0, 0, 1, 2)):  # outstanding requests: 3, 1, 1
+        b.load(r, j)
+    assert b.route(5) == 1  # ties to the lowest index
+    kv = routers("least_kv", 3, 2)
+    total = int(kv.k.S[0, TOT])  # the same part everywhere
+    for r, used in enumerate((total - 10, total - 50, total - 70)):  # free blocks: 10, 50, 70
+        kv.use_blocks(r, used)
+    assert kv.route(0) == 2
 
 
 def test_power_of_two_picks_the_less_loaded_of_two_distinct_draws():
     r = make_router("power_of_two", 1000, 5, np.random.default_rng(0))
     assert np.all(r.pairs[:, 0] != r.pairs[:, 1])
-    reps = [NS(outstanding_requests=k) for k in (4, 0, 9, 2, 7)]
+    b = routers("power_of_two", 5, 100)
+    load = (4, 0, 9, 2, 7)
+    j = 50
+    for rep, c in enumerate(load):  # outstanding requests at each replica: requests 50..71
+        for _ in range(c):
+            b.load(rep, j)
+            j += 1
+    pairs = b.k.st.rt.pairs
     for i in range(50):
-        a, b = r.pairs[i]
-        want = a if (reps[a].outstanding_requests, a) <= (reps[b].outstanding_requests, b) else b
-        assert r.choose(NS(request_id=i, session=-1), reps) == want
+        a, c = pairs[i]
+        want = a if (load[a], a) <= (load[c], c) else c
+        assert b.route(i) == want
 
 
 def test_session_affinity_by_hand():
-    sa = SessionAffinity()
-    reps = [NS(outstanding_requests=2), NS(outstanding_requests=0)]
-    assert sa.choose(NS(request_id=0, session=7), reps) == 1
-    reps[1].outstanding_requests = 5
-    assert sa.choose(NS(request_id=1, session=7), reps) == 1  # kept, though replica 0 is now shorter
-    assert sa.choose(NS(request_id=2, session=8), reps) == 0
+    b = routers("session_affinity", 2, 6, sessions=[7, 7, 8, 0, 0, 0])
+    b.load(0, 3)  # outstanding requests: 2 at replica 0, none at 1
+    b.load(0, 4)
+    assert b.route(0) == 1
+    for _ in range(5):
+        b.load(1, 5)  # now 5 at replica 1
+    assert b.route(1) == 1  # kept, though replica 0 is now shorter
+    assert b.route(2) == 0
 
 
 @pytest.mark.parametrize("router", ["jsq", "power_of_two", "least_kv", "session_affinity"])

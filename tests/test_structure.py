@@ -13,7 +13,7 @@ SIM = Path(__file__).resolve().parents[1] / "sim"
 
 # layer of each top-level part of the package (docs/design.md): lower never imports higher
 LAYERS = {
-    "errors": 0, "rng": 0, "progress": 0,
+    "errors": 0, "rng": 0, "progress": 0, "columns": 0, "schema": 0,
     "registry": 0,  # names policy classes by import path, loaded on use (so scenario validation can read it)
     "perf": 1,
     "scenario": 2,

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from sim.engine import kernel as K
+from sim.engine.kernel import layout as K
+from sim.engine.kernel import step
 from sim.errors import ScenarioError
 from sim.scenario.config import apply_overrides, parse, read_toml
 from sim.engine.simulation import Simulation
@@ -31,7 +32,7 @@ def _factors(jd, jp, wa=0.0, wt=1.0, n=200_000, now=1e9, ew=0.0, eq=0.05, ef=0.0
     S[0, K.JSEED] = 12345
     F[0, [K.JD, K.JP, K.WA, K.WT, K.EW, K.EQ, K.EF, K.EK, K.WDEC]] = jd, jp, wa, wt, ew, eq, ef, -1.0, wdec
     F[0, K.WEND] = wt * math.log(wa * 1e6) if wa > 0 else 0.0  # as prepare() sets it
-    vary = K._vary.py_func if hasattr(K._vary, "py_func") else K._vary
+    vary = step.vary.py_func if hasattr(step.vary, "py_func") else step.vary
     return np.array([vary(0, now + k * ew / 3, S, F, prefill) for k in range(n)])
 
 

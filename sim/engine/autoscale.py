@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sim.engine.events import FACILITY, Later, wait_or_end
+from sim.engine.kernel.layout import IDLE, NRUN, OUTREQ, QLEN, QROW, ST, TOT, USED
 from sim.engine.recorder import IN_FLIGHT
 from sim.registry import AUTOSCALERS
 
@@ -78,7 +79,7 @@ class PoolView:
     """What an autoscaling policy reads of its pool at a decision (sim/policies/autoscalers.py)."""
 
     def __init__(self, ctl: "_Controller", now: float) -> None:
-        k, K = ctl.kernel, ctl.K
+        k = ctl.kernel
         cfg = ctl.cfg
         self.now_s = now
         self.pool = ctl.pool
@@ -92,22 +93,23 @@ class PoolView:
         self.current = self.serving + self.starting
         on = ctl.idx[np.array([s == SERVING for s in st], bool)]
         S = k.S
-        self.outstanding = int(S[on, K.OUTREQ].sum()) if len(on) else 0
-        self.queued = int(S[S[on, K.QROW], K.QLEN].sum()) if len(on) else 0
-        self.running = int(S[on, K.NRUN].sum()) if len(on) else 0
-        tot = S[on, K.TOT].astype(float)
-        self.kv_used_frac = float(np.mean(S[on, K.USED] / np.maximum(tot, 1.0))) if len(on) else 0.0
+        self.outstanding = int(S[on, OUTREQ].sum()) if len(on) else 0
+        self.queued = int(S[S[on, QROW], QLEN].sum()) if len(on) else 0
+        self.running = int(S[on, NRUN].sum()) if len(on) else 0
+        tot = S[on, TOT].astype(float)
+        self.kv_used_frac = float(np.mean(S[on, USED] / np.maximum(tot, 1.0))) if len(on) else 0.0
         # the last interval's arrivals at this pool: TTFT, or the wait so far of those still waiting
-        t_arr = k.arr + k.d0
+        rq = k.rq
+        t_arr = rq.arr + k.st.clk.d0
         lo = int(np.searchsorted(t_arr, now - cfg.interval_s, side="right"))
         hi = int(np.searchsorted(t_arr, now, side="right"))
         js = np.arange(lo, hi)
-        js = js[np.isin(k.REP[js], ctl.idx)]
+        js = js[np.isin(rq.REP[js], ctl.idx)]
         self.arrivals_per_s = len(js) / cfg.interval_s
         if len(js):
-            first = k.FIRST[js]
+            first = rq.FIRST[js]
             wait = np.where(first > 0, first - t_arr[js], now - t_arr[js])
-            keep = (first > 0) | (k.STATUS[js] == IN_FLIGHT)
+            keep = (first > 0) | (rq.STATUS[js] == IN_FLIGHT)
             self.ttft_p90_s = float(np.percentile(wait[keep], 90)) if keep.any() else math.nan
         else:
             self.ttft_p90_s = math.nan
@@ -118,7 +120,7 @@ class _Controller:
 
     def __init__(self, sim: Any, pool: Any, log: AutoscaleLog) -> None:
         self.sim, self.pool, self.cfg, self.log = sim, pool, pool.autoscaler, log
-        self.kernel, self.K = sim.kernel, sim.K
+        self.kernel = sim.kernel
         self.reps = [r for r in sim.replicas if r.pool.name == pool.name]
         self.idx = np.array([r.index for r in self.reps], np.int64)
         self.policy = AUTOSCALERS.load(self.cfg.policy)()
@@ -164,9 +166,9 @@ class _Controller:
             self._set(q, SERVING, self.sim.env.now)
 
     def decide(self, now: float) -> None:
-        k, K, st = self.kernel, self.K, self.state
+        k, st = self.kernel, self.state
         for q, r in enumerate(self.reps):  # drained and empty: off
-            if st[q] == DRAINING and int(k.S[r.index, K.ST]) == K.IDLE and int(k.S[r.index, K.OUTREQ]) == 0:
+            if st[q] == DRAINING and int(k.S[r.index, ST]) == IDLE and int(k.S[r.index, OUTREQ]) == 0:
                 self._set(q, OFF, now)
         view = PoolView(self, now)
         want = int(self.policy.desired(view))

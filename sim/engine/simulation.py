@@ -1,7 +1,7 @@
 """Assembles one simulation from a built Model and runs it on one of the two drivers over the
-one replica kernel (sim/engine/kernel.py): the fast driver (sim/engine/compiled.py), or the per-step SimPy
-driver (sim/engine/stepper.py: one process per replica, one event per batch step) for plug-ins
-in plain Python, `run.engine = "simpy"` and what the fast driver does not host yet.
+one replica kernel (sim/engine/kernel/): the fast driver (sim/engine/drivers/fast.py), or the
+per-step SimPy driver (sim/engine/drivers/step.py: one process per replica, one event per batch
+step) for plug-ins in plain Python, `run.engine = "simpy"` and what the fast driver does not host.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sim.workload.generate import Workload
 def scheduler_code(policy: str) -> tuple[int, Any]:
     """(the kernel's planner and queue code, the scheduler object the per-step driver calls or
     None) for a pool's scheduler policy. A built-in runs as the kernel's planner; a plug-in
-    plans in Python over the kernel's state (sim/engine/stepper.py CoreView) and takes the code
+    plans in Python over the kernel's state (sim/engine/views.py CoreView) and takes the code
     of the built-in it derives from, else of its `queue` discipline (fifo: chunked)."""
     if policy in SCHEDULERS.compiled_names():
         return SCHEDULERS.code(policy), None
@@ -160,95 +160,18 @@ class Simulation:
         return self.groups.models[0]
 
     def run(self) -> Result:
-        from sim.engine import compiled
+        from sim.engine.drivers import fast
 
         engine = self.sc.run.engine
         if engine != "simpy":
-            why = compiled.supported(self.sc, self.wl)
+            why = fast.supported(self.sc, self.wl)
             if engine == "compiled" and why:
                 raise ScenarioError("run.engine", "the compiled engine cannot run this: " + "; ".join(why),
                                     'set run.engine = "auto" (or "simpy")')
             if not why:
-                return compiled.run(self)
-        from sim.engine.stepper import run as run_per_step
-        return run_per_step(self)
-
-
-WARM_UP = {"name": "warm-up", "seed": 0,
-           "workload": {"arrival": "poisson", "rate_per_s": 5.0, "num_requests": 8, "prompt_tokens": 64,
-                        "output_tokens": 8},
-           "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2}]}
-# ... and with a shared queue, and with a facility whose nodes fail, are repaired and drained:
-# every entry point of the compiled engine, with the argument types real runs pass
-WARM_UP_FACILITY = {
-    "facility": {"gpus_per_node": 1, "host_w_per_accel": 300,
-                 "sources": [{"name": "g", "kind": "gas_turbine", "units": 2, "unit_mw": 0.0006}],
-                 "tents": [{"name": "t", "it_limit_mw": 0.0012}], "manager": {"policy": "drain", "interval_s": 1.0}},
-    "failures": {"node_mtbf_h": 0.0003, "node_repair_h": 0.0002, "retry_limit": 3}}
-
-
-class _WarmUpScheduler:
-    """A scheduler plug-in for the warm-up: it compiles the kernel functions plug-ins call."""
-
-    def __init__(self, max_batch_size: int, max_batched_tokens: int) -> None:
-        self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
-
-    def plan(self, core: Any) -> Any:
-        from sim.policies.schedulers import Plan
-
-        if core.n_dec:
-            core.grow_decodes()
-        chunks = []
-        if core.waiting and len(core.running) < self.max_batch_size:
-            req = core.waiting[0]
-            hits, idle = core.peek_hits(req)
-            need = core.blocks_for(req.target) - hits
-            if need <= core.free_blocks - idle:
-                core.admit_with(req, hits, need)
-                chunks.append((req, req.target - hits * core.block_size))
-        if not chunks and core.n_dec == 0:
-            return core.plan_builtin(self)
-        return Plan(chunks, core.n_dec)
-
-
-def build_compiled() -> None:
-    """Compile every entry point of the kernel, for both drivers, into numba's cache."""
-    import os
-    from sim.scenario.config import parse
-
-    os.environ["DCSIM_KERNEL"] = "compiled"
-    wl = dict(WARM_UP["workload"], num_requests=150, rate_per_s=15.0, prompt_tokens=400, output_tokens=200)
-    pools = [dict(WARM_UP["pools"][0], tent="t")]
-    for engine in ("compiled", "simpy"):
-        run = {"engine": engine}
-        Simulation(parse(dict(WARM_UP, run=run))).run()
-        Simulation(parse(dict(WARM_UP, run=run, router={"policy": "central_queue"}))).run()
-        Simulation(parse(dict(WARM_UP, run=run, workload=dict(wl, timeout_s=5.0), pools=pools,
-                              **WARM_UP_FACILITY))).run()
-    plug = [dict(WARM_UP["pools"][0], scheduler={"policy": f"{__name__}:_WarmUpScheduler"})]
-    Simulation(parse(dict(WARM_UP, pools=plug))).run()
-
-
-def warm_up(report: Reporter | None = None) -> None:
-    """Build the compiled engine now if this machine has no cached build (saying so), so that
-    worker processes load it instead of each compiling it at once."""
-    try:
-        from sim.engine import compiled
-    except ImportError:
-        return
-    if compiled._cached():
-        return
-    (report or Reporter()).notice(compiled.COMPILE_NOTICE)
-    import os
-
-    old = os.environ.get("DCSIM_KERNEL")
-    try:
-        build_compiled()
-    finally:
-        if old is None:
-            os.environ.pop("DCSIM_KERNEL", None)
-        else:
-            os.environ["DCSIM_KERNEL"] = old
+                return fast.run(self)
+        from sim.engine.drivers import step
+        return step.run(self)
 
 
 def plugin_notice(sc: Scenario) -> str | None:

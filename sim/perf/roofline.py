@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from sim.columns import Table
 from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
 from sim.errors import ScenarioError
 from sim.perf.power import StepPower, at_clock, capped
@@ -41,13 +42,40 @@ from sim.perf.power import StepPower, at_clock, capped
 ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 
 # A PerfModel's constants as one flat tuple (PerfModel.constants), in this order: what the step
-# formula below reads, and what the compiled engine keeps per replica.
-(W_FIXED, KV_TOK, BW, F_TOK, F_SEQ, F_ATTN, FLOPS, F_EXP_TOK, FLOPS_EXP, W_EXP_LAYER, EXPERTS, Q_MISS,
- COMM_FIXED, COMM_TOK, OVH, OVH_SEQ, IDLE_W, DYN_W, MEM_FRAC, INV_FLOPS, CLK_FRAC, F_MAX,
- SPEC_K, SPEC_INVG, D_W, D_KV, D_FTOK, D_OVH, F_ATTN_P) = range(29)
-N_PC = 29  # F_ATTN_P: attention FLOPs per prefill (query, key) pair (F_ATTN: per decode pair); F_MAX: the clock lock (1: none); SPEC_K: tokens drafted per step (0: no speculation),
-# SPEC_INVG: 1 / tokens emitted per step; D_*: one drafter step's weight bytes, KV bytes per
-# context token, FLOPs per token and fixed seconds (per accelerator)
+# formula below reads, and what the compiled engine keeps per replica (its PC[r, column]).
+PERF = Table("PC", "float64", "a replica's step-formula constants (PerfModel.constants), PC[r, column]; "
+             "per accelerator of its TP (or EP) group")
+W_FIXED = PERF.col("weight bytes every step reads: all but the routed experts, TP-split")
+KV_TOK = PERF.col("KV bytes read or written per context token")
+BW = PERF.col("memory bandwidth achieved, bytes/s (peak x bw_efficiency)")
+F_TOK = PERF.col("FLOPs per token of the linear layers (not the LM head, not the routed experts)")
+F_SEQ = PERF.col("FLOPs per sequence in the step (the LM head: logits of its sampled token)")
+F_ATTN = PERF.col("attention FLOPs per decode (query, key) pair")
+FLOPS = PERF.col("FLOP/s achieved on dense GEMMs (peak x flops_efficiency)")
+F_EXP_TOK = PERF.col("routed experts' FLOPs per token (0: not MoE)")
+FLOPS_EXP = PERF.col("FLOP/s achieved by the fused-MoE GEMMs")
+W_EXP_LAYER = PERF.col("weight bytes of one routed expert over every MoE layer (TP-split unless EP)")
+EXPERTS = PERF.col("routed experts on this accelerator (0: not MoE)")
+Q_MISS = PERF.col("probability that a token does not route to a given expert (1 - k / E)")
+COMM_FIXED = PERF.col("collective latency per step, s (TP all-reduce hops, EP all-to-alls)")
+COMM_TOK = PERF.col("collective seconds per token")
+OVH = PERF.col("fixed seconds per step (launches, scheduling)")
+OVH_SEQ = PERF.col("seconds per sequence in the step")
+IDLE_W = PERF.col("an accelerator's idle draw, W")
+DYN_W = PERF.col("its draw above idle at full activity, W (TDP - idle)")
+MEM_FRAC = PERF.col("the share of dynamic power that memory traffic draws")
+INV_FLOPS = PERF.col("1 / FLOPS (a multiplication where a division would cost)")
+CLK_FRAC = PERF.col("the share of dynamic power that scales with the clock")
+F_MAX = PERF.col("the clock lock, a fraction of the part's maximum (1: none)")
+SPEC_K = PERF.col("speculative decoding: tokens drafted per step (0: no speculation)")
+SPEC_INVG = PERF.col("speculative decoding: 1 / tokens emitted per step")
+D_W = PERF.col("speculative decoding: one drafter step's weight bytes")
+D_KV = PERF.col("speculative decoding: the drafter's KV bytes per context token")
+D_FTOK = PERF.col("speculative decoding: the drafter's FLOPs per token")
+D_OVH = PERF.col("speculative decoding: the drafter's fixed seconds per step")
+F_ATTN_P = PERF.col("attention FLOPs per prefill (query, key) pair (MLA: per head, unlike F_ATTN)")
+PERF.seal(globals())
+N_PC = PERF.n
 
 
 def plain_terms(pc: tuple, n_dec: int, ctx_dec: float, p_tok: int, p_read: float, p_attn: float,

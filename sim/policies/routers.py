@@ -1,5 +1,7 @@
-"""Routers: pick the replica for each arriving request (pure policies, registered by name in
-sim/registry.py). A user's router has the same interface as these.
+"""Routers: pick the replica for each arriving request (registered by name in sim/registry.py).
+The built-ins' decisions are the engine's kernel (sim/engine/kernel/route.py `choose`, written
+once for both drivers); the classes here name and document them, draw what they draw at build
+(power_of_two's pairs) and are the interface a user's router implements.
 
 Interface: `choose(self, request, replicas) -> int`, an index into `replicas` (the replicas that
 can take work now and serve the request's model: with several models, only those of its pools). `request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`,
@@ -41,6 +43,9 @@ import numpy as np
 from sim.registry import ROUTERS
 
 
+PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight against the load's (1)
+
+
 class Router:
     """Base class of routers (a plug-in need not subclass it: `choose` is what counts)."""
 
@@ -49,40 +54,26 @@ class Router:
     def setup(self, n_requests: int, n_replicas: int, rng: np.random.Generator) -> None:
         """Called once before the run."""
 
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-def _argmin(vals: Sequence[float]) -> int:
-    best, best_v = 0, vals[0]
-    for k in range(1, len(vals)):
-        if vals[k] < best_v:
-            best, best_v = k, vals[k]
-    return best
+    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+        raise NotImplementedError(f"{type(self).__name__} is a built-in router: the engine's kernel chooses for it "
+                                  "(sim/engine/kernel/route.py); a plug-in implements choose()")
 
 
 class RoundRobin(Router):
-    def __init__(self) -> None:
-        self._next: dict[int, int] = {}  # a count per set of replicas offered (one per model served)
-
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        key = getattr(replicas[0], "index", 0)
-        c = self._next.get(key, 0)
-        self._next[key] = c + 1
-        return c % len(replicas)
+    """Replicas in turn (a count per routing group)."""
 
 
 class LeastLoaded(Router):
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        return _argmin([r.outstanding_tokens for r in replicas])
+    """Fewest outstanding tokens."""
 
 
 class JSQ(Router):
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        return _argmin([r.outstanding_requests for r in replicas])
+    """Fewest outstanding requests."""
 
 
 class PowerOfTwo(Router):
+    """The one with fewer outstanding requests of two drawn at random (pairs drawn at build)."""
+
     def __init__(self) -> None:
         self.pairs = np.zeros((0, 2), dtype=np.int64)  # (n_requests, 2) distinct replica indices
 
@@ -103,57 +94,27 @@ class PowerOfTwo(Router):
         b = (a + rng.integers(1, n_replicas, size=n_requests)) % n_replicas  # distinct from a
         self.pairs = np.stack([a, b], axis=1)
 
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        i = request.request_id
-        a, b = int(self.pairs[i, 0]), int(self.pairs[i, 1])
-        ra, rb = replicas[a].outstanding_requests, replicas[b].outstanding_requests
-        return a if (ra, a) <= (rb, b) else b
-
 
 class LeastTime(Router):
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        return _argmin([r.outstanding_tokens * r.token_s for r in replicas])
+    """Fewest seconds of outstanding work at each replica's own speed."""
 
 
 class PrefixAware(Router):
-    prefix_weight = 2.0  # the kernel's PREFIX_WEIGHT
-
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        most = max(1, max(r.outstanding_requests for r in replicas))
-        target = request.prompt_tokens
-        best, best_v = 0, -np.inf
-        for k, r in enumerate(replicas):
-            v = self.prefix_weight * r.cached_prefix_tokens(request) / target + (1.0 - r.outstanding_requests / most)
-            if v > best_v:
-                best, best_v = k, v
-        return best
+    """The longest cached prefix traded against the load (PREFIX_WEIGHT : 1)."""
 
 
 class LeastKV(Router):
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        return _argmin([-r.free_kv_blocks for r in replicas])
+    """Most free KV blocks."""
 
 
 class SessionAffinity(Router):
-    def __init__(self) -> None:
-        self.home: dict[int, int] = {}
-        self._jsq = JSQ()
-
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        session = request.session
-        if session < 0:
-            return self._jsq.choose(request, replicas)
-        k = self.home.get(session)
-        if k is None:
-            k = self.home[session] = self._jsq.choose(request, replicas)
-        return k
+    """A session's requests to its first request's replica; new sessions by jsq."""
 
 
 class CentralQueue(Router):
-    shared_queue = True
+    """One shared FIFO queue every replica pulls from."""
 
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
-        return -1
+    shared_queue = True
 
 
 def make_router(policy: str, n_requests: int = 0, n_replicas: int = 1,

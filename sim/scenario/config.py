@@ -20,7 +20,7 @@ import numpy as np
 from sim.errors import ScenarioError, warn
 from sim.registry import AUTOSCALERS, ROUTERS, SCHEDULERS
 from sim.scenario.facility import Facility, Failures, parse_facility
-from sim.scenario.table import Table
+from sim.schema import Table
 
 ARRIVALS = ("poisson", "gamma", "constant", "trace")
 TRACE_FORMATS = ("csv", "azure", "mooncake")

@@ -52,7 +52,7 @@ from typing import Any, Mapping
 
 from sim.errors import ScenarioError
 from sim.registry import MANAGERS
-from sim.scenario.table import Table
+from sim.schema import Table
 
 SOURCE_KINDS = ("gas_turbine", "grid", "battery")
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sim.scenario.config import apply_overrides, parse
-from sim.scenario.table import Table
+from sim.schema import Table
 from sim.errors import ScenarioError
 from sim.studies.study import Task, execute
 

@@ -86,7 +86,7 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
     "dask" (a Dask LocalCluster on loopback), or "tcp://HOST:PORT" (an existing Dask scheduler).
     cache_dir: each result is saved there as it arrives, and results already there are reused
     (this is what --resume relies on). A run that raises yields {"error": ...}, not an abort."""
-    from sim.engine.simulation import warm_up
+    from sim.engine.warmup import warm_up
     from sim.progress import ConsoleReporter, Reporter
 
     warm_up(Reporter() if quiet else ConsoleReporter(label))  # once here, not in every worker

@@ -94,7 +94,7 @@ def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
     jobs = [(with_variability(e.scenario if seed is None else dict(e.scenario, seed=seed),
                               (variability or {}).get(e.exp_id)), (hw_overrides or {}).get(e.exp_id)) for e in todo]
     workers = workers or os.cpu_count() or 1
-    from sim.engine.simulation import warm_up
+    from sim.engine.warmup import warm_up
     from sim.progress import ConsoleReporter
 
     warm_up(ConsoleReporter("validate"))  # once here, not in every worker

@@ -1,14 +1,17 @@
-"""The facility on the compiled driver: barriers at facility events.
+"""The facility's host on either driver: its SimPy processes (sim/engine/facility_procs.py:
+turbine trips and repairs, scheduled trips, node failures and repairs, commissioning, the power
+manager with any manager policy, plug-ins included, the autoscalers) act on replicas through
+one narrow interface (`FastReplica`: fail, repair, drain, undrain, commissioning, cap, the
+autoscaler's scale_*), which changes the kernel's state only through the Kernel's named
+transitions (sim/engine/arrays.py).
 
-The facility's processes are the per-step driver's own (sim/engine/facility_procs.py: turbine
-trips and repairs, scheduled trips, node failures and repairs, commissioning, the power manager
-with any manager policy, plug-ins included). Here they run on a SimPy environment that holds
-only facility events. Before each one, at time T, the compiled loop runs every arrival, step end
-and client deadline up to T and brings every replica to T (a barrier: facility events come after
-the other events of their instant, as in the per-step driver, sim/engine/events.py); the ledger
-then takes the replicas' power changes since the last barrier in time order; then the event
-acts on replicas through the same narrow interface as there (fail, repair, drain, undrain,
-commissioning, cap). So both drivers make the same facility decisions from the same state.
+On the fast driver the processes run on a SimPy environment that holds only facility events.
+Before each one, at time T, the compiled loop runs every arrival, step end and client deadline
+up to T and brings every replica to T (a barrier: facility events come after the other events
+of their instant, as in the per-step driver, sim/engine/events.py); the ledger then takes the
+replicas' power changes since the last barrier in time order; then the event acts. On the
+per-step driver they share its environment (`host`). So both drivers make the same facility
+decisions from the same state.
 """
 
 from __future__ import annotations
@@ -21,15 +24,16 @@ import numpy as np
 import simpy
 
 from sim.engine.events import FACILITY, Later
+from sim.engine.kernel.layout import (CAP, D_NEXT, DF_NOW, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
+                                      RS_NODE, SHED, ST)
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
 
 
 class FastReplica:
-    """A replica of the compiled driver as the facility sees it (the per-step driver's
-    _Replica has the same interface)."""
+    """A replica as the facility sees it: its narrow interface (either driver)."""
 
     def __init__(self, drv: "FacilityDriver", r: int, pool: Any, host_w: float, idle_w: float) -> None:
-        self._d, self._k, self._K = drv, drv.kernel, drv.kernel.m
+        self._d, self._k = drv, drv.kernel
         self.rid = self.index = r
         self.pool = pool
         self.host_w = host_w
@@ -47,11 +51,11 @@ class FastReplica:
 
     @property
     def drained(self) -> bool:
-        return bool(self._k.S[self.rid, self._K.DRN])
+        return bool(self._k.S[self.rid, DRN])
 
     @property
     def down(self) -> bool:
-        return bool(self._k.S[self.rid, self._K.DOWN])
+        return bool(self._k.S[self.rid, DOWN])
 
     @property
     def available(self) -> bool:
@@ -59,7 +63,7 @@ class FastReplica:
 
     @property
     def idle(self) -> bool:
-        return int(self._k.S[self.rid, self._K.ST]) == self._K.IDLE
+        return int(self._k.S[self.rid, ST]) == IDLE
 
     @property
     def p_now(self) -> float:
@@ -67,12 +71,12 @@ class FastReplica:
 
     @property
     def cap_w(self) -> float | None:
-        c = float(self._k.F[self.rid, self._K.CAP])
+        c = float(self._k.F[self.rid, CAP])
         return None if math.isnan(c) else c
 
     @cap_w.setter
     def cap_w(self, w: float | None) -> None:
-        self._k.F[self.rid, self._K.CAP] = np.nan if w is None else float(w)
+        self._k.set_cap(self.rid, w)
 
     def _rest(self, watts: float) -> None:
         """Draw `watts` when not stepping, from now; at once if idle."""
@@ -80,41 +84,28 @@ class FastReplica:
         if self._k.set_rest(self.rid, now, watts):
             self._d.ledger.set_power(self.rid, watts, now)
 
-    def _availability(self, before: bool) -> None:
-        after = self.available
-        if after != before:
-            self._k.GI[self._K.NAV] += 1 if after else -1
-
     def drain(self) -> None:
         if not self.drained:
-            before = self.available
-            self._k.S[self.rid, self._K.DRN] = 1
-            self._availability(before)
+            self._k.set_flag(self.rid, DRN, True)
             self._rest(0.0)
 
     def undrain(self) -> None:
         if self.drained:
-            before = self.available
-            self._k.S[self.rid, self._K.DRN] = 0
-            self._availability(before)
+            self._k.set_flag(self.rid, DRN, False)
             if not self.down:
                 self._rest(self._on_w)
                 self._k.wake(self.rid, self._d.env.now)
                 self._d.poke(self.rid)
 
     def begin_commissioning(self) -> None:
-        before = self.available
-        self._k.S[self.rid, self._K.DRN] = 1
+        self._k.set_flag(self.rid, DRN, True)
         self.commissioning = True
-        self._availability(before)
         self._k.set_rest(self.rid, self._d.env.now, 0.0)
         self._d.ledger.set_power(self.rid, 0.0, self._d.env.now)
 
     def end_commissioning(self) -> None:
-        before = self.available
         self.commissioning = False
-        self._k.S[self.rid, self._K.DRN] = 0
-        self._availability(before)
+        self._k.set_flag(self.rid, DRN, False)
         w = 0.0 if self.down else self._on_w
         self._k.set_rest(self.rid, self._d.env.now, w)
         self._d.ledger.set_power(self.rid, w, self._d.env.now)
@@ -124,10 +115,8 @@ class FastReplica:
     # --- the autoscaler's (sim/engine/autoscale.py): hidden from the power manager while not serving
     def scale_off(self) -> None:
         """Take no new requests, finish what it holds, draw nothing once idle."""
-        before = self.available
-        self._k.S[self.rid, self._K.DRN] = 1
+        self._k.set_flag(self.rid, DRN, True)
         self.commissioning = True
-        self._availability(before)
         self._rest(0.0)
 
     def scale_standby(self) -> None:
@@ -137,10 +126,8 @@ class FastReplica:
 
     def scale_on(self) -> None:
         """Serve (after a cold start, or again while draining)."""
-        before = self.available
         self.commissioning = False
-        self._k.S[self.rid, self._K.DRN] = 0
-        self._availability(before)
+        self._k.set_flag(self.rid, DRN, False)
         self._rest(0.0 if self.down else self._on_w)
         self._k.wake(self.rid, self._d.env.now)
         self._d.poke(self.rid)
@@ -151,9 +138,7 @@ class FastReplica:
 
     def repair(self) -> None:
         if self.down:
-            before = self.available
-            self._k.S[self.rid, self._K.DOWN] = 0
-            self._availability(before)
+            self._k.set_flag(self.rid, DOWN, False)
             w = 0.0 if self.drained else self._on_w
             now = self._d.env.now
             self._k.set_rest(self.rid, now, w)
@@ -168,7 +153,6 @@ class FacilityDriver:
 
     def __init__(self, sim: Any, kernel: Any, host: Any = None) -> None:
         self.kernel = kernel
-        self.K = kernel.m  # the compiled engine's module (its field names and functions): no import of it here
         self.sim = sim
         self.sc, self.fac, self.graph = sim.sc, sim.fac, sim.graph
         # host: the per-step driver (sim/engine/stepper.py), whose environment the facility's
@@ -191,24 +175,24 @@ class FacilityDriver:
         self._sorted = (np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty(1, np.int64))
         self._comm = np.zeros(R, bool)  # commissioning (FastReplica.commissioning)
         self._host_w = [rep.host_w for rep in sim.replicas]
-        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, self.K.REST_W]) - rep.host_w)
+        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, REST_W]) - rep.host_w)
                          for r, rep in enumerate(sim.replicas)]
-        self._retries = np.zeros(len(kernel.arr), np.int64)
+        self._retries = np.zeros(len(kernel.rq.arr), np.int64)
         self.autoscale: Any = None  # sim/engine/autoscale.py's log, when a pool is autoscaled
         self._live_from = 0  # requests before this index have all left (or never entered)
 
     @property
     def shedding(self) -> bool:
-        return bool(self.kernel.GI[self.K.SHED])
+        return bool(self.kernel.run.GI[SHED])
 
     @shedding.setter
     def shedding(self, on: bool) -> None:
-        self.kernel.GI[self.K.SHED] = 1 if on else 0
+        self.kernel.set_shedding(on)
 
     # --- what the power manager reads (sim/engine/facility_procs.py), over the arrays ---------
     def live_replicas(self) -> list[FastReplica]:
         """Replicas that can serve now: not failed, commissioned."""
-        live = (self.kernel.S[:, self.K.DOWN] == 0) & ~self._comm
+        live = (self.kernel.S[:, DOWN] == 0) & ~self._comm
         return [self.replicas[i] for i in np.flatnonzero(live).tolist()]
 
     def hosts_on_w(self) -> float:
@@ -218,12 +202,12 @@ class FacilityDriver:
 
     def min_cap_w(self) -> float:
         """The lowest per-accelerator cap (NaN: none capped)."""
-        c = self.kernel.F[:, self.K.CAP]
+        c = self.kernel.F[:, CAP]
         return float(np.nanmin(c)) if not np.isnan(c).all() else math.nan
 
     def drained_count(self) -> int:
         """Replicas drained by the manager (not those commissioning)."""
-        return int(np.count_nonzero((self.kernel.S[:, self.K.DRN] != 0) & ~self._comm))
+        return int(np.count_nonzero((self.kernel.S[:, DRN] != 0) & ~self._comm))
 
     # --- the ledger --------------------------------------------------------------------------
     def _walk(self, t_max: float) -> None:
@@ -232,21 +216,11 @@ class FacilityDriver:
         if n == 0:
             return
         led = self.ledger
-        L = np.array([led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s,
-                      led.peak_fac_w, led.battery_j, led.battery_used_j, led.supply_w, led.battery_w,
-                      1.0 if led.ramp_on else 0.0, led.gen_w, led.ramp_w_s, led.step_w, led.follow_cap_w, led.base_w,
-                      led.ramp_exceeded_s, led.min_gen_w, led.battery_cap_j, led.charge_w, led.charge_eff,
-                      led.battery_charged_j, led.below_min_s, led.min_burn_j])
         if len(self._sorted[0]) < n:  # the walk's scratch, kept (fresh pages cost a tent's run ~5%)
             m = max(n, len(PW))
             self._sorted = (np.empty(m), np.empty(m, np.int64), np.empty(m), np.empty(2 * m + 1, np.int64))
-        rest = self.kernel.m._ledger_walk(PW, n, t_max, L, led.rep_w, self._tent_of, led.tent_it_w,
-                                          np.asarray(led.pue_of, dtype=np.float64), *self._sorted)
-        (led.now, led.it_w, led.fac_w, led.energy_it_j, led.energy_fac_j, led.exceeded_s, led.peak_fac_w,
-         led.battery_j, led.battery_used_j) = (float(x) for x in L[:self.K.L_SUP])
-        led.gen_w, led.ramp_exceeded_s = float(L[self.K.L_GEN]), float(L[self.K.L_REXC])
-        led.battery_charged_j, led.below_min_s, led.min_burn_j = (float(L[self.K.L_CHG]), float(L[self.K.L_BELOW]),
-                                                                  float(L[self.K.L_BURN]))
+        rest = self.kernel.m.ledger_walk(PW, n, t_max, led.L, led.rep_w, self._tent_of, led.tent_it_w,
+                                         np.asarray(led.pue_of, dtype=np.float64), *self._sorted)
         self.kernel.keep_rows(rest)
 
     # --- node failures -----------------------------------------------------------------------
@@ -254,27 +228,24 @@ class FacilityDriver:
         """The node under `rep` failed (_Replica.fail): its requests are taken off and routed
         again, or fail after `failures.retry_limit` re-queues."""
         k, now = self.kernel, self.env.now
-        before = rep.available
-        out = k.evacuate(rep.rid, now)
-        rep._availability(before)
+        out = k.evacuate(rep.rid, now)  # (the kernel marks it down: one replica fewer available)
         self.ledger.set_power(rep.rid, 0.0, now)
         self.failures += 1
         self.fail_marks.append(now)
         if self.host is not None:
             self.host.on_fail(rep.rid)
-        k, K = self.kernel, self.K
-        avail = np.flatnonzero((k.S[:, K.DOWN] == 0) & (k.S[:, K.DRN] == 0))
+        avail = np.flatnonzero((k.S[:, DOWN] == 0) & (k.S[:, DRN] == 0))
         # the routers' fallback while some replicas are unavailable: fewest outstanding requests,
         # ties to the lowest index; each request routed changes only its target's count, so a
         # heap over the available replicas gives each one's choice in O(log R)
         # (per routing group: a request goes only to a replica serving its model)
         heaps: dict[int, list] = {}
         for j in out.tolist():
-            g = int(k.RQ[j, K.QG])
+            g = int(k.rq.RQ[j, QG])
             heap = heaps.get(g)
             if heap is None:
-                mine = avail[k.S[avail, K.RGRP] == g]
-                heap = heaps[g] = list(zip(k.S[mine, K.OUTREQ].tolist(), mine.tolist()))
+                mine = avail[k.S[avail, RGRP] == g]
+                heap = heaps[g] = list(zip(k.S[mine, OUTREQ].tolist(), mine.tolist(), strict=True))
                 heapq.heapify(heap)
             self._requeue(j, rep.rid, now, heap)
         if self.host is not None:
@@ -285,10 +256,7 @@ class FacilityDriver:
         self._retries[j] += 1
         limit = self.fac.failures.retry_limit
         if self._retries[j] > limit or not heap:
-            k.RQ[j, self.K.RST] = self.K.R_GONE
-            k.STATUS[j] = FAILED
-            k.FIN[j] = now
-            k.RSN[j] = self.K.RS_NODE
+            k.fail(j, now, RS_NODE)
             self.node_failed[j] = (failed, int(self._retries[j]) - 1)
             return
         if k.central:  # back into the shared queue
@@ -298,10 +266,8 @@ class FacilityDriver:
             return
         n_out, t = heap[0]
         heapq.heapreplace(heap, (n_out + 1, t))
-        k.S[t, self.K.OUTTOK] += int(k.prompt[j] + k.output[j])
-        k.S[t, self.K.OUTREQ] += 1
-        k.REP[j] = t
-        k.RQ[j, self.K.RST] = self.K.R_TRANSIT
+        k.assign(t, j)
+        k.in_transit(j)
         delay = self.sim.replicas[t].delay_s  # its front end again
         if delay > 0:
             Later(self.env, delay, FACILITY).callbacks.append(lambda _e, t=t, j=j: self._deliver(t, j))
@@ -321,10 +287,10 @@ class FacilityDriver:
     def _ended(self) -> float | None:
         """If every request has arrived and left: when the last one left (the run ends then)."""
         k = self.kernel
-        n = len(k.arr)
-        if k.D[0] < n:
+        n = len(k.rq.arr)
+        if k.st.clk.D[D_NEXT] < n:
             return None
-        st, rep = k.STATUS, k.REP
+        st, rep = k.rq.STATUS, k.rq.REP
         lo = self._live_from
         step = 4096
         while lo < n:
@@ -337,16 +303,16 @@ class FacilityDriver:
             step *= 2
         self._live_from = n
         gone = (st == COMPLETED) | (st == FAILED)
-        t_last = float(k.FIN[gone].max()) if gone.any() else 0.0
-        return max(float(k.Df[0]), t_last)
+        t_last = float(k.rq.FIN[gone].max()) if gone.any() else 0.0
+        return max(float(k.st.clk.Df[DF_NOW]), t_last)
 
     def run(self) -> None:
         from sim.engine.facility_procs import start_facility
 
         k, env = self.kernel, self.env
-        hz = k.horizon
-        for r in range(len(self.replicas)):  # as _run_simpy: every replica at rest power from 0
-            self.ledger.set_power(r, float(k.F[r, self.K.REST_W]), 0.0)
+        hz = k.st.clk.horizon
+        for r in range(len(self.replicas)):  # as the per-step driver: every replica at rest power from 0
+            self.ledger.set_power(r, float(k.F[r, REST_W]), 0.0)
         start_facility(self)
         self._end_t = None
         while True:
