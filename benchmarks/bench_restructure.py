@@ -51,14 +51,18 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, floa
 
 
 def cpu_of(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """measure(), with CPU seconds from the children's resource usage before and after."""
+    """measure(), with CPU seconds (user + system) from the children's resource usage before and
+    after; the last call's user and system seconds in LAST."""
     import resource
 
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     _, wall, out = measure(cmd, cwd, env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, wall, out
+    LAST[:] = [after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime]
+    return LAST[0] + LAST[1], wall, out
+
+
+LAST = [0.0, 0.0]
 
 
 def wait_background(cache: Path, limit_s: float = 900.0) -> None:
@@ -124,11 +128,16 @@ def main() -> int:
                 env = dict(os.environ, PYTHONPATH=str(root), NUMBA_CACHE_DIR=str(tmp / f"cache-{side}"))
                 cpu, wall, text = cpu_of([py] + cmd, root, env)
                 s = json.loads(text)
-                rows[side].append([round(cpu, 3), round(wall, 3), s["requests_completed"]])
-        out["quickstart_cpu_wall_completed"] = rows
+                rows[side].append([round(cpu, 3), round(LAST[0], 3), round(LAST[1], 3), round(wall, 3),
+                                   s["requests_completed"]])
+        out["quickstart_cpu_user_sys_wall_completed"] = rows
         med = {side: statistics.median(r[0] for r in rows[side]) for side in rows}
         out["quickstart_cpu_median_s"] = med
         out["quickstart_cpu_ratio"] = round(med["head"] / med["base"], 4)
+        user = {side: statistics.median(r[1] for r in rows[side]) for side in rows}
+        out["quickstart_user_median_s"] = user
+        out["quickstart_user_ratio"] = round(user["head"] / user["base"], 4)
+        out["quickstart_cpu_min_s"] = {side: min(r[0] for r in rows[side]) for side in rows}
         out["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                           "cpus": os.cpu_count(), "python": platform.python_version()}
     finally:

@@ -32,7 +32,7 @@ def curves(ctx: int = 256, a: float = 0.8, k: int = 4) -> dict[str, dict[str, li
         base = PerfModel(hw, m, tp)
         rows: dict[str, list[float]] = {}
         for meth, draft in (("draft", "llama-3.2-1b"), ("eagle", None), ("ngram", None)):
-            pm = PerfModel(hw, m, tp, speculative=Speculative(meth, k, a, cat.models[draft] if draft else None))
+            pm = PerfModel(hw, m, tp, speculative=Speculative(method=meth, num_tokens=k, acceptance_rate=a, draft_model=cat.models[draft] if draft else None))
             rows[meth] = [base.decode_cost(b, ctx).t_s / pm.decode_cost(b, ctx).t_s for b in BATCHES]
         rows["plain step bound"] = [base.decode_cost(b, ctx).bound for b in BATCHES]
         out[f"{mid} TP{tp} on {hid}"] = rows

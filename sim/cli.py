@@ -268,6 +268,13 @@ def cmd_policies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from sim.studies.reference import markdown
+
+    print(markdown(), end="")
+    return 0
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     from sim.perf.catalog import builtin_catalog
 
@@ -528,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
     po = sub.add_parser("policies", help="list the registered routers, schedulers, queues and power managers")
     po.add_argument("--json", action="store_true")
     po.set_defaults(fn=cmd_policies)
+    k = sub.add_parser("keys", help="every scenario key: its default, values and meaning (docs/scenario.md)")
+    k.set_defaults(fn=cmd_keys)
     c = sub.add_parser("catalog", help="list hardware and model ids")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=cmd_catalog)

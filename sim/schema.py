@@ -1,7 +1,8 @@
 """Scenario keys stated once, and the reader of one TOML table (`Table`: the dotted path in every
-error, unknown keys refused), which every parser uses. A config dataclass's field declared with `key(...)` is a scenario
-key: its TOML name, default, accepted types, bounds, choices, unit and help text live in that
-one declaration, from which `read` parses a TOML table (naming the dotted path and the fix in
+error, unknown keys refused), which every parser uses.
+
+A config dataclass's field declared with `key(...)` is a scenario key: its TOML name, default,
+accepted types, bounds, choices, unit and help text live in that one declaration, from which `read` parses a TOML table (naming the dotted path and the fix in
 every error), `effective` writes the table back with every default filled in (the scenario
 saved beside a run), and `reference` lists every key for docs/scenario.md.
 
@@ -10,8 +11,8 @@ saved beside a run), and `reference` lists every key for docs/scenario.md.
         max_batch_size: int = key(256, "the most sequences in one step", positive=True)
 
 A key whose value is a table or a list (a distribution, [pools.service]) names a `parse`
-function; `write` and `show` adjust what the effective scenario holds (a key that has no effect
-in a scenario is not written, so that a rerun of the saved scenario does not warn about it).
+function; `write`, `when` and `shown` adjust what the effective scenario holds (a key that has no
+effect in a scenario is not written, so that a rerun of the saved scenario does not warn about it).
 Cross-key rules live in the class's `resolve(kw, path, ctx, table)` classmethod, which `read`
 calls with the keys read before building the object.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 from sim.errors import ScenarioError
+
 
 class Table:
     """Reads one TOML table, tracking the dotted path for errors and rejecting unknown keys."""
@@ -94,6 +96,8 @@ class Key:
     when: Callable[[Any], bool] | None = None  # (the keys' values) -> whether the key applies: read only
     # then (else "unknown key"), written to the effective scenario only then
     write: Callable[[Any, Any], Any] | None = None  # (field value, object) -> TOML value, or OMIT
+    shown: Callable[[Any], bool] | None = None  # (the object's values) -> whether the effective scenario writes it
+    # (a key with no effect in this scenario is accepted with a warning, and not written back)
     hint: str = ""  # the fix an out-of-bounds error suggests
     doc_default: str | None = None  # how the docs state a default that depends on other keys
     doc_when: str = ""  # the docs' words for `when`
@@ -173,7 +177,8 @@ def read(cls: type, raw: Any, path: str, ctx: Any = None, **given: Any) -> Any:
                 kw[f.name] = k.default
             continue
         choices = k.choices() if callable(k.choices) else k.choices
-        v = t.get(name, _kinds(cls, f, k), k.default, positive=k.positive, nonneg=k.nonneg, choices=choices)
+        v = t.get(name, _kinds(cls, f, k), ... if k.default is REQUIRED else k.default, positive=k.positive,
+                  nonneg=k.nonneg, choices=choices)
         _bounds(v, k, where)
         kw[f.name] = v * k.scale if (k.scale != 1.0 and isinstance(v, (int, float)) and v is not None) else v
     t.done()
@@ -199,7 +204,7 @@ def effective(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     vals = vars(obj)
     for f, k in keys(type(obj)):
-        if k.when is not None and not k.when(vals):
+        if (k.when is not None and not k.when(vals)) or (k.shown is not None and not k.shown(vals)):
             continue
         v = getattr(obj, f.name)
         if k.write is not None:
@@ -217,6 +222,8 @@ def effective(obj: Any) -> dict[str, Any]:
 def _fmt(v: Any) -> str:
     if v is REQUIRED:
         return "required"
+    if v in ((), {}, []):
+        return "none"
     if isinstance(v, float) and math.isinf(v):
         return "inf (none)"
     if isinstance(v, str):
@@ -268,7 +275,8 @@ def reference(sections: list[tuple[str, type, str]]) -> str:
     for table, cls, what in sections:
         out += [f"### `{table}`", "", what, "", "| key | default | values | meaning |", "|---|---|---|---|"]
         for f, k in keys(cls):
-            d = k.doc_default if k.doc_default is not None else _fmt(k.default)
+            d = k.doc_default if k.doc_default is not None else (
+                "its defaults" if k.default is REQUIRED and k.derive is not None else _fmt(k.default))
             if k.scale != 1.0 and isinstance(k.default, (int, float)) and not isinstance(k.default, bool):
                 d = _fmt(k.default / k.scale)
             out.append(f"| `{k.toml or f.name}` | {d} | {describe(cls, k, f)} | {k.help} |")

@@ -137,7 +137,7 @@ def run_case(case: str, parquet: bool = False) -> dict[str, Any]:
 def run_differential(d: dict[str, Any]) -> dict[str, Any]:
     """Both drivers on one differential example: their digests."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_differential import _scenario
+    from helpers import differential_scenario as _scenario
 
     from sim.engine.simulation import Simulation
     from sim.scenario.config import parse

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 
 from sim.analysis.metrics import summarize
-from sim.engine.autoscale import STATE_NAMES
 from sim.engine.recorder import COMPLETED
 from sim.engine.simulation import Simulation
 from sim.perf.roofline import PerfModel
 from sim.policies.autoscalers import hpa
-from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
+from helpers import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import accel_usd_per_hour, parse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -165,6 +164,7 @@ def test_a_scenario_autoscaler_naming_no_pool_is_refused(tmp_path):
                                  "autoscaler.pools")
 
 
+@pytest.mark.slow
 def test_day_fleet_follows_the_diurnal_load_over_24_hours():
     """scenarios/day_fleet.toml as shipped (about 12 s): 24 hourly rows; the fleet is larger at
     the afternoon peak than at the night trough, and the hours' replica-hours and requests add

@@ -10,6 +10,7 @@ from sim.scenario.config import load, parse
 from sim.errors import ScenarioError
 from sim.analysis.metrics import summarize
 from sim.engine.simulation import Simulation
+from helpers import same
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "scenarios" / "quickstart.toml"
@@ -143,54 +144,10 @@ def _pair(sets, base=QUICK, raw=None):
     return out["compiled"], out["simpy"]
 
 
-def _same(a, b):
-    assert a.engine == "compiled" and b.engine == "simpy"
-    ta, tb = a.requests, b.requests
-    np.testing.assert_array_equal(ta.status, tb.status)
-    np.testing.assert_array_equal(ta.replica, tb.replica)
-    np.testing.assert_array_equal(ta.preemptions, tb.preemptions)
-    for k in ("first_token_s", "start_s", "finish_s"):
-        np.testing.assert_array_equal(getattr(ta, k), getattr(tb, k), err_msg=k)  # bit for bit
-    assert ta.reason == tb.reason
-    assert a.sim_time_s == b.sim_time_s
-    sa, sb = summarize(a), summarize(b)
-    for k in ("requests_completed", "requests_rejected", "ttft_p99_s", "tpot_mean_s", "e2e_mean_s",
-              "throughput_output_tok_per_s", "utilization_mean", "littles_law_rel_err"):
-        assert sa[k] == (None if sb[k] is None else pytest.approx(sb[k], rel=1e-12, abs=1e-15)), k
-    assert sa["energy_j"] == pytest.approx(sb["energy_j"], rel=1e-6)  # summed in another order
-    led = a.ledger
-    assert led.energy_it_j == pytest.approx(led.step_energy_j, rel=1e-9)  # the ledger = per-replica sums
-    if a.scenario.facility is None:
-        # the binned peak lies between the mean power and the SimPy engine's per-step peak
-        assert sa["it_power_mean_w"] <= sa["facility_power_peak_w"] <= sb["facility_power_peak_w"] * (1 + 1e-9)
-    else:
-        # both ledgers take every power change in time order: the same figures
-        for k in ("facility_power_peak_w", "power_limit_exceeded_s", "battery_used_j", "energy_it_j",
-                  "battery_charged_j", "below_min_load_s", "min_load_burn_mwh"):
-            assert sa[k] == pytest.approx(sb[k], rel=1e-9, abs=1e-9), k
-        for k in ("node_failures", "supply_drops"):
-            assert sa[k] == sb[k], k
-        assert a.facility.failure_times_s == b.facility.failure_times_s
-        for k in ("t_s", "supply_w", "turbines_up", "clock_cap_w", "drained"):
-            np.testing.assert_array_equal(a.ledger.samples[k], b.ledger.samples[k], err_msg=k)
-        np.testing.assert_allclose(a.ledger.samples["facility_w"], b.ledger.samples["facility_w"], rtol=1e-9)
-    # requests in the system (a request turned away for want of capacity adds a point, not a change)
-    ta_t, ta_n = _changes(a.in_system_t_s, a.in_system_n)
-    tb_t, tb_n = _changes(b.in_system_t_s, b.in_system_n)
-    np.testing.assert_array_equal(ta_t, tb_t)
-    np.testing.assert_array_equal(ta_n, tb_n)
-    return sa
-
-
-def _changes(t, n):
-    keep = np.append(True, n[1:] != n[:-1])
-    return t[keep], n[keep]
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_compiled_equals_simpy(case):
     a, b = _pair(CASES[case])
-    sa = _same(a, b)
+    sa = same(a, b)
     assert sa["requests_completed"] > 0
     if case.startswith("horizon"):
         assert sa["requests_in_flight"] > 0 and sa["sim_time_s"] == a.scenario.run.horizon_s
@@ -215,7 +172,7 @@ def test_two_pools_and_ties(tmp_path):
                      {"name": "b", "hardware": "h200", "model": "llama-3.1-8b", "replicas": 1}],
            "router": {"policy": "least_loaded"}}
     a, b = _pair(None, raw=raw)
-    _same(a, b)
+    same(a, b)
     assert len(set(a.requests.replica.tolist())) == 3
 
 
@@ -235,7 +192,7 @@ def test_stages_classes_prefixes_fp8():
                       "scheduler": {"max_batched_tokens": 4096}}],
            "router": {"policy": "least_loaded"}}
     a, b = _pair(None, raw=raw)
-    sa = _same(a, b)
+    sa = same(a, b)
     sb = summarize(b)
     assert sa["classes"] == sb["classes"] and sa["stages"] == sb["stages"]
 
@@ -253,7 +210,7 @@ def test_validation_scenarios_with_prefix_caching_run_compiled_and_equal(name):
     path = REPO / "scenarios" / "validation" / f"{name}.toml"
     a, b = _pair(["workload.stages.duration_s=150"], base=path)
     assert a.scenario.pools[0].scheduler.prefix_caching and a.scenario.workload.timeout_s is not None
-    _same(a, b)
+    same(a, b)
     sa = summarize(Simulation(load(path, ["workload.stages.duration_s=150"])).run())
     assert sa["engine"] == "compiled"
 
@@ -268,12 +225,12 @@ def test_validation_scenarios_with_prefix_caching_run_compiled_and_equal(name):
 ])
 def test_analytic_service_runs_compiled_and_equal(dist, router, replicas, timeout):
     """[pools.service] (the queueing-theory mode) on the fast path: the same per-request times."""
-    from conftest import analytic
+    from helpers import analytic
     raw = analytic(0.9 * replicas, 3000, seed=5, dist=dist, replicas=replicas, router=router).raw
     if timeout is not None:
         raw = dict(raw, workload=dict(raw["workload"], timeout_s=timeout))
     a, b = _pair([], raw=raw)
-    sa = _same(a, b)
+    sa = same(a, b)
     assert sa["requests_completed"] > 1000
     if timeout is not None:
         assert sa["requests_failed"] > 0
@@ -370,7 +327,7 @@ def _random_scenario(seed: int) -> dict:
 @pytest.mark.parametrize("seed", range(8))
 def test_random_scenarios_bit_for_bit(seed):
     a, b = _pair(None, raw=_random_scenario(seed))
-    _same(a, b)
+    same(a, b)
 
 
 def test_priority_victim_that_already_grew():
@@ -387,7 +344,7 @@ def test_priority_victim_that_already_grew():
                       "scheduler": {"policy": "priority", "kv_memory_fraction": 0.3}}],
            "router": {"policy": "session_affinity"}}
     a, b = _pair(None, raw=raw)
-    assert _same(a, b)["preemptions_total"] > 0
+    assert same(a, b)["preemptions_total"] > 0
 
 
 TENT_TRIP = REPO / "scenarios" / "tent_trip.toml"
@@ -408,7 +365,7 @@ def test_compiled_equals_simpy_with_a_facility(case):
     """The facility on the fast path: power caps, drains, shedding, commissioning, trips and node
     failures with re-queues give the per-step driver's per-request results and ledger."""
     a, b = _pair(["workload.duration_s=120"] + FACILITY_CASES[case], base=TENT_TRIP)
-    sa = _same(a, b)
+    sa = same(a, b)
     assert sa["requests_completed"] > 100 and sa["supply_drops"] == 1
     if "failures" in case:
         assert sa["node_failures"] > 5 and sa["requests_failed"] > 0
@@ -474,6 +431,6 @@ def test_analytic_service_with_node_failures_on_both_drivers():
                         "tents": [{"name": "t", "it_limit_mw": 1.0}], "manager": {"policy": "none", "interval_s": 5.0}},
            "failures": {"node_mtbf_h": 0.01, "node_repair_h": 0.002, "retry_limit": 1}}
     a, b = _pair([], raw=raw)
-    sa = _same(a, b)
+    sa = same(a, b)
     assert sa["node_failures"] > 10 and sa["requests_failed"] > 0
     assert sa["requests_completed"] + sa["requests_failed"] + sa["requests_rejected"] == 400

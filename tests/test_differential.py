@@ -17,95 +17,8 @@ from hypothesis import strategies as st
 
 from sim.registry import AUTOSCALERS, MANAGERS, ROUTERS, SCHEDULERS
 from sim.scenario.config import parse
-from test_compiled import _same
+from helpers import differential_scenario, same as _same
 from sim.engine.simulation import Simulation
-
-
-def _scenario(d: dict) -> dict:
-    sched, tp = dict(d["sched"]), d["tp"]
-    if d["model"] == "mixtral-8x7b":  # 93 GB of weights: two H100s and most of their memory
-        tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
-    pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
-              "scheduler": sched, "variability": d.get("variability", True)}]
-    if d.get("offload") and sched["prefix_caching"]:  # a CPU tier under the prefix cache (small: it drops blocks)
-        pools[0]["kv_offload"] = {"tier": "cpu", "capacity_gb": d["offload"], "gbps": 400.0}
-    if d.get("spec") is not None:  # speculative decoding on pool a (the step formula's 1/g steps)
-        pools[0]["speculative"] = dict(d["spec"])
-    two = d.get("two_models", False) and d["mixed"] and d["router"] != "central_queue"
-    if d["mixed"]:  # a second pool on another part (same front-end overhead)
-        pools.append(dict(pools[0], name="b", hardware="h200", replicas=1))
-        if two:  # ... serving another model: two routing groups, and requests for a third no pool serves
-            pools[1].update(model="qwen3-8b", tp=1, replicas=2)
-        elif d.get("pd") and d["router"] != "central_queue":  # ... or the same model disaggregated
-            pools[0]["role"], pools[1]["role"] = "prefill", "decode"
-            pools[1]["replicas"] = 2
-    if d.get("ep") and d["model"] == "mixtral-8x7b":  # expert parallelism: 2 experts on each of 4 GPUs
-        pools[0].update(ep=4, moe_imbalance=1.25)
-    wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
-          "prompt_tokens": {"dist": "lognormal", "mean": d["prompt"], "cv": 1.0, "max": 6000},
-          "output_tokens": {"dist": "lognormal", "mean": d["output"], "cv": 0.8, "max": 1500}}
-    if d["arrival"] == "gamma":
-        wl["cv"] = 2.0
-    if d["timeout"] is not None:
-        wl["timeout_s"] = d["timeout"]
-    if d["prefix"] is not None:
-        wl["shared_prefix"] = {"groups": d["prefix"][0], "tokens": d["prefix"][1]}
-    if two:
-        wl["classes"] = [{"name": "hi", "share": 0.3, "priority": 0, "model": d["model"]},
-                         {"name": "lo", "share": 0.6, "priority": 1, "model": "qwen3-8b"},
-                         {"name": "gone", "share": 0.1, "model": "llama-3.1-70b"}]
-    elif d["classes"]:
-        wl["classes"] = [{"name": "hi", "share": 0.3, "priority": 0}, {"name": "lo", "share": 0.7, "priority": 1}]
-    if d["sessions"]:
-        wl["sessions"] = 25
-    if d.get("multi"):  # multi-turn sessions: growing histories in the prefix cache, responses published
-        wl.pop("sessions", None)
-        wl.pop("shared_prefix", None)
-        wl["num_requests"] = max(10, d["n"] // 3)
-        wl["multi_turn"] = {"turns": {"dist": "uniform", "min": 1, "max": 4},
-                            "think_time_s": {"dist": "exponential", "mean": 2.0}, "max_history_tokens": 6000}
-    raw = {"name": "fuzz", "seed": d["seed"], "workload": wl, "pools": pools, "router": {"policy": d["router"]},
-           "run": {"timeseries": True}}
-    if any(p.get("role") for p in pools):
-        raw["router"]["decode_policy"] = d.get("decode", "least_kv")
-        raw["network"] = {"fabric": "roce-200g"}
-    if d["horizon"] is not None:
-        raw["run"]["horizon_s"] = d["horizon"]
-    a = d.get("autoscale")
-    if a is not None:  # pool a autoscaled: replicas off at first, cold starts, drains
-        pools[0]["autoscaler"] = {"policy": a["policy"], "min_replicas": 1, "max_replicas": d["replicas"] + 1,
-                                  "interval_s": a["interval"], "scale_down_delay_s": a["delay"],
-                                  "start_s": a["start"], "load_gbps": 2000.0}
-        if a["target"] is not None:
-            pools[0]["autoscaler"]["target"] = a["target"]
-    f = d["facility"]
-    if f is not None:
-        for k, p in enumerate(pools):
-            p["tent"], p["priority"] = "t", k
-        # TDP + host, x PUE, of every replica built (an autoscaled pool builds max_replicas)
-        full_mw = sum(p.get("autoscaler", {}).get("max_replicas", p["replicas"]) * max(p["tp"], p.get("ep", 1))
-                      for p in pools) \
-            * (700 + 300) * 1.4 / 1e6
-        src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3,
-               "min_load_frac": f.get("min_load", 0.0)}
-        if f["trip"] is not None:
-            src.update(trip_at_s=[f["trip"]], trip_repair_s=f["trip_repair"])
-        if f["turbine_mtbf_h"] is not None:
-            src.update(mtbf_h=f["turbine_mtbf_h"], repair_h=0.01)
-        sources = [src]
-        if f["battery"]:
-            sources.append({"name": "bat", "kind": "battery", "mw": full_mw * 0.3, "mwh": full_mw * 0.002})
-        limit = min(full_mw, sum(s.get("units", 1) * s.get("unit_mw", s.get("mw", 0.0)) for s in sources))
-        raw["facility"] = {"host_w_per_accel": 300, "gpus_per_node": f["gpus_per_node"], "sources": sources,
-                           "tents": [{"name": "t", "it_limit_mw": limit,
-                                      "commission_s": f["commission"] if a is None else 0.0,
-                                      "pue": {"base": 1.3, "amplitude": 0.1, "peak_hour": 15}}],
-                           "manager": {"policy": f["manager"], "interval_s": f["interval"],
-                                       "reserve_units": f.get("reserve", 0)}}
-        if f["node_mtbf_h"] is not None:
-            raw["failures"] = {"node_mtbf_h": f["node_mtbf_h"], "node_repair_h": f["node_repair_h"],
-                               "retry_limit": f["retry_limit"]}
-    return raw
 
 
 scenarios = st.fixed_dictionaries({
@@ -173,7 +86,7 @@ scenarios = st.fixed_dictionaries({
 
 
 def _check(d: dict) -> None:
-    raw = _scenario(d)
+    raw = differential_scenario(d)
     fast = Simulation(parse(dict(raw, run=dict(raw["run"], engine="compiled")))).run()
     # the reference: the per-step driver, one SimPy event per batch step over the same kernel
     ref = Simulation(parse(dict(raw, run=dict(raw["run"], engine="simpy")))).run()

@@ -19,8 +19,8 @@ from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import PerfModel
 from sim.scenario.config import parse
 from sim.workload.generate import Workload
-from test_compiled import _same
-from test_engine import PLAIN, hw_table, perf
+from helpers import same as _same
+from helpers import PLAIN, hw_table, perf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -222,7 +222,7 @@ def _two_on_one_link(engine: str, link_gbps: float = 100.0, spine: dict | None =
     return Simulation(parse(raw), wl).run()
 
 
-@pytest.mark.parametrize("engine", ["compiled", "simpy"])
+@pytest.mark.parametrize("engine", ["compiled", pytest.param("simpy", marks=pytest.mark.slow)])
 def test_a_saturated_link_slows_the_transfers_as_computed(engine):
     """Two prompts prefilled together cross one 100 Gb/s link to the other rack: the first has it
     whole, the second half of it (fair share at its start); latency = the ports' + both links'."""

@@ -1,49 +1,15 @@
 """The batching engine: hand-computed timelines, KV paging, preemption, rejection, determinism."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 
-from conftest import check_invariants, run, small
-from sim.perf.catalog import builtin_catalog
+from helpers import PLAIN, check_invariants, fixed, hw_table, one_replica, perf, run, small
 from sim.scenario.config import parse
 from sim.analysis.metrics import summarize
-from sim.perf.roofline import PerfModel
 from sim.engine.recorder import COMPLETED, REJECTED
 from sim.engine.simulation import Simulation
-from sim.workload.generate import Workload
-
-
-def hw_table(**over):
-    """The h100-sxm catalog entry as an inline [hardware.gpu] table, with overrides."""
-    h = builtin_catalog().hardware["h100-sxm"]
-    d = {f.name: getattr(h, f.name) for f in dataclasses.fields(h) if f.name != "id" and getattr(h, f.name) is not None}
-    d["tflops"] = dict(h.tflops)
-    d.update(over)
-    return d
-
-
-# The engine's own timeline: no front-end latency, tokens delivered when sampled.
-PLAIN = {"request_overhead_s": 0.0, "output_lag_steps": 0}
-
-
-def one_replica(policy="chunked", hw=PLAIN, **sched):
-    return parse({"seed": 0, "hardware": {"gpu": hw_table(**hw)},
-                  "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1,
-                               "prompt_tokens": 1, "output_tokens": 1},
-                  "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b", "variability": False,
-                             "scheduler": {"policy": policy, **sched}}]})  # by-hand timelines: exact steps
-
-
-def perf(hw=PLAIN):
-    c = builtin_catalog()
-    return PerfModel(dataclasses.replace(c.hardware["h100-sxm"], **hw), c.models["llama-3.1-8b"])
-
-
-def fixed(arrivals, prompts, outputs):
-    return Workload(np.array(arrivals, float), np.array(prompts, np.int64), np.array(outputs, np.int64))
 
 
 def test_single_request_timeline_by_hand():

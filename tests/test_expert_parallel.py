@@ -14,7 +14,7 @@ from sim.analysis.metrics import summarize
 from sim.engine.simulation import Simulation
 from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import PerfModel
-from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
+from helpers import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import accel_usd_per_hour, parse
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import check_invariants, run
+from helpers import check_invariants, run
 from sim.scenario.config import parse
 from sim.workload.generate import Workload, build_workload
 

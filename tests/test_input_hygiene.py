@@ -128,6 +128,7 @@ def test_compare_with_one_replication_says_it_has_no_interval(capsys):
     assert "[no CI: 1 replication]" in out and "[0.0" not in out
 
 
+@pytest.mark.slow
 def test_plot_of_a_fleet_folder(capsys, tmp_path):
     rc, _, _ = cli(capsys, "run", REPO / "scenarios" / "fleet_30t.toml", "--out", tmp_path, "--quiet")
     assert rc == 0

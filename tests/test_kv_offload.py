@@ -14,7 +14,7 @@ from sim.analysis.metrics import summarize
 from sim.engine.recorder import COMPLETED
 from sim.engine.simulation import Simulation
 from sim.perf.catalog import builtin_catalog
-from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
+from helpers import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import parse
 
 CPU = {"tier": "cpu", "capacity_gb": 200.0, "gbps": 400.0}  # PCIe 5.0 x16 is about 500 Gb/s

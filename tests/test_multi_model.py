@@ -62,7 +62,7 @@ def test_no_request_is_served_by_a_pool_of_another_model(router, tmp_path):
 
 @pytest.mark.parametrize("router", ["round_robin", "jsq", "power_of_two", "least_kv", "session_affinity"])
 def test_both_drivers_agree_with_two_models(router):
-    from test_compiled import _same
+    from helpers import same as _same
     raw = _raw(router)
     raw["workload"]["sessions"] = 20
     fast = Simulation(parse(dict(raw, run=dict(raw["run"], engine="compiled")))).run()

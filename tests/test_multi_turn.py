@@ -12,7 +12,7 @@ import pytest
 from sim.analysis.metrics import summarize
 from sim.engine.recorder import COMPLETED
 from sim.engine.simulation import Simulation
-from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
+from helpers import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import parse
 from sim.workload.generate import build_workload
 

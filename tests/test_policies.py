@@ -1,11 +1,10 @@
 """Scheduling and routing policies: a hand-computed case and an invariant for each."""
 
-from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
 
-from conftest import check_invariants, run, small  # noqa: F401
+from helpers import check_invariants, run, small  # noqa: F401
 from sim.scenario.config import parse
 from sim.engine.bench import Bench, RouterBench
 from sim.engine.kernel.layout import AGE, GEN, TOT
@@ -216,7 +215,7 @@ def test_new_routers_keep_invariants(router):
 def test_queue_aware_routers_beat_round_robin_and_approach_a_central_queue():
     """4 exponential servers at utilisation 0.8: JSQ and power-of-two wait far less than
     round-robin, and no less than the shared queue (M/M/4), which is optimal."""
-    from conftest import analytic
+    from helpers import analytic
     w = {r: check_invariants(run(analytic(3.2, 60_000, seed=3, replicas=4, router=r)))["queue_mean_s"]
          for r in ("round_robin", "power_of_two", "jsq", "central_queue")}
     assert w["jsq"] < w["power_of_two"] < w["round_robin"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import check_invariants, run
+from helpers import check_invariants, run
 from sim.perf.catalog import builtin_catalog
 from sim.scenario.config import apply_overrides, parse, read_toml
 from sim.analysis.metrics import summarize

@@ -9,7 +9,7 @@ import pytest
 from sim.analysis.metrics import summarize
 from sim.engine.simulation import Simulation
 from sim.scenario.config import parse
-from test_compiled import _same
+from helpers import same as _same
 
 
 def _raw(router: str, engine: str = "auto", n: int = 1500) -> dict:

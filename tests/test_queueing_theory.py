@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from conftest import analytic, check_invariants, run
+from helpers import analytic, check_invariants, run
 
 
 def erlang_c(c: int, a: float) -> float:

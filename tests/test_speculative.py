@@ -15,7 +15,7 @@ from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import (BW, F_ATTN, F_SEQ, F_TOK, FLOPS, KV_TOK, OVH, OVH_SEQ, W_FIXED, PerfModel,
                                Speculative)
 from sim.rng import stream
-from conftest import TINY_WORKLOAD, assert_run_fails_in_one_line
+from helpers import TINY_WORKLOAD, assert_run_fails_in_one_line
 from sim.scenario.config import parse
 
 CAT = builtin_catalog()
@@ -30,7 +30,7 @@ def test_tokens_per_step_is_the_acceptance_process_mean(a, k):
     u = stream(3, "spec-check").random((200_000, k))
     accepted = np.argmin(np.concatenate([u < a, np.zeros((len(u), 1), bool)], axis=1), axis=1)  # leading run
     emitted = accepted + 1
-    g = Speculative("ngram", k, a).tokens_per_step
+    g = Speculative(method="ngram", num_tokens=k, acceptance_rate=a).tokens_per_step
     assert g == pytest.approx(emitted.mean(), rel=0.01)
     assert g == pytest.approx(sum(a ** i for i in range(k + 1)), rel=1e-12)
 
@@ -39,7 +39,7 @@ def test_a_decode_step_by_hand():
     """ngram (no drafter on the GPU): the target verifies k + 1 tokens per sequence over its
     context; the engine's step (one token per sequence) costs 1/g of that."""
     hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
-    sp = Speculative("ngram", 4, 0.8)
+    sp = Speculative(method="ngram", num_tokens=4, acceptance_rate=0.8)
     pm = PerfModel(hw, m, 1, speculative=sp)
     pc = pm.constants
     b, ctx = 16, 16 * 1500.0
@@ -54,7 +54,7 @@ def test_prefill_chunks_keep_their_whole_marginal_cost():
     """A step with a prefill chunk: plain(prefill + verify) - (1 - 1/g) verify, so a chunk costs
     what it adds to a verify step and the decoders' share is 1/g of it."""
     hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
-    sp = Speculative("ngram", 4, 0.8)
+    sp = Speculative(method="ngram", num_tokens=4, acceptance_rate=0.8)
     pm, base = PerfModel(hw, m, 1, speculative=sp), PerfModel(hw, m, 1)
     b, ctx, c = 8, 8 * 1000.0, 512
     pairs = c * (c + 1) / 2.0
@@ -106,7 +106,7 @@ def test_the_gain_shrinks_then_reverses_with_batch():
     """The curve in docs/speculative.md: TPOT gain of one decode step against batch size."""
     hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
     base = PerfModel(hw, m, 1)
-    pm = PerfModel(hw, m, 1, speculative=Speculative("eagle", 4, 0.8))
+    pm = PerfModel(hw, m, 1, speculative=Speculative(method="eagle", num_tokens=4, acceptance_rate=0.8))
     batches = (1, 16, 64, 128, 256, 512, 1024)
     gain = [base.decode_cost(b, 256).t_s / pm.decode_cost(b, 256).t_s for b in batches]
     assert gain[0] > 1.8 and gain[-1] < 1.0, gain
@@ -119,9 +119,9 @@ def test_the_gain_shrinks_then_reverses_with_batch():
 def test_the_drafter_takes_memory_a_prompt_lookup_does_not():
     hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
     base = PerfModel(hw, m, 1).kv_blocks(0.9, 16)
-    assert PerfModel(hw, m, 1, speculative=Speculative("ngram", 4, 0.8)).kv_blocks(0.9, 16) == base
+    assert PerfModel(hw, m, 1, speculative=Speculative(method="ngram", num_tokens=4, acceptance_rate=0.8)).kv_blocks(0.9, 16) == base
     d = CAT.models["llama-3.2-1b"]
-    draft = PerfModel(hw, m, 1, speculative=Speculative("draft", 4, 0.8, d))
+    draft = PerfModel(hw, m, 1, speculative=Speculative(method="draft", num_tokens=4, acceptance_rate=0.8, draft_model=d))
     free = hw.memory_bytes * 0.9 - m.weight_bytes("bf16") - d.weight_bytes("bf16")
     per_tok = m.kv_bytes_per_token("bf16") + d.kv_bytes_per_token("bf16")
     assert draft.kv_blocks(0.9, 16) == int(free / per_tok // 16) < base

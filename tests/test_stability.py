@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import analytic
+from helpers import analytic
 from sim.analysis.metrics import summarize
 from sim.cli import main
 from sim.engine.simulation import Simulation

@@ -34,7 +34,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sim.columns import Table
+from typing import Any
+
+from sim.columns import Table as Columns
+from sim.schema import OMIT, REQUIRED, Table, key
 from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
 from sim.errors import ScenarioError
 from sim.perf.power import StepPower, at_clock, capped
@@ -43,7 +46,7 @@ ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 
 # A PerfModel's constants as one flat tuple (PerfModel.constants), in this order: what the step
 # formula below reads, and what the compiled engine keeps per replica (its PC[r, column]).
-PERF = Table("PC", "float64", "a replica's step-formula constants (PerfModel.constants), PC[r, column]; "
+PERF = Columns("PC", "float64", "a replica's step-formula constants (PerfModel.constants), PC[r, column]; "
              "per accelerator of its TP (or EP) group")
 W_FIXED = PERF.col("weight bytes every step reads: all but the routed experts, TP-split")
 KV_TOK = PERF.col("KV bytes read or written per context token")
@@ -152,7 +155,41 @@ roofline_terms.__doc__ = plain_terms.__doc__
 METHODS = ("draft", "eagle", "mtp", "ngram")
 
 
-@dataclass(frozen=True)
+def _draft_model(raw: Any, path: str, ctx: Any, kw: Any) -> Model:
+    if not isinstance(raw, str):
+        raise ScenarioError(path, f"must be str, got {raw!r}", "write draft_model = <str>")
+    return ctx["catalog"].get_model(raw, path)
+
+
+def _acceptance(raw: Any, path: str, ctx: Any, kw: Any) -> float:
+    """acceptance_rate: one number, or a table of one per request class (kept in class_rates;
+    the pool's rate is their share-weighted mean)."""
+    classes = ctx["classes"]
+    if isinstance(raw, dict):
+        names = [c.name for c in classes]
+        missing = [c for c in names if c not in raw]
+        unknown = [c for c in raw if c not in names]
+        if not names or unknown or missing:
+            raise ScenarioError(path, (f"names no class {unknown[0]!r}" if unknown else
+                                f"gives no rate for class {missing[0]!r}" if missing else
+                                "is a per-class table but the workload has no classes"),
+                                f"give one number, or a rate for each class ({', '.join(names) or 'none'})")
+        for c, v in raw.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+                raise ScenarioError(f"{path}.{c}", f"must be in [0, 1) (a per-token acceptance probability), got "
+                                    f"{v!r}", "e.g. 0.7")
+        kw["class_rates"] = tuple((c, float(raw[c])) for c in names)
+        share = {c.name: c.share for c in classes}
+        return sum(share[c] * v for c, v in kw["class_rates"]) / sum(share.values())
+    t = Table({"acceptance_rate": raw}, path.rsplit(".", 1)[0])
+    a = t.get("acceptance_rate", float)
+    if not 0.0 <= a < 1.0:
+        raise ScenarioError(path, f"must be in [0, 1) (a per-token acceptance probability), got {a}",
+                            "e.g. acceptance_rate = 0.7")
+    return float(a)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Speculative:
     """[pools.speculative]: the drafter proposes `num_tokens` (k) tokens per step, each accepted
     with probability `acceptance_rate` (a) given the ones before it; the target verifies them all
@@ -161,14 +198,41 @@ class Speculative:
     "mtp" (the model's own multi-token-prediction module, one layer: DeepSeek-V3), "ngram"
     (prompt lookup on the host: no GPU cost)."""
 
-    method: str
-    num_tokens: int
-    acceptance_rate: float  # the pool's (with per-class rates: their mean weighted by the classes' shares)
-    draft_model: Model | None = None
+    method: str = key(REQUIRED, "how tokens are drafted", choices=METHODS)
+    num_tokens: int = key(REQUIRED, "tokens drafted per step (k)", positive=True, hi=16,
+                          hint="set num_tokens between 1 and 16 (vLLM and SGLang use 1-8)")
+    # the pool's (with per-class rates: their mean weighted by the classes' shares)
+    acceptance_rate: float = key(REQUIRED, "each drafted token's acceptance probability given the ones before it, "
+                                 "in [0, 1): a number, or a table per request class", kind=(float, dict),
+                                 parse=_acceptance,
+                                 write=lambda v, o: dict(o.class_rates) if o.class_rates else v)
+    draft_model: Model | None = key(None, "method = \"draft\": the drafter (a catalog model sharing the target's "
+                                    "tokenizer)", kind=str, parse=_draft_model, write=lambda v, o: v.id if v else OMIT)
     class_rates: tuple[tuple[str, float], ...] = ()  # per request class, when given as a table
 
     @property
     def tokens_per_step(self) -> float:
+        """Expected tokens emitted per sequence per step: sum_{i=0..k} a^i = (1 - a^(k+1)) / (1 - a)."""
+        return tokens_per_step(self.acceptance_rate, self.num_tokens)
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        model, draft, method = ctx["model"], kw["draft_model"], kw["method"]
+        if method == "draft":
+            if draft is None:
+                raise ScenarioError(f"{path}.draft_model", "missing", f"add draft_model = ... to [{path}]")
+            if draft.vocab != model.vocab:
+                raise ScenarioError(f"{path}.draft_model", f"{draft.id} has a vocabulary of {draft.vocab} tokens, "
+                                    f"{model.id} one of {model.vocab}: a drafter must share the target's tokenizer",
+                                    "pick a draft model of the target's family (e.g. llama-3.2-1b for Llama 3.1)")
+        elif draft is not None:
+            raise ScenarioError(f"{path}.draft_model", f"only method = \"draft\" takes a draft model ({method!r} "
+                                "drafts with the target's own head or the prompt)",
+                                "remove draft_model or set method = \"draft\"")
+        return kw
+
+
+def tokens_per_step(self) -> float:
         """Expected tokens emitted per sequence per step: sum_{i=0..k} a^i = (1 - a^(k+1)) / (1 - a)."""
         return tokens_per_step(self.acceptance_rate, self.num_tokens)
 

@@ -26,28 +26,62 @@ perf constants are fitted on the measured means as they are, for runs without va
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from sim.errors import ScenarioError
+from sim.schema import Table, key
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "variability.toml"
 KEYS = ("warmup_factor", "warmup_s", "warmup_decode", "jitter", "jitter_prob", "episode_s", "episode_share", "episode_stretch")
 
 
-@dataclass(frozen=True)
+def _fitted(name: str) -> Any:
+    """A key's default in a [pools.variability] table: the value fitted for the model's kind."""
+    return lambda base, kw: getattr(base, name)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Variability:
-    warmup_factor: float = 0.0
-    warmup_s: float = 10.0
+    """[pools.variability]: false (deterministic steps), true (the values fitted for the model's
+    kind, sim/data/variability.toml), or a table overriding some of them."""
+
+    warmup_factor: float = key(0.0, "warm-up: a new replica's steps last 1 + this x exp(-age / warmup_s)", nonneg=True,
+                               hi=1e3, derive=_fitted("warmup_factor"), doc_default="fitted")
+    warmup_s: float = key(10.0, "warm-up's time constant", positive=True, unit="s", derive=_fitted("warmup_s"),
+                          doc_default="fitted")
     # the share of the warm-up a step without prefill gets (1: every step alike; 0: only steps
     # carrying prefill: decode batch shapes are captured as CUDA graphs before serving, while
     # new prefill shapes and MoE kernels' token counts compile lazily)
-    warmup_decode: float = 1.0
-    jitter: float = 0.0  # mean stretch over all steps (share of the step time); < 1
-    jitter_prob: float = 0.05  # share of steps stretched
-    episode_s: float = 0.0  # slow episodes: window length (0: none)
-    episode_share: float = 0.05  # share of windows that are slow
-    episode_stretch: float = 0.0  # a slow window's steps last 1 + stretch (1 - share) times the mean
+    warmup_decode: float = key(1.0, "the share of the warm-up a step without prefill gets", nonneg=True, hi=1.0,
+                               derive=_fitted("warmup_decode"), doc_default="fitted")
+    jitter: float = key(0.0, "jitter: the mean stretch over all steps, a share of the step time", nonneg=True,
+                        below=1.0, derive=_fitted("jitter"), doc_default="fitted")
+    jitter_prob: float = key(0.05, "the share of steps stretched", positive=True, hi=1.0,
+                             derive=_fitted("jitter_prob"), doc_default="fitted")
+    episode_s: float = key(0.0, "slow episodes: the window length (0: none)", nonneg=True, unit="s",
+                           derive=_fitted("episode_s"), doc_default="fitted")
+    episode_share: float = key(0.05, "the share of windows that are slow", nonneg=True, hi=1.0,
+                               derive=_fitted("episode_share"), doc_default="fitted")
+    episode_stretch: float = key(0.0, "a slow window's steps last 1 + stretch (1 - share) times the mean",
+                                 nonneg=True, hi=1e3, derive=_fitted("episode_stretch"), doc_default="fitted")
+    source: Any = field(default=None, compare=False)  # as the scenario gave it (true, or the table): rewritten so
+
+    @classmethod
+    def given(cls, v: "Variability", source: Any) -> "Variability":
+        """v, remembering how the scenario gave it."""
+        return dataclasses.replace(v, source=source)
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        if kw["episode_stretch"] * kw["episode_share"] >= 1:
+            raise ScenarioError(f"{path}.episode_stretch", "episode_stretch x episode_share must be below 1 (the other "
+                                "windows are shortened by it to keep the mean)")
+        return kw
 
     @property
     def on(self) -> bool:

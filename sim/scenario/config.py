@@ -1,173 +1,44 @@
 """Scenario files: TOML in, validated frozen dataclasses out.
 
-Every check names the field (as a dotted path) and the fix. `apply_overrides` implements
-`--set key.path=value`. `effective_dict` is what gets saved beside results so a run can be
-repeated exactly.
+Each key is declared once, as a field of the config dataclass of its table (`key(default, help,
+bounds...)`, sim/schema.py): parsing, every error message (the dotted path and the fix), the
+effective scenario saved beside a run (`Scenario.raw`: every default written out, so a run can be
+repeated exactly) and the reference in docs/scenario.md (`dcsim keys`) all derive from it. A
+table's cross-key rules are its class's `resolve`. `apply_overrides` implements
+`--set key.path=value`.
 """
 
 from __future__ import annotations
 
 import copy
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
-from sim.perf.variability import KEYS as VAR_KEYS, OFF, Variability, defaults as var_defaults
 import numpy as np
 
 from sim.errors import ScenarioError, warn
+from sim.perf.catalog import DTYPE_BYTES, Catalog, Hardware, Model, builtin_catalog, load_catalog_file
+from sim.perf.roofline import Speculative
+from sim.perf.variability import OFF, Variability
+from sim.perf.variability import defaults as var_defaults
 from sim.registry import AUTOSCALERS, ROUTERS, SCHEDULERS
-from sim.scenario.facility import Facility, Failures, parse_facility
-from sim.schema import Table
+from sim.scenario.facility import Facility, parse_facility
+from sim.schema import OMIT, REQUIRED, Table, effective, key, read
 
 ARRIVALS = ("poisson", "gamma", "constant", "trace")
 TRACE_FORMATS = ("csv", "azure", "mooncake")
 LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
                 "empirical": ("file",)}
+TIME_DISTS = {"fixed": ("value",), "exponential": ("mean",), "lognormal": ("mean", "cv"), "uniform": ("min", "max")}
 SERVICE_DISTS = ("exponential", "deterministic")
 MAX_TOKENS = 1e9  # per request: past any model's context window (checked per model at build)
 MAX_CV = 100.0
-
-
-@dataclass(frozen=True)
-class SLO:
-    """Latency objectives (s); None = no objective on that metric."""
-
-    ttft_s: float | None = None
-    tpot_s: float | None = None
-
-
-@dataclass(frozen=True)
-class RequestClass:
-    """A share of the traffic with its own priority (lower = served first), lengths and SLO."""
-
-    name: str
-    share: float
-    priority: int
-    prompt_tokens: Mapping[str, Any] | None
-    output_tokens: Mapping[str, Any] | None
-    slo: SLO | None
-    model: str | None = None  # the model its requests ask for (None: the one every pool serves)
-
-
-@dataclass(frozen=True)
-class WorkloadConfig:
-    arrival: str
-    rate_per_s: float
-    cv: float
-    num_requests: int | None
-    duration_s: float | None
-    prompt_tokens: Mapping[str, Any]
-    output_tokens: Mapping[str, Any]
-    trace: str | None
-    trace_format: str
-    time_scale: float
-    warmup_s: float
-    stages: tuple[tuple[float, float], ...] = ()  # (rate_per_s, duration_s) per load stage
-    shared_prefix: tuple[int, int] | None = None  # (groups, tokens)
-    timeout_s: float | None = None  # client gives up (request fails, reason "timeout")
-    classes: tuple[RequestClass, ...] = ()
-    sessions: int | None = None  # draw a session id per request from this many sessions
-    # a time-varying rate (nonhomogeneous Poisson, drawn by thinning): (t_s, rate_per_s) points,
-    # linear between them and held after the last; from workload.diurnal or workload.rate_profile
-    rate_points: tuple[tuple[float, float], ...] = ()
-    rate_spec: Mapping[str, Any] | None = None  # the key as given (for the effective scenario)
-    multi_turn: MultiTurn | None = None  # sessions of turns (the arrivals start sessions)
-
-
-@dataclass(frozen=True)
-class MultiTurn:
-    """workload.multi_turn: each arrival of the process starts a session of `turns` turns; turn
-    k + 1 arrives `think_time_s` after turn k did (open loop: drawn up front, as a trace replays)
-    and its prompt is the session's history (every earlier prompt and response) plus a new
-    message drawn from workload.prompt_tokens; a session ends before a turn whose prompt and
-    output would pass max_history_tokens."""
-
-    turns: Mapping[str, Any]  # a length distribution (>= 1)
-    think_time_s: Mapping[str, Any]  # a time distribution: fixed value, exponential mean, lognormal mean/cv, uniform
-    max_history_tokens: int = 32768
-
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    policy: str
-    max_batch_size: int
-    max_batched_tokens: int
-    kv_memory_fraction: float
-    block_size: int
-    prefix_caching: bool = False
-    ageing_s: float = 10.0  # sjf: a request waiting this long is served before shorter ones
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    dist: str
-    mean_s: float
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    name: str
-    hardware: Hardware
-    model: Model
-    dtype: str
-    kv_dtype: str
-    replicas: int
-    tp: int
-    scheduler: SchedulerConfig
-    service: ServiceConfig | None
-    tent: str | None = None  # facility tent the pool is placed in
-    priority: int = 0  # power manager: pools with a higher value are capped/drained first
-    cost: "CostConfig | None" = None  # [pools.cost]: this pool's accelerator price, before [cost]
-    variability: Variability = OFF  # step-time warm-up and jitter (sim/perf/variability.py)
-    clock_lock: float = 1.0  # SM clock locked at this fraction of the part's maximum (sim/perf/power.py)
-    role: str = "mixed"  # "prefill" | "decode" | "mixed": prefill/decode disaggregation (docs/disaggregation.md)
-    autoscaler: AutoscalerConfig | None = None  # replicas = its max_replicas; initial_replicas serve at first
-    speculative: Speculative | None = None  # speculative decoding (sim/perf/roofline.py)
-    kv_offload: KVOffload | None = None  # a KV tier below HBM for evicted prefix-cache blocks
-    ep: int = 1  # expert-parallel degree: > 1, the replica's accelerators (a multiple of tp)
-    moe_imbalance: float = 1.0  # with ep: the busiest accelerator's expert load over the mean
-
-    @property
-    def accels(self) -> int:
-        """Accelerators per replica: ep with expert parallelism, else tp."""
-        return self.ep if self.ep > 1 else self.tp
-
-
-@dataclass(frozen=True)
-class KVOffload:
-    """[pools.kv_offload]: prefix-cache blocks evicted from HBM go to a tier of capacity_gb per
-    replica (least recently used out first) and come back over gbps (the replica's read
-    bandwidth from it, all its accelerators' links together) instead of being recomputed."""
-
-    tier: str  # "cpu" | "ssd"
-    capacity_gb: float
-    gbps: float
-
-
-@dataclass(frozen=True)
-class AutoscalerConfig:
-    """[autoscaler] / [pools.autoscaler]: how many of the pool's max_replicas serve, decided
-    every interval_s by a policy (sim/policies/autoscalers.py). A replica added serves after its
-    cold start: start_s plus its weights over load_gbps; one removed drains first."""
-
-    policy: str = "queue"
-    min_replicas: int = 1
-    max_replicas: int = 1
-    initial_replicas: int = 1  # serving at t = 0 (the pool's `replicas` key; default min_replicas)
-    interval_s: float = 30.0
-    scale_down_delay_s: float = 300.0  # scale down to the highest recommendation of this window
-    # ASSUMED defaults: a replica reads its weights at 25 Gb/s (about 3 GB/s: one local NVMe
-    # drive, or a fast object-store client) and spends 60 s starting (container, engine, graphs)
-    load_gbps: float = 25.0
-    start_s: float = 60.0
-    target: float | None = None  # the policy's set point (None: the policy's default)
-
-
 ROLES = ("mixed", "prefill", "decode")
 DECODE_ROUTERS = ("least_kv", "least_loaded", "jsq", "round_robin", "least_time")  # router.decode_policy (compiled)
+ENGINES = ("auto", "simpy", "compiled")
+KV_TIERS = ("cpu", "ssd")
 # KV-transfer fabrics per accelerator (one NIC or NVLink port each): Gb/s one way, latency us.
 # Bandwidth: vendor figures (NVLink 4: 900 GB/s bidirectional per H100/H200 GPU; ConnectX-7 NDR
 # InfiniBand 400 Gb/s; 200 Gb/s RoCE v2; 100 GbE); latencies: ASSUMED typical end-to-end
@@ -177,93 +48,23 @@ FABRICS = {"nvlink": (3600.0, 1.0), "ib-400g": (400.0, 5.0), "roce-200g": (200.0
 
 
 @dataclass(frozen=True)
-class Link:
-    a: str
-    b: str
-    gbps: float
-    latency_us: float
+class Context:
+    """What parsing a table may need beyond the table: the catalog, the scenario's folder, the
+    classes and pools read so far, the top-level [autoscaler], the index of a table in its list."""
+
+    catalog: Catalog
+    base_dir: Path = Path(".")
+    classes: tuple = ()
+    scale_all: Any = None
+    index: int = 0
+    pools_raw: tuple = ()
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    """How KV moves from a prefill replica to a decode replica: each accelerator's port (Gb/s,
-    latency), and optionally where pools sit (nodes: racks, switch domains) and the links
-    between those places, shared by the transfers that cross them."""
+# --- distributions --------------------------------------------------------------------------------
 
-    fabric: str = "ib-400g"
-    gbps: float = 400.0
-    latency_us: float = 5.0
-    nodes: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (node, the pools placed there)
-    links: tuple[Link, ...] = ()
-    gpus_per_node: int = 8  # a replica with a larger TP group spans nodes: its all-reduce uses the ports
-
-    def scaleout(self, tp: int) -> tuple[float, float] | None:
-        """(bytes/s, latency s) of the ports a TP group of `tp` all-reduces over when it spans
-        nodes (None: it fits in one node, on the part's scale-up link)."""
-        return (self.gbps * 1e9 / 8.0, self.latency_us * 1e-6) if tp > self.gpus_per_node else None
-
-    def graph(self) -> Any:
-        """The network as a networkx graph: nodes, and links with gbps and latency_us."""
-        import networkx as nx
-
-        g = nx.Graph()
-        for name, pools in self.nodes:
-            g.add_node(name, pools=pools)
-        for ln in self.links:
-            g.add_edge(ln.a, ln.b, gbps=ln.gbps, latency_us=ln.latency_us)
-        return g
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    policy: str
-    decode_policy: str = "least_kv"  # picks the decode replica of a prefilled request
-
-
-ENGINES = ("auto", "simpy", "compiled")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    horizon_s: float | None
-    timeseries: bool
-    fast_forward: bool = True  # advance stable decode batches many steps at once (exact)
-    engine: str = "auto"  # "simpy", "compiled" (sim/engine/compiled.py), or "auto": compiled where it applies
-
-
-@dataclass(frozen=True)
-class CostConfig:
-    """Money: rent (usd_per_accel_hour) or capex amortised over years, energy price, and a
-    facility overhead per hour. Unset rent falls back to the hardware catalog's typical rate."""
-
-    usd_per_accel_hour: float | None = None
-    capex_usd_per_accel: float | None = None
-    amortization_years: float = 4.0
-    usd_per_mwh: float = 0.0
-    facility_usd_per_hour: float = 0.0
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    seed: int
-    workload: WorkloadConfig
-    pools: tuple[PoolConfig, ...]
-    router: RouterConfig
-    run: RunConfig
-    slo: SLO
-    facility: Any  # sim.facility.Facility, or None
-    cost: CostConfig | None
-    base_dir: Path
-    raw: Mapping[str, Any]  # the effective scenario (defaults filled in)
-    network: NetworkConfig = NetworkConfig()  # KV transfers between prefill and decode replicas
-
-    @property
-    def disaggregated(self) -> bool:
-        return any(p.role != "mixed" for p in self.pools)
-
-
-def _length_spec(raw: Any, path: str) -> dict[str, Any]:
+def length_spec(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> dict[str, Any]:
+    """A token-length distribution: a number (fixed) or {dist = "fixed" | "uniform" | "lognormal" |
+    "empirical", its parameters, optional min / max}."""
     if isinstance(raw, int) and not isinstance(raw, bool):
         raw = {"dist": "fixed", "value": raw}
     t = Table(raw, path)
@@ -293,121 +94,7 @@ def _length_spec(raw: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _workload(raw: Any, base_dir: Path = Path(".")) -> WorkloadConfig:
-    t = Table(raw, "workload")
-    arrival = t.get("arrival", str, "poisson", choices=ARRIVALS)
-    trace = t.get("trace", str, None)
-    trace_format = t.get("trace_format", str, "csv", choices=TRACE_FORMATS)
-    time_scale = t.get("time_scale", float, 1.0, positive=True)
-    num = t.get("num_requests", int, None, positive=True)
-    dur = t.get("duration_s", float, None, positive=True)
-    warmup = t.get("warmup_s", float, 0.0, nonneg=True)
-    cv = t.get("cv", float, 1.0, positive=True)
-    timeout = t.get("timeout_s", float, None, positive=True)
-    sessions = t.get("sessions", int, None, positive=True)
-    multi = _multi_turn(t.get("multi_turn", dict, None))
-    classes = []
-    for k, c in enumerate(t.get("classes", list, [])):
-        ct = Table(c, f"workload.classes[{k}]")
-        pt, ot = ct.data.get("prompt_tokens"), ct.data.get("output_tokens")
-        ct.seen.update({"prompt_tokens", "output_tokens"})
-        classes.append(RequestClass(
-            name=ct.get("name", str, f"class{k}"), share=ct.get("share", float, positive=True),
-            priority=ct.get("priority", int, 0),
-            prompt_tokens=_length_spec(pt, f"workload.classes[{k}].prompt_tokens") if pt is not None else None,
-            output_tokens=_length_spec(ot, f"workload.classes[{k}].output_tokens") if ot is not None else None,
-            slo=_slo(ct.get("slo", dict, None), f"workload.classes[{k}].slo"),
-            model=ct.get("model", str, None)))
-        ct.done()
-    if classes and abs(sum(c.share for c in classes) - 1.0) > 1e-6:
-        raise ScenarioError("workload.classes.share", f"the classes' shares sum to {sum(c.share for c in classes):g}",
-                            "make them sum to 1 (each is the fraction of requests in that class)")
-    if len({c.name for c in classes}) != len(classes):
-        raise ScenarioError("workload.classes.name", "duplicate class names", "give each class a unique name")
-    prefix = None
-    if "shared_prefix" in t.data:
-        sp = Table(t.get("shared_prefix", dict), "workload.shared_prefix")
-        prefix = (sp.get("groups", int, positive=True), sp.get("tokens", int, positive=True))
-        sp.done()
-    stages: list[tuple[float, float]] = []
-    for k, st in enumerate(t.get("stages", list, [])):
-        s = Table(st, f"workload.stages[{k}]")
-        stages.append((s.get("rate_per_s", float, positive=True), s.get("duration_s", float, positive=True)))
-        s.done()
-    if stages and arrival == "trace":
-        raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
-    rate_points: tuple = ()
-    rate_spec = None
-    if arrival == "trace":
-        if trace is None:
-            raise ScenarioError("workload.trace", "missing for arrival = \"trace\"", "add trace = \"path/to/trace.csv\"")
-        rate = t.get("rate_per_s", float, 0.0, nonneg=True)
-        pt = t.data.get("prompt_tokens")
-        ot = t.data.get("output_tokens")
-        t.seen.update({"prompt_tokens", "output_tokens"})
-        prompt = _length_spec(pt, "workload.prompt_tokens") if pt is not None else {"dist": "fixed", "value": 1}
-        output = _length_spec(ot, "workload.output_tokens") if ot is not None else {"dist": "fixed", "value": 1}
-    elif "diurnal" in t.data or "rate_profile" in t.data:
-        key = "diurnal" if "diurnal" in t.data else "rate_profile"
-        if "diurnal" in t.data and "rate_profile" in t.data:
-            raise ScenarioError("workload.rate_profile", "give diurnal or rate_profile, not both", "remove one")
-        if arrival != "poisson" or stages or num is not None or dur is None or "rate_per_s" in t.data:
-            raise ScenarioError(f"workload.{key}", "a time-varying rate is drawn as a Poisson process over duration_s",
-                                'use arrival = "poisson" and duration_s, without rate_per_s, num_requests or stages')
-        rate_points, rate_spec = _rate_points(key, t.get(key, dict), dur, base_dir)
-        rate = max(r for _, r in rate_points)
-        prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
-        output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
-    elif stages:
-        if num is not None or dur is not None or "rate_per_s" in t.data:
-            raise ScenarioError("workload.stages", "stages set their own rate and duration",
-                                "remove rate_per_s, num_requests and duration_s from [workload]")
-        rate = stages[0][0]
-        prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
-        output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
-    else:
-        rate = t.get("rate_per_s", float, positive=True)
-        if num is None and dur is None:
-            raise ScenarioError("workload.num_requests", "missing: give num_requests or duration_s",
-                                "add num_requests = 1000 (or duration_s = 600)")
-        if num is not None and dur is not None:
-            raise ScenarioError("workload.duration_s", "give either num_requests or duration_s, not both",
-                                "remove one of them")
-        prompt = _length_spec(t.get("prompt_tokens", (dict, int)), "workload.prompt_tokens")
-        output = _length_spec(t.get("output_tokens", (dict, int)), "workload.output_tokens")
-    t.done()
-    if "cv" in t.data and arrival != "gamma":
-        warn("workload.cv", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"gamma\"")
-    if arrival != "trace":
-        for k in ("trace", "trace_format", "time_scale"):
-            if k in t.data:
-                warn(f"workload.{k}", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"trace\"")
-    elif "rate_per_s" in t.data:
-        warn("workload.rate_per_s", "has no effect with arrival = \"trace\" (the trace sets the arrival times)",
-             "remove it; time_scale speeds the trace up")
-    if dur is not None and warmup >= dur:
-        raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of arrivals ({dur:g} s): "
-                            "no request would be measured", f"give warmup_s below {dur:g}")
-    if stages and warmup >= sum(d for _, d in stages):
-        raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of the stages "
-                            f"({sum(d for _, d in stages):g} s): no request would be measured", "lower warmup_s")
-    if multi is not None:
-        clash = ("workload.sessions" if sessions else "workload.shared_prefix" if prefix is not None else
-                 "workload.trace" if arrival == "trace" else None)
-        if clash:
-            raise ScenarioError("workload.multi_turn", f"cannot be combined with {clash} (multi-turn sessions make "
-                                "their own session ids and shared prefixes)", f"remove {clash} or multi_turn")
-        if any(c.prompt_tokens or c.output_tokens for c in classes):
-            raise ScenarioError("workload.multi_turn", "classes with their own prompt or output lengths cannot "
-                                "build a session's history", "give the lengths in workload.prompt_tokens/output_tokens")
-    return WorkloadConfig(arrival, rate, cv, num, dur, prompt, output, trace, trace_format, time_scale, warmup,
-                          tuple(stages), prefix, timeout, tuple(classes), sessions, rate_points, rate_spec, multi)
-
-
-TIME_DISTS = {"fixed": ("value",), "exponential": ("mean",), "lognormal": ("mean", "cv"), "uniform": ("min", "max")}
-
-
-def _time_spec(raw: Any, path: str) -> dict[str, Any]:
+def time_spec(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> dict[str, Any]:
     """A distribution of seconds: a number (fixed) or {dist = "exponential", mean = ...} |
     {dist = "lognormal", mean, cv} | {dist = "uniform", min, max} | {dist = "fixed", value}."""
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -423,49 +110,291 @@ def _time_spec(raw: Any, path: str) -> dict[str, Any]:
     return out
 
 
-def _multi_turn(raw: Any) -> MultiTurn | None:
+def _must(path: str, kind: str, v: Any) -> Any:
+    """The error for a key of the wrong type."""
+    raise ScenarioError(path, f"must be {kind}, got {v!r}", f"write {path.rsplit('.', 1)[-1]} = <{kind}>")
+
+
+def _dict(v: Any, obj: Any = None) -> Any:
+    return dict(v) if v is not None else OMIT
+
+
+# --- [slo], [[workload.classes]], [workload.multi_turn] -----------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class SLO:
+    """Latency objectives (s); None = no objective on that metric."""
+
+    ttft_s: float | None = key(None, "time to first token the requests should meet", positive=True, unit="s")
+    tpot_s: float | None = key(None, "time per output token the requests should meet", positive=True, unit="s")
+
+
+def _slo(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> SLO | None:
+    return read(SLO, raw, path) if raw is not None else None
+
+
+def _slo_write(v: Any, obj: Any = None) -> Any:
+    d = effective(v) if v is not None else {}
+    return d if d else OMIT
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestClass:
+    """A share of the traffic with its own priority (lower = served first), lengths and SLO."""
+
+    name: str = key(REQUIRED, "the class's name", derive=lambda ctx, kw: f"class{ctx.index}",
+                    doc_default='"class<k>"')
+    share: float = key(REQUIRED, "its share of the requests (the classes' shares sum to 1)", positive=True)
+    priority: int = key(0, "its priority: lower is served first (the priority scheduler)")
+    prompt_tokens: Mapping[str, Any] | None = key(None, "its own prompt lengths (else the workload's)",
+                                                  parse=length_spec, write=_dict, kind=(int, dict))
+    output_tokens: Mapping[str, Any] | None = key(None, "its own output lengths (else the workload's)",
+                                                  parse=length_spec, write=_dict, kind=(int, dict))
+    slo: SLO | None = key(None, "its own latency objectives (else [slo])", parse=_slo, write=_slo_write)
+    model: str | None = key(None, "the model its requests ask for (else the one every pool serves)")
+
+
+def _classes(raw: Any, path: str, ctx: Context, kw: Any = None) -> tuple[RequestClass, ...]:
+    if not isinstance(raw, list):
+        raise ScenarioError(path, f"must be list, got {raw!r}", "write classes = <list>")
+    out = tuple(read(RequestClass, c, f"{path}[{k}]", Context(ctx.catalog, ctx.base_dir, index=k))
+                for k, c in enumerate(raw))
+    if out and abs(sum(c.share for c in out) - 1.0) > 1e-6:
+        raise ScenarioError("workload.classes.share", f"the classes' shares sum to {sum(c.share for c in out):g}",
+                            "make them sum to 1 (each is the fraction of requests in that class)")
+    if len({c.name for c in out}) != len(out):
+        raise ScenarioError("workload.classes.name", "duplicate class names", "give each class a unique name")
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class MultiTurn:
+    """workload.multi_turn: each arrival of the process starts a session of `turns` turns; turn
+    k + 1 arrives `think_time_s` after turn k did (open loop: drawn up front, as a trace replays)
+    and its prompt is the session's history (every earlier prompt and response) plus a new
+    message drawn from workload.prompt_tokens; a session ends before a turn whose prompt and
+    output would pass max_history_tokens."""
+
+    turns: Mapping[str, Any] = key(REQUIRED, "turns per session (a length distribution, >= 1)", parse=length_spec,
+                                   write=_dict, kind=(int, dict))
+    think_time_s: Mapping[str, Any] = key(REQUIRED, "the user's time between a response and the next turn "
+                                          "(a time distribution)", parse=time_spec, write=_dict,
+                                          kind=(int, float, dict), unit="s")
+    max_history_tokens: int = key(32768, "a session ends before a turn past this many tokens of history",
+                                  positive=True)
+
+
+def _multi_turn(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> MultiTurn | None:
+    return read(MultiTurn, raw, path) if raw is not None else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stage:
+    """One load stage: rate_per_s for duration_s (stages run back to back)."""
+
+    rate_per_s: float = key(REQUIRED, "the stage's arrival rate", positive=True, unit="req/s")
+    duration_s: float = key(REQUIRED, "how long it lasts", positive=True, unit="s")
+
+
+def _stages(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> tuple[tuple[float, float], ...]:
+    if not isinstance(raw, list):
+        raise ScenarioError(path, f"must be list, got {raw!r}", "write stages = <list>")
+    return tuple((s.rate_per_s, s.duration_s) for s in (read(Stage, x, f"{path}[{k}]") for k, x in enumerate(raw)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedPrefix:
+    """workload.shared_prefix: each request's prompt begins with one of `groups` prefixes of
+    `tokens` tokens (a system prompt, a document), which prefix caching can reuse."""
+
+    groups: int = key(REQUIRED, "how many distinct prefixes", positive=True)
+    tokens: int = key(REQUIRED, "each prefix's length", positive=True, unit="tokens")
+
+
+def _shared_prefix(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> tuple[int, int] | None:
     if raw is None:
         return None
-    t = Table(raw, "workload.multi_turn")
-    turns = _length_spec(t.get("turns", (int, dict)), "workload.multi_turn.turns")
-    think = _time_spec(t.get("think_time_s", (int, float, dict)), "workload.multi_turn.think_time_s")
-    cap = t.get("max_history_tokens", int, 32768, positive=True)
-    t.done()
-    return MultiTurn(turns, think, cap)
+    sp = read(SharedPrefix, raw, path)
+    return sp.groups, sp.tokens
 
 
-def _rate_points(key: str, raw: dict, duration: float, base_dir: Path) -> tuple[tuple, dict]:
+# --- [workload] ----------------------------------------------------------------------------------
+
+def _rate_spec(key_: str) -> Any:
+    """workload.diurnal or workload.rate_profile, checked as a table (its points: _rate_points)."""
+
+    def parse(raw: Any, path: str, ctx: Context, kw: Any = None) -> Mapping[str, Any] | None:
+        if raw is None:
+            return None
+        if not isinstance(raw, Mapping):
+            raise ScenarioError(path, f"must be dict, got {raw!r}", f"write {key_} = <dict>")
+        return dict(raw)
+
+    return parse
+
+
+def _not_trace(v: Mapping[str, Any]) -> bool:
+    return v.get("arrival") != "trace"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadConfig:
+    """[workload]: the arrival process and the requests' lengths."""
+
+    arrival: str = key("poisson", "the arrival process: Poisson, gamma (bursty, with cv), constant, or a trace's times",
+                       choices=ARRIVALS)
+    rate_per_s: float = key(None, "the mean arrival rate (a trace: ignored; stages, diurnal, rate_profile: their own)",
+                            kind=float, nonneg=True, unit="req/s", doc_default="required",
+                            shown=lambda v: v.get("arrival") != "trace" and not v.get("stages")
+                            and v.get("diurnal") is None and v.get("rate_profile") is None)
+    cv: float = key(1.0, "gamma arrivals: the coefficient of variation of the gaps (1: Poisson)", positive=True,
+                    shown=lambda v: v.get("arrival") == "gamma")
+    num_requests: int | None = key(None, "how many requests arrive (or give duration_s)", positive=True,
+                                   shown=lambda v: not v.get("stages"))
+    duration_s: float | None = key(None, "how long requests arrive (or give num_requests)", positive=True, unit="s",
+                                   shown=lambda v: not v.get("stages"))
+    prompt_tokens: Mapping[str, Any] = key(None, "prompt lengths: a number or a distribution table", kind=(int, dict),
+                                           parse=length_spec, write=_dict, shown=_not_trace, doc_default="required")
+    output_tokens: Mapping[str, Any] = key(None, "output lengths: a number or a distribution table", kind=(int, dict),
+                                           parse=length_spec, write=_dict, shown=_not_trace, doc_default="required")
+    trace: str | None = key(None, "arrival = \"trace\": the trace file (relative to the scenario)")
+    trace_format: str = key("csv", "the trace's format", choices=TRACE_FORMATS,
+                            shown=lambda v: v.get("arrival") == "trace")
+    time_scale: float = key(1.0, "a trace's times are divided by this (2: twice as fast)", positive=True,
+                            shown=lambda v: v.get("arrival") == "trace")
+    warmup_s: float = key(0.0, "requests arriving before this are left out of the statistics", nonneg=True, unit="s")
+    stages: tuple[tuple[float, float], ...] = key((), "load stages run back to back ([[workload.stages]]: rate_per_s, "
+                                                  "duration_s) instead of rate_per_s", kind=list, parse=_stages,
+                                                  write=lambda v, o: [{"rate_per_s": r, "duration_s": d} for r, d in v]
+                                                  if v else OMIT)
+    shared_prefix: tuple[int, int] | None = key(None, "requests share leading prefixes (groups, tokens)", kind=dict,
+                                                parse=_shared_prefix,
+                                                write=lambda v, o: {"groups": v[0], "tokens": v[1]} if v else OMIT)
+    timeout_s: float | None = key(None, "a client gives up this long after arriving (the request fails: timeout)",
+                                  positive=True, unit="s")
+    classes: tuple[RequestClass, ...] = key((), "[[workload.classes]]: shares of the traffic with their own priority, "
+                                            "lengths, SLO or model", kind=list, parse=_classes,
+                                            write=lambda v, o: [effective(c) for c in v] if v else OMIT)
+    sessions: int | None = key(None, "draw a session id per request from this many sessions", positive=True)
+    diurnal: Mapping[str, Any] | None = key(None, "a rate over the day: peak_rate_per_s, trough_rate_per_s, peak_hour "
+                                            "(poisson, with duration_s)", kind=dict, parse=_rate_spec("diurnal"),
+                                            write=_dict)
+    rate_profile: Mapping[str, Any] | None = key(None, "a rate from a CSV file: file, column (poisson, with duration_s)",
+                                                 kind=dict, parse=_rate_spec("rate_profile"), write=_dict)
+    multi_turn: MultiTurn | None = key(None, "sessions of turns whose prompts carry their history", kind=dict,
+                                       parse=_multi_turn)
+    # a time-varying rate (nonhomogeneous Poisson, drawn by thinning): (t_s, rate_per_s) points,
+    # linear between them and held after the last; from diurnal or rate_profile (derived)
+    rate_points: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def rate_spec(self) -> Mapping[str, Any] | None:
+        return self.diurnal if self.diurnal is not None else self.rate_profile
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Context, t: Table) -> dict[str, Any]:
+        arrival, stages, given = kw["arrival"], kw["stages"], t.data
+        num, dur, warmup = kw["num_requests"], kw["duration_s"], kw["warmup_s"]
+        if stages and arrival == "trace":
+            raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
+        if arrival == "trace":
+            if kw["trace"] is None:
+                raise ScenarioError("workload.trace", "missing for arrival = \"trace\"",
+                                    "add trace = \"path/to/trace.csv\"")
+            if kw["rate_per_s"] is None:
+                kw["rate_per_s"] = 0.0
+            for k in ("prompt_tokens", "output_tokens"):
+                if kw[k] is None:
+                    kw[k] = {"dist": "fixed", "value": 1}
+        elif kw["diurnal"] is not None or kw["rate_profile"] is not None:
+            key_ = "diurnal" if kw["diurnal"] is not None else "rate_profile"
+            if kw["diurnal"] is not None and kw["rate_profile"] is not None:
+                raise ScenarioError("workload.rate_profile", "give diurnal or rate_profile, not both", "remove one")
+            if arrival != "poisson" or stages or num is not None or dur is None or "rate_per_s" in given:
+                raise ScenarioError(f"workload.{key_}", "a time-varying rate is drawn as a Poisson process over "
+                                    "duration_s", 'use arrival = "poisson" and duration_s, without rate_per_s, '
+                                    "num_requests or stages")
+            points, spec = _rate_points(key_, kw[key_], dur, ctx.base_dir)
+            kw["rate_points"], kw[key_] = points, spec
+            kw["rate_per_s"] = max(r for _, r in points)
+        elif stages:
+            if num is not None or dur is not None or "rate_per_s" in given:
+                raise ScenarioError("workload.stages", "stages set their own rate and duration",
+                                    "remove rate_per_s, num_requests and duration_s from [workload]")
+            kw["rate_per_s"] = stages[0][0]
+        else:
+            rate = kw["rate_per_s"]
+            if rate is None:
+                raise ScenarioError("workload.rate_per_s", "missing", "add rate_per_s = ... to [workload]")
+            if rate <= 0:
+                raise ScenarioError("workload.rate_per_s", f"must be > 0, got {rate!r}",
+                                    "set rate_per_s to a positive value")
+            if num is None and dur is None:
+                raise ScenarioError("workload.num_requests", "missing: give num_requests or duration_s",
+                                    "add num_requests = 1000 (or duration_s = 600)")
+            if num is not None and dur is not None:
+                raise ScenarioError("workload.duration_s", "give either num_requests or duration_s, not both",
+                                    "remove one of them")
+        if arrival != "trace":
+            for k in ("prompt_tokens", "output_tokens"):
+                if kw[k] is None:
+                    raise ScenarioError(f"workload.{k}", "missing", f"add {k} = ... to [workload]")
+        if "cv" in given and arrival != "gamma":
+            warn("workload.cv", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"gamma\"")
+        if arrival != "trace":
+            for k in ("trace", "trace_format", "time_scale"):
+                if k in given:
+                    warn(f"workload.{k}", f"has no effect with arrival = \"{arrival}\"",
+                         "remove it, or use arrival = \"trace\"")
+        elif "rate_per_s" in given:
+            warn("workload.rate_per_s", "has no effect with arrival = \"trace\" (the trace sets the arrival times)",
+                 "remove it; time_scale speeds the trace up")
+        if dur is not None and warmup >= dur:
+            raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of arrivals ({dur:g} s): "
+                                "no request would be measured", f"give warmup_s below {dur:g}")
+        if stages and warmup >= sum(d for _, d in stages):
+            raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of the stages "
+                                f"({sum(d for _, d in stages):g} s): no request would be measured", "lower warmup_s")
+        multi = kw["multi_turn"]
+        if multi is not None:
+            clash = ("workload.sessions" if kw["sessions"] else "workload.shared_prefix" if kw["shared_prefix"]
+                     is not None else "workload.trace" if arrival == "trace" else None)
+            if clash:
+                raise ScenarioError("workload.multi_turn", f"cannot be combined with {clash} (multi-turn sessions "
+                                    "make their own session ids and shared prefixes)", f"remove {clash} or multi_turn")
+            if any(c.prompt_tokens or c.output_tokens for c in kw["classes"]):
+                raise ScenarioError("workload.multi_turn", "classes with their own prompt or output lengths cannot "
+                                    "build a session's history", "give the lengths in workload.prompt_tokens/"
+                                    "output_tokens")
+        return kw
+
+
+def _rate_points(key_: str, raw: Mapping[str, Any], duration: float, base_dir: Path) -> tuple[tuple, dict]:
     """(t_s, rate_per_s) points of workload.diurnal (every 5 minutes over the run: rate =
     trough + (peak - trough) x (1 + cos(2 pi (hour - peak_hour) / 24)) / 2, t = 0 at midnight) or
-    of workload.rate_profile (a CSV file: t_s and the named rate column, from 0, increasing)."""
-    t = Table(raw, f"workload.{key}")
-    if key == "diurnal":
-        peak = t.get("peak_rate_per_s", float, positive=True)
-        trough = t.get("trough_rate_per_s", float, nonneg=True)
-        hour = t.get("peak_hour", float, 15.0, nonneg=True)
-        t.done()
-        if trough > peak:
-            raise ScenarioError("workload.diurnal.trough_rate_per_s", f"{trough:g} is above peak_rate_per_s {peak:g}",
-                                "give the trough at or below the peak")
+    of workload.rate_profile (a CSV file: t_s and the named rate column, from 0, increasing); and
+    the table as the effective scenario writes it (defaults in, the file's path absolute)."""
+    if key_ == "diurnal":
+        d = read(Diurnal, raw, "workload.diurnal")
         ts = np.arange(0.0, duration + 300.0, 300.0)
-        rates = trough + (peak - trough) * (1 + np.cos(2 * np.pi * (ts / 3600.0 - hour) / 24.0)) / 2
-        return tuple(zip(ts.tolist(), rates.tolist())), {"peak_rate_per_s": peak, "trough_rate_per_s": trough,
-                                                          "peak_hour": hour}
-    file = t.get("file", str)
-    col = t.get("column", str, "rate_per_s")
-    t.done()
-    path = base_dir / file
+        rates = d.trough_rate_per_s + (d.peak_rate_per_s - d.trough_rate_per_s) * (
+            1 + np.cos(2 * np.pi * (ts / 3600.0 - d.peak_hour) / 24.0)) / 2
+        return tuple(zip(ts.tolist(), rates.tolist(), strict=True)), effective(d)
+    rp = read(RateProfile, raw, "workload.rate_profile")
+    path = base_dir / rp.file
     import csv
+
     try:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise ScenarioError("workload.rate_profile.file", f"cannot read {path}: {exc.strerror}",
                             "give a CSV file with columns t_s and the rate column") from None
+    col = rp.column
     if not rows or "t_s" not in rows[0] or col not in rows[0]:
         raise ScenarioError("workload.rate_profile.column", f"{path} needs columns t_s and {col!r}",
                             "name the rate column with column = \"...\"")
-    pts = []
+    pts: list[tuple[float, float]] = []
     for i, r in enumerate(rows):
         try:
             ti, ri = float(r["t_s"]), float(r[col])
@@ -484,103 +413,254 @@ def _rate_points(key: str, raw: dict, duration: float, base_dir: Path) -> tuple[
     return tuple(pts), {"file": str(path.resolve()), "column": col}
 
 
-def _slo(raw: Any, path: str) -> SLO | None:
+@dataclass(frozen=True, kw_only=True)
+class Diurnal:
+    """workload.diurnal: rate = trough + (peak - trough) x (1 + cos(2 pi (hour - peak_hour) / 24)) / 2."""
+
+    peak_rate_per_s: float = key(REQUIRED, "the rate at peak_hour", positive=True, unit="req/s")
+    trough_rate_per_s: float = key(REQUIRED, "the rate 12 hours from it", nonneg=True, unit="req/s")
+    peak_hour: float = key(15.0, "the hour of the peak (t = 0 is midnight)", nonneg=True, unit="h")
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        if kw["trough_rate_per_s"] > kw["peak_rate_per_s"]:
+            raise ScenarioError(f"{path}.trough_rate_per_s", f"{kw['trough_rate_per_s']:g} is above peak_rate_per_s "
+                                f"{kw['peak_rate_per_s']:g}", "give the trough at or below the peak")
+        return kw
+
+
+@dataclass(frozen=True, kw_only=True)
+class RateProfile:
+    """workload.rate_profile: the rate over time from a CSV file (linear between rows, held after
+    the last)."""
+
+    file: str = key(REQUIRED, "the CSV file: a t_s column from 0, increasing, and a rate column")
+    column: str = key("rate_per_s", "the rate column's name")
+
+
+# --- [[pools]] and its tables -----------------------------------------------------------------------
+
+def _policy(registry: Any) -> Any:
+    def parse(raw: Any, path: str, ctx: Context, kw: Any = None) -> str:
+        if not isinstance(raw, str):
+            raise ScenarioError(path, f"must be str, got {raw!r}", f"write {path.rsplit('.', 1)[-1]} = <str>")
+        return str(registry.validate(raw, path, ctx.base_dir))
+    return parse
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig:
+    """[pools.scheduler]: the replica's batch scheduler and paged KV cache (vLLM's knobs)."""
+
+    policy: str = key("chunked", "the batch scheduler (dcsim policies), or a plug-in \"file.py:Class\"",
+                      parse=_policy(SCHEDULERS), kind=str)
+    max_batch_size: int = key(256, "the most sequences in a step (vLLM max_num_seqs)", positive=True)
+    max_batched_tokens: int = key(8192, "the most tokens in a step (vLLM max_num_batched_tokens)", positive=True)
+    kv_memory_fraction: float = key(0.9, "the share of accelerator memory for weights and KV (vLLM "
+                                    "gpu_memory_utilization)", positive=True)
+    block_size: int = key(16, "tokens per KV block", positive=True)
+    prefix_caching: bool = key(False, "automatic prefix caching: shared leading blocks are computed once")
+    ageing_s: float = key(10.0, "sjf: a request waiting this long is served before shorter ones", positive=True,
+                          unit="s")
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        if kw["kv_memory_fraction"] > 1:
+            raise ScenarioError(f"{path}.kv_memory_fraction", f"must be in (0, 1], got {kw['kv_memory_fraction']}")
+        return kw
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceConfig:
+    """[pools.service]: analytic service times instead of a scheduler (one request at a time, no KV)."""
+
+    dist: str = key(REQUIRED, "the service time's distribution", choices=SERVICE_DISTS)
+    mean_s: float = key(REQUIRED, "its mean", positive=True, unit="s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolCost:
+    """[pools.cost]: this pool's accelerator price, before [cost]: rent, or capex amortised."""
+
+    usd_per_accel_hour: float | None = key(None, "rent per accelerator-hour", nonneg=True, unit="$")
+    capex_usd_per_accel: float | None = key(None, "or the purchase price, amortised", nonneg=True, unit="$")
+    amortization_years: float = key(4.0, "capex is spread over this many years", positive=True, unit="years")
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        if kw["usd_per_accel_hour"] is not None and kw["capex_usd_per_accel"] is not None:
+            raise ScenarioError(f"{path}.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not "
+                                "both", "remove one of them")
+        return kw
+
+
+@dataclass(frozen=True, kw_only=True)
+class CostConfig(PoolCost):
+    """[cost]: money: rent (usd_per_accel_hour) or capex amortised over years, energy price, and a
+    facility overhead per hour. Unset rent falls back to the hardware catalog's typical rate."""
+
+    usd_per_mwh: float = key(0.0, "the energy price (facility energy)", nonneg=True, unit="$/MWh")
+    facility_usd_per_hour: float = key(0.0, "the facility's other costs per hour", nonneg=True, unit="$/h")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KVOffload:
+    """[pools.kv_offload]: prefix-cache blocks evicted from HBM go to a tier of capacity_gb per
+    replica (least recently used out first) and come back over gbps (the replica's read
+    bandwidth from it, all its accelerators' links together) instead of being recomputed."""
+
+    tier: str = key("cpu", "where: host memory or local SSD", choices=KV_TIERS)
+    capacity_gb: float = key(REQUIRED, "the tier's size per replica", positive=True, unit="GB")
+    gbps: float = key(REQUIRED, "the replica's read bandwidth from it", positive=True, unit="Gb/s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoscalerConfig:
+    """[autoscaler] / [pools.autoscaler]: how many of the pool's max_replicas serve, decided
+    every interval_s by a policy (sim/policies/autoscalers.py). A replica added serves after its
+    cold start: start_s plus its weights over load_gbps; one removed drains first."""
+
+    policy: str = key("queue", "the autoscaling policy (dcsim policies), or a plug-in", parse=_policy(AUTOSCALERS),
+                      kind=str)
+    min_replicas: int = key(1, "the fewest replicas serving", positive=True)
+    max_replicas: int = key(REQUIRED, "the most (every one is built; those off draw nothing)", positive=True)
+    initial_replicas: int = 1  # serving at t = 0 (the pool's `replicas` key; default min_replicas)
+    interval_s: float = key(30.0, "time between decisions", positive=True, unit="s")
+    scale_down_delay_s: float = key(300.0, "scale down to the highest recommendation of this window", nonneg=True,
+                                    unit="s")
+    # ASSUMED defaults: a replica reads its weights at 25 Gb/s (about 3 GB/s: one local NVMe
+    # drive, or a fast object-store client) and spends 60 s starting (container, engine, graphs)
+    load_gbps: float = key(25.0, "a starting replica reads its weights at this rate (ASSUMED)", positive=True,
+                           unit="Gb/s")
+    start_s: float = key(60.0, "and spends this long starting (ASSUMED)", nonneg=True, unit="s")
+    target: float | None = key(None, "the policy's set point (default: the policy's)", positive=True)
+
+
+def _pool_name(ctx: Context, kw: Any) -> str:
+    return f"pool{ctx.index}"
+
+
+def _hardware(raw: Any, path: str, ctx: Context, kw: Any = None) -> Hardware:
+    if not isinstance(raw, str):
+        raise ScenarioError(path, f"must be str, got {raw!r}", "write hardware = <str>")
+    return ctx.catalog.get_hardware(raw, path)
+
+
+def _model(raw: Any, path: str, ctx: Context, kw: Any = None) -> Model:
+    if not isinstance(raw, str):
+        raise ScenarioError(path, f"must be str, got {raw!r}", "write model = <str>")
+    return ctx.catalog.get_model(raw, path)
+
+
+def _table_of(cls: type) -> Any:
+    def parse(raw: Any, path: str, ctx: Any, kw: Any = None) -> Any:
+        return read(cls, raw, path, ctx) if raw is not None else None
+    return parse
+
+
+def _variability(raw: Any, path: str, ctx: Context, kw: dict[str, Any]) -> Variability:
+    """[pools.variability]: false (the default: deterministic steps), true (the values fitted for
+    the model's kind), or a table overriding some of those (sim/perf/variability.py)."""
+    if raw is False:
+        return OFF
+    base = var_defaults("moe" if kw["model"].is_moe else "dense")
+    if raw is True:
+        return Variability.given(base, True)
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(path, f"must be bool or dict, got {raw!r}", "write variability = <bool or dict>")
+    return Variability.given(read(Variability, raw, path, base), copy.deepcopy(dict(raw)))
+
+
+def _speculative(raw: Any, path: str, ctx: Context, kw: dict[str, Any]) -> Speculative | None:
     if raw is None:
         return None
-    t = Table(raw, path)
-    out = SLO(t.get("ttft_s", float, None, positive=True), t.get("tpot_s", float, None, positive=True))
-    t.done()
-    return out
+    return read(Speculative, raw, path, {"catalog": ctx.catalog, "classes": ctx.classes, "model": kw["model"]})
 
 
-def _pool(raw: Any, i: int, cat: Catalog, base_dir: Path = Path("."), scale_all: Any = None,
-          classes: tuple = ()) -> PoolConfig:
-    path = f"pools[{i}]"
-    t = Table(raw, path)
-    name = t.get("name", str, f"pool{i}")
-    given_replicas = "replicas" in t.data
-    hw = cat.get_hardware(t.get("hardware", str), f"{path}.hardware")
-    model = cat.get_model(t.get("model", str), f"{path}.model")
-    dtype = t.get("dtype", str, "bf16", choices=tuple(DTYPE_BYTES))
-    kv_dtype = t.get("kv_dtype", str, dtype, choices=tuple(DTYPE_BYTES))
-    replicas = t.get("replicas", int, 1, positive=True)
-    tp = t.get("tp", int, 1, positive=True)
-    model.check_tp(tp, f"{path}.tp")
-    ep, imbalance = _expert_parallel(t, model, tp, path)
-    s = Table(t.get("scheduler", dict, {}), f"{path}.scheduler")
-    sched = SchedulerConfig(
-        policy=SCHEDULERS.validate(s.get("policy", str, "chunked"), f"{path}.scheduler.policy", base_dir),
-        max_batch_size=s.get("max_batch_size", int, 256, positive=True),
-        max_batched_tokens=s.get("max_batched_tokens", int, 8192, positive=True),
-        kv_memory_fraction=s.get("kv_memory_fraction", float, 0.9, positive=True),
-        block_size=s.get("block_size", int, 16, positive=True),
-        prefix_caching=s.get("prefix_caching", bool, False),
-        ageing_s=s.get("ageing_s", float, 10.0, positive=True),
-    )
-    s.done()
-    if sched.kv_memory_fraction > 1:
-        raise ScenarioError(f"{path}.scheduler.kv_memory_fraction", f"must be in (0, 1], got {sched.kv_memory_fraction}")
-    service = None
-    if "service" in t.data:
-        sv = Table(t.get("service", dict), f"{path}.service")
-        service = ServiceConfig(sv.get("dist", str, choices=SERVICE_DISTS), sv.get("mean_s", float, positive=True))
-        sv.done()
-    var = _variability(t.get("variability", (bool, dict), False), model, f"{path}.variability")
-    tent = t.get("tent", str, None)
-    prio = t.get("priority", int, 0)
-    clock_lock = t.get("clock_lock", float, 1.0)
-    if not 0.0 < clock_lock <= 1.0:
-        raise ScenarioError(f"{path}.clock_lock", f"must be in (0, 1] (a fraction of the part's maximum clock, "
-                            f"e.g. 0.8), got {clock_lock}")
-    pcost = None
-    if "cost" in t.data:
-        ct = Table(t.get("cost", dict), f"{path}.cost")
-        pcost = CostConfig(ct.get("usd_per_accel_hour", float, None, nonneg=True),
-                           ct.get("capex_usd_per_accel", float, None, nonneg=True),
-                           ct.get("amortization_years", float, 4.0, positive=True))
-        ct.done()
-        _one_price(pcost, f"{path}.cost")
-    role = t.get("role", str, "mixed", choices=ROLES)
-    spec = _speculative(t.get("speculative", dict, None), model, cat, f"{path}.speculative", classes)
-    offload = _kv_offload(t.get("kv_offload", dict, None), sched, f"{path}.kv_offload")
-    ascale = _autoscaler(t.get("autoscaler", dict, None), scale_all, name, path, replicas if given_replicas else None,
-                         base_dir)
-    if ascale is not None:
-        replicas = ascale.max_replicas  # every replica it may use is built; those beyond initial_replicas start off
-    t.done()
-    if role != "mixed" and service is not None:
-        raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
-                            'remove role or the service table')
-    if spec is not None and service is not None:
-        raise ScenarioError(f"{path}.speculative", "a pool with analytic [pools.service] times has no decode steps "
-                            "to speculate on", "remove one of the two tables")
-    pool = PoolConfig(name, hw, model, dtype, kv_dtype, replicas, tp, sched, service, tent, prio, pcost, var,
-                      clock_lock, role, ascale, spec, offload, ep, imbalance)
-    if service is None:
-        _check_fits(pool, path)
-    return pool
+def _autoscaler_table(raw: Any, path: str, ctx: Context, kw: Any = None) -> Any:
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ScenarioError(path, f"must be dict, got {raw!r}", "write autoscaler = <dict>")
+    return raw  # (merged with the scenario's [autoscaler] in PoolConfig.resolve)
 
 
-KV_TIERS = ("cpu", "ssd")
+def _id(v: Any, obj: Any = None) -> Any:
+    return v.id
 
 
-def _kv_offload(raw: Any, sched: SchedulerConfig, path: str) -> KVOffload | None:
-    if raw is None:
-        return None
-    t = Table(raw, path)
-    out = KVOffload(t.get("tier", str, "cpu", choices=KV_TIERS), t.get("capacity_gb", float, positive=True),
-                    t.get("gbps", float, positive=True))
-    t.done()
-    if not sched.prefix_caching:
-        raise ScenarioError(path, "the tier keeps blocks evicted from the prefix cache, which is off",
-                            "set scheduler.prefix_caching = true in this pool")
-    return out
+@dataclass(frozen=True, kw_only=True)
+class PoolConfig:
+    """[[pools]]: identical replicas of one model on one kind of accelerator."""
+
+    name: str = key(REQUIRED, "the pool's name", derive=_pool_name, doc_default='"pool<i>"')
+    hardware: Hardware = key(REQUIRED, "the accelerator (dcsim catalog, or your [hardware] table)", kind=str,
+                             parse=_hardware, write=_id)
+    model: Model = key(REQUIRED, "the model (dcsim catalog, or your [models] table)", kind=str, parse=_model,
+                       write=_id)
+    dtype: str = key("bf16", "weights' precision", choices=tuple(DTYPE_BYTES))
+    kv_dtype: str = key(REQUIRED, "the KV cache's precision", choices=tuple(DTYPE_BYTES),
+                        derive=lambda ctx, kw: kw["dtype"], doc_default="dtype")
+    replicas: int = key(1, "replicas (autoscaled: those serving at first)", positive=True,
+                        write=lambda v, o: o.autoscaler.initial_replicas if o.autoscaler is not None else v)
+    tp: int = key(1, "tensor-parallel degree: accelerators per replica", positive=True)
+    ep: int = key(1, "expert-parallel degree: > 1 splits a MoE model's routed experts over this many accelerators "
+                  "(a multiple of tp)", positive=True, shown=lambda v: v["ep"] > 1)
+    moe_imbalance: float = key(1.0, "with ep: the busiest accelerator's expert load over the mean", lo=1.0, hi=64.0,
+                               hint="e.g. moe_imbalance = 1.3", shown=lambda v: v["ep"] > 1)
+    scheduler: SchedulerConfig = key(REQUIRED, "[pools.scheduler]", kind=dict, parse=_table_of(SchedulerConfig),
+                                     derive=lambda ctx, kw: read(SchedulerConfig, {}, f"pools[{ctx.index}].scheduler",
+                                                                 ctx))
+    service: ServiceConfig | None = key(None, "[pools.service]: analytic service times instead of a scheduler",
+                                        kind=dict, parse=_table_of(ServiceConfig))
+    variability: Variability = key(OFF, "step-time warm-up and jitter: false, true (fitted) or a table",
+                                   kind=(bool, dict), parse=_variability,
+                                   write=lambda v, o: v.source if v.source is not None else OMIT)
+    tent: str | None = key(None, "the facility's tent it is placed in (default: the first)")
+    priority: int = key(0, "the power manager caps and drains pools with a higher value first",
+                        shown=lambda v: v["priority"] != 0)
+    clock_lock: float = key(1.0, "the SM clock locked at this fraction of the part's maximum", positive=True, hi=1.0,
+                            hint="a fraction of the part's maximum clock, e.g. 0.8",
+                            shown=lambda v: v["clock_lock"] != 1.0)
+    cost: PoolCost | None = key(None, "[pools.cost]: this pool's accelerator price, before [cost]", kind=dict,
+                                parse=_table_of(PoolCost))
+    role: str = key("mixed", "prefill/decode disaggregation (docs/disaggregation.md)", choices=ROLES,
+                    shown=lambda v: v["role"] != "mixed")
+    speculative: Speculative | None = key(None, "[pools.speculative]: speculative decoding", kind=dict,
+                                          parse=_speculative)
+    kv_offload: KVOffload | None = key(None, "[pools.kv_offload]: a KV tier below HBM for evicted prefix-cache "
+                                       "blocks", kind=dict, parse=_table_of(KVOffload))
+    autoscaler: AutoscalerConfig | None = key(None, "[pools.autoscaler]: how many of its replicas serve "
+                                              "(over the scenario's [autoscaler])", kind=dict, parse=_autoscaler_table,
+                                              derive=lambda ctx, kw: None)
+
+    @property
+    def accels(self) -> int:
+        """Accelerators per replica: ep with expert parallelism, else tp."""
+        return self.ep if self.ep > 1 else self.tp
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Context, t: Table) -> dict[str, Any]:
+        model, tp, ep, imb = kw["model"], kw["tp"], kw["ep"], kw["moe_imbalance"]
+        model.check_tp(tp, f"{path}.tp")
+        _expert_parallel(model, tp, ep, imb, path)
+        if kw["kv_offload"] is not None and not kw["scheduler"].prefix_caching:
+            raise ScenarioError(f"{path}.kv_offload", "the tier keeps blocks evicted from the prefix cache, which is "
+                                "off", "set scheduler.prefix_caching = true in this pool")
+        ascale = _autoscaler(kw["autoscaler"], ctx.scale_all, kw["name"], path,
+                             kw["replicas"] if "replicas" in t.data else None, ctx.base_dir)
+        kw["autoscaler"] = ascale
+        if ascale is not None:
+            kw["replicas"] = ascale.max_replicas  # every replica it may use is built; those beyond initial start off
+        if kw["role"] != "mixed" and kw["service"] is not None:
+            raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
+                                "remove role or the service table")
+        if kw["speculative"] is not None and kw["service"] is not None:
+            raise ScenarioError(f"{path}.speculative", "a pool with analytic [pools.service] times has no decode "
+                                "steps to speculate on", "remove one of the two tables")
+        return kw
 
 
-def _expert_parallel(t: Table, model: Model, tp: int, path: str) -> tuple[int, float]:
+def _expert_parallel(model: Model, tp: int, ep: int, imb: float, path: str) -> None:
     """pools.ep and pools.moe_imbalance, checked against the model."""
-    ep = t.get("ep", int, 1, positive=True)
-    imb = t.get("moe_imbalance", float, 1.0)
     if ep > 1:
         if not model.is_moe:
             raise ScenarioError(f"{path}.ep", f"{model.id} has no experts to split", "remove ep (use tp or replicas)")
@@ -591,62 +671,9 @@ def _expert_parallel(t: Table, model: Model, tp: int, path: str) -> tuple[int, f
         if ep % tp:
             raise ScenarioError(f"{path}.ep", f"must be a multiple of tp ({tp}): attention runs in ep / tp ranks of tp",
                                 f"set ep to a multiple of {tp}")
-    if not 1.0 <= imb <= 64.0:
-        raise ScenarioError(f"{path}.moe_imbalance", f"must be from 1 (every expert as busy) to 64, got {imb}",
-                            "e.g. moe_imbalance = 1.3")
     if imb != 1.0 and ep == 1:
         raise ScenarioError(f"{path}.moe_imbalance", "needs ep > 1 (with tensor parallelism every accelerator holds "
                             "a slice of every expert: no accelerator is busier)", "set ep, or remove moe_imbalance")
-    return ep, imb
-
-
-def _speculative(raw: Any, model: Any, cat: Catalog, path: str, classes: tuple = ()) -> Any:
-    """[pools.speculative] -> sim.perf.roofline.Speculative (None when absent)."""
-    from sim.perf.roofline import METHODS, Speculative
-
-    if raw is None:
-        return None
-    t = Table(raw, path)
-    method = t.get("method", str, choices=METHODS)
-    k = t.get("num_tokens", int, positive=True)
-    if k > 16:
-        raise ScenarioError(f"{path}.num_tokens", f"{k} tokens drafted per step is past what engines run (vLLM "
-                            "and SGLang use 1-8)", "set num_tokens between 1 and 16")
-    rates: tuple[tuple[str, float], ...] = ()
-    if isinstance(t.data.get("acceptance_rate"), dict):  # per request class
-        table = t.get("acceptance_rate", dict)
-        names = [c.name for c in classes]
-        missing = [c for c in names if c not in table]
-        unknown = [c for c in table if c not in names]
-        if not names or unknown or missing:
-            raise ScenarioError(f"{path}.acceptance_rate", (f"names no class {unknown[0]!r}" if unknown else
-                                f"gives no rate for class {missing[0]!r}" if missing else
-                                "is a per-class table but the workload has no classes"),
-                                f"give one number, or a rate for each class ({', '.join(names) or 'none'})")
-        for c, v in table.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
-                raise ScenarioError(f"{path}.acceptance_rate.{c}", f"must be in [0, 1) (a per-token acceptance "
-                                    f"probability), got {v!r}", "e.g. 0.7")
-        rates = tuple((c, float(table[c])) for c in names)
-        share = {c.name: c.share for c in classes}
-        a = sum(share[c] * v for c, v in rates) / sum(share.values())
-    else:
-        a = t.get("acceptance_rate", float)
-        if not 0.0 <= a < 1.0:
-            raise ScenarioError(f"{path}.acceptance_rate", f"must be in [0, 1) (a per-token acceptance probability), "
-                                f"got {a}", "e.g. acceptance_rate = 0.7")
-    draft = None
-    if method == "draft":
-        draft = cat.get_model(t.get("draft_model", str), f"{path}.draft_model")
-        if draft.vocab != model.vocab:
-            raise ScenarioError(f"{path}.draft_model", f"{draft.id} has a vocabulary of {draft.vocab} tokens, "
-                                f"{model.id} one of {model.vocab}: a drafter must share the target's tokenizer",
-                                "pick a draft model of the target's family (e.g. llama-3.2-1b for Llama 3.1)")
-    elif "draft_model" in t.data:
-        raise ScenarioError(f"{path}.draft_model", f"only method = \"draft\" takes a draft model ({method!r} "
-                            "drafts with the target's own head or the prompt)", "remove draft_model or set method = \"draft\"")
-    t.done()
-    return Speculative(method, k, a, draft, rates)
 
 
 def _autoscaler(own: Any, every: Any, pool: str, path: str, replicas: int | None,
@@ -665,67 +692,26 @@ def _autoscaler(own: Any, every: Any, pool: str, path: str, replicas: int | None
     merged = {k: v for k, v in (every or {}).items() if k != "pools"}
     merged.update(own or {})
     ap = f"{path}.autoscaler" if own is not None else "autoscaler"
-    t = Table(merged, ap)
-    lo = t.get("min_replicas", int, 1, positive=True)
-    hi = t.get("max_replicas", int, positive=True)
-    cfg = AutoscalerConfig(
-        policy=AUTOSCALERS.validate(t.get("policy", str, "queue"), f"{ap}.policy", base_dir),
-        min_replicas=lo, max_replicas=hi, initial_replicas=replicas if replicas is not None else lo,
-        interval_s=t.get("interval_s", float, 30.0, positive=True),
-        scale_down_delay_s=t.get("scale_down_delay_s", float, 300.0, nonneg=True),
-        load_gbps=t.get("load_gbps", float, 25.0, positive=True),
-        start_s=t.get("start_s", float, 60.0, nonneg=True),
-        target=t.get("target", float, None, positive=True))
-    t.done()
+    cfg = read(AutoscalerConfig, merged, ap, Context(builtin_catalog(), base_dir))
+    initial = replicas if replicas is not None else cfg.min_replicas
+    lo, hi = cfg.min_replicas, cfg.max_replicas
     if lo > hi:
         raise ScenarioError(f"{ap}.min_replicas", f"min_replicas {lo} is above max_replicas {hi}",
                             "lower min_replicas or raise max_replicas")
-    if not lo <= cfg.initial_replicas <= hi:
-        raise ScenarioError(f"{path}.replicas", f"{cfg.initial_replicas} replicas at the start is outside the "
+    if not lo <= initial <= hi:
+        raise ScenarioError(f"{path}.replicas", f"{initial} replicas at the start is outside the "
                             f"autoscaler's [{lo}, {hi}]", "set replicas between min_replicas and max_replicas, or "
                             "remove it (the autoscaler starts at min_replicas)")
-    return cfg
+    return dataclasses_replace(cfg, initial_replicas=initial)
 
 
-def _variability(v: bool | dict, model: Model, path: str) -> Variability:
-    """[pools.variability]: false (the default: deterministic steps), true (the values fitted for
-    the model's kind), or a table overriding some of those."""
-    if v is False:
-        return OFF
-    base = var_defaults("moe" if model.is_moe else "dense")
-    if v is True:
-        return base
-    t = Table(v, path)
-    kw = {k: t.get(k, float, getattr(base, k), nonneg=True) for k in VAR_KEYS}
-    t.done()
-    if kw["jitter"] >= 1:
-        raise ScenarioError(f"{path}.jitter",
-                            f"must be below 1 (the mean stretch as a share of a step), got {kw['jitter']}")
-    if not 0 < kw["jitter_prob"] <= 1:
-        raise ScenarioError(f"{path}.jitter_prob", f"must be in (0, 1], got {kw['jitter_prob']}")
-    if kw["warmup_decode"] > 1:
-        raise ScenarioError(f"{path}.warmup_decode", f"must be in [0, 1] (the share of the warm-up a decode-only "
-                            f"step gets), got {kw['warmup_decode']}")
-    if kw["warmup_s"] <= 0:
-        raise ScenarioError(f"{path}.warmup_s", f"must be > 0, got {kw['warmup_s']}")
-    if kw["episode_share"] > 1:
-        raise ScenarioError(f"{path}.episode_share", f"must be in [0, 1], got {kw['episode_share']}")
-    if kw["episode_stretch"] * kw["episode_share"] >= 1:
-        raise ScenarioError(f"{path}.episode_stretch", "episode_stretch x episode_share must be below 1 (the other "
-                            "windows are shortened by it to keep the mean)")
-    for k in ("warmup_factor", "episode_stretch"):
-        if kw[k] > 1e3:
-            raise ScenarioError(f"{path}.{k}", f"must be at most 1000, got {kw[k]}")
-    return Variability(**kw)
+def dataclasses_replace(obj: Any, **kw: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
 
 
-def _one_price(c: "CostConfig", path: str) -> None:
-    if c.usd_per_accel_hour is not None and c.capex_usd_per_accel is not None:
-        raise ScenarioError(f"{path}.capex_usd_per_accel", "give either rent (usd_per_accel_hour) or capex, not both",
-                            "remove one of them")
-
-
-def accel_usd_per_hour(pool: PoolConfig, cost: "CostConfig | None") -> float | None:
+def accel_usd_per_hour(pool: PoolConfig, cost: CostConfig | None) -> float | None:
     """One accelerator-hour of `pool`: its own [pools.cost], else the scenario's [cost] (rent, or
     capex over the amortisation years), else the hardware's catalog rate (settable as
     hardware.<id>.usd_per_accel_hour); None when none is known."""
@@ -750,8 +736,9 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
                             f"{pool.hardware.id} ({usable / pool.ep / 1e9:.1f} GB usable each)",
                             "raise ep (fewer experts each), use dtype = \"fp8\", or pick hardware with more memory")
     if pool.speculative is not None and pm.weight_bytes < usable <= pm.weight_bytes + pm.drafter_weight_bytes:
-        raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm.drafter_weight_bytes / 1e9:.1f} GB) do not fit "
-                            f"beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a larger tp")
+        raise ScenarioError(f"{path}.speculative", f"the drafter's weights ({pm.drafter_weight_bytes / 1e9:.1f} GB) do "
+                            f"not fit beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a "
+                            "larger tp")
     if pool.kv_offload is not None:
         if not pm.kv_tier_pays(sch.block_size, pool.kv_offload.gbps):
             load, redo = pm.kv_block_load_s(sch.block_size, pool.kv_offload.gbps), pm.block_recompute_s(sch.block_size)
@@ -772,145 +759,263 @@ def _check_fits(pool: PoolConfig, path: str) -> None:
                             "raise kv_memory_fraction or tp")
 
 
-def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
-    """Validate a scenario dict (as read from TOML) into a Scenario."""
-    raw = copy.deepcopy(dict(raw))
-    t = Table(raw, "")
-    cat = builtin_catalog()
-    cat_file = t.get("catalog", str, None)
-    if cat_file is not None:
-        load_catalog_file(cat, base_dir / cat_file)
-    cat.add_hardware(t.get("hardware", dict, {}), "hardware")
-    cat.add_models(t.get("models", dict, {}), "models")
-    name = t.get("name", str, "scenario")
-    seed = t.get("seed", int, 0, nonneg=True)
-    workload = _workload(t.get("workload", dict), base_dir)
-    pools_raw = t.get("pools", list)
-    if not pools_raw:
-        raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
-    scale_all = t.get("autoscaler", dict, None)
-    pools = tuple(_pool(p, i, cat, base_dir, scale_all, workload.classes) for i, p in enumerate(pools_raw))
-    if scale_all is not None and not any(p.autoscaler for p in pools):
-        raise ScenarioError("autoscaler.pools", f"names none of the pools ({', '.join(p.name for p in pools)})",
-                            "name at least one pool, or remove pools to scale every pool")
-    names = [p.name for p in pools]
-    if len(set(names)) != len(names):
-        raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
-    _check_models(workload, pools, cat)
-    r = Table(t.get("router", dict, {}), "router")
-    router = RouterConfig(ROUTERS.validate(r.get("policy", str, "round_robin"), "router.policy", base_dir),
-                          r.get("decode_policy", str, "least_kv", choices=DECODE_ROUTERS))
-    r.done()
-    network = _network(t.get("network", dict, None), pools)
-    _check_roles(pools, router)
-    slo = _slo(t.get("slo", dict, {}), "slo") or SLO()
-    facility = parse_facility(t.get("facility", dict, None), t.get("failures", dict, None), pools_raw, pools, base_dir)
-    if facility is None and any(p.autoscaler for p in pools):  # its controller runs with the facility's events
-        facility = Facility((), (), "none", 1.0, 8, 4, Failures())
-    for i, p in enumerate(pools):
-        tent = p.tent if p.tent is not None else (facility.tents[0].name if facility and facility.tents else None)
-        if p.autoscaler is not None and tent is not None and facility.tent(tent).commission_s > 0:
-            raise ScenarioError(f"pools[{i}].autoscaler", f"pool {p.name!r} is autoscaled in tent {tent!r}, which "
-                                "is commissioned later (commission_s): the two would both switch its replicas on",
-                                "set the tent's commission_s = 0 or autoscale another pool")
-    cost = None
-    if "cost" in t.data:
-        ct = Table(t.get("cost", dict), "cost")
-        cost = CostConfig(ct.get("usd_per_accel_hour", float, None, nonneg=True),
-                          ct.get("capex_usd_per_accel", float, None, nonneg=True),
-                          ct.get("amortization_years", float, 4.0, positive=True),
-                          ct.get("usd_per_mwh", float, 0.0, nonneg=True),
-                          ct.get("facility_usd_per_hour", float, 0.0, nonneg=True))
-        ct.done()
-        _one_price(cost, "cost")
-    rn = Table(t.get("run", dict, {}), "run")
-    run = RunConfig(rn.get("horizon_s", float, None, positive=True), rn.get("timeseries", bool, True),
-                    rn.get("fast_forward", bool, True), rn.get("engine", str, "auto", choices=ENGINES))
-    rn.done()
-    if run.horizon_s is not None and run.horizon_s > 1e12:  # energy = watts x seconds must stay finite
-        raise ScenarioError("run.horizon_s", f"must be at most 1e12 s (about 31,700 years), got {run.horizon_s:g}")
-    t.done()
-    effective = _effective(raw, seed, name, workload, pools, router, run, slo)
-    _absolute_paths(effective, base_dir)
-    for k in ("facility", "failures", "cost"):
-        if k in raw:
-            effective[k] = copy.deepcopy(raw[k])
-    if facility is not None and isinstance(effective.get("facility", {}).get("manager"), dict):
-        effective["facility"]["manager"]["policy"] = facility.manager_policy  # a plug-in's path, resolved
-    if network is not None:
-        effective["network"] = {"fabric": network.fabric, "gbps": network.gbps, "latency_us": network.latency_us,
-                                "gpus_per_node": network.gpus_per_node}
-        if network.nodes:
-            effective["network"]["nodes"] = [{"name": n, "pools": list(ps)} for n, ps in network.nodes]
-            effective["network"]["links"] = [{"from": ln.a, "to": ln.b, "gbps": ln.gbps, "latency_us": ln.latency_us}
-                                             for ln in network.links]
-    return Scenario(name, seed, workload, pools, router, run, slo, facility, cost, base_dir, effective,
-                    network or NetworkConfig())
+# --- [router], [run], [network] ---------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class RouterConfig:
+    """[router]: which replica each request goes to."""
+
+    policy: str = key("round_robin", "the router (dcsim policies), or a plug-in \"file.py:Class\"",
+                      parse=_policy(ROUTERS), kind=str)
+    decode_policy: str = key("least_kv", "disaggregated models: the decode replica of a prefilled request",
+                             choices=DECODE_ROUTERS, shown=lambda v: v.get("_disaggregated", False))
 
 
-def _network(raw: Any, pools: tuple[PoolConfig, ...]) -> NetworkConfig | None:
-    if raw is None:
-        return None
-    t = Table(raw, "network")
-    fabric = t.get("fabric", str, "ib-400g", choices=tuple(FABRICS))
-    gbps, lat = FABRICS[fabric]
-    gbps, lat = t.get("gbps", float, gbps, positive=True), t.get("latency_us", float, lat, nonneg=True)
-    per_node = t.get("gpus_per_node", int, 8, positive=True)
-    names = [p.name for p in pools]
-    nodes: list[tuple[str, tuple[str, ...]]] = []
-    placed: dict[str, str] = {}
-    for k, nd in enumerate(t.get("nodes", list, [])):
-        nt = Table(nd, f"network.nodes[{k}]")
-        name = nt.get("name", str)
-        ps = tuple(nt.get("pools", list, []))
-        nt.done()
-        if name in {n for n, _ in nodes}:
-            raise ScenarioError(f"network.nodes[{k}].name", f"duplicate node {name!r}", "give each node its own name")
-        for pn in ps:
-            if pn not in names:
-                raise ScenarioError(f"network.nodes[{k}].pools", f"no pool named {pn!r}", f"use one of: {', '.join(names)}")
-            if pn in placed:
-                raise ScenarioError(f"network.nodes[{k}].pools", f"pool {pn!r} is already on node {placed[pn]!r}",
-                                    "place each pool on one node")
-            placed[pn] = name
-        nodes.append((name, ps))
-    known = {n for n, _ in nodes}
-    links = []
-    for k, lk in enumerate(t.get("links", list, [])):
-        lt = Table(lk, f"network.links[{k}]")
-        a, b = lt.get("from", str), lt.get("to", str)
-        for key, v in (("from", a), ("to", b)):
-            if v not in known:
-                raise ScenarioError(f"network.links[{k}].{key}", f"no node named {v!r}",
-                                    f"declare it under [[network.nodes]] (known: {', '.join(sorted(known)) or 'none'})")
-        lf = lt.get("fabric", str, None, choices=tuple(FABRICS))
-        if lf is not None:  # a preset's figures, unless given
-            lg = lt.get("gbps", float, FABRICS[lf][0], positive=True)
-            ll = lt.get("latency_us", float, FABRICS[lf][1], nonneg=True)
-        else:
-            lg, ll = lt.get("gbps", float, positive=True), lt.get("latency_us", float, 0.0, nonneg=True)
-        links.append(Link(a, b, lg, ll))
-        lt.done()
-    out = NetworkConfig(fabric, gbps, lat, tuple(nodes), tuple(links), per_node)
-    t.done()
-    if nodes:
-        unplaced = [p.name for p in pools if p.role != "mixed" and p.name not in placed]
-        if unplaced:
-            raise ScenarioError("network.nodes", f"pool {unplaced[0]!r} is on no node",
-                                "list every prefill and decode pool under one [[network.nodes]]")
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """[run]: how the simulation runs."""
+
+    horizon_s: float | None = key(None, "stop at this simulated time (none: when the last request leaves)",
+                                  positive=True, hi=1e12, unit="s",
+                                  hint="energy = watts x seconds must stay finite: at most 1e12 s (about 31,700 years)")
+    timeseries: bool = key(True, "record each replica's batch, KV and queue at every step (timeseries.parquet)")
+    fast_forward: bool = key(True, "advance stable decode batches many steps at once (exact)")
+    engine: str = key("auto", "\"compiled\", \"simpy\" (the per-step driver), or \"auto\": compiled where it applies",
+                      choices=ENGINES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Link:
+    """[[network.links]]: a link between two nodes, shared by the transfers that cross it."""
+
+    a: str = key(REQUIRED, "one end (a node)", toml="from")
+    b: str = key(REQUIRED, "the other end", toml="to")
+    fabric: str | None = key(None, "a preset for gbps and latency_us", choices=tuple(FABRICS), write=lambda v, o: OMIT)
+    gbps: float = key(None, "its bandwidth", kind=float, positive=True, unit="Gb/s", doc_default="the fabric's")
+    latency_us: float = key(None, "its latency", kind=float, nonneg=True, unit="us", doc_default="the fabric's, or 0")
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        f = kw["fabric"]
+        if kw["gbps"] is None:
+            if f is None:
+                raise ScenarioError(f"{path}.gbps", "missing", "add gbps = ... to [network.links]")
+            kw["gbps"] = FABRICS[f][0]
+        if kw["latency_us"] is None:
+            kw["latency_us"] = FABRICS[f][1] if f is not None else 0.0
+        return kw
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSpec:
+    """[[network.nodes]]: a place pools sit (a rack, a switch domain)."""
+
+    name: str = key(REQUIRED, "the node's name")
+    pools: list = key([], "the pools placed there", kind=list)
+
+
+def _nodes(raw: Any, path: str, ctx: Context, kw: Any = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(raw, list):
+        _must(path, "list", raw)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for k, nd in enumerate(raw):
+        n = read(NodeSpec, nd, f"{path}[{k}]")
+        if n.name in {x for x, _ in out}:
+            raise ScenarioError(f"{path}[{k}].name", f"duplicate node {n.name!r}", "give each node its own name")
+        out.append((n.name, tuple(n.pools)))
+    return tuple(out)
+
+
+def _links(raw: Any, path: str, ctx: Context, kw: Any = None) -> tuple[Link, ...]:
+    if not isinstance(raw, list):
+        _must(path, "list", raw)
+    return tuple(read(Link, lk, f"{path}[{k}]") for k, lk in enumerate(raw))
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    """[network]: how KV moves from a prefill replica to a decode replica: each accelerator's port
+    (Gb/s, latency), and optionally where pools sit (nodes: racks, switch domains) and the links
+    between those places, shared by the transfers that cross them."""
+
+    fabric: str = key("ib-400g", "each accelerator's port: a preset for gbps and latency_us", choices=tuple(FABRICS))
+    gbps: float = key(400.0, "the port's bandwidth", positive=True, unit="Gb/s",
+                      derive=lambda ctx, kw: FABRICS[kw["fabric"]][0], doc_default="the fabric's")
+    latency_us: float = key(5.0, "the port's latency", nonneg=True, unit="us",
+                            derive=lambda ctx, kw: FABRICS[kw["fabric"]][1], doc_default="the fabric's")
+    gpus_per_node: int = key(8, "a replica with a larger TP group spans nodes: its all-reduce uses the ports",
+                             positive=True)
+    nodes: tuple[tuple[str, tuple[str, ...]], ...] = key((), "[[network.nodes]]: name, pools", kind=list, parse=_nodes,
+                                                         write=lambda v, o: [{"name": n, "pools": list(p)} for n, p in v]
+                                                         if v else OMIT)
+    links: tuple[Link, ...] = key((), "[[network.links]]: from, to, gbps (or fabric), latency_us", kind=list,
+                                  parse=_links, write=lambda v, o: [effective(x) for x in v] if o.nodes else OMIT)
+
+    def scaleout(self, tp: int) -> tuple[float, float] | None:
+        """(bytes/s, latency s) of the ports a TP group of `tp` all-reduces over when it spans
+        nodes (None: it fits in one node, on the part's scale-up link)."""
+        return (self.gbps * 1e9 / 8.0, self.latency_us * 1e-6) if tp > self.gpus_per_node else None
+
+    def graph(self) -> Any:
+        """The network as a networkx graph: nodes, and links with gbps and latency_us."""
         import networkx as nx
 
-        g = out.graph()
-        for m in dict.fromkeys(p.model.id for p in pools):
-            pre = [p.name for p in pools if p.model.id == m and p.role == "prefill"]
-            dec = [p.name for p in pools if p.model.id == m and p.role == "decode"]
-            for a in pre:
-                for b in dec:
-                    if not nx.has_path(g, placed[a], placed[b]):
-                        raise ScenarioError("network.links", f"no path from node {placed[a]!r} (pool {a!r}) to "
-                                            f"{placed[b]!r} (pool {b!r}): their KV cannot move",
-                                            "add [[network.links]] between them")
-    return out
+        g = nx.Graph()
+        for name, pools in self.nodes:
+            g.add_node(name, pools=pools)
+        for ln in self.links:
+            g.add_edge(ln.a, ln.b, gbps=ln.gbps, latency_us=ln.latency_us)
+        return g
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Context, t: Table) -> dict[str, Any]:
+        pools = ctx.pools_raw  # the PoolConfigs
+        names = [p.name for p in pools]
+        placed: dict[str, str] = {}
+        for k, (node, ps) in enumerate(kw["nodes"]):
+            for pn in ps:
+                if pn not in names:
+                    raise ScenarioError(f"network.nodes[{k}].pools", f"no pool named {pn!r}",
+                                        f"use one of: {', '.join(names)}")
+                if pn in placed:
+                    raise ScenarioError(f"network.nodes[{k}].pools", f"pool {pn!r} is already on node {placed[pn]!r}",
+                                        "place each pool on one node")
+                placed[pn] = node
+        known = {n for n, _ in kw["nodes"]}
+        for k, ln in enumerate(kw["links"]):
+            for key_, v in (("from", ln.a), ("to", ln.b)):
+                if v not in known:
+                    raise ScenarioError(f"network.links[{k}].{key_}", f"no node named {v!r}",
+                                        f"declare it under [[network.nodes]] (known: {', '.join(sorted(known)) or 'none'})")
+        if kw["nodes"]:
+            unplaced = [p.name for p in pools if p.role != "mixed" and p.name not in placed]
+            if unplaced:
+                raise ScenarioError("network.nodes", f"pool {unplaced[0]!r} is on no node",
+                                    "list every prefill and decode pool under one [[network.nodes]]")
+            import networkx as nx
+
+            g = cls(**{k: v for k, v in kw.items()}).graph()
+            for m in dict.fromkeys(p.model.id for p in pools):
+                pre = [p.name for p in pools if p.model.id == m and p.role == "prefill"]
+                dec = [p.name for p in pools if p.model.id == m and p.role == "decode"]
+                for a in pre:
+                    for b in dec:
+                        if not nx.has_path(g, placed[a], placed[b]):
+                            raise ScenarioError("network.links", f"no path from node {placed[a]!r} (pool {a!r}) to "
+                                                f"{placed[b]!r} (pool {b!r}): their KV cannot move",
+                                                "add [[network.links]] between them")
+        return kw
+
+
+# --- the scenario ------------------------------------------------------------------------------
+
+def _catalog_write(v: Any, obj: Any) -> Any:
+    return v if v else OMIT
+
+
+def _path_write(v: Any, obj: Any) -> Any:
+    return v if v is not None else OMIT
+
+
+def _any_table(name: str) -> Any:
+    def parse(raw: Any, path: str, ctx: Any, kw: Any = None) -> Any:
+        if not isinstance(raw, Mapping):
+            _must(path, "dict", raw)
+        return copy.deepcopy(dict(raw))
+    return parse
+
+
+def _pools(raw: Any, path: str, ctx: Context, kw: dict[str, Any]) -> tuple[PoolConfig, ...]:
+    if not isinstance(raw, list):
+        _must(path, "list", raw)
+    if not raw:
+        raise ScenarioError("pools", "empty", "add at least one [[pools]] table")
+    out = []
+    for i, p in enumerate(raw):
+        c = Context(ctx.catalog, ctx.base_dir, kw["workload"].classes, kw.get("autoscaler"), i)
+        pool = read(PoolConfig, p, f"pools[{i}]", c)
+        if pool.service is None:
+            _check_fits(pool, f"pools[{i}]")
+        out.append(pool)
+    return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scenario:
+    """A whole scenario: the top level of its TOML file."""
+
+    catalog: str | None = key(None, "a catalog file of your own hardware and models (relative to the scenario)",
+                              write=_path_write)
+    hardware_tables: Mapping[str, Any] = key({}, "[hardware.<id>]: your accelerators, or changes to the catalog's",
+                                             toml="hardware", kind=dict, parse=_any_table("hardware"),
+                                             write=_catalog_write)
+    model_tables: Mapping[str, Any] = key({}, "[models.<id>]: your models, or changes to the catalog's",
+                                          toml="models", kind=dict, parse=_any_table("models"), write=_catalog_write)
+    name: str = key("scenario", "the scenario's name")
+    seed: int = key(0, "the random seed: the same scenario and seed give the same results", nonneg=True)
+    workload: WorkloadConfig = key(REQUIRED, "[workload]", kind=dict, parse=_table_of(WorkloadConfig))
+    autoscaler: Mapping[str, Any] | None = key(None, "[autoscaler]: autoscale every pool (or those in its `pools`) "
+                                               "with these keys of [pools.autoscaler]", kind=dict,
+                                               parse=_any_table("autoscaler"), write=lambda v, o: OMIT)
+    pools: tuple[PoolConfig, ...] = key(REQUIRED, "[[pools]]", kind=list, parse=_pools,
+                                        write=lambda v, o: [effective(p) for p in v])
+    router: RouterConfig = key(REQUIRED, "[router]", kind=dict, parse=_table_of(RouterConfig),
+                               derive=lambda ctx, kw: read(RouterConfig, {}, "router", ctx),
+                               write=lambda v, o: {**effective(v), **({"decode_policy": v.decode_policy}
+                                                                      if o.disaggregated else {})})
+    network: NetworkConfig = key(REQUIRED, "[network]: KV transfers between prefill and decode replicas", kind=dict,
+                                 parse=lambda v, p, c, kw: read(NetworkConfig, v, p, _with_pools(c, kw)),
+                                 derive=lambda ctx, kw: None, write=lambda v, o: effective(v) if o.network_given
+                                 else OMIT)
+    slo: SLO = key(REQUIRED, "[slo]: latency objectives", kind=dict, parse=lambda v, p, c, kw: read(SLO, v, p),
+                   derive=lambda ctx, kw: SLO(), write=_slo_write)
+    facility: Any = key(None, "[facility]: power sources, tents and the power manager (docs/power.md)", kind=dict,
+                        parse=lambda v, p, c, kw: v, write=lambda v, o: effective(v) if v is not None and v.declared
+                        else OMIT)
+    failures: Any = key(None, "[failures]: node failures", kind=dict, parse=lambda v, p, c, kw: v,
+                        write=lambda v, o: effective(o.facility.failures) if o.facility is not None
+                        and o.facility.failures_given else OMIT)
+    cost: CostConfig | None = key(None, "[cost]: prices", kind=dict, parse=_table_of(CostConfig))
+    run: RunConfig = key(REQUIRED, "[run]", kind=dict, parse=_table_of(RunConfig),
+                         derive=lambda ctx, kw: RunConfig())
+    base_dir: Path = Path(".")
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the effective scenario (defaults filled in)
+    network_given: bool = False
+
+    @property
+    def disaggregated(self) -> bool:
+        return any(p.role != "mixed" for p in self.pools)
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Context, t: Table) -> dict[str, Any]:
+        pools = kw["pools"]
+        if kw["autoscaler"] is not None and not any(p.autoscaler for p in pools):
+            raise ScenarioError("autoscaler.pools", f"names none of the pools ({', '.join(p.name for p in pools)})",
+                                "name at least one pool, or remove pools to scale every pool")
+        names = [p.name for p in pools]
+        if len(set(names)) != len(names):
+            raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
+        _check_models(kw["workload"], pools, ctx.catalog)
+        kw["network_given"] = kw["network"] is not None
+        if kw["network"] is None:
+            kw["network"] = read(NetworkConfig, {}, "network", _with_pools(ctx, kw))
+        _check_roles(pools, kw["router"])
+        facility = parse_facility(kw["facility"], kw["failures"], t.data.get("pools", []), pools, ctx.base_dir)
+        if facility is None and any(p.autoscaler for p in pools):  # its controller runs with the facility's events
+            facility = Facility.empty()
+        for i, p in enumerate(pools):
+            tent = p.tent if p.tent is not None else (facility.tents[0].name if facility and facility.tents else None)
+            if p.autoscaler is not None and tent is not None and facility.tent(tent).commission_s > 0:
+                raise ScenarioError(f"pools[{i}].autoscaler", f"pool {p.name!r} is autoscaled in tent {tent!r}, which "
+                                    "is commissioned later (commission_s): the two would both switch its replicas on",
+                                    "set the tent's commission_s = 0 or autoscale another pool")
+        kw["facility"] = facility
+        kw["failures"] = None
+        return kw
+
+
+def _with_pools(ctx: Context, kw: dict[str, Any]) -> Context:
+    return Context(ctx.catalog, ctx.base_dir, pools_raw=kw["pools"])
 
 
 def _check_roles(pools: tuple[PoolConfig, ...], router: RouterConfig) -> None:
@@ -965,9 +1070,9 @@ def _check_models(w: WorkloadConfig, pools: tuple[PoolConfig, ...], cat: Any) ->
 def _absolute_paths(eff: dict[str, Any], base_dir: Path) -> None:
     """Files the scenario names, made absolute, so the copy saved beside the results reruns from
     anywhere (`dcsim run OUT/scenario.toml`)."""
-    def fix(d: Any, key: str) -> None:
-        if isinstance(d, dict) and isinstance(d.get(key), str):
-            d[key] = str((base_dir / d[key]).resolve())
+    def fix(d: Any, key_: str) -> None:
+        if isinstance(d, dict) and isinstance(d.get(key_), str):
+            d[key_] = str((base_dir / d[key_]).resolve())
 
     fix(eff, "catalog")
     w = eff.get("workload", {})
@@ -977,91 +1082,20 @@ def _absolute_paths(eff: dict[str, Any], base_dir: Path) -> None:
         fix(spec, "file")
 
 
-def _slo_dict(slo: SLO | None) -> dict[str, float] | None:
-    return None if slo is None else {k: v for k, v in slo.__dict__.items() if v is not None}
-
-
-def _effective(raw: dict, seed: int, name: str, w: WorkloadConfig, pools: tuple[PoolConfig, ...],
-               router: RouterConfig, run: RunConfig, slo: SLO) -> dict[str, Any]:
-    """The scenario with every default written out (None values dropped: TOML has no null)."""
-    out = {k: v for k, v in raw.items() if k in ("catalog", "hardware", "models")}
-    out.update({"name": name, "seed": seed})
-    wd = {k: v for k, v in w.__dict__.items() if v is not None and k not in ("stages", "shared_prefix", "classes",
-                                                                             "multi_turn",
-                                                                                "rate_points", "rate_spec")}
-    if w.rate_spec is not None:
-        wd["diurnal" if "peak_rate_per_s" in w.rate_spec else "rate_profile"] = dict(w.rate_spec)
-        wd.pop("rate_per_s", None)
-    if w.classes:
-        wd["classes"] = [{k: (dict(v) if isinstance(v, Mapping) else v) for k, v in
-                          {"name": c.name, "share": c.share, "priority": c.priority, "prompt_tokens": c.prompt_tokens,
-                           "output_tokens": c.output_tokens, "slo": _slo_dict(c.slo), "model": c.model}.items()
-                          if v is not None}
-                         for c in w.classes]
-    wd["prompt_tokens"] = dict(w.prompt_tokens)
-    wd["output_tokens"] = dict(w.output_tokens)
-    if w.multi_turn is not None:
-        wd["multi_turn"] = {"turns": dict(w.multi_turn.turns), "think_time_s": dict(w.multi_turn.think_time_s),
-                            "max_history_tokens": w.multi_turn.max_history_tokens}
-    if w.stages:
-        for k in ("rate_per_s", "num_requests", "duration_s"):
-            wd.pop(k, None)
-        wd["stages"] = [{"rate_per_s": r, "duration_s": d} for r, d in w.stages]
-    if w.shared_prefix is not None:
-        wd["shared_prefix"] = {"groups": w.shared_prefix[0], "tokens": w.shared_prefix[1]}
-    if w.arrival == "trace":
-        wd.pop("prompt_tokens")
-        wd.pop("output_tokens")
-        wd.pop("rate_per_s", None)
-    else:
-        wd.pop("trace_format", None)
-        wd.pop("time_scale", None)
-    if w.arrival != "gamma":
-        wd.pop("cv", None)  # keys that do nothing are not written (a rerun would warn about them)
-    out["workload"] = wd
-    out["pools"] = []
-    for p in pools:
-        d: dict[str, Any] = {"name": p.name, "hardware": p.hardware.id, "model": p.model.id, "dtype": p.dtype,
-                             "kv_dtype": p.kv_dtype, "replicas": p.replicas, "tp": p.tp,
-                             **({"ep": p.ep, "moe_imbalance": p.moe_imbalance} if p.ep > 1 else {}),
-                             "scheduler": dict(p.scheduler.__dict__)}
-        if p.tent is not None:
-            d["tent"] = p.tent
-        if p.priority:
-            d["priority"] = p.priority
-        if p.cost is not None:
-            d["cost"] = {k: v for k, v in p.cost.__dict__.items() if v is not None and k in
-                         ("usd_per_accel_hour", "capex_usd_per_accel", "amortization_years")}
-        if p.service:
-            d["service"] = dict(p.service.__dict__)
-        if p.role != "mixed":
-            d["role"] = p.role
-        if p.clock_lock != 1.0:
-            d["clock_lock"] = p.clock_lock
-        if p.autoscaler is not None:
-            a = p.autoscaler
-            d["replicas"] = a.initial_replicas
-            d["autoscaler"] = {k: v for k, v in a.__dict__.items() if v is not None and k != "initial_replicas"}
-        if p.kv_offload is not None:
-            d["kv_offload"] = dict(p.kv_offload.__dict__)
-        if p.speculative is not None:
-            sp = p.speculative
-            d["speculative"] = {"method": sp.method, "num_tokens": sp.num_tokens,
-                                "acceptance_rate": dict(sp.class_rates) if sp.class_rates else sp.acceptance_rate}
-            if sp.draft_model is not None:
-                d["speculative"]["draft_model"] = sp.draft_model.id
-        given = raw.get("pools", [])
-        k = len(out["pools"])
-        if k < len(given) and isinstance(given[k], dict) and "variability" in given[k]:
-            d["variability"] = copy.deepcopy(given[k]["variability"])  # as given (true, or a table)
-        out["pools"].append(d)
-    out["router"] = {"policy": router.policy}
-    if any(p.role != "mixed" for p in pools):
-        out["router"]["decode_policy"] = router.decode_policy
-    if _slo_dict(slo):
-        out["slo"] = _slo_dict(slo)
-    out["run"] = {k: v for k, v in run.__dict__.items() if v is not None}
-    return out
+def parse(raw: Mapping[str, Any], base_dir: Path = Path(".")) -> Scenario:
+    """Validate a scenario dict (as read from TOML) into a Scenario."""
+    raw = copy.deepcopy(dict(raw))
+    cat = builtin_catalog()
+    t = Table(raw, "")
+    cat_file = t.get("catalog", str, None)
+    if cat_file is not None:
+        load_catalog_file(cat, base_dir / cat_file)
+    cat.add_hardware(t.get("hardware", dict, {}), "hardware")
+    cat.add_models(t.get("models", dict, {}), "models")
+    sc = read(Scenario, raw, "", Context(cat, base_dir), base_dir=base_dir)
+    eff = effective(sc)
+    _absolute_paths(eff, base_dir)
+    return dataclasses_replace(sc, raw=eff)
 
 
 def read_toml(path: Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
-"""The facility: power sources, tents, racks, nodes and accelerators as a networkx graph, its
-live power supply, the power manager and node failures (the SimPy side acts on replicas only
-through narrow methods: set_clock_cap, set_drained, fail, repair).
+"""The facility: power sources, tents, racks, nodes and accelerators, its live power supply, the
+power manager and node failures (the engine acts on replicas only through narrow methods: fail,
+repair, drain, undrain, commissioning, cap). Each key is declared once (sim/schema.py).
 
 Declared in a scenario:
 
@@ -49,73 +49,238 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from sim.errors import ScenarioError
 from sim.registry import MANAGERS
-from sim.schema import Table
+from sim.schema import OMIT, REQUIRED, Table, effective, key, read
 
 SOURCE_KINDS = ("gas_turbine", "grid", "battery")
 
 
-@dataclass(frozen=True)
+def _turbine(v: Mapping[str, Any]) -> bool:
+    return v.get("kind") == "gas_turbine"
+
+
+def _battery(v: Mapping[str, Any]) -> bool:
+    return v.get("kind") == "battery"
+
+
+def _not_turbine(v: Mapping[str, Any]) -> bool:
+    return v.get("kind") != "gas_turbine"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Source:
-    name: str
-    kind: str
-    units: int = 1
-    unit_mw: float = 0.0  # per unit (turbine) or the feed's capacity (grid) or discharge power (battery)
-    mtbf_h: float | None = None
-    repair_h: float | None = None
-    energy_mwh: float = 0.0  # battery capacity
-    charge_mw: float = 0.0  # battery: charge power (default its discharge power)
-    round_trip_efficiency: float = 0.85  # battery: energy returned per energy drawn to charge it
-    min_load_frac: float = 0.0  # turbine: the lowest stable output, as a share of its rating
-    trip_at_s: tuple[float, ...] = ()  # scheduled unit trips (for trip scenarios), one unit each
-    trip_repair_s: float = 600.0  # how long a scheduled trip keeps the unit down
-    ramp_mw_per_s: float = math.inf  # per running unit: how fast its output can rise (sim/facility/ramp.py)
-    step_load_frac: float = 1.0  # the largest sudden load increase a unit accepts, as a share of its rating
-    start_s: float = 0.0  # time to bring a repaired or tripped unit back online (start, synchronise)
-    heat_rate_btu_per_kwh: float | None = None  # fuel per kWh delivered (with usd_per_mmbtu: the energy's cost)
-    usd_per_mmbtu: float | None = None  # gas price
-    capex_usd_per_mw: float | None = None  # installed cost, amortised over amortization_years
-    amortization_years: float = 20.0
+    """[[facility.sources]]: gas turbines (units of unit_mw), a grid feed (mw) or a battery (mw, mwh)."""
+
+    kind: str = key(REQUIRED, "what it is", choices=SOURCE_KINDS)
+    name: str = key(REQUIRED, "its name", derive=lambda ctx, kw: f"{kw['kind']}{ctx}", doc_default='"<kind><k>"')
+    units: int = key(1, "turbine units", positive=True, when=_turbine, doc_when="gas_turbine", doc_default="required")
+    unit_mw: float = key(0.0, "a unit's rating", positive=True, unit="MW", when=_turbine, doc_when="gas_turbine",
+                         doc_default="required")
+    # a grid's capacity or a battery's discharge power, held in unit_mw
+    mw: float = key(0.0, "a grid feed's capacity, a battery's discharge power", positive=True, unit="MW",
+                    when=_not_turbine, doc_when="grid, battery", doc_default="required")
+    mtbf_h: float | None = key(None, "each unit's exponential time to failure", positive=True, unit="h",
+                               when=_turbine, doc_when="gas_turbine")
+    repair_h: float | None = key(None, "its exponential repair time (default 12)", positive=True, unit="h",
+                                 when=_turbine, doc_when="gas_turbine")
+    energy_mwh: float = key(0.0, "the battery's energy (it starts full)", toml="mwh", positive=True, unit="MWh",
+                            when=_battery, doc_when="battery", doc_default="required")
+    charge_mw: float = key(0.0, "its charge power: it recharges from the supply's headroom", nonneg=True, unit="MW",
+                           when=_battery, doc_when="battery", doc_default="mw")
+    round_trip_efficiency: float = key(0.85, "energy returned per energy drawn to charge it (NREL ATB: ~0.85)",
+                                       positive=True, hi=1.0, hint="lithium-ion systems return about 0.85 (NREL ATB)",
+                                       when=_battery, doc_when="battery")
+    min_load_frac: float = key(0.0, "the lowest stable output, a share of the rating (below: fuel burnt at it)",
+                               nonneg=True, below=1.0, hint="gas turbines run stably from about 0.3-0.5",
+                               when=_turbine, doc_when="gas_turbine")
+    trip_at_s: tuple[float, ...] = key((), "scheduled unit trips, one unit each", kind=list,
+                                       parse=lambda v, p, c, kw: tuple(float(x) for x in _list(v, p)),
+                                       write=lambda v, o: list(v) if v else OMIT, when=_turbine,
+                                       doc_when="gas_turbine")
+    trip_repair_s: float = key(600.0, "how long a scheduled trip keeps the unit down", positive=True, unit="s",
+                               when=_turbine, doc_when="gas_turbine")
+    ramp_mw_per_s: float = key(math.inf, "per running unit: how fast its output can rise (sim/facility/ramp.py)",
+                               positive=True, unit="MW/s", when=_turbine, doc_when="gas_turbine",
+                               write=lambda v, o: v if math.isfinite(v) else OMIT)
+    step_load_frac: float = key(1.0, "the largest sudden load increase a unit accepts, a share of its rating",
+                                positive=True, hi=1.0, when=_turbine, doc_when="gas_turbine")
+    start_s: float = key(0.0, "a repaired or tripped unit's start before it delivers", nonneg=True, unit="s",
+                         when=_turbine, doc_when="gas_turbine")
+    heat_rate_btu_per_kwh: float | None = key(None, "fuel per kWh delivered (with usd_per_mmbtu: the energy's cost)",
+                                              positive=True, when=_turbine, doc_when="gas_turbine")
+    usd_per_mmbtu: float | None = key(None, "the gas price", nonneg=True, unit="$/MMBtu", when=_turbine,
+                                      doc_when="gas_turbine")
+    capex_usd_per_mw: float | None = key(None, "installed cost, amortised over amortization_years", nonneg=True,
+                                         unit="$/MW", when=_turbine, doc_when="gas_turbine")
+    amortization_years: float = key(20.0, "capex is spread over this many years", positive=True, unit="years",
+                                    when=_turbine, doc_when="gas_turbine")
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        kind = kw["kind"]
+        if kind == "gas_turbine":
+            for k in ("units", "unit_mw"):
+                if k not in t.data:
+                    raise ScenarioError(f"{path}.{k}", "missing", f"add {k} = ... to [{path}]")
+            if (kw["heat_rate_btu_per_kwh"] is None) != (kw["usd_per_mmbtu"] is None):
+                raise ScenarioError(f"{path}.usd_per_mmbtu" if kw["usd_per_mmbtu"] is None else
+                                    f"{path}.heat_rate_btu_per_kwh",
+                                    "fuel cost needs both heat_rate_btu_per_kwh and usd_per_mmbtu",
+                                    "give both (e.g. 9000 BTU/kWh and 3.5 $/MMBtu) or neither")
+        else:
+            if "mw" not in t.data:
+                raise ScenarioError(f"{path}.mw", "missing", f"add mw = ... to [{path}]")
+            kw["unit_mw"] = kw["mw"]
+            if kind == "battery":
+                if "mwh" not in t.data:
+                    raise ScenarioError(f"{path}.mwh", "missing", f"add mwh = ... to [{path}]")
+                if "charge_mw" not in t.data:
+                    kw["charge_mw"] = kw["mw"]
+        return kw
 
 
-@dataclass(frozen=True)
+def _list(v: Any, path: str) -> list:
+    if not isinstance(v, list):
+        raise ScenarioError(path, f"must be list, got {v!r}", f"write {path.rsplit('.', 1)[-1]} = <list>")
+    return v
+
+
+def _pue(raw: Any, path: str, ctx: Any, kw: Any) -> tuple[float, float, float]:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = float(raw)
+    if isinstance(raw, float):
+        if math.isnan(raw) or math.isinf(raw):
+            raise ScenarioError(path, f"must be finite, got {raw!r}")
+        return raw, 0.0, 15.0
+    p = read(Pue, raw, path)
+    return p.base, p.amplitude, p.peak_hour
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pue:
+    """facility.tents.pue as a table: PUE over the day, base + amplitude x cos(2 pi (hour - peak_hour) / 24)."""
+
+    base: float = key(REQUIRED, "the day's mean", positive=True)
+    amplitude: float = key(0.0, "the swing either way", nonneg=True)
+    peak_hour: float = key(15.0, "the hour of the highest", nonneg=True, unit="h")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Tent:
-    name: str
-    it_limit_w: float
-    pue_base: float
-    pue_amplitude: float = 0.0  # PUE over the day: base + amplitude x cos(2 pi (hour - peak_hour) / 24)
-    pue_peak_hour: float = 15.0
-    commission_s: float = 0.0
-    capex_usd: float | None = None  # the tent (structure, power distribution, cooling), amortised
-    amortization_years: float = 10.0
+    """[[facility.tents]]: a hall with a hard IT power limit and a PUE; pools are placed in it."""
+
+    name: str = key(REQUIRED, "its name", derive=lambda ctx, kw: f"tent{ctx}", doc_default='"tent<k>"')
+    it_limit_w: float = key(REQUIRED, "its hard IT power limit", toml="it_limit_mw", positive=True, scale=1e6,
+                            unit="MW")
+    pue_spec: tuple[float, float, float] = key((1.3, 0.0, 15.0), "PUE: a number, or {base, amplitude, peak_hour}",
+                                               toml="pue", kind=(float, dict), parse=_pue,
+                                          write=lambda v, o: v[0] if v[1] == 0.0 and v[2] == 15.0 else
+                                          {"base": v[0], "amplitude": v[1], "peak_hour": v[2]}, doc_default="1.3")
+    commission_s: float = key(0.0, "its pools serve from this time on", nonneg=True, unit="s")
+    capex_usd: float | None = key(None, "the tent (structure, power distribution, cooling), amortised", nonneg=True,
+                                  unit="$")
+    amortization_years: float = key(10.0, "capex is spread over this many years", positive=True, unit="years")
+
+    @property
+    def pue_base(self) -> float:
+        return self.pue_spec[0]
+
+    @property
+    def pue_amplitude(self) -> float:
+        return self.pue_spec[1]
+
+    @property
+    def pue_peak_hour(self) -> float:
+        return self.pue_spec[2]
 
     def pue(self, t_s: float) -> float:
-        if not self.pue_amplitude:
-            return self.pue_base
+        """The PUE at time t_s (t = 0 at midnight)."""
+        base, amp, peak = self.pue_spec
+        if not amp:
+            return base
         hour = (t_s / 3600.0) % 24.0
-        return self.pue_base + self.pue_amplitude * math.cos(2 * math.pi * (hour - self.pue_peak_hour) / 24.0)
+        return base + amp * math.cos(2 * math.pi * (hour - peak) / 24.0)
+
+    @classmethod
+    def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:
+        base, amp, _peak = kw["pue_spec"]
+        if base - amp < 1.0:
+            raise ScenarioError(f"{path}.pue", f"PUE must stay >= 1 (base {base} - amplitude {amp})",
+                                "raise base or lower amplitude")
+        return kw
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Failures:
-    node_mtbf_h: float | None = None
-    node_repair_h: float = 4.0
-    retry_limit: int = 2
+    """[failures]: node failures: each node fails after an exponential time and is repaired after
+    another; its requests are re-queued, failing after retry_limit re-queues."""
+
+    node_mtbf_h: float | None = key(None, "a node's mean time between failures (none: nodes do not fail)",
+                                    positive=True, unit="h")
+    node_repair_h: float = key(4.0, "its mean repair time", positive=True, unit="h")
+    retry_limit: int = key(2, "re-queues a request survives", nonneg=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class Manager:
+    """[facility.manager]: the power manager, every interval_s: caps, drains or sheds to keep the
+    facility's draw within the live supply (sim/policies/managers.py)."""
+
+    policy: str = key("cap_uniform", "the policy (dcsim policies), or a plug-in \"file.py:Class\"", kind=str,
+                      parse=lambda v, p, c, kw: _manager_policy(v, p, c))
+    interval_s: float = key(5.0, "time between decisions", positive=True, unit="s")
+    reserve_units: int = key(0, "N+k: hold the load under the running turbines less the k largest", nonneg=True)
+
+
+def _manager_policy(v: Any, path: str, base_dir: Any) -> str:
+    if not isinstance(v, str):
+        raise ScenarioError(path, f"must be str, got {v!r}", "write policy = <str>")
+    return str(MANAGERS.validate(v, path, base_dir))
+
+
+def _items(cls: type) -> Any:
+    def parse(raw: Any, path: str, ctx: Any, kw: Any) -> tuple:
+        return tuple(read(cls, x, f"{path}[{k}]", k) for k, x in enumerate(_list(raw, path)))
+    return parse
+
+
+@dataclass(frozen=True, kw_only=True)
 class Facility:
-    sources: tuple[Source, ...]
-    tents: tuple[Tent, ...]
-    manager_policy: str
-    interval_s: float
-    gpus_per_node: int
-    nodes_per_rack: int
-    failures: Failures
-    host_w_per_accel: float = 0.0  # server power besides the accelerators (CPU, NIC, fans), while on
-    reserve_units: int = 0  # N+k spinning reserve: the manager keeps the k largest running turbines spare
+    """[facility]: where the accelerators draw their power from."""
+
+    sources: tuple[Source, ...] = key(REQUIRED, "[[facility.sources]]", kind=list, parse=_items(Source),
+                                      write=lambda v, o: [effective(s) for s in v])
+    tents: tuple[Tent, ...] = key(REQUIRED, "[[facility.tents]]", kind=list, parse=_items(Tent),
+                                  write=lambda v, o: [effective(x) for x in v])
+    manager: Manager = key(REQUIRED, "[facility.manager]", kind=dict,
+                           parse=lambda v, p, c, kw: read(Manager, v, p, c),
+                           derive=lambda c, kw: read(Manager, {}, "facility.manager", c))
+    gpus_per_node: int = key(8, "accelerators per node (a node fails as a whole)", positive=True)
+    nodes_per_rack: int = key(4, "nodes per rack", positive=True)
+    host_w_per_accel: float = key(0.0, "server power besides the accelerators (CPU, NIC, fans), while on",
+                                  nonneg=True, unit="W")
+    failures: Failures = Failures()
+    declared: bool = True  # from a [facility] table (False: only [failures], or autoscaling's events)
+    failures_given: bool = False
+
+    @property
+    def manager_policy(self) -> str:
+        return self.manager.policy
+
+    @property
+    def interval_s(self) -> float:
+        return self.manager.interval_s
+
+    @property
+    def reserve_units(self) -> int:
+        return self.manager.reserve_units
+
+    @classmethod
+    def empty(cls, failures: Failures | None = None) -> "Facility":
+        """No [facility]: nothing but node failures ([failures]) or autoscaling's events."""
+        return cls(sources=(), tents=(), manager=Manager(policy="none", interval_s=1.0), failures=failures or Failures(),
+                   declared=False, failures_given=failures is not None)
 
     def reserve_w(self, units_up: Mapping[str, int]) -> float:
         """The spinning reserve the manager keeps: the `reserve_units` largest running turbines, W."""
@@ -160,111 +325,33 @@ class Facility:
 def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], pool_cfgs: tuple,
                    base_dir: Path = Path(".")) -> Facility | None:
     """Validate [facility] (and [failures]) against the pools placed in it."""
-
-    fl = None
-    if failures_raw is not None:
-        ft = Table(failures_raw, "failures")
-        fl = Failures(ft.get("node_mtbf_h", float, None, positive=True), ft.get("node_repair_h", float, 4.0, positive=True),
-                      ft.get("retry_limit", int, 2, nonneg=True))
-        ft.done()
+    fl = read(Failures, failures_raw, "failures") if failures_raw is not None else None
     if raw is None:
         for i, p in enumerate(pools):
-            if "tent" in p:
+            if isinstance(p, Mapping) and "tent" in p:
                 raise ScenarioError(f"pools[{i}].tent", f"tent {p['tent']!r} but the scenario has no [facility]",
                                     "declare [[facility.tents]] or remove tent")
-        return Facility((), (), "none", 1.0, 8, 4, fl or Failures()) if fl else None
-    t = Table(raw, "facility")
-    srcs = []
-    for k, sr in enumerate(t.get("sources", list, [])):
-        st = Table(sr, f"facility.sources[{k}]")
-        kind = st.get("kind", str, choices=SOURCE_KINDS)
-        name = st.get("name", str, f"{kind}{k}")
-        if kind == "gas_turbine":
-            s = Source(name, kind, st.get("units", int, positive=True), st.get("unit_mw", float, positive=True),
-                       st.get("mtbf_h", float, None, positive=True), st.get("repair_h", float, None, positive=True),
-                       trip_at_s=tuple(float(x) for x in st.get("trip_at_s", list, [])),
-                       trip_repair_s=st.get("trip_repair_s", float, 600.0, positive=True),
-                       ramp_mw_per_s=st.get("ramp_mw_per_s", float, math.inf, positive=True),
-                       step_load_frac=st.get("step_load_frac", float, 1.0, positive=True),
-                       start_s=st.get("start_s", float, 0.0, nonneg=True),
-                       heat_rate_btu_per_kwh=st.get("heat_rate_btu_per_kwh", float, None, positive=True),
-                       usd_per_mmbtu=st.get("usd_per_mmbtu", float, None, nonneg=True),
-                       capex_usd_per_mw=st.get("capex_usd_per_mw", float, None, nonneg=True),
-                       amortization_years=st.get("amortization_years", float, 20.0, positive=True),
-                       min_load_frac=st.get("min_load_frac", float, 0.0, nonneg=True))
-            if s.min_load_frac >= 1:
-                raise ScenarioError(f"facility.sources[{k}].min_load_frac", f"must be in [0, 1) (a share of a unit's "
-                                    f"rating), got {s.min_load_frac}", "gas turbines run stably from about 0.3-0.5")
-            if (s.heat_rate_btu_per_kwh is None) != (s.usd_per_mmbtu is None):
-                raise ScenarioError(f"facility.sources[{k}].usd_per_mmbtu" if s.usd_per_mmbtu is None else
-                                    f"facility.sources[{k}].heat_rate_btu_per_kwh",
-                                    "fuel cost needs both heat_rate_btu_per_kwh and usd_per_mmbtu",
-                                    "give both (e.g. 9000 BTU/kWh and 3.5 $/MMBtu) or neither")
-            if s.step_load_frac > 1:
-                raise ScenarioError(f"facility.sources[{k}].step_load_frac", f"must be in (0, 1] (a share of a unit's "
-                                    f"rating), got {s.step_load_frac}")
-        elif kind == "grid":
-            s = Source(name, kind, 1, st.get("mw", float, positive=True))
-        else:
-            mw = st.get("mw", float, positive=True)
-            s = Source(name, kind, 1, mw, energy_mwh=st.get("mwh", float, positive=True),
-                       charge_mw=st.get("charge_mw", float, mw, nonneg=True),
-                       round_trip_efficiency=st.get("round_trip_efficiency", float, 0.85, positive=True))
-            if s.round_trip_efficiency > 1:
-                raise ScenarioError(f"facility.sources[{k}].round_trip_efficiency",
-                                    f"must be in (0, 1], got {s.round_trip_efficiency}",
-                                    "lithium-ion systems return about 0.85 (NREL ATB)")
-        st.done()
-        srcs.append(s)
-    if not srcs:
+        return Facility.empty(fl) if fl else None
+    fac = read(Facility, raw, "facility", base_dir, failures=fl or Failures(), failures_given=fl is not None)
+    if not fac.sources:
         raise ScenarioError("facility.sources", "empty", "add at least one [[facility.sources]] (gas_turbine, grid)")
-    tents = []
-    for k, tr in enumerate(t.get("tents", list, [])):
-        tt = Table(tr, f"facility.tents[{k}]")
-        name = tt.get("name", str, f"tent{k}")
-        limit = tt.get("it_limit_mw", float, positive=True) * 1e6
-        pue_raw = tt.get("pue", (float, dict), 1.3)
-        if isinstance(pue_raw, float):
-            base, amp, peak = pue_raw, 0.0, 15.0
-        else:
-            pt = Table(pue_raw, f"facility.tents[{k}].pue")
-            base = pt.get("base", float, positive=True)
-            amp = pt.get("amplitude", float, 0.0, nonneg=True)
-            peak = pt.get("peak_hour", float, 15.0, nonneg=True)
-            pt.done()
-        if base - amp < 1.0:
-            raise ScenarioError(f"facility.tents[{k}].pue", f"PUE must stay >= 1 (base {base} - amplitude {amp})",
-                                "raise base or lower amplitude")
-        tents.append(Tent(name, limit, base, amp, peak, tt.get("commission_s", float, 0.0, nonneg=True),
-                          tt.get("capex_usd", float, None, nonneg=True),
-                          tt.get("amortization_years", float, 10.0, positive=True)))
-        tt.done()
-    if not tents:
+    if not fac.tents:
         raise ScenarioError("facility.tents", "empty", "add at least one [[facility.tents]]")
-    names = [x.name for x in tents]
-    mt = Table(t.get("manager", dict, {}), "facility.manager")
-    policy = MANAGERS.validate(mt.get("policy", str, "cap_uniform"), "facility.manager.policy", base_dir)
-    interval = mt.get("interval_s", float, 5.0, positive=True)
-    reserve = mt.get("reserve_units", int, 0, nonneg=True)
-    mt.done()
-    fac = Facility(tuple(srcs), tuple(tents), policy, interval, t.get("gpus_per_node", int, 8, positive=True),
-                   t.get("nodes_per_rack", int, 4, positive=True), fl or Failures(),
-                   t.get("host_w_per_accel", float, 0.0, nonneg=True), reserve)
-    t.done()
-    cap_w = sum(s.units * s.unit_mw * 1e6 for s in srcs)  # every source at once (battery: its power)
-    for k, tn in enumerate(tents):
+    names = [x.name for x in fac.tents]
+    cap_w = sum(s.units * s.unit_mw * 1e6 for s in fac.sources)  # every source at once (battery: its power)
+    for k, tn in enumerate(fac.tents):
         if tn.it_limit_w > cap_w * (1 + 1e-12):  # a limit that can never bind: a mistake in one of the two
             raise ScenarioError(f"facility.tents[{k}].it_limit_mw",
                                 f"{tn.it_limit_w / 1e6:g} MW is above all the sources it can draw from together "
                                 f"({cap_w / 1e6:g} MW)", f"lower it_limit_mw to at most {cap_w / 1e6:g} or add sources")
     # pools in tents; the idle power of what is placed must fit under the tent's IT limit
     idle: dict[str, float] = {n: 0.0 for n in names}
-    for i, (p, pc) in enumerate(zip(pools, pool_cfgs)):
+    for i, (p, pc) in enumerate(zip(pools, pool_cfgs, strict=True)):
         tent = p.get("tent", names[0])
         if tent not in names:
             raise ScenarioError(f"pools[{i}].tent", f"no tent named {tent!r}", f"use one of: {', '.join(names)}")
         idle[tent] += pc.replicas * pc.accels * (pc.hardware.idle_w + fac.host_w_per_accel)
-    for k, tn in enumerate(tents):
+    for k, tn in enumerate(fac.tents):
         if idle[tn.name] > tn.it_limit_w:
             raise ScenarioError(f"facility.tents[{k}].it_limit_mw",
                                 f"{tn.it_limit_w / 1e6:g} MW is below the idle power of what is placed in "

@@ -26,13 +26,14 @@ its arrival window; latency percentiles come from the merged requests of the sim
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sim.scenario.config import apply_overrides, parse
-from sim.schema import Table
+from sim.schema import REQUIRED, key, read
 from sim.errors import ScenarioError
 from sim.studies.study import Task, execute
 
@@ -66,24 +67,43 @@ def site_share(raw: dict[str, Any], share: float, shared_bus: bool = True) -> di
     return out
 
 
+@dataclass(frozen=True, kw_only=True)
+class CellKind:
+    """[[fleet.cells]]: identical cells of one kind."""
+
+    name: str = key(REQUIRED, "the kind's name", derive=lambda ctx, kw: f"cell{ctx}", doc_default='"cell<k>"')
+    count: int = key(1, "identical cells of this kind", positive=True)
+    weight: float = key(1.0, "the share of the traffic each of its cells takes (relative)", positive=True)
+    set: list = key([], "overrides of the base scenario for this kind (key.path=value)", kind=list)
+
+
+def _cells(raw: Any, path: str, ctx: Any, kw: Any) -> tuple[CellKind, ...]:
+    if not isinstance(raw, list):
+        raise ScenarioError(path, f"must be list, got {raw!r}", "write cells = <list>")
+    return tuple(read(CellKind, c, f"{path}[{k}]", k) for k, c in enumerate(raw))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FleetConfig:
+    """[fleet]: cells of the scenario's router and pools, a global balancer splitting arrivals
+    across them by weight."""
+
+    simulate_per_kind: int = key(2, "cells simulated of each kind; the rest are inferred", positive=True)
+    power_bus: str = key("none", "\"shared\": the cells share the site's [facility] at their share",
+                         choices=("none", "shared"))
+    cells: tuple[CellKind, ...] = key(REQUIRED, "[[fleet.cells]]", kind=list, parse=_cells)
+
+
 def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-    t = Table(raw["fleet"], "fleet")
-    per_kind = t.get("simulate_per_kind", int, 2, positive=True)
-    bus = t.get("power_bus", str, "none", choices=("none", "shared"))
-    if bus == "shared" and "facility" not in raw:
-        raise ScenarioError("fleet.power_bus", "\"shared\" needs the site's [facility]", "declare [facility] or remove it")
-    kinds = []
-    for k, c in enumerate(t.get("cells", list)):
-        ct = Table(c, f"fleet.cells[{k}]")
-        kinds.append({"name": ct.get("name", str, f"cell{k}"), "count": ct.get("count", int, 1, positive=True),
-                      "weight": ct.get("weight", float, 1.0, positive=True), "set": ct.get("set", list, [])})
-        ct.done()
-    t.done()
-    if not kinds:
+    fc = read(FleetConfig, raw["fleet"], "fleet")
+    if fc.power_bus == "shared" and "facility" not in raw:
+        raise ScenarioError("fleet.power_bus", "\"shared\" needs the site's [facility]",
+                            "declare [facility] or remove it")
+    if not fc.cells:
         raise ScenarioError("fleet.cells", "empty", "add at least one [[fleet.cells]]")
-    for k in kinds:
-        k["bus"] = bus
-    return kinds, per_kind
+    kinds = [{"name": c.name, "count": c.count, "weight": c.weight, "set": list(c.set), "bus": fc.power_bus}
+             for c in fc.cells]
+    return kinds, fc.simulate_per_kind
 
 
 def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | None = None,

@@ -139,6 +139,7 @@ def tails_variability(exps: list[Experiment], cv: bool,
     for the folds' calibration, None without cv)."""
     from sim.perf.catalog import builtin_catalog
     from sim.perf.variability import defaults, left_out
+    from sim.schema import effective
 
     cat = builtin_catalog()
     var: dict[str, dict[str, float]] = {}
@@ -153,7 +154,7 @@ def tails_variability(exps: list[Experiment], cv: bool,
             raise ValueError(f"sim/data/variability.toml has no [cv.\"{m}\"] table: run scripts/fit_variability.py --write")
         if choice is not None:
             per_model[m] = choice
-        var[e.exp_id] = dataclasses.asdict(choice[kind] if choice is not None else defaults(kind))
+        var[e.exp_id] = effective(choice[kind] if choice is not None else defaults(kind))
     return var, (per_model if cv else None)
 
 
