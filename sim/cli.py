@@ -7,13 +7,13 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from sim.errors import ScenarioError
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # exit 2 with one line, as for scenario errors
+    def error(self, message: str) -> NoReturn:  # exit 2 with one line, as for scenario errors
         self.exit(2, f"dcsim: error: {message} (see {self.prog} --help)\n")
 
 
@@ -67,7 +67,10 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
     if money and summary.get("energy_j") is not None:
         print(f"  {'energy (kWh)':<22} {_fmt(summary['energy_j'] / 3.6e6)}  "
               f"({_fmt(summary.get('energy_per_output_tok_j'))} J per output token)")
-        print(f"  {'cost ($/Mtoken)':<22} {_fmt(summary.get('cost_per_mtok_usd'))}  (${_fmt(summary.get('cost_usd'))} in all)")
+        print(
+            f"  {'cost ($/Mtoken)':<22} {_fmt(summary.get('cost_per_mtok_usd'))}  "
+            f"(${_fmt(summary.get('cost_usd'))} in all)"
+        )
     if summary.get("autoscaler"):
         for pool, a in summary["autoscaler"].items():
             print(f"  {'replica-hours':<22} {_fmt(summary['replica_hours'][pool])} in pool {pool} "
@@ -172,11 +175,13 @@ def _fleet_table(rep: dict[str, Any]) -> str:
     L.append(f"  latency (merged simulated cells): TTFT p50 {rep['ttft_p50_s']:.3g} s, p99 {rep['ttft_p99_s']:.3g} s; "
              f"TPOT p50 {rep['tpot_p50_s']:.3g} s, p99 {rep['tpot_p99_s']:.3g} s")
     if "fleet_facility_power_mean_w" in rep:
-        L.append(f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
-                 f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {rep['fleet_energy_j'] / 3.6e12:,.1f} GWh, "
-                 f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
-                 f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
-                 f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}")
+        L.append(
+            f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
+            f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {rep['fleet_energy_j'] / 3.6e12:,.1f} GWh, "
+            f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
+            f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
+            f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}"
+        )
     L.append(f"  inferred: {rep['inference']}")
     return "\n".join(L)
 
@@ -253,7 +258,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         for k, v in out.items():
-            print(f"{k:<22} {_fmt(v) if not isinstance(v, dict) else ', '.join(f'{a}={_fmt(b)}' for a, b in v.items())}")
+            print(
+                f"{k:<22} {_fmt(v) if not isinstance(v, dict) else ', '.join(f'{a}={_fmt(b)}' for a, b in v.items())}"
+            )
     return 0
 
 
@@ -377,7 +384,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         print(table_sweep(rep))
         if args.out:
-            print(f"\nreport.html, sweep.json, latency_vs_load.png, throughput_vs_latency.png (and goodput_vs_load.png) in {args.out}/")
+            print(
+                "\nreport.html, sweep.json, latency_vs_load.png, throughput_vs_latency.png (and goodput_vs_load.png) "
+                f"in {args.out}/"
+            )
     return 0
 
 

@@ -20,10 +20,11 @@ class Col(int):
 
     meaning: str
     table: "Table"
+    source: str | None
 
-    def __new__(cls, index: int, table: "Table", meaning: str) -> "Col":
+    def __new__(cls, index: int, table: "Table", meaning: str, source: str | None = None) -> "Col":
         c = super().__new__(cls, index)
-        c.meaning, c.table = meaning, table
+        c.meaning, c.table, c.source = meaning, table, source
         return c
 
 
@@ -36,13 +37,20 @@ class Table:
         self.names: list[str] = []
         self.meanings: list[str] = []
 
-    def col(self, meaning: str) -> int:
-        """The next column (its index), meaning what `meaning` says."""
+    def col(self, meaning: str, source: str | None = None) -> int:
+        """The next column (its index), meaning what `meaning` says; `source`: the attribute path
+        (e.g. "scheduler.max_batched_tokens") of the object each row's value is read from when
+        the arrays are built (sim/engine/arrays.py fills such columns itself)."""
         if self.names:
             raise RuntimeError(f"table {self.array} is sealed: declare its columns before seal()")
-        c = Col(len(self._cols), self, meaning)
+        c = Col(len(self._cols), self, meaning, source)
         self._cols.append(c)
         return c
+
+    @property
+    def sources(self) -> list[tuple[int, str]]:
+        """(column, attribute path) of the columns filled from an object's attribute."""
+        return [(int(c), c.source) for c in self._cols if c.source is not None]
 
     @property
     def n(self) -> int:

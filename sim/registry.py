@@ -124,7 +124,9 @@ def _import(target: str, key: str, kind: str) -> type:
     """Load "module:Class" or "path/to/file.py:Class" (one line naming the key on failure)."""
     where, sep, cls_name = target.rpartition(":")
     if not sep or not where or not cls_name:
-        raise ScenarioError(key, f"cannot read {target!r} as a {kind}", 'write "module:Class" or "path/to/file.py:Class"')
+        raise ScenarioError(
+            key, f"cannot read {target!r} as a {kind}", 'write "module:Class" or "path/to/file.py:Class"'
+        )
     try:
         if where.endswith(".py"):
             path = Path(where)
@@ -173,16 +175,39 @@ ROUTERS.add("least_loaded", f"{_R}:LeastLoaded", "fewest outstanding prompt + ou
 ROUTERS.add("jsq", f"{_R}:JSQ", "join the shortest queue: fewest outstanding requests", code=2)
 ROUTERS.add("power_of_two", f"{_R}:PowerOfTwo", "the less loaded of two replicas drawn at random", code=3)
 ROUTERS.add("least_kv", f"{_R}:LeastKV", "most free KV-cache blocks", code=4)
-ROUTERS.add("session_affinity", f"{_R}:SessionAffinity", "a session stays on the replica of its first request; new sessions by jsq", code=5)
-ROUTERS.add("central_queue", f"{_R}:CentralQueue", "one shared FIFO queue that every replica pulls from (M/M/c)", code=6)
-ROUTERS.add("prefix_aware", f"{_R}:PrefixAware", "the longest cached prefix of the prompt, traded against the load (llm-d's scorers)", code=8)
-ROUTERS.add("least_time", f"{_R}:LeastTime", "fewest seconds of outstanding work at each replica's own speed (hardware-aware)", code=7)
+ROUTERS.add(
+    "session_affinity",
+    f"{_R}:SessionAffinity",
+    "a session stays on the replica of its first request; new sessions by jsq",
+    code=5,
+)
+ROUTERS.add(
+    "central_queue", f"{_R}:CentralQueue", "one shared FIFO queue that every replica pulls from (M/M/c)", code=6
+)
+ROUTERS.add(
+    "prefix_aware",
+    f"{_R}:PrefixAware",
+    "the longest cached prefix of the prompt, traded against the load (llm-d's scorers)",
+    code=8,
+)
+ROUTERS.add(
+    "least_time",
+    f"{_R}:LeastTime",
+    "fewest seconds of outstanding work at each replica's own speed (hardware-aware)",
+    code=7,
+)
 
 _S = "sim.policies.schedulers"
 SCHEDULERS.add("fcfs", f"{_S}:Fcfs", "one request at a time, served whole", code=2)
-SCHEDULERS.add("static", f"{_S}:Static", "request-level batching: a batch forms on an idle replica, nothing joins it", code=2)
-SCHEDULERS.add("continuous", f"{_S}:Continuous", "iteration-level batching with whole prefills first (Orca, vLLM v0)", code=1)
-SCHEDULERS.add("chunked", f"{_S}:Chunked", "decode first, prompt chunks fill the token budget (Sarathi-Serve, vLLM v1)", code=0)
+SCHEDULERS.add(
+    "static", f"{_S}:Static", "request-level batching: a batch forms on an idle replica, nothing joins it", code=2
+)
+SCHEDULERS.add(
+    "continuous", f"{_S}:Continuous", "iteration-level batching with whole prefills first (Orca, vLLM v0)", code=1
+)
+SCHEDULERS.add(
+    "chunked", f"{_S}:Chunked", "decode first, prompt chunks fill the token budget (Sarathi-Serve, vLLM v1)", code=0
+)
 SCHEDULERS.add("priority", f"{_S}:Priority", "chunked, queue by request class, lower classes preempted first", code=3)
 SCHEDULERS.add("sjf", f"{_S}:Sjf", "chunked, shortest prompt first with an ageing bound", code=4)
 
@@ -199,7 +224,11 @@ MANAGERS.add("drain", f"{_M}:Drain", "keep the most important replicas at full p
 MANAGERS.add("shed", f"{_M}:Shed", "cap_uniform, and reject new requests while over the supply")
 
 _A = "sim.policies.autoscalers"
-AUTOSCALERS.add("queue", f"{_A}:QueuePolicy", "replicas for a target of outstanding requests per serving replica (Kubernetes HPA rule)")
+AUTOSCALERS.add(
+    "queue",
+    f"{_A}:QueuePolicy",
+    "replicas for a target of outstanding requests per serving replica (Kubernetes HPA rule)",
+)
 AUTOSCALERS.add("kv", f"{_A}:KVPolicy", "replicas for a target share of KV-cache blocks in use (HPA rule)")
 AUTOSCALERS.add("slo", f"{_A}:SLOPolicy", "replicas for a target p90 TTFT of the last interval's arrivals (HPA rule)")
 

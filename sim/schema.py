@@ -2,9 +2,10 @@
 error, unknown keys refused), which every parser uses.
 
 A config dataclass's field declared with `key(...)` is a scenario key: its TOML name, default,
-accepted types, bounds, choices, unit and help text live in that one declaration, from which `read` parses a TOML table (naming the dotted path and the fix in
-every error), `effective` writes the table back with every default filled in (the scenario
-saved beside a run), and `reference` lists every key for docs/scenario.md.
+accepted types, bounds, choices, unit and help text live in that one declaration, from which `read`
+parses a TOML table (naming the dotted path and the fix in every error), `effective` writes the
+table back with every default filled in (the scenario saved beside a run), and `reference` lists
+every key for docs/scenario.md.
 
     @dataclass(frozen=True, kw_only=True)
     class SchedulerConfig:
@@ -34,8 +35,11 @@ class Table:
 
     def __init__(self, data: Any, path: str) -> None:
         if not isinstance(data, Mapping):
-            raise ScenarioError(path, f"must be a table, got {type(data).__name__}", f"write [{path}] with keys under it")
-        self.data, self.path, self.seen = data, path, set()
+            raise ScenarioError(
+                path, f"must be a table, got {type(data).__name__}", f"write [{path}] with keys under it"
+            )
+        self.data, self.path = data, path
+        self.seen: set[str] = set()
 
     def _p(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -138,7 +142,7 @@ def _kinds(cls: type, f: dataclasses.Field, k: Key) -> tuple:
 def _bounds(v: Any, k: Key, path: str) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return
-    fix = k.hint or None
+    fix = k.hint
     if k.lo is not None and v < k.lo:
         raise ScenarioError(path, f"must be >= {k.lo:g}, got {v!r}", fix)
     if k.hi is not None and v > k.hi:

@@ -124,8 +124,10 @@ def run_case(case: str, parquet: bool = False) -> dict[str, Any]:
     if kind == "fleet":
         from sim.studies.fleet import run_fleet
 
-        rep = run_fleet(ROOT / "scenarios" / name, workers=1, quiet=True)
-        return {"fleet": _plain(rep)}
+        rep = _plain(run_fleet(ROOT / "scenarios" / name, workers=1, quiet=True))
+        # The report names its scenario by absolute path; the clone's place is not a result.
+        rep["scenario"] = str(Path(rep["scenario"]).relative_to(ROOT))
+        return {"fleet": rep}
     folder = ROOT / "scenarios" / ("validation" if kind == "validation" else "")
     res = Simulation(load(folder / name)).run()
     out = digest(res)

@@ -39,13 +39,23 @@ def small(policy: str = "chunked", **over):
     raw = {
         "seed": over.pop("seed", 3),
         "hardware": over.pop("hardware_tables", {}),
-        "workload": {"arrival": "poisson", "rate_per_s": over.pop("rate", 8.0),
-                     "num_requests": over.pop("n", 300),
-                     "prompt_tokens": over.pop("prompt", {"dist": "lognormal", "mean": 800, "cv": 1.0, "max": 6000}),
-                     "output_tokens": over.pop("output", {"dist": "uniform", "min": 2, "max": 200})},
-        "pools": [{"name": "p", "hardware": over.pop("hardware", "h100-sxm"), "model": over.pop("model", "llama-3.1-8b"),
-                   "replicas": over.pop("replicas", 2), "tp": over.pop("tp", 1),
-                   "scheduler": {"policy": policy, **over.pop("scheduler", {})}}],
+        "workload": {
+            "arrival": "poisson",
+            "rate_per_s": over.pop("rate", 8.0),
+            "num_requests": over.pop("n", 300),
+            "prompt_tokens": over.pop("prompt", {"dist": "lognormal", "mean": 800, "cv": 1.0, "max": 6000}),
+            "output_tokens": over.pop("output", {"dist": "uniform", "min": 2, "max": 200}),
+        },
+        "pools": [
+            {
+                "name": "p",
+                "hardware": over.pop("hardware", "h100-sxm"),
+                "model": over.pop("model", "llama-3.1-8b"),
+                "replicas": over.pop("replicas", 2),
+                "tp": over.pop("tp", 1),
+                "scheduler": {"policy": policy, **over.pop("scheduler", {})},
+            }
+        ],
         "router": {"policy": over.pop("router", "round_robin")},
     }
     assert not over, over
@@ -208,6 +218,28 @@ def differential_scenario(d: dict) -> dict:
             pools[1]["replicas"] = 2
     if d.get("ep") and d["model"] == "mixtral-8x7b":  # expert parallelism: 2 experts on each of 4 GPUs
         pools[0].update(ep=4, moe_imbalance=1.25)
+    wl = _differential_workload(d, two)
+    raw = {"name": "fuzz", "seed": d["seed"], "workload": wl, "pools": pools, "router": {"policy": d["router"]},
+           "run": {"timeseries": True}}
+    if any(p.get("role") for p in pools):
+        raw["router"]["decode_policy"] = d.get("decode", "least_kv")
+        raw["network"] = {"fabric": "roce-200g"}
+    if d["horizon"] is not None:
+        raw["run"]["horizon_s"] = d["horizon"]
+    a = d.get("autoscale")
+    if a is not None:  # pool a autoscaled: replicas off at first, cold starts, drains
+        pools[0]["autoscaler"] = {"policy": a["policy"], "min_replicas": 1, "max_replicas": d["replicas"] + 1,
+                                  "interval_s": a["interval"], "scale_down_delay_s": a["delay"],
+                                  "start_s": a["start"], "load_gbps": 2000.0}
+        if a["target"] is not None:
+            pools[0]["autoscaler"]["target"] = a["target"]
+    if d["facility"] is not None:
+        _differential_facility(raw, d["facility"], pools, a)
+    return raw
+
+
+def _differential_workload(d: dict, two: bool) -> dict:
+    """The [workload] of a differential example."""
     wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
           "prompt_tokens": {"dist": "lognormal", "mean": d["prompt"], "cv": 1.0, "max": 6000},
           "output_tokens": {"dist": "lognormal", "mean": d["output"], "cv": 0.8, "max": 1500}}
@@ -231,45 +263,34 @@ def differential_scenario(d: dict) -> dict:
         wl["num_requests"] = max(10, d["n"] // 3)
         wl["multi_turn"] = {"turns": {"dist": "uniform", "min": 1, "max": 4},
                             "think_time_s": {"dist": "exponential", "mean": 2.0}, "max_history_tokens": 6000}
-    raw = {"name": "fuzz", "seed": d["seed"], "workload": wl, "pools": pools, "router": {"policy": d["router"]},
-           "run": {"timeseries": True}}
-    if any(p.get("role") for p in pools):
-        raw["router"]["decode_policy"] = d.get("decode", "least_kv")
-        raw["network"] = {"fabric": "roce-200g"}
-    if d["horizon"] is not None:
-        raw["run"]["horizon_s"] = d["horizon"]
-    a = d.get("autoscale")
-    if a is not None:  # pool a autoscaled: replicas off at first, cold starts, drains
-        pools[0]["autoscaler"] = {"policy": a["policy"], "min_replicas": 1, "max_replicas": d["replicas"] + 1,
-                                  "interval_s": a["interval"], "scale_down_delay_s": a["delay"],
-                                  "start_s": a["start"], "load_gbps": 2000.0}
-        if a["target"] is not None:
-            pools[0]["autoscaler"]["target"] = a["target"]
-    f = d["facility"]
-    if f is not None:
-        for k, p in enumerate(pools):
-            p["tent"], p["priority"] = "t", k
-        # TDP + host, x PUE, of every replica built (an autoscaled pool builds max_replicas)
-        full_mw = sum(p.get("autoscaler", {}).get("max_replicas", p["replicas"]) * max(p["tp"], p.get("ep", 1))
-                      for p in pools) \
-            * (700 + 300) * 1.4 / 1e6
-        src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3,
-               "min_load_frac": f.get("min_load", 0.0)}
-        if f["trip"] is not None:
-            src.update(trip_at_s=[f["trip"]], trip_repair_s=f["trip_repair"])
-        if f["turbine_mtbf_h"] is not None:
-            src.update(mtbf_h=f["turbine_mtbf_h"], repair_h=0.01)
-        sources = [src]
-        if f["battery"]:
-            sources.append({"name": "bat", "kind": "battery", "mw": full_mw * 0.3, "mwh": full_mw * 0.002})
-        limit = min(full_mw, sum(s.get("units", 1) * s.get("unit_mw", s.get("mw", 0.0)) for s in sources))
-        raw["facility"] = {"host_w_per_accel": 300, "gpus_per_node": f["gpus_per_node"], "sources": sources,
-                           "tents": [{"name": "t", "it_limit_mw": limit,
-                                      "commission_s": f["commission"] if a is None else 0.0,
-                                      "pue": {"base": 1.3, "amplitude": 0.1, "peak_hour": 15}}],
-                           "manager": {"policy": f["manager"], "interval_s": f["interval"],
-                                       "reserve_units": f.get("reserve", 0)}}
-        if f["node_mtbf_h"] is not None:
-            raw["failures"] = {"node_mtbf_h": f["node_mtbf_h"], "node_repair_h": f["node_repair_h"],
-                               "retry_limit": f["retry_limit"]}
-    return raw
+    return wl
+
+
+def _differential_facility(raw: dict, f: dict, pools: list, a: dict | None) -> None:
+    """The [facility] (and [failures]) of a differential example, sized on its pools' full draw."""
+    for k, p in enumerate(pools):
+        p["tent"], p["priority"] = "t", k
+    # TDP + host, x PUE, of every replica built (an autoscaled pool builds max_replicas)
+    full_mw = sum(p.get("autoscaler", {}).get("max_replicas", p["replicas"]) * max(p["tp"], p.get("ep", 1))
+                  for p in pools) \
+        * (700 + 300) * 1.4 / 1e6
+    src = {"name": "gt", "kind": "gas_turbine", "units": 3, "unit_mw": full_mw * f["supply"] / 3,
+           "min_load_frac": f.get("min_load", 0.0)}
+    if f["trip"] is not None:
+        src.update(trip_at_s=[f["trip"]], trip_repair_s=f["trip_repair"])
+    if f["turbine_mtbf_h"] is not None:
+        src.update(mtbf_h=f["turbine_mtbf_h"], repair_h=0.01)
+    sources = [src]
+    if f["battery"]:
+        sources.append({"name": "bat", "kind": "battery", "mw": full_mw * 0.3, "mwh": full_mw * 0.002})
+    limit = min(full_mw, sum(s.get("units", 1) * s.get("unit_mw", s.get("mw", 0.0)) for s in sources))
+    raw["facility"] = {"host_w_per_accel": 300, "gpus_per_node": f["gpus_per_node"], "sources": sources,
+                       "tents": [{"name": "t", "it_limit_mw": limit,
+                                  "commission_s": f["commission"] if a is None else 0.0,
+                                  "pue": {"base": 1.3, "amplitude": 0.1, "peak_hour": 15}}],
+                       "manager": {"policy": f["manager"], "interval_s": f["interval"],
+                                   "reserve_units": f.get("reserve", 0)}}
+    if f["node_mtbf_h"] is not None:
+        raw["failures"] = {"node_mtbf_h": f["node_mtbf_h"], "node_repair_h": f["node_repair_h"],
+                           "retry_limit": f["retry_limit"]}
+

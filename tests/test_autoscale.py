@@ -45,7 +45,7 @@ def _windows(res) -> dict[int, list[tuple[float, float, str]]]:
     """Each replica's states as (from, to, state) from the log of its changes."""
     ev = res.autoscale.events
     out: dict[int, list] = {}
-    for t, r, s in zip(ev["t_s"], ev["replica"], ev["state"]):
+    for t, r, s in zip(ev["t_s"], ev["replica"], ev["state"], strict=False):
         w = out.setdefault(r, [])
         if w:
             w[-1] = (w[-1][0], t, w[-1][2])
@@ -63,8 +63,8 @@ def test_a_load_step_adds_replicas_each_serving_after_its_cold_start(step):
     pm = PerfModel(sc.pools[0].hardware, sc.pools[0].model, 1, "bf16", "bf16")
     cold = 45.0 + pm.weight_bytes / (16.0 * 1e9 / 8)
     starts = 0
-    for r, w in _windows(res).items():
-        for (t0, t1, s), nxt in zip(w, w[1:] + [None]):
+    for w in _windows(res).values():
+        for (t0, _t1, s), nxt in zip(w, w[1:] + [None], strict=False):
             if s == "starting" and nxt is not None and nxt[2] == "serving":
                 assert nxt[0] - t0 == pytest.approx(cold, rel=1e-12)  # serving exactly after its cold start
                 starts += 1
@@ -95,7 +95,7 @@ def test_scale_down_drains_and_loses_nothing(step):
 def test_replica_hours_are_the_billed_time_and_carry_the_cost(step):
     sc, res = step
     billed = 0.0
-    for r, w in _windows(res).items():  # starting, serving and draining are billed; off is not
+    for w in _windows(res).values():  # starting, serving and draining are billed; off is not
         billed += sum(t1 - t0 for t0, t1, s in w if s != "off")
     s = summarize(res)
     assert s["replica_hours"]["main"] == pytest.approx(billed / 3600.0, rel=1e-12)

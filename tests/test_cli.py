@@ -50,7 +50,9 @@ def test_run_table_and_seed_override():
 def test_set_reaches_pools_by_name_and_all():
     from sim.scenario.config import apply_overrides, read_toml
     raw = read_toml(QUICK)
-    a = apply_overrides(raw, ["pools.scheduler.policy=continuous", "pools.main.replicas=2", "router.policy=least_loaded"])
+    a = apply_overrides(
+        raw, ["pools.scheduler.policy=continuous", "pools.main.replicas=2", "router.policy=least_loaded"]
+    )
     assert a["pools"][0]["scheduler"]["policy"] == "continuous" and a["pools"][0]["replicas"] == 2
     assert a["router"]["policy"] == "least_loaded"
 
@@ -137,16 +139,27 @@ def test_bad_scenarios_exit_2_with_one_line(tmp_path, case):
     assert len(lines) == 1 and field in lines[0] and "fix:" in lines[0]
 
 
-@pytest.mark.parametrize("text,field", [
-    ("[workload]\nrate_per_s = -3.0\nnum_requests = 5\nprompt_tokens = 10\noutput_tokens = 5\n", "workload.rate_per_s"),
-    ("[workload]\nrate_per_s = 3.0\nprompt_tokens = 10\noutput_tokens = 5\n", "workload.num_requests"),
-    ("[workload]\nrate_per_s = 3.0\nnum_requests = 5\nprompt_tokens = { dist = 'normal', mean = 3 }\noutput_tokens = 5\n",
-     "workload.prompt_tokens.dist"),
-    ("[workload\nrate = 1", "scenario"),
-])
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        (
+            "[workload]\nrate_per_s = -3.0\nnum_requests = 5\nprompt_tokens = 10\noutput_tokens = 5\n",
+            "workload.rate_per_s",
+        ),
+        ("[workload]\nrate_per_s = 3.0\nprompt_tokens = 10\noutput_tokens = 5\n", "workload.num_requests"),
+        (
+            "[workload]\nrate_per_s = 3.0\nnum_requests = 5\nprompt_tokens = { dist = 'normal', mean = 3 }\n"
+            "output_tokens = 5\n",
+            "workload.prompt_tokens.dist",
+        ),
+        ("[workload\nrate = 1", "scenario"),
+    ],
+)
 def test_bad_workload_fields(tmp_path, text, field):
     p = tmp_path / "bad.toml"
-    p.write_text(text + ("\n[[pools]]\nhardware = 'h100-sxm'\nmodel = 'llama-3.1-8b'\n" if "[workload]" in text else ""))
+    p.write_text(
+        text + ("\n[[pools]]\nhardware = 'h100-sxm'\nmodel = 'llama-3.1-8b'\n" if "[workload]" in text else "")
+    )
     r = dcsim("run", p)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert field in r.stderr and len(r.stderr.strip().splitlines()) == 1

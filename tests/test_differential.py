@@ -1,10 +1,12 @@
 """Driver against driver, on scenarios hypothesis draws over the registry: every compiled
 scheduler and router, with KV pressure (preemption), prefix caching (LRU eviction), client
-timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation, step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every power-manager policy,
-supplies short enough to cap, scheduled trips and turbine faults, node failures with retries,
-commissioning, a battery), autoscaling (every policy, cold starts, drains), speculative
-decoding, expert parallelism, multi-turn sessions and KV tiers. The compiled engine must give the SimPy
-engine's per-request first-token, start and finish times, statuses and preemptions, bit for bit.
+timeouts, request classes, two models in two pools (routing groups), prefill/decode disaggregation,
+step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every
+power-manager policy, supplies short enough to cap, scheduled trips and turbine faults, node
+failures with retries, commissioning, a battery), autoscaling (every policy, cold starts, drains),
+speculative decoding, expert parallelism, multi-turn sessions and KV tiers. The compiled engine
+must give the SimPy engine's per-request first-token, start and finish times, statuses and
+preemptions, bit for bit.
 
 Derandomized, so CI runs the same examples every time; `DCSIM_FUZZ=N` runs N more random ones."""
 

@@ -41,14 +41,14 @@ def _raw(n=300, rate=20.0, router="least_loaded", decode="least_kv", engine="aut
 def test_one_request_by_hand():
     """TTFT = the prefill step; the second token = first + KV transfer + the decode replica's
     first step (the first token's KV, one token against the prompt's); then decode steps."""
-    P, O = 1000, 3
+    P, OUT = 1000, 3
     raw = {"seed": 0, "hardware": {"gpu": hw_table(**PLAIN)},
            "workload": {"arrival": "poisson", "rate_per_s": 1.0, "num_requests": 1, "prompt_tokens": 1,
                         "output_tokens": 1},
            "pools": [{"name": "p", "hardware": "gpu", "model": "llama-3.1-8b", "role": "prefill", "tp": 2},
                      {"name": "d", "hardware": "gpu", "model": "llama-3.1-8b", "role": "decode"}],
            "network": {"gbps": 100.0, "latency_us": 20.0}}
-    wl = Workload(np.array([0.5]), np.array([P], np.int64), np.array([O], np.int64))
+    wl = Workload(np.array([0.5]), np.array([P], np.int64), np.array([OUT], np.int64))
     for engine in ("compiled", "simpy"):
         raw["run"] = {"engine": engine}
         res = Simulation(parse(raw), wl).run()

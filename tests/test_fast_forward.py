@@ -17,23 +17,50 @@ CASES = {
     "chunked": (QUICK, ["workload.num_requests=1500"]),
     "continuous": (QUICK, ["workload.num_requests=1500", 'pools.scheduler.policy="continuous"']),
     "static": (QUICK, ["workload.num_requests=800", 'pools.scheduler.policy="static"']),
-    "kv_pressure_preemption": (QUICK, ["workload.num_requests=800", "workload.rate_per_s=30",
-                                       "pools.scheduler.kv_memory_fraction=0.215"]),
+    "kv_pressure_preemption": (
+        QUICK,
+        ["workload.num_requests=800", "workload.rate_per_s=30", "pools.scheduler.kv_memory_fraction=0.215"],
+    ),
     # preemptions while prompts are split into chunks: no window may start in a step that preempted
-    "chunked_small_budget_preemption": (QUICK, ["workload.num_requests=800", "pools.replicas=1", "workload.rate_per_s=12",
-                                                "pools.scheduler.kv_memory_fraction=0.22",
-                                                "pools.scheduler.max_batched_tokens=2048"]),
-    "sjf_kv_pressure_ageing": (QUICK, ["workload.num_requests=800", "workload.rate_per_s=30", 'pools.scheduler.policy="sjf"',
-                                       "pools.scheduler.kv_memory_fraction=0.22", "pools.scheduler.ageing_s=0.5"]),
+    "chunked_small_budget_preemption": (
+        QUICK,
+        [
+            "workload.num_requests=800",
+            "pools.replicas=1",
+            "workload.rate_per_s=12",
+            "pools.scheduler.kv_memory_fraction=0.22",
+            "pools.scheduler.max_batched_tokens=2048",
+        ],
+    ),
+    "sjf_kv_pressure_ageing": (
+        QUICK,
+        [
+            "workload.num_requests=800",
+            "workload.rate_per_s=30",
+            'pools.scheduler.policy="sjf"',
+            "pools.scheduler.kv_memory_fraction=0.22",
+            "pools.scheduler.ageing_s=0.5",
+        ],
+    ),
     # the router reads free KV blocks: every replica is brought to each arrival
-    "least_kv_router": (QUICK, ["workload.num_requests=800", "workload.rate_per_s=30", 'router.policy="least_kv"',
-                                "pools.scheduler.kv_memory_fraction=0.22"]),
+    "least_kv_router": (
+        QUICK,
+        [
+            "workload.num_requests=800",
+            "workload.rate_per_s=30",
+            'router.policy="least_kv"',
+            "pools.scheduler.kv_memory_fraction=0.22",
+        ],
+    ),
     "priority_sjf_jsq": (QUICK, ["workload.num_requests=1500", 'pools.scheduler.policy="sjf"', 'router.policy="jsq"']),
     "vllm_experiment_prefix_cache_timeout": (
         REPO / "scenarios" / "validation" / "19-llama-3-1-8b-tp1-roleplay-1.toml",
-        ["workload.stages.duration_s=120"]),
+        ["workload.stages.duration_s=120"],
+    ),
     "moe_tp2_two_replicas": (
-        REPO / "scenarios" / "validation" / "32-mixtral-8x7b-tp2-general-2-2.toml", ["workload.stages.duration_s=60"]),
+        REPO / "scenarios" / "validation" / "32-mixtral-8x7b-tp2-general-2-2.toml",
+        ["workload.stages.duration_s=60"],
+    ),
 }
 
 

@@ -141,8 +141,12 @@ def test_validate_cli_on_a_small_folder(tmp_path):
         assert abs(row["rel_err"]["e2e_mean"]) < 0.15 and abs(row["rel_err"]["ttft_mean"]) < 0.3
     # the written scenario reruns with dcsim run
     toml = out / "19-llama-3-1-8b-tp1-roleplay-1.toml"
-    r2 = subprocess.run([sys.executable, "-m", "sim", "run", str(toml), "--json", "--set", "workload.stages.duration_s=60"],
-                        capture_output=True, text=True, cwd=REPO)
+    r2 = subprocess.run(
+        [sys.executable, "-m", "sim", "run", str(toml), "--json", "--set", "workload.stages.duration_s=60"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert r2.returncode == 0, r2.stderr
     assert json.loads(r2.stdout)["requests_total"] == 360
     # with the fitted tails model: a cold start lengthens the first requests' p99, and the
@@ -153,7 +157,7 @@ def test_validate_cli_on_a_small_folder(tmp_path):
     assert r3.returncode == 0, r3.stderr
     rep_v = json.loads(r3.stdout)
     assert rep["variability"] == "off" and rep_v["variability"] != "off"
-    for a, b in zip(rep["experiments"], rep_v["experiments"]):
+    for a, b in zip(rep["experiments"], rep_v["experiments"], strict=False):
         assert b["predicted"]["e2e_p99"] > a["predicted"]["e2e_p99"]
     assert "[pools.variability]" in (out_v / "19-llama-3-1-8b-tp1-roleplay-1.toml").read_text()
 

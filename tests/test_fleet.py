@@ -76,7 +76,7 @@ def test_fleet_merges_the_cells_request_tables(tmp_path):
     k = rep["kinds"][0]
     assert len(t["request_id"]) == k["requests_simulated"]
     assert sorted(set(t["cell"])) == [0, 1] and set(t["kind"]) == {"a"}
-    ttft = np.array([x for x, s in zip(t["ttft_s"], t["status"]) if s == "completed"])
+    ttft = np.array([x for x, s in zip(t["ttft_s"], t["status"], strict=False) if s == "completed"])
     assert np.sum(np.array(t["status"]) == "completed") == k["completed_simulated"]
     assert rep["ttft_p99_s"] == pytest.approx(float(np.percentile(ttft, 99)))
 

@@ -51,10 +51,18 @@ def test_borrowed_constants_widen_the_interval():
 
 
 def test_analytic_service_has_no_roofline_interval():
-    raw = {"name": "mm1", "seed": 1, "workload": {"arrival": "poisson", "rate_per_s": 5.0, "num_requests": 300,
-                                                   "prompt_tokens": {"dist": "fixed", "value": 10},
-                                                   "output_tokens": {"dist": "fixed", "value": 10}},
-           "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "service": {"dist": "exponential", "mean_s": 0.1}}]}
+    raw = {
+        "name": "mm1",
+        "seed": 1,
+        "workload": {
+            "arrival": "poisson",
+            "rate_per_s": 5.0,
+            "num_requests": 300,
+            "prompt_tokens": {"dist": "fixed", "value": 10},
+            "output_tokens": {"dist": "fixed", "value": 10},
+        },
+        "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "service": {"dist": "exponential", "mean_s": 0.1}}],
+    }
     s = summarize(Simulation(parse(raw)).run())
     assert all(v is None for v in s["prediction_interval"].values())
     assert "service times" in s["prediction_interval_basis"]["note"]

@@ -49,11 +49,11 @@ def test_no_request_is_served_by_a_pool_of_another_model(router, tmp_path):
     assert r.returncode == 0, r.stderr
     t = pq.read_table(out / "requests.parquet").to_pydict()
     serves = {"llama-a": "llama-3.1-8b", "qwen": "qwen3-8b", "llama-b": "llama-3.1-8b"}
-    served = [(m, p) for m, p, s in zip(t["model"], t["pool"], t["status"]) if s == "completed"]
+    served = [(m, p) for m, p, s in zip(t["model"], t["pool"], t["status"], strict=False) if s == "completed"]
     assert served and all(serves[p] == m for m, p in served)
     assert {m for m, _ in served} == {"llama-3.1-8b", "qwen3-8b"}  # both models' requests were served
     # the model no pool serves: rejected with its reason, and the counts add up
-    big = [(s, why) for m, s, why in zip(t["model"], t["status"], t["reason"]) if m == "llama-3.1-70b"]
+    big = [(s, why) for m, s, why in zip(t["model"], t["status"], t["reason"], strict=False) if m == "llama-3.1-70b"]
     assert big and all(s == "rejected" and why.startswith("no_pool_for_model") for s, why in big)
     assert "no pool serves 'llama-3.1-70b'" in r.stderr  # said once, as a warning
     n = len(t["status"])

@@ -69,7 +69,7 @@ def test_the_cache_holds_each_sessions_history_by_hand(engine):
     want = 0
     for s in np.unique(wl.session):
         idx = np.flatnonzero(wl.session == s)
-        for a, b in zip(idx, idx[1:]):
+        for a, b in zip(idx, idx[1:], strict=False):
             assert tb.finish_s[a] < wl.arrival_s[b]  # the previous turn had finished
             hist = (wl.prompt_tokens[a] + wl.output_tokens[a] - 1) // 16
             want += min(hist, (wl.prompt_tokens[b] - 1) // 16) * 16

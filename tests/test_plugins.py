@@ -133,7 +133,9 @@ def test_example_headroom_manager_keeps_the_tent_within_its_supply_after_a_trip(
     trip = REPO / "scenarios" / "tent_trip.toml"  # a turbine trips at 60 s: the supply drops below the draw
     sets = ["workload.duration_s=120"]
     none = Simulation(load(trip, sets + ['facility.manager.policy="none"'])).run()
-    head = Simulation(load(trip, sets + [f'facility.manager.policy="{EXAMPLES / "headroom_manager.py"}:Headroom"'])).run()
+    head = Simulation(
+        load(trip, sets + [f'facility.manager.policy="{EXAMPLES / "headroom_manager.py"}:Headroom"'])
+    ).run()
     assert head.engine == none.engine == "compiled"  # a manager plug-in runs on the fast path
     caps = np.asarray(head.ledger.samples["clock_cap_w"], float)
     assert 0.2 < np.mean(np.isnan(caps)) < 0.8  # uncapped before the trip, capped after
@@ -142,14 +144,14 @@ def test_example_headroom_manager_keeps_the_tent_within_its_supply_after_a_trip(
 
 
 def test_the_registry_is_the_one_list_of_names(tmp_path):
-    from sim.engine.kernel import layout
+    from sim.engine.kernel import layout, route
     from sim.scenario.config import parse
 
     # the fast driver's support check reads it: a registered name without a compiled code runs on SimPy
     assert set(ROUTERS.compiled_names()) == set(ROUTERS.names())
     assert set(SCHEDULERS.names()) == {"fcfs", "static", "continuous", "chunked", "priority", "sjf"}
     assert set(MANAGERS.names()) == {"none", "cap_uniform", "cap_priority", "drain", "shed"}
-    assert layout.R_JSQ == ROUTERS.code("jsq") and layout.P_SJF == SCHEDULERS.code("sjf")
+    assert route.R_JSQ == ROUTERS.code("jsq") and layout.P_SJF == SCHEDULERS.code("sjf")
 
     # a class registered from Python is usable by name in a scenario
     class First:

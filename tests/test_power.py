@@ -89,7 +89,7 @@ def test_without_manager_the_overshoot_is_reported(trip_runs):
 
 
 def test_trip_accounts_for_every_request_with_reasons(trip_runs):
-    for pol, (res, s) in trip_runs.items():
+    for _res, s in trip_runs.values():
         assert s["requests_total"] == (s["requests_completed"] + s["requests_rejected"] + s["requests_failed"]
                                        + s["requests_in_flight"])
     _, s = trip_runs["shed"]

@@ -37,7 +37,7 @@ def test_diurnal_counts_follow_the_rate_over_the_day():
     fine = np.arange(0.0, 86400.0 + 1.0, 1.0)
     pts = np.array(sc.workload.rate_points)
     lam = np.interp(fine, pts[:, 0], pts[:, 1])
-    seg = [lam[int(a):int(b) + 1] for a, b in zip(edges[:-1], edges[1:])]
+    seg = [lam[int(a):int(b) + 1] for a, b in zip(edges[:-1], edges[1:], strict=False)]
     mean = np.array([0.5 * float(np.sum(x[:-1] + x[1:])) for x in seg])  # the trapezoid rule, 1 s steps
     z = (counts - mean) / np.sqrt(mean)
     assert np.all(np.abs(z) < 4.0)

@@ -64,7 +64,11 @@ def _scalar_bounds():
         if _minimal(cls) is None:
             continue
         for f, k in keys(cls):
-            if k.parse is None and k.when is None and (k.positive or k.nonneg or k.hi is not None or k.below is not None):
+            if (
+                k.parse is None
+                and k.when is None
+                and (k.positive or k.nonneg or k.hi is not None or k.below is not None)
+            ):
                 out.append((table, cls, f, k))
     return out
 

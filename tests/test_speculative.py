@@ -110,8 +110,8 @@ def test_the_gain_shrinks_then_reverses_with_batch():
     batches = (1, 16, 64, 128, 256, 512, 1024)
     gain = [base.decode_cost(b, 256).t_s / pm.decode_cost(b, 256).t_s for b in batches]
     assert gain[0] > 1.8 and gain[-1] < 1.0, gain
-    assert all(x > y for x, y in zip(gain[2:], gain[3:])), gain  # past 64 it only shrinks
-    for b, g in zip(batches, gain):  # wherever the plain step is compute-bound: under 1.1x
+    assert all(x > y for x, y in zip(gain[2:], gain[3:], strict=False)), gain  # past 64 it only shrinks
+    for b, g in zip(batches, gain, strict=False):  # wherever the plain step is compute-bound: under 1.1x
         if base.decode_cost(b, 256).bound == "compute":
             assert g < 1.1, (b, g)
 
@@ -119,9 +119,16 @@ def test_the_gain_shrinks_then_reverses_with_batch():
 def test_the_drafter_takes_memory_a_prompt_lookup_does_not():
     hw, m = CAT.hardware["h100-sxm"], CAT.models["llama-3.1-8b"]
     base = PerfModel(hw, m, 1).kv_blocks(0.9, 16)
-    assert PerfModel(hw, m, 1, speculative=Speculative(method="ngram", num_tokens=4, acceptance_rate=0.8)).kv_blocks(0.9, 16) == base
+    assert (
+        PerfModel(hw, m, 1, speculative=Speculative(method="ngram", num_tokens=4, acceptance_rate=0.8)).kv_blocks(
+            0.9, 16
+        )
+        == base
+    )
     d = CAT.models["llama-3.2-1b"]
-    draft = PerfModel(hw, m, 1, speculative=Speculative(method="draft", num_tokens=4, acceptance_rate=0.8, draft_model=d))
+    draft = PerfModel(
+        hw, m, 1, speculative=Speculative(method="draft", num_tokens=4, acceptance_rate=0.8, draft_model=d)
+    )
     free = hw.memory_bytes * 0.9 - m.weight_bytes("bf16") - d.weight_bytes("bf16")
     per_tok = m.kv_bytes_per_token("bf16") + d.kv_bytes_per_token("bf16")
     assert draft.kv_blocks(0.9, 16) == int(free / per_tok // 16) < base

@@ -1,6 +1,7 @@
 """The package's shape (docs/design.md section 2): no import cycle between modules of `sim/`, and
 no module imports from a higher layer. Read from the source with ast, so lazy imports inside
-functions count too."""
+functions count too. An import under `if TYPE_CHECKING:` (annotations only: it never runs) counts
+for the layers but cannot make a cycle."""
 
 from __future__ import annotations
 
@@ -34,9 +35,23 @@ def _module(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _typing_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes under `if TYPE_CHECKING:`."""
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            out.update(id(n) for b in node.body for n in ast.walk(b))
+    return out
+
+
+def _imports(path: Path, runtime: bool = False) -> set[str]:
+    """The sim modules `path` imports (only those that run, with `runtime`)."""
+    out = set()
+    tree = ast.parse(path.read_text())
+    skip = _typing_only(tree) if runtime else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("sim"):
             out.add(node.module)
         elif isinstance(node, ast.ImportFrom) and node.level:
@@ -46,12 +61,12 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
-def _graph() -> nx.DiGraph:
+def _graph(runtime: bool = False) -> nx.DiGraph:
     g = nx.DiGraph()
     mods = {_module(p): p for p in SIM.rglob("*.py")}
     for m, p in mods.items():
         g.add_node(m)
-        for dep in _imports(p):
+        for dep in _imports(p, runtime):
             if dep in mods and dep != m:
                 g.add_edge(m, dep)
     return g
@@ -68,7 +83,7 @@ def test_every_part_has_a_layer():
 
 
 def test_no_import_cycle_in_sim():
-    cycles = [c for c in nx.strongly_connected_components(_graph()) if len(c) > 1]
+    cycles = [c for c in nx.strongly_connected_components(_graph(runtime=True)) if len(c) > 1]
     assert not cycles, cycles
 
 
@@ -82,3 +97,11 @@ def test_the_checker_sees_a_cycle_and_an_upward_import():
     g = nx.DiGraph([("sim.policies.a", "sim.engine.b"), ("sim.engine.b", "sim.policies.a")])
     assert [c for c in nx.strongly_connected_components(g) if len(c) > 1]
     assert LAYERS[_part("sim.engine.b")] > LAYERS[_part("sim.policies.a")]
+
+
+def test_a_typing_only_import_is_seen_but_does_not_run(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("from typing import TYPE_CHECKING\nimport sim.rng\n"
+                   "if TYPE_CHECKING:\n    from sim.engine import x\n")
+    assert _imports(src) == {"sim.rng", "sim.engine"}
+    assert _imports(src, runtime=True) == {"sim.rng"}

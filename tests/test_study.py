@@ -22,9 +22,27 @@ def test_t_interval_against_textbook_values():
 
 
 def test_compare_cli_json_shape(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "sim", "compare", QUICK, "--vary", "pools.scheduler.policy=continuous,chunked",
-                        "--replications", "3", "--json", "--set", "workload.num_requests=200", "--out", str(tmp_path)],
-                       capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim",
+            "compare",
+            QUICK,
+            "--vary",
+            "pools.scheduler.policy=continuous,chunked",
+            "--replications",
+            "3",
+            "--json",
+            "--set",
+            "workload.num_requests=200",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["baseline"] == "continuous"

@@ -95,12 +95,23 @@ def test_warmup_slows_only_the_first_requests():
 
 def _fixed(seed, var):
     """A workload the seed does not change (constant arrivals, fixed lengths)."""
-    return Simulation(parse({
-        "name": "fixed", "seed": seed,
-        "workload": {"arrival": "constant", "rate_per_s": 20.0, "num_requests": 400,
-                     "prompt_tokens": {"dist": "fixed", "value": 600}, "output_tokens": {"dist": "fixed", "value": 100}},
-        "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2, "variability": var}],
-        "router": {"policy": "round_robin"}})).run()
+    return Simulation(
+        parse(
+            {
+                "name": "fixed",
+                "seed": seed,
+                "workload": {
+                    "arrival": "constant",
+                    "rate_per_s": 20.0,
+                    "num_requests": 400,
+                    "prompt_tokens": {"dist": "fixed", "value": 600},
+                    "output_tokens": {"dist": "fixed", "value": 100},
+                },
+                "pools": [{"hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2, "variability": var}],
+                "router": {"policy": "round_robin"},
+            }
+        )
+    ).run()
 
 
 def test_same_seed_same_draws_other_seed_other_draws():
@@ -121,10 +132,23 @@ def test_defaults_by_model_kind_and_off():
                  ).pools[0].variability == defaults("moe")
 
 
-@pytest.mark.parametrize("key,value", [("jitter", 1.0), ("jitter_prob", 0.0), ("jitter_prob", 1.5),
-                                       ("warmup_s", 0.0), ("warmup_decode", 1.5), ("warmup_decode", -0.1), ("warmup_factor", -1.0), ("warmup_factor", 1e6),
-                                       ("episode_share", 1.5), ("episode_stretch", 60.0), ("episode_s", -1.0),
-                                       ("bogus", 1.0)])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("jitter", 1.0),
+        ("jitter_prob", 0.0),
+        ("jitter_prob", 1.5),
+        ("warmup_s", 0.0),
+        ("warmup_decode", 1.5),
+        ("warmup_decode", -0.1),
+        ("warmup_factor", -1.0),
+        ("warmup_factor", 1e6),
+        ("episode_share", 1.5),
+        ("episode_stretch", 60.0),
+        ("episode_s", -1.0),
+        ("bogus", 1.0),
+    ],
+)
 def test_bad_values_name_the_field(key, value):
     with pytest.raises(ScenarioError) as ei:
         parse(apply_overrides(read_toml("scenarios/quickstart.toml"), [f"pools.variability.{key}={value}"]))
@@ -153,8 +177,8 @@ def test_calibration_divides_the_warmup_out_of_the_first_stage_only():
     plain = serving_rows()
     warm = serving_rows(variability={"dense": v, "moe": v})
     assert [(r.exp_id, r.stage) for r in plain] == [(r.exp_id, r.stage) for r in warm]
-    first = [w for p, w in zip(plain, warm) if w.stage == 0]
-    later = [w for p, w in zip(plain, warm) if w.stage > 0]
+    first = [w for p, w in zip(plain, warm, strict=False) if w.stage == 0]
+    later = [w for p, w in zip(plain, warm, strict=False) if w.stage > 0]
     assert first and later
     # every first stage lasts 600 s or more (one of them: 1200 s): 1 + 2 x 10 / duration
     assert all(1 + 20 / 1200 - 1e-9 <= w.warm <= 1 + 20 / 600 + 1e-9 for w in first)

@@ -145,7 +145,9 @@ def check_page(path: str | Path, width: int = 1280, height: int = 900, settle_s:
         for e in pipe.events:
             m, p = e.get("method"), e.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                out.console_errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", [])))
+                out.console_errors.append(
+                    " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+                )
             elif m == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
                 out.console_errors.append(d.get("exception", {}).get("description") or d.get("text", "exception"))

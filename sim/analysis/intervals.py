@@ -150,4 +150,5 @@ def pessimistic_factors(statuses: dict[str, str]) -> tuple[float, float]:
     status = worst_status(statuses)
     t = table()
     w = float(t["widen"][status])
-    return bounds(*t["log_residual"]["ttft_mean"], w)[1], bounds(*t["log_residual"]["tpot_mean"], w)[1]
+    q_ttft, q_tpot = t["log_residual"]["ttft_mean"], t["log_residual"]["tpot_mean"]
+    return bounds(q_ttft[0], q_ttft[1], w)[1], bounds(q_tpot[0], q_tpot[1], w)[1]

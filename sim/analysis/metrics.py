@@ -259,7 +259,7 @@ def latency_stats(res: Any, sel: np.ndarray) -> dict[str, float | None]:
         out[f"{name}_mean_s"] = _stat(x, "mean")
         # the percentiles of one column in one pass (one partition for all of them)
         ps = np.percentile(x, qs) if x.size else [None] * len(qs)
-        for q, v in zip(qs, ps):
+        for q, v in zip(qs, ps, strict=False):
             out[f"{name}_p{q}_s"] = None if v is None else float(v)
     return out
 
@@ -460,7 +460,7 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     rates = [abs(fw[k] - fw[k - 1]) / (ts[k] - ts[k - 1]) for k in range(1, len(ts)) if ts[k] > ts[k - 1]]
     # the facility load's fastest change between two of the manager's samples (MW/s)
     out["max_ramp_mw_per_s"] = max(rates) / 1e6 if rates else 0.0
-    sup = [a - b for a, b in zip(led.samples["supply_w"], fw) if a == a]  # (NaN: no supply declared)
+    sup = [a - b for a, b in zip(led.samples["supply_w"], fw, strict=False) if a == a]  # (NaN: no supply declared)
     # spinning reserve: the least headroom of the live supply over the load, at the samples (MW)
     out["spinning_reserve_min_mw"] = min(sup) / 1e6 if sup else None
     out["supply_drops"] = res.facility.supply_drops

@@ -112,7 +112,9 @@ def _save(fig, path: Path, data: dict[str, Any], layout: bool = True) -> Path:
         bad = overlaps(fig)
         if bad:
             plt.close(fig)
-            raise LayoutError(f"{path.name}: " + "; ".join(bad[:8]) + (f" (+{len(bad) - 8} more)" if len(bad) > 8 else ""))
+            raise LayoutError(
+                f"{path.name}: " + "; ".join(bad[:8]) + (f" (+{len(bad) - 8} more)" if len(bad) > 8 else "")
+            )
     fig.savefig(path, dpi=110)
     plt.close(fig)
     path.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")
@@ -155,8 +157,12 @@ def latency_cdf(curves: dict[str, dict[str, Any]], path: Path, title: str = "",
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     data: dict[str, Any] = {}
     slo = slo or {}
-    for ax, key, name in zip(axes, ("ttft_s", "tpot_s", "e2e_s"),
-                             ("time to first token (s)", "time per output token (s)", "end-to-end latency (s)")):
+    for ax, key, name in zip(
+        axes,
+        ("ttft_s", "tpot_s", "e2e_s"),
+        ("time to first token (s)", "time per output token (s)", "end-to-end latency (s)"),
+        strict=False,
+    ):
         for k, (lab, c) in enumerate(curves.items()):
             x, y = _cdf(c.get(key, []))
             if not x.size:
@@ -166,7 +172,7 @@ def latency_cdf(curves: dict[str, dict[str, Any]], path: Path, title: str = "",
             data.setdefault(lab, {})[key] = {"p50": q[0], "p90": q[1], "p99": q[2], "n": int(x.size)}
             ax.plot(q, [0.5, 0.9, 0.99], "o", ms=3.5, color=f"C{k}")
             if len(curves) == 1:  # (with several curves the markers say enough)
-                for v, f in zip(q, (0.5, 0.9, 0.99)):
+                for v, f in zip(q, (0.5, 0.9, 0.99), strict=False):
                     ax.annotate(f"p{round(f * 100)} {v:.3g} s", (v, f), xytext=(6, -10), textcoords="offset points",
                                 fontsize=7, color="0.25")
         limit = slo.get(key)
@@ -230,7 +236,7 @@ def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Pa
     fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True)
     reps, grid, series, worst, data = replica_series(ts, total_blocks, 600)
     if reps:
-        for ax, key in zip(axes, ("batch", "kv", "queue")):
+        for ax, key in zip(axes, ("batch", "kv", "queue"), strict=False):
             x = series[key]
             if len(reps) > 1:
                 ax.fill_between(grid, np.percentile(x, 10, axis=0), np.percentile(x, 90, axis=0), step="post",
@@ -266,17 +272,25 @@ def timeseries(ts: dict[str, np.ndarray], total_blocks: dict[int, int], path: Pa
 
 
 METRIC_WORDS = {  # metric -> (words, unit, +1 if higher is better / -1 if lower is)
-    "ttft_mean_s": ("mean TTFT", "s", -1), "ttft_p99_s": ("p99 TTFT", "s", -1),
-    "tpot_mean_s": ("mean TPOT", "s", -1), "tpot_p99_s": ("p99 TPOT", "s", -1),
-    "e2e_mean_s": ("mean E2E latency", "s", -1), "e2e_p99_s": ("p99 E2E latency", "s", -1),
+    "ttft_mean_s": ("mean TTFT", "s", -1),
+    "ttft_p99_s": ("p99 TTFT", "s", -1),
+    "tpot_mean_s": ("mean TPOT", "s", -1),
+    "tpot_p99_s": ("p99 TPOT", "s", -1),
+    "e2e_mean_s": ("mean E2E latency", "s", -1),
+    "e2e_p99_s": ("p99 E2E latency", "s", -1),
     "queue_mean_s": ("mean queueing delay", "s", -1),
-    "throughput_output_tok_per_s": ("output throughput", "tok/s", 1), "throughput_req_per_s": ("throughput", "req/s", 1),
-    "goodput_req_per_s": ("goodput", "req/s", 1), "slo_attainment": ("SLO attainment", "", 1),
-    "utilization_mean": ("utilisation", "", 1), "cost_per_mtok_usd": ("cost", "USD/Mtok", -1),
-    "energy_per_output_tok_j": ("energy per output token", "J", -1), "preemptions_total": ("preemptions", "", -1),
+    "throughput_output_tok_per_s": ("output throughput", "tok/s", 1),
+    "throughput_req_per_s": ("throughput", "req/s", 1),
+    "goodput_req_per_s": ("goodput", "req/s", 1),
+    "slo_attainment": ("SLO attainment", "", 1),
+    "utilization_mean": ("utilisation", "", 1),
+    "cost_per_mtok_usd": ("cost", "USD/Mtok", -1),
+    "energy_per_output_tok_j": ("energy per output token", "J", -1),
+    "preemptions_total": ("preemptions", "", -1),
     "facility_power_peak_w": ("peak facility power", "W", -1),
     "power_limit_exceeded_s": ("time over the power supply", "s", -1),
-    "prefix_cache_hit_rate": ("prefix-cache hit rate", "", 1)}
+    "prefix_cache_hit_rate": ("prefix-cache hit rate", "", 1),
+}
 
 
 def comparison_bars(rep: dict[str, Any], path: Path) -> Path:
@@ -348,9 +362,21 @@ def _band(ax, x, pts, m, label, color, ls="-", ci: bool = True):
 
 def _mark_unstable(ax, x, pts, m, label) -> None:
     """A red x on each point whose runs reached no steady state (summary `stable` false)."""
-    bad = [(xv, p["metrics"][m]["mean"]) for xv, p in zip(x, pts) if p.get("stable") is False and m in p["metrics"]]
+    bad = [
+        (xv, p["metrics"][m]["mean"])
+        for xv, p in zip(x, pts, strict=False)
+        if p.get("stable") is False and m in p["metrics"]
+    ]
     if bad:
-        ax.plot(*zip(*bad), "x", color="red", ms=9, mew=2, label="no steady state" if label else None, zorder=5)
+        ax.plot(
+            *zip(*bad, strict=False),
+            "x",
+            color="red",
+            ms=9,
+            mew=2,
+            label="no steady state" if label else None,
+            zorder=5,
+        )
 
 
 def _close_groups(x: list[float], y: list[float], rel: float = 0.03) -> list[tuple[int, int]]:
@@ -386,14 +412,14 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
         pts = [p for p in v["points"] if not p.get("failed")]
         x = [p["value"] for p in pts]
         d = data["variants"][lab] = {}
-        for ax, base in zip(axes, ("ttft", "tpot", "e2e")):
+        for ax, base in zip(axes, ("ttft", "tpot", "e2e"), strict=False):
             d[f"{base}_p50_s"] = _band(ax, x, pts, f"{base}_p50_s", f"{lab} p50", f"C{i}", "--", n_rep > 1)
             d[f"{base}_p99_s"] = _band(ax, x, pts, f"{base}_p99_s", f"{lab} p99", f"C{i}", "-", n_rep > 1)
             _mark_unstable(ax, x, pts, f"{base}_p99_s", None)
         d["unstable"] = [p["value"] for p in pts if p.get("stable") is False]
         any_bad = any_bad or bool(d["unstable"])
     for ax, base, name in zip(axes, ("ttft", "tpot", "e2e"), ("time to first token (s)", "time per output token (s)",
-                                                              "end-to-end latency (s)")):
+                                                              "end-to-end latency (s)"), strict=False):
         ys = [y for dv in data["variants"].values() for q in ("p50", "p99") for k in ("mean", "ci_low", "ci_high")
               for y in dv[f"{base}_{q}_s"][k]]
         if f"{base}_s" in slo:
@@ -436,7 +462,9 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
         data2[lab] = {"value": [p["value"] for p in pts], "throughput_output_tok_per_s": thr, "tpot_p99_s": p99}
     if "tpot_s" in slo:
         ax.axhline(slo["tpot_s"], color="k", ls=":", lw=1.1, label=f"TPOT SLO {slo['tpot_s']:g} s")
-    _maybe_log(ax, [y for dv in data2.values() for y in dv["tpot_p99_s"]] + ([slo["tpot_s"]] if "tpot_s" in slo else []))
+    _maybe_log(
+        ax, [y for dv in data2.values() for y in dv["tpot_p99_s"]] + ([slo["tpot_s"]] if "tpot_s" in slo else [])
+    )
     ax.set_xlabel("output throughput (tokens/s)")
     ax.set_ylabel("p99 time per output token (s)")
     ax.set_xlim(left=0)
@@ -451,11 +479,13 @@ def sweep_plots(rep: dict[str, Any], out: Path) -> list[Path]:
         for i, (lab, v) in enumerate(rep["variants"].items()):
             pts = [p for p in v["points"] if not p.get("failed")]
             x = [p["value"] for p in pts]
-            for ax, m in zip(axes, ("goodput_req_per_s", "slo_attainment")):
+            for ax, m in zip(axes, ("goodput_req_per_s", "slo_attainment"), strict=False):
                 _mark_unstable(ax, x, pts, m, None)
-            data3[lab] = {"goodput_req_per_s": _band(axes[0], x, pts, "goodput_req_per_s", lab, f"C{i}", "-", n_rep > 1),
-                          "slo_attainment": _band(axes[1], x, pts, "slo_attainment", lab, f"C{i}", "-", n_rep > 1),
-                          "max_value_meeting_slo": v["max_value_meeting_slo"]}
+            data3[lab] = {
+                "goodput_req_per_s": _band(axes[0], x, pts, "goodput_req_per_s", lab, f"C{i}", "-", n_rep > 1),
+                "slo_attainment": _band(axes[1], x, pts, "slo_attainment", lab, f"C{i}", "-", n_rep > 1),
+                "max_value_meeting_slo": v["max_value_meeting_slo"],
+            }
             if v["max_value_meeting_slo"] is not None:
                 axes[1].axvline(v["max_value_meeting_slo"], color=f"C{i}", ls=":", lw=1)
         axes[0].set_ylabel("goodput (requests/s meeting the SLO)")
@@ -481,7 +511,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(start, end) index pairs of the True runs of `mask` (end exclusive)."""
     m = np.concatenate([[False], np.asarray(mask, bool), [False]])
     edges = np.flatnonzero(np.diff(m.astype(np.int8)))
-    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=False))
 
 
 def over_supply(cols: dict[str, np.ndarray]) -> np.ndarray:
@@ -530,7 +560,7 @@ def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: 
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, 2.6 + 1.45 * len(panels)), sharex=True,
                              gridspec_kw={"height_ratios": heights}, squeeze=False)
     axes = axes[:, 0]
-    ax_of = dict(zip(panels, axes))
+    ax_of = dict(zip(panels, axes, strict=False))
     peak = float(np.nanmax(np.concatenate([cols["facility_w"], cols["supply_w"]])))
     scale, unit = _power_unit(peak)
     ax = ax_of["power"]
@@ -539,7 +569,9 @@ def facility(cols: dict[str, np.ndarray], events: dict[str, list[float]], path: 
     ax.step(t, cols["supply_w"] / scale, where="post", color="k", ls="--", lw=1.1, label="live supply limit")
     over = over_supply(cols)
     if over.any():
-        ax.plot(t[over], cols["facility_w"][over] / scale, "x", color="red", ms=8, mew=2, label="sample over the supply")
+        ax.plot(
+            t[over], cols["facility_w"][over] / scale, "x", color="red", ms=8, mew=2, label="sample over the supply"
+        )
         for a, b in _runs(over):
             if b - 1 > a:
                 ax.axvspan(t[a], t[b - 1], color="red", alpha=0.15, lw=0)
@@ -612,7 +644,7 @@ WHY_ZERO = {"accelerators": "no price: [cost] usd_per_accel_hour", "energy": "no
 def _label_bars(ax, names: list[str], vals: list[float], fmt) -> None:
     """Each bar's value above it; a zero bar says why it is empty."""
     top = max(vals) if vals and max(vals) > 0 else 1.0
-    for k, (n, v) in enumerate(zip(names, vals)):
+    for k, (n, v) in enumerate(zip(names, vals, strict=False)):
         if v > 0:
             ax.text(k, v + 0.02 * top, fmt(v), ha="center", va="bottom", fontsize=8)
         else:  # upright in the empty bar's place, so neighbours' labels cannot collide

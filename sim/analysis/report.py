@@ -25,8 +25,10 @@ _CDF_POINTS = 400  # points per CDF curve: the page stays small (hover still rea
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
 main{max-width:1180px;margin:0 auto;padding:20px 28px 60px}
-h1{font-size:1.35rem;margin:.2rem 0 .6rem} h2{font-size:1.1rem;margin:1.8rem 0 .6rem;border-bottom:1px solid #d8dce3;padding-bottom:4px}
-.headline{font-size:1.12rem;line-height:1.55;background:#fff;border-left:5px solid #2b6cb0;padding:14px 18px;margin:10px 0 18px}
+h1{font-size:1.35rem;margin:.2rem 0 .6rem}
+h2{font-size:1.1rem;margin:1.8rem 0 .6rem;border-bottom:1px solid #d8dce3;padding-bottom:4px}
+.headline{font-size:1.12rem;line-height:1.55;background:#fff;border-left:5px solid #2b6cb0;padding:14px 18px;
+  margin:10px 0 18px}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px}
 .card{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:10px 12px}
 .card .k{font-size:.78rem;color:#5a6472;text-transform:uppercase;letter-spacing:.03em}
@@ -35,7 +37,8 @@ table{border-collapse:collapse;background:#fff;font-size:.88rem;margin:6px 0}
 th,td{border:1px solid #dde1e7;padding:4px 9px;text-align:right} th{background:#eef1f5} td.l,th.l{text-align:left}
 .ok{color:#1f7a3a;font-weight:600} .bad{color:#b42318;font-weight:600} .dim{color:#8a93a0}
 .warn{background:#fff8e6;border:1px solid #f0c36d;border-radius:6px;padding:8px 12px;margin:6px 0;font-size:.9rem}
-.note{font-size:.85rem;color:#5a6472} pre{background:#fff;border:1px solid #dde1e7;padding:10px;overflow:auto;font-size:.8rem}
+.note{font-size:.85rem;color:#5a6472}
+pre{background:#fff;border:1px solid #dde1e7;padding:10px;overflow:auto;font-size:.8rem}
 .plot{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:10px 0;padding:4px}
 """
 
@@ -200,10 +203,20 @@ def _latency_cdf_fig(curves: dict[str, dict[str, np.ndarray]], slo: dict[str, fl
             if not x.size:
                 continue
             vals.append(x)
-            fig.add_trace(go.Scatter(x=x, y=f, mode="lines", name=lab, legendgroup=lab, showlegend=c == 1,
-                                     line=dict(color=_color(k)),
-                                     hovertemplate=f"{lab}<br>{name}: %{{x:.4g}}<br>fraction: %{{y:.3f}}<extra></extra>"),
-                          row=1, col=c)
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=f,
+                    mode="lines",
+                    name=lab,
+                    legendgroup=lab,
+                    showlegend=c == 1,
+                    line=dict(color=_color(k)),
+                    hovertemplate=f"{lab}<br>{name}: %{{x:.4g}}<br>fraction: %{{y:.3f}}<extra></extra>",
+                ),
+                row=1,
+                col=c,
+            )
         if key in slo:  # a trace, not a shape: its label goes in the legend and it works on log axes
             fig.add_trace(go.Scatter(x=[slo[key], slo[key]], y=[0, 1.02], mode="lines", name=f"SLO {slo[key]:g} s",
                                      line=dict(color="black", dash="dash", width=1.2), legendgroup=f"slo{key}",
@@ -353,7 +366,9 @@ def _autoscale_fig(d: Path) -> tuple[Any, int] | None:
         fig.update_yaxes(title_text="arrivals (req/s)", rangemode="tozero", row=row, col=1, secondary_y=True,
                          tickmode="auto", nticks=6, showgrid=False)
     fig.update_xaxes(title_text="simulated time (h)")
-    fig.update_layout(title="Do replicas follow the load?", hovermode="x unified", legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(
+        title="Do replicas follow the load?", hovermode="x unified", legend=dict(orientation="h", y=-0.15)
+    )
     return fig, len(pools)
 
 
@@ -363,18 +378,23 @@ def _autoscale_fig(d: Path) -> tuple[Any, int] | None:
 
 def _fleet_words(raw: dict[str, Any]) -> str:
     """'16 x llama-3.1-70b (TP4 on h200) in 2 pools': pools of one shape counted together."""
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, list[int | str]] = {}
     for p in raw.get("pools", []):
         par = f"TP{p.get('tp', 1)}" + (f", EP{p['ep']}" if p.get("ep") else "")
         role = f", {p['role']}" if p.get("role") and p["role"] != "both" else ""
         a = p.get("autoscaler")
         if isinstance(a, dict):  # an autoscaled pool: its range, not its starting count
-            groups.setdefault(f"{p.get('model', '?')} ({par} on {p.get('hardware', '?')}{role}, autoscaled)", []).append(
-                f"{a.get('min_replicas', 1)}-{a.get('max_replicas', '?')}")
+            groups.setdefault(
+                f"{p.get('model', '?')} ({par} on {p.get('hardware', '?')}{role}, autoscaled)", []
+            ).append(f"{a.get('min_replicas', 1)}-{a.get('max_replicas', '?')}")
             continue
         groups.setdefault(f"{p.get('model', '?')} ({par} on {p.get('hardware', '?')}{role})", []).append(
             int(p.get("replicas", 1)))
-    return "; ".join((f"{sum(n)}" if all(isinstance(x, int) for x in n) else ", ".join(map(str, n))) + f" x {k}"
+    def count(n: list[int | str]) -> str:
+        ints = [x for x in n if isinstance(x, int)]
+        return str(sum(ints)) if len(ints) == len(n) else ", ".join(map(str, n))
+
+    return "; ".join(count(n) + f" x {k}"
                      + (f" in {len(n)} pools" if len(n) > 1 else "") for k, n in groups.items()) or "the fleet"
 
 
@@ -434,14 +454,20 @@ def _run_warnings(s: dict[str, Any], d: Path) -> list[str]:
     if (s.get("ramp_limit_exceeded_s") or 0) > 0:
         w.append(f"Load changed faster than the generators ramp for {_num(s['ramp_limit_exceeded_s'])} s.")
     if (s.get("littles_law_rel_err") or 0) > 0.02:
-        w.append(f"Little's law holds only to {_pct(s['littles_law_rel_err'])} on this run (requests in flight at the end).")
+        w.append(
+            f"Little's law holds only to {_pct(s['littles_law_rel_err'])} on this run (requests in flight at the end)."
+        )
     return w + [x for x in _saved_warnings(d) if x not in w]
 
 
 def _run_key_numbers(s: dict[str, Any], raw: dict[str, Any]) -> str:
     rows = []
-    for name, key, slo_key in (("time to first token", "ttft", "slo_ttft_s"), ("time per output token", "tpot", "slo_tpot_s"),
-                               ("end-to-end latency", "e2e", None), ("queueing delay", "queue", None)):
+    for name, key, slo_key in (
+        ("time to first token", "ttft", "slo_ttft_s"),
+        ("time per output token", "tpot", "slo_tpot_s"),
+        ("end-to-end latency", "e2e", None),
+        ("queueing delay", "queue", None),
+    ):
         lim = s.get(slo_key) if slo_key else None
         cells = [_e(name)]
         for q in ("mean", "p50", "p90", "p99"):
@@ -469,7 +495,9 @@ def _run_key_numbers(s: dict[str, Any], raw: dict[str, Any]) -> str:
         cards.append(_card("energy", _num(s["energy_j"] / 3.6e6, "kWh"),
                            f"{_num(s.get('energy_per_output_tok_j'))} J per output token"))
     if s.get("cost_per_mtok_usd"):
-        cards.append(_card("cost", f"USD {_num(s['cost_per_mtok_usd'])} / Mtok", f"USD {_num(s.get('cost_usd'))} in all"))
+        cards.append(
+            _card("cost", f"USD {_num(s['cost_per_mtok_usd'])} / Mtok", f"USD {_num(s.get('cost_usd'))} in all")
+        )
     if "power_limit_exceeded_s" in s and (raw.get("facility") or {}).get("sources"):  # (a supply to exceed)
         cards.append(_card("time over the power supply", _num(s["power_limit_exceeded_s"], "s"),
                            f"peak draw {_num((s.get('facility_power_peak_w') or 0) / 1e3, 'kW')}"))
@@ -480,9 +508,18 @@ def _run_key_numbers(s: dict[str, Any], raw: dict[str, Any]) -> str:
                        f"{s.get('engine', '')} engine"))
     out = [lat, f'<div class="cards">{"".join(cards)}</div>']
     if s.get("classes"):
-        rows = [[_e(c["name"]), f"{c.get('completed', 0):,} / {c.get('requests', 0):,}", _e(_secs(c.get("ttft_mean_s"))),
-                 _e(_secs(c.get("ttft_p99_s"))), _e(_secs(c.get("tpot_mean_s"))), _e(_secs(c.get("e2e_p99_s"))),
-                 _e(_pct(c.get("slo_attainment")))] for c in s["classes"]]
+        rows = [
+            [
+                _e(c["name"]),
+                f"{c.get('completed', 0):,} / {c.get('requests', 0):,}",
+                _e(_secs(c.get("ttft_mean_s"))),
+                _e(_secs(c.get("ttft_p99_s"))),
+                _e(_secs(c.get("tpot_mean_s"))),
+                _e(_secs(c.get("e2e_p99_s"))),
+                _e(_pct(c.get("slo_attainment"))),
+            ]
+            for c in s["classes"]
+        ]
         out.append("<h2>Per request class</h2>" + _table(
             ["class", "completed", "mean TTFT", "p99 TTFT", "mean TPOT", "p99 E2E", "SLO attainment"], rows))
     if s.get("hourly"):
@@ -505,8 +542,15 @@ def _run_report(d: Path) -> tuple[str, str, list[str]]:
     s = json.loads((d / "summary.json").read_text())
     raw = _scenario_raw(d)
     figs = _Figures()
-    body = ["<h2>Key numbers</h2>", _run_key_numbers(s, raw), _warnings_html(_run_warnings(s, d), "None: a steady state was reached, no request was lost, and no input "
-                                                               "was truncated or ignored."), "<h2>Plots</h2>"]
+    body = [
+        "<h2>Key numbers</h2>",
+        _run_key_numbers(s, raw),
+        _warnings_html(
+            _run_warnings(s, d),
+            "None: a steady state was reached, no request was lost, and no input was truncated or ignored.",
+        ),
+        "<h2>Plots</h2>",
+    ]
     slo = {k: s[f"slo_{k}"] for k in ("ttft_s", "tpot_s") if s.get(f"slo_{k}") is not None}
     curves = latency_curves(d)
     body.append(figs.html(_latency_cdf_fig(curves, slo)))
@@ -569,15 +613,20 @@ def compare_headline(rep: dict[str, Any]) -> str:
         if not sig:
             continue
         # the largest relative change among the significant ones
-        m, d = max(sig, key=lambda md: abs(md[1]["diff_mean"]) / max(1e-12, abs(rep["variants"][b]["metrics"][md[0]]["mean"])))
+        m, d = max(
+            sig, key=lambda md: abs(md[1]["diff_mean"]) / max(1e-12, abs(rep["variants"][b]["metrics"][md[0]]["mean"]))
+        )
         base = rep["variants"][b]["metrics"][m]["mean"]
         better = (d["diff_mean"] * METRIC_WORDS[m][2]) > 0
         rel = d["diff_mean"] / base if base else None
-        parts.append(f"<b>{_e(lab)}</b> {'improves' if better else 'worsens'} {METRIC_WORDS[m][0]} by "
-                     f"<b>{_mval(m, abs(d['diff_mean']), True)}</b>"
-                     + (f" ({abs(rel):.1%})" if rel is not None else "")
-                     + f" (95% interval of the difference {_mval(m, d['diff_ci_low'], True)} to {_mval(m, d['diff_ci_high'], True)}), "
-                     f"{_nsig(v)} of {len(v['metrics'])} metrics differ significantly")
+        parts.append(
+            f"<b>{_e(lab)}</b> {'improves' if better else 'worsens'} {METRIC_WORDS[m][0]} by "
+            f"<b>{_mval(m, abs(d['diff_mean']), True)}</b>"
+            + (f" ({abs(rel):.1%})" if rel is not None else "")
+            + f" (95% interval of the difference {_mval(m, d['diff_ci_low'], True)} to "
+            + f"{_mval(m, d['diff_ci_high'], True)}), "
+            f"{_nsig(v)} of {len(v['metrics'])} metrics differ significantly"
+        )
     if n < 2:
         return (f"One replication: no interval and no significance test; the differences below are single runs. "
                 f"Rerun with --replications 3 or more to tell a real difference from noise (baseline {_e(b)}).")
@@ -607,8 +656,11 @@ def _compare_report(d: Path) -> tuple[str, str, list[str]]:
                 cell += f'<br><span class="{cls}">{sign}{_e(_mval(m, abs(d_["diff_mean"]), True))}{mark}</span>'
             cells.append(cell)
         rows.append(cells)
-    head = [f"{lab}{' (baseline)' if lab == b else ''}{' ⚠ no steady state' if rep['variants'][lab].get('unstable') else ''}"
-            for lab in labels]
+    head = [
+        f"{lab}{' (baseline)' if lab == b else ''}"
+        + (" ⚠ no steady state" if rep["variants"][lab].get("unstable") else "")
+        for lab in labels
+    ]
     body = ["<h2>Variants</h2>", _table(["metric"] + head, rows),
             f'<p class="note">Mean [95% CI] over {rep["replications"]} replications on the same seeds; below it the '
             "paired difference to the baseline: ★ significant (its 95% interval excludes zero; green better, red "
@@ -620,8 +672,10 @@ def _compare_report(d: Path) -> tuple[str, str, list[str]]:
     others = [lab for lab in labels if lab != b]
     if others:
         zero = [METRIC_WORDS[m][0] for m in metrics if not rep["variants"][b]["metrics"][m]["mean"]]
-        body += ["<h2>Differences to the baseline</h2>", figs.html(_forest_fig(rep, metrics, others),
-                                                                   110 + 34 * len(metrics) * max(1, len(others)) ** 0.5)]
+        body += [
+            "<h2>Differences to the baseline</h2>",
+            figs.html(_forest_fig(rep, metrics, others), 110 + 34 * len(metrics) * max(1, len(others)) ** 0.5),
+        ]
         if zero:
             body.append(f'<p class="note">Not drawn (zero at the baseline, so no percentage): {_e(", ".join(zero))}; '
                         "their differences are in the table.</p>")
@@ -656,7 +710,7 @@ def _forest_fig(rep: dict[str, Any], metrics: list[str], others: list[str]) -> A
         for m in metrics:
             d_ = rep["variants"][lab]["metrics"][m]
             base = rep["variants"][b]["metrics"][m]["mean"]
-            rel = (lambda v: 100 * v / abs(base) if base and v is not None else None)  # noqa: E731
+            rel = (lambda v, base=base: 100 * v / abs(base) if base and v is not None else None)  # noqa: E731
             xs.append(rel(d_["diff_mean"]))
             lo.append(rel(d_.get("diff_ci_low")))
             hi.append(rel(d_.get("diff_ci_high")))
@@ -665,8 +719,12 @@ def _forest_fig(rep: dict[str, Any], metrics: list[str], others: list[str]) -> A
                        + (f" [{_mval(m, d_['diff_ci_low'])}, {_mval(m, d_['diff_ci_high'])}]"
                           if d_.get("diff_ci_low") is not None else "")
                        + (" significant" if d_.get("significant") else " not significant"))
-        err = dict(type="data", symmetric=False, array=[(h - x) if h is not None and x is not None else 0 for x, h in zip(xs, hi)],
-                   arrayminus=[(x - lo_) if lo_ is not None and x is not None else 0 for x, lo_ in zip(xs, lo)])
+        err = dict(
+            type="data",
+            symmetric=False,
+            array=[(h - x) if h is not None and x is not None else 0 for x, h in zip(xs, hi, strict=False)],
+            arrayminus=[(x - lo_) if lo_ is not None and x is not None else 0 for x, lo_ in zip(xs, lo, strict=False)],
+        )
         fig.add_trace(go.Scatter(x=xs, y=rows, error_x=err, mode="markers", name=lab, hovertext=hov,
                                  hovertemplate="%{hovertext}<br>%{x:.3g}% of the baseline<extra></extra>",
                                  marker=dict(color=_color(k + 1), symbol=sym, size=10, line=dict(width=2))))
@@ -722,7 +780,7 @@ def _sweep_report(d: Path) -> tuple[str, str, list[str]]:
         rows = []
         for p in v["points"]:
             m = p["metrics"]
-            g = lambda k: m.get(k, {}).get("mean")  # noqa: E731
+            g = lambda k, m=m: m.get(k, {}).get("mean")  # noqa: E731
             st = ('<span class="bad">failed</span>' if p.get("failed") else
                   '<span class="bad">NO: ' + _e(p.get("instability") or "") + "</span>" if p.get("stable") is False
                   else '<span class="ok">yes</span>')
@@ -754,7 +812,9 @@ def _sweep_report(d: Path) -> tuple[str, str, list[str]]:
                                          name=f"{lab} {q}", legendgroup=f"{lab}{q}", showlegend=c == 1,
                                          hovertemplate=f"{lab} {q}<br>{xlabel}: %{{x}}<br>%{{y:.4g}} s<extra></extra>"),
                               row=1, col=c)
-            bad = [(p["value"], p["metrics"].get(f"{base}_p99_s", {}).get("mean")) for p in pts if p.get("stable") is False]
+            bad = [
+                (p["value"], p["metrics"].get(f"{base}_p99_s", {}).get("mean")) for p in pts if p.get("stable") is False
+            ]
             if bad:
                 fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[b for _, b in bad], mode="markers",
                                          marker=dict(symbol="x", color="red", size=11), name="no steady state",
@@ -786,13 +846,24 @@ def _sweep_report(d: Path) -> tuple[str, str, list[str]]:
         labels = [""] * len(pts)  # points on one spot share one label ("10-50"), as on the PNG
         for k0, k1 in _close_groups([x or 0.0 for x in thr], [y or 0.0 for y in p99]):
             labels[k0] = _num(pts[k0]["value"]) + (f"-{_num(pts[k1 - 1]['value'])}" if k1 - 1 > k0 else "")
-        fig.add_trace(go.Scatter(x=thr, y=p99, text=labels, customdata=[_num(p["value"]) for p in pts],
-                                 mode="lines+markers+text",
-                                 textposition="top center", name=lab, line=dict(color=_color(k)),
-                                 marker=dict(symbol=["x" if p.get("stable") is False else "circle" for p in pts],
-                                             size=[11 if p.get("stable") is False else 7 for p in pts]),
-                                 hovertemplate=f"{lab}<br>{key} %{{customdata}}<br>%{{x:.4g}} tok/s<br>p99 TPOT %{{y:.4g}} s"
-                                               "<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=thr,
+                y=p99,
+                text=labels,
+                customdata=[_num(p["value"]) for p in pts],
+                mode="lines+markers+text",
+                textposition="top center",
+                name=lab,
+                line=dict(color=_color(k)),
+                marker=dict(
+                    symbol=["x" if p.get("stable") is False else "circle" for p in pts],
+                    size=[11 if p.get("stable") is False else 7 for p in pts],
+                ),
+                hovertemplate=f"{lab}<br>{key} %{{customdata}}<br>%{{x:.4g}} tok/s<br>p99 TPOT %{{y:.4g}} s"
+                "<extra></extra>",
+            )
+        )
     fig.update_xaxes(title_text="output throughput (tokens/s)")
     fig.update_yaxes(title_text="p99 time per output token (s)")
     _log_if_wide(fig.update_yaxes, all_p99)
@@ -866,17 +937,31 @@ def _plan_report(d: Path) -> tuple[str, str, list[str]]:
 def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
     rep = json.loads((d / "fleet.json").read_text())
     att = rep.get("fleet_slo_attainment")
-    head = (f"{rep['cells_total']:,} cells ({rep['cells_simulated']} simulated): <b>{_big(rep['fleet_output_tok_per_s'])} "
-            f"output tokens/s</b> ({_big(rep['fleet_output_tokens_per_day'])} a day), p99 TTFT "
-            f"<b>{_secs(rep.get('ttft_p99_s'))}</b>"
-            + (f", <b>{_pct(att)}</b> of requests within the SLO" if att is not None else "")
-            + (f", USD {_num(rep['fleet_usd_per_mtok'])} per million output tokens" if rep.get("fleet_usd_per_mtok") else "")
-            + f". <span class=\"note\">{_e(rep.get('inference', ''))}</span>")
-    cards = [_card("fleet throughput", _big(rep["fleet_output_tok_per_s"], "tok/s"), f"{_big(rep['fleet_req_per_s'])} req/s"),
-             _card("p50 / p99 TTFT", f"{_secs(rep.get('ttft_p50_s'))} / {_secs(rep.get('ttft_p99_s'))}"),
-             _card("p50 / p99 TPOT", f"{_secs(rep.get('tpot_p50_s'))} / {_secs(rep.get('tpot_p99_s'))}")]
+    head = (
+        f"{rep['cells_total']:,} cells ({rep['cells_simulated']} simulated): <b>{_big(rep['fleet_output_tok_per_s'])} "
+        f"output tokens/s</b> ({_big(rep['fleet_output_tokens_per_day'])} a day), p99 TTFT "
+        f"<b>{_secs(rep.get('ttft_p99_s'))}</b>"
+        + (f", <b>{_pct(att)}</b> of requests within the SLO" if att is not None else "")
+        + (
+            f", USD {_num(rep['fleet_usd_per_mtok'])} per million output tokens"
+            if rep.get("fleet_usd_per_mtok")
+            else ""
+        )
+        + f". <span class=\"note\">{_e(rep.get('inference', ''))}</span>"
+    )
+    cards = [
+        _card(
+            "fleet throughput", _big(rep["fleet_output_tok_per_s"], "tok/s"), f"{_big(rep['fleet_req_per_s'])} req/s"
+        ),
+        _card("p50 / p99 TTFT", f"{_secs(rep.get('ttft_p50_s'))} / {_secs(rep.get('ttft_p99_s'))}"),
+        _card("p50 / p99 TPOT", f"{_secs(rep.get('tpot_p50_s'))} / {_secs(rep.get('tpot_p99_s'))}"),
+    ]
     if rep.get("fleet_usd_per_hour"):
-        cards.append(_card("cost", f"USD {_num(rep['fleet_usd_per_hour'])}/h", f"USD {_num(rep.get('fleet_usd_per_mtok'))} / Mtok"))
+        cards.append(
+            _card(
+                "cost", f"USD {_num(rep['fleet_usd_per_hour'])}/h", f"USD {_num(rep.get('fleet_usd_per_mtok'))} / Mtok"
+            )
+        )
     if rep.get("fleet_energy_j"):
         cards.append(_card("facility power", _num(rep["fleet_facility_power_mean_w"] / 1e6, "MW"),
                            f"peak {_num(rep['fleet_facility_power_peak_w'] / 1e6)} MW; over the supply "

@@ -38,7 +38,7 @@ def mean_ci(x: Sequence[float]) -> tuple[float, float, float]:
 
 def paired_diff_ci(x: Sequence[float], base: Sequence[float]) -> tuple[float, float, float]:
     """CI of the mean of per-replication differences x_r - base_r (common random numbers)."""
-    return mean_ci([a - b for a, b in zip(x, base) if a is not None and b is not None])
+    return mean_ci([a - b for a, b in zip(x, base, strict=False) if a is not None and b is not None])
 
 
 def welch_diff_ci(x: Sequence[float], base: Sequence[float]) -> tuple[float, float, float]:

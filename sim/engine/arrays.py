@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -221,7 +222,6 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
     pools = [p.name for p in sc.pools]
     net = sc.network
     for r, rep in enumerate(sim.replicas):
-        sch = rep.pool.scheduler
         S[r, L.PIDX] = pools.index(rep.pool.name)
         S[r, L.QROW] = r
         S[r, [L.QH, L.QT, L.PH, L.PT, L.AH, L.AT, L.LH, L.LT, L.TLH, L.TLT, L.HOH, L.HOT]] = -1
@@ -233,10 +233,10 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
         S[r, L.TCAP] = rep.tier_blocks
         F[r, L.TSB] = rep.tier_block_s
         S[r, L.PUB] = int(wl.history and rep.prefix_blocks > 0)
-        F[r, L.AGE] = sch.ageing_s
-        S[r, L.MAXT] = sch.max_batched_tokens
         S[r, L.LAG] = rep.lag
-        S[r, L.TP] = rep.pool.accels
+        for table, arr in ((L.REPLICA, S), (L.REPLICA_F, F)):  # columns read from the pool's configuration
+            for col, src in table.sources:
+                arr[r, col] = attrgetter(src)(rep.pool)
         if rep.service is not None:
             S[r, L.POL] = L.P_ANALYTIC
             S[r, L.MAXB] = 1
@@ -266,7 +266,7 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
     F[:, L.CAP] = np.nan
 
 
-def _routing(sim: Any, S: np.ndarray, central: bool, keeps: Any) -> Routing:
+def _routing(sim: Any, S: np.ndarray, central: bool, keeps: Any, jsq: int) -> Routing:
     """The routing groups (sim/engine/build.py Groups) and the routers' state."""
     sc, wl, gr, reps = sim.sc, sim.wl, sim.groups, sim.replicas
     n = len(wl)
@@ -284,7 +284,7 @@ def _routing(sim: Any, S: np.ndarray, central: bool, keeps: Any) -> Routing:
     rcode = ROUTERS.code(sc.router.policy) if sc.router.policy in ROUTERS.compiled_names() else -1
     RT = np.array([ROUTERS.code(sc.router.decode_policy) if gr.roles[g] == "decode" else rcode
                    for g in range(len(NG))], np.int64)
-    RTJ = np.where([keeps(c) for c in RT.tolist()], RT, L.R_JSQ)
+    RTJ = np.where([keeps(c) for c in RT.tolist()], RT, jsq)
     pairs = getattr(sim.router, "pairs", None)
     if pairs is None:
         pairs = np.zeros((1, 2), np.int64)
@@ -359,7 +359,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     _replica_rows(sim, S, F, PC, getattr(m.mix32, "py_func", m.mix32))
     if central:
         S[:, L.QROW] = 0
-    rt = _routing(sim, S, central, getattr(m.keeps, "py_func", m.keeps))
+    rt = _routing(sim, S, central, getattr(m.keeps, "py_func", m.keeps), m.R_JSQ)
     net = _network(sc, reps, S, n)
     outputs = sim.engine_output if sim.engine_output is not None else wl.output_tokens
     rq = _requests(sim, S, outputs)

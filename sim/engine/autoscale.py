@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sim.engine.events import FACILITY, Later, wait_or_end
+from sim.engine.events import FACILITY, Later, then, wait_or_end
 from sim.engine.kernel.layout import IDLE, NRUN, OUTREQ, QLEN, QROW, ST, TOT, USED
 from sim.engine.recorder import IN_FLIGHT
 from sim.registry import AUTOSCALERS
@@ -151,7 +151,7 @@ class _Controller:
             self.gen[q] += 1
             r.scale_standby()
             log.cold_starts[self.pool.name] += 1
-            Later(self.sim.env, self.cold_s, FACILITY).callbacks.append(lambda _e, q=q, g=self.gen[q]: self._served(q, g))
+            then(Later(self.sim.env, self.cold_s, FACILITY), self._served, q, self.gen[q])
         elif was != DRAINING:  # (a drained replica is off already)
             r.scale_off()
             log.drains[self.pool.name] += state == DRAINING
@@ -227,3 +227,10 @@ def start_autoscalers(sim: Any) -> None:
 
     for p in pools:
         sim.env.process(run(_Controller(sim, p, log)))
+
+
+if TYPE_CHECKING:  # mypy holds the view to what plug-ins are promised (sim/policies/interfaces.py)
+    from sim.policies.interfaces import AutoscaledPool
+
+    def _conforms(p: PoolView) -> AutoscaledPool:
+        return p

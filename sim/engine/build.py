@@ -134,6 +134,7 @@ def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | No
         if len(specs) != 1 or None in specs:
             continue
         sp = specs.pop()
+        assert sp is not None  # (None was ruled out above)
         mine = np.flatnonzero(groups.of_request == g)
         if not mine.size:
             continue
@@ -166,7 +167,9 @@ def build(scenario: Scenario, workload: Workload | None = None) -> Model:
     for pool in scenario.pools:
         if pool.service is not None:
             if pool.service.dist == "exponential":
-                service[pool.name] = stream(scenario.seed, f"service:{pool.name}").exponential(pool.service.mean_s, size=n)
+                service[pool.name] = stream(scenario.seed, f"service:{pool.name}").exponential(
+                    pool.service.mean_s, size=n
+                )
             else:
                 service[pool.name] = np.full(n, pool.service.mean_s)
     return Model(scenario, wl, router, service, groups, engine_output(scenario, wl, groups))

@@ -77,14 +77,15 @@ def plain() -> Any:
         saved = {k: v for k, v in sys.modules.items() if k == pre or k.startswith(pre + ".")}
         for k in saved:
             del sys.modules[k]
-        old = numba.config.DISABLE_JIT
-        numba.config.DISABLE_JIT = True
+        config: Any = numba.config  # (its settings are set at import: mypy cannot see them)
+        old = config.DISABLE_JIT
+        config.DISABLE_JIT = True
         try:
             for name in MODULES:
                 importlib.import_module(f"{pre}.{name}")
             ns = _namespace(pre)
         finally:
-            numba.config.DISABLE_JIT = old
+            config.DISABLE_JIT = old
             for k in [k for k in sys.modules if k == pre or k.startswith(pre + ".")]:
                 del sys.modules[k]
             sys.modules.update(saved)
@@ -134,8 +135,14 @@ def build_in_background() -> bool:
         code = ("import pathlib\n"
                 "from sim.engine.warmup import build_compiled\n"
                 f"try:\n    build_compiled()\nfinally:\n    pathlib.Path({str(lock)!r}).unlink(missing_ok=True)\n")
-        subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True, env=dict(os.environ, DCSIM_KERNEL="compiled"))
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=dict(os.environ, DCSIM_KERNEL="compiled"),
+        )
         return True
     except OSError:
         return False

@@ -2,26 +2,33 @@
 and arrivals (SimPy's NORMAL, 1), then client deadlines (LATE), then the facility's events
 (FACILITY: control ticks, trips, failures and repairs, commissioning, re-routed requests
 reaching their replica), in the order they were scheduled. The compiled driver's barriers follow
-the same rule (sim/engine/fast_facility.py)."""
+the same rule (sim/engine/drivers/facility.py)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import simpy
+from simpy.events import EventPriority
 
-LATE = 2  # client deadlines: after the step ends and arrivals of an instant (1)
-FACILITY = 3  # facility events: after everything else at their instant
+LATE = EventPriority(2)  # client deadlines: after the step ends and arrivals of an instant (NORMAL, 1)
+FACILITY = EventPriority(3)  # facility events: after everything else at their instant
 
 
 class Later(simpy.events.Event):
     """A timeout with an event priority of its own (SimPy orders events by time, priority, id)."""
 
-    def __init__(self, env: simpy.Environment, delay: float, priority: int) -> None:
+    def __init__(self, env: simpy.Environment, delay: float, priority: EventPriority) -> None:
         super().__init__(env)
         self._ok = True
         self._value = None
         env.schedule(self, priority, delay)
+
+
+def then(event: simpy.events.Event, fn: Callable[..., Any], *args: Any) -> None:
+    """Call fn(*args) when `event` is processed."""
+    event.callbacks.append(lambda _event: fn(*args))
 
 
 def delay_to(now: float, target: float) -> float:

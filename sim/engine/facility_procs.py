@@ -7,7 +7,7 @@ policies compared on one seed see the same faults. Facility events at an instant
 step ends, arrivals and deadlines (sim/engine/events.py).
 
 Both drivers run these same processes: `sim` is the per-step driver's Simulation or the compiled
-driver's facility driver (sim/engine/fast_facility.py), and replicas are acted on only through
+driver's facility driver (sim/engine/drivers/facility.py), and replicas are acted on only through
 their narrow interface: `fail()`, `repair()`, `drain()`, `undrain()`, `begin_commissioning()`,
 `end_commissioning()`, `cap_w`; read: `index`, `pool`, `drained`, `down`, `commissioning`,
 `host_w`, `p_now`.
@@ -15,7 +15,7 @@ their narrow interface: `fail()`, `repair()`, `drain()`, `undrain()`, `begin_com
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.engine.autoscale import start_autoscalers
 from sim.engine.events import wait_or_end
@@ -172,3 +172,10 @@ def _manager(sim):
         if ended:
             led.sample(env.now, sim.units_up, cap, 0)
             return
+
+
+if TYPE_CHECKING:  # mypy holds the view to what plug-ins are promised (sim/policies/interfaces.py)
+    from sim.policies.interfaces import PowerControl
+
+    def _conforms(f: FacilityView) -> PowerControl:
+        return f

@@ -65,7 +65,7 @@ class ReplicaSpec:
             self.block_bytes = self.perf.group_kv_bytes_per_token * sc.block_size
             self.tier_block_s = self.perf.kv_block_load_s(sc.block_size, off.gbps) if off is not None else 0.0
             pays = off is not None and self.perf.kv_tier_pays(sc.block_size, off.gbps)
-            self.tier_blocks = int(off.capacity_gb * 1e9 // self.block_bytes) if pays else 0
+            self.tier_blocks = int(off.capacity_gb * 1e9 // self.block_bytes) if pays and off is not None else 0
             # seconds per token of work (least_time): a decode step of 64 sequences at 2,048 tokens
             # of context, per sequence (an assumed reference point: decode dominates serving time)
             self.token_s = self.perf.step_time(64, 64 * 2048.0, n_seq=64) / 64
@@ -155,9 +155,8 @@ class Simulation:
     def request_model(self, i: int) -> str:
         """The model request i asks for (its class's, else the one the pools serve)."""
         classes, cls = self.sc.workload.classes, self.wl.cls
-        if classes and cls is not None and classes[int(cls[i])].model is not None:
-            return classes[int(cls[i])].model
-        return self.groups.models[0]
+        model = classes[int(cls[i])].model if classes and cls is not None else None
+        return model if model is not None else self.groups.models[0]
 
     def run(self) -> Result:
         from sim.engine.drivers import fast

@@ -6,12 +6,17 @@ docs/policies.md documents both interfaces."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.engine.kernel.layout import (AGE, BS, DIT, DONE, FHLEN, GEN, HELD, NDEC, NRUN, NXT, OUTREQ, OUTTOK,
                                       PH, QLEN, QROW, R_DECODE, R_PREFILL, R_WAITING, RST, TOKS, TOT, USED)
 from sim.errors import ScenarioError
 from sim.policies.schedulers import BUILTIN
+
+if TYPE_CHECKING:
+    from sim.policies import interfaces as _i
+    from sim.policies.interfaces import ScheduledRequest
+    from sim.policies.schedulers import Plan, Scheduler
 
 WAITING, PREFILL, DECODE, GONE = 0, 1, 2, -1  # a request's state as a scheduler plug-in sees it
 
@@ -213,21 +218,21 @@ class CoreView:
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
-    def held(self, req: RequestView) -> int:
+    def held(self, req: ScheduledRequest) -> int:
         """KV blocks the request holds (shared prefix blocks included)."""
         K = self._k
         if K.rq.RQ[req.idx, RST] == R_DECODE:
             return self.blocks_for(int(K.rq.RA[req.idx] + K.S[self.r, DIT]) + self._grown)
         return int(K.rq.RQ[req.idx, HELD])
 
-    def peek_hits(self, req: RequestView) -> tuple[int, int]:
+    def peek_hits(self, req: ScheduledRequest) -> tuple[int, int]:
         """(cached leading blocks of the request's prompt, how many of them are evictable now)."""
         K = self._k
         h, idle = K.m.peek_hits(self.r, req.idx, req.target, K.S, K.rq.RQ, K.rp.KC)
         return int(h), int(idle)
 
     # --- transitions ---
-    def admit_with(self, req: RequestView, hits: int, need: int) -> None:
+    def admit_with(self, req: ScheduledRequest, hits: int, need: int) -> None:
         """Admit the head of the queue with `hits` prefix-cache blocks and `need` new blocks."""
         K = self._k
         if need > self.free_blocks - self.peek_hits(req)[1]:
@@ -235,21 +240,21 @@ class CoreView:
                                 f"when {self.free_blocks} can be allocated", "check free_blocks before admit_with")
         K.m.admit(self.r, req.idx, hits, need, K.rp, K.rq)
 
-    def take(self, req: RequestView, n: int) -> None:
+    def take(self, req: ScheduledRequest, n: int) -> None:
         """Give a prefilling request n more blocks (evicting cached blocks if needed)."""
         K = self._k
         if n <= 0:
             return
         K.m.take_for(self.r, req.idx, n, K.S, K.rq.RQ, K.rp.KC)
 
-    def preempt(self, req: RequestView) -> None:
+    def preempt(self, req: ScheduledRequest) -> None:
         """Recompute preemption: the request's KV is freed and it rejoins the queue's front."""
         K = self._k
         rp, rq = K.rp, K.rq
         K.m.preempt(self.r, req.idx, self._grown, rp.S, rp.FH, rp.CNT, rp.KC, rq.RQ, rq.RA, rq.QA, rq.PRE, rq.prompt)
         self.preempted_this_step = True
 
-    def ensure_blocks(self, req: RequestView, need: int) -> bool:
+    def ensure_blocks(self, req: ScheduledRequest, need: int) -> bool:
         """Make `need` blocks available, preempting the kernel's victims (latest arrival; lowest
         class first under the priority queue). False if `req` itself was preempted."""
         K = self._k
@@ -268,7 +273,7 @@ class CoreView:
             self.preempted_this_step = True
         self._grown = 1
 
-    def plan_builtin(self, sched: Any) -> Any:
+    def plan_builtin(self, sched: Scheduler) -> Plan:
         """The kernel's own planner for this replica, with the scheduler's current batch limits."""
         K = self._k
         nch, ndec = K.m.plan_limited(self.r, self.now, min(int(sched.max_batch_size), K.rp.CH.shape[1]),
@@ -276,3 +281,16 @@ class CoreView:
         self._planned = (int(nch), int(ndec))
         return BUILTIN
 
+
+if TYPE_CHECKING:  # mypy holds the views to what plug-ins are promised (sim/policies/interfaces.py)
+    def _core(c: CoreView) -> _i.SchedulerCore:
+        return c
+
+    def _replica(r: ReplicaView) -> _i.RouterReplica:
+        return r
+
+    def _request(r: RequestView) -> _i.ScheduledRequest:
+        return r
+
+    def _arrival(r: RouterRequest) -> _i.RouterRequest:
+        return r

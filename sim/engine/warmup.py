@@ -11,7 +11,7 @@ from sim.engine.simulation import Simulation
 from sim.progress import Reporter
 from sim.scenario.config import parse
 
-WARM_UP = {"name": "warm-up", "seed": 0,
+WARM_UP: dict[str, Any] = {"name": "warm-up", "seed": 0,
            "workload": {"arrival": "poisson", "rate_per_s": 5.0, "num_requests": 8, "prompt_tokens": 64,
                         "output_tokens": 8},
            "pools": [{"name": "p", "hardware": "h100-sxm", "model": "llama-3.1-8b", "replicas": 2}]}

@@ -33,9 +33,9 @@ def build_graph(fac: Facility, pools: tuple, placement: list[str]) -> nx.DiGraph
         g.add_edge("site", f"tent:{t.name}")
     rid = 0
     counters: dict[str, int] = {t.name: 0 for t in fac.tents}
-    for pool, tent in zip(pools, placement):
+    for pool, tent in zip(pools, placement, strict=False):
         for _ in range(pool.replicas):
-            for a in range(pool.accels):
+            for _a in range(pool.accels):
                 k = counters[tent]
                 node_i, rack_i = k // fac.gpus_per_node, k // (fac.gpus_per_node * fac.nodes_per_rack)
                 rack, node = f"rack:{tent}/{rack_i}", f"node:{tent}/{node_i}"
@@ -88,7 +88,7 @@ def apply_rows_with(supply_interval):
     """`apply_rows` over a given supply_interval: the Python one, or the compiled one in the fast
     engine (which compiles the function this returns), so the ledger's arithmetic is written once."""
 
-    def apply_rows(L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, q0, q1, t_to):  # type: ignore[no-untyped-def]
+    def apply_rows(L, rep_w, tent_of, tent_it, pue_of, ts, rs, ws, q0, q1, t_to):
         """Rows q0..q1 of (ts, rs, ws) (time order: replica rs[q] draws ws[q] from ts[q]) into the
         ledger L, each interval before a row integrated at the draw then (energy, and the supply
         side: supply_interval), then on to t_to if later (-inf: not)."""
@@ -176,7 +176,7 @@ class _Field:
 
 
 class _Flag(_Field):
-    def __get__(self, led: "Ledger", owner: Any = None) -> bool:  # type: ignore[override]
+    def __get__(self, led: "Ledger", owner: Any = None) -> bool:
         return bool(led.L[self.col] != 0.0)
 
     def __set__(self, led: "Ledger", v: float) -> None:

@@ -2,7 +2,7 @@
 that follows the load at a finite ramp rate (gas turbines, reciprocating engines), the supply
 deficit, the battery's discharge and recharge, and the turbines' minimum stable load. Pure
 functions, used by the Python ledger (sim/facility/ledger.py) and compiled into the fast engine's
-ledger walk (sim/engine/kernel.py), so both drivers count the same bits.
+ledger walk (sim/engine/kernel/tally.py), so both drivers count the same bits.
 
 Ramp: over an interval of constant load L the ramp-limited units' output g moves toward the
 target min(L - base, capacity) (base: sources that follow at once, the grid): down at once, up

@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -160,7 +161,10 @@ class Model:
             qk = self.head_dim + self.qk_rope_dim
             q = (self.hidden * self.q_lora_rank + self.q_lora_rank * self.heads * qk if self.q_lora_rank
                  else self.hidden * self.heads * qk)
-            kv = self.hidden * (self.kv_lora_rank + self.qk_rope_dim) + self.kv_lora_rank * self.heads * 2 * self.head_dim
+            kv = (
+                self.hidden * (self.kv_lora_rank + self.qk_rope_dim)
+                + self.kv_lora_rank * self.heads * 2 * self.head_dim
+            )
             o = self.heads * self.head_dim * self.hidden
             return q + kv + o + 2 * self.hidden + self.q_lora_rank + self.kv_lora_rank  # + RMSNorms
         q = self.hidden * self.heads * self.head_dim
@@ -268,6 +272,16 @@ CALIBRATION_STATUSES = ("measured", "borrowed", "assumed")
 _LARGEST = 1e9  # no catalog figure in its units (GB, TB/s, TFLOP/s, W, layers, ...) comes near this
 
 
+def _check_tflops(obj: Any, where: str, v: Any) -> None:
+    if not isinstance(v, Mapping) or not v:
+        raise ScenarioError(f"{where}.{obj.id}.tflops", f"must be a table of dtype = TFLOP/s, got {v!r}",
+                            "write tflops = { bf16 = 989 }")
+    for k, x in v.items():
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= _LARGEST:
+            raise ScenarioError(f"{where}.{obj.id}.tflops.{k}", f"must be a positive number, got {x!r}",
+                                "give the dense peak in TFLOP/s")
+
+
 def _check_numbers(obj: Any, where: str) -> None:
     for f in fields(obj):
         v = getattr(obj, f.name)
@@ -279,47 +293,55 @@ def _check_numbers(obj: Any, where: str) -> None:
                                     f"use one of: {', '.join(CALIBRATION_STATUSES)}")
             continue
         if f.name == "tflops":
-            if not isinstance(v, Mapping) or not v:
-                raise ScenarioError(f"{where}.{obj.id}.tflops", f"must be a table of dtype = TFLOP/s, got {v!r}",
-                                    "write tflops = { bf16 = 989 }")
-            for k, x in v.items():
-                if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= _LARGEST:
-                    raise ScenarioError(f"{where}.{obj.id}.{f.name}.{k}", f"must be a positive number, got {x!r}",
-                                        "give the dense peak in TFLOP/s")
+            _check_tflops(obj, where, v)
             continue
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= _LARGEST:
-            raise ScenarioError(f"{where}.{obj.id}.{f.name}", f"must be a number from 0 to {_LARGEST:g}, got {v!r}",
-                                f"give {f.name} in the catalog's units (see sim/data/{'hardware' if isinstance(obj, Hardware) else 'models'}.toml)")
+            raise ScenarioError(
+                f"{where}.{obj.id}.{f.name}",
+                f"must be a number from 0 to {_LARGEST:g}, got {v!r}",
+                f"give {f.name} in the catalog's units "
+                f"(see sim/data/{'hardware' if isinstance(obj, Hardware) else 'models'}.toml)",
+            )
         if f.type in ("int", int) and not isinstance(v, int):
             raise ScenarioError(f"{where}.{obj.id}.{f.name}", f"must be a whole number, got {v!r}", "give an integer")
     if isinstance(obj, Model):
-        for name in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "max_context_tokens"):
-            if getattr(obj, name) <= 0:
-                raise ScenarioError(f"{where}.{obj.id}.{name}", "must be a positive integer")
-        if obj.is_moe and not (0 < obj.active_experts <= obj.experts):
-            raise ScenarioError(f"{where}.{obj.id}.active_experts", "must be between 1 and experts")
-        if obj.dense_layers and not (obj.is_moe and obj.dense_layers < obj.layers):
-            raise ScenarioError(f"{where}.{obj.id}.dense_layers", "must be fewer than layers, in an MoE model",
-                                "remove it (a dense model's layers are all dense)")
-        if obj.is_mla and obj.qk_rope_dim <= 0:
-            raise ScenarioError(f"{where}.{obj.id}.qk_rope_dim", "MLA (kv_lora_rank > 0) needs its RoPE key size",
-                                "add qk_rope_dim (64 in DeepSeek-V3)")
+        _check_model(obj, where)
     if isinstance(obj, Hardware):
-        for name in ("memory_gb", "mem_bw_tbps"):
-            if getattr(obj, name) <= 0:
-                raise ScenarioError(f"{where}.{obj.id}.{name}", "must be positive")
-        for name in ("bw_efficiency", "flops_efficiency", "moe_flops_efficiency", "memory_power_frac"):
-            if not 0 < getattr(obj, name) <= 1:
-                raise ScenarioError(f"{where}.{obj.id}.{name}", "must be in (0, 1]")
-        if not 0 <= obj.clock_power_frac < 1:
-            raise ScenarioError(f"{where}.{obj.id}.clock_power_frac", "must be in [0, 1)")
+        _check_hardware(obj, where)
 
 
-def _load_toml(path: Path) -> dict[str, Any]:
+def _check_model(obj: Any, where: str) -> None:
+    """A model's shape is consistent."""
+    for name in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "max_context_tokens"):
+        if getattr(obj, name) <= 0:
+            raise ScenarioError(f"{where}.{obj.id}.{name}", "must be a positive integer")
+    if obj.is_moe and not (0 < obj.active_experts <= obj.experts):
+        raise ScenarioError(f"{where}.{obj.id}.active_experts", "must be between 1 and experts")
+    if obj.dense_layers and not (obj.is_moe and obj.dense_layers < obj.layers):
+        raise ScenarioError(f"{where}.{obj.id}.dense_layers", "must be fewer than layers, in an MoE model",
+                            "remove it (a dense model's layers are all dense)")
+    if obj.is_mla and obj.qk_rope_dim <= 0:
+        raise ScenarioError(f"{where}.{obj.id}.qk_rope_dim", "MLA (kv_lora_rank > 0) needs its RoPE key size",
+                            "add qk_rope_dim (64 in DeepSeek-V3)")
+
+
+def _check_hardware(obj: Any, where: str) -> None:
+    """A part's figures are in range."""
+    for name in ("memory_gb", "mem_bw_tbps"):
+        if getattr(obj, name) <= 0:
+            raise ScenarioError(f"{where}.{obj.id}.{name}", "must be positive")
+    for name in ("bw_efficiency", "flops_efficiency", "moe_flops_efficiency", "memory_power_frac"):
+        if not 0 < getattr(obj, name) <= 1:
+            raise ScenarioError(f"{where}.{obj.id}.{name}", "must be in (0, 1]")
+    if not 0 <= obj.clock_power_frac < 1:
+        raise ScenarioError(f"{where}.{obj.id}.clock_power_frac", "must be in [0, 1)")
+
+
+def _load_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
-        with (path.open("rb") if hasattr(path, "open") else open(path, "rb")) as fh:
+        with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ScenarioError(str(path), "file not found", "check the path") from None
@@ -348,15 +370,21 @@ class Catalog:
         try:
             return self.hardware[hid]
         except KeyError:
-            raise ScenarioError(field_name, f"unknown hardware {hid!r}",
-                                f"use one of: {', '.join(sorted(self.hardware))}, or define it under [hardware.{hid}]") from None
+            raise ScenarioError(
+                field_name,
+                f"unknown hardware {hid!r}",
+                f"use one of: {', '.join(sorted(self.hardware))}, or define it under [hardware.{hid}]",
+            ) from None
 
     def get_model(self, mid: str, field_name: str = "model") -> Model:
         try:
             return self.models[mid]
         except KeyError:
-            raise ScenarioError(field_name, f"unknown model {mid!r}",
-                                f"use one of: {', '.join(sorted(self.models))}, or define it under [models.{mid}]") from None
+            raise ScenarioError(
+                field_name,
+                f"unknown model {mid!r}",
+                f"use one of: {', '.join(sorted(self.models))}, or define it under [models.{mid}]",
+            ) from None
 
     def copy(self) -> "Catalog":
         return Catalog(dict(self.hardware), dict(self.models))

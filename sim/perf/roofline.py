@@ -34,13 +34,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.columns import Table as Columns
 from sim.schema import OMIT, REQUIRED, Table, key
 from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
 from sim.errors import ScenarioError
 from sim.perf.power import StepPower, at_clock, capped
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 
@@ -232,11 +235,6 @@ class Speculative:
         return kw
 
 
-def tokens_per_step(self) -> float:
-        """Expected tokens emitted per sequence per step: sum_{i=0..k} a^i = (1 - a^(k+1)) / (1 - a)."""
-        return tokens_per_step(self.acceptance_rate, self.num_tokens)
-
-
 def tokens_per_step(a: float, k: int) -> float:
     """sum_{i=0..k} a^i: the expected tokens a step emits per sequence (Leviathan et al. 2023)."""
     return float(k + 1) if a >= 1.0 else (1.0 - a ** (k + 1)) / (1.0 - a)
@@ -306,7 +304,9 @@ class PerfModel:
         if kv_dtype not in DTYPE_BYTES:
             raise ScenarioError("kv_dtype", f"unknown dtype {kv_dtype!r}", f"use one of {sorted(DTYPE_BYTES)}")
         if not 0.0 < clock_lock <= 1.0:
-            raise ScenarioError("clock_lock", f"must be in (0, 1] (a fraction of the part's maximum clock), got {clock_lock}")
+            raise ScenarioError(
+                "clock_lock", f"must be in (0, 1] (a fraction of the part's maximum clock), got {clock_lock}"
+            )
         if ep < 1 or (ep > 1 and ep % tp):
             raise ScenarioError("ep", f"must be a multiple of tp ({tp}), got {ep}")
         self.hardware, self.model, self.tp, self.ep = hardware, model, tp, ep
@@ -346,7 +346,9 @@ class PerfModel:
         self._kv_per_tok = self.kv_bytes_per_token / self._kv_shard * share
         # FLOPs per token for linear layers (LM head counted per sequence, not per token);
         # routed experts separately.
-        self._f_tok = 2.0 * (model.active_params - model.vocab * model.hidden - L * k_act * model.expert_params) / tp * share
+        self._f_tok = (
+            2.0 * (model.active_params - model.vocab * model.hidden - L * k_act * model.expert_params) / tp * share
+        )
         self._flops_exp = self._flops * hardware.moe_flops_efficiency
         self._f_seq = 2.0 * model.vocab * model.hidden / tp * share
         self._f_attn = model.attn_flops_per_pair / tp * share  # per (query, key) pair
@@ -398,6 +400,8 @@ class PerfModel:
         m, tp = self.model, self.tp
         if spec.method == "draft":
             d = spec.draft_model
+            if d is None:
+                raise ScenarioError("speculative.draft_model", "method = \"draft\" needs a draft model")
             w = d.weight_bytes(self.dtype)
             kv = d.kv_bytes_per_token(self.kv_dtype)
             # a dense draft model reads every weight each step; its logits for every drafted token
@@ -438,8 +442,8 @@ class PerfModel:
             return 0.0
         return m.experts * (1.0 - (1.0 - m.active_experts / m.experts) ** tokens)
 
-    def cost(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
-             p_attn: float = 0.0, n_seq: int | None = None) -> StepCost:
+    def cost(self, n_dec: float, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
+             p_attn: float = 0.0, n_seq: float | None = None) -> StepCost:
         """Full breakdown of one uncapped step.
 
         n_dec: decode sequences; ctx_dec: sum of their context lengths (tokens in KV, incl. the
@@ -460,13 +464,13 @@ class PerfModel:
         return StepCost(t, m1 + m2, c1 + c2, t_comm, fixed - t_comm, (m1 + m2) * self._bw,
                         c1 * self._flops + c2 * self._flops_exp)
 
-    def step_time(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
-                  p_attn: float = 0.0, n_seq: int = 0) -> float:
+    def step_time(self, n_dec: float, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
+                  p_attn: float = 0.0, n_seq: float = 0) -> float:
         """Seconds for one uncapped step."""
         return self.step_power(n_dec, ctx_dec, p_tok, p_ctx_read, p_attn, n_seq).t_s
 
-    def step_power(self, n_dec: int, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
-                   p_attn: float = 0.0, n_seq: int = 0, cap_w: float | None = None) -> StepPower:
+    def step_power(self, n_dec: float, ctx_dec: float, p_tok: int = 0, p_ctx_read: float = 0.0,
+                   p_attn: float = 0.0, n_seq: float = 0, cap_w: float | None = None) -> StepPower:
         """(time s, per-accelerator power W, clock factor) of one step under an optional
         per-accelerator power cap; see sim/perf/power.py for the model."""
         if n_dec + p_tok <= 0:

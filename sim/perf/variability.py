@@ -37,7 +37,16 @@ from sim.errors import ScenarioError
 from sim.schema import Table, key
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "variability.toml"
-KEYS = ("warmup_factor", "warmup_s", "warmup_decode", "jitter", "jitter_prob", "episode_s", "episode_share", "episode_stretch")
+KEYS = (
+    "warmup_factor",
+    "warmup_s",
+    "warmup_decode",
+    "jitter",
+    "jitter_prob",
+    "episode_s",
+    "episode_share",
+    "episode_stretch",
+)
 
 
 def _fitted(name: str) -> Any:

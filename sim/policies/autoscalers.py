@@ -21,7 +21,10 @@ our `scale_down_delay_s` default).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sim.policies.interfaces import AutoscaledPool
 
 TOLERANCE = 0.1  # the HPA's default: no change while metric / target is within 10% of 1
 
@@ -41,10 +44,10 @@ class Autoscaler:
 
     default_target = 1.0
 
-    def target(self, pool: Any) -> float:
+    def target(self, pool: AutoscaledPool) -> float:
         return pool.target if pool.target is not None else self.default_target
 
-    def desired(self, pool: Any) -> int:  # pragma: no cover - interface
+    def desired(self, pool: AutoscaledPool) -> int:  # pragma: no cover - interface
         raise NotImplementedError
 
 
@@ -53,10 +56,10 @@ class QueuePolicy(Autoscaler):
     a quarter of the pool's max_batch_size: ASSUMED, a batch large enough to be efficient with
     room for bursts)."""
 
-    def target(self, pool: Any) -> float:
+    def target(self, pool: AutoscaledPool) -> float:
         return pool.target if pool.target is not None else max(1.0, pool.pool.scheduler.max_batch_size / 4)
 
-    def desired(self, pool: Any) -> int:
+    def desired(self, pool: AutoscaledPool) -> int:
         # replicas still starting count as carrying none of the load, as the HPA assumes of pods
         # not yet ready when it scales up (so a burst during a cold start does not overshoot)
         per = pool.outstanding / max(pool.current, 1)
@@ -69,7 +72,7 @@ class KVPolicy(Autoscaler):
 
     default_target = 0.7
 
-    def desired(self, pool: Any) -> int:
+    def desired(self, pool: AutoscaledPool) -> int:
         share = pool.kv_used_frac * pool.serving / max(pool.current, 1)  # starting ones: none in use
         return hpa(pool.current, share, self.target(pool))
 
@@ -78,12 +81,12 @@ class SLOPolicy(Autoscaler):
     """p90 TTFT of the last interval's arrivals against `target` (default: the scenario's
     slo.ttft_s, else 1 s)."""
 
-    def target(self, pool: Any) -> float:
+    def target(self, pool: AutoscaledPool) -> float:
         if pool.target is not None:
             return pool.target
         return pool.slo_ttft_s if pool.slo_ttft_s is not None else 1.0
 
-    def desired(self, pool: Any) -> int:
+    def desired(self, pool: AutoscaledPool) -> int:
         if pool.ttft_p90_s != pool.ttft_p90_s:  # NaN: no arrivals in the interval
             return pool.current
         return hpa(pool.current, pool.ttft_p90_s, self.target(pool))

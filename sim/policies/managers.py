@@ -18,10 +18,14 @@ supply (W, battery included). `fac` is the facility's narrow interface:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sim.perf.catalog import Hardware
+    from sim.policies.interfaces import PowerControl, PowerReplica
 
 
-def min_cap_w(hw: Any) -> float:
+def min_cap_w(hw: Hardware) -> float:
     """Lowest per-accelerator power limit a part accepts (about 30% of TDP on current GPUs,
     e.g. 200 W of an H100 SXM's 700 W in nvidia-smi's range)."""
     return max(hw.idle_w, 0.3 * hw.tdp_w)
@@ -34,12 +38,12 @@ def _limits_w(idle_w: float, tdp_w: float, tp: int) -> tuple[float, float]:
     return max(idle_w, 0.3 * tdp_w) * tp, tdp_w * tp
 
 
-def _floor_w(r: Any) -> float:
+def _floor_w(r: PowerReplica) -> float:
     hw = r.pool.hardware
     return _limits_w(hw.idle_w, hw.tdp_w, r.pool.accels)[0]
 
 
-def _full_w(r: Any) -> float:
+def _full_w(r: PowerReplica) -> float:
     hw = r.pool.hardware
     return _limits_w(hw.idle_w, hw.tdp_w, r.pool.accels)[1]
 
@@ -47,16 +51,16 @@ def _full_w(r: Any) -> float:
 class Manager:
     """Base class of power-manager policies (a plug-in need not subclass it)."""
 
-    def act(self, fac: Any, supply_w: float) -> None:  # pragma: no cover - interface
+    def act(self, fac: PowerControl, supply_w: float) -> None:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class NoManager(Manager):
-    def act(self, fac: Any, supply_w: float) -> None:
+    def act(self, fac: PowerControl, supply_w: float) -> None:
         return None
 
 
-def _cap_all(fac: Any, caps_w: dict[int, float]) -> None:
+def _cap_all(fac: PowerControl, caps_w: dict[int, float]) -> None:
     """Caps per replica (W for all its accelerators); full power means no cap."""
     for r in fac.replicas:
         c = caps_w[r.index]
@@ -66,7 +70,7 @@ def _cap_all(fac: Any, caps_w: dict[int, float]) -> None:
 class CapUniform(Manager):
     """One per-accelerator cap: the budget shared evenly, within each part's range."""
 
-    def act(self, fac: Any, supply_w: float) -> None:
+    def act(self, fac: PowerControl, supply_w: float) -> None:
         live = fac.replicas
         if not live:
             return
@@ -77,7 +81,7 @@ class CapUniform(Manager):
 class Shed(CapUniform):
     """cap_uniform, and reject new requests while the draw is over the supply."""
 
-    def act(self, fac: Any, supply_w: float) -> None:
+    def act(self, fac: PowerControl, supply_w: float) -> None:
         if not fac.replicas:
             return
         over = fac.over_supply
@@ -89,7 +93,7 @@ class CapPriority(Manager):
     """Water-filling: everyone at its floor, then the most important pools (lowest priority
     value) raised to full power first; batch pools are the ones left capped."""
 
-    def act(self, fac: Any, supply_w: float) -> None:
+    def act(self, fac: PowerControl, supply_w: float) -> None:
         live = fac.replicas
         if not live:
             return
@@ -107,7 +111,7 @@ class Drain(Manager):
     the drained ones finish what they have at their lowest power limit (their draw counts until
     they switch off)."""
 
-    def act(self, fac: Any, supply_w: float) -> None:
+    def act(self, fac: PowerControl, supply_w: float) -> None:
         live = fac.replicas
         if not live:
             return

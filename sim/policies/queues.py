@@ -1,5 +1,5 @@
 """Queue disciplines: the order in which a replica's waiting requests are admitted. Each is
-implemented once, in the kernel (sim/engine/kernel.py: `_q_push`, `_q_head`, `_q_pop` over a
+implemented once, in the kernel (sim/engine/kernel/queues.py: `q_push`, `q_head`, `q_pop` over a
 queue row, so that one queue can be shared by every replica under central_queue); these classes
 name them for the registry (sim/registry.py QUEUES) and a scheduler picks one by its `queue`
 attribute.

@@ -4,14 +4,14 @@ once for both drivers); the classes here name and document them, draw what they 
 (power_of_two's pairs) and are the interface a user's router implements.
 
 Interface: `choose(self, request, replicas) -> int`, an index into `replicas` (the replicas that
-can take work now and serve the request's model: with several models, only those of its pools). `request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`,
-`session` (-1: none) and `priority`; each replica view has `index` (the replica's id), `pool`
-(its pool's name), `hardware` (its accelerator's spec), `queue_len`, `running`,
-`free_kv_blocks`, `outstanding_requests` (routed there and not yet done),
-`outstanding_tokens` (their prompt + output tokens), `token_s` (its seconds per token of work:
-least_time) and `cached_prefix_tokens(request)` (the request's prompt tokens its prefix cache holds). `setup(self, n_requests, n_replicas, rng)`
-is called once before the run (draw random choices there, from `rng`, for reproducibility).
-Ties go to the lowest index.
+can take work now and serve the request's model: with several models, only those of its pools).
+`request` has `request_id`, `arrival_s`, `prompt_tokens`, `output_tokens`, `session` (-1: none) and
+`priority`; each replica view has `index` (the replica's id), `pool` (its pool's name), `hardware`
+(its accelerator's spec), `queue_len`, `running`, `free_kv_blocks`, `outstanding_requests` (routed
+there and not yet done), `outstanding_tokens` (their prompt + output tokens), `token_s` (its
+seconds per token of work: least_time) and `cached_prefix_tokens(request)` (the request's prompt
+tokens its prefix cache holds). `setup(self, n_requests, n_replicas, rng)` is called once before
+the run (draw random choices there, from `rng`, for reproducibility). Ties go to the lowest index.
 - round_robin: replicas in turn.
 - least_loaded: fewest outstanding tokens (work-aware).
 - jsq: join the shortest queue, i.e. fewest outstanding requests (Winston 1977; the standard
@@ -36,11 +36,14 @@ Ties go to the lowest index.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from sim.registry import ROUTERS
+
+if TYPE_CHECKING:
+    from sim.policies.interfaces import RouterReplica, RouterRequest
 
 
 PREFIX_WEIGHT = 2.0  # prefix_aware: the cached share of the prompt's weight against the load's (1)
@@ -54,7 +57,7 @@ class Router:
     def setup(self, n_requests: int, n_replicas: int, rng: np.random.Generator) -> None:
         """Called once before the run."""
 
-    def choose(self, request: Any, replicas: Sequence[Any]) -> int:
+    def choose(self, request: RouterRequest, replicas: Sequence[RouterReplica]) -> int:
         raise NotImplementedError(f"{type(self).__name__} is a built-in router: the engine's kernel chooses for it "
                                   "(sim/engine/kernel/route.py); a plug-in implements choose()")
 

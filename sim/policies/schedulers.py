@@ -21,19 +21,23 @@ preemption are the lowest class first).
 - sjf: chunked, with the queue ordered by shortest prompt first, except that a request waiting
   longer than `ageing_s` goes first (shortest-job-first with ageing, e.g. Fu et al. 2024,
   "Efficient LLM Scheduling by Learning to Rank", and Qiu et al. 2024 on starvation bounds).
-Each is the kernel's planner (sim/engine/kernel.py: `_plan_chunked`, `_plan_continuous`,
+Each is the kernel's planner (sim/engine/kernel/plan.py: `_plan_chunked`, `_plan_continuous`,
 `_plan_static`, written once for both drivers); these classes name them and are what a plug-in
 subclasses: `plan(core)` runs the kernel's planner with the instance's current
 `max_batch_size` and `max_batched_tokens`, so a subclass can change those per step, or plan
-from scratch over the CoreView's transitions (sim/engine/stepper.py, docs/policies.md).
+from scratch over the core's transitions (sim/policies/interfaces.py SchedulerCore; the engine's
+CoreView in sim/engine/views.py; docs/policies.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.registry import SCHEDULERS
+
+if TYPE_CHECKING:
+    from sim.policies.interfaces import SchedulerCore
 
 
 @dataclass
@@ -55,14 +59,14 @@ class Scheduler:
         self.max_batch_size = max_batch_size
         self.max_batched_tokens = max_batched_tokens
 
-    def plan(self, core: Any) -> Plan | None:  # pragma: no cover - interface
+    def plan(self, core: SchedulerCore) -> Plan | None:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class _Kernel(Scheduler):
     """A built-in: the kernel's planner of the same name."""
 
-    def plan(self, core: Any) -> Plan | None:
+    def plan(self, core: SchedulerCore) -> Plan | None:
         return core.plan_builtin(self)
 
 

@@ -279,8 +279,13 @@ class WorkloadConfig:
     diurnal: Mapping[str, Any] | None = key(None, "a rate over the day: peak_rate_per_s, trough_rate_per_s, peak_hour "
                                             "(poisson, with duration_s)", kind=dict, parse=_rate_spec("diurnal"),
                                             write=_dict)
-    rate_profile: Mapping[str, Any] | None = key(None, "a rate from a CSV file: file, column (poisson, with duration_s)",
-                                                 kind=dict, parse=_rate_spec("rate_profile"), write=_dict)
+    rate_profile: Mapping[str, Any] | None = key(
+        None,
+        "a rate from a CSV file: file, column (poisson, with duration_s)",
+        kind=dict,
+        parse=_rate_spec("rate_profile"),
+        write=_dict,
+    )
     multi_turn: MultiTurn | None = key(None, "sessions of turns whose prompts carry their history", kind=dict,
                                        parse=_multi_turn)
     # a time-varying rate (nonhomogeneous Poisson, drawn by thinning): (t_s, rate_per_s) points,
@@ -293,62 +298,9 @@ class WorkloadConfig:
 
     @classmethod
     def resolve(cls, kw: dict[str, Any], path: str, ctx: Context, t: Table) -> dict[str, Any]:
-        arrival, stages, given = kw["arrival"], kw["stages"], t.data
-        num, dur, warmup = kw["num_requests"], kw["duration_s"], kw["warmup_s"]
-        if stages and arrival == "trace":
-            raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
-        if arrival == "trace":
-            if kw["trace"] is None:
-                raise ScenarioError("workload.trace", "missing for arrival = \"trace\"",
-                                    "add trace = \"path/to/trace.csv\"")
-            if kw["rate_per_s"] is None:
-                kw["rate_per_s"] = 0.0
-            for k in ("prompt_tokens", "output_tokens"):
-                if kw[k] is None:
-                    kw[k] = {"dist": "fixed", "value": 1}
-        elif kw["diurnal"] is not None or kw["rate_profile"] is not None:
-            key_ = "diurnal" if kw["diurnal"] is not None else "rate_profile"
-            if kw["diurnal"] is not None and kw["rate_profile"] is not None:
-                raise ScenarioError("workload.rate_profile", "give diurnal or rate_profile, not both", "remove one")
-            if arrival != "poisson" or stages or num is not None or dur is None or "rate_per_s" in given:
-                raise ScenarioError(f"workload.{key_}", "a time-varying rate is drawn as a Poisson process over "
-                                    "duration_s", 'use arrival = "poisson" and duration_s, without rate_per_s, '
-                                    "num_requests or stages")
-            points, spec = _rate_points(key_, kw[key_], dur, ctx.base_dir)
-            kw["rate_points"], kw[key_] = points, spec
-            kw["rate_per_s"] = max(r for _, r in points)
-        elif stages:
-            if num is not None or dur is not None or "rate_per_s" in given:
-                raise ScenarioError("workload.stages", "stages set their own rate and duration",
-                                    "remove rate_per_s, num_requests and duration_s from [workload]")
-            kw["rate_per_s"] = stages[0][0]
-        else:
-            rate = kw["rate_per_s"]
-            if rate is None:
-                raise ScenarioError("workload.rate_per_s", "missing", "add rate_per_s = ... to [workload]")
-            if rate <= 0:
-                raise ScenarioError("workload.rate_per_s", f"must be > 0, got {rate!r}",
-                                    "set rate_per_s to a positive value")
-            if num is None and dur is None:
-                raise ScenarioError("workload.num_requests", "missing: give num_requests or duration_s",
-                                    "add num_requests = 1000 (or duration_s = 600)")
-            if num is not None and dur is not None:
-                raise ScenarioError("workload.duration_s", "give either num_requests or duration_s, not both",
-                                    "remove one of them")
-        if arrival != "trace":
-            for k in ("prompt_tokens", "output_tokens"):
-                if kw[k] is None:
-                    raise ScenarioError(f"workload.{k}", "missing", f"add {k} = ... to [workload]")
-        if "cv" in given and arrival != "gamma":
-            warn("workload.cv", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"gamma\"")
-        if arrival != "trace":
-            for k in ("trace", "trace_format", "time_scale"):
-                if k in given:
-                    warn(f"workload.{k}", f"has no effect with arrival = \"{arrival}\"",
-                         "remove it, or use arrival = \"trace\"")
-        elif "rate_per_s" in given:
-            warn("workload.rate_per_s", "has no effect with arrival = \"trace\" (the trace sets the arrival times)",
-                 "remove it; time_scale speeds the trace up")
+        _arrivals(kw, t.data, ctx)
+        _no_effect(kw, t.data)
+        warmup, dur, stages = kw["warmup_s"], kw["duration_s"], kw["stages"]
         if dur is not None and warmup >= dur:
             raise ScenarioError("workload.warmup_s", f"{warmup:g} s is not before the end of arrivals ({dur:g} s): "
                                 "no request would be measured", f"give warmup_s below {dur:g}")
@@ -358,7 +310,7 @@ class WorkloadConfig:
         multi = kw["multi_turn"]
         if multi is not None:
             clash = ("workload.sessions" if kw["sessions"] else "workload.shared_prefix" if kw["shared_prefix"]
-                     is not None else "workload.trace" if arrival == "trace" else None)
+                     is not None else "workload.trace" if kw["arrival"] == "trace" else None)
             if clash:
                 raise ScenarioError("workload.multi_turn", f"cannot be combined with {clash} (multi-turn sessions "
                                     "make their own session ids and shared prefixes)", f"remove {clash} or multi_turn")
@@ -367,6 +319,71 @@ class WorkloadConfig:
                                     "build a session's history", "give the lengths in workload.prompt_tokens/"
                                     "output_tokens")
         return kw
+
+
+def _arrivals(kw: dict[str, Any], given: Mapping[str, Any], ctx: Context) -> None:
+    """The arrival process's keys, which depend on the process: the rate (given, or from the
+    stages or the time-varying profile), how many or for how long, the lengths (a trace's own)."""
+    arrival, stages, num, dur = kw["arrival"], kw["stages"], kw["num_requests"], kw["duration_s"]
+    if stages and arrival == "trace":
+        raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
+    if arrival == "trace":
+        if kw["trace"] is None:
+            raise ScenarioError("workload.trace", "missing for arrival = \"trace\"",
+                                "add trace = \"path/to/trace.csv\"")
+        if kw["rate_per_s"] is None:
+            kw["rate_per_s"] = 0.0
+        for k in ("prompt_tokens", "output_tokens"):
+            if kw[k] is None:
+                kw[k] = {"dist": "fixed", "value": 1}
+        return
+    if kw["diurnal"] is not None or kw["rate_profile"] is not None:
+        key_ = "diurnal" if kw["diurnal"] is not None else "rate_profile"
+        if kw["diurnal"] is not None and kw["rate_profile"] is not None:
+            raise ScenarioError("workload.rate_profile", "give diurnal or rate_profile, not both", "remove one")
+        if arrival != "poisson" or stages or num is not None or dur is None or "rate_per_s" in given:
+            raise ScenarioError(f"workload.{key_}", "a time-varying rate is drawn as a Poisson process over "
+                                "duration_s", 'use arrival = "poisson" and duration_s, without rate_per_s, '
+                                "num_requests or stages")
+        points, spec = _rate_points(key_, kw[key_], dur, ctx.base_dir)
+        kw["rate_points"], kw[key_] = points, spec
+        kw["rate_per_s"] = max(r for _, r in points)
+    elif stages:
+        if num is not None or dur is not None or "rate_per_s" in given:
+            raise ScenarioError("workload.stages", "stages set their own rate and duration",
+                                "remove rate_per_s, num_requests and duration_s from [workload]")
+        kw["rate_per_s"] = stages[0][0]
+    else:
+        rate = kw["rate_per_s"]
+        if rate is None:
+            raise ScenarioError("workload.rate_per_s", "missing", "add rate_per_s = ... to [workload]")
+        if rate <= 0:
+            raise ScenarioError("workload.rate_per_s", f"must be > 0, got {rate!r}",
+                                "set rate_per_s to a positive value")
+        if num is None and dur is None:
+            raise ScenarioError("workload.num_requests", "missing: give num_requests or duration_s",
+                                "add num_requests = 1000 (or duration_s = 600)")
+        if num is not None and dur is not None:
+            raise ScenarioError("workload.duration_s", "give either num_requests or duration_s, not both",
+                                "remove one of them")
+    for k in ("prompt_tokens", "output_tokens"):
+        if kw[k] is None:
+            raise ScenarioError(f"workload.{k}", "missing", f"add {k} = ... to [workload]")
+
+
+def _no_effect(kw: dict[str, Any], given: Mapping[str, Any]) -> None:
+    """A warning for each key given that does nothing with this arrival process."""
+    arrival = kw["arrival"]
+    if "cv" in given and arrival != "gamma":
+        warn("workload.cv", f"has no effect with arrival = \"{arrival}\"", "remove it, or use arrival = \"gamma\"")
+    if arrival != "trace":
+        for k in ("trace", "trace_format", "time_scale"):
+            if k in given:
+                warn(f"workload.{k}", f"has no effect with arrival = \"{arrival}\"",
+                     "remove it, or use arrival = \"trace\"")
+    elif "rate_per_s" in given:
+        warn("workload.rate_per_s", "has no effect with arrival = \"trace\" (the trace sets the arrival times)",
+             "remove it; time_scale speeds the trace up")
 
 
 def _rate_points(key_: str, raw: Mapping[str, Any], duration: float, base_dir: Path) -> tuple[tuple, dict]:
@@ -845,9 +862,13 @@ class NetworkConfig:
                             derive=lambda ctx, kw: FABRICS[kw["fabric"]][1], doc_default="the fabric's")
     gpus_per_node: int = key(8, "a replica with a larger TP group spans nodes: its all-reduce uses the ports",
                              positive=True)
-    nodes: tuple[tuple[str, tuple[str, ...]], ...] = key((), "[[network.nodes]]: name, pools", kind=list, parse=_nodes,
-                                                         write=lambda v, o: [{"name": n, "pools": list(p)} for n, p in v]
-                                                         if v else OMIT)
+    nodes: tuple[tuple[str, tuple[str, ...]], ...] = key(
+        (),
+        "[[network.nodes]]: name, pools",
+        kind=list,
+        parse=_nodes,
+        write=lambda v, o: [{"name": n, "pools": list(p)} for n, p in v] if v else OMIT,
+    )
     links: tuple[Link, ...] = key((), "[[network.links]]: from, to, gbps (or fabric), latency_us", kind=list,
                                   parse=_links, write=lambda v, o: [effective(x) for x in v] if o.nodes else OMIT)
 
@@ -885,8 +906,11 @@ class NetworkConfig:
         for k, ln in enumerate(kw["links"]):
             for key_, v in (("from", ln.a), ("to", ln.b)):
                 if v not in known:
-                    raise ScenarioError(f"network.links[{k}].{key_}", f"no node named {v!r}",
-                                        f"declare it under [[network.nodes]] (known: {', '.join(sorted(known)) or 'none'})")
+                    raise ScenarioError(
+                        f"network.links[{k}].{key_}",
+                        f"no node named {v!r}",
+                        f"declare it under [[network.nodes]] (known: {', '.join(sorted(known)) or 'none'})",
+                    )
         if kw["nodes"]:
             unplaced = [p.name for p in pools if p.role != "mixed" and p.name not in placed]
             if unplaced:
@@ -1005,7 +1029,8 @@ class Scenario:
             facility = Facility.empty()
         for i, p in enumerate(pools):
             tent = p.tent if p.tent is not None else (facility.tents[0].name if facility and facility.tents else None)
-            if p.autoscaler is not None and tent is not None and facility.tent(tent).commission_s > 0:
+            if p.autoscaler is not None and tent is not None and facility is not None \
+                    and facility.tent(tent).commission_s > 0:
                 raise ScenarioError(f"pools[{i}].autoscaler", f"pool {p.name!r} is autoscaled in tent {tent!r}, which "
                                     "is commissioned later (commission_s): the two would both switch its replicas on",
                                     "set the tent's commission_s = 0 or autoscale another pool")
@@ -1105,8 +1130,13 @@ def read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ScenarioError("scenario", f"file not found: {path}", "check the path") from None
     except IsADirectoryError:
-        raise ScenarioError("scenario", f"{path} is a folder", f"give a scenario file, e.g. {Path(path) / 'quickstart.toml'}"
-                            if Path(path, "quickstart.toml").exists() else "give a scenario file (.toml)") from None
+        raise ScenarioError(
+            "scenario",
+            f"{path} is a folder",
+            f"give a scenario file, e.g. {Path(path) / 'quickstart.toml'}"
+            if Path(path, "quickstart.toml").exists()
+            else "give a scenario file (.toml)",
+        ) from None
     except UnicodeDecodeError:
         raise ScenarioError("scenario", f"{path} is not a text file", "give a scenario file (.toml)") from None
     except tomllib.TOMLDecodeError as exc:

@@ -279,8 +279,14 @@ class Facility:
     @classmethod
     def empty(cls, failures: Failures | None = None) -> "Facility":
         """No [facility]: nothing but node failures ([failures]) or autoscaling's events."""
-        return cls(sources=(), tents=(), manager=Manager(policy="none", interval_s=1.0), failures=failures or Failures(),
-                   declared=False, failures_given=failures is not None)
+        return cls(
+            sources=(),
+            tents=(),
+            manager=Manager(policy="none", interval_s=1.0),
+            failures=failures or Failures(),
+            declared=False,
+            failures_given=failures is not None,
+        )
 
     def reserve_w(self, units_up: Mapping[str, int]) -> float:
         """The spinning reserve the manager keeps: the `reserve_units` largest running turbines, W."""

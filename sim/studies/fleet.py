@@ -132,20 +132,20 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
                 meta.append((kind["name"], cell_id))
             cell_id += 1
     res = execute(tasks, workers, "fleet", quiet, executor)
-    bad = [(m, r["error"]) for m, r in zip(meta, res) if "error" in r]
+    bad = [(m, r["error"]) for m, r in zip(meta, res, strict=False) if "error" in r]
     if bad:
         raise ScenarioError("fleet", f"cell {bad[0][0][1]} ({bad[0][0][0]}) failed: {bad[0][1]}")
     out: dict[str, Any] = {"scenario": str(path), "cells_total": cell_id, "cells_simulated": len(tasks),
                            "kinds": []}
-    lat = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
+    lat: dict[str, list[Any]] = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
     tok_s = req_s = 0.0
     cost_h = 0.0
     power = {"facility_power_mean_w": 0.0, "energy_j": 0.0, "facility_power_peak_w": 0.0}
-    over = {"power_limit_exceeded_s": [], "ramp_limit_exceeded_s": []}
+    over: dict[str, list[Any]] = {"power_limit_exceeded_s": [], "ramp_limit_exceeded_s": []}
     lost = 0.0
     slo: list[tuple[float, int]] = []  # (attainment, cells) per kind
     for kind in kinds:
-        runs = [r for (name, _), r in zip(meta, res) if name == kind["name"]]
+        runs = [r for (name, _), r in zip(meta, res, strict=False) if name == kind["name"]]
         s = [r["summary"] for r in runs]
         # served rate over the arrival window (a drain tail would dilute a short run's average)
         tput = float(np.mean([x["output_tokens_completed"] / max(x["arrival_span_s"], 1e-9) for x in s]))
@@ -206,7 +206,7 @@ def write_merged(meta: list[tuple[str, int]], res: list[dict[str, Any]], out_dir
     import pyarrow.parquet as pq
 
     tables = []
-    for (kind, cell), r in zip(meta, res):
+    for (kind, cell), r in zip(meta, res, strict=False):
         cols = dict(r["requests"])
         n = len(cols["request_id"])
         cols = {"cell": np.full(n, cell, np.int32), "kind": np.full(n, kind), **cols}

@@ -27,13 +27,13 @@ def _meets(raw: dict, base: Path, seed: int, attainment: float, headroom: bool =
     """Whether the configuration meets the SLO on every one of `replications` seeds (from `seed`),
     at the prediction intervals' pessimistic end with `headroom`; the summary of the worst seed."""
     key = "slo_attainment_pessimistic" if headroom else "slo_attainment"
-    worst = None
+    worst: dict[str, Any] = {}
     for k in range(replications):
         s = run_task(Task(raw, str(base), seed + k))["summary"]
         # an overloaded run can meet an SLO for a while: a plan must be a steady state
         if s.get("stable") is False:
             return False, s
-        if worst is None or (s.get(key) or 0.0) < (worst.get(key) or 0.0):
+        if not worst or (s.get(key) or 0.0) < (worst.get(key) or 0.0):
             worst = s
     return (worst.get(key) or 0.0) >= attainment, worst
 
@@ -82,13 +82,19 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                     continue
                 unpriced = [p.hardware.id for p in sc.pools if accel_usd_per_hour(p, sc.cost) is None]
                 if unpriced:
-                    skipped.append({"hardware": hw, "tp": tp, "scheduler": pol,
-                                    "why": f"no hourly rate for {unpriced[0]}: set hardware.{unpriced[0]}.usd_per_accel_hour, "
-                                           "[pools.cost] or [cost] usd_per_accel_hour"})
+                    skipped.append(
+                        {
+                            "hardware": hw,
+                            "tp": tp,
+                            "scheduler": pol,
+                            "why": f"no hourly rate for {unpriced[0]}: set hardware.{unpriced[0]}.usd_per_accel_hour, "
+                            "[pools.cost] or [cost] usd_per_accel_hour",
+                        }
+                    )
                     continue
                 cache: dict[int, tuple[bool, dict]] = {}
 
-                def test(n: int) -> bool:
+                def test(n: int, cache: dict[int, tuple[bool, dict]] = cache, raw_c: dict = raw_c) -> bool:
                     nonlocal evals
                     if n not in cache:
                         evals += 1
@@ -114,14 +120,22 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                 s = cache[hi][1]
                 at_hi = parse(apply_overrides(raw_c, [f"pools.replicas={hi}"]), path.parent)
                 usd_h = sum(p.replicas * p.accels * (accel_usd_per_hour(p, at_hi.cost) or 0.0) for p in at_hi.pools)
-                frontier.append({"hardware": hw, "tp": tp, "scheduler": pol, "replicas": hi,
-                                 "accelerators": sum(p.replicas * p.accels for p in at_hi.pools), "usd_per_hour": usd_h,
-                                 "slo_attainment": s["slo_attainment"],
-                                 "slo_attainment_pessimistic": s.get("slo_attainment_pessimistic"),
-                                 "ttft_p99_s": s["ttft_p99_s"],
-                                 "ttft_p99_interval_s": s["prediction_interval"]["ttft_p99_s"],
-                                 "tpot_p99_s": s["tpot_p99_s"],
-                                 "one_fewer_attainment": cache[hi - 1][1]["slo_attainment"] if hi - 1 in cache else None})
+                frontier.append(
+                    {
+                        "hardware": hw,
+                        "tp": tp,
+                        "scheduler": pol,
+                        "replicas": hi,
+                        "accelerators": sum(p.replicas * p.accels for p in at_hi.pools),
+                        "usd_per_hour": usd_h,
+                        "slo_attainment": s["slo_attainment"],
+                        "slo_attainment_pessimistic": s.get("slo_attainment_pessimistic"),
+                        "ttft_p99_s": s["ttft_p99_s"],
+                        "ttft_p99_interval_s": s["prediction_interval"]["ttft_p99_s"],
+                        "tpot_p99_s": s["tpot_p99_s"],
+                        "one_fewer_attainment": cache[hi - 1][1]["slo_attainment"] if hi - 1 in cache else None,
+                    }
+                )
     frontier.sort(key=lambda f: (f["usd_per_hour"], f["hardware"], f["tp"], f["scheduler"]))
     best = frontier[0] if frontier else None
     out = {"scenario": str(scenario), "target_rate_per_s": target_rate, "slo": raw0["slo"],
@@ -148,10 +162,15 @@ def table(rep: dict[str, Any]) -> str:
     if head:
         L[-1] += f" {'worst':>7}"
     for f in rep["frontier"]:
-        L.append(f"{f['hardware']:<16} {f['tp']:>3} {f['scheduler']:<11} {f['replicas']:>8} {f['accelerators']:>6} "
-                 f"{f['usd_per_hour']:>9.2f} {f['slo_attainment']:>7.3f} {f['ttft_p99_s']:>9.3f} {f['tpot_p99_s']:>9.4f}"
-                 + (f" {f['slo_attainment_pessimistic']:>7.3f}" if head and f.get("slo_attainment_pessimistic") is not None
-                    else ""))
+        L.append(
+            f"{f['hardware']:<16} {f['tp']:>3} {f['scheduler']:<11} {f['replicas']:>8} {f['accelerators']:>6} "
+            f"{f['usd_per_hour']:>9.2f} {f['slo_attainment']:>7.3f} {f['ttft_p99_s']:>9.3f} {f['tpot_p99_s']:>9.4f}"
+            + (
+                f" {f['slo_attainment_pessimistic']:>7.3f}"
+                if head and f.get("slo_attainment_pessimistic") is not None
+                else ""
+            )
+        )
     for s in rep["skipped"]:
         L.append(f"skipped {s['hardware']} tp{s['tp']} {s['scheduler']}: {s['why']}")
     if rep["plan"]:

@@ -53,7 +53,9 @@ def _distributions() -> str:
             "parameters (and optional `min`, `max` but for `uniform`); a time (`think_time_s`) likewise:", "",
             "| dist | length parameters | time parameters |", "|---|---|---|"]
     for d in sorted(set(C.LENGTH_DISTS) | set(C.TIME_DISTS)):
-        rows.append(f"| `{d}` | {', '.join(C.LENGTH_DISTS.get(d, ())) or '-'} | {', '.join(C.TIME_DISTS.get(d, ())) or '-'} |")
+        rows.append(
+            f"| `{d}` | {', '.join(C.LENGTH_DISTS.get(d, ())) or '-'} | {', '.join(C.TIME_DISTS.get(d, ())) or '-'} |"
+        )
     rows.append("")
     return "\n".join(rows)
 

@@ -119,8 +119,8 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
         else:
             with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
                 futs = {pool.submit(_safe_run, tasks[i]): i for i in todo}
-                for f in as_completed(futs):
-                    done(futs[f], f.result())
+                for fut in as_completed(futs):
+                    done(futs[fut], fut.result())
     elif executor == "dask" or executor.startswith("tcp://"):
         _execute_dask(tasks, todo, executor, workers, done)
     else:
@@ -145,7 +145,7 @@ def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers
         client = Client(executor, timeout=30)
     try:
         futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3)
-        index = {f.key: i for f, i in zip(futs, todo)}
+        index = {f.key: i for f, i in zip(futs, todo, strict=False)}
         for f in dask_completed(futs):
             done(index[f.key], f.result())
     finally:
@@ -158,7 +158,9 @@ def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
     out = []
     for it in items:
         if "=" not in it:
-            raise ScenarioError("--vary", f"{it!r} is not KEY=V1,V2", "write e.g. --vary pools.scheduler.policy=continuous,chunked")
+            raise ScenarioError(
+                "--vary", f"{it!r} is not KEY=V1,V2", "write e.g. --vary pools.scheduler.policy=continuous,chunked"
+            )
         k, vs = it.split("=", 1)
         vals = [v.strip() for v in vs.split(",") if v.strip()]
         if not vals:
@@ -238,12 +240,16 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
     if baseline not in labels:
         raise ScenarioError("--baseline", f"{baseline!r} is not a variant", f"use one of {labels}")
     raws = {lab: _validated(raw, base, s) for lab, s in vs}
-    tasks = [Task(raws[lab], str(base), seed0 + r, keep_latencies and r == 0) for lab, _ in vs for r in range(replications)]
+    tasks = [
+        Task(raws[lab], str(base), seed0 + r, keep_latencies and r == 0) for lab, _ in vs for r in range(replications)
+    ]
     res = execute(tasks, workers, "compare", quiet, executor, cache_dir)
     failed = _failures(res, [(lab, seed0 + r) for lab, _ in vs for r in range(replications)])
     if failed:
         raise ScenarioError("compare", f"{len(failed)} run(s) failed, e.g. {failed[0]}", "fix the variant named")
-    by: dict[str, list[dict[str, Any]]] = {lab: res[i * replications:(i + 1) * replications] for i, lab in enumerate(labels)}
+    by: dict[str, list[dict[str, Any]]] = {
+        lab: res[i * replications : (i + 1) * replications] for i, lab in enumerate(labels)
+    }
     out: dict[str, Any] = {"scenario": str(scenario), "replications": replications, "slo": raw.get("slo") or {},
                            "seeds": [seed0 + r for r in range(replications)], "baseline": baseline,
                            "vary": list(vary), "metrics": [], "variants": {}}
@@ -254,17 +260,15 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
         md: dict[str, Any] = {}
         for m in metrics:
             vals = [float(r["summary"][m]) for r in runs]
-            mean, lo, hi = mean_ci(vals)
-            if replications == 1:
-                lo = hi = None  # not a zero-width interval: none at all
+            mean, lo_ci, hi_ci = mean_ci(vals)
+            lo, hi = (None, None) if replications == 1 else (lo_ci, hi_ci)  # one run: no interval, not a zero-width one
             d: dict[str, Any] = {"mean": mean, "ci_low": lo, "ci_high": hi, "values": vals}
             if lab != baseline:
                 bvals = [float(r["summary"][m]) for r in by[baseline]]
                 dm, dlo, dhi = paired_diff_ci(vals, bvals)
-                if replications == 1:
-                    dlo = dhi = None
-                d.update({"diff_mean": dm, "diff_ci_low": dlo, "diff_ci_high": dhi,
-                          "significant": bool(replications > 1 and (dlo > 0 or dhi < 0))})
+                one = replications == 1
+                d.update({"diff_mean": dm, "diff_ci_low": None if one else dlo, "diff_ci_high": None if one else dhi,
+                          "significant": bool(not one and (dlo > 0 or dhi < 0))})
             md[m] = d
         unstable = [{"seed": seed0 + r, "instability": run["summary"].get("instability")}
                     for r, run in enumerate(runs) if run["summary"].get("stable") is False]
@@ -276,7 +280,9 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
 
 def parse_range(text: str) -> tuple[str, list[float]]:
     if "=" not in text or text.count(":") != 2:
-        raise ScenarioError("--range", f"{text!r} is not KEY=START:STOP:STEP", "write e.g. --range workload.rate_per_s=2:20:2")
+        raise ScenarioError(
+            "--range", f"{text!r} is not KEY=START:STOP:STEP", "write e.g. --range workload.rate_per_s=2:20:2"
+        )
     k, spec = text.split("=", 1)
     try:
         a, b, st = (float(x) for x in spec.split(":"))
@@ -331,9 +337,9 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                            "attainment_target": attainment, "slo": raw.get("slo") or {}, "variants": {},
                            "failed_runs": _failures(res, [(lab, f"{key}={v}") for lab, v in index])}
     for lab, s in vs:
-        pts = []
+        pts: list[dict[str, Any]] = []
         for v in values:
-            runs = [r for (l2, v2), r in zip(index, res) if l2 == lab and v2 == v and "error" not in r]
+            runs = [r for (l2, v2), r in zip(index, res, strict=False) if l2 == lab and v2 == v and "error" not in r]
             if not runs:
                 pts.append({"value": v, "metrics": {}, "failed": True})
                 continue
@@ -347,7 +353,7 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
             unstable = [r["summary"]["instability"] for r in runs if r["summary"].get("stable") is False]
             pts.append({"value": v, "metrics": md, "stable": not unstable,
                         "instability": unstable[0] if unstable else None})
-        best = None
+        best: Any = None
         has_slo = all("slo_attainment" in p["metrics"] for p in pts if not p.get("failed"))
         if has_slo:
             for p in pts:
@@ -363,7 +369,11 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
 
 
 def _failures(res: list[dict[str, Any]], names: list[tuple]) -> list[dict[str, Any]]:
-    return [{"variant": n[0], "config": str(n[1]), "error": r["error"]} for r, n in zip(res, names) if "error" in r]
+    return [
+        {"variant": n[0], "config": str(n[1]), "error": r["error"]}
+        for r, n in zip(res, names, strict=False)
+        if "error" in r
+    ]
 
 
 def save(obj: dict[str, Any], path: Path) -> None:
@@ -414,7 +424,7 @@ def table_sweep(rep: dict[str, Any]) -> str:
         for p in v["points"]:
             m = p["metrics"]
 
-            def g(k, scale=1.0):
+            def g(k: str, scale: float = 1.0, m: dict = m) -> str:
                 return _g(m[k]["mean"] * scale) if k in m else "-"
             mark = " !" if p.get("stable") is False else "  "
             L.append(f"{mark}{p['value']:>8g} {g('ttft_p50_s'):>9} {g('ttft_p99_s'):>9} {g('tpot_p50_s'):>9} "

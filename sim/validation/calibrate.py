@@ -170,7 +170,7 @@ def _descend(rows: list[ServingRow], hw: Hardware, params: tuple[str, ...], roun
         improved = False
         for p in params:
             for v in GRIDS[p]:
-                cand = dataclasses.replace(hw, **{p: (int(v) if p == "output_lag_steps" else float(v))})
+                cand = dataclasses.replace(hw, **{p: (int(v) if p == "output_lag_steps" else float(v))})  # type: ignore[arg-type]
                 o = objective(rows, cand)
                 if o < best - 1e-12:
                     best, hw, improved = o, cand, True

@@ -146,8 +146,10 @@ def splitwise_rows(path: Path = SPLITWISE_CSV) -> tuple[list[DecodeRow], list[Pr
         label = f"{m} {h} tp{tp} p{p} b{b} o{t}"
         pt = sum(x for x, _ in v) / len(v)
         tt = sum(y for _, y in v) / len(v)
-        dec.append(DecodeRow("splitwise", label, HW_IDS[h], _model_id(m), tp, "bf16", b, p + t / 2, tt))
-        pre.append(PrefillRow("splitwise", label, HW_IDS[h], _model_id(m), tp, "bf16", p, b, pt))
+        mid = _model_id(m)
+        assert mid is not None  # (rows of other models were skipped above)
+        dec.append(DecodeRow("splitwise", label, HW_IDS[h], mid, tp, "bf16", b, p + t / 2, tt))
+        pre.append(PrefillRow("splitwise", label, HW_IDS[h], mid, tp, "bf16", p, b, pt))
     return dec, pre
 
 

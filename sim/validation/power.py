@@ -110,13 +110,14 @@ def fit(rows: list[PowerRow]) -> dict[str, dict[str, Any]]:
         # power formula (at_clock, what step_power evaluates) per grid point
         terms = [roofline_terms(pm.constants, *step, False) for pm, step in (_average_step(r, hw) for r in own)]
         meas = np.array([r.measured_w for r in own])
-        best = None
+        best: tuple[tuple[float, float], float, float] = ((np.inf, np.inf), 0.0, 0.0)
         for k in GRID_CLOCK:
             for m in GRID_MEMORY:
-                p = np.array([at_clock(*t, 1.0, hw.idle_w, hw.tdp_w - hw.idle_w, float(m), float(k))[1] for t in terms])
+                p = np.array([at_clock(t[0], t[1], t[2], t[3], t[4], 1.0, hw.idle_w, hw.tdp_w - hw.idle_w, float(m),
+                                       float(k))[1] for t in terms])
                 e = np.abs(p / meas - 1)
                 key = (float(np.median(e)), float(np.mean(e)))
-                if best is None or key < best[0]:
+                if key < best[0]:
                     best = (key, float(k), float(m))
         out[hid] = {"clock_power_frac": best[1], "memory_power_frac": best[2], "median_abs_err": best[0][0],
                     "rows": len(own),
@@ -135,23 +136,33 @@ def validate_power(path: Path = DATA) -> dict[str, Any]:
     """Measured against predicted per-GPU power, per row, with the catalog's constants."""
     cat = builtin_catalog()
     rows = power_rows(path)
-    res = []
+    res: list[dict[str, Any]] = []
     for r in rows:
         p = predict_w(r, cat.hardware[r.hardware])
         res.append({"hardware": r.hardware, "model": r.model, "task": r.task, "tp": r.tp, "batch": r.batch,
                     "measured_w": r.measured_w, "predicted_w": p, "rel_err": p / r.measured_w - 1})
-    by = {h: _median_abs([x["rel_err"] for x in res if x["hardware"] == h]) for h in sorted({x["hardware"] for x in res})}
+    by = {
+        h: _median_abs([x["rel_err"] for x in res if x["hardware"] == h]) for h in sorted({x["hardware"] for x in res})
+    }
     return {"rows": res, "median_abs_err": _median_abs([x["rel_err"] for x in res]), "median_abs_err_by_hardware": by,
             "input_tokens_assumed": INPUT_TOK}
 
 
 def format_power(rep: dict[str, Any]) -> str:
-    lines = ["dcsim validate --power: per-GPU serving power, ML.ENERGY v3 (measured) against dcsim", "",
-             f"{'hardware':<9} {'model':<14} {'task':<16} {'tp':>2} {'batch':>6} {'measured W':>10} {'pred W':>7} {'err':>7}"]
+    lines = [
+        "dcsim validate --power: per-GPU serving power, ML.ENERGY v3 (measured) against dcsim",
+        "",
+        f"{'hardware':<9} {'model':<14} {'task':<16} {'tp':>2} {'batch':>6} {'measured W':>10} "
+        f"{'pred W':>7} {'err':>7}",
+    ]
     for x in rep["rows"]:
         lines.append(f"{x['hardware']:<9} {x['model']:<14} {x['task']:<16} {x['tp']:>2} {x['batch']:>6.1f} "
                      f"{x['measured_w']:>10.1f} {x['predicted_w']:>7.1f} {x['rel_err'] * 100:>+6.1f}%")
-    lines += ["", f"median absolute error: {rep['median_abs_err'] * 100:.1f}% over {len(rep['rows'])} rows ("
-              + ", ".join(f"{h} {v * 100:.1f}%" for h, v in rep["median_abs_err_by_hardware"].items()) + ")",
-              "prompt lengths per task are assumed: " + ", ".join(f"{k} {v}" for k, v in rep["input_tokens_assumed"].items())]
+    lines += [
+        "",
+        f"median absolute error: {rep['median_abs_err'] * 100:.1f}% over {len(rep['rows'])} rows ("
+        + ", ".join(f"{h} {v * 100:.1f}%" for h, v in rep["median_abs_err_by_hardware"].items())
+        + ")",
+        "prompt lengths per task are assumed: " + ", ".join(f"{k} {v}" for k, v in rep["input_tokens_assumed"].items()),
+    ]
     return "\n".join(lines)

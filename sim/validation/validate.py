@@ -11,7 +11,6 @@ experiment and stage.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -47,8 +46,9 @@ def compare(exps: list[Experiment], summaries: dict[str, dict[str, Any]]) -> lis
             continue
         s = summaries[e.exp_id]
         stages = s.get("stages") or [dict(s, stage=0, requests=s["requests_total"], failed=s["requests_failed"])]
-        for r, st in zip(e.stages, stages):
+        for r, st in zip(e.stages, stages, strict=False):
             meas = measured(r)
+            assert e.scenario is not None  # (experiments without one were not run)
             pred = {k: st.get(f"{k}_s") for k in METRICS}
             err = {k: ((pred[k] - meas[k]) / meas[k] if (pred[k] is not None and meas[k]) else None) for k in METRICS}
             rows.append({
@@ -73,6 +73,12 @@ def error_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | Non
     return {"median_abs_err": med, "p90_abs_err": p90}
 
 
+def _scenario_of(e: Any, seed: int | None) -> dict[str, Any]:
+    """An experiment's scenario (it has one), with `seed` instead of its own when given."""
+    assert e.scenario is not None
+    return e.scenario if seed is None else dict(e.scenario, seed=seed)
+
+
 def with_variability(sc: dict[str, Any], v: dict[str, float] | None) -> dict[str, Any]:
     """The scenario with its pool's [variability] set to `v` (None: the scenario's own)."""
     if v is None:
@@ -91,8 +97,8 @@ def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
     `variability[exp_id]` its pool's [variability] (else none); `seed` replaces the scenarios' seed."""
     exps = load_experiments(data_dir)
     todo = [e for e in exps if e.scenario is not None and (only is None or e.exp_id in only)]
-    jobs = [(with_variability(e.scenario if seed is None else dict(e.scenario, seed=seed),
-                              (variability or {}).get(e.exp_id)), (hw_overrides or {}).get(e.exp_id)) for e in todo]
+    jobs = [(with_variability(_scenario_of(e, seed), (variability or {}).get(e.exp_id)),
+             (hw_overrides or {}).get(e.exp_id)) for e in todo]
     workers = workers or os.cpu_count() or 1
     from sim.engine.warmup import warm_up
     from sim.progress import ConsoleReporter
@@ -103,7 +109,7 @@ def run_validation(data_dir: Path = DEFAULT_DATA, workers: int | None = None,
             outs = list(pool.map(_simulate, jobs))
     else:
         outs = [_simulate(j) for j in jobs]
-    return exps, {e.exp_id: o for e, o in zip(todo, outs)}
+    return exps, {e.exp_id: o for e, o in zip(todo, outs, strict=False)}
 
 
 def cross_validated_overrides(exps: list[Experiment], data_dir: Path,
@@ -151,7 +157,9 @@ def tails_variability(exps: list[Experiment], cv: bool,
         kind = "moe" if cat.models[m].is_moe else "dense"
         choice = left_out(m) if cv else None
         if cv and choice is None:
-            raise ValueError(f"sim/data/variability.toml has no [cv.\"{m}\"] table: run scripts/fit_variability.py --write")
+            raise ValueError(
+                f"sim/data/variability.toml has no [cv.\"{m}\"] table: run scripts/fit_variability.py --write"
+            )
         if choice is not None:
             per_model[m] = choice
         var[e.exp_id] = effective(choice[kind] if choice is not None else defaults(kind))
@@ -213,16 +221,22 @@ def format_table(rep: dict[str, Any]) -> str:
     def ms(x):
         return "       -" if x is None else (f"{x * 1e3:8.1f}" if x < 100 else f"{x:7.0f}s")
 
-    lines = [f"dcsim validate ({rep['mode']}; step-time variability: {rep.get('variability', 'off')})", "",
-             f"{'experiment':<44} {'st':>2} {'rate':>5}  {'TTFT meas':>9} {'pred':>8} {'err':>7}  "
-             f"{'E2E err':>7} {'TPOT meas':>9} {'pred':>8} {'err':>7}  {'p90 TTFT':>8} {'p99 TTFT':>8} {'p90 E2E':>7} {'p99 E2E':>7}  sat"]
+    lines = [
+        f"dcsim validate ({rep['mode']}; step-time variability: {rep.get('variability', 'off')})",
+        "",
+        f"{'experiment':<44} {'st':>2} {'rate':>5}  {'TTFT meas':>9} {'pred':>8} {'err':>7}  "
+        f"{'E2E err':>7} {'TPOT meas':>9} {'pred':>8} {'err':>7}  {'p90 TTFT':>8} {'p99 TTFT':>8} "
+        f"{'p90 E2E':>7} {'p99 E2E':>7}  sat",
+    ]
     for r in rep["experiments"]:
         m, p, e = r["measured"], r["predicted"], r["rel_err"]
         sat = ("yes" if r["saturated_measured"] else "no") + "/" + ("yes" if r["saturated_predicted"] else "no")
-        lines.append(f"{r['exp_id'][:44]:<44} {r['stage']:>2} {r['rate_per_s']:>5g}  {ms(m['ttft_mean'])} {ms(p['ttft_mean'])} "
-                     f"{pct(e['ttft_mean'])}  {pct(e['e2e_mean'])} {ms(m['tpot_mean'])} {ms(p['tpot_mean'])} "
-                     f"{pct(e['tpot_mean'])}  {pct(e['ttft_p90']):>8} {pct(e['ttft_p99']):>8} {pct(e['e2e_p90']):>7} "
-                     f"{pct(e['e2e_p99']):>7}  {sat}")
+        lines.append(
+            f"{r['exp_id'][:44]:<44} {r['stage']:>2} {r['rate_per_s']:>5g}  {ms(m['ttft_mean'])} {ms(p['ttft_mean'])} "
+            f"{pct(e['ttft_mean'])}  {pct(e['e2e_mean'])} {ms(m['tpot_mean'])} {ms(p['tpot_mean'])} "
+            f"{pct(e['tpot_mean'])}  {pct(e['ttft_p90']):>8} {pct(e['ttft_p99']):>8} {pct(e['e2e_p90']):>7} "
+            f"{pct(e['e2e_p99']):>7}  {sat}"
+        )
     lines += ["", "times in ms; sat = saturated measured/predicted; errors = (predicted - measured) / measured", "",
               "abs error over non-saturated stages:  " + "  ".join(
                   f"{k}: median {rep['median_abs_err'][k] * 100:.1f}% p90 {rep['p90_abs_err'][k] * 100:.1f}%"
@@ -230,7 +244,9 @@ def format_table(rep: dict[str, Any]) -> str:
                   if rep["median_abs_err"][k] is not None)]
     sat = rep["saturated"]
     if sat:
-        lines.append(f"saturated stages predicted to saturate: {sum(s['predicted_saturated'] for s in sat)} of {len(sat)}")
+        lines.append(
+            f"saturated stages predicted to saturate: {sum(s['predicted_saturated'] for s in sat)} of {len(sat)}"
+        )
     if rep["false_saturation"]:
         lines.append("predicted to saturate but did not: " + ", ".join(f"{x['exp_id']} stage {x['stage']}"
                                                                        for x in rep["false_saturation"]))

@@ -48,8 +48,7 @@ def draw_lengths(spec: Mapping[str, Any], n: int, rng: np.random.Generator, fiel
     if dist == "fixed":
         vals = np.full(n, float(spec["value"]))
     elif dist == "uniform":
-        lo, hi = int(spec["min"]), int(spec["max"])
-        vals = rng.integers(lo, hi + 1, size=n).astype(float)
+        vals = rng.integers(int(spec["min"]), int(spec["max"]) + 1, size=n).astype(float)
     elif dist == "lognormal":
         vals = _lognormal(float(spec["mean"]), float(spec["cv"]), n, rng)
     elif dist == "empirical":
@@ -68,7 +67,9 @@ def _read_empirical(path: Path, column: str | None, field: str) -> np.ndarray:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
     except FileNotFoundError:
-        raise ScenarioError(f"{field}.file", f"file not found: {path}", "give a path relative to the scenario") from None
+        raise ScenarioError(
+            f"{field}.file", f"file not found: {path}", "give a path relative to the scenario"
+        ) from None
     if not rows:
         raise ScenarioError(f"{field}.file", f"{path} is empty")
     header = rows[0]
@@ -80,7 +81,7 @@ def _read_empirical(path: Path, column: str | None, field: str) -> np.ndarray:
         start = 1
         if column is not None:
             if column not in header:
-                raise ScenarioError(f"{field}.column", f"{column!r} not in {header}")
+                raise ScenarioError(f"{field}.column", f"{column!r} not in {header}") from None
             idx = header.index(column)
     try:
         vals = np.array([float(r[idx]) for r in rows[start:] if r], dtype=float)
@@ -106,9 +107,11 @@ def arrivals(kind: str, rate: float, cv: float, num: int | None, duration: float
     """Arrival times from t=0: `num` of them, or all before `duration`. Random processes include
     the first gap; constant arrivals start at t=0 and are exactly 1/rate apart."""
     if kind == "constant":
-        n = num if num is not None else int(np.ceil(duration * rate - 1e-9))
-        t = np.arange(n, dtype=float) / rate
-        return t if num is not None else t[t < duration]
+        if num is not None:
+            return np.arange(num, dtype=float) / rate
+        assert duration is not None  # (validated in config: one of the two)
+        t = np.arange(int(np.ceil(duration * rate - 1e-9)), dtype=float) / rate
+        return t[t < duration]
     if num is not None:
         return np.cumsum(gaps(kind, rate, cv, num, rng))
     assert duration is not None
@@ -206,10 +209,10 @@ def read_trace(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.
             arr = np.array(ts, dtype=float) / 1000.0
         except (TypeError, ValueError):
             raise ScenarioError(field, f"{path}: a timestamp is not a number", "fix the trace") from None
-        line = lines.__getitem__
-        arr = _arrival_column(arr, "timestamp", path, line, field, ts)
-        pr = _token_column([r[1] for r in recs], "input_length", path, line, field)
-        out = _token_column([r[2] for r in recs], "output_length", path, line, field)
+        line_of = lines.__getitem__
+        arr = _arrival_column(arr, "timestamp", path, line_of, field, ts)
+        pr = _token_column([r[1] for r in recs], "input_length", path, line_of, field)
+        out = _token_column([r[2] for r in recs], "output_length", path, line_of, field)
         return arr - arr[0], pr, out
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
@@ -229,11 +232,11 @@ def read_trace(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.
     t_raw = [r[need[0]] for r in rows]
     if fmt == "azure":
         try:
-            ts = np.array([np.datetime64(v.strip()[:26]) for v in t_raw])
+            stamps = np.array([np.datetime64(v.strip()[:26]) for v in t_raw])
         except ValueError:
             i = next(i for i, v in enumerate(t_raw) if not _is_time(v))
             raise _bad_row(path, i + 2, f"TIMESTAMP = {t_raw[i]!r} is not a date-time", "fix that row", field) from None
-        arr = (ts - ts[0]) / np.timedelta64(1, "us") / 1e6
+        arr = (stamps - stamps[0]) / np.timedelta64(1, "us") / 1e6
     else:
         arr = np.empty(len(rows))
         for i, v in enumerate(t_raw):
@@ -352,10 +355,10 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
         # A prompt holds its prefix: one no longer than the prefix carries none of it (a prompt
         # needs at least one token of its own).
         group[pr <= ptok] = -1
-    cls = None
+    cls: np.ndarray | None = None
     if w.classes:
         shares = np.array([c.share for c in w.classes], dtype=float)
-        cls = stream(seed, "classes").choice(len(shares), size=n, p=shares / shares.sum()).astype(np.int16)
+        cls = np.asarray(stream(seed, "classes").choice(len(shares), size=n, p=shares / shares.sum()), np.int16)
         for k, c in enumerate(w.classes):
             m = cls == k
             if c.prompt_tokens is not None:

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
-from sim.engine.events import FACILITY, Later
+from sim.engine.events import FACILITY, Later, then
 from sim.engine.kernel.layout import (CAP, D_NEXT, DF_NOW, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
                                       RS_NODE, SHED, ST)
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
@@ -155,7 +156,7 @@ class FacilityDriver:
         self.kernel = kernel
         self.sim = sim
         self.sc, self.fac, self.graph = sim.sc, sim.fac, sim.graph
-        # host: the per-step driver (sim/engine/stepper.py), whose environment the facility's
+        # host: the per-step driver (sim/engine/drivers/step.py), whose environment the facility's
         # processes share; None: the fast driver, with barriers (run)
         self.host = host
         self.env = host.env if host is not None else simpy.Environment()
@@ -225,7 +226,7 @@ class FacilityDriver:
 
     # --- node failures -----------------------------------------------------------------------
     def fail(self, rep: FastReplica) -> None:
-        """The node under `rep` failed (_Replica.fail): its requests are taken off and routed
+        """The node under `rep` failed (the step driver's replica failing): its requests are taken off and routed
         again, or fail after `failures.retry_limit` re-queues."""
         k, now = self.kernel, self.env.now
         out = k.evacuate(rep.rid, now)  # (the kernel marks it down: one replica fewer available)
@@ -270,7 +271,7 @@ class FacilityDriver:
         k.in_transit(j)
         delay = self.sim.replicas[t].delay_s  # its front end again
         if delay > 0:
-            Later(self.env, delay, FACILITY).callbacks.append(lambda _e, t=t, j=j: self._deliver(t, j))
+            then(Later(self.env, delay, FACILITY), self._deliver, t, j)
         else:
             self._deliver(t, j)
 
@@ -326,7 +327,7 @@ class FacilityDriver:
                     self._end_t = t_end
                     self._walk(t_end)
                     self.end._ok, self.end._value = True, None
-                    env.schedule(self.end, 1, max(0.0, t_end - env.now))
+                    env.schedule(self.end, NORMAL, max(0.0, t_end - env.now))
                     continue
             if last:
                 break

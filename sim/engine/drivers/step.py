@@ -17,14 +17,14 @@ from __future__ import annotations
 import numbers
 import time
 from collections import deque
-from typing import Any, Iterator
+from typing import Any, Generator
 
 import numpy as np
 import simpy
 
 from sim.engine.arrays import Kernel, finish, prepare
 from sim.engine.compilation import kernel_for
-from sim.engine.events import FACILITY, LATE, Later, delay_to
+from sim.engine.events import FACILITY, LATE, Later, delay_to, then
 from sim.engine.kernel.layout import (DOWN, DRN, DTF, FIT_OK, HOH, IDLE, NAV, OWN, R_GONE, R_WAITING, REST_W,
                                       RS_NO_CAPACITY, RST, ST, STEP, WAKE)
 from sim.engine.recorder import REJECTED
@@ -41,7 +41,7 @@ class _Env(simpy.Environment):
     end: Any = None
 
     def step(self) -> None:
-        q = self._queue  # type: ignore[attr-defined]
+        q = self._queue
         if self.sync is not None and q and (q[0][1] == FACILITY or q[0][3] is self.end):
             self.sync(q[0][0])
         super().step()
@@ -84,7 +84,7 @@ class StepDriver:
             fac.end.succeed()
 
     # --- processes ---
-    def _replica(self, r: int) -> Iterator[Any]:
+    def _replica(self, r: int) -> Generator[Any, Any, None]:
         env, k, m = self.env, self.k, self.m
         sched = self.specs[r].scheduler
         while True:
@@ -143,7 +143,7 @@ class StepDriver:
             return 0
         return int(m.launch(r, now, nch, ndec, k.rp, k.rq, k.run))
 
-    def _arrivals(self) -> Iterator[Any]:
+    def _arrivals(self) -> Generator[Any, Any, None]:
         env, k, m = self.env, self.k, self.m
         arr = k.rq.arr
         n = len(arr)
@@ -199,7 +199,7 @@ class StepDriver:
         delay = self.specs[target].delay_s - k.st.clk.d0
         if delay > 0:  # a slower front end than the fastest pool's
             k.in_transit(j)
-            self.env.timeout(delay).callbacks.append(lambda _e, t=target, i=j: self.deliver(t, i))
+            then(self.env.timeout(delay), self.deliver, target, j)
         else:
             self.deliver(target, j)
         return True
@@ -216,7 +216,7 @@ class StepDriver:
         elif len(mine) == 1:
             return mine[0].index
         c = self.router.choose(req, mine)
-        if not (isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= c < len(mine)):
+        if not (isinstance(c, numbers.Integral) and not isinstance(c, bool) and 0 <= int(c) < len(mine)):
             raise ScenarioError("router.policy", f"{self.sim.sc.router.policy}: choose() returned {c!r} for "
                                 f"{len(mine)} replicas", "return an int index in range(len(replicas))")
         return mine[int(c)].index
@@ -232,7 +232,7 @@ class StepDriver:
             d = int(m.handoff_route(i, now, k.st, k.fb, True))
             if d >= 0:
                 te = float(m.begin_transfer(i, d, now, k.st))
-                self.env.timeout(delay_to(now, te)).callbacks.append(lambda _e, j=i: self._arrive(j))
+                then(self.env.timeout(delay_to(now, te)), self._arrive, i)
 
     def _arrive(self, j: int) -> None:
         """Request j's KV has reached its decode replica: it joins the queue (re-routed at once
@@ -255,7 +255,7 @@ class StepDriver:
         if r >= 0:
             self.poke(r)
 
-    def _deadline_proc(self) -> Iterator[Any]:
+    def _deadline_proc(self) -> Generator[Any, Any, None]:
         """Each client gives up at its deadline: the request is cancelled at that instant wherever
         it is (a step in flight still runs) and fails with reason timeout; deadlines at an instant
         come after its step ends and arrivals (LATE)."""

@@ -1,5 +1,7 @@
-"""The kernel's state, declared once: every table's columns (name, dtype, one-line meaning), the
-value codes stored in them, and the named groups the kernel's functions take.
+"""The kernel's state, declared once: every table's columns (name, dtype, one-line meaning; a
+column read from a pool's configuration names its attribute, `source`, and is filled from it
+when the arrays are built), the value codes stored in them, and the named groups the kernel's
+functions take.
 
 A run's state is a few named groups of arrays (`Replicas`, `Requests`, `Run`, `Routing`,
 `Handoff`, `Network`, `Clock`, gathered in `State`); within an array a column is named by a
@@ -18,7 +20,7 @@ import numpy as np
 from sim.columns import Table
 from sim.facility.ledger import LEDGER
 from sim.perf.roofline import PERF
-from sim.registry import ROUTERS, SCHEDULERS
+from sim.registry import SCHEDULERS
 
 # --- per-replica integer state S[r, column] (int64) ----------------------------------------------
 REPLICA = Table("S", "int64", "per-replica integer state, S[r, column]")
@@ -45,9 +47,9 @@ OUTTOK = REPLICA.col("their prompt plus output tokens")
 BS = REPLICA.col("KV block size, tokens")
 TOT = REPLICA.col("KV blocks the replica has")
 MAXB = REPLICA.col("scheduler.max_batch_size (1 for fcfs and analytic service)")
-MAXT = REPLICA.col("scheduler.max_batched_tokens")
+MAXT = REPLICA.col("the most tokens in a step", source="scheduler.max_batched_tokens")
 LAG = REPLICA.col("output_lag_steps: 1 when a step's tokens reach the client at the next step's end")
-TP = REPLICA.col("accelerators per replica (ep, else tp)")
+TP = REPLICA.col("accelerators per replica (ep, else tp)", source="accels")
 POL = REPLICA.col("the scheduler's code (P_*); on a queue row, its discipline")
 AH = REPLICA.col("queue row, sjf: head of the arrival-order list (QA APREV/ANEXT)")
 AT = REPLICA.col("queue row, sjf: its tail")
@@ -91,7 +93,7 @@ EIDLE = REPLICA_F.col("energy drawn while not stepping, J")
 IDLE_SINCE = REPLICA_F.col("when it fell idle")
 DTF = REPLICA_F.col("duration of the step in flight")
 NB = REPLICA_F.col("no completion can be delivered before this time (lets load-reading routers skip it)")
-AGE = REPLICA_F.col("queue row, sjf: ageing_s (a request waiting this long goes first)")
+AGE = REPLICA_F.col("queue row, sjf: a request waiting this long goes first", source="scheduler.ageing_s")
 WSTEP = REPLICA_F.col("draw during the step in flight, W (all its accelerators and hosts)")
 CAP = REPLICA_F.col("power cap per accelerator, W (NaN: none)")
 REST_W = REPLICA_F.col("draw when not stepping, W (idle accelerators and hosts; 0 when drained or down)")
@@ -212,9 +214,6 @@ ROLE_PREFILL = 1  # S ROLE
 H_ROUTE, H_DELIVER = 0, 1  # a hand-off event (value 2 x request + kind): route it / its KV arrives
 P_CHUNKED, P_CONTINUOUS, P_STATIC, P_PRIORITY, P_SJF = (  # S POL: the schedulers' codes; fcfs is static with
     SCHEDULERS.code(n) for n in ("chunked", "continuous", "static", "priority", "sjf"))  # batch size 1
-R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY, R_LEAST_TIME, R_PREFIX = (
-    ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity",
-                              "least_time", "prefix_aware"))  # the compiled routers' codes (Routing.router, RT)
 P_ANALYTIC = 99  # S POL: [pools.service] (analytic service times instead of a scheduler; not a policy)
 TS_FULL = 2  # the loop stopped: grow the buffers (Run.tsf, tsi, PW) and call again
 N_BINS = 65536  # energy bins (widened pairwise as the run grows)

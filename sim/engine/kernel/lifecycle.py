@@ -10,14 +10,13 @@ import numpy as np
 from sim.engine.kernel import heap
 from sim.engine.kernel.jit import kernel, njit
 from sim.engine.kernel.kv import cdiv, drop, register, release, unlink_prefill
-from sim.engine.kernel.layout import (AH, AT, BS, BUSY, CH_REQ, CH_TOK, CTXB, D_SEQ, DIT, DONE, DOWN, EEND, ESTEP, FHLEN,
-                                      DRN, GEN, GRP, HELD, HOH, HOT, IDLE, IDLE_SINCE, LAG, LH, LT, NAV, NB, NCH, NDEC,
-                                      NLRU,
-                                      NPDONE, NPF, NPFIRST, NRUN, NSH, NXT, OUTREQ, OUTTOK, P_ANALYTIC, P_PRIORITY, P_SJF,
-                                      P_STATIC, POL,
-                                      PB, PH, PLNDEC, PT, PUB, QBLK, QH, QLEN, QLEFT, QRIGHT, QROW, QT, R_DECODE,
-                                      R_GONE, R_PREFILL, R_TRANSIT, R_WAITING, REST_W, ROLE, ROLE_PREFILL, RST, SEQ,
-                                      SHARED, ST, STEP, SWP, TLH, TLT, TN, TPEND, TSWP, USED, WAKE, WSTEP)
+from sim.engine.kernel.layout import (AH, AT, BS, BUSY, CH_REQ, CH_TOK, CTXB, D_SEQ, DIT, DONE, DOWN, EEND, ESTEP,
+                                      FHLEN, DRN, GEN, GRP, HELD, HOH, HOT, IDLE, IDLE_SINCE, LAG, LH, LT, NAV, NB, NCH,
+                                      NDEC, NLRU, NPDONE, NPF, NPFIRST, NRUN, NSH, NXT, OUTREQ, OUTTOK, P_ANALYTIC,
+                                      P_PRIORITY, P_SJF, P_STATIC, POL, PB, PH, PLNDEC, PT, PUB, QBLK, QH, QLEN, QLEFT,
+                                      QRIGHT, QROW, QT, R_DECODE, R_GONE, R_PREFILL, R_TRANSIT, R_WAITING, REST_W, ROLE,
+                                      ROLE_PREFILL, RST, SEQ, SHARED, ST, STEP, SWP, TLH, TLT, TN, TPEND, TSWP, USED,
+                                      WAKE, WSTEP)
 from sim.engine.kernel.queues import is_heap, q_pop, q_push, queue_key
 from sim.engine.kernel.step import bin_energy, idle_until, power_row, ts_add
 from sim.engine.recorder import COMPLETED, FAILED

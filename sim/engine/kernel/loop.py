@@ -12,11 +12,11 @@ from sim.engine.kernel.advance import advance, before
 from sim.engine.kernel.handoff import collect, until
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (D_DEADLINE, D_ENTERED, D_NEXT, D_STARTED, DF_NOW, EEND, FIT_OK, HOH, IDLE,
-                                      NAV, PD, QG, R_GONE, R_JSQ, R_POWER_OF_TWO, R_ROUND_ROBIN, RS_NO_CAPACITY, RST,
+                                      NAV, PD, QG, R_GONE, RS_NO_CAPACITY, RST,
                                       ST, TS_FULL)
 from sim.engine.kernel.lifecycle import enqueue, give_up
-from sim.engine.kernel.route import (arrival_check, assign, build_trees, choose, fix_tree, fresh_session,
-                                     group_available, keeps, read, unchoose)
+from sim.engine.kernel.route import (R_JSQ, R_POWER_OF_TWO, R_ROUND_ROBIN, arrival_check, assign, build_trees,
+                                     choose, fix_tree, fresh_session, group_available, keeps, read, unchoose)
 from sim.engine.recorder import IN_FLIGHT, REJECTED
 
 

@@ -19,11 +19,15 @@ import numpy as np
 from sim.engine.kernel.advance import advance, before
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.kv import peek_hits
-from sim.engine.kernel.layout import (BS, DOWN, DRN, EEND, FIT_OK, GEN, IDLE, NAV, NB, OUTREQ, OUTTOK, QG, R_AFFINITY,
-                                      R_JSQ, R_LEAST_KV, R_LEAST_LOADED, R_LEAST_TIME, R_POWER_OF_TWO, R_PREFIX,
-                                      R_ROUND_ROBIN, RGRP, RLOC, RS_NO_POOL, RS_NONE, RS_POWER, SHED, ST, TOKS, TOT,
-                                      TS_FULL, USED)
+from sim.engine.kernel.layout import (BS, DOWN, DRN, EEND, FIT_OK, GEN, IDLE, NAV, NB, OUTREQ, OUTTOK, QG, RGRP, RLOC,
+                                      RS_NO_POOL, RS_NONE, RS_POWER, SHED, ST, TOKS, TOT, TS_FULL, USED)
 from sim.policies.routers import PREFIX_WEIGHT
+from sim.registry import ROUTERS
+
+# the compiled routers' codes (sim/registry.py; Routing.router, RT)
+R_ROUND_ROBIN, R_LEAST_LOADED, R_JSQ, R_POWER_OF_TWO, R_LEAST_KV, R_AFFINITY, R_LEAST_TIME, R_PREFIX = (
+    ROUTERS.code(n) for n in ("round_robin", "least_loaded", "jsq", "power_of_two", "least_kv", "session_affinity",
+                              "least_time", "prefix_aware"))
 
 
 @kernel(inline=True)

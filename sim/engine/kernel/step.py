@@ -25,9 +25,37 @@ _capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over t
 def perf_row(PC, r):
     """Replica r's perf constants as a tuple: a value, so passing it costs no reference counting
     (an array view would, on every step). (The row's 29 columns, sim/perf/roofline.py PERF.)"""
-    return (PC[r, 0], PC[r, 1], PC[r, 2], PC[r, 3], PC[r, 4], PC[r, 5], PC[r, 6], PC[r, 7], PC[r, 8], PC[r, 9],
-            PC[r, 10], PC[r, 11], PC[r, 12], PC[r, 13], PC[r, 14], PC[r, 15], PC[r, 16], PC[r, 17], PC[r, 18],
-            PC[r, 19], PC[r, 20], PC[r, 21], PC[r, 22], PC[r, 23], PC[r, 24], PC[r, 25], PC[r, 26], PC[r, 27], PC[r, 28])
+    return (
+        PC[r, 0],
+        PC[r, 1],
+        PC[r, 2],
+        PC[r, 3],
+        PC[r, 4],
+        PC[r, 5],
+        PC[r, 6],
+        PC[r, 7],
+        PC[r, 8],
+        PC[r, 9],
+        PC[r, 10],
+        PC[r, 11],
+        PC[r, 12],
+        PC[r, 13],
+        PC[r, 14],
+        PC[r, 15],
+        PC[r, 16],
+        PC[r, 17],
+        PC[r, 18],
+        PC[r, 19],
+        PC[r, 20],
+        PC[r, 21],
+        PC[r, 22],
+        PC[r, 23],
+        PC[r, 24],
+        PC[r, 25],
+        PC[r, 26],
+        PC[r, 27],
+        PC[r, 28],
+    )
 
 
 @kernel(inline=True)  # a call per step passed 20 floats: ~40% of a run
