@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import sim.api as dc
-from sim.analysis.plots import _log_ticks, save_figure
+from sim.analysis.figure import log_ticks, save_figure
 from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import PerfModel
 
@@ -108,7 +108,7 @@ def main() -> int:
         ax.set_xticks([c / 1024 for c in ctxs], [f"{c // 1024}k" for c in ctxs])
         ax.minorticks_off()
         ax.set_yscale("log")
-        _log_ticks(ax, "y")
+        log_ticks(ax, "y")
         ax.set_xlabel("context length (tokens)")
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)

@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from sim.analysis.plots import _log_ticks, save_figure
+from sim.analysis.figure import log_ticks, save_figure
 from sim.studies.study import Task, execute
 
 BUDGET_MW = 0.09
@@ -82,7 +82,7 @@ def main() -> int:
     axes[1].axhline(SLO["ttft_s"] * 1e3, color="C1", ls="--", lw=0.8, label=f"TTFT SLO {SLO['ttft_s']:g} s")
     axes[1].axhline(SLO["tpot_s"] * 1e3, color="C0", ls="--", lw=0.8, label=f"TPOT SLO {SLO['tpot_s'] * 1e3:g} ms")
     axes[1].set_yscale("log")
-    _log_ticks(axes[1], "y")
+    log_ticks(axes[1], "y")
     axes[1].set_ylabel("p99 latency (ms)")
     axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2)
     axes[2].plot(x, [r["cost_per_mtok_usd"] for r in rows], "-o", color="C2")

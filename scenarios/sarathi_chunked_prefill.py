@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 import sim.api as dc
-from sim.analysis.plots import _log_ticks, save_figure
+from sim.analysis.figure import log_ticks, save_figure
 
 HERE = Path(__file__).resolve().parent
 SLO_TTFT_S, SLO_TPOT_S = 0.5, 0.05
@@ -60,7 +60,7 @@ def main() -> int:
     axes[0].set_ylim(bottom=0)
     axes[1].set_ylabel("p99 time to first token (s)")
     axes[1].set_yscale("log")
-    _log_ticks(axes[1], "y")
+    log_ticks(axes[1], "y")
     for ax in axes:
         ax.set_xlabel("offered load (requests/s), Llama-3.1-8B on 4 x H100")
         ax.grid(alpha=0.3)

@@ -15,7 +15,8 @@ from sim.engine.simulation import Simulation
 from sim.perf.catalog import builtin_catalog
 from sim.perf.roofline import PerfModel
 from helpers import TINY_WORKLOAD, assert_run_fails_in_one_line
-from sim.scenario.config import accel_usd_per_hour, parse
+from sim.scenario.config import parse
+from sim.scenario.pools import accel_usd_per_hour
 
 REPO = Path(__file__).resolve().parents[1]
 CAT = builtin_catalog()

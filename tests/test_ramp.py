@@ -79,36 +79,35 @@ def test_a_load_step_beyond_the_ramp_is_short_without_a_battery_and_covered_with
 
 
 def test_one_supply_interval_by_hand():
-    # (dt, load, supply, ramp on, output, ramp, step, capacity, base, min load, battery W, J, capacity J,
-    #  charge W, efficiency)
+    # supply_interval(dt, load, supply, ramp on, output, battery J, plant, battery)
+    free = (math.inf, 0.0, 100.0, 0.0, 0.0)  # plant: (ramp W/s, step, capacity, base, min load)
+    bat = (50.0, 1000.0, 30.0, 0.8)  # battery: (battery W, capacity J, charge W, efficiency)
+
+    def interval(load_w, bat_j, plant=free, store=bat):
+        return supply_interval(10.0, load_w, 100.0, False, math.nan, bat_j, plant, store)
+
     # 10 s at 60 W under 100 W: the battery (half full) charges at its 30 W, storing 0.8 of it
-    out = supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 500.0, 1000.0,
-                          30.0, 0.8)
+    out = interval(60.0, 500.0)
     assert out[1] == 500.0 + 30.0 * 10 * 0.8 and out[5] == 300.0 and out[2] == out[4] == 0.0
     # headroom below the charge power: it takes only the headroom; a full battery takes nothing
-    assert supply_interval(10.0, 90.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 500.0, 1000.0,
-                           30.0, 0.8)[5] == 100.0
-    assert supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 1000.0,
-                           1000.0, 30.0, 0.8)[5] == 0.0
+    assert interval(90.0, 500.0)[5] == 100.0
+    assert interval(60.0, 1000.0)[5] == 0.0
     # nearly full: it stops when full (stores 100 J, draws 125)
-    out = supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 900.0, 1000.0,
-                          30.0, 0.8)
+    out = interval(60.0, 900.0)
     assert out[1] == 1000.0 and out[5] == pytest.approx(125.0)
     # over the supply: the battery discharges (20 W x 10 s), no recharge in the same interval
-    out = supply_interval(10.0, 120.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 500.0, 1000.0,
-                          30.0, 0.8)
+    out = interval(120.0, 500.0)
     assert out[1] == 300.0 and out[2] == 200.0 and out[4] == 0.0 and out[5] == 0.0
     # ... and without the energy for it the time counts as over the supply
-    assert supply_interval(10.0, 120.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 0.0, 0.0, 50.0, 100.0, 1000.0,
-                           30.0, 0.8)[4] == 10.0
+    assert interval(120.0, 100.0)[4] == 10.0
     # minimum load: 30 W of turbines with a 10 W grid (base) carrying first, the turbines' minimum
     # 40 W: 10 s below it, (40 - 20) x 10 J burnt beyond the load
-    out = supply_interval(10.0, 30.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 10.0, 40.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    no_bat = (0.0, 0.0, 0.0, 1.0)
+    out = interval(30.0, 0.0, (math.inf, 0.0, 100.0, 10.0, 40.0), no_bat)
     assert out[6] == 10.0 and out[7] == 200.0
-    assert supply_interval(10.0, 60.0, 100.0, False, math.nan, math.inf, 0.0, 100.0, 10.0, 40.0, 0.0, 0.0, 0.0, 0.0,
-                           1.0)[6:] == (0.0, 0.0)
+    assert interval(60.0, 0.0, (math.inf, 0.0, 100.0, 10.0, 40.0), no_bat)[6:] == (0.0, 0.0)
     # the ramp part is ramp_step's
-    assert supply_interval(10.0, 100.0, 1e9, True, 40.0, 5.0, 20.0, 1e9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)[:4] == \
+    assert supply_interval(10.0, 100.0, 1e9, True, 40.0, 0.0, (5.0, 20.0, 1e9, 0.0, 0.0), no_bat)[:4] == \
         (90.0, 0.0, 0.0, 8.0)
 
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from sim.analysis.browser import check_page, find_chromium
-from sim.analysis.report import _pct, _secs
+from sim.analysis.report_html import pct, secs
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = str(REPO / "scenarios" / "quickstart.toml")
-CHECKED = {**os.environ, "DCSIM_CHECK_LAYOUT": "1"}  # every PNG drawn must pass plots.overlaps
+CHECKED = {**os.environ, "DCSIM_CHECK_LAYOUT": "1"}  # every PNG drawn must pass figure.overlaps
 
 
 def dcsim(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -60,9 +60,9 @@ def test_tent_report_headline_gives_the_answer_with_its_interval(tent):
     _, s, page = tent
     head = page.headline
     pi = s["prediction_interval"]
-    assert f"{_pct(s['slo_attainment'])} of requests meet the SLO" in head
-    assert f"p99 time to first token {_secs(s['ttft_p99_s'])} (90% interval {_secs(pi['ttft_p99_s'][0])} to " \
-           f"{_secs(pi['ttft_p99_s'][1])})" in head
+    assert f"{pct(s['slo_attainment'])} of requests meet the SLO" in head
+    assert f"p99 time to first token {secs(s['ttft_p99_s'])} (90% interval {secs(pi['ttft_p99_s'][0])} to " \
+           f"{secs(pi['ttft_p99_s'][1])})" in head
     assert "borrowed" in head  # h200's constants are borrowed from h100-sxm: the headline says so
     assert "16 x llama-3.1-70b" in head
 
@@ -71,7 +71,7 @@ def test_tent_report_key_numbers_are_on_the_page(tent):
     _, s, page = tent
     text = page.text
     for key in ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s"):
-        assert _secs(s[key]) in text, key
+        assert secs(s[key]) in text, key
     assert f"{s['throughput_output_tok_per_s']:,.0f} tok/s" in text
     assert f"{s['energy_j'] / 3.6e6:.3g} kWh" in text
     assert f"USD {s['cost_per_mtok_usd']:.3g} / Mtok" in text
@@ -140,7 +140,7 @@ def test_compare_report_marks_significant_differences(compared):
 
 
 def _drawn_metrics() -> set[str]:
-    from sim.analysis.plots import METRIC_WORDS
+    from sim.analysis.study_plots import METRIC_WORDS
     return set(METRIC_WORDS)
 
 
@@ -196,7 +196,7 @@ def test_run_saves_its_warnings_for_the_report(tmp_path):
 def test_overlap_check_finds_overlaps_and_passes_clean_figures():
     import matplotlib.pyplot as plt
 
-    from sim.analysis.plots import overlaps
+    from sim.analysis.figure import overlaps
 
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.plot(np.arange(10), np.arange(10), label="data")

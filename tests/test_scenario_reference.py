@@ -77,7 +77,7 @@ def _context(cls):
     """What reading a table of cls needs besides it (the defaults a [pools.variability] table
     overrides; a list item's index)."""
     from sim.perf.variability import Variability, defaults
-    from sim.scenario.config import Context
+    from sim.scenario.common import Context
     from sim.perf.catalog import builtin_catalog
 
     if cls is Variability:

@@ -105,3 +105,81 @@ def test_a_typing_only_import_is_seen_but_does_not_run(tmp_path):
                    "if TYPE_CHECKING:\n    from sim.engine import x\n")
     assert _imports(src) == {"sim.rng", "sim.engine"}
     assert _imports(src, runtime=True) == {"sim.rng"}
+
+
+# Sizes a reader can hold (issue 29): a module of sim/ in one sitting, a kernel module in one
+# screenful of semantics, a function's inputs in a few named groups.
+MAX_LINES, MAX_KERNEL_LINES, MAX_PARAMS = 700, 450, 12
+KERNEL = SIM / "engine" / "kernel"
+
+
+def _params(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    a = fn.args
+    names = [x.arg for x in a.posonlyargs + a.args]
+    n = len(names) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
+    return n - (names[:1] in (["self"], ["cls"]))
+
+
+def _too_many_params(tree: ast.Module) -> list[str]:
+    return [f"{fn.name}: {_params(fn)}" for fn in ast.walk(tree)
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and _params(fn) > MAX_PARAMS]
+
+
+def _range_layouts(src: str) -> list[str]:
+    """`A, B, C = range(3)`: a layout numbered by hand (columns are declared in sim/columns.py)."""
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple)
+                and isinstance(node.value, ast.Call) and getattr(node.value.func, "id", "") == "range"):
+            out.append(", ".join(getattr(t, "id", "?") for t in node.targets[0].elts)[:60])
+    return out
+
+
+def test_modules_functions_and_layouts_stay_small_and_named():
+    long, params, ranges = [], [], []
+    for p in sorted(SIM.rglob("*.py")):
+        src = p.read_text()
+        limit = MAX_KERNEL_LINES if KERNEL in p.parents else MAX_LINES
+        if len(src.splitlines()) > limit:
+            long.append(f"{p.relative_to(SIM)}: {len(src.splitlines())} > {limit}")
+        params += [f"{p.relative_to(SIM)} {f}" for f in _too_many_params(ast.parse(src))]
+        ranges += [f"{p.relative_to(SIM)}: {r}" for r in _range_layouts(src)]
+    assert not long, long
+    assert not params, params
+    assert not ranges, ranges
+
+
+def test_the_size_checks_can_fail():
+    args = ", ".join(f"a{k}" for k in range(MAX_PARAMS + 1))
+    assert _too_many_params(ast.parse(f"def f({args}): pass"))
+    assert not _too_many_params(ast.parse(f"def f(self, {', '.join(f'a{k}' for k in range(MAX_PARAMS))}): pass"))
+    assert _range_layouts("A, B, C = range(3)") == ["A, B, C"]
+    assert not _range_layouts("for k in range(3): pass")
+
+
+def _design_layers() -> dict[str, int]:
+    """The layer table of docs/design.md section 2: | layer | parts | one sentence |."""
+    text = (SIM.parent / "docs" / "design.md").read_text()
+    table = text.split("<!-- layers -->")[1].split("<!-- /layers -->")[0]
+    out = {}
+    for line in table.strip().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for part in cells[1].split(","):
+            name = part.strip().strip("`").removeprefix("sim/").removesuffix("/").removesuffix(".py")
+            out[name] = int(cells[0])
+    return out
+
+
+def test_the_design_documents_the_layers_this_test_enforces():
+    assert _design_layers() == LAYERS
+
+
+def test_lint_and_types_are_clean():
+    """`ruff check sim tests` and `mypy` with the project's configuration (pyproject.toml)."""
+    import subprocess
+    import sys
+
+    root = SIM.parent
+    for cmd in ([sys.executable, "-m", "ruff", "check", "sim", "tests"], [sys.executable, "-m", "mypy"]):
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        assert out.returncode == 0, f"{' '.join(cmd[2:])}:\n{out.stdout[-3000:]}{out.stderr[-1000:]}"

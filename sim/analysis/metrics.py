@@ -14,7 +14,7 @@ import numpy as np
 
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT, REJECTED
 from sim.analysis.intervals import pessimistic_factors, prediction_interval
-from sim.scenario.config import accel_usd_per_hour
+from sim.scenario.pools import accel_usd_per_hour
 
 SUMMARY_KEYS = (
     "requests_total", "requests_completed", "requests_rejected", "requests_failed", "requests_in_flight",

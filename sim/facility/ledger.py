@@ -120,8 +120,8 @@ def apply_rows_with(supply_interval):
                 e_it += it_w * dt
                 e_fac += fac_w * dt
                 gen, bat_j, used, short, over, charged, below, burnt = supply_interval(
-                    dt, fac_w, sup, ron, gen, L[L_RAMPW], L[L_STEPW], L[L_FCAP], L[L_BASE], L[L_MINW], bat_w, bat_j,
-                    L[L_BATCAP], L[L_CHGW], L[L_CHGEFF])
+                    dt, fac_w, sup, ron, gen, bat_j, (L[L_RAMPW], L[L_STEPW], L[L_FCAP], L[L_BASE], L[L_MINW]),
+                    (bat_w, L[L_BATCAP], L[L_CHGW], L[L_CHGEFF]))
                 bat_u += used
                 rexc += short
                 exc += over

@@ -61,16 +61,20 @@ def _supply_interval_with(ramp_step):
     """`supply_interval` over a given ramp_step: the Python one here, the compiled one in the
     fast engine (which compiles the function this returns), so the interval is written once."""
 
-    def supply_interval(dt: float, fac_w: float, sup_w: float, ramp_on: bool, gen_w: float, ramp_w_s: float,
-                        step_w: float, cap_w: float, base_w: float, min_w: float, bat_w: float, bat_j: float,
-                        bat_cap_j: float, chg_w: float, chg_eff: float
+    def supply_interval(dt: float, fac_w: float, sup_w: float, ramp_on: bool, gen_w: float, bat_j: float,
+                        plant: tuple[float, float, float, float, float], battery: tuple[float, float, float, float]
                         ) -> tuple[float, float, float, float, float, float, float, float]:
         """One interval of dt s at facility load `fac_w` under the live supply `sup_w`: (turbine
         output after it (ramp model; NaN when off), battery energy left, battery energy discharged,
         time short of power while ramping, time over the supply, energy drawn to recharge, time below
-        the turbines' minimum load, energy burnt at that minimum beyond the load). `cap_w`, `base_w`
-        and `min_w`: the running turbines' capacity, the instant sources' W and the running
-        turbines' minimum load W."""
+        the turbines' minimum load, energy burnt at that minimum beyond the load). `gen_w`, `bat_j`:
+        the turbines' output and the battery's energy before it; `plant` = (ramp_w_s, step_w, cap_w,
+        base_w, min_w): the running turbines' ramp (W/s), the step they take at once, their
+        capacity, the instant sources' W and the running turbines' minimum load W; `battery` =
+        (bat_w, bat_cap_j, chg_w, chg_eff): the battery's power, capacity, charge power and
+        charge efficiency."""
+        ramp_w_s, step_w, cap_w, base_w, min_w = plant
+        bat_w, bat_cap_j, chg_w, chg_eff = battery
         used = 0.0
         short = 0.0
         if ramp_on:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from sim.scenario.config import accel_usd_per_hour, apply_overrides, parse, read_toml
+from sim.scenario.config import apply_overrides, parse, read_toml
+from sim.scenario.pools import accel_usd_per_hour
 from sim.errors import ScenarioError
 from sim.studies.study import Task, run_task
 

@@ -8,27 +8,29 @@ from sim.perf.roofline import Speculative
 from sim.perf.variability import Variability
 from sim.scenario import config as C
 from sim.scenario import facility as F
+from sim.scenario import pools as P
+from sim.scenario import workload as W
 from sim.schema import reference
 from sim.studies.fleet import CellKind, FleetConfig
 
 SECTIONS = [
     ("top level", C.Scenario, "The scenario file's own keys; each table below is one of them."),
-    ("[workload]", C.WorkloadConfig, "The arrival process and the requests' lengths."),
-    ("[[workload.classes]]", C.RequestClass, C.RequestClass.__doc__ or ""),
-    ("[[workload.stages]]", C.Stage, C.Stage.__doc__ or ""),
-    ("[workload.shared_prefix]", C.SharedPrefix, C.SharedPrefix.__doc__ or ""),
-    ("[workload.diurnal]", C.Diurnal, C.Diurnal.__doc__ or ""),
-    ("[workload.rate_profile]", C.RateProfile, C.RateProfile.__doc__ or ""),
-    ("[workload.multi_turn]", C.MultiTurn, C.MultiTurn.__doc__ or ""),
-    ("[slo], [workload.classes.slo]", C.SLO, C.SLO.__doc__ or ""),
-    ("[[pools]]", C.PoolConfig, C.PoolConfig.__doc__ or ""),
-    ("[pools.scheduler]", C.SchedulerConfig, C.SchedulerConfig.__doc__ or ""),
-    ("[pools.service]", C.ServiceConfig, C.ServiceConfig.__doc__ or ""),
-    ("[pools.cost]", C.PoolCost, C.PoolCost.__doc__ or ""),
+    ("[workload]", W.WorkloadConfig, "The arrival process and the requests' lengths."),
+    ("[[workload.classes]]", W.RequestClass, W.RequestClass.__doc__ or ""),
+    ("[[workload.stages]]", W.Stage, W.Stage.__doc__ or ""),
+    ("[workload.shared_prefix]", W.SharedPrefix, W.SharedPrefix.__doc__ or ""),
+    ("[workload.diurnal]", W.Diurnal, W.Diurnal.__doc__ or ""),
+    ("[workload.rate_profile]", W.RateProfile, W.RateProfile.__doc__ or ""),
+    ("[workload.multi_turn]", W.MultiTurn, W.MultiTurn.__doc__ or ""),
+    ("[slo], [workload.classes.slo]", W.SLO, W.SLO.__doc__ or ""),
+    ("[[pools]]", P.PoolConfig, P.PoolConfig.__doc__ or ""),
+    ("[pools.scheduler]", P.SchedulerConfig, P.SchedulerConfig.__doc__ or ""),
+    ("[pools.service]", P.ServiceConfig, P.ServiceConfig.__doc__ or ""),
+    ("[pools.cost]", P.PoolCost, P.PoolCost.__doc__ or ""),
     ("[pools.variability]", Variability, Variability.__doc__ or ""),
     ("[pools.speculative]", Speculative, Speculative.__doc__ or ""),
-    ("[pools.kv_offload]", C.KVOffload, C.KVOffload.__doc__ or ""),
-    ("[pools.autoscaler], [autoscaler]", C.AutoscalerConfig, (C.AutoscalerConfig.__doc__ or "") +
+    ("[pools.kv_offload]", P.KVOffload, P.KVOffload.__doc__ or ""),
+    ("[pools.autoscaler], [autoscaler]", P.AutoscalerConfig, (P.AutoscalerConfig.__doc__ or "") +
      " [autoscaler] also takes `pools`: the pools it applies to (default: every pool)."),
     ("[router]", C.RouterConfig, C.RouterConfig.__doc__ or ""),
     ("[network]", C.NetworkConfig, C.NetworkConfig.__doc__ or ""),
@@ -40,7 +42,7 @@ SECTIONS = [
     ("[facility.tents.pue]", F.Pue, F.Pue.__doc__ or ""),
     ("[facility.manager]", F.Manager, F.Manager.__doc__ or ""),
     ("[failures]", F.Failures, F.Failures.__doc__ or ""),
-    ("[cost]", C.CostConfig, C.CostConfig.__doc__ or ""),
+    ("[cost]", P.CostConfig, P.CostConfig.__doc__ or ""),
     ("[run]", C.RunConfig, C.RunConfig.__doc__ or ""),
     ("[fleet]", FleetConfig, FleetConfig.__doc__ or ""),
     ("[[fleet.cells]]", CellKind, CellKind.__doc__ or ""),
@@ -52,9 +54,9 @@ def _distributions() -> str:
             "A length (`prompt_tokens`, `output_tokens`, `turns`) is a number or a table with `dist` and its "
             "parameters (and optional `min`, `max` but for `uniform`); a time (`think_time_s`) likewise:", "",
             "| dist | length parameters | time parameters |", "|---|---|---|"]
-    for d in sorted(set(C.LENGTH_DISTS) | set(C.TIME_DISTS)):
+    for d in sorted(set(W.LENGTH_DISTS) | set(W.TIME_DISTS)):
         rows.append(
-            f"| `{d}` | {', '.join(C.LENGTH_DISTS.get(d, ())) or '-'} | {', '.join(C.TIME_DISTS.get(d, ())) or '-'} |"
+            f"| `{d}` | {', '.join(W.LENGTH_DISTS.get(d, ())) or '-'} | {', '.join(W.TIME_DISTS.get(d, ())) or '-'} |"
         )
     rows.append("")
     return "\n".join(rows)
