@@ -108,6 +108,7 @@ def test_replica_hours_are_the_billed_time_and_carry_the_cost(step):
     assert sum(h["requests"] for h in hours) == len(res.workload)
 
 
+@pytest.mark.slow
 def test_both_drivers_take_the_same_decisions():
     raw = _raw()
     raw["workload"]["stages"] = [{"rate_per_s": 8.0, "duration_s": 200.0}, {"rate_per_s": 24.0, "duration_s": 300.0},
@@ -148,6 +149,7 @@ model = "llama-3.1-8b"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool,scale,field", [
     ("", "min_replicas = 5\nmax_replicas = 3", "pools[0].autoscaler.min_replicas"),
     ("replicas = 9", "max_replicas = 3", "pools[0].replicas"),
@@ -185,6 +187,7 @@ def test_day_fleet_follows_the_diurnal_load_over_24_hours():
     assert all(h["slo_attainment"] is not None and h["accelerator_usd_per_mtok"] > 0 for h in hours)
 
 
+@pytest.mark.slow
 def test_the_example_rate_autoscaler_follows_the_step_on_both_drivers():
     """examples/rate_autoscaler.py: replicas for the last interval's rate at 10 req/s each, x1.2:
     1-2 at 8 req/s (ceil(9.6 / 10) and the Poisson noise), at least 3 at 24 req/s (ceil(28.8 /

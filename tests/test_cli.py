@@ -16,6 +16,7 @@ def dcsim(*args, cwd=REPO):
     return subprocess.run([sys.executable, "-m", "sim", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_run_json_and_out_dir(tmp_path):
     r = dcsim("run", QUICK, "--set", "workload.num_requests=300", "--out", tmp_path / "run", "--json")
     assert r.returncode == 0, r.stderr
@@ -42,6 +43,7 @@ def test_run_json_and_out_dir(tmp_path):
     assert s == s2
 
 
+@pytest.mark.slow
 def test_run_table_and_seed_override():
     r = dcsim("run", QUICK, "--set", "workload.num_requests=100", "--seed", "9")
     assert r.returncode == 0 and "TTFT" in r.stdout and "seed 9" in r.stdout
@@ -81,6 +83,7 @@ def test_catalog_lists_required_ids():
         assert m in o["models"]
 
 
+@pytest.mark.slow
 def test_inline_hardware_and_model(tmp_path):
     p = tmp_path / "s.toml"
     p.write_text("""
@@ -127,6 +130,7 @@ BAD = {
 WL = "[workload]\nrate_per_s = 1.0\nnum_requests = 5\nprompt_tokens = 10\noutput_tokens = 5\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_scenarios_exit_2_with_one_line(tmp_path, case):
     field, body = BAD[case]
@@ -139,6 +143,7 @@ def test_bad_scenarios_exit_2_with_one_line(tmp_path, case):
     assert len(lines) == 1 and field in lines[0] and "fix:" in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "text,field",
     [
@@ -165,6 +170,7 @@ def test_bad_workload_fields(tmp_path, text, field):
     assert field in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_missing_file_and_bad_perf_args():
     r = dcsim("run", "nope.toml")
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr

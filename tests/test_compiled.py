@@ -298,6 +298,7 @@ def _pair(sets, base=QUICK, raw=None):
     return out["compiled"], out["simpy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_compiled_equals_simpy(case):
     a, b = _pair(CASES[case])
@@ -366,6 +367,7 @@ def test_stages_classes_prefixes_fp8():
     assert sa["classes"] == sb["classes"] and sa["stages"] == sb["stages"]
 
 
+@pytest.mark.slow
 def test_timeseries():
     a, b = _pair(CASES["least_loaded_busy"])
     ts = a.timeseries.columns()
@@ -493,6 +495,7 @@ def _random_scenario(seed: int) -> dict:
     return {"seed": seed, "workload": w, "pools": pools, "router": {"policy": router}}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_random_scenarios_bit_for_bit(seed):
     a, b = _pair(None, raw=_random_scenario(seed))
@@ -529,6 +532,7 @@ FACILITY_CASES = {  # the shipped trip scenario (caps after the trip), and harsh
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(FACILITY_CASES))
 def test_compiled_equals_simpy_with_a_facility(case):
     """The facility on the fast path: power caps, drains, shedding, commissioning, trips and node
@@ -540,6 +544,7 @@ def test_compiled_equals_simpy_with_a_facility(case):
         assert sa["node_failures"] > 5 and sa["requests_failed"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sets,base", [
     (['pools.scheduler.policy="chunked"', "workload.num_requests=300", "workload.timeout_s=3.0",
       "pools.scheduler.prefix_caching=true", "workload.shared_prefix={groups=3, tokens=400}"], QUICK),

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import os
 
+import pytest
+from helpers import differential_scenario
+from helpers import same as _same
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from sim.engine.simulation import Simulation
 from sim.registry import AUTOSCALERS, MANAGERS, ROUTERS, SCHEDULERS
 from sim.scenario.config import parse
-from helpers import differential_scenario, same as _same
-from sim.engine.simulation import Simulation
-
 
 scenarios = st.fixed_dictionaries({
     "seed": st.integers(0, 10_000),
@@ -139,6 +140,7 @@ PD_AFTER_DEADLINES = {'seed': 0, 'model': 'llama-3.1-8b', 'replicas': 1, 'tp': 1
                       'sessions': False, 'horizon': None, 'facility': None}
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(scenarios)
 @example(LATE_LAST)

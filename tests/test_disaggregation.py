@@ -147,6 +147,7 @@ def test_bad_disaggregation_input_is_one_line(case, field, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and field in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_compare_colocated_against_disaggregated_with_named_variants():
     import json
     r = subprocess.run([sys.executable, "-m", "sim", "compare", "scenarios/disagg.toml", "--variant",
@@ -179,6 +180,7 @@ def test_least_time_sends_more_work_to_the_faster_part():
     _same(a, share("least_time", "simpy")[1])
 
 
+@pytest.mark.slow
 def test_the_h200_crescent_script_prints_its_table(tmp_path):
     r = subprocess.run([sys.executable, "scenarios/disagg_h200_crescent.py", "--replications", "2", "--duration", "120",
                         "--out", str(tmp_path), "--workers", "1"], capture_output=True, text=True, cwd=REPO)
@@ -189,6 +191,7 @@ def test_the_h200_crescent_script_prints_its_table(tmp_path):
     assert (tmp_path / "disagg_h200_crescent.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_distserve_direction_disaggregation_wins_at_a_tight_slo_and_not_at_a_loose_one():
     """scenarios/distserve_repro.toml: the largest rate meeting the SLO for 90% of requests, the
     co-located 3 replicas against 2 prefill + 1 decode (docs/disaggregation.md)."""
@@ -244,6 +247,7 @@ def test_the_network_is_a_networkx_graph():
     assert set(g.nodes) == {"a", "b"} and g.edges["a", "b"]["gbps"] == 200.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case,field", [
     ("a link to an unknown node", "network.links[0].to"),
     ("a pool on no node", "network.nodes"),

@@ -124,6 +124,7 @@ hardware = "h100-sxm"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pool,field", [
     ('model = "mixtral-8x7b"\ntp = 2\nep = 6', "pools[0].ep"),  # 6 does not divide 8 experts
     ('model = "deepseek-v3"\ndtype = "fp8"\nep = 48', "pools[0].ep"),  # nor 256

@@ -64,6 +64,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_fast_forward_equals_per_iteration(case):
     path, sets = CASES[case]

@@ -81,6 +81,7 @@ def test_fleet_merges_the_cells_request_tables(tmp_path):
     assert rep["ttft_p99_s"] == pytest.approx(float(np.percentile(ttft, 99)))
 
 
+@pytest.mark.slow
 def test_dcsim_run_takes_the_fleets_worker_count(tmp_path):
     import json
     import subprocess

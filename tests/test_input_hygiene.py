@@ -101,6 +101,7 @@ def test_legal_but_suspicious_input_is_one_warning_line(capsys, tmp_path, case):
     assert field in err[0] and words in err[0]
 
 
+@pytest.mark.slow
 def test_cv_with_poisson_warns_and_the_saved_scenario_does_not(capsys, tmp_path):
     rc, _, err = cli(capsys, "run", QUICK, *SMALL, "--set", "workload.cv=2", "--out", tmp_path / "o", "--no-plots",
                      "--quiet")
@@ -178,6 +179,7 @@ JUNK = st.one_of(
                      '"../nope.csv"', '{name = "a", share = 2}', "0", "-1", "1e308", '"h100-sxm:Nope"']))
 
 
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("DCSIM_FUZZ", 0)) + 60, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(KEYS), value=JUNK)
@@ -196,6 +198,7 @@ ROW = st.tuples(st.one_of(st.floats(-5, 1e4).map(repr), st.sampled_from(["", "x"
                 st.one_of(st.integers(-3, 3000).map(str), st.sampled_from(["", "0.5", "y"])))
 
 
+@pytest.mark.slow
 @settings(max_examples=int(os.environ.get("DCSIM_FUZZ", 0)) + 40, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(ROW, max_size=6))

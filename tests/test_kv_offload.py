@@ -69,6 +69,7 @@ def test_the_tier_holds_at_most_its_capacity():
     assert np.all(small.requests.status == COMPLETED)
 
 
+@pytest.mark.slow
 def test_both_drivers_agree():
     a = Simulation(parse(_raw(CPU))).run()
     b = Simulation(parse(_raw(CPU, "simpy"))).run()
@@ -96,6 +97,7 @@ prefix_caching = {pc}
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pc,off,field", [
     ("false", 'tier = "cpu"\ncapacity_gb = 100\ngbps = 400', "pools[0].kv_offload"),
     ("true", 'tier = "tape"\ncapacity_gb = 100\ngbps = 400', "pools[0].kv_offload.tier"),
@@ -106,6 +108,7 @@ def test_bad_kv_offload_input_is_one_line_exit_2(tmp_path, pc, off, field):
     assert_run_fails_in_one_line(tmp_path, BASE.format(pc=pc, off=off), field)
 
 
+@pytest.mark.slow
 def test_preempted_requests_swap_out_to_the_tier_instead_of_recomputing():
     """No shared prefixes, a KV cache far too small for the batch (heavy recompute preemption):
     with a CPU tier the preempted requests' KV is swapped out and loaded back, so the tier's

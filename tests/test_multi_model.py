@@ -37,6 +37,7 @@ def _raw(router: str = "least_loaded", classes: list | None = None) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("router", [r for r in ROUTERS.compiled_names() if r != "central_queue"])
 def test_no_request_is_served_by_a_pool_of_another_model(router, tmp_path):
     raw = _raw(router)

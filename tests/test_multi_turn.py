@@ -95,6 +95,7 @@ model = "llama-3.1-8b"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,field", [
     ("sessions = 4\nmulti_turn = { turns = 3, think_time_s = 5.0 }", "workload.multi_turn"),
     ("shared_prefix = { groups = 2, tokens = 50 }\nmulti_turn = { turns = 3, think_time_s = 5.0 }",

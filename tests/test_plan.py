@@ -5,12 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import sim.api as dc
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = REPO / "scenarios" / "quickstart.toml"
 
 
+@pytest.mark.slow
 def test_plan_cheapest_meets_slo_and_one_fewer_does_not():
     r = subprocess.run([sys.executable, "-m", "sim", "plan", str(QUICK), "--target-rate", "60", "--slo",
                         "ttft_s=0.5,tpot_s=0.05", "--hardware", "h100-sxm,a100-80g", "--tp", "1,2", "--json"],

@@ -94,6 +94,7 @@ def test_validate_power_reports_every_row_and_the_fit_holds():
     assert rep["median_abs_err"] < 0.12
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.2"])
 def test_a_bad_clock_lock_is_one_line_naming_the_field(value):
     r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/quickstart.toml", "--set",
@@ -105,6 +106,7 @@ def test_a_bad_clock_lock_is_one_line_naming_the_field(value):
     assert r.returncode == 2 and "--clock-lock" in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_fitted_constants_are_the_catalogs():
     from sim.validation.power import fit, power_rows
     cat = builtin_catalog()

@@ -55,6 +55,7 @@ def _step_scenario(sets=(), battery=False, charge_mw=0.0, tail_s=0.0):
     return parse(apply_overrides(raw, list(sets)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["compiled", "simpy"])
 def test_a_load_step_beyond_the_ramp_is_short_without_a_battery_and_covered_with_one(engine):
     base = _step_scenario([f'run.engine="{engine}"'])
@@ -111,6 +112,7 @@ def test_one_supply_interval_by_hand():
         (90.0, 0.0, 0.0, 8.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["compiled", "simpy"])
 def test_a_battery_recharges_from_headroom_and_its_energy_balances(engine):
     res = Simulation(_step_scenario([f'run.engine="{engine}"'], battery=True, charge_mw=0.0002, tail_s=240.0)).run()
@@ -165,6 +167,7 @@ def test_n_plus_k_reserve_holds_the_load_under_the_running_units_less_k():
     assert s["spinning_reserve_min_mw"] > base["spinning_reserve_min_mw"]
 
 
+@pytest.mark.slow
 def test_both_drivers_count_the_same_ramp():
     a = summarize(Simulation(_step_scenario(['run.engine="compiled"'])).run())
     b = summarize(Simulation(_step_scenario(['run.engine="simpy"'])).run())
@@ -242,6 +245,7 @@ def test_bad_min_load_or_reserve_is_one_line(key, value):
     assert key.split(".")[-1] in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("battery", ['{name = "b", kind = "battery", mw = 0.05}',
                                      '{name = "b", kind = "battery", mw = 0.05, mwh = 0}'])
 def test_a_battery_with_power_but_no_energy_is_one_line(battery, tmp_path):
@@ -264,6 +268,7 @@ def test_a_shared_power_bus_gives_each_cell_its_share_of_the_site():
     assert part["tents"][0]["it_limit_mw"] == pytest.approx(2.0) and raw["facility"]["sources"][0]["unit_mw"] == 16.5
 
 
+@pytest.mark.slow
 def test_the_200_mw_tent_runs_as_a_fleet_on_one_bus():
     r = subprocess.run([sys.executable, "-m", "sim", "run", "scenarios/tent_200mw.toml", "--json", "--set",
                         "workload.duration_s=120"], capture_output=True, text=True, cwd=REPO)
@@ -277,6 +282,7 @@ def test_the_200_mw_tent_runs_as_a_fleet_on_one_bus():
         assert rep[k] is not None, k
 
 
+@pytest.mark.slow
 def test_the_tent_planner_answers_its_three_questions(tmp_path):
     r = subprocess.run([sys.executable, "scenarios/tent_planner.py", "--duration", "240", "--out", str(tmp_path)],
                        capture_output=True, text=True, cwd=REPO)

@@ -71,6 +71,7 @@ def test_a_bad_rate_profile_is_one_line(rows, what, tmp_path):
     assert "workload.rate_profile" in r.stderr and what in r.stderr and "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_a_time_varying_rate_needs_poisson_arrivals_over_a_duration(tmp_path):
     import tomli_w
     for extra in ({"arrival": "gamma", "duration_s": 60.0}, {"num_requests": 100}):

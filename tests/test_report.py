@@ -43,6 +43,7 @@ def tent(tmp_path_factory):
     return out, json.loads((out / "summary.json").read_text()), browser(out / "report.html")
 
 
+@pytest.mark.slow
 def test_tent_report_loads_offline_with_no_error_and_no_request(tent):
     out, _, page = tent
     assert page.console_errors == []
@@ -56,6 +57,7 @@ def test_tent_report_loads_offline_with_no_error_and_no_request(tent):
     assert not re.search(r"""@import|url\(\s*["']?(https?:)?//""", html)
 
 
+@pytest.mark.slow
 def test_tent_report_headline_gives_the_answer_with_its_interval(tent):
     _, s, page = tent
     head = page.headline
@@ -90,6 +92,7 @@ def test_report_screenshot_is_a_real_picture(tent):
     assert img[..., :3].std() > 0.05
 
 
+@pytest.mark.slow
 def test_the_browser_check_catches_errors_and_requests(tmp_path):
     """The check can fail: a page that logs an error, throws and asks the network is caught."""
     p = tmp_path / "bad.html"
@@ -122,6 +125,7 @@ def compared(tmp_path_factory):
     return out, json.loads((out / "compare.json").read_text())
 
 
+@pytest.mark.slow
 def test_compare_report_marks_significant_differences(compared):
     out, rep = compared
     sig = [m for m, d in rep["variants"]["chunked"]["metrics"].items() if d.get("significant")]
@@ -144,6 +148,7 @@ def _drawn_metrics() -> set[str]:
     return set(METRIC_WORDS)
 
 
+@pytest.mark.slow
 def test_sweep_report_marks_unstable_points(tmp_path):
     r = dcsim("sweep", QUICK, "--range", "workload.rate_per_s=20:140:60", "--set", "workload.num_requests=600",
               "--set", "slo.ttft_s=0.5", "--set", "slo.tpot_s=0.05", "--replications", "2", "--out", str(tmp_path),
@@ -164,6 +169,7 @@ def test_sweep_report_marks_unstable_points(tmp_path):
     assert drawn["variants"]["chunked"]["unstable"] == bad and drawn["slo"] == {"ttft_s": 0.5, "tpot_s": 0.05}
 
 
+@pytest.mark.slow
 def test_plan_writes_its_report(tmp_path):
     r = dcsim("plan", QUICK, "--target-rate", "20", "--slo", "ttft_s=0.5,tpot_s=0.05", "--hardware", "h100-sxm,h200",
               "--out", str(tmp_path))
@@ -175,11 +181,13 @@ def test_plan_writes_its_report(tmp_path):
     assert "Cheapest fleet for 20 req/s" in html
 
 
+@pytest.mark.slow
 def test_report_of_a_folder_without_results_is_one_line(tmp_path):
     r = dcsim("report", str(tmp_path))
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "RUN_DIR" in r.stderr
 
 
+@pytest.mark.slow
 def test_run_saves_its_warnings_for_the_report(tmp_path):
     r = dcsim("run", QUICK, "--set", "workload.num_requests=100", "--set", "workload.cv=2", "--out", str(tmp_path),
               "--quiet", "--no-plots")
@@ -225,6 +233,7 @@ def test_overlap_check_finds_overlaps_and_passes_clean_figures():
     plt.close(fig)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,args", [
     ("capacity_vs_bandwidth.py", ["--contexts", "4096,16384,65536", "--output-tokens", "128"]),
     ("oversubscription.py", ["--counts", "32,64,96", "--duration", "20"]),
@@ -238,12 +247,14 @@ def test_scripts_figures_pass_the_layout_check(tmp_path, script, args):
     assert len(pngs) == 1 and pngs[0].stat().st_size > 20000
 
 
+@pytest.mark.slow
 def test_quickstart_run_figures_pass_the_layout_check(tmp_path):
     r = dcsim("run", QUICK, "--out", str(tmp_path), "--quiet")
     assert r.returncode == 0, r.stderr
     assert {p.name for p in tmp_path.glob("*.png")} >= {"latency_cdf.png", "timeseries.png"}
 
 
+@pytest.mark.slow
 def test_api_report_of_a_result(tmp_path):
     import sim.api as dc
 

@@ -142,6 +142,7 @@ model = "llama-3.1-8b"
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec,field", [
     ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = 1.0', "pools[0].speculative.acceptance_rate"),
     ('method = "eagle"\nnum_tokens = 4\nacceptance_rate = -0.1', "pools[0].speculative.acceptance_rate"),

@@ -6,6 +6,7 @@ for the layers but cannot make a cycle."""
 from __future__ import annotations
 
 import ast
+from functools import lru_cache
 from pathlib import Path
 
 import networkx as nx
@@ -61,6 +62,7 @@ def _imports(path: Path, runtime: bool = False) -> set[str]:
     return out
 
 
+@lru_cache(maxsize=2)
 def _graph(runtime: bool = False) -> nx.DiGraph:
     g = nx.DiGraph()
     mods = {_module(p): p for p in SIM.rglob("*.py")}

@@ -21,6 +21,7 @@ def test_t_interval_against_textbook_values():
     assert m == 2.5 and hi - m == pytest.approx(3.182 * 1.2909944 / 2, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_compare_cli_json_shape(tmp_path):
     r = subprocess.run(
         [
@@ -94,6 +95,7 @@ def quick_sweep(tmp_path_factory):
     return out, json.loads(r.stdout)
 
 
+@pytest.mark.slow
 def test_sweep_p99_ttft_rises_steeply_near_saturation(quick_sweep):
     _, rep = quick_sweep
     pts = rep["variants"]["chunked"]["points"]
@@ -113,6 +115,7 @@ def test_sweep_p99_ttft_rises_steeply_near_saturation(quick_sweep):
     assert best is not None and best < sat * 1.05
 
 
+@pytest.mark.slow
 def test_plots_exist_and_their_numbers_match_the_sweep(quick_sweep):
     out, rep = quick_sweep
     import matplotlib.image as mpimg
@@ -129,6 +132,7 @@ def test_plots_exist_and_their_numbers_match_the_sweep(quick_sweep):
     assert r.returncode == 0 and (out / "latency_vs_load.png").exists()
 
 
+@pytest.mark.slow
 def test_chunked_lowers_tail_tpot_against_continuous_at_high_load(quick_sweep):
     """Sarathi-Serve's result: prefill-prioritising continuous batching stalls decodes."""
     _, rep = quick_sweep
