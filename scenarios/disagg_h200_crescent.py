@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def main() -> int:
                 cells.append(f"{'-':>30}")
                 continue
             if key == "energy_per_output_tok_j":  # tok/s per kW = 1000 / (J per token)
-                m, lo, hi = 1000 / d["mean"], 1000 / d["ci_high"], 1000 / d["ci_low"]
+                # an interval of J/token reaching zero has no upper bound in tok/s per kW
+                m, lo = 1000 / d["mean"], 1000 / d["ci_high"]
+                hi = 1000 / d["ci_low"] if d["ci_low"] > 0 else float("inf")
             else:
                 m, lo, hi = d["mean"], d["ci_low"], d["ci_high"]
             vals[lab] = (m, lo, hi)
@@ -85,8 +88,10 @@ def main() -> int:
         vals = table[name]
         xs = range(len(labels))
         ms = [vals[lab][0] if lab in vals else 0.0 for lab in labels]
-        err = [[m - vals[lab][1] if lab in vals else 0 for lab, m in zip(labels, ms)],
-               [vals[lab][2] - m if lab in vals else 0 for lab, m in zip(labels, ms)]]
+        # (an unbounded side is not drawn: the table above prints it)
+        err = [[max(0.0, m - vals[lab][1]) if lab in vals else 0 for lab, m in zip(labels, ms)],
+               [max(0.0, vals[lab][2] - m) if lab in vals and math.isfinite(vals[lab][2]) else 0
+                for lab, m in zip(labels, ms)]]
         ax.bar(xs, ms, yerr=err, color=colours, capsize=4)
         slo = {"p99 TTFT (s)": rep_slo.get("ttft_s"), "mean TPOT (s)": rep_slo.get("tpot_s"),
                "p99 TPOT (s)": rep_slo.get("tpot_s")}.get(name)

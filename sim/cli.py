@@ -321,6 +321,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(json.dumps(prep, indent=1) if args.json else format_power(prep))
         return 0
 
+    if args.hardware:
+        from sim.validation.hardware import TRTLLM, check, format_check
+
+        hrep = check(Path(args.data) / "trtllm_perf_overview.csv" if args.data else TRTLLM)
+        print(json.dumps(hrep, indent=1) if args.json else format_check(hrep))
+        return 0
+
     rep = validate(Path(args.data) if args.data else DEFAULT_DATA, cv=args.cv, workers=args.workers,
                    out_dir=Path(args.out) if args.out else None, variability=args.variability)
     if args.out:
@@ -535,6 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--power", action="store_true",
                    help="per-GPU serving power instead: measured (data/validation/power, ML.ENERGY v3) against the "
                         "power model, per row with the median error (--data: a folder with power_calibration.csv)")
+    v.add_argument("--hardware", action="store_true",
+                   help="offline maximum throughput across hardware and precision instead: TensorRT-LLM's measured "
+                        "tables (data/validation/hardware) against dcsim, per accelerator and precision (--data: "
+                        "a folder with trtllm_perf_overview.csv)")
     v.add_argument("--variability", action="store_true",
                    help="run each experiment with the fitted step-time variability (a cold start's warm-up and "
                         "jitter, sim/data/variability.toml; with --cv the values chosen without its model)")

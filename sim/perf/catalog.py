@@ -36,6 +36,11 @@ class Hardware:
     bw_efficiency: float = 0.8
     flops_efficiency: float = 0.55
     moe_flops_efficiency: float = 1.0  # fused-MoE expert GEMMs, relative to flops_efficiency
+    # per weight precision, where it differs from the above: the achieved fraction of that dtype's
+    # dense peak in GEMMs (e.g. { fp8 = 0.69 }), and the bandwidth a step achieves reading weights
+    # of that dtype relative to bf16 weights (dequantising GEMV kernels read fp8/fp4 more slowly)
+    flops_efficiency_dtype: Mapping[str, float] = field(default_factory=dict)
+    weight_bw_dtype: Mapping[str, float] = field(default_factory=dict)
     request_overhead_s: float = 0.0  # host-side per-request latency (HTTP, tokenizer) before the engine
     output_lag_steps: int = 0  # engine steps between sampling a token and the client receiving it
     memory_power_frac: float = 0.75  # share of (TDP - idle) drawn by memory at full bandwidth (sim/perf/power.py)
@@ -75,6 +80,14 @@ class Hardware:
             what += f"; specs partly assumed ({self.sources})"
         return (f"{self.id}: {what}; its latencies and throughput are estimates, outside the error measured "
                 f"on h100-sxm (docs/validation.md)")
+
+    def flops_efficiency_for(self, dtype: str) -> float:
+        """The achieved fraction of `dtype`'s dense peak in GEMMs."""
+        return float(self.flops_efficiency_dtype.get(dtype, self.flops_efficiency))
+
+    def weight_bw_for(self, dtype: str) -> float:
+        """Weight-read bandwidth with `dtype` weights relative to bf16 weights (1: the same)."""
+        return float(self.weight_bw_dtype.get(dtype, 1.0))
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s for `dtype`; fp16 uses bf16, and a dtype without tensor-core
@@ -255,7 +268,8 @@ def _build(cls: type, entry_id: str, raw: Mapping[str, Any], where: str) -> Any:
         key = sorted(unknown)[0]
         raise ScenarioError(f"{where}.{entry_id}.{key}", "unknown field",
                             f"use one of: {', '.join(sorted(names))}")
-    required = {f.name for f in fields(cls) if f.default is MISSING and f.name != "id"}
+    required = {f.name for f in fields(cls)
+                if f.default is MISSING and f.default_factory is MISSING and f.name != "id"}
     missing = required - set(raw)
     if missing:
         key = sorted(missing)[0]
@@ -295,6 +309,8 @@ def _check_numbers(obj: Any, where: str) -> None:
         if f.name == "tflops":
             _check_tflops(obj, where, v)
             continue
+        if f.name in ("flops_efficiency_dtype", "weight_bw_dtype"):
+            continue  # (tables: checked with the efficiencies)
         if v is None:
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= _LARGEST:
@@ -335,6 +351,17 @@ def _check_hardware(obj: Any, where: str) -> None:
     for name in ("bw_efficiency", "flops_efficiency", "moe_flops_efficiency", "memory_power_frac"):
         if not 0 < getattr(obj, name) <= 1:
             raise ScenarioError(f"{where}.{obj.id}.{name}", "must be in (0, 1]")
+    for name in ("flops_efficiency_dtype", "weight_bw_dtype"):
+        table = getattr(obj, name)
+        if not isinstance(table, Mapping):
+            raise ScenarioError(f"{where}.{obj.id}.{name}", "must be a table of dtype = fraction",
+                                f"write {name} = {{ fp8 = 0.7 }}")
+        for d, v in table.items():
+            if d not in DTYPE_BYTES:
+                raise ScenarioError(f"{where}.{obj.id}.{name}.{d}", f"unknown dtype {d!r}",
+                                    f"use one of {sorted(DTYPE_BYTES)}")
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
+                raise ScenarioError(f"{where}.{obj.id}.{name}.{d}", f"must be in (0, 1], got {v!r}")
     if not 0 <= obj.clock_power_frac < 1:
         raise ScenarioError(f"{where}.{obj.id}.clock_power_frac", "must be in [0, 1)")
 

@@ -325,22 +325,25 @@ class PerfModel:
         # KV bytes a token takes in the group, its replicas over TP ranks included
         self.group_kv_bytes_per_token = self.kv_bytes_per_token * tp / self._kv_shard
         self._bw = hardware.mem_bw_bytes_per_s * hardware.bw_efficiency
-        self._flops = hardware.peak_flops(dtype) * hardware.flops_efficiency
+        self._flops = hardware.peak_flops(dtype) * hardware.flops_efficiency_for(dtype)
+        # quantised weights are read at a lower achieved bandwidth (dequantising kernels): counted
+        # as more bytes at the part's bandwidth, so the step formula stays one
+        w_read = 1.0 / hardware.weight_bw_for(dtype)
         # Weight bytes every step reads (everything but routed experts), per accelerator.
         n_exp = model.experts if model.is_moe else 0
         L = model.moe_layers
         k_act = model.active_experts if model.is_moe else 0
         expert_bytes = L * n_exp * model.expert_params * wb
-        self._w_fixed = (self.weight_bytes - expert_bytes) / tp  # every DP rank holds them, TP-split
+        self._w_fixed = (self.weight_bytes - expert_bytes) / tp * w_read  # every DP rank holds them, TP-split
         # weights in the replica's memory: the rest on every DP rank, the experts once
         self.group_weight_bytes = (self.weight_bytes - expert_bytes) * dp + expert_bytes
         self.moe_imbalance = float(moe_imbalance)
         if ep > 1:  # whole experts, n_exp / ep of them on each accelerator
-            self._w_expert_layer = L * model.expert_params * wb  # one expert, all MoE layers
+            self._w_expert_layer = L * model.expert_params * wb * w_read  # one expert, all MoE layers
             self._experts_here = n_exp / ep
             self._f_exp_tok = 2.0 * L * k_act * model.expert_params * self.moe_imbalance / ep
         else:  # every expert TP-split over the group
-            self._w_expert_layer = L * model.expert_params * wb / tp
+            self._w_expert_layer = L * model.expert_params * wb / tp * w_read
             self._experts_here = float(n_exp)
             self._f_exp_tok = 2.0 * L * k_act * model.expert_params / tp
         self._kv_per_tok = self.kv_bytes_per_token / self._kv_shard * share

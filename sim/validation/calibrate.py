@@ -201,10 +201,17 @@ def fit(rows: list[ServingRow]) -> dict[str, dict[str, float | str]]:
         elif own:
             hw, err = _descend(own, start, ("bw_efficiency",))
             how = f"bw_efficiency fitted on {len(own)} stage row(s), the rest from {REFERENCE_HW}"
+        elif base.calibration.startswith("scripts/fit_hardware.py"):
+            # its bandwidth efficiency rests on measured operator tables (scripts/fit_hardware.py,
+            # which this leaves to it): only the constants it borrows follow the reference
+            hw, err = dataclasses.replace(start, bw_efficiency=base.bw_efficiency), float("nan")
+            how = base.calibration.split(": ", 1)[1]
         else:
             hw, err, how = start, float("nan"), f"borrowed from {REFERENCE_HW} (no usable measurement)"
         vals: dict[str, float | str] = {p: getattr(hw, p) for p in PARAMS}
-        vals["calibration"] = (f"scripts/calibrate.py: {how}" + (f", in-sample objective {err:.1%}" if own else ""))
+        tool = "scripts/fit_hardware.py" if base.calibration.startswith("scripts/fit_hardware.py") and not own \
+            else "scripts/calibrate.py"
+        vals["calibration"] = (f"{tool}: {how}" + (f", in-sample objective {err:.1%}" if own else ""))
         vals["calibration_status"] = ("assumed" if "assumed" in base.sources else
                                       "measured" if how.startswith("all constants") else "borrowed")
         out[hid] = vals
