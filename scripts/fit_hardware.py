@@ -55,9 +55,28 @@ def medians(path: Path = TABLES) -> dict[tuple[str, str, str], float]:
     return {k: statistics.median(v) for k, v in vals.items()}
 
 
+def busbw(path: Path = TABLES) -> dict[str, dict[str, float]]:
+    """part -> {group size: the median measured NCCL all-reduce bus bandwidth, GB/s (largest message)}."""
+    vals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["qa_flag"] or r["device_dir"] not in PARTS or r["metric"] != "nccl_allreduce_busbw":
+                continue
+            n = re.match(r"(\d+) GPUs", r["shape"])
+            if n:
+                vals[(PARTS[r["device_dir"]], n.group(1))].append(float(r["value"]))
+    out: dict[str, dict[str, float]] = defaultdict(dict)
+    for (part, n), v in sorted(vals.items(), key=lambda kv: (kv[0][0], int(kv[0][1]))):
+        out[part][n] = round(statistics.median(v), 1)
+    # a ring's bus bandwidth does not fall with the group's size; where the tables' does (L40S over
+    # PCIe: 20, 5.6, 1.3 GB/s at 2, 4, 8 GPUs) their semantics are not ours: not used
+    return {p: d for p, d in out.items() if list(d.values()) == sorted(d.values())}
+
+
 def derive(cat) -> dict[str, dict]:
     """part -> {flops_efficiency_dtype, bw_efficiency, weight_bw_dtype} (only what the tables give)."""
     med = medians()
+    ar = busbw()
     h = cat.hardware[ANCHOR]
     mu0 = med[(ANCHOR, "gemm", "bf16")] * 1e12 / h.peak_flops("bf16")
     nu0 = med[(ANCHOR, "gemv", "bf16")] * 1e9 / h.mem_bw_bytes_per_s
@@ -71,7 +90,7 @@ def derive(cat) -> dict[str, dict]:
             if (part, "gemm", d) in med and d in hw.tflops:
                 mu = med[(part, "gemm", d)] * 1e12 / hw.peak_flops(d)
                 eff[d] = round(min(1.0, h.flops_efficiency * mu / mu0), 3)
-        row: dict = {"flops_efficiency_dtype": eff, "weight_bw_dtype": wbw}
+        row: dict = {"flops_efficiency_dtype": eff, "weight_bw_dtype": wbw, "allreduce_busbw_gbps": ar.get(part, {})}
         if (part, "gemv", "bf16") in med:
             nu = med[(part, "gemv", "bf16")] * 1e9 / hw.mem_bw_bytes_per_s
             row["bw_efficiency"] = round(min(1.0, h.bw_efficiency * nu / nu0), 3)
@@ -95,13 +114,15 @@ def write(derived: dict[str, dict], path: Path = HW_TOML) -> None:
         if not m:
             continue
         body = m.group(1)
-        for key in ("flops_efficiency_dtype", "weight_bw_dtype"):
+        for key in ("flops_efficiency_dtype", "weight_bw_dtype", "allreduce_busbw_gbps"):
             body = re.sub(rf"^{key} = .*\n", "", body, flags=re.M)
         add = ""
         if "bw_efficiency" in row:  # in place (a part keeps its other constants where they are)
             body = re.sub(r"^bw_efficiency = .*$", f"bw_efficiency = {row['bw_efficiency']}", body, flags=re.M)
         if row["flops_efficiency_dtype"]:
             add += f"flops_efficiency_dtype = {_toml_table(row['flops_efficiency_dtype'])}\n"
+        if row.get("allreduce_busbw_gbps"):
+            add += f"allreduce_busbw_gbps = {_toml_table(row['allreduce_busbw_gbps'])}\n"
         if row["weight_bw_dtype"]:
             add += f"weight_bw_dtype = {_toml_table(row['weight_bw_dtype'])}\n"
         if part != ANCHOR and "bw_efficiency" in row:  # what its constants now rest on

@@ -3,6 +3,7 @@ scripts/fit_hardware.py, docs/validation_hardware.md)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -88,5 +89,28 @@ def test_the_fitted_constants_are_what_the_script_derives():
     for part, row in fit_hardware.derive(cat).items():
         hw = cat.hardware[part]
         assert dict(hw.flops_efficiency_dtype) == row["flops_efficiency_dtype"], part
+        assert dict(hw.allreduce_busbw_gbps) == row["allreduce_busbw_gbps"], part
         if "bw_efficiency" in row:
             assert hw.bw_efficiency == row["bw_efficiency"], part
+
+
+def test_a_tp_ring_runs_at_the_measured_bus_bandwidth():
+    cat = builtin_catalog()
+    h100 = cat.hardware["h100-sxm"]
+    assert h100.allreduce_bytes_per_s(8) == 351.7e9 and h100.allreduce_bytes_per_s(2) == 310.6e9
+    assert h100.allreduce_bytes_per_s(16) == 351.7e9  # the largest measured group not above 16
+    assert cat.hardware["mi300x"].allreduce_bytes_per_s(8) == cat.hardware["mi300x"].link_bytes_per_s  # none measured
+    model = cat.models["llama-3.1-70b"]
+    measured, peak = (PerfModel(h, model, tp=8) for h in (h100, dataclasses.replace(h100, allreduce_busbw_gbps={})))
+
+    def per_token(p):  # the ring's bandwidth term: the comm time above one token's
+        return (p.cost(513, 1024.0).t_comm_s - p.cost(1, 1024.0).t_comm_s) / 512
+
+    assert per_token(measured) / per_token(peak) == pytest.approx(450 / 351.7, rel=1e-6)
+
+
+def test_a_bad_bus_bandwidth_table_is_one_line():
+    cat = builtin_catalog()
+    with pytest.raises(ScenarioError) as e:
+        cat.add_hardware({"h100-sxm": {"allreduce_busbw_gbps": {"one": 300}}}, "hardware")
+    assert "allreduce_busbw_gbps" in str(e.value) and "group sizes" in str(e.value)

@@ -40,6 +40,9 @@ class Hardware:
     # dense peak in GEMMs (e.g. { fp8 = 0.69 }), and the bandwidth a step achieves reading weights
     # of that dtype relative to bf16 weights (dequantising GEMV kernels read fp8/fp4 more slowly)
     flops_efficiency_dtype: Mapping[str, float] = field(default_factory=dict)
+    # measured all-reduce bus bandwidth (NCCL busbw, large messages) by group size, GB/s, e.g.
+    # { 2 = 311, 8 = 352 }: a TP ring's bandwidth; absent, the scale-up link's peak in one direction
+    allreduce_busbw_gbps: Mapping[str, float] = field(default_factory=dict)
     weight_bw_dtype: Mapping[str, float] = field(default_factory=dict)
     request_overhead_s: float = 0.0  # host-side per-request latency (HTTP, tokenizer) before the engine
     output_lag_steps: int = 0  # engine steps between sampling a token and the client receiving it
@@ -88,6 +91,15 @@ class Hardware:
     def weight_bw_for(self, dtype: str) -> float:
         """Weight-read bandwidth with `dtype` weights relative to bf16 weights (1: the same)."""
         return float(self.weight_bw_dtype.get(dtype, 1.0))
+
+    def allreduce_bytes_per_s(self, n: int) -> float:
+        """A ring all-reduce's bus bandwidth over n accelerators: measured where the catalog has it
+        (the largest measured group not above n, else the smallest), else the link's peak."""
+        if not self.allreduce_busbw_gbps:
+            return self.link_bytes_per_s
+        sizes = sorted(int(k) for k in self.allreduce_busbw_gbps)
+        k = max([s for s in sizes if s <= n], default=sizes[0])
+        return float(self.allreduce_busbw_gbps[str(k)]) * 1e9
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak FLOP/s for `dtype`; fp16 uses bf16, and a dtype without tensor-core
@@ -309,7 +321,7 @@ def _check_numbers(obj: Any, where: str) -> None:
         if f.name == "tflops":
             _check_tflops(obj, where, v)
             continue
-        if f.name in ("flops_efficiency_dtype", "weight_bw_dtype"):
+        if f.name in ("flops_efficiency_dtype", "weight_bw_dtype", "allreduce_busbw_gbps"):
             continue  # (tables: checked with the efficiencies)
         if v is None:
             continue
@@ -362,6 +374,12 @@ def _check_hardware(obj: Any, where: str) -> None:
                                     f"use one of {sorted(DTYPE_BYTES)}")
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
                 raise ScenarioError(f"{where}.{obj.id}.{name}.{d}", f"must be in (0, 1], got {v!r}")
+    for k, v in obj.allreduce_busbw_gbps.items() if isinstance(obj.allreduce_busbw_gbps, Mapping) else [("", None)]:
+        if not str(k).isdigit() or int(k) < 2:
+            raise ScenarioError(f"{where}.{obj.id}.allreduce_busbw_gbps", f"keys are group sizes >= 2, got {k!r}",
+                                "write allreduce_busbw_gbps = { 8 = 350 }")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= _LARGEST:
+            raise ScenarioError(f"{where}.{obj.id}.allreduce_busbw_gbps.{k}", f"must be a positive number, got {v!r}")
     if not 0 <= obj.clock_power_frac < 1:
         raise ScenarioError(f"{where}.{obj.id}.clock_power_frac", "must be in [0, 1)")
 

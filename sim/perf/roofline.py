@@ -380,7 +380,7 @@ class PerfModel:
             self._comm_fixed = 2 * L * (lat if ep > in_node else hardware.comm_latency_s)
         if tp > 1:
             ring = 2.0 * (tp - 1) / tp
-            link = hardware.link_bytes_per_s
+            link = hardware.allreduce_bytes_per_s(tp)
             hop = hardware.comm_latency_s
             if scaleout is not None:  # a ring across nodes: its slowest hop sets the pace
                 link, hop = min(link, scaleout[0]), max(hop, scaleout[1])
