@@ -204,6 +204,8 @@ def differential_scenario(d: dict) -> dict:
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
               "scheduler": sched, "variability": d.get("variability", True)}]
+    if d.get("engine", "vllm") != "vllm" and sched["policy"] != "priority":  # (trtllm cannot preempt a class)
+        pools[0]["engine"] = d["engine"]
     if d.get("offload") and sched["prefix_caching"]:  # a CPU tier under the prefix cache (small: it drops blocks)
         pools[0]["kv_offload"] = {"tier": "cpu", "capacity_gb": d["offload"], "gbps": 400.0}
     if d.get("spec") is not None:  # speculative decoding on pool a (the step formula's 1/g steps)

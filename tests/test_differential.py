@@ -60,6 +60,7 @@ scenarios = st.fixed_dictionaries({
     "ep": st.booleans(),
     "multi": st.booleans(),
     "offload": st.sampled_from([None, 0.02, 50.0]),
+    "engine": st.sampled_from(["vllm", "trtllm"]),  # KV admission: as it fits now / whole sequence reserved
     "spec": st.one_of(st.none(), st.sampled_from([{"method": "eagle", "num_tokens": 3, "acceptance_rate": 0.7},
                                                   {"method": "ngram", "num_tokens": 5, "acceptance_rate": 0.4}])),
     "autoscale": st.one_of(st.none(), st.fixed_dictionaries({

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sim.engine.kernel.layout import (AGE, BS, DIT, DONE, FHLEN, GEN, HELD, NDEC, NRUN, NXT, OUTREQ, OUTTOK,
-                                      PH, QLEN, QROW, R_DECODE, R_PREFILL, R_WAITING, RST, TOKS, TOT, USED)
+                                      P_STATIC, PH, POL, QLEN, QROW, R_DECODE, R_PREFILL, R_WAITING, RSV, RST, TOKS,
+                                      TOT, USED)
 from sim.errors import ScenarioError
 from sim.policies.schedulers import BUILTIN
 
@@ -221,7 +222,7 @@ class CoreView:
     def held(self, req: ScheduledRequest) -> int:
         """KV blocks the request holds (shared prefix blocks included)."""
         K = self._k
-        if K.rq.RQ[req.idx, RST] == R_DECODE:
+        if K.rq.RQ[req.idx, RST] == R_DECODE and not (K.S[self.r, POL] == P_STATIC or K.S[self.r, RSV]):
             return self.blocks_for(int(K.rq.RA[req.idx] + K.S[self.r, DIT]) + self._grown)
         return int(K.rq.RQ[req.idx, HELD])
 

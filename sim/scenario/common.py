@@ -20,6 +20,7 @@ SERVICE_DISTS = ("exponential", "deterministic")
 MAX_TOKENS = 1e9  # per request: past any model's context window (checked per model at build)
 MAX_CV = 100.0
 ROLES = ("mixed", "prefill", "decode")
+SERVING_ENGINES = ("vllm", "sglang", "trtllm")  # pools.engine: whose admission and preemption rules (docs/engines.md)
 DECODE_ROUTERS = ("least_kv", "least_loaded", "jsq", "round_robin", "least_time")  # router.decode_policy (compiled)
 ENGINES = ("auto", "simpy", "compiled")
 KV_TIERS = ("cpu", "ssd")

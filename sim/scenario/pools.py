@@ -16,7 +16,7 @@ from sim.perf.roofline import Speculative
 from sim.perf.variability import OFF, Variability
 from sim.perf.variability import defaults as var_defaults
 from sim.registry import AUTOSCALERS, SCHEDULERS
-from sim.scenario.common import KV_TIERS, ROLES, SERVICE_DISTS, Context, policy_name, table_of
+from sim.scenario.common import KV_TIERS, ROLES, SERVICE_DISTS, SERVING_ENGINES, Context, policy_name, table_of
 from sim.schema import OMIT, REQUIRED, Table, key, read
 
 # --- [[pools]] and its tables -----------------------------------------------------------------------
@@ -189,6 +189,10 @@ class PoolConfig:
                             shown=lambda v: v["clock_lock"] != 1.0)
     cost: PoolCost | None = key(None, "[pools.cost]: this pool's accelerator price, before [cost]", kind=dict,
                                 parse=table_of(PoolCost))
+    engine: str = key("vllm", "the serving engine whose KV admission rule the replicas follow (docs/engines.md): vllm "
+                      "and sglang admit while the prompt's KV fits now and preempt by recompute when decodes run "
+                      "out; trtllm reserves each request's whole sequence at admission and never preempts "
+                      "(GUARANTEED_NO_EVICT)", choices=SERVING_ENGINES, shown=lambda v: v["engine"] != "vllm")
     role: str = key("mixed", "prefill/decode disaggregation (docs/disaggregation.md)", choices=ROLES,
                     shown=lambda v: v["role"] != "mixed")
     speculative: Speculative | None = key(None, "[pools.speculative]: speculative decoding", kind=dict,
@@ -198,6 +202,12 @@ class PoolConfig:
     autoscaler: AutoscalerConfig | None = key(None, "[pools.autoscaler]: how many of its replicas serve "
                                               "(over the scenario's [autoscaler])", kind=dict, parse=_autoscaler_table,
                                               derive=lambda ctx, kw: None)
+
+    @property
+    def reserves_kv(self) -> int:
+        """1 where a request's whole sequence is reserved at admission (engine trtllm; a prefill-only
+        pool of a disaggregated model keeps only the prompt's KV, so it reserves as vllm does), else 0."""
+        return int(self.engine == "trtllm" and self.role != "prefill")
 
     @property
     def accels(self) -> int:
@@ -217,6 +227,10 @@ class PoolConfig:
         kw["autoscaler"] = ascale
         if ascale is not None:
             kw["replicas"] = ascale.max_replicas  # every replica it may use is built; those beyond initial start off
+        if kw["engine"] == "trtllm" and kw["scheduler"].policy == "priority":
+            raise ScenarioError(f"{path}.engine", "trtllm never evicts (each request's KV is reserved at admission), "
+                                "so scheduler.policy = \"priority\" has no lower class to preempt",
+                                "use scheduler.policy = \"chunked\" with engine trtllm, or engine = \"vllm\"")
         if kw["role"] != "mixed" and kw["service"] is not None:
             raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
                                 "remove role or the service table")

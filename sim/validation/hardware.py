@@ -2,8 +2,9 @@
 (data/validation/hardware/trtllm_perf_overview.csv: TensorRT-LLM's `trtllm-bench throughput`
 tables, every request queued at once, uniform ISL/OSL; provenance in that folder's README).
 
-Each usable row becomes a scenario: one replica of the row's part, model, precision and TP, the
-TensorRT-LLM engine's defaults as far as a row gives them (`kv_cache_free_gpu_mem_fraction` 0.95,
+Each usable row becomes a scenario: one replica of the row's part, model, precision and TP, with
+TensorRT-LLM's admission (`engine = "trtllm"`: each request's whole KV reserved, never evicted)
+and its defaults as far as a row gives them (`kv_cache_free_gpu_mem_fraction` 0.95,
 max_num_tokens 8192, batch up to 2048: ASSUMED from trtllm-bench's defaults; the tables do not
 print the tuned values), and a few thousand requests of the row's lengths arriving within
 milliseconds. The prediction is the output tokens per second per accelerator over the run (first
@@ -88,6 +89,7 @@ def scenario(row: Row, n: int = MAX_REQUESTS) -> dict[str, Any]:
         "workload": {"arrival": "constant", "rate_per_s": 1e6, "num_requests": n,
                      "prompt_tokens": row.isl, "output_tokens": row.osl},
         "pools": [{"hardware": row.hardware, "model": row.model, "dtype": dtype, "kv_dtype": kv, "tp": row.tp,
+                   "engine": "trtllm",
                    "scheduler": {"max_batch_size": 2048, "max_batched_tokens": 8192, "kv_memory_fraction": 0.95}}],
         "run": {"timeseries": False},
     }

@@ -15,8 +15,8 @@ from sim.engine.kernel.layout import (AH, AT, BS, BUSY, CH_REQ, CH_TOK, CTXB, D_
                                       NDEC, NLRU, NPDONE, NPF, NPFIRST, NRUN, NSH, NXT, OUTREQ, OUTTOK, P_ANALYTIC,
                                       P_PRIORITY, P_SJF, P_STATIC, POL, PB, PH, PLNDEC, PT, PUB, QBLK, QH, QLEN, QLEFT,
                                       QRIGHT, QROW, QT, R_DECODE, R_GONE, R_PREFILL, R_TRANSIT, R_WAITING, REST_W, ROLE,
-                                      ROLE_PREFILL, RST, SEQ, SHARED, ST, STEP, SWP, TLH, TLT, TN, TPEND, TSWP, USED,
-                                      WAKE, WSTEP)
+                                      ROLE_PREFILL, RST, RSV, SEQ, SHARED, ST, STEP, SWP, TLH, TLT, TN, TPEND, TSWP,
+                                      USED, WAKE, WSTEP)
 from sim.engine.kernel.queues import is_heap, q_pop, q_push, queue_key
 from sim.engine.kernel.step import bin_energy, idle_until, power_row, ts_add
 from sim.engine.recorder import COMPLETED, FAILED
@@ -83,7 +83,7 @@ def commit(r, e, rp, rq):
         complete(r, i, e, S, rq)
         return
     bs = S[r, BS]
-    static = S[r, POL] == P_STATIC
+    static = S[r, POL] == P_STATIC or S[r, RSV] != 0  # whole sequences reserved: no growth
     if S[r, LAG]:
         flush(r, e, rp, rq)
     if S[r, PLNDEC]:

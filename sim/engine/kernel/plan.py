@@ -8,7 +8,7 @@ from __future__ import annotations
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.kv import acquire_hits, cdiv, grow, make_room, peek_hits, preempt, take, take_for, victim
 from sim.engine.kernel.layout import (ADMT, AGE, BS, CAP, CH_REQ, CH_TOK, CTXB, DIT, DONE, DTU, GEN, HELD,
-                                      HITT, HOST_W, MAXB, MAXT, NCH, NDEC, NPF, NRUN, NXT, OWN, P_ANALYTIC,
+                                      HITT, HOST_W, MAXB, MAXT, RSV, NCH, NDEC, NPF, NRUN, NXT, OWN, P_ANALYTIC,
                                       P_CHUNKED, P_CONTINUOUS, P_PRIORITY, P_SJF, PH, PIDX, PLNDEC, POL, PT, QBLK, QLEN,
                                       QROW, R_GONE, R_PREFILL, REST_W, RST, SWP, THIT, TOT, TP, TPEND, TSB, TSWP,
                                       USED, VLO)
@@ -97,6 +97,8 @@ def _plan_chunked(r, now, age, rp, rq):
             cached = RQ[i, DONE]
         c = min(target - cached, budget)
         need = cdiv(cached + c, bs) - hits
+        if S[r, RSV]:  # trtllm: the whole sequence's blocks now, or wait
+            need = cdiv(prompt[i] + rq.output[i], bs) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
             if S[r, POL] == P_PRIORITY and make_room(r, i, need + idle, rp, rq):
                 continue  # the head may have changed (preempted requests rejoin the queue)
@@ -127,6 +129,8 @@ def _plan_continuous(r, rp, rq):
         if nch and c > budget:
             break
         need = cdiv(target, S[r, BS]) - hits
+        if S[r, RSV]:  # trtllm: the whole sequence's blocks now, or wait
+            need = cdiv(rq.prompt[i] + rq.output[i], S[r, BS]) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
             break
         admit(r, i, hits, need, rp, rq)
