@@ -50,7 +50,7 @@ class ReplicaSpec:
         if pool.service is None:
             self.perf: PerfModel | None = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype,
                                                     pool.clock_lock, scaleout, pool.speculative, pool.ep,
-                                                    pool.moe_imbalance, ep_net)
+                                                    pool.moe_imbalance, ep_net, pool.engine)
             self.total_blocks = self.perf.kv_blocks(sc.kv_memory_fraction, sc.block_size)
             self.block_size = sc.block_size
             self.prefix_blocks = prefix_tokens // sc.block_size if sc.prefix_caching else 0

@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING, Any
 
 from sim.columns import Table as Columns
-from sim.schema import OMIT, REQUIRED, Table, key
-from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
 from sim.errors import ScenarioError
+from sim.perf.catalog import DTYPE_BYTES, Hardware, Model
+from sim.perf.engines import engine_constants
 from sim.perf.power import StepPower, at_clock, capped
+from sim.schema import OMIT, REQUIRED, Table, key
 
 if TYPE_CHECKING:
     import numpy as np
@@ -286,7 +286,8 @@ class PerfModel:
     def __init__(self, hardware: Hardware, model: Model, tp: int = 1, dtype: str = "bf16",
                  kv_dtype: str | None = None, clock_lock: float = 1.0,
                  scaleout: tuple[float, float] | None = None, speculative: Speculative | None = None,
-                 ep: int = 1, moe_imbalance: float = 1.0, ep_net: tuple[float, float, int] | None = None) -> None:
+                 ep: int = 1, moe_imbalance: float = 1.0, ep_net: tuple[float, float, int] | None = None,
+                 engine: str = "vllm") -> None:
         """scaleout: (bytes/s, latency s) of the network ports when the tensor-parallel group
         spans nodes: its ring all-reduce then runs at the slower of them and the scale-up link.
         speculative: speculative decoding (its drafter's weights and KV share the memory).
@@ -295,7 +296,8 @@ class PerfModel:
         rank its share of the batch and its KV), and each MoE layer dispatches and combines the
         tokens in two all-to-alls over ep_net = (port bytes/s, latency s, accelerators per
         node): NVLink inside a node, the ports across nodes. moe_imbalance: the busiest
-        accelerator's expert load over the mean (it sets the pace)."""
+        accelerator's expert load over the mean (it sets the pace). engine: whose step overheads
+        are added to the part's (sim/data/engines.toml)."""
         if tp < 1:
             raise ScenarioError("tp", f"must be >= 1, got {tp}")
         if dtype not in DTYPE_BYTES:
@@ -387,8 +389,10 @@ class PerfModel:
             self._comm_per_tok += 2 * model.layers * ring * model.hidden * ACT_BYTES / link * share
             # ring all-reduce: 2 (tp - 1) hops, half of them carrying the latency of a hop each way
             self._comm_fixed += 2 * model.layers * hop * (tp - 1)
-        self._ovh = hardware.step_overhead_s
-        self._ovh_seq = hardware.seq_overhead_s
+        eng = engine_constants(engine)
+        self.engine = engine
+        self._ovh = hardware.step_overhead_s + eng.step_overhead_s
+        self._ovh_seq = hardware.seq_overhead_s + eng.seq_overhead_s
         self._mem_frac = hardware.memory_power_frac
         self._dyn_w = hardware.tdp_w - hardware.idle_w
         self.speculative = speculative
