@@ -114,3 +114,17 @@ def test_a_bad_bus_bandwidth_table_is_one_line():
     with pytest.raises(ScenarioError) as e:
         cat.add_hardware({"h100-sxm": {"allreduce_busbw_gbps": {"one": 300}}}, "hardware")
     assert "allreduce_busbw_gbps" in str(e.value) and "group sizes" in str(e.value)
+
+
+def test_ratios_match_rows_across_parts_and_compare_the_ratio():
+    from sim.validation.hardware import ratios
+
+    def row(hw, prec, pred, meas):
+        return {"source": "s", "model": "m", "isl": 1, "osl": 1, "tp": 1, "hardware": hw, "precision": prec,
+                "predicted_tok_s_per_accel": pred, "measured_tok_s_per_accel": meas, "error": pred / meas - 1}
+
+    errs = [row("b200", "FP4", 300.0, 290.0), row("h200", "FP8", 100.0, 100.0),
+            dict(row("h100-sxm", "FP8", 50.0, 40.0), isl=2)]  # (other lengths: not matched)
+    (g,) = ratios(errs)
+    assert g["parts"] == "b200 FP4 / h200 FP8" and g["rows"] == 1
+    assert g["median_signed_error"] == pytest.approx(3.0 / 2.9 - 1)

@@ -142,12 +142,35 @@ def table(errs: list[dict[str, Any]], by: tuple[str, ...] = ("hardware", "precis
             for k, v in sorted(groups.items())]
 
 
+def ratios(errs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The throughput ratio between two parts (each in its own precision) on the same model,
+    lengths and TP in one source document, predicted against measured: per pair of parts, the
+    median |predicted ratio / measured ratio - 1| over the matched rows."""
+    by: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for e in errs:
+        if e["error"] == e["error"]:
+            by.setdefault((e["source"], e["model"], e["isl"], e["osl"], e["tp"]), {})[
+                f"{e['hardware']} {e['precision']}"] = e
+    pairs: dict[tuple[str, str], list[float]] = {}
+    for rows in by.values():
+        names = sorted(rows)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                ea, eb = rows[a], rows[b]
+                pred = ea["predicted_tok_s_per_accel"] / eb["predicted_tok_s_per_accel"]
+                meas = ea["measured_tok_s_per_accel"] / eb["measured_tok_s_per_accel"]
+                pairs.setdefault((a, b), []).append(pred / meas - 1)
+    return [{"parts": f"{a} / {b}", "rows": len(v), "median_abs_error": statistics.median(abs(x) for x in v),
+             "median_signed_error": statistics.median(v)} for (a, b), v in sorted(pairs.items())]
+
+
 def check(path: Path = TRTLLM, n: int = MAX_REQUESTS) -> dict[str, Any]:
     """Every usable row predicted, the per-group table and what was left out."""
     rows, skipped = offline_rows(path)
     errs = errors(rows, n)
     return {"source": str(path), "requests_per_row": n, "rows": errs, "skipped": skipped,
             "by_accelerator_and_precision": table(errs), "by_accelerator": table(errs, ("hardware",)),
+            "ratios": ratios(errs),
             "overall_median_abs_error": statistics.median(abs(e["error"]) for e in errs if e["error"] == e["error"])}
 
 
@@ -159,5 +182,9 @@ def format_check(rep: dict[str, Any]) -> str:
         out.append(f"{g['hardware']:<10} {g['precision']:<9} {g['rows']:>5} {g['median_abs_error']:>12.1%} "
                    f"{g['median_signed_error']:>+14.1%}")
     out.append(f"all rows: median |error| {rep['overall_median_abs_error']:.1%}")
+    out.append("throughput ratio between parts (same model, lengths, TP, source), predicted / measured - 1:")
+    for g in rep["ratios"]:
+        out.append(f"  {g['parts']:<28} {g['rows']:>4} matched  median |err| {g['median_abs_error']:6.1%}  "
+                   f"signed {g['median_signed_error']:+6.1%}")
     out.append("left out: " + ", ".join(f"{k} {v}" for k, v in rep["skipped"].items() if v))
     return "\n".join(out)
