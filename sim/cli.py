@@ -202,13 +202,18 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if not 0 < args.clock_lock <= 1:
         raise ScenarioError("--clock-lock", f"must be in (0, 1] (a fraction of the part's maximum clock), "
                             f"got {args.clock_lock}")
-    pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype, args.clock_lock)
+    from sim.scenario.common import SERVING_ENGINES
+
+    if args.engine not in SERVING_ENGINES:
+        raise ScenarioError("--engine", f"unknown engine {args.engine!r}", f"use one of {', '.join(SERVING_ENGINES)}")
+    pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype, args.clock_lock, engine=args.engine)
     dec = pm.decode_cost(args.batch, args.context)
     blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
     per_seq = math.ceil(args.context / args.block_size)
     fits = pm.weight_bytes < hw.memory_bytes * args.tp * args.kv_memory_fraction
     out: dict[str, Any] = {
         "hardware": hw.id, "model": model.id, "tp": args.tp, "dtype": pm.dtype, "kv_dtype": pm.kv_dtype,
+        "engine": args.engine,
         "batch": args.batch, "context": args.context,
         "decode_step_s": dec.t_s,
         "decode_tokens_per_s": args.batch / dec.t_s,
@@ -527,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dtype", default="bf16")
     f.add_argument("--kv-dtype", dest="kv_dtype", default=None)
     f.add_argument("--kv-memory-fraction", dest="kv_memory_fraction", type=float, default=0.9)
+    f.add_argument("--engine", default="vllm",
+                   help="whose step constants are added to the part's: vllm (default), sglang, trtllm "
+                        "(docs/engines.md)")
     f.add_argument("--block-size", dest="block_size", type=int, default=16)
     f.add_argument("--catalog", help="extra TOML file with [hardware.<id>] / [models.<id>] tables")
     f.add_argument("--clock-lock", dest="clock_lock", type=float, default=1.0,
