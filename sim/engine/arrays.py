@@ -237,6 +237,8 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
         for table, arr in ((L.REPLICA, S), (L.REPLICA_F, F)):  # columns read from the pool's configuration
             for col, src in table.sources:
                 arr[r, col] = attrgetter(src)(rep.pool)
+        if S[r, L.POL] == L.P_STATIC:  # static batching reserves whole sequences, as engine trtllm does
+            S[r, L.RSV] = 1
         if rep.service is not None:
             S[r, L.POL] = L.P_ANALYTIC
             S[r, L.MAXB] = 1

@@ -14,7 +14,7 @@ from typing import Any
 from sim.engine import compilation
 from sim.engine.arrays import prepare
 from sim.engine.kernel.layout import (BS, CH_REQ, CH_TOK, DIT, DTF, FHLEN, HELD, NCH, NDEC, NLRU, NRUN, NXT,
-                                      P_STATIC, PH, PLNDEC, POL, QLEN, R_DECODE, R_PREFILL, RSV, RST, ST, TOT, USED,
+                                      PH, PLNDEC, QLEN, R_DECODE, R_PREFILL, RSV, RST, ST, TOT, USED,
                                       WAKE)
 from sim.engine.recorder import COMPLETED
 from sim.engine.simulation import Simulation
@@ -95,7 +95,7 @@ class Bench:
         k = self.k
         RQ = k.rq.RQ
         if RQ[j, RST] == R_DECODE:
-            if k.S[0, POL] == P_STATIC or k.S[0, RSV]:
+            if k.S[0, RSV]:
                 return int(RQ[j, HELD])
             return -(-int(k.rq.RA[j] + k.S[0, DIT]) // int(k.S[0, BS]))
         return int(RQ[j, HELD]) if RQ[j, RST] == R_PREFILL else 0

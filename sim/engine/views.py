@@ -9,15 +9,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sim.engine.kernel.layout import (AGE, BS, DIT, DONE, FHLEN, GEN, HELD, NDEC, NRUN, NXT, OUTREQ, OUTTOK,
-                                      P_STATIC, PH, POL, QLEN, QROW, R_DECODE, R_PREFILL, R_WAITING, RSV, RST, TOKS,
+                                      PH, QLEN, QROW, R_DECODE, R_PREFILL, R_WAITING, RSV, RST, TOKS,
                                       TOT, USED)
 from sim.errors import ScenarioError
-from sim.policies.schedulers import BUILTIN
+from sim.policies.interfaces import BUILTIN
 
 if TYPE_CHECKING:
     from sim.policies import interfaces as _i
     from sim.policies.interfaces import ScheduledRequest
-    from sim.policies.schedulers import Plan, Scheduler
+    from sim.policies.interfaces import BatchLimits, Plan
 
 WAITING, PREFILL, DECODE, GONE = 0, 1, 2, -1  # a request's state as a scheduler plug-in sees it
 
@@ -222,7 +222,7 @@ class CoreView:
     def held(self, req: ScheduledRequest) -> int:
         """KV blocks the request holds (shared prefix blocks included)."""
         K = self._k
-        if K.rq.RQ[req.idx, RST] == R_DECODE and not (K.S[self.r, POL] == P_STATIC or K.S[self.r, RSV]):
+        if K.rq.RQ[req.idx, RST] == R_DECODE and not K.S[self.r, RSV]:
             return self.blocks_for(int(K.rq.RA[req.idx] + K.S[self.r, DIT]) + self._grown)
         return int(K.rq.RQ[req.idx, HELD])
 
@@ -274,7 +274,7 @@ class CoreView:
             self.preempted_this_step = True
         self._grown = 1
 
-    def plan_builtin(self, sched: Scheduler) -> Plan:
+    def plan_builtin(self, sched: BatchLimits) -> Plan:
         """The kernel's own planner for this replica, with the scheduler's current batch limits."""
         K = self._k
         nch, ndec = K.m.plan_limited(self.r, self.now, min(int(sched.max_batch_size), K.rp.CH.shape[1]),

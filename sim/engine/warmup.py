@@ -31,7 +31,7 @@ class _WarmUpScheduler:
         self.max_batch_size, self.max_batched_tokens = max_batch_size, max_batched_tokens
 
     def plan(self, core: Any) -> Any:
-        from sim.policies.schedulers import Plan
+        from sim.policies.interfaces import Plan
 
         if core.n_dec:
             core.grow_decodes()

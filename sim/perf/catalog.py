@@ -374,7 +374,11 @@ def _check_hardware(obj: Any, where: str) -> None:
                                     f"use one of {sorted(DTYPE_BYTES)}")
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1:
                 raise ScenarioError(f"{where}.{obj.id}.{name}.{d}", f"must be in (0, 1], got {v!r}")
-    for k, v in obj.allreduce_busbw_gbps.items() if isinstance(obj.allreduce_busbw_gbps, Mapping) else [("", None)]:
+    ar = obj.allreduce_busbw_gbps
+    if not isinstance(ar, Mapping):
+        raise ScenarioError(f"{where}.{obj.id}.allreduce_busbw_gbps", "must be a table of group size = GB/s",
+                            "write allreduce_busbw_gbps = { 8 = 350 }")
+    for k, v in ar.items():
         if not str(k).isdigit() or int(k) < 2:
             raise ScenarioError(f"{where}.{obj.id}.allreduce_busbw_gbps", f"keys are group sizes >= 2, got {k!r}",
                                 "write allreduce_busbw_gbps = { 8 = 350 }")
@@ -384,7 +388,7 @@ def _check_hardware(obj: Any, where: str) -> None:
         raise ScenarioError(f"{where}.{obj.id}.clock_power_frac", "must be in [0, 1)")
 
 
-def _load_toml(path: Path | Traversable) -> dict[str, Any]:
+def load_toml(path: Path | Traversable) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -438,8 +442,8 @@ class Catalog:
 @lru_cache(maxsize=1)
 def _builtin() -> Catalog:
     cat = Catalog()
-    cat.add_hardware(_load_toml(DATA_DIR / "hardware.toml"), "hardware")
-    cat.add_models(_load_toml(DATA_DIR / "models.toml"), "models")
+    cat.add_hardware(load_toml(DATA_DIR / "hardware.toml"), "hardware")
+    cat.add_models(load_toml(DATA_DIR / "models.toml"), "models")
     return cat
 
 
@@ -450,6 +454,6 @@ def builtin_catalog() -> Catalog:
 
 def load_catalog_file(cat: Catalog, path: Path) -> None:
     """Add `[hardware.<id>]` and `[models.<id>]` tables from a user's TOML file."""
-    raw = _load_toml(path)
+    raw = load_toml(path)
     cat.add_hardware(raw.get("hardware", {}), f"{path}:hardware")
     cat.add_models(raw.get("models", {}), f"{path}:models")

@@ -3,10 +3,10 @@ to its part's fitted step overheads."""
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+
+from sim.perf.catalog import DATA_DIR, load_toml
 
 
 @dataclass(frozen=True)
@@ -20,9 +20,7 @@ class EngineConstants:
 
 @lru_cache(maxsize=1)
 def _table() -> dict[str, EngineConstants]:
-    with (resources.files("sim") / "data" / "engines.toml").open("rb") as fh:
-        raw = tomllib.load(fh)
-    return {k: EngineConstants(**v) for k, v in raw.items()}
+    return {k: EngineConstants(**v) for k, v in load_toml(DATA_DIR / "engines.toml").items()}
 
 
 # the fit script (scripts/fit_engines.py) sets trial values here; nothing else writes it

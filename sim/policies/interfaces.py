@@ -1,16 +1,36 @@
-"""What a policy sees of the running model, as Protocols: the engine's views (sim/engine/views.py,
+"""What a policy sees of the running model, as Protocols, and what a scheduler returns (`Plan`;
+`sim.policies.schedulers` re-exports it): the engine's views (sim/engine/views.py,
 sim/engine/autoscale.py PoolView, sim/engine/facility_procs.py FacilityView) satisfy them, and a
 plug-in is type-checked against them without importing the engine. docs/policies.md documents
 the same interfaces in words."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # (annotations only: the scenario layer is below this one)
     from sim.perf.catalog import Hardware
-    from sim.policies.schedulers import Plan, Scheduler
     from sim.scenario.config import PoolConfig
+
+
+@dataclass
+class Plan:
+    """What one step runs: prefill chunks [(request, tokens)] and the decode batch size (the
+    replica's `n_dec`, or 0 for a prefill-only step)."""
+
+    chunks: list[tuple[Any, int]] = field(default_factory=list)
+    n_dec: int = 0
+
+
+BUILTIN = Plan()  # returned by core.plan_builtin: the kernel has planned the step in place
+
+
+class BatchLimits(Protocol):
+    """A scheduler's limits for the step it plans (sim/policies/schedulers.py Scheduler)."""
+
+    max_batch_size: int
+    max_batched_tokens: int
 
 
 class RouterRequest(Protocol):
@@ -110,7 +130,7 @@ class SchedulerCore(Protocol):
     def preempt(self, req: ScheduledRequest) -> None: ...
     def ensure_blocks(self, req: ScheduledRequest, need: int) -> bool: ...
     def grow_decodes(self) -> None: ...
-    def plan_builtin(self, sched: Scheduler) -> Plan: ...
+    def plan_builtin(self, sched: BatchLimits) -> Plan: ...
 
 
 class AutoscaledPool(Protocol):

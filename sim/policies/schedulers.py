@@ -31,25 +31,15 @@ CoreView in sim/engine/views.py; docs/policies.md).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sim.policies.interfaces import Plan
 from sim.registry import SCHEDULERS
 
 if TYPE_CHECKING:
     from sim.policies.interfaces import SchedulerCore
 
 
-@dataclass
-class Plan:
-    """What one step runs: prefill chunks [(request, tokens)] and the decode batch size (the
-    replica's `n_dec`, or 0 for a prefill-only step)."""
-
-    chunks: list[tuple[Any, int]] = field(default_factory=list)
-    n_dec: int = 0
-
-
-BUILTIN = Plan()  # returned by core.plan_builtin: the kernel has planned the step in place
 
 
 class Scheduler:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +123,7 @@ def errors(rows: list[Row], n: int = MAX_REQUESTS) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         p = predict(r, n)
-        out.append({**r.__dict__, "predicted_tok_s_per_accel": p, "error": p / r.measured_tok_s_per_accel - 1})
+        out.append({**asdict(r), "predicted_tok_s_per_accel": p, "error": p / r.measured_tok_s_per_accel - 1})
     return out
 
 

@@ -30,7 +30,7 @@ from sim.engine.kernel.layout import (DOWN, DRN, DTF, FIT_OK, HOH, IDLE, NAV, OW
 from sim.engine.recorder import REJECTED
 from sim.engine.views import CoreView, ReplicaView, RequestView, RouterRequest
 from sim.errors import ScenarioError
-from sim.policies.schedulers import BUILTIN, Plan
+from sim.policies.interfaces import BUILTIN, Plan
 
 
 class _Env(simpy.Environment):

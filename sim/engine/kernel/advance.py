@@ -10,7 +10,7 @@ import numpy as np
 
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (BIN_W, BS, BUSY, CAP, CTXB, DIT, DTF, DTU, EEND, ESTEP, FAC, FHLEN,
-                                      HOST_W, IDLE, NB, NCH, NDEC, NLRU, NPDONE, NPFIRST, P_STATIC, PB_N, POL, RSV,
+                                      HOST_W, IDLE, NB, NCH, NDEC, NLRU, NPDONE, NPFIRST, PB_N, RSV,
                                       PW_R, PW_T, PW_W, QBLK, QLEN, QROW, ST, TOT, TP, TS_FULL, USED, VLO, WAKE,
                                       WSTEP)
 from sim.engine.kernel.lifecycle import commit, flush, sleep
@@ -33,7 +33,7 @@ def next_delivery_bound(r, e, S, F, FH):
     if (S[r, NCH] == 0 and S[r, NPFIRST] == 0 and S[r, NPDONE] == 0 and S[r, FHLEN] > 0
             and (S[S[r, QROW], QLEN] == 0 or S[r, QBLK] == 1)):
         k = (FH[r, 0] >> 32) - (S[r, DIT] + 1)  # steps after the one in flight, up to the finish
-        if k > 0 and (S[r, POL] == P_STATIC or S[r, RSV] or S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1)):
+        if k > 0 and (S[r, RSV] or S[r, TOT] - S[r, USED] >= S[r, NDEC] * (k // S[r, BS] + 1)):
             return e + k * F[r, DTU] * (1.0 - 1e-6)
     return e
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sim.engine.kernel import heap
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (BS, CTXB, DIT, DONE, FHLEN, GEN, GRP, HELD, KNEXT, KPREV, KREF, LH, LT, NDEC,
-                                      NLRU, NPF, NRUN, NSH, NXT, P_PRIORITY, P_STATIC, PB, PH, POL, PT, QKEY, QROW, RSV,
+                                      NLRU, NPF, NRUN, NSH, NXT, P_PRIORITY, PB, PH, POL, PT, QKEY, QROW, RSV,
                                       R_DECODE, R_WAITING, RST, SWP, TCAP, THIT, TLH, TLT, TN, TOFF, TOT, TPEND, TSWP,
                                       USED)
 from sim.engine.kernel.queues import q_push, queue_key
@@ -238,7 +238,7 @@ def drop(r, v, grown, S, FH, CNT, KC, RQ, RA, prompt):
         a = RA[v]
         dit = S[r, DIT]
         RQ[v, GEN] += dit - (prompt[v] + RQ[v, GEN] - 1 - a)  # + decode steps since it began
-        if S[r, POL] == P_STATIC or S[r, RSV]:
+        if S[r, RSV]:
             held = RQ[v, HELD]  # reserved for the whole sequence; no growth counted
         else:
             held = cdiv(a + dit + grown, bs)

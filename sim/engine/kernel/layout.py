@@ -51,7 +51,7 @@ MAXT = REPLICA.col("the most tokens in a step", source="scheduler.max_batched_to
 LAG = REPLICA.col("output_lag_steps: 1 when a step's tokens reach the client at the next step's end")
 TP = REPLICA.col("accelerators per replica (ep, else tp)", source="accels")
 RSV = REPLICA.col("1: each request's whole sequence reserved at admission, no growth, never preempted "
-                  "(engine trtllm's GUARANTEED_NO_EVICT; static batching reserves so too)", source="reserves_kv")
+                  "(engine trtllm's GUARANTEED_NO_EVICT; set for static batching too)", source="reserves_kv")
 POL = REPLICA.col("the scheduler's code (P_*); on a queue row, its discipline")
 AH = REPLICA.col("queue row, sjf: head of the arrival-order list (QA APREV/ANEXT)")
 AT = REPLICA.col("queue row, sjf: its tail")

@@ -13,7 +13,7 @@ from sim.engine.kernel.kv import cdiv, drop, register, release, unlink_prefill
 from sim.engine.kernel.layout import (AH, AT, BS, BUSY, CH_REQ, CH_TOK, CTXB, D_SEQ, DIT, DONE, DOWN, EEND, ESTEP,
                                       FHLEN, DRN, GEN, GRP, HELD, HOH, HOT, IDLE, IDLE_SINCE, LAG, LH, LT, NAV, NB, NCH,
                                       NDEC, NLRU, NPDONE, NPF, NPFIRST, NRUN, NSH, NXT, OUTREQ, OUTTOK, P_ANALYTIC,
-                                      P_PRIORITY, P_SJF, P_STATIC, POL, PB, PH, PLNDEC, PT, PUB, QBLK, QH, QLEN, QLEFT,
+                                      P_PRIORITY, P_SJF, POL, PB, PH, PLNDEC, PT, PUB, QBLK, QH, QLEN, QLEFT,
                                       QRIGHT, QROW, QT, R_DECODE, R_GONE, R_PREFILL, R_TRANSIT, R_WAITING, REST_W, ROLE,
                                       ROLE_PREFILL, RST, RSV, SEQ, SHARED, ST, STEP, SWP, TLH, TLT, TN, TPEND, TSWP,
                                       USED, WAKE, WSTEP)
@@ -83,7 +83,7 @@ def commit(r, e, rp, rq):
         complete(r, i, e, S, rq)
         return
     bs = S[r, BS]
-    static = S[r, POL] == P_STATIC or S[r, RSV] != 0  # whole sequences reserved: no growth
+    static = S[r, RSV] != 0  # whole sequences reserved (static batching, engine trtllm): no growth
     if S[r, LAG]:
         flush(r, e, rp, rq)
     if S[r, PLNDEC]:

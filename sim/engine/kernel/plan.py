@@ -42,6 +42,13 @@ def admit(r, i, hits, need, rp, rq):
 
 
 @kernel(inline=True)
+def _whole(r, i, hits, S, rq):
+    """The new blocks request i reserves at admission where the replica reserves whole sequences
+    (RSV: static batching, engine trtllm): its prompt's and output's, less its prefix-cache hits."""
+    return cdiv(rq.prompt[i] + rq.output[i], S[r, BS]) - hits
+
+
+@kernel(inline=True)
 def _plan_chunked(r, now, age, rp, rq):
     """chunked (and priority, sjf): decode every running sequence, then prompt chunks in arrival
     order up to the token budget. Returns (chunks, decode sequences, stable): stable when a
@@ -96,9 +103,7 @@ def _plan_chunked(r, now, age, rp, rq):
         if RQ[i, DONE] > cached:  # handed over with its KV (disaggregation): only the rest to compute
             cached = RQ[i, DONE]
         c = min(target - cached, budget)
-        need = cdiv(cached + c, bs) - hits
-        if S[r, RSV]:  # trtllm: the whole sequence's blocks now, or wait
-            need = cdiv(prompt[i] + rq.output[i], bs) - hits
+        need = _whole(r, i, hits, S, rq) if S[r, RSV] else cdiv(cached + c, bs) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
             if S[r, POL] == P_PRIORITY and make_room(r, i, need + idle, rp, rq):
                 continue  # the head may have changed (preempted requests rejoin the queue)
@@ -128,9 +133,7 @@ def _plan_continuous(r, rp, rq):
         c = target - max(hits * S[r, BS], RQ[i, DONE])  # (DONE > 0: handed over with its KV)
         if nch and c > budget:
             break
-        need = cdiv(target, S[r, BS]) - hits
-        if S[r, RSV]:  # trtllm: the whole sequence's blocks now, or wait
-            need = cdiv(rq.prompt[i] + rq.output[i], S[r, BS]) - hits
+        need = _whole(r, i, hits, S, rq) if S[r, RSV] else cdiv(target, S[r, BS]) - hits
         if need > S[r, TOT] - S[r, USED] - idle:
             break
         admit(r, i, hits, need, rp, rq)
@@ -160,7 +163,7 @@ def _plan_static(r, rp, rq):
     while S[S[r, QROW], QLEN] > 0 and nch < S[r, MAXB]:
         i = fifo_head(r, S, RQ)
         hits, idle = peek_hits(r, i, prompt[i], S, RQ, rp.KC)
-        need = cdiv(prompt[i] + rq.output[i], S[r, BS]) - hits
+        need = _whole(r, i, hits, S, rq)
         if need > S[r, TOT] - S[r, USED] - idle:
             break
         admit(r, i, hits, need, rp, rq)
