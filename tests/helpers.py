@@ -200,6 +200,9 @@ def fixed(arrivals, prompts, outputs):
 def differential_scenario(d: dict) -> dict:
     """The scenario of one drawn example of the differential suite."""
     sched, tp = dict(d["sched"]), d["tp"]
+    if d.get("closed") is not None:  # closed-loop clients run with neither a shared queue nor P/D yet
+        d = dict(d, pd=False, multi=False, sessions=False,
+                 router="jsq" if d["router"] == "central_queue" else d["router"])
     if d["model"] == "mixtral-8x7b":  # 93 GB of weights: two H100s and most of their memory
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)
     pools = [{"name": "a", "hardware": "h100-sxm", "model": d["model"], "replicas": d["replicas"], "tp": tp,
@@ -245,7 +248,13 @@ def _differential_workload(d: dict, two: bool) -> dict:
     wl = {"arrival": d["arrival"], "rate_per_s": d["rate"], "num_requests": d["n"],
           "prompt_tokens": {"dist": "lognormal", "mean": d["prompt"], "cv": 1.0, "max": 6000},
           "output_tokens": {"dist": "lognormal", "mean": d["output"], "cv": 0.8, "max": 1500}}
-    if d["arrival"] == "gamma":
+    if d.get("closed") is not None:  # (clients, think time: None, or a mean, exponential)
+        clients, think = d["closed"]
+        wl = {k: v for k, v in wl.items() if k != "rate_per_s"}
+        wl.update(arrival="closed", concurrency=min(clients, d["n"]))
+        if think is not None:
+            wl["think_time_s"] = {"dist": "exponential", "mean": think} if think else 0.0
+    elif d["arrival"] == "gamma":
         wl["cv"] = 2.0
     if d["timeout"] is not None:
         wl["timeout_s"] = d["timeout"]

@@ -4,7 +4,8 @@ timeouts, request classes, two models in two pools (routing groups), prefill/dec
 step-time variability (warm-up, jitter), horizons, mixed hardware and a facility (every
 power-manager policy, supplies short enough to cap, scheduled trips and turbine faults, node
 failures with retries, commissioning, a battery), autoscaling (every policy, cold starts, drains),
-speculative decoding, expert parallelism, multi-turn sessions and KV tiers. The compiled engine
+speculative decoding, expert parallelism, multi-turn sessions and KV tiers, and closed-loop clients
+(sim/engine/kernel/clients.py) instead of open-loop arrivals. The compiled engine
 must give the SimPy engine's per-request first-token, start and finish times, statuses and
 preemptions, bit for bit.
 
@@ -151,6 +152,14 @@ PD_AFTER_DEADLINES = {'seed': 0, 'model': 'llama-3.1-8b', 'replicas': 1, 'tp': 1
 @example(PD_AFTER_DEADLINES)
 def test_compiled_equals_simpy_on_drawn_scenarios(d):
     _check(d)
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(scenarios, st.tuples(st.integers(1, 48), st.sampled_from([None, 0.0, 0.3, 2.0])))
+def test_closed_loop_compiled_equals_simpy(d, clients):
+    """The same with closed-loop clients (concurrency, think time) instead of open-loop arrivals."""
+    _check(dict(d, closed=clients))
 
 
 if os.environ.get("DCSIM_FUZZ"):

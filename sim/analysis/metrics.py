@@ -108,6 +108,8 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
         extra["class"] = names[wl.cls]
     if wl.session is not None:
         extra["session"] = wl.session
+    if tb.client is not None:  # closed-loop clients: who sent it (arrival_s: when)
+        extra["client"] = tb.client
     extra["model"] = request_models(res)
     pools = np.array([r.pool for r in res.replicas] + [""])
     extra["pool"] = pools[np.where(tb.replica >= 0, tb.replica, len(res.replicas))]  # "": served by none
@@ -184,6 +186,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "throughput_output_tok_per_s": float(out_tok.sum()) / window,
         "output_tokens_completed": int(wl.output_tokens[st == COMPLETED].sum()),
         "arrival_span_s": float(arr[-1] - arr[0]) if len(arr) > 1 else 0.0,
+        "clients": int(res.workload.clients),  # closed-loop clients (0: open-loop arrivals)
         "throughput_req_per_s": float(sel.sum()) / window,
         "utilization_mean": float(np.mean(util)) if util else 0.0,
         "sim_time_s": res.sim_time_s,

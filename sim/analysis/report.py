@@ -79,9 +79,15 @@ def _status_words(s: dict[str, Any]) -> str:
 def run_headline(s: dict[str, Any], raw: dict[str, Any]) -> str:
     """The run's answer in one sentence: load, fleet, SLO attainment, p99 TTFT and mean TPOT with
     their 90% intervals, and what the constants rest on."""
-    rate = (raw.get("workload") or {}).get("rate_per_s")
-    load = f"{num(rate)} req/s offered" if isinstance(rate, (int, float)) and (raw.get("workload") or {}).get(
-        "arrival", "poisson") != "trace" else f"{num(s.get('throughput_req_per_s'))} req/s served"
+    w = raw.get("workload") or {}
+    rate = w.get("rate_per_s")
+    if w.get("arrival") == "closed":
+        load = (f"{num(w.get('concurrency'))} closed-loop clients ({num(s.get('throughput_req_per_s'))} req/s "
+                "served)")
+    elif isinstance(rate, (int, float)) and w.get("arrival", "poisson") != "trace":
+        load = f"{num(rate)} req/s offered"
+    else:
+        load = f"{num(s.get('throughput_req_per_s'))} req/s served"
     pi = s.get("prediction_interval") or {}
     lat = (f"p99 time to first token <b>{secs(s.get('ttft_p99_s'))}</b>{_interval(pi, 'ttft_p99_s')}, "
            f"mean time per output token <b>{secs(s.get('tpot_mean_s'))}</b>{_interval(pi, 'tpot_mean_s')}")

@@ -83,7 +83,7 @@ class Kernel:
         since (the facility's many events at one instant) there is nothing to do."""
         if T == self._at:
             return
-        loop = self.m.run_shared if self.central else self.m.run_until
+        loop = self.m.run_shared if self.central else self.m.run_closed if self.closed else self.m.run_until
         while loop(T, self.st) == L.TS_FULL:
             self.grow()
         self._at = T
@@ -126,9 +126,27 @@ class Kernel:
     def set_shedding(self, on: bool) -> None:
         self.st.run.GI[L.SHED] = 1 if on else 0
 
-    def reject(self, j: int, why: int) -> None:
-        """Request j is turned away on arrival (why: RS_*)."""
-        self.m.reject(j, why, self.rq)
+    def reject(self, j: int, why: int, t: float) -> None:
+        """Request j is turned away on arrival at t (why: RS_*)."""
+        self.m.reject(j, why, t, self.rq)
+
+    @property
+    def closed(self) -> bool:
+        """Closed-loop clients send the requests (sim/engine/kernel/clients.py)."""
+        return self.rq.think.shape[0] > 0
+
+    def sent(self) -> int:
+        """Requests sent so far."""
+        return int(self.st.clk.D[L.D_NEXT])
+
+    def sending_over(self) -> bool:
+        """No request is left to send: all sent, or every closed-loop client waits to send at or
+        after workload.duration_s."""
+        rq, n = self.rq, len(self.rq.arr)
+        if self.sent() >= n:
+            return True
+        c = len(rq.CK) if self.closed else 0
+        return bool(c and int(rq.CN[0]) == c and rq.CK[0] >= self.st.clk.stop)
 
     def fail(self, j: int, t: float, why: int) -> None:
         """Request j fails at t (why: RS_*)."""
@@ -306,8 +324,9 @@ def _routing(sim: Any, S: np.ndarray, central: bool, keeps: Any, jsq: int) -> Ro
     # advanced, and what a load-reading router minimises
     TA = np.full((len(NG), 2 * P), np.inf)
     TL = np.full((len(NG), 2 * P), np.inf)
+    TC = np.full(2 * P, np.inf)  # closed-loop clients' tree over every replica
     return Routing(router, FIT, GR, NG, np.zeros(len(NG), np.int64), RT, RTJ, np.array(gr.decode_of, np.int64),
-                   TA, TL, np.ascontiguousarray(pairs, dtype=np.int64), sess, np.full(max(n_sess, 1), -1, np.int64))
+                   TA, TL, TC, np.ascontiguousarray(pairs, dtype=np.int64), sess, np.full(max(n_sess, 1), -1, np.int64))
 
 
 def _requests(sim: Any, S: np.ndarray, outputs: np.ndarray) -> Requests:
@@ -346,7 +365,21 @@ def _requests(sim: Any, S: np.ndarray, outputs: np.ndarray) -> Requests:
     tb = sim.table
     return Requests(wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), output, RQ, np.zeros(n, np.int64),
                     QA, SV, tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.preemptions, np.zeros(n, np.int8),
-                    tb.replica)
+                    tb.replica, *_clients(wl, tb))
+
+
+def _clients(wl: Any, tb: Any) -> tuple[np.ndarray, ...]:
+    """Closed-loop clients' state (Requests think .. CN): every client waiting to send at 0, in
+    client order (ties below any request's); empty arrays for open-loop arrivals."""
+    c = int(wl.clients)
+    if not c:
+        return (np.zeros(0), np.zeros(0, np.int32), np.zeros(1), np.zeros(1, np.int64), np.zeros(1, np.int64),
+                np.zeros(1, np.int64))
+    n = len(wl)
+    wl.arrival_s[:] = 0.0  # (each request's send time is written as it is sent)
+    tb.client = np.full(n, -1, np.int32)
+    return (np.asarray(wl.think_s, np.float64), tb.client, np.zeros(c),
+            np.arange(c, dtype=np.int64) - c, np.arange(c, dtype=np.int64), np.array([c], np.int64))
 
 
 def prepare(sim: Any, m: Any) -> Kernel:
@@ -385,7 +418,9 @@ def prepare(sim: Any, m: Any) -> Kernel:
     horizon = sc.run.horizon_s
     clk = Clock(np.zeros(L.POS.n, np.int64), np.zeros(L.POS_F.n, np.float64), float(min(r.delay_s for r in reps)),
                 float(horizon) if horizon is not None else np.inf,
-                float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf)
+                float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf,
+                float(sc.workload.duration_s) if wl.clients and sc.workload.duration_s is not None else np.inf)
+    clk.Df[L.DF_BATCH] = -1.0
     return Kernel(State(rp, rq, run, rt, ho, net, clk), m, central)
 
 
@@ -532,6 +567,9 @@ def finish(sim: Any, k: Kernel, drv: Any, engine: str, wall0: float) -> Any:
     infos = [ReplicaInfo(r, rep.pool.name, rep.info_blocks, float(F[r, L.BUSY]), int(S[r, L.HITT]),
                          int(S[r, L.ADMT]), int(S[r, L.THIT]), int(S[r, L.TOFF]), rep.block_bytes)
              for r, rep in enumerate(sim.replicas)]
+    if k.closed and k.sent() < len(wl):  # closed-loop clients stopped (duration_s, the horizon): only what was sent
+        wl, tb = wl.head(k.sent()), tb.head(k.sent())
+        sim.wl, sim.table = wl, tb
     return Result(sc, wl, tb, ts, sys_t, sys_n, infos, sim_time, time.perf_counter() - wall0, engine=engine,
                   ledger=led, facility=events, power_peak_window_s=window,
                   autoscale=drv.autoscale if drv is not None else None)

@@ -17,9 +17,10 @@ import sim.engine.kernel as _pkg
 from sim.engine.kernel.jit import NUMBA_ERROR, PACKAGE
 
 MODULES = ("layout", "heap", "step", "queues", "kv", "lifecycle", "plan", "advance", "route", "handoff", "loop",
-           "shared", "tally")
+           "clients", "shared", "tally")
 # the entry points each driver calls from Python (module, function): what must be compiled
-ENTRY_POINTS = (("loop", "run_until"), ("shared", "run_shared"), ("shared", "to_shared"), ("tally", "in_system"),
+ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "pop_client"),
+                ("shared", "run_shared"), ("shared", "to_shared"), ("tally", "in_system"),
                 ("tally", "ledger_walk"), ("step", "bin_energy"), ("lifecycle", "evacuate"),
                 ("lifecycle", "enqueue"), ("lifecycle", "set_rest"), ("lifecycle", "wake"),  # the fast driver's
                 ("lifecycle", "commit"), ("plan", "plan"), ("lifecycle", "sleep"), ("step", "idle_until"),

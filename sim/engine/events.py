@@ -1,5 +1,6 @@
 """The tie rule of both drivers at one instant, as SimPy event priorities: step ends, wake-ups
-and arrivals (SimPy's NORMAL, 1), then client deadlines (LATE), then the facility's events
+and arrivals (SimPy's NORMAL, 1), then closed-loop clients' sends (CLIENT, all of an instant's
+at once), then client deadlines (LATE), then the facility's events
 (FACILITY: control ticks, trips, failures and repairs, commissioning, re-routed requests
 reaching their replica), in the order they were scheduled. The compiled driver's barriers follow
 the same rule (sim/engine/drivers/facility.py)."""
@@ -12,8 +13,9 @@ from typing import Any, Callable
 import simpy
 from simpy.events import EventPriority
 
-LATE = EventPriority(2)  # client deadlines: after the step ends and arrivals of an instant (NORMAL, 1)
-FACILITY = EventPriority(3)  # facility events: after everything else at their instant
+CLIENT = EventPriority(2)  # closed-loop clients' sends: after the step ends, wake-ups and arrivals (NORMAL, 1)
+LATE = EventPriority(3)  # client deadlines: after the step ends, arrivals and sends of an instant
+FACILITY = EventPriority(4)  # facility events: after everything else at their instant
 
 
 class Later(simpy.events.Event):

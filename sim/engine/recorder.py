@@ -27,6 +27,15 @@ class RequestTable:
         self.prefill_replica = np.full(n, -1, dtype=np.int32)
         self.decode_replica = np.full(n, -1, dtype=np.int32)
         self.kv_transfer_s = np.zeros(n)
+        self.client: np.ndarray | None = None  # int32: the closed-loop client that sent it (None: open loop)
+
+    def head(self, m: int) -> RequestTable:
+        """The first m requests' rows (closed-loop clients that stopped sending)."""
+        t = RequestTable(0)
+        for name, v in vars(self).items():
+            setattr(t, name, v[:m].copy() if isinstance(v, np.ndarray) else None if v is None else
+                    {i: x for i, x in v.items() if i < m})
+        return t
 
 
 class TimeSeries:

@@ -11,7 +11,7 @@ from sim.errors import ScenarioError
 from sim.perf.catalog import Catalog
 from sim.schema import OMIT, read
 
-ARRIVALS = ("poisson", "gamma", "constant", "trace")
+ARRIVALS = ("poisson", "gamma", "constant", "trace", "closed")
 TRACE_FORMATS = ("csv", "azure", "mooncake")
 LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("mean", "cv"),
                 "empirical": ("file",)}

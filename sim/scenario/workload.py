@@ -61,6 +61,9 @@ def time_spec(raw: Any, path: str, ctx: Any = None, kw: Any = None) -> dict[str,
     """A distribution of seconds: a number (fixed) or {dist = "exponential", mean = ...} |
     {dist = "lognormal", mean, cv} | {dist = "uniform", min, max} | {dist = "fixed", value}."""
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        if not raw >= 0 or raw == float("inf"):
+            raise ScenarioError(path, f"must be a finite number of seconds >= 0, got {raw!r}",
+                                f"give {path.rsplit('.', 1)[-1]} = 0 or more")
         raw = {"dist": "fixed", "value": float(raw)}
     t = Table(raw, path)
     dist = t.get("dist", str, choices=tuple(TIME_DISTS))
@@ -208,6 +211,13 @@ class WorkloadConfig:
                                    shown=lambda v: not v.get("stages"))
     duration_s: float | None = key(None, "how long requests arrive (or give num_requests)", positive=True, unit="s",
                                    shown=lambda v: not v.get("stages"))
+    concurrency: int | None = key(None, "arrival = \"closed\": clients, each sending its next request when its last "
+                                  "one ends (offline: num_requests, all at once)", positive=True,
+                                  shown=lambda v: v.get("arrival") == "closed")
+    think_time_s: Mapping[str, Any] | None = key(None, "arrival = \"closed\": a client's pause between a request's end "
+                                                 "and its next (a number or a time distribution; none: 0)",
+                                                 parse=time_spec, write=write_dict, kind=(int, float, dict), unit="s",
+                                                 shown=lambda v: v.get("arrival") == "closed")
     prompt_tokens: Mapping[str, Any] = key(None, "prompt lengths: a number or a distribution table", kind=(int, dict),
                                            parse=length_spec, write=write_dict, shown=_not_trace,
                                            doc_default="required")
@@ -278,10 +288,33 @@ class WorkloadConfig:
         return kw
 
 
+def _closed(kw: dict[str, Any], given: Mapping[str, Any]) -> None:
+    """arrival = "closed": concurrency clients send num_requests requests in all (duration_s: they
+    send nothing after it); no rate, and nothing that draws arrival times up front."""
+    num, c = kw["num_requests"], kw["concurrency"]
+    if c is None:
+        raise ScenarioError("workload.concurrency", "missing for arrival = \"closed\"",
+                            "add concurrency = 64 (clients; offline: concurrency = num_requests)")
+    if num is None:
+        raise ScenarioError("workload.num_requests", "missing for arrival = \"closed\" (the most requests the "
+                            "clients send; duration_s then stops them early)", "add num_requests = 10000")
+    if c > num:
+        raise ScenarioError("workload.concurrency", f"{c} clients for {num} requests",
+                            f"give at most num_requests ({num}) clients")
+    for k in ("rate_per_s", "stages", "diurnal", "rate_profile", "multi_turn", "trace", "sessions"):
+        if k in given:
+            raise ScenarioError(f"workload.{k}", "does not apply to closed-loop clients (each sends when its last "
+                                "request ends)", f"remove {k}, or use an open-loop arrival process")
+
+
 def _arrivals(kw: dict[str, Any], given: Mapping[str, Any], ctx: Context) -> None:
     """The arrival process's keys, which depend on the process: the rate (given, or from the
     stages or the time-varying profile), how many or for how long, the lengths (a trace's own)."""
     arrival, stages, num, dur = kw["arrival"], kw["stages"], kw["num_requests"], kw["duration_s"]
+    if arrival != "closed" and (kw["concurrency"] is not None or kw["think_time_s"] is not None):
+        k = "concurrency" if kw["concurrency"] is not None else "think_time_s"
+        raise ScenarioError(f"workload.{k}", f"applies to closed-loop clients only (arrival = \"{arrival}\")",
+                            f'use arrival = "closed", or remove {k}')
     if stages and arrival == "trace":
         raise ScenarioError("workload.stages", "stages do not apply to trace replay", "remove [[workload.stages]]")
     if arrival == "trace":
@@ -294,7 +327,9 @@ def _arrivals(kw: dict[str, Any], given: Mapping[str, Any], ctx: Context) -> Non
             if kw[k] is None:
                 kw[k] = {"dist": "fixed", "value": 1}
         return
-    if kw["diurnal"] is not None or kw["rate_profile"] is not None:
+    if arrival == "closed":
+        _closed(kw, given)
+    elif kw["diurnal"] is not None or kw["rate_profile"] is not None:
         key_ = "diurnal" if kw["diurnal"] is not None else "rate_profile"
         if kw["diurnal"] is not None and kw["rate_profile"] is not None:
             raise ScenarioError("workload.rate_profile", "give diurnal or rate_profile, not both", "remove one")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -36,6 +36,14 @@ class Workload:
     cls: np.ndarray | None = None  # int16 request-class index (None: one class)
     session: np.ndarray | None = None  # int64 session id (None: no sessions)
     history: bool = False  # multi-turn: a request's prefix group is its session, whose history grows
+    clients: int = 0  # closed-loop clients (0: open loop); arrival_s is then written as requests are sent
+    think_s: np.ndarray | None = None  # float64: the think time of the client after request j ends (closed loop)
+
+    def head(self, m: int) -> Workload:
+        """The first m requests (closed-loop clients that stopped sending)."""
+        cut = {f.name: getattr(self, f.name)[:m] for f in fields(self)
+               if isinstance(getattr(self, f.name), np.ndarray)}
+        return replace(self, **cut)
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -342,6 +350,8 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
         bounds = tuple(starts) + (t0,)
     elif w.rate_points:
         arr = thinned(w.rate_points, w.duration_s, rng, stream(seed, "thinning"))
+    elif w.arrival == "closed":  # sent when the clients' previous requests end (sim/engine/kernel/clients.py)
+        arr = np.zeros(w.num_requests)
     else:
         arr = arrivals(w.arrival, w.rate_per_s, w.cv, w.num_requests, w.duration_s, rng)
     n = arr.shape[0]
@@ -370,6 +380,11 @@ def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
     sess = stream(seed, "sessions").integers(0, w.sessions, size=n) if w.sessions else None
     if w.multi_turn is not None:
         return _sessions(w, seed, arr, stage, bounds, cls, base_dir)
+    if w.arrival == "closed":
+        think = (draw_times(w.think_time_s, n, stream(seed, "think_time")) if w.think_time_s is not None
+                 else np.zeros(n))
+        return Workload(arr, pr, out, stage, group, ptok, bounds, cls, sess, clients=int(w.concurrency),
+                        think_s=think)
     return Workload(arr, pr, out, stage, group, ptok, bounds, cls, sess)
 
 

@@ -25,7 +25,7 @@ import simpy
 from simpy.events import NORMAL
 
 from sim.engine.events import FACILITY, Later, then
-from sim.engine.kernel.layout import (CAP, D_NEXT, DF_NOW, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
+from sim.engine.kernel.layout import (CAP, DF_NOW, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
                                       RS_NODE, SHED, ST)
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
 
@@ -289,7 +289,7 @@ class FacilityDriver:
         """If every request has arrived and left: when the last one left (the run ends then)."""
         k = self.kernel
         n = len(k.rq.arr)
-        if k.st.clk.D[D_NEXT] < n:
+        if not k.sending_over():
             return None
         st, rep = k.rq.STATUS, k.rq.REP
         lo = self._live_from

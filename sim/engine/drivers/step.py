@@ -14,6 +14,7 @@ facility are processes of the same environment; ties at an instant follow sim/en
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 from collections import deque
@@ -24,7 +25,7 @@ import simpy
 
 from sim.engine.arrays import Kernel, finish, prepare
 from sim.engine.compilation import kernel_for
-from sim.engine.events import FACILITY, LATE, Later, delay_to, then
+from sim.engine.events import CLIENT, FACILITY, LATE, Later, delay_to, then
 from sim.engine.kernel.layout import (DOWN, DRN, DTF, FIT_OK, HOH, IDLE, NAV, OWN, R_GONE, R_WAITING, REST_W,
                                       RS_NO_CAPACITY, RST, ST, STEP, WAKE)
 from sim.engine.recorder import REJECTED
@@ -69,6 +70,10 @@ class StepDriver:
         self._dl_wake: simpy.Event | None = None
         self.arrivals_done = False
         self.fac: Any = None  # the facility host (sim/engine/drivers/facility.py), with a [facility]
+        self.closed = k.closed  # closed-loop clients send the requests
+        self._sent = 0  # ... requests sent so far
+        self._send_at = math.inf  # ... the earliest send scheduled
+        self._lists: tuple = ()
 
     # --- small kernel calls ---
     def poke(self, r: int) -> None:
@@ -78,7 +83,15 @@ class StepDriver:
             ev.succeed()
 
     def _maybe_end(self) -> None:
-        """With a facility: the run ends when every request has arrived and left."""
+        """With a facility: the run ends when every request has arrived and left. Closed-loop
+        clients whose requests ended send their next (each transition that ends a request
+        comes through here)."""
+        if self.closed:
+            self._clients_poll()
+            if not self.arrivals_done and self.k.sending_over():
+                self.arrivals_done = True
+                if self._dl_wake is not None and not self._dl_wake.triggered:
+                    self._dl_wake.succeed()
         fac = self.fac
         if fac is not None and self.arrivals_done and not fac.end.triggered and fac._ended() is not None:
             fac.end.succeed()
@@ -144,7 +157,7 @@ class StepDriver:
         return int(m.launch(r, now, nch, ndec, k.rp, k.rq, k.run))
 
     def _arrivals(self) -> Generator[Any, Any, None]:
-        env, k, m = self.env, self.k, self.m
+        env, k = self.env, self.k
         arr = k.rq.arr
         n = len(arr)
         prompt, output = k.rq.prompt.tolist(), k.rq.output.tolist()
@@ -160,23 +173,58 @@ class StepDriver:
                 report.progress(j, n)
             if t + d0 > env.now:
                 yield env.timeout(t + d0 - env.now)
-            k.arrived(j, env.now)
-            why = m.arrival_check(j, k.st)  # shed, no pool serves its model, too long for its group
-            if why != FIT_OK:
-                k.reject(j, why)
-                continue
-            if finite:
-                self.deadlines.append(j)
-                if self._dl_wake is not None and not self._dl_wake.triggered:
-                    self._dl_wake.succeed()
-            req = RouterRequest(j, t, prompt[j], output[j], sess[j] if sess is not None else -1,
-                                prio[j] if prio is not None else 0)
-            if not self._route(req):
-                k.gone(j)  # its deadline finds it gone
-                k.reject(j, RS_NO_CAPACITY)
+            self._arrive_request(j, t, prompt, output, sess, prio, finite)
         self.arrivals_done = True
         self._maybe_end()
         report.progress(n, n, "arrivals done; draining")
+
+    def _arrive_request(self, j: int, t: float, prompt: list, output: list, sess: list | None, prio: list | None,
+                        finite: bool) -> None:
+        """Request j (sent at t) reaches the router now: turned away, or routed."""
+        k, now = self.k, self.env.now
+        k.arrived(j, now)
+        why = self.m.arrival_check(j, k.st)  # shed, no pool serves its model, too long for its group
+        if why != FIT_OK:
+            k.reject(j, why, now)
+            return
+        if finite:
+            self.deadlines.append(j)
+            if self._dl_wake is not None and not self._dl_wake.triggered:
+                self._dl_wake.succeed()
+        req = RouterRequest(j, t, prompt[j], output[j], sess[j] if sess is not None else -1,
+                            prio[j] if prio is not None else 0)
+        if not self._route(req):
+            k.gone(j)  # its deadline finds it gone
+            k.reject(j, RS_NO_CAPACITY, now)
+
+    # --- closed-loop clients (sim/engine/kernel/clients.py: the same rules) ---
+    def _clients_poll(self) -> None:
+        """A client may be ready to send sooner than the send scheduled: schedule its send
+        (CLIENT priority: after the instant's step ends and wake-ups, before its deadlines)."""
+        k = self.k
+        rq = k.rq
+        if not self.closed or self._sent >= len(rq.arr) or rq.CN[0] == 0 or rq.CK[0] >= k.st.clk.stop:
+            return
+        t = float(rq.CK[0]) + k.st.clk.d0
+        if t < self._send_at:
+            self._send_at = t
+            then(Later(self.env, delay_to(self.env.now, t), CLIENT), self._clients_send, t)
+
+    def _clients_send(self, t: float) -> None:
+        """Every client ready to send by now sends (in order of its heap), as one batch."""
+        if t == self._send_at:
+            self._send_at = math.inf
+        k, m = self.k, self.m
+        rq, n, d0, stop, now = k.rq, len(k.rq.arr), k.st.clk.d0, k.st.clk.stop, self.env.now
+        finite = k.st.clk.timeout < np.inf
+        while self._sent < n and rq.CN[0] > 0 and rq.CK[0] < stop and rq.CK[0] + d0 <= now:
+            j = self._sent
+            t_send = float(m.pop_client(rq, j))
+            self._sent += 1
+            self._arrive_request(j, t_send, self._lists[0], self._lists[1], self._lists[2], self._lists[3], finite)
+        if self._sent % max(1, n // 200) == 0:
+            self.sim.report.progress(self._sent, n)
+        self._maybe_end()
 
     def _route(self, req: RouterRequest) -> bool:
         """Send a request to a replica (or the shared queue). False if none can take it."""
@@ -304,7 +352,13 @@ class StepDriver:
                 fac.ledger.set_power(r, float(k.F[r, REST_W]), 0.0)
             env.sync, env.end = fac._walk, fac.end
             start_facility(fac)
-        env.process(self._arrivals())
+        if self.closed:
+            sess = self.sim.route_session
+            self._lists = (k.rq.prompt.tolist(), k.rq.output.tolist(), sess.tolist() if sess is not None else None,
+                           self.prio.tolist() if self.prio is not None else None)
+            self._clients_poll()
+        else:
+            env.process(self._arrivals())
         if k.st.clk.timeout < np.inf:
             env.process(self._deadline_proc())
         horizon = self.sim.sc.run.horizon_s

@@ -20,6 +20,7 @@ The modules, lowest first (each imports only those above it):
 | `route` | the routers: trees over each group's replicas and the one decision |
 | `handoff` | prefill/decode hand-offs and KV transfers |
 | `loop` | the fast driver's event loop: arrivals, deadlines, barriers |
+| `clients` | closed-loop clients: their sends merged with the replicas' events and deadlines |
 | `shared` | central_queue's loop in SimPy's event order |
 | `tally` | the ledger's walk over power rows, requests in the system |
 

@@ -16,7 +16,7 @@ from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (DONE, DOWN, DRN, GEN, H_DELIVER, H_ROUTE, HELD, HOH, HOT, KVB,
                                       NIC, NLAT, NSH, NXT, QG, R_GONE, R_TRANSIT, RGRP, RNODE, RS_NO_CAPACITY, RST,
                                       TS_FULL)
-from sim.engine.kernel.lifecycle import enqueue
+from sim.engine.kernel.lifecycle import client_free, enqueue
 from sim.engine.kernel.route import (advance_group, assign, build_trees, choose_decode, decode_reads, fix_tree,
                                      tree_next, unassign)
 from sim.engine.recorder import COMPLETED, FAILED
@@ -29,6 +29,7 @@ def fail(j, t, why, rq):
     rq.RSN[j] = why
     rq.FIN[j] = t
     rq.RQ[j, RST] = R_GONE
+    client_free(j, t, rq)
 
 
 @kernel(inline=True)
@@ -38,6 +39,7 @@ def prefilled(i, r, st):
     st.ho.PREP[i] = r
     if st.ho.OUT0[i] <= 1:
         st.rq.STATUS[i] = COMPLETED
+        client_free(i, st.rq.FIN[i], st.rq)
         return False
     return True
 

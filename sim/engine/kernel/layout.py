@@ -179,10 +179,12 @@ D_DEADLINE = POS.col("the next request whose client deadline is pending")
 D_ENTERED = POS.col("arrivals processed")
 D_SEQ = POS.col("central_queue: events scheduled so far (SimPy's insertion count)")
 D_ARR_SEQ = POS.col("central_queue: the next arrival's insertion count")
+D_POPPED = POS.col("closed-loop clients: requests whose send time has been taken off the clients' heap")
 POS.seal(globals())
 POS_F = Table("Df", "float64", "the event loop's clocks, Df[column]")
 DF_NOW = POS_F.col("the arrival process's clock")
 DF_NEXT = POS_F.col("central_queue: the next arrival's time")
+DF_BATCH = POS_F.col("closed-loop clients: the instant whose sends are being routed (-1: none)")
 POS_F.seal(globals())
 
 # --- rows the kernel writes ------------------------------------------------------------------------
@@ -254,6 +256,13 @@ class Requests(NamedTuple):
     PRE: np.ndarray  # int32: preemptions
     RSN: np.ndarray  # int8: why it was rejected or failed (RS_*)
     REP: np.ndarray  # int32: the replica it was routed to (-1: none)
+    # closed-loop clients (sim/engine/kernel/clients.py; all empty for open-loop arrivals)
+    think: np.ndarray  # float64 [n]: the think time of the client after request j ends
+    CLI: np.ndarray  # int32 [n]: the client that sent request j
+    CK: np.ndarray  # float64 [clients]: the clients waiting to send, a min-heap: when
+    CT: np.ndarray  # int64: ... ties (the request that ended; the first sends: client - clients)
+    CV: np.ndarray  # int64: ... the client
+    CN: np.ndarray  # int64 [1]: the heap's size
 
 
 class Run(NamedTuple):
@@ -281,6 +290,7 @@ class Routing(NamedTuple):
     DEC: np.ndarray  # int64 [groups]: a prefill group's decode group (-1: none)
     TA: np.ndarray  # float64 [groups, 2P]: min-tree of when each replica must next be advanced
     TL: np.ndarray  # float64 [groups, 2P]: min-tree of the load the group's router minimises
+    TC: np.ndarray  # float64 [2P]: closed-loop clients: min-tree over every replica of its next event
     pairs: np.ndarray  # int64 [n, 2]: power_of_two's pairs (indices within the group)
     sess: np.ndarray  # int64 [n]: session_affinity's dense session (-1: none)
     home: np.ndarray  # int64 [sessions]: each session's replica (-1: not yet)
@@ -312,11 +322,12 @@ class Network(NamedTuple):
 class Clock(NamedTuple):
     """The event loop's inputs and position."""
 
-    D: np.ndarray  # int64 [6]: POS's columns
-    Df: np.ndarray  # float64 [2]: POS_F's columns
+    D: np.ndarray  # int64 [7]: POS's columns
+    Df: np.ndarray  # float64 [3]: POS_F's columns
     d0: float  # the fastest front end's delay: an arrival reaches the router d0 s after it arrives
     horizon: float  # nothing at or after it happens (inf: none)
     timeout: float  # client deadline after arrival (inf: none)
+    stop: float  # closed-loop clients send nothing at or after this (workload.duration_s; inf: none)
 
 
 class State(NamedTuple):

@@ -23,6 +23,18 @@ from sim.engine.recorder import COMPLETED, FAILED
 
 
 @kernel(inline=True)
+def client_free(j, t, rq):
+    """Request j ended at t (completed, rejected or failed): with closed-loop clients, its
+    client sends its next request after its think time (onto the clients' heap, ties in order
+    of the request that ended). Nothing for open-loop arrivals."""
+    if rq.think.shape[0] == 0:
+        return
+    n = rq.CN[0]
+    heap.push(rq.CK, rq.CT, rq.CV, n, t + rq.think[j], j, rq.CLI[j])
+    rq.CN[0] = n + 1
+
+
+@kernel(inline=True)
 def complete(r, i, t, S, rq):
     """Request i's last token reaches its client at t; on a prefill replica it joins the
     hand-off list instead (prefilled: a decode replica takes it on)."""
@@ -39,6 +51,7 @@ def complete(r, i, t, S, rq):
         S[r, HOT] = i
         return
     rq.STATUS[i] = COMPLETED
+    client_free(i, t, rq)
 
 
 @kernel
@@ -171,6 +184,7 @@ def give_up(r, j, t, rp, rq):
     cancel(r, j, rp, rq)
     rq.STATUS[j] = FAILED
     rq.FIN[j] = t
+    client_free(j, t, rq)
 
 
 @kernel

@@ -14,18 +14,19 @@ from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (D_DEADLINE, D_ENTERED, D_NEXT, D_STARTED, DF_NOW, EEND, FIT_OK, HOH, IDLE,
                                       NAV, PD, QG, R_GONE, RS_NO_CAPACITY, RST,
                                       ST, TS_FULL)
-from sim.engine.kernel.lifecycle import enqueue, give_up
+from sim.engine.kernel.lifecycle import client_free, enqueue, give_up
 from sim.engine.kernel.route import (R_JSQ, R_POWER_OF_TWO, R_ROUND_ROBIN, arrival_check, assign, build_trees,
                                      choose, fix_tree, fresh_session, group_available, keeps, read, unchoose)
 from sim.engine.recorder import IN_FLIGHT, REJECTED
 
 
 @kernel(inline=True)
-def reject(j, why, rq):
-    """Request j is turned away on arrival (why: RS_*; RS_NONE: it needs more KV than a replica
-    holds)."""
+def reject(j, why, t, rq):
+    """Request j is turned away on arrival at t (why: RS_*; RS_NONE: it needs more KV than a
+    replica holds)."""
     rq.STATUS[j] = REJECTED
     rq.RSN[j] = why
+    client_free(j, t, rq)
 
 
 @kernel(inline=True)
@@ -69,11 +70,11 @@ def _route(j, now, st, fb, tree):
     rq, rp = st.rq, st.rp
     why = arrival_check(j, st)
     if why != FIT_OK:
-        reject(j, why, rq)
+        reject(j, why, now, rq)
         return 0
     g = rq.RQ[j, QG]
     if not group_available(g, st, fb):
-        reject(j, RS_NO_CAPACITY, rq)
+        reject(j, RS_NO_CAPACITY, now, rq)
         return 0
     fresh = fresh_session(j, st)
     if read(g, j, now, st, fb) == TS_FULL:

@@ -104,10 +104,10 @@ def run_shared(T, st):
                 entered = ai
                 why = arrival_check(i, st)
                 if why != FIT_OK:
-                    reject(i, why, rq)
+                    reject(i, why, now, rq)
                 elif GI[NAV] == 0:
                     RQ[i, RST] = R_GONE  # its deadline finds it gone
-                    reject(i, RS_NO_CAPACITY, rq)
+                    reject(i, RS_NO_CAPACITY, now, rq)
                 else:
                     to_shared(i, now, st)
                 if ai >= n or arr[ai] + d0 > now:
