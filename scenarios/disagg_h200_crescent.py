@@ -29,7 +29,7 @@ SCENARIO = REPO / "scenarios" / "disagg_h200_crescent.toml"
 VARIANTS = [
     "colocated-h200:pools.role=mixed;pools.crescent-decode.hardware=h200;"
     "pools.crescent-decode.cost.usd_per_accel_hour=3.3",
-    "colocated-crescent:pools.role=mixed;pools.h200-prefill.hardware=crescent-island;"
+    "colocated-crescent:pools.role=mixed;pools.h200-prefill.hardware=crescent-island-480;"
     "pools.h200-prefill.cost.usd_per_accel_hour=1.2",
     "h200-prefill+crescent-decode",
 ]

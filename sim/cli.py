@@ -235,6 +235,12 @@ def cmd_perf(args: argparse.Namespace) -> int:
         raise ScenarioError("--power-cap-w", f"must be > 0, got {cap}")
     dp = pm.step_power(args.batch, float(args.batch) * args.context, n_seq=args.batch, cap_w=cap)
     out["power_w"] = dp.power_w
+    # wall power of the replica: its accelerators in this step and their hosts' share (the catalog's
+    # node figures; sim/perf/power.py host_power_w: assumed shares of a system spec)
+    out["host_w_per_accel"] = hw.host_w_per_accel
+    out["node_power_w"] = args.tp * (dp.power_w + hw.host_w_per_accel)
+    out["node_idle_w"] = args.tp * (hw.idle_w + hw.host_idle_w_per_accel)
+    out["decode_tokens_per_s_per_node_kw"] = args.batch / dp.t_s / (out["node_power_w"] / 1000.0)
     if cap is not None and dp.power_w > cap * (1 + 1e-9):
         raise ScenarioError("--power-cap-w", f"{cap:g} W is below what {hw.id} draws in this decode step even at its "
                             f"lowest clock ({dp.power_w:.1f} W)", f"give at least {math.ceil(dp.power_w)} W")
@@ -244,6 +250,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         out["decode_step_uncapped_s"] = dec.t_s
         out["decode_step_s"] = dp.t_s
         out["decode_tokens_per_s"] = args.batch / dp.t_s
+        out["decode_tokens_per_s_per_node_kw"] = args.batch / dp.t_s / (out["node_power_w"] / 1000.0)
     if args.prompt is not None:
         if args.prompt < 1:
             raise ScenarioError("--prompt", f"must be >= 1, got {args.prompt}")
@@ -327,10 +334,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0
 
     if args.hardware:
-        from sim.validation.hardware import TRTLLM, check, format_check
+        from sim.validation import argonne, hardware
 
-        hrep = check(Path(args.data) / "trtllm_perf_overview.csv" if args.data else TRTLLM)
-        print(json.dumps(hrep, indent=1) if args.json else format_check(hrep))
+        if args.source == "argonne":
+            default, name, check, fmt = argonne.ARGONNE, "argonne_llm_inference_bench.csv", argonne.check, \
+                argonne.format_check
+        else:
+            default, name, check, fmt = hardware.TRTLLM, "trtllm_perf_overview.csv", hardware.check, \
+                hardware.format_check
+        path = Path(args.data) / name if args.data else default
+        if not path.is_file():
+            raise ScenarioError("--data", f"no {name} in {args.data}", f"give a folder holding {name}")
+        hrep = check(path)
+        print(json.dumps(hrep, indent=1) if args.json else fmt(hrep))
         return 0
 
     rep = validate(Path(args.data) if args.data else DEFAULT_DATA, cv=args.cv, workers=args.workers,
@@ -554,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offline maximum throughput across hardware and precision instead: TensorRT-LLM's measured "
                         "tables (data/validation/hardware) against dcsim, per accelerator and precision (--data: "
                         "a folder with trtllm_perf_overview.csv)")
+    v.add_argument("--source", choices=("trtllm", "argonne"), default="trtllm",
+                   help="with --hardware: trtllm (TensorRT-LLM's offline max-throughput tables) or argonne (Argonne "
+                        "LLM-Inference-Bench static batches on A100, H100, GH200, MI300X; run as offline closed-loop "
+                        "clients; --data: a folder with argonne_llm_inference_bench.csv)")
     v.add_argument("--variability", action="store_true",
                    help="run each experiment with the fitted step-time variability (a cold start's warm-up and "
                         "jitter, sim/data/variability.toml; with --cv the values chosen without its model)")

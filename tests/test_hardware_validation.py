@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,35 @@ def test_ratios_match_rows_across_parts_and_compare_the_ratio():
     (g,) = ratios(errs)
     assert g["parts"] == "b200 FP4 / h200 FP8" and g["rows"] == 1
     assert g["median_signed_error"] == pytest.approx(3.0 / 2.9 - 1)
+
+
+def test_argonne_static_batches_map_onto_the_catalog():
+    from sim.validation.argonne import batch_rows
+
+    rows, skipped = batch_rows()
+    parts = {r.hardware for r in rows}
+    assert parts == {"a100-40g", "h100-sxm", "gh200", "mi300x"}
+    assert {r.engine for r in rows} == {"vllm", "trtllm"}
+    assert skipped["other part"] > 0 and skipped["model not in the catalog"] > 0
+    cat = builtin_catalog()
+    assert all(r.model in cat.models and r.hardware in cat.hardware for r in rows)
+
+
+def test_an_argonne_batch_runs_as_offline_closed_loop_clients():
+    """A static batch: every request sent at 0 by its own client, the batch's output rate over
+    its last completion; on GH200 with TensorRT-LLM (H100 constants, the same die) within 10%
+    of the measured batches (median over the bench's 60 rows)."""
+    from sim.validation import argonne
+
+    rows = [r for r in argonne.batch_rows()[0] if r.hardware == "gh200" and r.engine == "trtllm"]
+    assert len(rows) == 60
+    raw = argonne.scenario(rows[0])
+    assert raw["workload"]["concurrency"] == raw["workload"]["num_requests"] == rows[0].batch
+    errs = [argonne.predict(r) / r.measured_tok_s - 1 for r in rows]
+    assert statistics.median(abs(e) for e in errs) < 0.10
+
+
+def test_validate_hardware_source_argonne_from_the_cli(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "sim", "validate", "--hardware", "--source", "argonne", "--data",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--data" in out.stderr

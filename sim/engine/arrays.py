@@ -276,7 +276,7 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
                 F[r, L.WEND] = v.warmup_s * math.log(v.warmup_factor * 1e6) if v.warmup_factor * 1e6 > 1 else 0.0
         # the replica's key for its draws (kernel step.vary): seed and replica, hashed
         S[r, L.JSEED] = mix(mix((sc.seed ^ (sc.seed >> 32)) & 0xFFFFFFFF) ^ (r & 0xFFFFFFFF))
-        F[r, L.REST_W] = PC[r, IDLE_W] * S[r, L.TP] + rep.host_w
+        F[r, L.REST_W] = PC[r, IDLE_W] * S[r, L.TP] + rep.host_idle_w
         if rep.pool.role == "prefill":  # disaggregation: prefill replicas hand off; KV transfers
             S[r, L.ROLE] = L.ROLE_PREFILL
         F[r, L.NIC] = rep.pool.accels * net.gbps * 1e9 / 8.0

@@ -40,12 +40,16 @@ class ReplicaSpec:
     """One replica as the drivers build it: its pool, roofline model, KV geometry, power and
     front-end latency. Plain data: no state of a run."""
 
-    def __init__(self, rid: int, pool: PoolConfig, prefix_tokens: int, host_w_per_accel: float,
+    def __init__(self, rid: int, pool: PoolConfig, prefix_tokens: int, host_w_per_accel: float | None,
                  scaleout: tuple[float, float] | None = None, ep_net: tuple[float, float, int] | None = None) -> None:
         self.rid = self.index = rid
         self.pool = pool
         self.service = pool.service
-        self.host_w = host_w_per_accel * pool.accels
+        # its hosts' draw while it serves and while it idles: [facility] host_w_per_accel for both,
+        # else the catalog's per part (sim/perf/power.py host_power_w)
+        hw = pool.hardware
+        self.host_w = (hw.host_w_per_accel if host_w_per_accel is None else host_w_per_accel) * pool.accels
+        self.host_idle_w = (hw.host_idle_w_per_accel if host_w_per_accel is None else host_w_per_accel) * pool.accels
         sc = pool.scheduler
         if pool.service is None:
             self.perf: PerfModel | None = PerfModel(pool.hardware, pool.model, pool.tp, pool.dtype, pool.kv_dtype,
@@ -114,7 +118,7 @@ class Simulation:
         self.route_session = (None if sess is None else sess if n_g == 1 else
                               np.where(sess < 0, -1, sess * n_g + np.maximum(self.groups.of_request, 0)))
         fac = scenario.facility
-        host = fac.host_w_per_accel if fac is not None else 0.0
+        host = fac.host_w_per_accel if fac is not None else None
         self.replicas: list[ReplicaSpec] = []
         net = scenario.network
         ep_net = (net.gbps * 1e9 / 8.0, net.latency_us * 1e-6, net.gpus_per_node)  # the ports EP all-to-alls use

@@ -52,6 +52,11 @@ class Hardware:
     seq_overhead_s: float = 0.0
     comm_latency_s: float = 1e-5
     usd_per_accel_hour: float | None = None
+    # the server's maximum power per accelerator (system spec, e.g. DGX H100 10.2 kW / 8), W: what
+    # its hosts (CPUs, NICs, switches, fans, power conversion) may draw besides the accelerators;
+    # None: NODE_PER_TDP x tdp_w (sim/perf/power.py host_power_w)
+    node_w_per_accel: float | None = None
+    node_source: str = ""  # where node_w_per_accel comes from
     sources: str = ""
     calibration: str = ""  # what the efficiency constants rest on
     power_calibration: str = ""  # what clock_power_frac and memory_power_frac rest on
@@ -83,6 +88,20 @@ class Hardware:
             what += f"; specs partly assumed ({self.sources})"
         return (f"{self.id}: {what}; its latencies and throughput are estimates, outside the error measured "
                 f"on h100-sxm (docs/validation.md)")
+
+    @property
+    def host_w_per_accel(self) -> float:
+        """The hosts' draw per accelerator while it serves, W (sim/perf/power.py host_power_w)."""
+        from sim.perf.power import host_power_w
+
+        return host_power_w(self.tdp_w, self.node_w_per_accel, loaded=True)
+
+    @property
+    def host_idle_w_per_accel(self) -> float:
+        """... while it idles, W."""
+        from sim.perf.power import host_power_w
+
+        return host_power_w(self.tdp_w, self.node_w_per_accel, loaded=False)
 
     def flops_efficiency_for(self, dtype: str) -> float:
         """The achieved fraction of `dtype`'s dense peak in GEMMs."""
@@ -311,7 +330,8 @@ def _check_tflops(obj: Any, where: str, v: Any) -> None:
 def _check_numbers(obj: Any, where: str) -> None:
     for f in fields(obj):
         v = getattr(obj, f.name)
-        if f.name in ("id", "name", "source", "sources", "calibration", "power_calibration", "tie_embeddings"):
+        if f.name in ("id", "name", "source", "sources", "calibration", "power_calibration", "tie_embeddings",
+                      "node_source"):
             continue
         if f.name == "calibration_status":
             if v not in CALIBRATION_STATUSES:
@@ -357,6 +377,10 @@ def _check_model(obj: Any, where: str) -> None:
 
 def _check_hardware(obj: Any, where: str) -> None:
     """A part's figures are in range."""
+    if obj.node_w_per_accel is not None and obj.node_w_per_accel < obj.tdp_w:
+        raise ScenarioError(f"{where}.{obj.id}.node_w_per_accel", f"{obj.node_w_per_accel:g} W is below the "
+                            f"accelerator's own tdp_w ({obj.tdp_w:g} W)", "give the server's maximum power divided "
+                            "by its accelerators, or remove it (then 1.82 x tdp_w)")
     for name in ("memory_gb", "mem_bw_tbps"):
         if getattr(obj, name) <= 0:
             raise ScenarioError(f"{where}.{obj.id}.{name}", "must be positive")

@@ -27,6 +27,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIN_CLOCK = 0.3  # DVFS floor: below this, a cap cannot be met by clocks alone
+# The hosts' draw (CPUs, NICs, NVSwitch, fans, power conversion) per accelerator, from the server's
+# maximum power (catalog node_w_per_accel, a system spec): its headroom over the accelerators' TDP is
+# what the hosts may draw at most; serving, they draw HOST_LOADED_SHARE of it, idle HOST_IDLE_SHARE.
+# Both shares are ASSUMED (no node wall-power measurement is shipped): CPUs lightly loaded by an
+# inference server, fans at part speed; a DGX H100 (10.2 kW for 8 x 700 W) gives 288 W per GPU
+# serving and 173 W idle. A part without a system spec takes NODE_PER_TDP (the DGX H100's ratio).
+HOST_LOADED_SHARE = 0.5
+HOST_IDLE_SHARE = 0.3
+NODE_PER_TDP = 10200.0 / 8 / 700
 # Below this clock factor the cores can no longer keep HBM saturated: memory-bound throughput
 # (and memory power) fall in proportion. An assumption consistent with POLCA's finding that
 # decode tolerates moderate caps but not deep ones.
@@ -106,3 +115,10 @@ def _capped_with(at_clock):
 
 
 capped = _capped_with(at_clock)
+
+
+def host_power_w(tdp_w: float, node_w_per_accel: float | None, loaded: bool) -> float:
+    """The hosts' draw per accelerator, W: a share of the server's headroom over the accelerators'
+    TDP (HOST_LOADED_SHARE serving, HOST_IDLE_SHARE idle; both assumed)."""
+    node = node_w_per_accel if node_w_per_accel is not None else NODE_PER_TDP * tdp_w
+    return max(node - tdp_w, 0.0) * (HOST_LOADED_SHARE if loaded else HOST_IDLE_SHARE)

@@ -258,8 +258,9 @@ class Facility:
                            derive=lambda c, kw: read(Manager, {}, "facility.manager", c))
     gpus_per_node: int = key(8, "accelerators per node (a node fails as a whole)", positive=True)
     nodes_per_rack: int = key(4, "nodes per rack", positive=True)
-    host_w_per_accel: float = key(0.0, "server power besides the accelerators (CPU, NIC, fans), while on",
-                                  nonneg=True, unit="W")
+    host_w_per_accel: float | None = key(None, "server power besides the accelerators (CPU, NIC, fans), while on "
+                                         "(none: each part's, serving and idle, from the catalog)", nonneg=True,
+                                         unit="W", kind=float, doc_default="the catalog's")
     failures: Failures = Failures()
     declared: bool = True  # from a [facility] table (False: only [failures], or autoscaling's events)
     failures_given: bool = False
@@ -356,7 +357,8 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
         tent = p.get("tent", names[0])
         if tent not in names:
             raise ScenarioError(f"pools[{i}].tent", f"no tent named {tent!r}", f"use one of: {', '.join(names)}")
-        idle[tent] += pc.replicas * pc.accels * (pc.hardware.idle_w + fac.host_w_per_accel)
+        host = fac.host_w_per_accel if fac.host_w_per_accel is not None else pc.hardware.host_idle_w_per_accel
+        idle[tent] += pc.replicas * pc.accels * (pc.hardware.idle_w + host)
     for k, tn in enumerate(fac.tents):
         if idle[tn.name] > tn.it_limit_w:
             raise ScenarioError(f"facility.tents[{k}].it_limit_mw",

@@ -33,12 +33,12 @@ from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
 class FastReplica:
     """A replica as the facility sees it: its narrow interface (either driver)."""
 
-    def __init__(self, drv: "FacilityDriver", r: int, pool: Any, host_w: float, idle_w: float) -> None:
+    def __init__(self, drv: "FacilityDriver", r: int, pool: Any, host_w: float, on_w: float) -> None:
         self._d, self._k = drv, drv.kernel
         self.rid = self.index = r
         self.pool = pool
         self.host_w = host_w
-        self._on_w = idle_w + host_w  # idle draw while on
+        self._on_w = on_w  # idle draw while on (accelerators and hosts idle)
         self._commissioning = False
 
     @property
@@ -176,7 +176,7 @@ class FacilityDriver:
         self._sorted = (np.empty(0), np.empty(0, np.int64), np.empty(0), np.empty(1, np.int64))
         self._comm = np.zeros(R, bool)  # commissioning (FastReplica.commissioning)
         self._host_w = [rep.host_w for rep in sim.replicas]
-        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, REST_W]) - rep.host_w)
+        self.replicas = [FastReplica(self, r, rep.pool, rep.host_w, float(kernel.F[r, REST_W]))
                          for r, rep in enumerate(sim.replicas)]
         self._retries = np.zeros(len(kernel.rq.arr), np.int64)
         self.autoscale: Any = None  # sim/engine/autoscale.py's log, when a pool is autoscaled
