@@ -1,12 +1,17 @@
-"""H200 (141 GB HBM3e, 4.8 TB/s) against Intel Crescent Island (480 GB LPDDR5X, ~0.68 TB/s
-estimated) serving Llama-3.1-70B as the context grows from 4k to 128k tokens: how many sequences
-fit, output throughput per accelerator (and per watt), and p99 time per output token, each
-accelerator run at saturation. Shows where capacity beats bandwidth and where it does not.
+"""H200 (141 GB HBM3e, 4.8 TB/s) against Intel Crescent Island in its 480 GB partner
+configuration (LPDDR5X, ~0.86 TB/s estimated) serving Llama-3.1-70B as the context grows from 4k
+to 128k tokens: how many sequences fit, output throughput per accelerator and per kW of node
+power (accelerators and their hosts), and p99 time per output token, each accelerator run at
+saturation. Shows where capacity beats bandwidth and where it does not.
 
 Both serve the model in fp8 (weights and KV cache) on one accelerator (70 GB of weights fit
-either). Crescent Island's bandwidth is a press estimate and its compute is undisclosed (the
-catalog marks its TFLOP/s as assumptions); a third series uses the brief's unsourced 1.5 TB/s
-upper estimate to bracket it.
+either). Saturation is closed-loop clients, as many as sequences fit in KV at the full context
+(a benchmark's --max-concurrency), so neither part thrashes its KV cache by admitting more than it
+holds. Power per kW is the run's mean node power: the accelerator's power model plus its hosts'
+share (the catalog's node figures; docs/power.md: assumed shares of a system spec). Crescent
+Island's bandwidth is estimated from its bus and its compute is undisclosed (the catalog marks its
+TFLOP/s as assumptions); a third series uses the brief's unsourced 1.5 TB/s upper estimate to
+bracket it.
 
 Usage: python scenarios/capacity_vs_bandwidth.py [--out runs/capacity] [--output-tokens 512]
 Writes capacity_vs_bandwidth.png and .json; a few seconds once the engine is compiled.
@@ -38,7 +43,8 @@ MODEL = "llama-3.1-70b"
 def hardware_tables() -> dict[str, dict]:
     cat = builtin_catalog()
     out = {}
-    for hid, over in (("h200", {}), ("crescent-island", {}), ("crescent-island-1.5tbps", {"mem_bw_tbps": 1.5})):
+    parts = (("h200", {}), ("crescent-island-480", {}), ("crescent-island-480-1.5tbps", {"mem_bw_tbps": 1.5}))
+    for hid, over in parts:
         h = cat.hardware[hid.split("-1.5")[0]]
         h = dataclasses.replace(h, **over)
         d = {f.name: getattr(h, f.name) for f in dataclasses.fields(h) if f.name != "id" and getattr(h, f.name) is not None}
@@ -61,15 +67,17 @@ def point(hw_id: str, tables: dict, ctx: int, out_tok: int) -> dict:
     n = max(24, 3 * fit)
     sc = dc.from_dict({
         "seed": 1, "hardware": {hw_id: tables[hw_id]},
-        "workload": {"arrival": "poisson", "rate_per_s": 1000.0, "num_requests": n,
+        "workload": {"arrival": "closed", "concurrency": min(fit, n), "num_requests": n,
                      "prompt_tokens": ctx - out_tok, "output_tokens": out_tok},
         "pools": [{"hardware": hw_id, "model": MODEL, "dtype": "fp8", "kv_dtype": "fp8",
-                   "scheduler": {"policy": "chunked", "max_batch_size": 1024, "max_batched_tokens": 8192}}],
+                   "scheduler": {"policy": "chunked", "max_batch_size": max(1024, fit), "max_batched_tokens": 8192}}],
         "run": {"timeseries": False}})
     s = dc.summary(dc.run(sc))
     thr = s["throughput_output_tok_per_s"]
+    node_kw = s["it_power_mean_w"] / 1000.0  # accelerator and hosts, mean over the run
     return {**res, "throughput_tok_per_s": thr, "tpot_p99_s": s["tpot_p99_s"], "tpot_p50_s": s["tpot_p50_s"],
-            "tok_per_s_per_kw": thr / (h.tdp_w / 1000.0), "decode_step_at_fit_s": pm.decode_cost(fit, ctx).t_s,
+            "tok_per_s_per_kw": thr / node_kw, "node_power_mean_w": s["it_power_mean_w"],
+            "decode_step_at_fit_s": pm.decode_cost(fit, ctx).t_s,
             "preemptions": s["preemptions_total"], "requests": s["requests_total"]}
 
 
@@ -102,7 +110,8 @@ def main() -> int:
             ax.plot([r["context"] / 1024 for r in bad], [r[key] for r in bad], "o", ms=12, mfc="none", mec="red",
                     mew=1.2, label="KV thrash (more preemptions than requests)" if i == 0 and bad else None)
     for ax, yl in zip(axes, ("sequences that fit in KV\n(1.5 TB/s variant: same capacity)",
-                             "output tokens/s per accelerator", "output tokens/s per kW of TDP",
+                             "output tokens/s per accelerator", "output tokens/s per kW of node power\n"
+                             "(accelerator and hosts)",
                              "p99 time per output token (ms)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks([c / 1024 for c in ctxs], [f"{c // 1024}k" for c in ctxs])
@@ -135,7 +144,7 @@ def main() -> int:
     print()
     for c in ctxs:
         a = next(r for r in rows if r["hardware"] == "h200" and r["context"] == c)
-        b = next(r for r in rows if r["hardware"] == "crescent-island" and r["context"] == c)
+        b = next(r for r in rows if r["hardware"] == "crescent-island-480" and r["context"] == c)
         win_thr = "Crescent Island" if b["throughput_tok_per_s"] > a["throughput_tok_per_s"] else "H200"
         win_kw = "Crescent Island" if b["tok_per_s_per_kw"] > a["tok_per_s_per_kw"] else "H200"
         print(f"{c // 1024:>4}k: fits {b['sequences_fit']} vs {a['sequences_fit']} sequences "
