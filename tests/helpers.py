@@ -200,8 +200,8 @@ def fixed(arrivals, prompts, outputs):
 def differential_scenario(d: dict) -> dict:
     """The scenario of one drawn example of the differential suite."""
     sched, tp = dict(d["sched"]), d["tp"]
-    if d.get("closed") is not None:  # closed-loop clients run with neither a shared queue nor P/D yet
-        d = dict(d, pd=False, multi=False, sessions=False,
+    if d.get("closed") is not None:  # closed-loop clients do not run with a shared queue yet
+        d = dict(d, multi=False, sessions=False,
                  router="jsq" if d["router"] == "central_queue" else d["router"])
     if d["model"] == "mixtral-8x7b":  # 93 GB of weights: two H100s and most of their memory
         tp, sched["kv_memory_fraction"] = 2, max(sched["kv_memory_fraction"], 0.7)

@@ -143,18 +143,27 @@ def test_clients_on_an_open_loop_process_are_refused():
     assert e.value.field == "workload.concurrency"
 
 
-@pytest.mark.parametrize("what,field", [("central", "router.policy"), ("pd", "pools.role")])
-def test_what_closed_loop_does_not_run_with_yet(what, field):
+def test_what_closed_loop_does_not_run_with_yet():
     raw = closed(4, 100, service=None, replicas=2)
-    if what == "central":
-        raw["router"]["policy"] = "central_queue"
-    else:
-        raw["pools"] = [dict(raw["pools"][0], name="p", role="prefill", replicas=1),
-                        dict(raw["pools"][0], name="d", role="decode", replicas=1)]
-        raw["network"] = {"fabric": "roce-200g"}
+    raw["router"]["policy"] = "central_queue"
     with pytest.raises(ScenarioError) as e:
         Simulation(parse(raw))
-    assert e.value.field == field
+    assert e.value.field == "router.policy"
+
+
+@pytest.mark.parametrize("think", [None, 0.4])
+def test_disaggregated_closed_loop_on_both_drivers(think):
+    """Prefill and decode pools: a client's request ends on its decode replica (or fails in the
+    hand-off); both drivers bit for bit."""
+    raw = closed(10, 300, think=think, service=None, replicas=2, router="least_loaded", timeout_s=4.0)
+    raw["pools"] = [dict(raw["pools"][0], name="p", role="prefill", replicas=1),
+                    dict(raw["pools"][0], name="d", role="decode", replicas=2)]
+    raw["network"] = {"fabric": "roce-200g"}
+    raw["router"]["decode_policy"] = "least_kv"
+    fast, ref = run(raw), run(raw, "simpy")
+    same(fast, ref)
+    assert summarize(fast)["requests_completed"] > 250
+    assert np.all(fast.requests.decode_replica[fast.requests.status == 1] >= 1)
 
 
 def test_cli_one_line_exit_2(tmp_path):

@@ -84,14 +84,11 @@ class ReplicaSpec:
             self.block_bytes, self.tier_block_s, self.tier_blocks = 0.0, 0.0, 0
 
 
-def _closed_loop_supported(sc: Scenario, disaggregated: bool) -> None:
+def _closed_loop_supported(sc: Scenario) -> None:
     """What closed-loop clients (sim/engine/kernel/clients.py) do not run with yet."""
     if sc.router.policy == "central_queue":
         raise ScenarioError("router.policy", "central_queue does not run with closed-loop clients yet",
                             'use another router (e.g. "jsq"), or an open-loop arrival process')
-    if disaggregated:
-        raise ScenarioError("pools.role", "prefill/decode disaggregation does not run with closed-loop clients yet",
-                            'use mixed pools, or an open-loop arrival process')
 
 
 class Simulation:
@@ -110,7 +107,7 @@ class Simulation:
         self.router = model.router
         self.groups = model.groups  # routing groups: the replicas serving each model (sim/engine/build.py)
         if self.wl.clients:
-            _closed_loop_supported(scenario, self.groups.disaggregated)
+            _closed_loop_supported(scenario)
         sess = self.wl.session
         n_g = len(self.groups.models)
         # what session affinity keys on: a session's requests of one model (with several models

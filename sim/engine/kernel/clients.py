@@ -20,8 +20,9 @@ import numpy as np
 from sim.engine.kernel import heap
 from sim.engine.kernel.advance import advance, before
 from sim.engine.kernel.jit import kernel
-from sim.engine.kernel.layout import (D_DEADLINE, D_ENTERED, D_NEXT, D_POPPED, DF_BATCH, DF_NOW, EEND, IDLE, NAV,
-                                      NB, ST, TS_FULL, WAKE)
+from sim.engine.kernel.handoff import collect, until
+from sim.engine.kernel.layout import (D_DEADLINE, D_ENTERED, D_NEXT, D_POPPED, DF_BATCH, DF_NOW, EEND, HOH, IDLE,
+                                      NAV, NB, PD, ST, TS_FULL, WAKE)
 from sim.engine.kernel.loop import _route, expire
 from sim.engine.kernel.route import (R_JSQ, R_POWER_OF_TWO, R_ROUND_ROBIN, _tree_argmin, _tree_pull, _tree_set,
                                      build_trees, fix_tree, keeps)
@@ -72,6 +73,64 @@ def _keep(D, Df, i, dj, now, bt):
     Df[DF_BATCH] = bt
 
 
+@kernel(inline=True)
+def _next_send(i, D, rq, d0, stop):
+    """When the next send (request i) reaches the router: taken off the heap before a pause, else
+    the heap's first (inf: none left, or every client waits past `stop`)."""
+    if i >= rq.arr.shape[0]:
+        return np.inf
+    if i < D[D_POPPED]:
+        return rq.arr[i] + d0
+    if rq.CN[0] > 0 and rq.CK[0] < stop:
+        return rq.CK[0] + d0
+    return np.inf
+
+
+@kernel(inline=True)
+def _replica_event(m, st, fb, pd, tree):
+    """The replica whose event comes first (at m) runs through it: steps ending at or before m,
+    a wake-up at m; what it prefilled joins the hand-off events. 0 or TS_FULL."""
+    rt, S, F = st.rt, st.rp.S, st.rp.F
+    r = _tree_argmin(rt.TC)
+    if advance(r, m, m, st.rp, st.rq, st.run) == TS_FULL:
+        return TS_FULL
+    if pd and S[r, HOH] >= 0:  # routed to decode replicas when it was prefilled
+        collect(r, st)
+    _tree_set(rt.TC, r, event_key(r, S, F))
+    if tree:
+        fix_tree(rt, r, fb, S, F)
+    return 0
+
+
+@kernel(inline=True)
+def _send(i, H, st, fb, tree):
+    """Request i, sent by the heap's first client, reaches the router at H (taken off the heap
+    once: a pause routes it again). 0 or TS_FULL."""
+    rq, D = st.rq, st.clk.D
+    if i >= D[D_POPPED]:
+        pop_client(rq, i)
+        D[D_POPPED] = i + 1
+    if _route(i, H, st, fb, tree) == TS_FULL:
+        return TS_FULL
+    k = rq.REP[i]
+    if k >= 0:
+        _tree_set(st.rt.TC, k, event_key(k, st.rp.S, st.rp.F))
+    return 0
+
+
+@kernel(inline=True)
+def _deadline(j, td, st, fb, pd, tree):
+    """Request j's client gives up at td (its hand-offs up to then first). 0 or TS_FULL."""
+    if (pd and until(td, st, fb) == TS_FULL) or expire(j, td, st) == TS_FULL:
+        return TS_FULL
+    k = st.rq.REP[j]
+    if k >= 0:
+        _tree_set(st.rt.TC, k, event_key(k, st.rp.S, st.rp.F))
+        if tree:
+            fix_tree(st.rt, k, fb, st.rp.S, st.rp.F)
+    return 0
+
+
 @kernel
 def run_closed(T, st):
     """The event loop of closed-loop clients up to a barrier at T (inf: to the end), as
@@ -80,7 +139,6 @@ def run_closed(T, st):
     rp, rq, run, rt, clk = st.rp, st.rq, st.run, st.rt, st.clk
     arr, S, F, D, Df = rq.arr, rp.S, rp.F, clk.D, clk.Df
     horizon, timeout, d0, stop = clk.horizon, clk.timeout, clk.d0, clk.stop
-    n = arr.shape[0]
     R = S.shape[0]
     now = Df[DF_NOW]
     bt = Df[DF_BATCH]
@@ -88,59 +146,53 @@ def run_closed(T, st):
     dj = D[D_DEADLINE]
     fb = run.GI[NAV] < R
     eff = rt.router if (not fb or keeps(rt.router)) else R_JSQ
-    tree = R > 1 and eff != R_ROUND_ROBIN and eff != R_POWER_OF_TWO
+    pd = run.GI[PD] != 0  # disaggregated: prefilled requests are handed to decode replicas
+    tree = R > 1 and ((eff != R_ROUND_ROBIN and eff != R_POWER_OF_TWO) or pd)
     if tree:
         build_trees(rt, fb, S, F)
+    if pd:
+        for r in range(R):  # hand-offs a barrier's actions left (a failed node's lagged output)
+            if S[r, HOH] >= 0:
+                collect(r, st)
+    ho = st.ho
     TC = rt.TC
     build_client_tree(TC, S, F)
     wake_at_T = T < horizon  # a barrier: every replica at T, wake-ups at T done
     end = T if wake_at_T else (np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf)
     while True:
-        if i < n and i < D[D_POPPED]:
-            H = arr[i] + d0  # taken off the heap before a pause
-        elif i < n and rq.CN[0] > 0 and rq.CK[0] < stop:
-            H = rq.CK[0] + d0
-        else:
-            H = np.inf
+        H = _next_send(i, D, rq, d0, stop)
         td = arr[dj] + timeout if dj < i else np.inf
         m = TC[1] if H != bt else np.inf  # (within a batch of sends no replica event comes first)
-        x = min(m, H, td)
+        h = ho.HT[0] if (pd and ho.HN[0] > 0 and H != bt) else np.inf  # the next hand-off event
+        x = min(m, h, H, td)
         if x > end or x == np.inf:
             break
-        if m <= H and m <= td:  # a replica's event: steps ending at or before m, a wake-up at m
-            r = _tree_argmin(TC)
-            if advance(r, m, m, rp, rq, run) == TS_FULL:
+        if h <= m and h <= H and h <= td:  # hand-offs (a replica's event at the same instant may come first)
+            if until(h, st, fb) == TS_FULL:
                 _keep(D, Df, i, dj, now, bt)
                 return TS_FULL
-            _tree_set(TC, r, event_key(r, S, F))
-            if tree:
-                fix_tree(rt, r, fb, S, F)
+            build_client_tree(TC, S, F)  # (decode replicas woken, prefill replicas advanced)
+        elif m <= H and m <= td:  # a replica's event
+            if _replica_event(m, st, fb, pd, tree) == TS_FULL:
+                _keep(D, Df, i, dj, now, bt)
+                return TS_FULL
         elif H <= td:  # a client's send reaches the router
-            if i >= D[D_POPPED]:
-                pop_client(rq, i)
-                D[D_POPPED] = i + 1
             now = H
             bt = H
-            if _route(i, now, st, fb, tree) == TS_FULL:
+            if _send(i, H, st, fb, tree) == TS_FULL:
                 _keep(D, Df, i, dj, now, bt)
                 return TS_FULL
-            k = rq.REP[i]
-            if k >= 0:
-                _tree_set(TC, k, event_key(k, S, F))
             i += 1
         else:  # a client's deadline
-            if expire(dj, td, st) == TS_FULL:
+            if _deadline(dj, td, st, fb, pd, tree) == TS_FULL:
                 _keep(D, Df, i, dj, now, bt)
                 return TS_FULL
-            k = rq.REP[dj]
-            if k >= 0:
-                _tree_set(TC, k, event_key(k, S, F))
-                if tree:
-                    fix_tree(rt, k, fb, S, F)
             dj += 1
             bt = -1.0  # a send its end allows at this instant comes after it (a new batch)
     _keep(D, Df, i, dj, now, bt)
     # every event that can end a request is after `end`: the rest of each replica's steps up to it
+    if pd and until(end, st, fb) == TS_FULL:
+        return TS_FULL
     for r in range(R):
         if S[r, ST] == IDLE or F[r, EEND] > end:
             continue
