@@ -334,11 +334,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0
 
     if args.hardware:
-        from sim.validation import argonne, hardware
+        from sim.validation import argonne, hardware, inferencex
 
         if args.source == "argonne":
             default, name, check, fmt = argonne.ARGONNE, "argonne_llm_inference_bench.csv", argonne.check, \
                 argonne.format_check
+        elif args.source == "inferencex":
+            default, name, check, fmt = inferencex.INFERENCEX, "inferencex_dsr1.csv", inferencex.check, \
+                inferencex.format_check
         else:
             default, name, check, fmt = hardware.TRTLLM, "trtllm_perf_overview.csv", hardware.check, \
                 hardware.format_check
@@ -570,10 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="offline maximum throughput across hardware and precision instead: TensorRT-LLM's measured "
                         "tables (data/validation/hardware) against dcsim, per accelerator and precision (--data: "
                         "a folder with trtllm_perf_overview.csv)")
-    v.add_argument("--source", choices=("trtllm", "argonne"), default="trtllm",
-                   help="with --hardware: trtllm (TensorRT-LLM's offline max-throughput tables) or argonne (Argonne "
-                        "LLM-Inference-Bench static batches on A100, H100, GH200, MI300X; run as offline closed-loop "
-                        "clients; --data: a folder with argonne_llm_inference_bench.csv)")
+    v.add_argument("--source", choices=("trtllm", "argonne", "inferencex"), default="trtllm",
+                   help="with --hardware: trtllm (TensorRT-LLM's offline max-throughput tables), argonne (Argonne "
+                        "LLM-Inference-Bench static batches on A100, H100, GH200, MI300X; offline closed-loop clients) "
+                        "or inferencex (SemiAnalysis InferenceX DeepSeek-R1 serving at fixed concurrency on H200, "
+                        "B200, MI300X, MI355X; closed-loop clients; throughput and TPOT); --data: a folder with the "
+                        "source's file")
     v.add_argument("--variability", action="store_true",
                    help="run each experiment with the fitted step-time variability (a cold start's warm-up and "
                         "jitter, sim/data/variability.toml; with --cv the values chosen without its model)")

@@ -161,3 +161,36 @@ def test_validate_hardware_source_argonne_from_the_cli(tmp_path):
     out = subprocess.run([sys.executable, "-m", "sim", "validate", "--hardware", "--source", "argonne", "--data",
                           str(tmp_path)], capture_output=True, text=True)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "--data" in out.stderr
+
+
+def test_inferencex_rows_run_as_closed_loop_clients():
+    """InferenceX's single-node rows without MTP: CONC clients, 10 x CONC requests, lengths in
+    [0.8, 1] x nominal; dp_attention maps to attention data-parallel (tp 1 with ep 8)."""
+    from sim.validation import inferencex
+
+    rows, skipped = inferencex.serving_rows()
+    assert len(rows) > 400 and skipped["speculative decoding"] > 0 and skipped["disaggregated or multi-node"] > 0
+    assert {r.hardware for r in rows} == {"h200", "b200", "mi300x", "mi355x"}
+    assert any(r.tp == 1 and r.ep == 8 for r in rows) and any(r.tp == 8 and r.ep == 1 for r in rows)
+    row = next(r for r in rows if r.hardware == "h200" and r.engine == "trtllm" and r.conc == 64)
+    wl = inferencex.scenario(row)["workload"]
+    assert wl["concurrency"] == 64 and wl["num_requests"] == 640
+    assert wl["output_tokens"] == {"dist": "uniform", "min": int(0.8 * row.osl), "max": row.osl}
+    thr, tpot = inferencex.predict(row)
+    assert 0.5 < thr / row.measured_out_tok_s_per_gpu < 2.0 and 0.5 < tpot / row.measured_tpot_s < 2.0
+
+
+def test_the_mi300x_fit_is_what_the_script_derives():
+    """scripts/fit_amd.py's grid point on AMD's static batches is the catalog's (the script's
+    leave-one-model-out error is quoted in the calibration note)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import fit_amd
+
+    rows = fit_amd.static_rows()
+    assert len(rows) == 32
+    mi = builtin_catalog().hardware["mi300x"]
+    shipped = fit_amd.errors(rows, mi.bw_efficiency, mi.seq_overhead_s)
+    borrowed = fit_amd.errors(rows, 0.78, 0.0)
+    med = statistics.median(abs(e) for e in shipped)
+    assert med < 0.05 < statistics.median(abs(e) for e in borrowed)
+    assert "fit_amd.py" in mi.calibration and builtin_catalog().hardware["mi325x"].bw_efficiency == mi.bw_efficiency

@@ -51,6 +51,8 @@ class BatchRow:
     osl: int
     batch: int
     measured_tok_s: float  # output tokens per second of the whole batch
+    dtype: str = "bf16"  # weights (the bench's fp16 runs as bf16: the same bytes and peak)
+    kv_dtype: str = "bf16"
 
 
 def batch_rows(path: Path = ARGONNE) -> tuple[list[BatchRow], dict[str, int]]:
@@ -75,19 +77,21 @@ def batch_rows(path: Path = ARGONNE) -> tuple[list[BatchRow], dict[str, int]]:
             for (m, h, e, tp, isl, osl, b), v in sorted(acc.items())], skipped
 
 
-def scenario(row: BatchRow) -> dict[str, Any]:
-    """The scenario dict of one row: the batch sent at once by as many closed-loop clients."""
+def scenario(row: BatchRow, hardware: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scenario dict of one row: the batch sent at once by as many closed-loop clients
+    (`hardware`: catalog overrides, e.g. a fit's trial constants)."""
     return {
-        "seed": 1,
+        "seed": 1, **({"hardware": hardware} if hardware else {}),
         "workload": {"arrival": "closed", "concurrency": row.batch, "num_requests": row.batch,
                      "prompt_tokens": row.isl, "output_tokens": row.osl},
-        "pools": [{"hardware": row.hardware, "model": row.model, "dtype": "bf16", "tp": row.tp,
+        "pools": [{"hardware": row.hardware, "model": row.model, "dtype": row.dtype, "kv_dtype": row.kv_dtype,
+                   "tp": row.tp,
                    "engine": row.engine, "scheduler": {"max_batch_size": max(256, row.batch)}}],
         "run": {"timeseries": False},
     }
 
 
-def predict(row: BatchRow) -> float:
+def predict(row: BatchRow, hardware: dict[str, Any] | None = None) -> float:
     """dcsim's output tokens per second over the batch (nan: the model does not fit)."""
     import numpy as np
 
@@ -97,7 +101,7 @@ def predict(row: BatchRow) -> float:
     from sim.scenario.config import parse
 
     try:
-        res = Simulation(parse(scenario(row))).run()
+        res = Simulation(parse(scenario(row, hardware))).run()
     except ScenarioError:
         return float("nan")
     req, wl = res.requests, res.workload
