@@ -194,3 +194,19 @@ def test_the_mi300x_fit_is_what_the_script_derives():
     med = statistics.median(abs(e) for e in shipped)
     assert med < 0.05 < statistics.median(abs(e) for e in borrowed)
     assert "fit_amd.py" in mi.calibration and builtin_catalog().hardware["mi325x"].bw_efficiency == mi.bw_efficiency
+
+
+def test_the_moe_layer_term_is_the_engines_and_only_moe_models_pay_it():
+    from sim.perf.engines import engine_constants
+
+    cat = builtin_catalog()
+    h200 = cat.hardware["h200"]
+    per_layer = engine_constants("sglang").moe_layer_overhead_s
+    assert per_layer == engine_constants("trtllm").moe_layer_overhead_s > 0.0
+    assert engine_constants("vllm").moe_layer_overhead_s == 0.0
+    r1 = cat.models["deepseek-r1"]
+    step = {e: PerfModel(h200, r1, tp=8, dtype="fp8", engine=e).decode_cost(4, 4096.0).t_s for e in ("vllm", "sglang")}
+    assert step["sglang"] - step["vllm"] == pytest.approx(per_layer * r1.moe_layers, rel=1e-6)
+    dense = cat.models["llama-3.1-70b"]
+    d = {e: PerfModel(h200, dense, tp=8, dtype="fp8", engine=e).decode_cost(4, 4096.0).t_s for e in ("vllm", "sglang")}
+    assert d["sglang"] == d["vllm"]

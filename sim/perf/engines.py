@@ -15,6 +15,7 @@ class EngineConstants:
 
     seq_overhead_s: float = 0.0
     step_overhead_s: float = 0.0
+    moe_layer_overhead_s: float = 0.0  # per MoE layer per step (routing, dispatch, combine kernels)
     calibration: str = ""
 
 

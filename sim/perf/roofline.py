@@ -392,6 +392,8 @@ class PerfModel:
         eng = engine_constants(engine)
         self.engine = engine
         self._ovh = hardware.step_overhead_s + eng.step_overhead_s
+        if model.is_moe:  # the engine's fixed cost of each MoE layer's routing, dispatch and combine
+            self._ovh += eng.moe_layer_overhead_s * model.moe_layers
         self._ovh_seq = hardware.seq_overhead_s + eng.seq_overhead_s
         self._mem_frac = hardware.memory_power_frac
         self._dyn_w = hardware.tdp_w - hardware.idle_w
