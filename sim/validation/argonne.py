@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.validation.hardware import table
+from sim.validation.hardware import run_row, table
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGONNE = ROOT / "data" / "validation" / "hardware" / "argonne_llm_inference_bench.csv"
@@ -96,13 +96,9 @@ def predict(row: BatchRow, hardware: dict[str, Any] | None = None) -> float:
     import numpy as np
 
     from sim.engine.recorder import COMPLETED
-    from sim.engine.simulation import Simulation
-    from sim.errors import ScenarioError
-    from sim.scenario.config import parse
 
-    try:
-        res = Simulation(parse(scenario(row, hardware))).run()
-    except ScenarioError:
+    res = run_row(scenario(row, hardware))
+    if res is None:
         return float("nan")
     req, wl = res.requests, res.workload
     done = req.status == COMPLETED

@@ -95,20 +95,29 @@ def scenario(row: Row, n: int = MAX_REQUESTS) -> dict[str, Any]:
     }
 
 
-def predict(row: Row, n: int = MAX_REQUESTS) -> float:
-    """dcsim's output tokens per second per accelerator on the row (nan when nothing completes:
-    the model does not fit)."""
-    import numpy as np
-
+def run_row(raw: dict[str, Any]) -> Any:
+    """A validation row's scenario dict run: its Result, or None when the row cannot run (its
+    model does not fit: a ScenarioError)."""
     from sim.engine.simulation import Simulation
     from sim.errors import ScenarioError
     from sim.scenario.config import parse
 
     try:
-        res = Simulation(parse(scenario(row, n))).run()
+        return Simulation(parse(raw)).run()
     except ScenarioError:
-        return float("nan")
+        return None
+
+
+def predict(row: Row, n: int = MAX_REQUESTS) -> float:
+    """dcsim's output tokens per second per accelerator on the row (nan when nothing completes:
+    the model does not fit)."""
+    import numpy as np
+
     from sim.engine.recorder import COMPLETED
+
+    res = run_row(scenario(row, n))
+    if res is None:
+        return float("nan")
 
     req, wl = res.requests, res.workload
     done = req.status == COMPLETED

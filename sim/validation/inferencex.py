@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.validation.hardware import table
+from sim.validation.hardware import run_row, table
 
 ROOT = Path(__file__).resolve().parents[2]
 INFERENCEX = ROOT / "data" / "validation" / "hardware" / "inferencex_dsr1.csv"
@@ -94,14 +94,11 @@ def scenario(row: ServingRow) -> dict[str, Any]:
 def predict(row: ServingRow) -> tuple[float, float]:
     """dcsim's output tokens/s per GPU and median TPOT on the row (nan: it does not fit)."""
     from sim.analysis.metrics import summarize
-    from sim.engine.simulation import Simulation
-    from sim.errors import ScenarioError
-    from sim.scenario.config import parse
 
-    try:
-        s = summarize(Simulation(parse(scenario(row))).run())
-    except ScenarioError:
+    res = run_row(scenario(row))
+    if res is None:
         return float("nan"), float("nan")
+    s = summarize(res)
     if not s["requests_completed"]:
         return float("nan"), float("nan")
     return s["throughput_output_tok_per_s"] / row.gpus, s["tpot_p50_s"]

@@ -18,14 +18,14 @@ from __future__ import annotations
 import numpy as np
 
 from sim.engine.kernel import heap
-from sim.engine.kernel.advance import advance, before
+from sim.engine.kernel.advance import advance
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.handoff import collect, until
 from sim.engine.kernel.layout import (D_DEADLINE, D_ENTERED, D_NEXT, D_POPPED, DF_BATCH, DF_NOW, EEND, HOH, IDLE,
-                                      NAV, NB, PD, ST, TS_FULL, WAKE)
-from sim.engine.kernel.loop import _route, expire
-from sim.engine.kernel.route import (R_JSQ, R_POWER_OF_TWO, R_ROUND_ROBIN, _tree_argmin, _tree_pull, _tree_set,
-                                     build_trees, fix_tree, keeps)
+                                      NB, ST, TS_FULL, WAKE)
+from sim.engine.kernel.loop import _route, end_of, expire, start, to_barrier
+from sim.engine.kernel.route import (_tree_argmin, _tree_pull, _tree_set,
+                                     fix_tree)
 
 
 @kernel(inline=True)
@@ -136,29 +136,18 @@ def run_closed(T, st):
     """The event loop of closed-loop clients up to a barrier at T (inf: to the end), as
     loop.run_until: 0, or TS_FULL to grow the buffers and call again (it resumes where it
     stopped: a send taken off the heap is kept in D_POPPED)."""
-    rp, rq, run, rt, clk = st.rp, st.rq, st.run, st.rt, st.clk
+    rp, rq, rt, clk = st.rp, st.rq, st.rt, st.clk
     arr, S, F, D, Df = rq.arr, rp.S, rp.F, clk.D, clk.Df
     horizon, timeout, d0, stop = clk.horizon, clk.timeout, clk.d0, clk.stop
-    R = S.shape[0]
     now = Df[DF_NOW]
     bt = Df[DF_BATCH]
     i = D[D_NEXT]
     dj = D[D_DEADLINE]
-    fb = run.GI[NAV] < R
-    eff = rt.router if (not fb or keeps(rt.router)) else R_JSQ
-    pd = run.GI[PD] != 0  # disaggregated: prefilled requests are handed to decode replicas
-    tree = R > 1 and ((eff != R_ROUND_ROBIN and eff != R_POWER_OF_TWO) or pd)
-    if tree:
-        build_trees(rt, fb, S, F)
-    if pd:
-        for r in range(R):  # hand-offs a barrier's actions left (a failed node's lagged output)
-            if S[r, HOH] >= 0:
-                collect(r, st)
+    fb, pd, tree = start(st)
     ho = st.ho
     TC = rt.TC
     build_client_tree(TC, S, F)
-    wake_at_T = T < horizon  # a barrier: every replica at T, wake-ups at T done
-    end = T if wake_at_T else (np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf)
+    end = end_of(T, horizon)
     while True:
         H = _next_send(i, D, rq, d0, stop)
         td = arr[dj] + timeout if dj < i else np.inf
@@ -193,9 +182,4 @@ def run_closed(T, st):
     # every event that can end a request is after `end`: the rest of each replica's steps up to it
     if pd and until(end, st, fb) == TS_FULL:
         return TS_FULL
-    for r in range(R):
-        if S[r, ST] == IDLE or F[r, EEND] > end:
-            continue
-        if advance(r, end, end if wake_at_T else before(end), rp, rq, run) == TS_FULL:
-            return TS_FULL
-    return 0
+    return to_barrier(T, st)

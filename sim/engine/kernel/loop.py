@@ -91,6 +91,50 @@ def _route(j, now, st, fb, tree):
     return 0
 
 
+@kernel(inline=True)
+def start(st):
+    """What a call of an event loop reads once (the replicas change only between calls): (fb:
+    some replicas are down, drained or commissioning, so a load-reading router chooses among the
+    rest and any other falls back to fewest outstanding requests, as the per-step driver does;
+    pd: disaggregated; tree: the routers' trees are kept, built here). Hand-offs a barrier's
+    actions left (a failed node's lagged output) join the events."""
+    rt, S, F = st.rt, st.rp.S, st.rp.F
+    R = S.shape[0]
+    fb = st.run.GI[NAV] < R
+    eff = rt.router if (not fb or keeps(rt.router)) else R_JSQ
+    pd = st.run.GI[PD] != 0  # disaggregated: prefilled requests are handed to decode replicas
+    # routing reads loads, or prefill replicas are advanced as they may hand off: the trees
+    tree = R > 1 and ((eff != R_ROUND_ROBIN and eff != R_POWER_OF_TWO) or pd)
+    if tree:
+        build_trees(rt, fb, S, F)
+    if pd:
+        for r in range(R):
+            if S[r, HOH] >= 0:
+                collect(r, st)
+    return fb, pd, tree
+
+
+@kernel(inline=True)
+def end_of(T, horizon):
+    """The last instant a call up to T handles: T at a barrier, else just before the horizon."""
+    return T if T < horizon else (np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf)
+
+
+@kernel(inline=True)
+def to_barrier(T, st):
+    """Every replica's steps ending by the call's end (a barrier: at T, wake-ups at T too; the
+    end: before the horizon); nothing that can end a request lies before it. 0 or TS_FULL."""
+    S, F = st.rp.S, st.rp.F
+    wake_at_T = T < st.clk.horizon
+    end = end_of(T, st.clk.horizon)
+    for r in range(S.shape[0]):
+        if S[r, ST] == IDLE or F[r, EEND] > end:
+            continue  # nothing of it happens by then (its bound on deliveries stays a bound)
+        if advance(r, end, end if wake_at_T else before(end), st.rp, st.rq, st.run) == TS_FULL:
+            return TS_FULL
+    return 0
+
+
 @kernel
 def run_until(T, st):
     """The event loop, up to a barrier at T (inf: to the end): arrivals in order, each routed
@@ -100,30 +144,16 @@ def run_until(T, st):
     again, and the loop resumes where it stopped (the arrival it was handling starts again:
     advancing is idempotent). Without reference counting, so no call in the loop costs atomic
     increments."""
-    rp, rq, run, rt, clk = st.rp, st.rq, st.run, st.rt, st.clk
+    rp, rq, rt, clk = st.rp, st.rq, st.rt, st.clk
     arr, S, F, D, Df = rq.arr, rp.S, rp.F, clk.D, clk.Df
     horizon, timeout, d0 = clk.horizon, clk.timeout, clk.d0
     n = arr.shape[0]
-    R = S.shape[0]
     now = Df[DF_NOW]
     i = D[D_NEXT]
     started = D[D_STARTED]
     dj = D[D_DEADLINE]  # the next request whose deadline is pending
     entered = D[D_ENTERED]  # requests whose arrival was processed
-    # while some replicas are down, drained or commissioning (which changes only between calls):
-    # a load-reading router chooses among the rest; any other router falls back to fewest
-    # outstanding requests among them (the per-step driver's fallback too)
-    fb = run.GI[NAV] < R
-    eff = rt.router if (not fb or keeps(rt.router)) else R_JSQ
-    pd = run.GI[PD] != 0  # disaggregated: prefilled requests are handed to decode replicas
-    # routing reads loads, or prefill replicas are advanced as they may hand off: the trees
-    tree = R > 1 and ((eff != R_ROUND_ROBIN and eff != R_POWER_OF_TWO) or pd)
-    if tree:
-        build_trees(rt, fb, S, F)
-    if pd:
-        for r in range(R):  # hand-offs a barrier's actions left (a failed node's lagged output)
-            if S[r, HOH] >= 0:
-                collect(r, st)
+    fb, pd, tree = start(st)
     while i < n:
         target = arr[i] + d0
         t_i = now + (target - now) if target > now else now  # SimPy's clock: now + delay
@@ -158,14 +188,6 @@ def run_until(T, st):
         dj += 1
     D[D_DEADLINE] = dj
     if pd:  # hand-offs up to the barrier (or, at the end, all of them before the horizon)
-        end = T if T < horizon else (np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf)
-        if until(end, st, fb) == TS_FULL:
+        if until(end_of(T, horizon), st, fb) == TS_FULL:
             return TS_FULL
-    wake_at_T = T < horizon  # a barrier: every replica at T, wake-ups at T done
-    end = T if wake_at_T else (np.nextafter(horizon, -np.inf) if horizon < np.inf else np.inf)  # steps ending before it
-    for r in range(R):
-        if S[r, ST] == IDLE or F[r, EEND] > end:
-            continue  # nothing of it happens by then (its bound on deliveries stays a bound)
-        if advance(r, end, end if wake_at_T else before(end), rp, rq, run) == TS_FULL:
-            return TS_FULL
-    return 0
+    return to_barrier(T, st)
