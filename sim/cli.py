@@ -326,6 +326,10 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from sim.validation.validate import DEFAULT_DATA, format_table, validate
 
+    if args.profile:
+        from sim.observe.commands import validate_profile
+
+        return validate_profile(args.profile, args.data, args.json)
     if args.power:
         from sim.validation.power import DATA as POWER_DATA, format_power, validate_power
 
@@ -579,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or inferencex (SemiAnalysis InferenceX DeepSeek-R1 serving at fixed concurrency on H200, "
                         "B200, MI300X, MI355X; closed-loop clients; throughput and TPOT); --data: a folder with the "
                         "source's file")
+    v.add_argument("--profile", help="a PROFILE.toml from dcsim calibrate: --data is then an observed run (a dcsim "
+                                     "observe folder or a vLLM bench serve JSON) it is checked against")
     v.add_argument("--variability", action="store_true",
                    help="run each experiment with the fitted step-time variability (a cold start's warm-up and "
                         "jitter, sim/data/variability.toml; with --cv the values chosen without its model)")
@@ -586,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--workers", type=int, default=None, help="processes (default: all cores; results identical)")
     v.add_argument("--json", action="store_true")
     v.set_defaults(fn=cmd_validate)
+    from sim.observe import commands as observe_commands
+
+    observe_commands.add(sub)
     po = sub.add_parser("policies", help="list the registered routers, schedulers, queues and power managers")
     po.add_argument("--json", action="store_true")
     po.set_defaults(fn=cmd_policies)

@@ -23,7 +23,7 @@ LAYERS = {
     "policies": 5,
     "engine": 6,
     "analysis": 7,
-    "studies": 8, "validation": 8,
+    "studies": 8, "validation": 8, "observe": 8,
     "cli": 9, "api": 9, "__init__": 9, "__main__": 9,
 }
 

@@ -239,6 +239,11 @@ def _run_report(d: Path) -> tuple[str, str, list[str]]:
         body.append(figs.html(scaled[0], 300 * scaled[1]))
     body.append(pngs_html(d))
     body.append(scenario_section(d))
+    if s.get("measured"):  # written by dcsim observe: a live server's figures, not a simulation's
+        head = (f"<b>Measured</b> on {esc(str(s.get('url')))} ({esc(str(s.get('model')))}) by dcsim observe, "
+                f"not simulated{'' if s.get('complete', True) else ' (interrupted: partial)'}. "
+                + run_headline(s, raw))
+        return f"dcsim observe (measured): {raw.get('name', d.name)} (seed {raw.get('seed', '?')})", head, body
     return f"dcsim run: {raw.get('name', d.name)} (seed {raw.get('seed', '?')})", run_headline(s, raw), body
 
 

@@ -87,7 +87,8 @@ class Hardware:
         if self.calibration_status == "assumed" and "assumed" in self.sources:
             what += f"; specs partly assumed ({self.sources})"
         return (f"{self.id}: {what}; its latencies and throughput are estimates, outside the error measured "
-                f"on h100-sxm (docs/validation.md)")
+                f"on h100-sxm (docs/validation.md); measure your own: dcsim observe, then dcsim calibrate "
+                f"(docs/calibrate.md)")
 
     @property
     def host_w_per_accel(self) -> float:
