@@ -265,6 +265,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
             out["prefill_uncapped_s"] = pre.t_s
         bpairs = args.batch * pairs
         out["prefill_batch_s"] = pm.step_power(0, 0.0, args.batch * args.prompt, 0.0, bpairs, args.batch, cap).t_s
+    out["calibration_status"] = hw.calibration_status  # a profile from dcsim calibrate: "measured"
     _calibration_notes([hw])  # once the input is known good: an error stays one line
     if args.json:
         print(json.dumps(out, indent=2))
