@@ -29,9 +29,11 @@ from sim.perf.catalog import Hardware, builtin_catalog, load_catalog_file
 
 CONTINUOUS = ("bw_efficiency", "flops_efficiency", "step_overhead_s", "seq_overhead_s", "request_overhead_s")
 PARAMS = CONTINUOUS + ("output_lag_steps",)
-MAX_EVALS = 120  # simplex iterations per output lag
-# overheads are searched as log(value + floor): zero stays reachable, scale-free above the floor
-FLOORS = {"step_overhead_s": 1e-4, "seq_overhead_s": 1e-6, "request_overhead_s": 1e-4}
+MAX_EVALS = 120  # simplex iterations per start
+RESTARTS = 3
+# every constant is searched as its log (no flat region for the simplex to stall in); an overhead
+# of zero starts here instead (and can shrink to nothing from there)
+FLOORS = {"step_overhead_s": 1e-3, "seq_overhead_s": 3e-5, "request_overhead_s": 2e-3}
 BOUNDS = {"bw_efficiency": (0.02, 1.0), "flops_efficiency": (0.02, 1.0)}
 
 
@@ -73,15 +75,26 @@ def scenario(run: ObservedRun, s: Setup, hw: dict[str, Any]) -> dict[str, Any]:
 
 
 def predict(run: ObservedRun, s: Setup, hw: dict[str, Any]) -> dict[str, float]:
-    """The simulated MEASURED_KEYS of the run on the candidate part."""
-    from sim.analysis.metrics import summarize
+    """The simulated MEASURED_KEYS of the run on the candidate part (summarize's definitions:
+    completed requests from the warm-up on, throughput from then to the last completion)."""
+    from sim.engine.recorder import COMPLETED
     from sim.engine.simulation import Simulation
     from sim.progress import Reporter
     from sim.scenario.config import parse
 
-    res = Simulation(parse(scenario(run, s, hw), run.base_dir), report=Reporter()).run()
-    sm = summarize(res)
-    return {k: float(sm[k]) if sm.get(k) else float("nan") for k in MEASURED_KEYS}
+    sc = parse(scenario(run, s, hw), run.base_dir)
+    res = Simulation(sc, report=Reporter()).run()
+    wl, tb, warm = res.workload, res.requests, sc.workload.warmup_s
+    sel = (tb.status == COMPLETED) & (wl.arrival_s >= warm)
+    if not sel.any():
+        return {k: float("nan") for k in MEASURED_KEYS}
+    out = wl.output_tokens[sel]
+    multi = out > 1
+    first, fin = tb.first_token_s[sel], tb.finish_s[sel]
+    tpot = (fin[multi] - first[multi]) / (out[multi] - 1)
+    return {"ttft_mean_s": float(np.mean(first - wl.arrival_s[sel])),
+            "tpot_mean_s": float(np.mean(tpot)) if multi.any() else float("nan"),
+            "throughput_output_tok_per_s": float(out.sum()) / max(float(fin.max()) - warm, 1e-12)}
 
 
 def _loss(runs: list[ObservedRun], s: Setup, x: dict[str, float]) -> float:
@@ -90,7 +103,7 @@ def _loss(runs: list[ObservedRun], s: Setup, x: dict[str, float]) -> float:
     for r in runs:
         p = predict(r, s, hw)
         for k in MEASURED_KEYS:
-            errs.append(abs(math.log(p[k] / r.measured[k])) if p[k] > 0 else 10.0)
+            errs.append(abs(math.log(p[k] / r.measured[k])) if p[k] > 0 else 10.0)  # nan > 0 is False
     return sum(errs) / len(errs)
 
 
@@ -105,7 +118,15 @@ def fit(runs: list[ObservedRun], s: Setup) -> tuple[dict[str, float], float]:
     """The constants minimising the loss on `runs`, and the loss: Nelder-Mead over the continuous
     constants in log space (they trade off along ridges: a fixed step cost against a lower
     bandwidth), from the like part's values, for each output lag in turn."""
-    fits = [_simplex(runs, s, {**start(s), "output_lag_steps": lag}) for lag in sorted({s.like.output_lag_steps, 0})]
+    fits = []
+    for lag in sorted({s.like.output_lag_steps, 0}):
+        x, loss = _simplex(runs, s, {**start(s), "output_lag_steps": lag})
+        for _ in range(RESTARTS):  # a fresh simplex at the best point: a collapsed one stalls on ridges
+            x2, loss2 = _simplex(runs, s, x)
+            if loss2 >= loss - 1e-4:
+                break
+            x, loss = x2, loss2
+        fits.append((x, loss))
     return min(fits, key=lambda f: f[1])
 
 
@@ -113,16 +134,16 @@ def _to_x(z: np.ndarray, lag: int) -> dict[str, float]:
     x: dict[str, float] = {"output_lag_steps": lag}
     for k, v in zip(CONTINUOUS, z, strict=True):
         lo, hi = BOUNDS.get(k, (0.0, 10.0))
-        x[k] = min(max(math.exp(v) - FLOORS.get(k, 0.0), lo), hi)
+        x[k] = min(max(math.exp(v), lo), hi)
     return x
 
 
 def _simplex(runs: list[ObservedRun], s: Setup, x0: dict[str, float],
              evals: int = MAX_EVALS) -> tuple[dict[str, float], float]:
     lag = int(x0["output_lag_steps"])
-    z0 = np.array([math.log(x0[k] + FLOORS.get(k, 0.0)) for k in CONTINUOUS])
+    z0 = np.array([math.log(max(x0[k], FLOORS.get(k, 0.0))) for k in CONTINUOUS])
     f = lambda z: _loss(runs, s, _to_x(z, lag))  # noqa: E731
-    pts = [z0] + [z0 + np.eye(len(z0))[i] * math.log(2.0) for i in range(len(z0))]
+    pts = [z0] + [z0 + np.eye(len(z0))[i] * math.log(3.0) for i in range(len(z0))]
     vals = [f(p) for p in pts]
     for _ in range(evals):
         order = np.argsort(vals)

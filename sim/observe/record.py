@@ -57,9 +57,11 @@ def summary(cols: dict[str, Any], clients: int, complete: bool, url: str, model:
     for r in cols["reason"][~done]:
         k = str(r).split(":", 1)[0].split(" (", 1)[0]
         reasons[k] = reasons.get(k, 0) + 1
+    # throughput as a simulated run counts it: from t = 0 (the run's start, the scenario's origin)
+    # to the last completion
     t0 = float(np.min(arr[sent])) if sent.any() else 0.0
-    t_end = float(np.max(cols["finish_s"][done])) if done.any() else t0
-    window = max(t_end - t0, 1e-12)
+    t_end = float(np.max(cols["finish_s"][done])) if done.any() else 0.0
+    window = max(t_end, 1e-12)
     s: dict[str, Any] = {
         "measured": True, "complete": complete, "url": url, "model": model,
         "requests_total": int(len(st)), "requests_completed": int(done.sum()), "requests_rejected": 0,
