@@ -18,6 +18,7 @@ well kept, and its server half serves the tests' reference server. Times are
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from dataclasses import dataclass, field
@@ -274,6 +275,11 @@ def run(t: Target, wl: Workload, seed: int, duration_s: float | None = None,
                 await _open_loop(s, t, wl, body, out, prog, t0)
 
     complete = True
+    # short collector pauses while tokens are being timed: everything alive before the run is
+    # frozen out of the collector's scans (a full collection over a big process, e.g. a test
+    # runner's, stalls the event loop for milliseconds); what the run creates is still collected
+    gc.collect()
+    gc.freeze()
     try:
         _run(main())
     except KeyboardInterrupt:
@@ -283,5 +289,7 @@ def run(t: Target, wl: Workload, seed: int, duration_s: float | None = None,
                 o.reason = f"interrupted (Ctrl-C) after {o.tokens} tokens"
             elif o.status != "completed" and o.reason.startswith("not sent"):
                 o.reason = "not sent: interrupted (Ctrl-C)"
+    finally:
+        gc.unfreeze()
     prog.close()
     return out, complete, t0
