@@ -82,6 +82,14 @@ async def completions(request: web.Request) -> web.StreamResponse:
     eng.waiting.append(r)
     eng.wake.set()
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    try:
+        await _stream(eng, r, resp, request)
+    except ConnectionError:  # the client went away (Ctrl-C): its request ends here
+        pass
+    return resp
+
+
+async def _stream(eng: Engine, r: Req, resp: web.StreamResponse, request: web.Request) -> None:
     await resp.prepare(request)
     while True:
         t = await r.out.get()
@@ -97,7 +105,6 @@ async def completions(request: web.Request) -> web.StreamResponse:
     if eng.log:
         eng.log.write(json.dumps({"rid": r.rid, "times": r.times}) + "\n")
         eng.log.flush()
-    return resp
 
 
 async def serve(port: int, log_path: str | None) -> None:

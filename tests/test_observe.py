@@ -137,3 +137,35 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, field):
     assert main([sub.get(a, a) for a in argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and sub.get(field, field) in err[0], err
+
+
+def test_an_inferencex_table_gives_one_run_per_row_of_the_part():
+    from sim.observe.runs import MAX_TABLE_ROWS, load_runs
+
+    runs = load_runs(ROOT / "data" / "validation" / "hardware" / "inferencex_dsr1.csv", "h200", "sglang")
+    assert 1 <= len(runs) <= MAX_TABLE_ROWS
+    for r in runs:
+        assert r.raw["workload"]["arrival"] == "closed" and r.raw["pools"][0]["hardware"] == "h200"
+        assert r.measured["throughput_output_tok_per_s"] > 0 and r.measured["tpot_mean_s"] > 0
+
+
+def test_ctrl_c_keeps_what_was_measured(server, tmp_path):
+    import signal
+    import time
+
+    url, _ = server
+    sc = _scenario(tmp_path, "long", load="rate_per_s = 20", n=400, out=64)
+    p = subprocess.Popen([sys.executable, "-m", "sim", "observe", str(sc), "--url", url, "--out", str(tmp_path / "o")],
+                         stderr=subprocess.PIPE, text=True)
+    time.sleep(6.0)  # start-up, then a few seconds of requests
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=60) == 130, p.stderr.read()  # type: ignore[union-attr]
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert s["complete"] is False and 0 < s["requests_completed"] < 400
+    assert s["requests_completed"] + s["requests_failed"] == s["requests_total"] == 400
+    t = pq.read_table(tmp_path / "o" / "requests.parquet").to_pydict()
+    failed = [r for st, r in zip(t["status"], t["reason"], strict=True) if st != "completed"]
+    assert all(failed)  # every one with its reason
+    # all but a request being written as the client shut down (its own error, e.g. ClientOSError)
+    assert sum(not r.startswith(("interrupted", "not sent: interrupted")) for r in failed) <= 2, failed
+    assert not (tmp_path / "o" / ".incomplete").exists()

@@ -25,7 +25,9 @@ def add(sub: Any) -> None:
                    help="open requests at most (open loop; default 4096)")
     o.set_defaults(fn=cmd_observe)
     c = sub.add_parser("calibrate", help="fit a hardware profile on observed runs (docs/calibrate.md)")
-    c.add_argument("runs", nargs="+", metavar="DIR", help="dcsim observe folders or vLLM bench serve JSON files")
+    c.add_argument("runs", nargs="+", metavar="DIR",
+                   help="dcsim observe folders, vLLM bench serve JSON files, or an InferenceX-format CSV (its rows "
+                        "of the --like part, and of --engine if given)")
     c.add_argument("--hardware", required=True, help="the new part's id (NEW_ID)")
     c.add_argument("--like", required=True, help="the catalog part whose specs and constants it starts from")
     c.add_argument("--model", help="the model served (default: each run's scenario's)")
@@ -97,7 +99,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise ScenarioError("--tp", f"must be >= 1, got {args.tp}")
     if args.hardware in cat.hardware:
         raise ScenarioError("--hardware", f"{args.hardware!r} is a catalog part", "give your part a new id")
-    observed = [runs.load_run(p) for p in args.runs]
+    observed = [r for p in args.runs for r in runs.load_runs(p, args.like, args.engine)]
     setup = fit.Setup(args.hardware, cat.get_hardware(args.like), args.model, args.tp, args.engine, args.dtype)
     try:
         fit.predict(observed[0], setup, fit.table(setup, fit.start(setup)))
@@ -120,6 +122,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         for k in rep["in_sample"][i]:
             lo = rep["leave_one_out"][i][k] if rep["leave_one_out"] else float("nan")
             print(f"  {name:<24} {k:<28} {rep['in_sample'][i][k]:>+10.1%} {lo:>+10.1%}")
+    if rep.get("leave_one_out_start", "cold") != "cold":
+        print(f"  (left out: each fit {rep['leave_one_out_start']}, not afresh: more than {fit.COLD_LOO} runs)")
     print(f"use it: catalog = \"{out.name}\" and hardware = \"{args.hardware}\" in a scenario")
     return 0
 
@@ -132,10 +136,13 @@ def validate_profile(profile: str, data: str | None, as_json: bool) -> int:
     if not data:
         raise ScenarioError("--data", "with --profile, name the observed run to check", "add --data DIR")
     setup, hw = fit.load_profile(profile)
-    run = runs.load_run(data)
+    found = runs.load_runs(data, setup.like.id, setup.engine)
+    if len(found) != 1:
+        raise ScenarioError("--data", f"{data} holds {len(found)} runs", "name one observed run")
+    run = found[0]
     pred = fit.predict(run, setup, hw)
     rows = [{"metric": k, "measured": run.measured[k], "predicted": pred[k], "error": pred[k] / run.measured[k] - 1}
-            for k in MEASURED_KEYS]
+            for k in MEASURED_KEYS if k in run.measured]
     if as_json:
         print(json.dumps({"profile": profile, "hardware": setup.new_id, "run": run.name, "rows": rows}, indent=1))
         return 0

@@ -23,7 +23,7 @@ class ObservedRun:
     name: str
     raw: dict[str, Any]  # the scenario (TOML structure)
     base_dir: Path
-    measured: dict[str, float]  # MEASURED_KEYS
+    measured: dict[str, float]  # the MEASURED_KEYS the run measured (a table may lack TTFT)
 
 
 def _lengths(xs: list[Any], field: str, path: Path) -> dict[str, Any]:
@@ -99,3 +99,56 @@ def load_run(p: str | Path) -> ObservedRun:
     if not isinstance(d, dict):
         raise ScenarioError(str(path), "is JSON of another format", "give a vLLM bench serve --save-result JSON")
     return _vllm_bench(path, d)
+
+
+MAX_TABLE_ROWS = 12  # rows of a table used at most (spread over its concurrencies): each is a simulation per trial
+
+
+def _inferencex(path: Path, like: str, engine: str | None) -> list[ObservedRun]:
+    """The rows of an InferenceX-format CSV measured on the `like` part (and `engine`): each a
+    closed-loop run as `dcsim validate --hardware --source inferencex` replays it; measured
+    throughput per replica (per-GPU output x the replica's GPUs), mean TPOT, mean TTFT where given."""
+    import csv
+
+    from sim.validation import inferencex
+
+    rows, _ = inferencex.serving_rows(path)
+    rows = [r for r in rows if r.hardware == like and (engine is None or r.engine == engine)]
+    if not rows:
+        raise ScenarioError(str(path), f"has no usable row measured on {like}" + (f" with {engine}" if engine else ""),
+                            "give --like the part the table measured (and --engine its framework)")
+    rows.sort(key=lambda r: (r.engine, r.tp, r.ep, r.isl, r.osl, r.conc))
+    if len(rows) > MAX_TABLE_ROWS:
+        step = len(rows) / MAX_TABLE_ROWS
+        rows = [rows[int(i * step)] for i in range(MAX_TABLE_ROWS)]
+    ttft = {}
+    with open(path, newline="") as f:  # mean TTFT and TPOT: serving_rows keeps the medians only
+        for c in csv.DictReader(f):
+            ttft[(inferencex.PARTS.get(c["hardware"]), inferencex.ENGINES.get(c["framework"]), c["precision"],
+                  int(c["isl"]), int(c["osl"]), int(c["conc"]))] = (c["mean_ttft_ms"], c["mean_tpot_ms"])
+    out = []
+    for r in rows:
+        raw = inferencex.scenario(r)
+        accels = r.ep if r.ep > 1 else r.tp
+        meas = {"throughput_output_tok_per_s": r.measured_out_tok_s_per_gpu * accels}
+        t_ms, p_ms = ttft.get((r.hardware, r.engine, r.precision, r.isl, r.osl, r.conc), ("", ""))
+        meas["tpot_mean_s"] = float(p_ms) / 1e3 if p_ms else r.measured_tpot_s
+        if t_ms:
+            meas["ttft_mean_s"] = float(t_ms) / 1e3
+        name = f"{path.stem}:{r.engine}-{r.precision}-tp{r.tp}-ep{r.ep}-{r.isl}x{r.osl}-c{r.conc}"
+        out.append(ObservedRun(name, raw, path.parent, meas))
+    return out
+
+
+def load_runs(p: str | Path, like: str, engine: str | None = None) -> list[ObservedRun]:
+    """What a calibrate argument names: one run (an observe folder, a vLLM bench JSON) or a
+    table's runs (an InferenceX-format CSV)."""
+    path = Path(p)
+    if path.suffix.lower() == ".csv" and path.is_file():
+        with open(path, newline="") as f:
+            head = f.readline()
+        if "output_tput_per_gpu" not in head or "conc" not in head:
+            raise ScenarioError(str(path), "is not an InferenceX-format CSV (no output_tput_per_gpu, conc columns)",
+                                "give an observe folder, a vLLM bench serve JSON, or an InferenceX CSV")
+        return _inferencex(path, like, engine)
+    return [load_run(path)]
