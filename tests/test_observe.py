@@ -77,10 +77,9 @@ def test_observe_times_every_token_as_the_server_sent_it(server, tmp_path):
         first.append(f - times[0])
         last.append(e - times[-1])
     lag = np.abs(np.array(first + last))
-    # measured on a 2-core machine, client and server sharing it: median 1.8-2.7 ms, p99 5-7.5 ms
-    # (the p99 moves with what else the two cores run: only gross delays are asserted)
+    # measured on a 2-core machine, client and server sharing it: median 1.1-1.3 ms, p99 2.3-3.3 ms
     print("lag p50 p99 max ms", np.round(np.percentile(lag, [50, 99, 100]) * 1e3, 2))
-    assert np.median(lag) < 0.005 and np.max(lag) < 0.05, np.percentile(lag, [50, 99, 100])
+    assert np.percentile(lag, 99) < 0.005 and np.max(lag) < 0.02, np.percentile(lag, [50, 99, 100])
     gaps = t["itl_s"][0]
     assert len(gaps) == 15 and all(g > 0 for g in gaps)
     assert "measured" in (tmp_path / "run" / "report.html").read_text()

@@ -18,6 +18,7 @@ well kept, and its server half serves the tests' reference server. Times are
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import json
 import time
@@ -121,9 +122,17 @@ def _stamping_connector() -> Any:
 
     class Stamped(ResponseHandler):
         rx_s = 0.0
+        ev_s: collections.deque[float] | None = None  # arrival of each server-sent event not yet read
+        last = b""
 
         def data_received(self, data: bytes) -> None:
-            self.rx_s = time.perf_counter()
+            now = time.perf_counter()
+            self.rx_s = now
+            if self.ev_s is None:
+                self.ev_s = collections.deque()
+            # an event ends at a blank line; the HTTP framing (CRLF chunk sizes) never makes one
+            self.ev_s.extend([now] * (self.last + data).count(b"\n\n"))
+            self.last = data[-1:]
             super().data_received(data)
 
     conn = aiohttp.TCPConnector(limit=0)  # the workload bounds concurrency, not the pool
@@ -159,10 +168,13 @@ async def _send(session: Any, t: Target, wl: Workload, j: int, body: bytes, t0: 
             proto = getattr(resp.connection, "protocol", None)
             async for buf in resp.content.iter_any():  # whatever arrived: fewer wake-ups than per line
                 rx = getattr(proto, "rx_s", 0.0)
-                now = (rx if rx > 0.0 else time.perf_counter()) - t0
+                read_s = (rx if rx > 0.0 else time.perf_counter()) - t0
+                queue = getattr(proto, "ev_s", None)
                 pending += buf
                 *events, pending = pending.split(b"\n\n")
                 for ev in events:
+                    # each event's own arrival where the connection counted it, else this read's
+                    now = queue.popleft() - t0 if queue else read_s
                     k, u, end = _event(ev)
                     if end:
                         done = True
