@@ -100,9 +100,12 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
 def _calibration_notes(hardware: list[Any]) -> None:
     """One line on stderr per part whose numbers rest on borrowed or assumed constants."""
     for hid in dict.fromkeys(h.id for h in hardware):
-        note = next(h for h in hardware if h.id == hid).calibration_note()
+        h = next(h for h in hardware if h.id == hid)
+        note = h.calibration_note()
         if note:
             print(f"dcsim: note: {note}", file=sys.stderr)
+        elif h.calibration.startswith("dcsim calibrate"):  # a user's profile: say what it rests on
+            print(f"dcsim: note: {hid}: constants measured ({h.calibration})", file=sys.stderr)
 
 
 WARNED: list[str] = []  # this command's dcsim warnings, saved with its results (warnings.json) for the report
@@ -456,7 +459,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(json.dumps(rep, indent=1) if args.json else table(rep))
     if args.out and not args.json:
         print(f"\nreport.html and plan.json in {args.out}/")
+    _plan_notes(args.scenario, args.set, split(args.hardware))
     return 0 if rep["plan"] else 1
+
+
+def _plan_notes(scenario: str, sets: list[str], ids: list[str]) -> None:
+    """The calibration notes of the parts a plan considered (the scenario's, a profile's, --hardware's)."""
+    from sim.perf.catalog import builtin_catalog
+    from sim.scenario import config
+
+    try:
+        sc = config.load(scenario, sets, None)
+    except ScenarioError:  # the base need not run itself (plan validates its candidates)
+        return
+    known = {p.hardware.id: p.hardware for p in sc.pools if p.service is None}
+    cat = builtin_catalog()
+    _calibration_notes(list(known.values()) + [cat.hardware[i] for i in ids if i not in known and i in cat.hardware])
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ def test_observe_times_every_token_as_the_server_sent_it(server, tmp_path):
 
 
 @pytest.mark.slow
-def test_calibrate_on_two_loads_predicts_a_third(server, tmp_path):
+def test_calibrate_on_two_loads_predicts_a_third(server, tmp_path, capsys):
     url, _ = server
     for rate in (8, 24, 16):
         _observe(_scenario(tmp_path, f"r{rate}", load=f"rate_per_s = {rate}"), url, tmp_path / f"r{rate}")
@@ -96,7 +96,11 @@ def test_calibrate_on_two_loads_predicts_a_third(server, tmp_path):
     text = prof.read_text()
     assert 'calibration_status = "measured"' in text and "r8" in text and "r24" in text
     sc = _scenario(tmp_path, "held", hw="mygpu", load="rate_per_s = 16", extra='catalog = "prof.toml"\n')
+    capsys.readouterr()
     assert main(["run", str(sc), "--out", str(tmp_path / "sim16")]) == 0
+    err_text = capsys.readouterr().err
+    assert "mygpu: constants measured (dcsim calibrate" in err_text and "borrowed" not in err_text
+    assert "Constants measured" in (tmp_path / "sim16" / "report.html").read_text()
     sim = json.loads((tmp_path / "sim16" / "summary.json").read_text())
     meas = json.loads((tmp_path / "r16" / "summary.json").read_text())
     assert sim["calibration_status"] == {"mygpu": "measured"}

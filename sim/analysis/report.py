@@ -71,7 +71,7 @@ def _status_words(s: dict[str, Any]) -> str:
         return "Calibration status: not recorded."
     bad = {h: v for h, v in st.items() if v != "measured"}
     if not bad:
-        return "Constants calibrated on measured vLLM runs (" + ", ".join(st) + ")."
+        return "Constants measured: fitted on measured runs (" + ", ".join(st) + ")."
     return ("Constants " + ", ".join(f"{v} for {h}" for h, v in bad.items())
             + ": estimates outside the error measured on h100-sxm.")
 
