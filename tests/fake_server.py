@@ -11,7 +11,7 @@ within a token budget: the first token comes at the end of the step that prefill
 then every running sequence gets one token. When each token's chunk is written (time.perf_counter,
 the same monotonic clock as the client's on this machine) is logged to --log as JSON lines.
 
-    python tests/fake_server.py [--port 0] [--log FILE]   # prints "PORT <n>" when listening
+    python tests/fake_server.py [--port 0] [--log FILE] [--crlf]   # prints "PORT <n>" when listening
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from aiohttp import web
 
 BASE_S, PER_SEQ_S, WEIGHTS_S, PER_CTX_TOK_S, PER_TOK_S = 0.003, 1e-4, 0.006, 5e-8, 2.5e-5
 MAX_BATCH, TOKEN_BUDGET = 64, 8192
+EOL = b"\n"  # --crlf: b"\r\n", as some servers end their event lines
 
 
 @dataclass
@@ -97,10 +98,10 @@ async def _stream(eng: Engine, r: Req, resp: web.StreamResponse, request: web.Re
             break
         chunk = {"id": f"cmpl-{r.rid}", "object": "text_completion",
                  "choices": [{"index": 0, "text": " tok", "finish_reason": "length" if r.done >= r.want else None}]}
-        await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        await resp.write(b"data: " + json.dumps(chunk).encode() + EOL + EOL)
         r.times.append(time.perf_counter())  # the server's log: when the token's chunk was written
     usage = {"id": f"cmpl-{r.rid}", "choices": [], "usage": {"prompt_tokens": r.prompt, "completion_tokens": r.done}}
-    await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\ndata: [DONE]\n\n")
+    await resp.write(b"data: " + json.dumps(usage).encode() + EOL + EOL + b"data: [DONE]" + EOL + EOL)
     await resp.write_eof()
     if eng.log:
         eng.log.write(json.dumps({"rid": r.rid, "times": r.times}) + "\n")
@@ -124,5 +125,8 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--log")
+    ap.add_argument("--crlf", action="store_true")
     a = ap.parse_args()
+    if a.crlf:
+        EOL = b"\r\n"
     asyncio.run(serve(a.port, a.log))

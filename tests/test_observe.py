@@ -172,3 +172,15 @@ def test_ctrl_c_keeps_what_was_measured(server, tmp_path):
     # all but a request being written as the client shut down (its own error, e.g. ClientOSError)
     assert sum(not r.startswith(("interrupted", "not sent: interrupted")) for r in failed) <= 2, failed
     assert not (tmp_path / "o" / ".incomplete").exists()
+
+
+def test_a_server_ending_its_event_lines_in_crlf_is_read_as_well(tmp_path):
+    p = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_server.py"), "--crlf"], stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        url = f"http://127.0.0.1:{p.stdout.readline().split()[1]}"  # type: ignore[union-attr]
+        s = _observe(_scenario(tmp_path, "crlf", load="rate_per_s = 40", n=20, out=8), url, tmp_path / "o")
+    finally:
+        p.kill()
+        p.wait()
+    assert s["requests_completed"] == 20 and s["output_tokens_completed"] == 160

@@ -130,7 +130,8 @@ def _stamping_connector() -> Any:
             self.rx_s = now
             if self.ev_s is None:
                 self.ev_s = collections.deque()
-            # an event ends at a blank line; the HTTP framing (CRLF chunk sizes) never makes one
+            # an event ends at a blank line; the HTTP framing (CRLF chunk sizes) never makes one (a
+            # server ending its lines in CRLF is not counted here: its events take their read's time)
             self.ev_s.extend([now] * (self.last + data).count(b"\n\n"))
             self.last = data[-1:]
             super().data_received(data)
@@ -170,7 +171,7 @@ async def _send(session: Any, t: Target, wl: Workload, j: int, body: bytes, t0: 
                 rx = getattr(proto, "rx_s", 0.0)
                 read_s = (rx if rx > 0.0 else time.perf_counter()) - t0
                 queue = getattr(proto, "ev_s", None)
-                pending += buf
+                pending = (pending + buf).replace(b"\r\n", b"\n")  # SSE lines may end in CRLF
                 *events, pending = pending.split(b"\n\n")
                 for ev in events:
                     # each event's own arrival where the connection counted it, else this read's
