@@ -191,6 +191,7 @@ def _fleet_table(rep: dict[str, Any]) -> str:
 
 def cmd_perf(args: argparse.Namespace) -> int:
     from sim.perf.catalog import builtin_catalog, load_catalog_file
+    from sim.perf.refusals import refuse_step
     from sim.perf.roofline import PerfModel
 
     cat = builtin_catalog()
@@ -210,10 +211,12 @@ def cmd_perf(args: argparse.Namespace) -> int:
     if args.engine not in SERVING_ENGINES:
         raise ScenarioError("--engine", f"unknown engine {args.engine!r}", f"use one of {', '.join(SERVING_ENGINES)}")
     pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype, args.clock_lock, engine=args.engine)
-    dec = pm.decode_cost(args.batch, args.context)
     blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
     per_seq = math.ceil(args.context / args.block_size)
     fits = pm.weight_bytes < hw.memory_bytes * args.tp * args.kv_memory_fraction
+    refuse_step(hw, model, pm, args.tp, args.context, args.batch, args.kv_memory_fraction, args.power_cap_w,
+                max(0, blocks // per_seq))
+    dec = pm.decode_cost(args.batch, args.context)
     out: dict[str, Any] = {
         "hardware": hw.id, "model": model.id, "tp": args.tp, "dtype": pm.dtype, "kv_dtype": pm.kv_dtype,
         "engine": args.engine,

@@ -83,13 +83,13 @@ def test_perf_adds_the_engines_step_constants_and_refuses_an_unknown_engine():
 
     def step(*extra):
         out = subprocess.run([sys.executable, "-m", "sim", "perf", "--hardware", "h200", "--model", "llama-3.1-70b",
-                              "--dtype", "fp8", "--batch", "512", "--json", *extra], capture_output=True, text=True)
+                              "--dtype", "fp8", "--batch", "256", "--json", *extra], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)
 
     vllm, trt = step(), step("--engine", "trtllm")
     assert vllm["engine"] == "vllm" and trt["engine"] == "trtllm"
-    extra = 512 * engine_constants("trtllm").seq_overhead_s
+    extra = 256 * engine_constants("trtllm").seq_overhead_s
     assert trt["decode_step_s"] - vllm["decode_step_s"] == pytest.approx(extra, rel=1e-9)
     bad = subprocess.run([sys.executable, "-m", "sim", "perf", "--hardware", "h200", "--model", "llama-3.1-70b",
                           "--engine", "tgi"], capture_output=True, text=True)
