@@ -213,7 +213,6 @@ def cmd_perf(args: argparse.Namespace) -> int:
     pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype, args.clock_lock, engine=args.engine)
     blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
     per_seq = math.ceil(args.context / args.block_size)
-    fits = pm.weight_bytes < hw.memory_bytes * args.tp * args.kv_memory_fraction
     refuse_step(hw, model, pm, args.tp, args.context, args.batch, args.kv_memory_fraction, args.power_cap_w,
                 max(0, blocks // per_seq))
     dec = pm.decode_cost(args.batch, args.context)
@@ -229,8 +228,8 @@ def cmd_perf(args: argparse.Namespace) -> int:
         "weights_bytes": pm.weight_bytes,
         "kv_bytes_per_token": pm.kv_bytes_per_token,
         "kv_capacity_tokens": max(0, blocks) * args.block_size,
-        "max_sequences_in_kv": max(0, blocks // per_seq) if fits else 0,
-        "fits": fits,
+        "max_sequences_in_kv": max(0, blocks // per_seq),
+        "fits": True,  # refuse_step refused a model that does not fit
         "params_total": model.total_params,
         "params_active": model.active_params,
     }

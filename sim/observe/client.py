@@ -12,7 +12,8 @@ of `concurrency` clients sends its next request when its previous one ends, afte
 HTTP client: aiohttp, chosen over httpx because its streaming reads cost less per chunk at
 hundreds of concurrent streams (the timing error is the client's own overhead), it is as
 well kept, and its server half serves the tests' reference server. Times are
-`time.perf_counter()` from the run's start, taken when a chunk's line is read.
+`time.perf_counter()` from the run's start, taken when each event's bytes reach the connection
+(`_stamping_connector`), else when they are read.
 """
 
 from __future__ import annotations
@@ -156,40 +157,17 @@ async def _send(session: Any, t: Target, wl: Workload, j: int, body: bytes, t0: 
     o.arrival_s = o.arrival_s if o.arrival_s == o.arrival_s else time.perf_counter() - t0
     o.reason = "no response"
     want = int(wl.output_tokens[j])
-    usage = None
-    done = False
     try:
         limit = aiohttp.ClientTimeout(total=t.timeout_s)
         async with session.post(t.endpoint, data=body, headers=JSON, timeout=limit) as resp:
             if resp.status != 200:
+                queue = getattr(getattr(resp.connection, "protocol", None), "ev_s", None)
                 text = (await resp.text())[:200].replace("\n", " ")
                 o.reason = f"http {resp.status}: {text}"
+                if queue:  # blank lines of the error body: not the next response's events
+                    queue.clear()
                 return
-            pending = b""
-            proto = getattr(resp.connection, "protocol", None)
-            async for buf in resp.content.iter_any():  # whatever arrived: fewer wake-ups than per line
-                rx = getattr(proto, "rx_s", 0.0)
-                read_s = (rx if rx > 0.0 else time.perf_counter()) - t0
-                queue = getattr(proto, "ev_s", None)
-                pending = (pending + buf).replace(b"\r\n", b"\n")  # SSE lines may end in CRLF
-                *events, pending = pending.split(b"\n\n")
-                for ev in events:
-                    # each event's own arrival where the connection counted it, else this read's
-                    now = queue.popleft() - t0 if queue else read_s
-                    k, u, end = _event(ev)
-                    if end:
-                        done = True
-                        break
-                    if u is not None:
-                        usage = u
-                    if k:
-                        if o.tokens == 0:
-                            o.first_token_s = now
-                        o.tokens += k
-                        o.token_times_s.append(now)
-                        o.finish_s = now
-                if done:
-                    break
+            usage, done = await _read(resp, t0, o)
     except asyncio.TimeoutError:
         o.reason = f"timeout after {t.timeout_s:g} s ({o.tokens} of {want} tokens)"
         return
@@ -204,6 +182,39 @@ async def _send(session: Any, t: Target, wl: Workload, j: int, body: bytes, t0: 
         o.reason = "no token received"
     else:
         o.status, o.reason = "completed", ("" if o.tokens == want else f"{o.tokens} of {want} tokens")
+
+
+async def _read(resp: Any, t0: float, o: Outcome) -> tuple[int | None, bool]:
+    """Read a streamed response into `o`: (completion tokens if the server reported them, whether
+    it ended with [DONE])."""
+    usage = None
+    pending = b""
+    proto = getattr(resp.connection, "protocol", None)  # kept: the connection is released at the end
+    queue = getattr(proto, "ev_s", None)
+    try:
+        async for buf in resp.content.iter_any():  # whatever arrived: fewer wake-ups than per line
+            rx = getattr(proto, "rx_s", 0.0)
+            read_s = (rx if rx > 0.0 else time.perf_counter()) - t0
+            pending = (pending + buf).replace(b"\r\n", b"\n")  # SSE lines may end in CRLF
+            *events, pending = pending.split(b"\n\n")
+            for ev in events:
+                # each event's own arrival where the connection counted it, else this read's
+                now = queue.popleft() - t0 if queue else read_s
+                k, u, end = _event(ev)
+                if end:
+                    return usage, True
+                if u is not None:
+                    usage = u
+                if k:
+                    if o.tokens == 0:
+                        o.first_token_s = now
+                    o.tokens += k
+                    o.token_times_s.append(now)
+                    o.finish_s = now
+        return usage, False
+    finally:  # events counted but not read (an early end): not the next response's on this connection
+        if queue:
+            queue.clear()
 
 
 async def _open_loop(session: Any, t: Target, wl: Workload, body: list[bytes], out: list[Outcome], bar: Progress,

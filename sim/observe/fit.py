@@ -17,10 +17,10 @@ import copy
 import dataclasses
 import math
 import statistics
-
-import numpy as np
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from sim.errors import ScenarioError
 from sim.observe.record import MEASURED_KEYS
@@ -54,7 +54,7 @@ class Setup:
 def table(s: Setup, x: dict[str, float]) -> dict[str, Any]:
     """The `[hardware.NEW_ID]` table: the like part's fields with x's constants."""
     t = {f.name: getattr(s.like, f.name) for f in dataclasses.fields(s.like) if f.name != "id"}
-    t = {k: (dict(v) if isinstance(v, dict) or hasattr(v, "items") else v) for k, v in t.items() if v is not None}
+    t = {k: (dict(v) if hasattr(v, "items") else v) for k, v in t.items() if v is not None}
     for k, v in x.items():
         if k == "flops_efficiency":
             t["flops_efficiency_dtype"] = {**t.get("flops_efficiency_dtype", {}), s.dtype: v}
@@ -86,17 +86,16 @@ def predict(run: ObservedRun, s: Setup, hw: dict[str, Any]) -> dict[str, float]:
 
     sc = parse(scenario(run, s, hw), run.base_dir)
     res = Simulation(sc, report=Reporter()).run()
+    from sim.analysis.metrics import latency_stats
+
     wl, tb, warm = res.workload, res.requests, sc.workload.warmup_s
     sel = (tb.status == COMPLETED) & (wl.arrival_s >= warm)
     if not sel.any():
         return {k: float("nan") for k in MEASURED_KEYS}
-    out = wl.output_tokens[sel]
-    multi = out > 1
-    first, fin = tb.first_token_s[sel], tb.finish_s[sel]
-    tpot = (fin[multi] - first[multi]) / (out[multi] - 1)
-    return {"ttft_mean_s": float(np.mean(first - wl.arrival_s[sel])),
-            "tpot_mean_s": float(np.mean(tpot)) if multi.any() else float("nan"),
-            "throughput_output_tok_per_s": float(out.sum()) / max(float(fin.max()) - warm, 1e-12)}
+    lat = latency_stats(res, sel)  # the figures summarize reports, without the rest of the summary
+    window = max(float(tb.finish_s[sel].max()) - warm, 1e-12)
+    return {"ttft_mean_s": lat["ttft_mean_s"] or float("nan"), "tpot_mean_s": lat["tpot_mean_s"] or float("nan"),
+            "throughput_output_tok_per_s": float(wl.output_tokens[sel].sum()) / window}
 
 
 def _loss(runs: list[ObservedRun], s: Setup, x: dict[str, float]) -> float:
