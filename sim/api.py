@@ -10,6 +10,11 @@
     sw = dc.sweep("scenarios/quickstart.toml", range_="workload.rate_per_s=50:250:50")
     dc.sweep_df(sw)                                # one row per variant, load and metric
     dc.plot(res, "runs/mine")                      # or dc.plot("runs/mine") for a saved folder
+    pl = dc.plan("scenarios/quickstart.toml", target_rate=40, slo={"ttft_s": 0.5})
+    pl["plan"]                                     # the cheapest configuration meeting the SLO
+    dc.perf("h200", "llama-3.1-70b", tp=8, batch=64, context=2048)["decode_step_s"]
+    fl = dc.fleet("scenarios/fleet_30t.toml", set=["workload.duration_s=60"])
+    fl["fleet_output_tokens_per_day"]              # a fleet's figures (its cells inferred)
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from sim.studies.study import sweep as _sweep
 
 
 def load(path: str | Path, set: Sequence[str] = (), seed: int | None = None) -> Scenario:  # noqa: A002
-    """Read a scenario file, apply `key.path=value` overrides, validate."""
+    """Read a scenario file, apply `key.path=value` overrides, validate. A fleet (a [fleet]
+    table) is not one simulation: run it with fleet()."""
+    if "fleet" in config.read_toml(Path(path)):
+        from sim.errors import ScenarioError
+
+        raise ScenarioError("fleet", f"{path} is a fleet of cells, not one simulation",
+                            "run it with sim.api.fleet(path), or compare/sweep/plan it")
     return config.load(path, list(set), seed)
 
 
@@ -140,3 +151,32 @@ def report(obj: Result | dict[str, Any] | str | Path, out_dir: str | Path | None
         raise ValueError("out_dir is needed to report a result or a report")
     plot(obj, out_dir)
     return write_report(out_dir)
+
+
+def fleet(scenario: str | Path, set: Sequence[str] = (), workers: int | None = None,  # noqa: A002
+          executor: str = "local", out_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run a fleet scenario (its simulated cells on the executor) and return the fleet's figures
+    (`dcsim run FLEET --json`'s keys); with out_dir, the merged requests.parquet there too."""
+    from sim.studies.fleet import run_fleet
+
+    return run_fleet(scenario, list(set), workers=workers, quiet=True, executor=executor, out_dir=out_dir)
+
+
+def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None = None,
+         hardware: Sequence[str] = (), tp: Sequence[int] = (), schedulers: Sequence[str] = (),
+         set: Sequence[str] = (), **options: Any) -> dict[str, Any]:  # noqa: A002
+    """`dcsim plan`: the cheapest configuration meeting the SLO at target_rate (plan.json's keys).
+    hardware/tp/schedulers as the flags take them ("POOL:VALUE" entries for a scenario of several
+    pools); options: attainment, max_replicas, headroom, replications."""
+    from sim.studies.plan import plan as _plan
+
+    return _plan(scenario, target_rate, slo, list(hardware), list(tp), list(schedulers), sets=list(set), **options)
+
+
+def perf(hardware: str, model: str, **query: Any) -> dict[str, Any]:
+    """`dcsim perf`: one decode step (and a prefill with prompt=) of `model` on `hardware`; query:
+    tp, batch, context, prompt, dtype, kv_dtype, kv_memory_fraction, engine, block_size, catalog,
+    clock_lock, power_cap_w. Raises ScenarioError (one line) for a step that could not run."""
+    from sim.perf.point import PerfQuery, perf_point
+
+    return perf_point(PerfQuery(hardware=hardware, model=model, **query))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -190,88 +189,16 @@ def _fleet_table(rep: dict[str, Any]) -> str:
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
+    from sim.perf.point import PerfQuery, perf_point
+
+    q = PerfQuery(**{f: getattr(args, f) for f in PerfQuery.__dataclass_fields__})
+    out = perf_point(q)
     from sim.perf.catalog import builtin_catalog, load_catalog_file
-    from sim.perf.refusals import refuse_step
-    from sim.perf.roofline import PerfModel
 
     cat = builtin_catalog()
     if args.catalog:
         load_catalog_file(cat, Path(args.catalog))
-    hw = cat.get_hardware(args.hardware, "--hardware")
-    model = cat.get_model(args.model, "--model")
-    for name in ("tp", "batch", "context"):
-        if getattr(args, name) < 1:
-            raise ScenarioError(f"--{name}", f"must be >= 1, got {getattr(args, name)}")
-    model.check_tp(args.tp, "--tp")
-    if not 0 < args.clock_lock <= 1:
-        raise ScenarioError("--clock-lock", f"must be in (0, 1] (a fraction of the part's maximum clock), "
-                            f"got {args.clock_lock}")
-    from sim.scenario.common import SERVING_ENGINES
-
-    if args.engine not in SERVING_ENGINES:
-        raise ScenarioError("--engine", f"unknown engine {args.engine!r}", f"use one of {', '.join(SERVING_ENGINES)}")
-    pm = PerfModel(hw, model, args.tp, args.dtype, args.kv_dtype, args.clock_lock, engine=args.engine)
-    blocks = pm.kv_blocks(args.kv_memory_fraction, args.block_size)
-    per_seq = math.ceil(args.context / args.block_size)
-    refuse_step(hw, model, pm, args.tp, args.context, args.batch, args.kv_memory_fraction, args.power_cap_w,
-                max(0, blocks // per_seq))
-    dec = pm.decode_cost(args.batch, args.context)
-    out: dict[str, Any] = {
-        "hardware": hw.id, "model": model.id, "tp": args.tp, "dtype": pm.dtype, "kv_dtype": pm.kv_dtype,
-        "engine": args.engine,
-        "batch": args.batch, "context": args.context,
-        "decode_step_s": dec.t_s,
-        "decode_tokens_per_s": args.batch / dec.t_s,
-        "bound": dec.bound,
-        "decode_breakdown_s": {"memory": dec.t_mem_s, "compute": dec.t_comp_s, "comm": dec.t_comm_s,
-                               "overhead": dec.t_overhead_s},
-        "weights_bytes": pm.weight_bytes,
-        "kv_bytes_per_token": pm.kv_bytes_per_token,
-        "kv_capacity_tokens": max(0, blocks) * args.block_size,
-        "max_sequences_in_kv": max(0, blocks // per_seq),
-        "fits": True,  # refuse_step refused a model that does not fit
-        "params_total": model.total_params,
-        "params_active": model.active_params,
-    }
-    if args.clock_lock < 1:
-        out["clock_lock"] = args.clock_lock
-    cap = args.power_cap_w
-    if cap is not None and not (0 < cap):
-        raise ScenarioError("--power-cap-w", f"must be > 0, got {cap}")
-    dp = pm.step_power(args.batch, float(args.batch) * args.context, n_seq=args.batch, cap_w=cap)
-    out["power_w"] = dp.power_w
-    # wall power of the replica: its accelerators in this step and their hosts' share (the catalog's
-    # node figures; sim/perf/power.py host_power_w: assumed shares of a system spec)
-    out["host_w_per_accel"] = hw.host_w_per_accel
-    out["node_power_w"] = args.tp * (dp.power_w + hw.host_w_per_accel)
-    out["node_idle_w"] = args.tp * (hw.idle_w + hw.host_idle_w_per_accel)
-    out["decode_tokens_per_s_per_node_kw"] = args.batch / dp.t_s / (out["node_power_w"] / 1000.0)
-    if cap is not None and dp.power_w > cap * (1 + 1e-9):
-        raise ScenarioError("--power-cap-w", f"{cap:g} W is below what {hw.id} draws in this decode step even at its "
-                            f"lowest clock ({dp.power_w:.1f} W)", f"give at least {math.ceil(dp.power_w)} W")
-    if cap is not None:
-        out["power_cap_w"] = cap
-        out["clock_factor"] = dp.clock
-        out["decode_step_uncapped_s"] = dec.t_s
-        out["decode_step_s"] = dp.t_s
-        out["decode_tokens_per_s"] = args.batch / dp.t_s
-        out["decode_tokens_per_s_per_node_kw"] = args.batch / dp.t_s / (out["node_power_w"] / 1000.0)
-    if args.prompt is not None:
-        if args.prompt < 1:
-            raise ScenarioError("--prompt", f"must be >= 1, got {args.prompt}")
-        pre = pm.prefill_cost(args.prompt)
-        pairs = args.prompt * (args.prompt + 1) / 2.0
-        pp = pm.step_power(0, 0.0, args.prompt, 0.0, pairs, 1, cap)
-        out["prefill_s"] = pp.t_s
-        out["prefill_bound"] = pre.bound
-        out["prefill_power_w"] = pp.power_w
-        if cap is not None:
-            out["prefill_clock_factor"] = pp.clock
-            out["prefill_uncapped_s"] = pre.t_s
-        bpairs = args.batch * pairs
-        out["prefill_batch_s"] = pm.step_power(0, 0.0, args.batch * args.prompt, 0.0, bpairs, args.batch, cap).t_s
-    out["calibration_status"] = hw.calibration_status  # a profile from dcsim calibrate: "measured"
-    _calibration_notes([hw])  # once the input is known good: an error stays one line
+    _calibration_notes([cat.get_hardware(args.hardware, "--hardware")])  # once the input is known good
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -451,7 +378,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ScenarioError("--slo", f"{v!r} is not a number of seconds") from None
     split = lambda x: [y.strip() for y in x.split(",") if y.strip()] if x else []  # noqa: E731
-    rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), [int(t) for t in split(args.tp)],
+    rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), split(args.tp),
                split(args.schedulers), args.attainment, args.max_replicas, args.set,
                headroom=args.headroom, replications=args.replications)
     if args.out:

@@ -168,9 +168,15 @@ def summarize(res: Any) -> dict[str, Any]:
     sel = (st == COMPLETED) & (arr >= warm)
     lat = latency_stats(res, sel)
     out_tok = wl.output_tokens[sel]
-    # Throughput over the measured window: from warm-up end to the last completion.
+    # the whole run's figures (warm-up end to the last completion, drain included): they depend on
+    # the run's length, so the headline figures are the steady state's (measurement_window)
     t_end = float(np.max(tb.finish_s[sel])) if sel.any() else res.sim_time_s
-    window = max(t_end - warm, 1e-12)
+    run_window = max(t_end - warm, 1e-12)
+    win = measurement_window(res)
+    t0, t1 = win["measurement_window_s"]
+    window = max(t1 - t0, 1e-12)
+    fin = tb.finish_s
+    in_win = (st == COMPLETED) & (fin > t0) & (fin <= t1)
     util = [r.busy_s / res.sim_time_s if res.sim_time_s > 0 else 0.0 for r in res.replicas]
     reasons: dict[str, int] = {}
     for r in tb.reason.values():
@@ -183,11 +189,14 @@ def summarize(res: Any) -> dict[str, Any]:
         "requests_failed": counts["failed"],
         "requests_in_flight": counts["in_flight"],
         **lat,
-        "throughput_output_tok_per_s": float(out_tok.sum()) / window,
+        "throughput_output_tok_per_s": win["window_output_tokens"] / window,
         "output_tokens_completed": int(wl.output_tokens[st == COMPLETED].sum()),
         "arrival_span_s": float(arr[-1] - arr[0]) if len(arr) > 1 else 0.0,
         "clients": int(res.workload.clients),  # closed-loop clients (0: open-loop arrivals)
-        "throughput_req_per_s": float(sel.sum()) / window,
+        "throughput_req_per_s": float(in_win.sum()) / window,
+        **win,
+        "run_throughput_output_tok_per_s": float(out_tok.sum()) / run_window,
+        "run_throughput_req_per_s": float(sel.sum()) / run_window,
         "utilization_mean": float(np.mean(util)) if util else 0.0,
         "sim_time_s": res.sim_time_s,
         "wall_time_s": res.wall_time_s,
@@ -199,7 +208,7 @@ def summarize(res: Any) -> dict[str, Any]:
         "kv_blocks_total": {str(r.rid): r.total_blocks for r in res.replicas},
         "engine": res.engine,  # which engine ran it (same per-request results)
     }
-    s.update(energy_and_cost(res))
+    s.update(energy_and_cost(res, win))
     s.update(prefix_cache(res))
     s["calibration_status"] = {p.hardware.id: p.hardware.calibration_status
                                for p in res.scenario.pools if p.service is None}
@@ -211,7 +220,7 @@ def summarize(res: Any) -> dict[str, Any]:
         s["slo_ttft_s"] = res.scenario.slo.ttft_s
         s["slo_tpot_s"] = res.scenario.slo.tpot_s
         s["slo_attainment"] = float(np.sum(met & counted) / max(1, counted.sum()))
-        s["goodput_req_per_s"] = float(np.sum(met & counted)) / window
+        s["goodput_req_per_s"] = float(np.sum(met & in_win)) / window
         if s["calibration_status"]:  # every request at the intervals' pessimistic end (plan --headroom)
             worse = slo_met(res, *pessimistic_factors(s["calibration_status"]))
             s["slo_attainment_pessimistic"] = float(np.sum(worse & counted) / max(1, counted.sum()))
@@ -226,7 +235,7 @@ def summarize(res: Any) -> dict[str, Any]:
             if met is not None:
                 ck = counted & in_k
                 d["slo_attainment"] = float(np.sum(met & ck) / max(1, ck.sum()))
-                d["goodput_req_per_s"] = float(np.sum(met & ck)) / window
+                d["goodput_req_per_s"] = float(np.sum(met & in_win & in_k)) / window
             s["classes"].append(d)
     if res.autoscale is not None or res.sim_time_s >= 2 * 3600.0:  # a day's run: what each hour cost and met
         s["hourly"] = hourly(res)
@@ -244,6 +253,62 @@ def summarize(res: Any) -> dict[str, Any]:
             })
         s["stages"] = stages
     return s
+
+
+# The steady state's measurement window starts once the pipeline has filled: warmup_s when the
+# scenario gives one, else the first arrival plus this percentile of the completed requests'
+# service time (first scheduled to finish; queueing excluded, so an overloaded run's window is
+# not pushed to its end). It is capped at half the arrival span.
+FILL_PERCENTILE = 90
+
+
+def measurement_window(res: Any) -> dict[str, Any]:
+    """The steady-state window [t0, t1] of a run and what it rests on: t0 after the warm-up (or the
+    pipeline's fill), t1 the last arrival (a closed loop's: its last request sent). Within it,
+    output tokens are counted as produced (a request's first token at its first-token time, the
+    rest evenly between it and its finish), so throughput, goodput and $/Mtoken do not depend on
+    the run's length; what runs after t1 (the drain) is reported apart (drain_s,
+    drain_output_tokens). A run with no such window (every arrival at once, or no completion in
+    it) is measured over the whole run, from the first arrival to the last completion."""
+    wl, tb = res.workload, res.requests
+    arr = wl.arrival_s
+    done = tb.status == COMPLETED
+    fin, first = tb.finish_s, tb.first_token_s
+    out_tok = wl.output_tokens.astype(float)
+    last_fin = float(fin[done].max()) if done.any() else res.sim_time_s
+    a0 = float(arr.min()) if len(arr) else 0.0
+    t1 = float(arr.max()) if len(arr) else 0.0
+    warm = res.scenario.workload.warmup_s
+    if warm > 0:
+        t0, basis = warm, f"from warmup_s ({warm:g} s) to the last arrival"
+    else:
+        service = (fin - tb.start_s)[done]
+        fill = float(np.percentile(service, FILL_PERCENTILE)) if service.size else 0.0
+        fill = min(fill, 0.5 * (t1 - a0))
+        t0 = a0 + fill
+        basis = (f"from the first arrival plus the p{FILL_PERCENTILE} service time ({fill:.3g} s: the pipeline "
+                 "filled) to the last arrival")
+    if not (t1 > t0) or not np.any(done & (fin > t0) & (fin <= t1)):
+        t0, t1 = (warm if warm > 0 else a0), max(last_fin, a0)
+        basis = "the whole run, first arrival to last completion (no steady-state window: arrivals too short)"
+    produced = tokens_between(first[done], fin[done], out_tok[done], t0, t1)
+    drained = tokens_between(first[done], fin[done], out_tok[done], t1, np.inf)
+    return {"measurement_window_s": [t0, t1], "measurement_window_basis": basis,
+            "window_output_tokens": produced,
+            "drain_s": max(0.0, last_fin - t1), "drain_output_tokens": drained}
+
+
+def tokens_between(first_s: np.ndarray, finish_s: np.ndarray, out_tok: np.ndarray, t0: float, t1: float) -> float:
+    """Output tokens produced in (t0, t1]: each request's first at first_s, the other n-1 evenly
+    over (first_s, finish_s] (a step at a time in fact; per-step times are not kept)."""
+    if first_s.size == 0:
+        return 0.0
+    one = ((first_s > t0) & (first_s <= t1)).astype(float)
+    span = finish_s - first_s
+    lo, hi = np.maximum(first_s, t0), np.minimum(finish_s, t1)
+    share = np.where(span > 0, np.clip(hi - lo, 0.0, None) / np.where(span > 0, span, 1.0),
+                     ((finish_s > t0) & (finish_s <= t1)).astype(float))
+    return float(np.sum(one + (out_tok - 1.0).clip(0.0) * share))
 
 
 def latency_stats(res: Any, sel: np.ndarray) -> dict[str, float | None]:
@@ -374,6 +439,16 @@ def replica_hours(res: Any) -> dict[str, float]:
     return {p.name: billed[p.name] if p.name in billed else p.replicas * hours for p in res.scenario.pools}
 
 
+def billed_spans(res: Any) -> list[tuple[str, float, float, int]]:
+    """(pool, from s, to s, replicas) billed: an autoscaled pool's intervals, else all the run."""
+    T = res.sim_time_s
+    auto = set(res.autoscale.billed_s) if res.autoscale is not None else set()
+    spans = [(p.name, 0.0, T, p.replicas) for p in res.scenario.pools if p.name not in auto]
+    if res.autoscale is not None:
+        spans += [(pool, t0, t1, 1) for pool, _r, t0, t1 in res.autoscale.intervals]
+    return spans
+
+
 def hourly(res: Any, width_s: float = 3600.0) -> list[dict[str, Any]]:
     """Per hour of the run (by arrival): requests, completions, output tokens, SLO attainment
     (None without an SLO), p90 TTFT, the mean replicas billed and their replica-hours, and the
@@ -393,14 +468,7 @@ def hourly(res: Any, width_s: float = 3600.0) -> list[dict[str, Any]]:
     billed = {p.name: np.zeros(n_h) for p in sc.pools}
     edges = np.arange(n_h + 1) * width_s
     edges[-1] = max(edges[-1], T)
-    spans: list[tuple[str, float, float, int]] = []
-    auto = {p for p in billed if res.autoscale is not None and p in res.autoscale.billed_s}
-    for p in sc.pools:
-        if p.name not in auto:
-            spans.append((p.name, 0.0, T, p.replicas))
-    if res.autoscale is not None:
-        spans += [(pool, t0, t1, 1) for pool, _r, t0, t1 in res.autoscale.intervals]
-    for pool, t0, t1, k in spans:
+    for pool, t0, t1, k in billed_spans(res):
         over = np.clip(np.minimum(edges[1:], t1) - np.maximum(edges[:-1], t0), 0.0, None)
         billed[pool] += k * over
     price = {p.name: p.accels * (accel_usd_per_hour(p, sc.cost) or 0.0) for p in sc.pools}
@@ -431,13 +499,17 @@ def hourly(res: Any, width_s: float = 3600.0) -> list[dict[str, Any]]:
     return rows
 
 
-def energy_and_cost(res: Any) -> dict[str, Any]:
+def energy_and_cost(res: Any, win: dict[str, Any] | None = None) -> dict[str, Any]:
     """Energy (J), power (W) and cost (USD) figures of a run.
 
     energy_j is facility energy (IT x PUE; PUE 1 without a [facility]); cost covers the
     accelerators' replica-hours (every replica for the simulated time, an autoscaled pool's
     billed hours; rent, or capex amortised per hour), the
-    energy at usd_per_mwh, and the facility overhead per hour."""
+    energy at usd_per_mwh, and the facility overhead per hour.
+    cost_per_mtok_usd is the steady state's (`win`, measurement_window): the accelerators billed
+    within the window and the rest at the run's mean rate, over the tokens produced in it;
+    run_cost_per_mtok_usd is the whole run's cost over every completed token (drain included).
+    Both are None when a part has no price (a cost of 0 would read as free)."""
     led = res.ledger
     out: dict[str, Any] = {}
     if led is None:
@@ -486,5 +558,15 @@ def energy_and_cost(res: Any) -> dict[str, Any]:
     out["cost_breakdown_usd"] = {"accelerators": acc_usd, "energy": energy_usd, "facility": fac_usd}
     if fuel_usd or capex_usd:
         out["cost_breakdown_usd"].update(fuel=fuel_usd, capex=capex_usd)
-    out["cost_per_mtok_usd"] = out["cost_usd"] / (out_tok / 1e6) if out_tok else None
+    priced = all(accel_usd_per_hour(p, c) is not None for p in sc.pools)
+    out["run_cost_per_mtok_usd"] = out["cost_usd"] / (out_tok / 1e6) if out_tok and priced else None
+    out["cost_per_mtok_usd"] = out["run_cost_per_mtok_usd"]
+    if win is not None and priced:
+        w0, w1 = win["measurement_window_s"]
+        price = {p.name: p.accels * (accel_usd_per_hour(p, c) or 0.0) for p in sc.pools}
+        acc_win = sum(k * price[pool] * max(0.0, min(b, w1) - max(a, w0)) / 3600.0
+                      for pool, a, b, k in billed_spans(res))
+        rest_rate = (out["cost_usd"] - acc_usd) / T  # energy, facility, fuel, capex per second
+        tok = win["window_output_tokens"]
+        out["cost_per_mtok_usd"] = (acc_win + rest_rate * (w1 - w0)) / (tok / 1e6) if tok else None
     return out

@@ -259,7 +259,7 @@ def plan_headline(rep: dict[str, Any]) -> str:
                 f"{num(rep['target_rate_per_s'])} req/s within the candidates tried ({rep['evaluations']} runs).")
     iv = b.get("ttft_p99_interval_s")
     return (f"Cheapest fleet for {num(rep['target_rate_per_s'])} req/s at {rep['attainment']:.0%} SLO attainment "
-            f"({esc(slo)}): <b>{b['replicas']} x {esc(b['hardware'])}</b> (TP{b['tp']}, {esc(b['scheduler'])}), "
+            f"({esc(slo)}): <b>{esc(b.get('label') or str(b['replicas']) + ' x ' + str(b['hardware']))}</b>, "
             f"{b['accelerators']} accelerators at <b>USD {num(b['usd_per_hour'])}/h</b>; attainment "
             f"{pct(b['slo_attainment'])}, p99 TTFT {secs(b['ttft_p99_s'])}"
             + (f" (90% interval {secs(iv[0])} to {secs(iv[1])})" if iv else "") + ".")
@@ -269,28 +269,39 @@ def _plan_report(d: Path) -> tuple[str, str, list[str]]:
     import plotly.graph_objects as go
 
     rep = json.loads((d / "plan.json").read_text())
-    rows = [[esc(f["hardware"]), esc(f["tp"]), esc(f["scheduler"]), esc(f["replicas"]), esc(f["accelerators"]),
+    rows = [[esc(f.get("label") or f["hardware"]), esc(f["accelerators"]),
              esc(num(f["usd_per_hour"])), esc(pct(f["slo_attainment"])), esc(pct(f.get("slo_attainment_pessimistic"))),
              esc(secs(f["ttft_p99_s"])), esc(secs(f["tpot_p99_s"]))] for f in rep["frontier"]]
     body = ["<h2>Candidates meeting the SLO, cheapest first</h2>",
-            html_table(["hardware", "TP", "scheduler", "replicas", "accelerators", "USD/h", "attainment", "worst case",
-                    "p99 TTFT", "p99 TPOT"], rows, left=3)]
+            html_table(["configuration", "accelerators", "USD/h", "attainment", "worst case",
+                        "p99 TTFT", "p99 TPOT"], rows, left=1)]
+    if rep.get("search") == "local minimum":
+        body.append("<p class=\"note\">Several counts were searched (" + esc(", ".join(rep.get("searched", [])))
+                    + "): in each answer no single count can be lowered and still meet the SLO; another mix of "
+                      "counts may cost less.</p>")
     if rep.get("verify"):
         body.append(f"<p class=\"note\">Check the answer: <code>{esc(rep['verify'])}</code></p>")
     figs = Figures()
     if rep["frontier"]:
+        fr = rep["frontier"]
+        usd = [f["usd_per_hour"] for f in fr]
+        # labels on the points only while they can be read; hover always says what each is
+        few = len(fr) <= 6
         fig = go.Figure(go.Scatter(
-            x=[f["usd_per_hour"] for f in rep["frontier"]], y=[f["ttft_p99_s"] for f in rep["frontier"]],
-            mode="markers+text", text=[f"{f['replicas']}x {f['hardware']} TP{f['tp']}" for f in rep["frontier"]],
-            textposition="top center", marker=dict(size=10),
-            hovertemplate="%{text}<br>USD %{x:.2f}/h<br>p99 TTFT %{y:.3g} s<extra></extra>"))
+            x=usd, y=[f["ttft_p99_s"] for f in fr], mode="markers+text" if few else "markers",
+            text=[f.get("label") or f"{f['replicas']}x {f['hardware']}" for f in fr],
+            textposition=["top center" if k % 2 == 0 else "bottom center" for k in range(len(fr))],
+            marker=dict(size=10), hovertemplate="%{text}<br>USD %{x:.2f}/h<br>p99 TTFT %{y:.3g} s<extra></extra>"))
         if "ttft_s" in rep["slo"]:
             fig.add_hline(y=rep["slo"]["ttft_s"], line_dash="dash", annotation_text="TTFT SLO")
-        fig.update_xaxes(title_text="cost (USD per hour)", rangemode="tozero")
+        # a log axis where one outlier would squeeze the rest against the origin
+        spread = max(usd) / min(usd) if min(usd) > 0 else 1.0
+        fig.update_xaxes(title_text="cost (USD per hour" + (", log scale)" if spread > 10 else ")"),
+                         type="log" if spread > 10 else "linear", rangemode="tozero")
         fig.update_yaxes(title_text="p99 time to first token (s)", rangemode="tozero")
         fig.update_layout(title="What does each configuration cost, and how fast is it?")
         body.append(figs.html(fig, 420))
-    w = [f"skipped {s['hardware']} TP{s['tp']} {s['scheduler']}: {s['why']}" for s in rep.get("skipped", [])]
+    w = [f"skipped {s.get('label') or s['hardware']}: {s['why']}" for s in rep.get("skipped", [])]
     body.append(warnings_html(w + saved_warnings(d)))
     return f"dcsim plan: {Path(rep['scenario']).name}", plan_headline(rep), body
 

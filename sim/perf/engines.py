@@ -28,6 +28,11 @@ def _table() -> dict[str, EngineConstants]:
 OVERRIDES: dict[str, EngineConstants] = {}
 
 
+def engine_names() -> list[str]:
+    """The engines the catalog has constants for (sim/data/engines.toml)."""
+    return list(_table())
+
+
 def engine_constants(engine: str) -> EngineConstants:
     """The constants of `engine` (a scenario's `pools.engine`, already validated)."""
     return OVERRIDES.get(engine) or _table()[engine]

@@ -416,10 +416,10 @@ def _rate_points(key_: str, raw: Mapping[str, Any], duration: float, base_dir: P
         if (i == 0 and ti != 0.0) or (i > 0 and ti <= pts[-1][0]):
             raise ScenarioError("workload.rate_profile.file", f"{path} line {i + 2}: t_s {ti:g} leaves a gap "
                                 f"(the profile starts at 0 and increases)", "sort the rows and start at t_s = 0")
-        pts.append((ti, ri))
+        pts.append((ti, ri * rp.scale))
     if max(r for _, r in pts) <= 0:
         raise ScenarioError("workload.rate_profile.file", f"{path}: every rate is 0", "give some positive rate")
-    return tuple(pts), {"file": str(path.resolve()), "column": col}
+    return tuple(pts), {"file": str(path.resolve()), "column": col, "scale": rp.scale}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -445,5 +445,7 @@ class RateProfile:
 
     file: str = key(REQUIRED, "the CSV file: a t_s column from 0, increasing, and a rate column")
     column: str = key("rate_per_s", "the rate column's name")
+    scale: float = key(1.0, "a factor on every rate of the file (a fleet's cell takes its share this way)",
+                       positive=True)
 
 

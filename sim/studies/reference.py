@@ -11,7 +11,7 @@ from sim.scenario import facility as F
 from sim.scenario import pools as P
 from sim.scenario import workload as W
 from sim.schema import reference
-from sim.studies.fleet import CellKind, FleetConfig
+from sim.studies.cells import CellKind, FleetConfig
 
 SECTIONS = [
     ("top level", C.Scenario, "The scenario file's own keys; each table below is one of them."),

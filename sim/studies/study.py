@@ -26,6 +26,12 @@ METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s
            "energy_j", "energy_per_output_tok_j", "it_power_mean_w", "facility_power_mean_w", "facility_power_peak_w",
            "power_limit_exceeded_s", "battery_used_j", "cost_usd", "cost_per_mtok_usd", "prefix_cache_hit_rate")
 
+# a fleet's own figures (its summary also carries the single-run names it shares: cells.STUDY_ALIASES)
+FLEET_METRICS = ("fleet_output_tok_per_s", "fleet_req_per_s", "fleet_output_tokens_per_day", "fleet_usd_per_hour",
+                 "fleet_usd_per_mtok", "fleet_slo_attainment", "fleet_facility_power_mean_w",
+                 "fleet_facility_power_peak_w", "fleet_energy_j", "fleet_requests_lost_to_power",
+                 "ramp_limit_exceeded_s")
+
 
 @dataclass(frozen=True)
 class Task:
@@ -37,10 +43,14 @@ class Task:
 
 
 def run_task(task: Task) -> dict[str, Any]:
-    """Run one scenario; returns its summary (and completed requests' latencies if asked)."""
+    """Run one scenario; returns its summary (and completed requests' latencies if asked). A
+    fleet scenario runs its simulated cells here, one after another (cell k on seed + k), and
+    its summary is the fleet's (cells.fleet_summary, with the single-run names added)."""
     from sim.analysis.metrics import request_columns, summarize
     from sim.engine.simulation import Simulation
 
+    if "fleet" in task.raw:
+        return _run_fleet_task(task)
     raw = dict(task.raw)
     raw["seed"] = task.seed
     raw.setdefault("run", {})
@@ -56,6 +66,26 @@ def run_task(task: Task) -> dict[str, Any]:
     if task.keep_requests:
         out["requests"] = cols
     return out
+
+
+def _run_fleet_task(task: Task) -> dict[str, Any]:
+    from sim.studies.cells import as_study_summary, fleet_cells, fleet_summary
+
+    cells, kinds, n_cells = fleet_cells(task.raw, Path(task.base_dir), task.seed)
+    res = [run_task(Task(c.raw, task.base_dir, c.seed, keep_latencies=True)) for c in cells]
+    rep = fleet_summary(str(task.raw.get("name", "fleet")), cells, kinds, n_cells, res)
+    out: dict[str, Any] = {"summary": as_study_summary(rep), "wall_time_s": sum(r["wall_time_s"] for r in res)}
+    if task.keep_latencies:
+        out["latencies"] = {k: [x for r in res for x in r["latencies"][k]] for k in ("ttft_s", "tpot_s", "e2e_s")}
+    return out
+
+
+def seed_stride(raw: dict[str, Any]) -> int:
+    """Seeds between replications: 1, or a fleet's cell count (its cells draw seed + k), so no
+    two replications share a cell's stream."""
+    from sim.studies.cells import cells_total
+
+    return cells_total(raw)
 
 
 def task_key(task: Task) -> str:
@@ -215,7 +245,12 @@ def _load(path: str | Path) -> tuple[dict[str, Any], Path]:
 
 def _validated(raw: dict[str, Any], base: Path, sets: list[str]) -> dict[str, Any]:
     r = apply_overrides(raw, sets)
-    parse(r, base)  # fail fast, in this process, with the field named
+    if "fleet" in r:
+        from sim.studies.cells import fleet_cells
+
+        fleet_cells(r, base)  # every simulated cell's scenario, checked here
+    else:
+        parse(r, base)  # fail fast, in this process, with the field named
     return r
 
 
@@ -240,20 +275,22 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
     if baseline not in labels:
         raise ScenarioError("--baseline", f"{baseline!r} is not a variant", f"use one of {labels}")
     raws = {lab: _validated(raw, base, s) for lab, s in vs}
-    tasks = [
-        Task(raws[lab], str(base), seed0 + r, keep_latencies and r == 0) for lab, _ in vs for r in range(replications)
-    ]
+    stride = seed_stride(raw)
+    seeds = [seed0 + r * stride for r in range(replications)]
+    tasks = [Task(raws[lab], str(base), seeds[r], keep_latencies and r == 0)
+             for lab, _ in vs for r in range(replications)]
     res = execute(tasks, workers, "compare", quiet, executor, cache_dir)
-    failed = _failures(res, [(lab, seed0 + r) for lab, _ in vs for r in range(replications)])
+    failed = _failures(res, [(lab, seeds[r]) for lab, _ in vs for r in range(replications)])
     if failed:
         raise ScenarioError("compare", f"{len(failed)} run(s) failed, e.g. {failed[0]}", "fix the variant named")
     by: dict[str, list[dict[str, Any]]] = {
         lab: res[i * replications : (i + 1) * replications] for i, lab in enumerate(labels)
     }
     out: dict[str, Any] = {"scenario": str(scenario), "replications": replications, "slo": raw.get("slo") or {},
-                           "seeds": [seed0 + r for r in range(replications)], "baseline": baseline,
+                           "seeds": seeds, "baseline": baseline,
                            "vary": list(vary), "metrics": [], "variants": {}}
-    metrics = [m for m in METRICS if all(r["summary"].get(m) is not None for rs in by.values() for r in rs)]
+    metrics = [m for m in METRICS + FLEET_METRICS
+               if all(r["summary"].get(m) is not None for rs in by.values() for r in rs)]
     out["metrics"] = metrics
     for lab, s in vs:
         runs = by[lab]
@@ -270,7 +307,7 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
                 d.update({"diff_mean": dm, "diff_ci_low": None if one else dlo, "diff_ci_high": None if one else dhi,
                           "significant": bool(not one and (dlo > 0 or dhi < 0))})
             md[m] = d
-        unstable = [{"seed": seed0 + r, "instability": run["summary"].get("instability")}
+        unstable = [{"seed": seeds[r], "instability": run["summary"].get("instability")}
                     for r, run in enumerate(runs) if run["summary"].get("stable") is False]
         out["variants"][lab] = {"sets": s, "metrics": md, "unstable": unstable}
         if keep_latencies and runs and "latencies" in runs[0]:
@@ -314,6 +351,7 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
     seed0 = int(raw.get("seed", 0))
     key, values = parse_range(range_)
     vs = _variants(vary, named)
+    stride = seed_stride(raw)
     tasks, index, bad = [], [], {}
     for lab, s in vs:
         for v in values:
@@ -323,7 +361,7 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                 bad[(lab, v)] = f"invalid scenario: {exc}"
                 continue
             for k in range(replications):
-                tasks.append(Task(r, str(base), seed0 + k))
+                tasks.append(Task(r, str(base), seed0 + k * stride))
                 index.append((lab, v))
     res = execute(tasks, workers, "sweep", quiet, executor, cache_dir)
     for (lab, v), why in bad.items():
@@ -344,11 +382,13 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                 pts.append({"value": v, "metrics": {}, "failed": True})
                 continue
             md = {}
-            for m in METRICS:
+            for m in METRICS + FLEET_METRICS:
                 vals = [r["summary"].get(m) for r in runs]
                 if any(x is None for x in vals):
                     continue
                 mean, lo, hi = mean_ci([float(x) for x in vals])
+                if len(vals) < 2:  # one run: no interval, not a zero-width one
+                    lo = hi = None
                 md[m] = {"mean": mean, "ci_low": lo, "ci_high": hi}
             unstable = [r["summary"]["instability"] for r in runs if r["summary"].get("stable") is False]
             pts.append({"value": v, "metrics": md, "stable": not unstable,

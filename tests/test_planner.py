@@ -1,0 +1,241 @@
+"""Answers a planner acts on (issue 32): plan on P/D and fleets, compare/sweep on fleets,
+steady-state figures independent of run length, prices, and the API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import sim.api as dc
+from sim.cli import main
+from sim.errors import ScenarioError
+
+REPO = Path(__file__).resolve().parents[1]
+SC = REPO / "scenarios"
+DISAGG = SC / "disagg_h200_crescent.toml"
+SHORT_DISAGG = ["--set", "workload.duration_s=200", "--set", "workload.warmup_s=20"]
+FLEET = SC / "fleet_30t.toml"
+SHORT_FLEET = ["--set", "workload.duration_s=30", "--set", "pools.replicas=4", "--set", "fleet.simulate_per_kind=1"]
+TENT = SC / "tent_200mw.toml"
+SHORT_TENT = ["--set", "workload.duration_s=120", "--set", "pools.replicas=4", "--set", "fleet.simulate_per_kind=1",
+              "--set", "facility.sources.titan130.start_s=10", "--set", "facility.sources.titan130.trip_at_s=[60.0]",
+              "--set", "fleet.cells.0.count=40", "--set", "workload.rate_per_s=2000"]
+
+
+def cli(capsys, *args):
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return rc, out, [line for line in err.splitlines() if line.strip() and not line.startswith("dcsim: note:")]
+
+
+def _verify_sets(cmd):
+    import shlex
+
+    words = shlex.split(cmd)
+    return [words[k + 1] for k, w in enumerate(words) if w == "--set"]
+
+
+def _sets(items):
+    return [x for k, x in enumerate(items) if k % 2 == 1]
+
+
+# --- plan on what the scenario describes -------------------------------------------------------
+
+def test_plan_keeps_both_roles_their_hardware_and_prices_each_pool(capsys):
+    rc, out, err = cli(capsys, "plan", DISAGG, "--target-rate", "4", *SHORT_DISAGG, "--json")
+    assert rc == 0, err
+    rep = json.loads(out)
+    best = rep["plan"]
+    pools = {p["name"]: p for p in best["pools"]}
+    assert set(pools) == {"h200-prefill", "crescent-decode"}
+    assert best["hardware"] == "h200/crescent-island-480"  # neither pool collapsed onto the other's part
+    # each pool at its own price: H200 at [cost] 3.3, Crescent Island at its [pools.cost] 1.2
+    assert pools["h200-prefill"]["usd_per_hour"] == pytest.approx(3.3 * pools["h200-prefill"]["replicas"])
+    assert pools["crescent-decode"]["usd_per_hour"] == pytest.approx(1.2 * pools["crescent-decode"]["replicas"])
+    assert best["usd_per_hour"] == pytest.approx(sum(p["usd_per_hour"] for p in pools.values()))
+    assert best["accelerators"] == sum(p["accelerators"] for p in pools.values())
+    # the verify command reproduces the answer
+    sets = _verify_sets(rep["verify"])
+    res = dc.run(dc.load(DISAGG, set=sets), quiet=True)
+    s = dc.summary(res)
+    assert s["slo_attainment"] == pytest.approx(best["slo_attainment"])
+    hw = {p.name: p.hardware.id for p in res.scenario.pools}
+    assert hw == {"h200-prefill": "h200", "crescent-decode": "crescent-island-480"}
+    assert {p.name: p.replicas for p in res.scenario.pools} == {k: v["replicas"] for k, v in pools.items()}
+    assert best["one_fewer_attainment"] is None or best["one_fewer_attainment"] < 0.9
+
+
+def test_plan_moves_a_pool_to_other_hardware_at_that_parts_price(capsys):
+    rc, out, err = cli(capsys, "plan", DISAGG, "--target-rate", "4", *SHORT_DISAGG, "--hardware",
+                       "crescent-decode:h200", "--json")
+    assert rc == 0, err
+    rep = json.loads(out)
+    best = rep["plan"]
+    # the decode pool is on H200 now: priced as an H200 (3.3), not at Crescent Island's 1.2
+    assert best["usd_per_hour"] == pytest.approx(3.3 * best["accelerators"])
+    sets = _verify_sets(rep["verify"])
+    res = dc.run(dc.load(DISAGG, set=sets), quiet=True)
+    assert dc.summary(res)["cost_usd"] / res.sim_time_s * 3600 >= best["usd_per_hour"]  # rent + energy
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--hardware", "h200"], "--hardware"),  # two pools: which one?
+    (["--hardware", "nosuch:h200"], "--hardware"),
+    (["--hardware", "h200-prefill:no-such-part"], "--hardware"),
+    (["--tp", "x"], "--tp"),
+    (["--target-rate", "0"], "--target-rate"),
+])
+def test_plan_bad_input_is_one_line_exit_2(capsys, args, field):
+    base = ["plan", DISAGG, *SHORT_DISAGG]
+    if "--target-rate" not in args:
+        base += ["--target-rate", "4"]
+    rc, out, err = cli(capsys, *base, *args)
+    assert rc == 2 and len(err) == 1 and field in err[0] and "Traceback" not in err[0], err
+
+
+# --- fleets in compare, sweep and plan ---------------------------------------------------------
+
+def test_compare_sweep_and_plan_run_a_fleet(capsys):
+    rc, out, err = cli(capsys, "compare", FLEET, "--vary", "pools.replicas=4,8", "--replications", "2",
+                       *SHORT_FLEET, "--set", "workload.rate_per_s=20000", "--workers", "1", "--json", "--quiet")
+    assert rc == 0, err
+    rep = json.loads(out)
+    m = rep["variants"]["8"]["metrics"]
+    assert "fleet_output_tok_per_s" in rep["metrics"] and "fleet_usd_per_hour" in rep["metrics"]
+    # twice the replicas per cell cost twice as much per hour
+    assert m["fleet_usd_per_hour"]["mean"] == pytest.approx(2 * rep["variants"]["4"]["metrics"]["fleet_usd_per_hour"]
+                                                           ["mean"], rel=0.02)
+    assert rep["seeds"] == [1, 1 + 1270]  # replications do not share a cell's stream
+    rc, out, err = cli(capsys, "sweep", FLEET, "--range", "workload.rate_per_s=10000:20000:10000", *SHORT_FLEET,
+                       "--workers", "1", "--json", "--quiet")
+    assert rc == 0, err
+    pts = json.loads(out)["variants"]["base"]["points"]
+    tput = [p["metrics"]["fleet_output_tok_per_s"]["mean"] for p in pts]
+    assert tput[1] == pytest.approx(2 * tput[0], rel=0.05)  # unsaturated: throughput follows the offered load
+    rc, out, err = cli(capsys, "plan", FLEET, "--target-rate", "3000", "--slo", "ttft_s=1,tpot_s=0.1", *SHORT_FLEET,
+                       "--json")
+    assert rc == 0, err
+    best = json.loads(out)["plan"]
+    assert best["cells"][0]["cells"] >= 1 and best["label"].startswith(f"{best['cells'][0]['cells']} cells")
+    assert best["usd_per_hour"] == pytest.approx(best["cells"][0]["cells"] * 4 * 8 * 3.3)
+
+
+def test_plan_and_compare_a_shrunk_tent_site(capsys):
+    rc, out, err = cli(capsys, "compare", TENT, "--vary", "pools.replicas=4,6", "--replications", "2", *SHORT_TENT,
+                       "--workers", "1", "--json", "--quiet")
+    assert rc == 0, err
+    rep = json.loads(out)
+    for k in ("fleet_facility_power_mean_w", "fleet_energy_j", "fleet_requests_lost_to_power"):
+        assert k in rep["metrics"], k
+    rc, out, err = cli(capsys, "plan", TENT, "--target-rate", "2000", *SHORT_TENT, "--max-replicas", "64", "--json")
+    assert rc == 0, err
+    assert json.loads(out)["plan"]["cells"][0]["cells"] >= 1
+
+
+def test_a_fleet_takes_stages_diurnal_load_and_a_rate_profile(tmp_path):
+    from sim.studies.cells import share_workload
+
+    wl = {"arrival": "poisson", "stages": [{"rate_per_s": 100, "duration_s": 10}, {"rate_per_s": 300,
+                                                                                  "duration_s": 10}]}
+    assert [s["rate_per_s"] for s in share_workload(wl, 0.25)["stages"]] == [25, 75]
+    d = share_workload({"arrival": "poisson", "duration_s": 60, "diurnal": {"peak_rate_per_s": 80,
+                                                                           "trough_rate_per_s": 20}}, 0.5)
+    assert d["diurnal"] == {"peak_rate_per_s": 40, "trough_rate_per_s": 10}
+    assert share_workload({"rate_profile": {"file": "x.csv"}}, 0.5)["rate_profile"]["scale"] == 0.5
+    with pytest.raises(ScenarioError, match="workload.arrival"):
+        share_workload({"arrival": "trace", "trace": "t.csv"}, 0.5)
+    # a whole fleet on stages runs, its cells at their share of each stage
+    text = (SC / "quickstart.toml").read_text().replace("rate_per_s = 10.0", "").replace(
+        "num_requests = 2000          # or duration_s = ...", "")
+    text = text.replace("[workload]", "[workload]\nstages = [{ rate_per_s = 40.0, duration_s = 20 }, "
+                                      "{ rate_per_s = 80.0, duration_s = 20 }]")
+    p = tmp_path / "f.toml"
+    p.write_text(text + "\n[fleet]\nsimulate_per_kind = 1\n[[fleet.cells]]\nname = \"c\"\ncount = 4\n")
+    rep = dc.fleet(p, workers=1)
+    assert rep["kinds"][0]["requests_simulated"] == pytest.approx((40 * 20 + 80 * 20) / 4, rel=0.15)
+
+
+# --- steady-state figures --------------------------------------------------------------------------
+
+LONG_OUTPUT = """name = "steady"
+seed = 3
+[workload]
+arrival = "poisson"
+rate_per_s = 60
+duration_s = 60
+prompt_tokens = { dist = "lognormal", mean = 1024, cv = 1.0, max = 8192 }
+output_tokens = { dist = "lognormal", mean = 256, cv = 0.8, max = 2048 }
+[[pools]]
+name = "p"
+hardware = "h200"
+model = "llama-3.1-70b"
+tp = 8
+replicas = 8
+[router]
+policy = "least_loaded"
+[cost]
+usd_per_accel_hour = 3.3
+usd_per_mwh = 80
+[run]
+timeseries = false
+"""
+
+
+def test_steady_state_figures_do_not_depend_on_run_length(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text(LONG_OUTPUT)
+    short = dc.summary(dc.run(dc.load(p, set=["workload.duration_s=60"]), quiet=True))
+    long_ = dc.summary(dc.run(dc.load(p, set=["workload.duration_s=1200"]), quiet=True))
+    assert short["stable"] and long_["stable"] and short["requests_in_flight"] == 0
+    for k in ("throughput_output_tok_per_s", "throughput_req_per_s", "cost_per_mtok_usd"):
+        assert short[k] == pytest.approx(long_[k], rel=0.03), k
+    # the whole run's figures (drain included) do depend on it, and the drain is reported apart
+    assert short["run_throughput_output_tok_per_s"] < 0.9 * long_["run_throughput_output_tok_per_s"]
+    assert short["drain_s"] > 5 and short["drain_output_tokens"] > 0
+    t0, t1 = short["measurement_window_s"]
+    assert 0 < t0 < t1 <= 60
+
+
+def test_tokens_between_counts_each_token_once():
+    import numpy as np
+
+    from sim.analysis.metrics import tokens_between
+
+    first, fin, n = np.array([1.0, 2.0]), np.array([5.0, 2.0]), np.array([5.0, 1.0])
+    total = tokens_between(first, fin, n, -np.inf, np.inf)
+    assert total == 6.0
+    assert tokens_between(first, fin, n, 0.0, 3.0) + tokens_between(first, fin, n, 3.0, 10.0) == pytest.approx(total)
+    assert tokens_between(first, fin, n, 0.0, 3.0) == pytest.approx(1 + 4 * 2 / 4 + 1)
+
+
+def test_cost_per_mtok_is_null_when_a_part_has_no_price():
+    s = dc.summary(dc.run(dc.load(SC / "quickstart.toml", set=["workload.num_requests=200",
+                                                              "hardware.h100-sxm.usd_per_accel_hour=0"]), quiet=True))
+    assert s["cost_per_mtok_usd"] is not None  # priced at 0: a price
+    # a100-40g has no price in the catalog, and the scenario gives none
+    s = dc.summary(dc.run(dc.load(SC / "quickstart.toml", set=["workload.num_requests=200",
+                                                              'pools.hardware="a100-40g"']), quiet=True))
+    assert s["cost_per_mtok_usd"] is None and s["run_cost_per_mtok_usd"] is None
+
+
+# --- the API ---------------------------------------------------------------------------------------
+
+def test_api_has_plan_perf_and_fleet():
+    pl = dc.plan(SC / "quickstart.toml", 20, {"ttft_s": 1.0}, set=["workload.num_requests=300"], max_replicas=8)
+    assert pl["plan"]["replicas"] >= 1
+    pf = dc.perf("h200", "llama-3.1-70b", tp=8, batch=32, context=2048)
+    assert pf["decode_step_s"] > 0 and pf["hardware"] == "h200"
+    with pytest.raises(ScenarioError, match="--tp"):
+        dc.perf("h100-sxm", "llama-3.1-405b")
+    with pytest.raises(ScenarioError, match="sim.api.fleet"):
+        dc.load(FLEET)
+    fl = dc.fleet(FLEET, set=_sets(SHORT_FLEET) + ["workload.rate_per_s=20000"], workers=1)
+    assert fl["fleet_output_tok_per_s"] > 0 and fl["cells_total"] == 1270
+
+
+def test_sweep_with_one_replication_has_no_interval():
+    sw = dc.sweep(SC / "quickstart.toml", "workload.rate_per_s=5:10:5", set=["workload.num_requests=100"], workers=1)
+    df = dc.sweep_df(sw)
+    assert df["ci_low"].isna().all() and df["ci_high"].isna().all()
