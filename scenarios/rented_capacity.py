@@ -51,11 +51,12 @@ def main() -> int:
     ap.add_argument("--slo-tpot", type=float, default=0.05)
     ap.add_argument("--attainment", type=float, default=0.9)
     ap.add_argument("--duration", type=float, default=120.0)
+    ap.add_argument("--max-rate", dest="max_rate", type=float, default=300.0, help="highest load tried, req/s")
     ap.add_argument("--out", default="runs/rented")
     args = ap.parse_args()
     gpus_in_cell = args.replicas * args.tp
     gpus = args.usd_per_month / (args.usd_per_gpu_hour * HOURS_PER_MONTH)
-    rates = [5.0 * k for k in range(1, 61)]
+    rates = [5.0 * k for k in range(1, int(args.max_rate // 5) + 1)]
     res = execute([Task(cell(args, r), ".", 11) for r in rates], None, "rented")
     best = None
     rows = []
@@ -74,12 +75,16 @@ def main() -> int:
     rate, s = best
     tok_per_gpu = s["throughput_output_tok_per_s"] / gpus_in_cell
     tok_day = tok_per_gpu * gpus * 86400
-    usd_per_mtok = args.usd_per_month / (tok_day * (HOURS_PER_MONTH / 24) / 1e6)
+    # the one cost model (sim/analysis/metrics.py energy_and_cost, as scenarios/tent_planner.py
+    # uses it): the cell's steady-state rent over its tokens; the same as the month's rent over
+    # the month's tokens, since the fleet is identical cells
+    usd_per_mtok = s["cost_per_mtok_usd"]
     report = {"usd_per_month": args.usd_per_month, "usd_per_gpu_hour": args.usd_per_gpu_hour,
               "gpus_rented": gpus, "cell": {"hardware": args.hardware, "model": args.model, "tp": args.tp,
                                             "replicas": args.replicas, "max_rate_meeting_slo": rate,
                                             "slo_attainment": s["slo_attainment"]},
               "output_tok_per_s_per_gpu": tok_per_gpu, "output_tokens_per_day": tok_day,
+              "load_req_per_s_per_replica": rate / args.replicas,
               "usd_per_million_output_tokens": usd_per_mtok, "sweep": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,14 @@ def main() -> int:
     grid["facility"]["sources"] = [{"name": "grid", "kind": "grid", "mw": 2 * t["units"] * t["unit_mw"]}]
     grid["cost"]["usd_per_mwh"] = 80.0  # ASSUMED US industrial tariff, 2025-26
     runs["grid"] = grid
+    # rented: the same accelerators at the same load in someone else's datacenter. A rented
+    # GPU-hour includes the power and the building, so neither the tent nor its turbines (capex,
+    # fuel) are added to the rent: the one cost model (sim/analysis/metrics.py energy_and_cost)
+    # with the rent as its only price, as scenarios/rented_capacity.py uses it
     rented = copy.deepcopy(notrip)
+    rented.pop("facility")
+    for pool in rented["pools"]:
+        pool.pop("tent", None)
     rented["cost"] = {"usd_per_accel_hour": H200_USD_PER_GPU_HOUR}
     runs["rented"] = rented
     names = list(runs)
@@ -89,6 +96,11 @@ def main() -> int:
     out["trip_tokens_lost_site"] = {n.removeprefix("trip_shed_battery_"): (base_tok - S[n]["output_tokens_completed"]) * cells
                                     for n in names if n.startswith("trip_shed")}
     # 3. $/Mtoken
+    # one cost model for every row: the summary's steady-state $/Mtoken at the tent's load
+    # (scenarios/rented_capacity.py: the same model at the highest load meeting the SLO)
+    out["load_req_per_s_per_replica"] = cell["workload"]["rate_per_s"] / cell["pools"][0]["replicas"]
+    out["usd_per_mtok_note"] = ("every row at this cell's load; scenarios/rented_capacity.py prices the same rent "
+                                "at the highest load meeting its SLO (several times this load), hence lower")
     out["usd_per_mtok"] = {"tent (fully loaded)": S["plain"]["cost_per_mtok_usd"],
                            "grid at 80 USD/MWh (owned accelerators)": S["grid"]["cost_per_mtok_usd"],
                            f"rented at {H200_USD_PER_GPU_HOUR} USD/GPU-hour (920M USD a month's rate)":

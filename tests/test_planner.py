@@ -239,3 +239,24 @@ def test_sweep_with_one_replication_has_no_interval():
     sw = dc.sweep(SC / "quickstart.toml", "workload.rate_per_s=5:10:5", set=["workload.num_requests=100"], workers=1)
     df = dc.sweep_df(sw)
     assert df["ci_low"].isna().all() and df["ci_high"].isna().all()
+
+
+# --- the battery bridges a trip ------------------------------------------------------------------
+
+def test_a_battery_sized_for_a_trip_loses_fewer_requests_to_power():
+    from sim.scenario.config import parse, read_toml
+
+    raw = read_toml(SC / "tent_trip.toml")  # one of three 30 kW units trips at 60 s
+    raw["facility"]["manager"]["policy"] = "shed"  # arrivals turned away while over the supply
+    raw["workload"]["duration_s"] = 150
+    lost = {}
+    for name, extra in (("none", []), ("35 kW / 10 kWh", [{"name": "bess", "kind": "battery", "mw": 0.035,
+                                                          "mwh": 0.01}])):
+        r = {**raw, "facility": {**raw["facility"], "sources": raw["facility"]["sources"] + extra}}
+        s = dc.summary(dc.run(parse(r, SC), quiet=True))
+        lost[name] = s["reasons"].get("power", 0)
+        if extra:
+            assert s["battery_used_j"] > 0  # it bridged the shortfall ...
+            assert s["battery_used_j"] < 0.01 * 3.6e9  # ... without running empty
+    assert lost["none"] > 0
+    assert lost["35 kW / 10 kWh"] < lost["none"]

@@ -112,7 +112,8 @@ class FacilityView:
 
     def __init__(self, sim: Any) -> None:
         self._sim = sim
-        self._supply_w = 0.0
+        self._supply_w = 0.0  # what the sources sustain (turbines as they can follow, grid)
+        self._bridge_w = 0.0  # what the battery adds while it holds energy
 
     @property
     def replicas(self) -> list:
@@ -125,8 +126,14 @@ class FacilityView:
         return self._sim.ledger.draw_w()
 
     @property
+    def bridge_w(self) -> float:
+        """What the battery can add now (0 when empty or none): a bridge over a shortfall."""
+        return self._bridge_w
+
+    @property
     def over_supply(self) -> bool:
-        return self._sim.ledger.draw_w() > self._supply_w
+        """Whether the draw is above everything available now: the sources and the battery's bridge."""
+        return self._sim.ledger.draw_w() > self._supply_w + self._bridge_w
 
     def budget_w(self) -> float:
         """What the accelerators may draw at full activity: supply / PUE (bounded by the tents'
@@ -163,8 +170,11 @@ def _manager(sim):
         if led.ramp_on and led.gen_w == led.gen_w:  # ramp-aware: no more than the units can follow
             # by the next decision: their output, the step they take at once and one interval's ramp
             supply = min(supply, led.gen_w + led.step_w + led.ramp_w_s * fac.interval_s + led.base_w)
-        supply += led.battery_w * (led.battery_j > 0)  # battery first
+        # The battery bridges a shortfall (a trip, a ramp the turbines cannot follow) while the
+        # manager brings the load down to what the sources sustain; counted as supply, it would
+        # raise every cap until it ran empty and leave nothing for the trip it is sized for.
         view._supply_w = supply
+        view._bridge_w = led.battery_w * (led.battery_j > 0)
         manager.act(view, supply)
         cap = sim.min_cap_w()
         led.sample(now, sim.units_up, cap, sim.drained_count())

@@ -3,14 +3,16 @@ live supply by capping clocks, draining replicas or shedding arrivals. Registere
 sim/registry.py; a user's manager has the same interface.
 
 Interface: `act(self, fac, supply_w)`, called every `facility.manager.interval_s` with the live
-supply (W, battery included). `fac` is the facility's narrow interface:
+supply (W: what the sources sustain, the turbines as fast as they can follow; a battery is not
+in it: it bridges a shortfall while the manager acts, `fac.bridge_w`). `fac` is the facility's
+narrow interface:
 - `fac.replicas`: the replicas that can serve now (not failed, commissioned), each with `index`,
   `pool` (its PoolConfig: `name`, `priority`, `tp`, `hardware`), `drained`, `cap_w` (per
   accelerator, None = uncapped);
 - `fac.budget_w()`: what the accelerators may draw at full activity (supply / PUE, bounded by
   the tents' IT limits, less what the hosts draw);
-- `fac.draw_w`: the facility's draw now (IT x PUE, W); `fac.over_supply`: whether it is above
-  the supply;
+- `fac.draw_w`: the facility's draw now (IT x PUE, W); `fac.bridge_w`: what the battery can add
+  now; `fac.over_supply`: whether the draw is above the supply and the bridge together;
 - `fac.set_cap(index, w_per_accelerator | None)`, `fac.drain(index)`, `fac.undrain(index)`,
   `fac.shed(on)` (reject new requests while on).
 """
