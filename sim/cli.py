@@ -51,7 +51,9 @@ def print_table(summary: dict[str, Any], title: str, scenario: Any = None) -> No
               f"{rng('tpot_mean_s')}; E2E mean {rng('e2e_mean_s')}, p99 {rng('e2e_p99_s')} s "
               f"({b.get('hardware_status', '')} constants)")
     for label, key in [("queue mean (s)", "queue_mean_s"), ("throughput (tok/s)", "throughput_output_tok_per_s"),
-                       ("throughput (req/s)", "throughput_req_per_s"), ("utilization (mean)", "utilization_mean"),
+                       ("throughput (req/s)", "throughput_req_per_s"), ("KV used (mean)", "kv_used_mean"),
+                       ("batch fill (mean)", "batch_fill_mean"), ("queue share of E2E", "queue_share_of_latency"),
+                       ("busy (share of time)", "utilization_mean"), ("drain after (s)", "drain_s"),
                        ("preemptions", "preemptions_total"), ("simulated time (s)", "sim_time_s"),
                        ("wall time (s)", "wall_time_s")]:
         print(f"  {label:<22} {_fmt(summary.get(key))}")
@@ -107,6 +109,14 @@ def _calibration_notes(hardware: list[Any]) -> None:
             print(f"dcsim: note: {hid}: constants measured ({h.calibration})", file=sys.stderr)
 
 
+def status_notes(status: dict[str, str]) -> None:
+    """The calibration notes of a study's parts, from its results' calibration_status."""
+    from sim.analysis.report_html import calibration_warnings
+
+    for line in calibration_warnings(status):
+        print(f"dcsim: note: {line}", file=sys.stderr)
+
+
 WARNED: list[str] = []  # this command's dcsim warnings, saved with its results (warnings.json) for the report
 
 
@@ -139,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
             _report(args.out, args.no_report)
         print(json.dumps(rep, indent=1) if args.json else _fleet_table(rep))
+        status_notes(rep.get("calibration_status") or {})
         return 0
     sc = config.load(args.scenario, args.set, args.seed)
     from sim import api
@@ -162,6 +173,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def energy_text(j: float) -> str:
+    """Joules in the unit that reads best: kWh, MWh or GWh (3 significant figures)."""
+    for unit, per in (("GWh", 3.6e12), ("MWh", 3.6e9), ("kWh", 3.6e6)):
+        if abs(j) >= per or unit == "kWh":
+            return f"{j / per:,.3g} {unit}"
+    return ""  # (unreachable)
+
+
 def _fleet_table(rep: dict[str, Any]) -> str:
     L = [f"dcsim fleet: {rep['scenario']}: {rep['cells_simulated']} of {rep['cells_total']} cells simulated "
          f"(engine {rep['engine']})"]
@@ -179,7 +198,7 @@ def _fleet_table(rep: dict[str, Any]) -> str:
     if "fleet_facility_power_mean_w" in rep:
         L.append(
             f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
-            f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {rep['fleet_energy_j'] / 3.6e12:,.1f} GWh, "
+            f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {energy_text(rep['fleet_energy_j'])}, "
             f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
             f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
             f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}"
@@ -332,6 +351,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(table_compare(rep))
         if args.out:
             print(f"\nreport.html, compare.json, comparison.png and latency_cdf.png in {args.out}/")
+    status_notes(rep.get("calibration_status") or {})
     return 0
 
 
@@ -356,6 +376,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 "\nreport.html, sweep.json, latency_vs_load.png, throughput_vs_latency.png (and goodput_vs_load.png) "
                 f"in {args.out}/"
             )
+    status_notes(rep.get("calibration_status") or {})
     return 0
 
 

@@ -260,3 +260,111 @@ def test_a_battery_sized_for_a_trip_loses_fewer_requests_to_power():
             assert s["battery_used_j"] < 0.01 * 3.6e9  # ... without running empty
     assert lost["none"] > 0
     assert lost["35 kW / 10 kWh"] < lost["none"]
+
+
+# --- classes pinned to pools ----------------------------------------------------------------------
+
+PINNED = ['workload.classes.interactive.pools=["interactive"]', 'workload.classes.batch.pools=["batch"]',
+          "workload.duration_s=90"]
+
+
+@pytest.mark.parametrize("engine", ["compiled", "simpy"])
+def test_every_request_of_a_pinned_class_is_served_by_its_pools(engine):
+    from helpers import same
+
+    res = dc.run(dc.load(SC / "tent_trip.toml", set=PINNED + [f'run.engine="{engine}"']), quiet=True)
+    df = dc.requests_df(res)
+    served = df[df["status"] == "completed"]
+    assert len(served) > 1000
+    assert set(served.loc[served["class"] == "interactive", "pool"]) == {"interactive"}
+    assert set(served.loc[served["class"] == "batch", "pool"]) == {"batch"}
+    if engine == "simpy":  # both drivers alike, bit for bit
+        same(dc.run(dc.load(SC / "tent_trip.toml", set=PINNED), quiet=True), res)
+
+
+def test_a_class_naming_no_pool_goes_to_the_pools_no_class_names():
+    res = dc.run(dc.load(SC / "tent_trip.toml", set=PINNED[:1] + PINNED[2:]), quiet=True)
+    df = dc.requests_df(res)
+    served = df[df["status"] == "completed"]
+    assert set(served.loc[served["class"] == "interactive", "pool"]) == {"interactive"}
+    assert set(served.loc[served["class"] == "batch", "pool"]) == {"batch"}
+
+
+@pytest.mark.parametrize("pools,why", [
+    ('["nosuch"]', "no pool named"),
+    ('["interactive", "batch"]', "every pool"),  # the batch class then has none left
+])
+def test_bad_pins_are_one_line(tmp_path, pools, why):
+    from helpers import assert_run_fails_in_one_line
+
+    text = (SC / "tent_trip.toml").read_text().replace('name = "interactive"\nshare = 0.6',
+                                                         f'name = "interactive"\nshare = 0.6\npools = {pools}')
+    assert_run_fails_in_one_line(tmp_path, text, "workload.classes[")
+
+
+# --- saturation, reasons, notes, units ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["quickstart", "disagg"])
+def test_saturation_figures_match_the_per_step_time_series(name):
+    import numpy as np
+
+    res = dc.run(dc.load(SC / f"{name}.toml", set=["run.timeseries=true"]), quiet=True)
+    s = dc.summary(res)
+    c = {k: np.asarray(v) for k, v in res.timeseries.columns().items()}
+    T, kv, batch = res.sim_time_s, 0.0, 0.0
+    for r, info in enumerate(res.replicas):  # the recorded step function, integrated
+        m = c["replica"] == r
+        dt = np.diff(np.append(c["t_s"][m], T))
+        kv += np.sum(c["kv_blocks_used"][m] * dt) / info.total_blocks / len(res.replicas)
+        batch += np.sum(c["batch_size"][m] * dt)
+    slots = sum(p.replicas * p.scheduler.max_batch_size for p in res.scenario.pools)
+    assert s["kv_used_mean"] == pytest.approx(kv / T, rel=0.05)
+    assert s["batch_fill_mean"] == pytest.approx(batch / T / slots, rel=0.05)
+    assert s["utilization_mean"] > 0.5 and s["kv_used_mean"] < 0.2  # busy is not full
+    assert s["queue_share_of_latency"] == pytest.approx(s["queue_mean_s"] / s["e2e_mean_s"])
+
+
+def test_the_report_headline_shows_saturation_and_class_slos(tmp_path):
+    assert main(["run", str(SC / "tent_trip.toml"), "--set", "workload.duration_s=60", "--out", str(tmp_path),
+                 "--no-plots", "--quiet"]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "saturation" in html and "utilisation" not in html.lower().replace("utilisation_", "")
+    assert "interactive SLO 1 s" in html  # the class's own SLO drawn on the CDFs
+
+
+def test_reason_is_a_code_and_the_message_is_apart(tmp_path):
+    res = dc.run(dc.load(SC / "quickstart.toml", set=["workload.num_requests=50", "workload.timeout_s=0.01"]),
+                 quiet=True)
+    df = dc.requests_df(res)
+    failed = df[df["status"] != "completed"]
+    assert len(failed) and set(failed["reason"]) <= {"timeout"}
+    assert (df.loc[df["status"] == "completed", "reason"] == "").all()
+    assert "reason_detail" in df
+
+
+def test_studies_and_fleets_say_what_their_numbers_rest_on(tmp_path, capsys):
+    rc, out, err = cli(capsys, "compare", FLEET, "--vary", "pools.replicas=4,8", "--replications", "2",
+                       *SHORT_FLEET, "--set", "workload.rate_per_s=20000", "--workers", "1", "--quiet",
+                       "--out", tmp_path / "c")
+    assert rc == 0
+    assert json.loads((tmp_path / "c" / "compare.json").read_text())["calibration_status"] == {"h200": "borrowed"}
+    assert "What these numbers rest on" in (tmp_path / "c" / "report.html").read_text()
+    rc = main(["run", str(FLEET), *map(str, SHORT_FLEET), "--set", "workload.rate_per_s=20000", "--quiet",
+               "--out", str(tmp_path / "f")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "h200: constants borrowed" in err and "dcsim calibrate" in err
+    assert "What these numbers rest on" in (tmp_path / "f" / "report.html").read_text()
+
+
+def test_energy_reads_in_the_unit_that_fits():
+    from sim.cli import energy_text
+
+    assert energy_text(15 * 3.6e9) == "15 MWh" and energy_text(2.5 * 3.6e12) == "2.5 GWh"
+    assert energy_text(3.6e6) == "1 kWh"
+
+
+def test_plan_explains_a_wide_interval(capsys):
+    rc, out, err = cli(capsys, "plan", SC / "quickstart.toml", "--target-rate", "20", "--slo", "ttft_s=1",
+                       "--hardware", "h200", "--headroom", "--set", "workload.num_requests=300")
+    assert rc == 0, err
+    assert "p99 TTFT interval" in out and "widened x1.5" in out and "borrowed" in out

@@ -117,7 +117,12 @@ def test_cost_by_hand():
     fac = hours * 40
     assert s["cost_usd"] == pytest.approx(acc + energy + fac, rel=1e-9)
     tok = res.workload.output_tokens[res.requests.status == 1].sum()
-    assert s["cost_per_mtok_usd"] == pytest.approx(s["cost_usd"] / (tok / 1e6))
+    assert s["run_cost_per_mtok_usd"] == pytest.approx(s["cost_usd"] / (tok / 1e6))
+    # the steady state's: the rent of the window, the rest at the run's mean rate, over the tokens made in it
+    t0, t1 = s["measurement_window_s"]
+    rate = (energy + fac) / res.sim_time_s
+    steady = (64 * 3.3 * (t1 - t0) / 3600 + rate * (t1 - t0)) / (s["window_output_tokens"] / 1e6)
+    assert s["cost_per_mtok_usd"] == pytest.approx(steady, rel=1e-9)
 
 
 def test_facility_graph():

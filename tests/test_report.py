@@ -177,7 +177,7 @@ def test_plan_writes_its_report(tmp_path):
     plan = json.loads((tmp_path / "plan.json").read_text())
     html = (tmp_path / "report.html").read_text()
     b = plan["plan"]
-    assert f"<b>{b['replicas']} x {b['hardware']}</b> (TP{b['tp']}" in html
+    assert f"<b>{b['replicas']} x {b['hardware']} TP{b['tp']}" in html
     assert "Cheapest fleet for 20 req/s" in html
 
 

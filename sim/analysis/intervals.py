@@ -152,3 +152,23 @@ def pessimistic_factors(statuses: dict[str, str]) -> tuple[float, float]:
     w = float(t["widen"][status])
     q_ttft, q_tpot = t["log_residual"]["ttft_mean"], t["log_residual"]["tpot_mean"]
     return bounds(q_ttft[0], q_ttft[1], w)[1], bounds(q_tpot[0], q_tpot[1], w)[1]
+
+
+def why_wide(metric: str, statuses: dict[str, str]) -> str:
+    """One sentence on what drives the width of `metric`'s interval (plan prints it): the
+    calibration residuals it rests on and the widening for borrowed or assumed constants."""
+    t = table()
+    key = metric if metric in t["log_residual"] else metric.replace("p99", "mean")
+    q05, q95 = t["log_residual"][key]
+    status = worst_status(statuses)
+    w = float(t["widen"][status])
+    lo, hi = bounds(q05, q95, w)
+    parts = [f"measured {metric} may be {lo:.2g}x to {hi:.2g}x the prediction: on the {t['stages']} H100 vLLM "
+             f"calibration stages (leave-one-model-out) the predicted {key} ran from {math.exp(q05):.2g}x to "
+             f"{math.exp(q95):.2g}x the measured one"]
+    if w != 1.0:
+        worse = [h for h, s in statuses.items() if s == status]
+        parts.append(f"the spread widened x{w:g} in log terms because {', '.join(worse)} "
+                     f"{'has' if len(worse) == 1 else 'have'} {status} constants (no residuals of its own; "
+                     "dcsim calibrate on measured runs narrows it)")
+    return "; ".join(parts) + "."

@@ -102,6 +102,10 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
     for i, r in tb.reason.items():
         reason[i] = r
     reason = reason.astype(str) if len(arr) else np.zeros(0, dtype=str)
+    # the code apart from the message ("no_pool_for_model: no pool serves ..." -> code, detail)
+    parts = np.char.partition(reason, ":") if len(arr) else np.zeros((0, 3), dtype=str)
+    detail = np.char.strip(parts[:, 2]) if len(arr) else np.zeros(0, dtype=str)
+    reason = np.char.strip(parts[:, 0]) if len(arr) else reason
     extra: dict[str, np.ndarray] = {}
     if wl.cls is not None and res.scenario.workload.classes:
         names = np.array([c.name for c in res.scenario.workload.classes])
@@ -121,10 +125,45 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
         "prompt_tokens": wl.prompt_tokens, "output_tokens": wl.output_tokens,
         "start_s": tb.start_s, "first_token_s": tb.first_token_s, "finish_s": tb.finish_s,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queue_s": queue,
-        "replica": tb.replica, "status": status, "reason": reason, "preemptions": tb.preemptions,
+        "replica": tb.replica, "status": status, "reason": reason, "reason_detail": detail,
+        "preemptions": tb.preemptions,
         "prefill_replica": tb.prefill_replica, "decode_replica": tb.decode_replica, "kv_transfer_s": tb.kv_transfer_s,
         **extra,
     }
+
+
+def saturation(res: Any) -> dict[str, Any]:
+    """How full the replicas ran, beside utilization_mean (the share of time a step was running,
+    which is near 1 on any replica that always has something to decode):
+
+    - kv_used_mean: the time-averaged KV the running sequences held over the replicas' KV
+      capacity. From the requests' times: a sequence holds half its prompt while it prefills
+      (first scheduled to first token) and its prompt plus half its output while it decodes
+      (KV growing a token a step); prefix-cache sharing is not subtracted (an upper bound there).
+    - batch_fill_mean: the time-averaged running sequences (first scheduled to finish) over the
+      replicas' batch limit (max_batch_size).
+    - queue_share_of_latency: mean queueing delay over mean end-to-end latency.
+    Analytic-service pools ([pools.service]) are left out of the first two."""
+    tb, wl = res.requests, res.workload
+    T = res.sim_time_s
+    out: dict[str, Any] = {"kv_used_mean": None, "batch_fill_mean": None}
+    by_pool = {p.name: p for p in res.scenario.pools}
+    engine = np.array([by_pool[r.pool].service is None for r in res.replicas] + [False])
+    ran = (tb.start_s >= 0) & ((tb.status == COMPLETED) | (tb.status == IN_FLIGHT))
+    ran &= engine[np.where(tb.replica >= 0, tb.replica, len(res.replicas))]
+    slots = sum(by_pool[r.pool].scheduler.max_batch_size for r in res.replicas if by_pool[r.pool].service is None)
+    cap_tok = sum(r.total_blocks * by_pool[r.pool].scheduler.block_size for r in res.replicas
+                  if by_pool[r.pool].service is None)
+    if T > 0 and slots:
+        end_all = np.where(tb.finish_s >= 0, tb.finish_s, T)  # in flight at the end: running to it
+        end, start = end_all[ran], tb.start_s[ran]
+        first = np.where(tb.first_token_s >= 0, tb.first_token_s, end_all)[ran]
+        out["batch_fill_mean"] = float(np.sum(end - start)) / (T * slots)
+        if cap_tok:
+            kv = (wl.prompt_tokens[ran] * 0.5 * (first - start)
+                  + (wl.prompt_tokens[ran] + 0.5 * wl.output_tokens[ran]) * (end - first))
+            out["kv_used_mean"] = min(1.0, float(np.sum(kv)) / (T * cap_tok))
+    return out
 
 
 def prefix_cache(res: Any) -> dict[str, Any]:
@@ -197,7 +236,7 @@ def summarize(res: Any) -> dict[str, Any]:
         **win,
         "run_throughput_output_tok_per_s": float(out_tok.sum()) / run_window,
         "run_throughput_req_per_s": float(sel.sum()) / run_window,
-        "utilization_mean": float(np.mean(util)) if util else 0.0,
+        "utilization_mean": float(np.mean(util)) if util else 0.0,  # busy share (saturation: below)
         "sim_time_s": res.sim_time_s,
         "wall_time_s": res.wall_time_s,
         "preemptions_total": int(tb.preemptions.sum()),
@@ -208,6 +247,9 @@ def summarize(res: Any) -> dict[str, Any]:
         "kv_blocks_total": {str(r.rid): r.total_blocks for r in res.replicas},
         "engine": res.engine,  # which engine ran it (same per-request results)
     }
+    s.update(saturation(res))
+    e2e_mean, q_mean = s.get("e2e_mean_s"), s.get("queue_mean_s")
+    s["queue_share_of_latency"] = q_mean / e2e_mean if e2e_mean and q_mean is not None else None
     s.update(energy_and_cost(res, win))
     s.update(prefix_cache(res))
     s["calibration_status"] = {p.hardware.id: p.hardware.calibration_status
@@ -257,37 +299,43 @@ def summarize(res: Any) -> dict[str, Any]:
 
 # The steady state's measurement window starts once the pipeline has filled: warmup_s when the
 # scenario gives one, else the first arrival plus this percentile of the completed requests'
-# service time (first scheduled to finish; queueing excluded, so an overloaded run's window is
-# not pushed to its end). It is capped at half the arrival span.
+# end-to-end latency (what a measured run knows too), capped at half the arrival span (an
+# overloaded run's queueing would otherwise push it to the end; its output rate is steady long
+# before).
 FILL_PERCENTILE = 90
 
 
 def measurement_window(res: Any) -> dict[str, Any]:
-    """The steady-state window [t0, t1] of a run and what it rests on: t0 after the warm-up (or the
+    """The steady-state window of a run (steady_window over its requests)."""
+    wl, tb = res.workload, res.requests
+    return steady_window(wl.arrival_s, tb.first_token_s, tb.finish_s, tb.status == COMPLETED,
+                         wl.output_tokens, res.scenario.workload.warmup_s, res.sim_time_s)
+
+
+def steady_window(arr: np.ndarray, first: np.ndarray, fin: np.ndarray, done: np.ndarray, out_tok: np.ndarray,
+                  warm: float, end_s: float) -> dict[str, Any]:
+    """The steady-state window [t0, t1] and what it rests on: t0 after the warm-up (or the
     pipeline's fill), t1 the last arrival (a closed loop's: its last request sent). Within it,
     output tokens are counted as produced (a request's first token at its first-token time, the
     rest evenly between it and its finish), so throughput, goodput and $/Mtoken do not depend on
     the run's length; what runs after t1 (the drain) is reported apart (drain_s,
     drain_output_tokens). A run with no such window (every arrival at once, or no completion in
-    it) is measured over the whole run, from the first arrival to the last completion."""
-    wl, tb = res.workload, res.requests
-    arr = wl.arrival_s
-    done = tb.status == COMPLETED
-    fin, first = tb.finish_s, tb.first_token_s
-    out_tok = wl.output_tokens.astype(float)
-    last_fin = float(fin[done].max()) if done.any() else res.sim_time_s
-    a0 = float(arr.min()) if len(arr) else 0.0
-    t1 = float(arr.max()) if len(arr) else 0.0
-    warm = res.scenario.workload.warmup_s
+    it) is measured over the whole run, from the first arrival to the last completion. The same
+    for a simulated run and a measured one (dcsim observe)."""
+    out_tok = np.asarray(out_tok, dtype=float)
+    sent = np.isfinite(arr)
+    last_fin = float(fin[done].max()) if done.any() else end_s
+    a0 = float(arr[sent].min()) if sent.any() else 0.0
+    t1 = float(arr[sent].max()) if sent.any() else 0.0
     if warm > 0:
         t0, basis = warm, f"from warmup_s ({warm:g} s) to the last arrival"
     else:
-        service = (fin - tb.start_s)[done]
-        fill = float(np.percentile(service, FILL_PERCENTILE)) if service.size else 0.0
+        e2e = (fin - arr)[done]
+        fill = float(np.percentile(e2e, FILL_PERCENTILE)) if e2e.size else 0.0
         fill = min(fill, 0.5 * (t1 - a0))
         t0 = a0 + fill
-        basis = (f"from the first arrival plus the p{FILL_PERCENTILE} service time ({fill:.3g} s: the pipeline "
-                 "filled) to the last arrival")
+        basis = (f"from the first arrival plus the p{FILL_PERCENTILE} end-to-end latency ({fill:.3g} s: the "
+                 "pipeline filled) to the last arrival")
     if not (t1 > t0) or not np.any(done & (fin > t0) & (fin <= t1)):
         t0, t1 = (warm if warm > 0 else a0), max(last_fin, a0)
         basis = "the whole run, first arrival to last completion (no steady-state window: arrivals too short)"

@@ -157,8 +157,16 @@ def _run_key_numbers(s: dict[str, Any], raw: dict[str, Any]) -> str:
                            f"goodput {num(s.get('goodput_req_per_s'))} req/s"
                            + (f"; worst case {pct(s['slo_attainment_pessimistic'])}"
                               if s.get("slo_attainment_pessimistic") is not None else "")))
-    cards.append(card_html("utilisation", pct(s.get("utilization_mean")), f"{s.get('replicas', '?')} replicas; "
-                       f"{s.get('preemptions_total', 0)} preemptions"))
+    # saturation, not busy time: a replica with anything to decode is busy, however empty its batch
+    kv, fill, qs = s.get("kv_used_mean"), s.get("batch_fill_mean"), s.get("queue_share_of_latency")
+    if kv is not None or fill is not None:
+        cards.append(card_html("saturation", f"KV {pct(kv)} · batch {pct(fill)}",
+                               f"mean KV held and running sequences over their limits; queueing "
+                               f"{pct(qs)} of latency; a step running {pct(s.get('utilization_mean'))} of the time "
+                               f"({s.get('replicas', '?')} replicas, {s.get('preemptions_total', 0)} preemptions)"))
+    else:
+        cards.append(card_html("busy", pct(s.get("utilization_mean")), f"share of time a step was running; "
+                               f"{s.get('replicas', '?')} replicas"))
     if s.get("energy_j"):
         cards.append(card_html("energy", num(s["energy_j"] / 3.6e6, "kWh"),
                            f"{num(s.get('energy_per_output_tok_j'))} J per output token"))
@@ -222,12 +230,12 @@ def _run_report(d: Path) -> tuple[str, str, list[str]]:
     ]
     slo = {k: s[f"slo_{k}"] for k in ("ttft_s", "tpot_s") if s.get(f"slo_{k}") is not None}
     curves = latency_curves(d)
-    body.append(figs.html(latency_cdf_fig(curves, slo)))
     cs = class_slo(raw)
+    body.append(figs.html(latency_cdf_fig(curves, slo, cs)))
     if cs:
         body.append('<p class="note">Class SLOs: ' + esc("; ".join(
             f"{c}: " + ", ".join(f"{k[:-2].upper()} ≤ {v:g} s" for k, v in v2.items()) for c, v2 in cs.items()))
-            + " (the dashed lines are the run's [slo]).</p>")
+            + " (dotted lines; the dashed lines are the run's [slo]).</p>")
     f = fleet_fig(d, {int(k): v for k, v in (s.get("kv_blocks_total") or {}).items()})
     if f is not None:
         body.append(figs.html(f, 640))
@@ -281,6 +289,9 @@ def _plan_report(d: Path) -> tuple[str, str, list[str]]:
                       "counts may cost less.</p>")
     if rep.get("verify"):
         body.append(f"<p class=\"note\">Check the answer: <code>{esc(rep['verify'])}</code></p>")
+    why = (rep.get("plan") or {}).get("ttft_p99_interval_why")
+    if why:
+        body.append(f"<p class=\"note\">Why the p99 TTFT interval is as wide as it is: {esc(why)}</p>")
     figs = Figures()
     if rep["frontier"]:
         fr = rep["frontier"]
@@ -334,10 +345,29 @@ def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
                 "cost", f"USD {num(rep['fleet_usd_per_hour'])}/h", f"USD {num(rep.get('fleet_usd_per_mtok'))} / Mtok"
             )
         )
+    warn: list[str] = []
     if rep.get("fleet_energy_j"):
+        e = rep["fleet_energy_j"]
+        unit, per = next((u, v) for u, v in (("GWh", 3.6e12), ("MWh", 3.6e9), ("kWh", 3.6e6)) if e >= v or u == "kWh")
         cards.append(card_html("facility power", num(rep["fleet_facility_power_mean_w"] / 1e6, "MW"),
-                           f"peak {num(rep['fleet_facility_power_peak_w'] / 1e6)} MW; over the supply "
-                           f"{num(rep.get('power_limit_exceeded_s'))} s"))
+                               f"peak of the cells at most {num(rep['fleet_facility_power_peak_w'] / 1e6)} MW; "
+                               f"energy {num(e / per, unit)}"))
+        if "fleet_requests_lost_to_power" in rep:
+            cards.append(card_html("power events", f"{big(rep['fleet_requests_lost_to_power'])} requests shed",
+                                   f"over the supply {num(rep.get('power_limit_exceeded_s'))} s, short while the "
+                                   f"turbines ramp {num(rep.get('ramp_limit_exceeded_s'))} s (worst cell); battery "
+                                   f"gave {num((rep.get('fleet_battery_used_j') or 0) / 3.6e9, 'MWh')}"))
+        if (rep.get("fleet_requests_lost_to_power") or 0) > 0:
+            warn.append(f"About {big(rep['fleet_requests_lost_to_power'])} requests were shed for power (inferred "
+                        "over the cells).")
+        if (rep.get("power_limit_exceeded_s") or 0) > 0:
+            warn.append("A cell drew more than its share of the live supply for "
+                        f"{num(rep['power_limit_exceeded_s'])} s.")
+        if (rep.get("ramp_limit_exceeded_s") or 0) > 0:
+            warn.append(f"Load changed faster than the turbines ramp for {num(rep['ramp_limit_exceeded_s'])} s "
+                        "(worst cell).")
+    if rep.get("stable") is False:
+        warn.append(f"A simulated cell did not reach a steady state: {rep.get('instability')}.")
     rows = [[esc(k["name"]), esc(k["count"]), esc(k["simulated"]), esc(num(k["per_cell_output_tok_per_s"])),
              esc(num(k["per_cell_req_per_s"])), f"{k['completed_simulated']:,} / {k['requests_simulated']:,}"]
             for k in rep["kinds"]]
@@ -346,7 +376,7 @@ def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
                        rows)]
     if (d / "requests.parquet").exists():
         body.append(Figures().html(latency_cdf_fig(latency_curves(d), {})))
-    body.append(warnings_html(saved_warnings(d)))
+    body.append(warnings_html(warn + saved_warnings(d)))
     return f"dcsim fleet: {Path(rep['scenario']).name}", head, body
 
 
@@ -369,6 +399,12 @@ def write_report(d: str | Path) -> Path:
     else:
         raise ScenarioError("RUN_DIR", f"{d} holds no summary.json, compare.json, sweep.json, plan.json or fleet.json",
                             "point at a folder written by dcsim run/compare/sweep/plan --out")
+    study = next((d / f for f in ("compare.json", "sweep.json", "plan.json", "fleet.json") if (d / f).exists()), None)
+    if study is not None:  # what a study's numbers rest on, first (a run's report says it in its headline)
+        notes = calibration_warnings(json.loads(study.read_text()).get("calibration_status") or {})
+        if notes:
+            body.insert(0, "<p class=\"note\"><b>What these numbers rest on.</b> " + " ".join(esc(n) for n in notes)
+                        + "</p>")
     out = d / "report.html"
     out.write_text(page_html(title, head, body), encoding="utf-8")
     return out

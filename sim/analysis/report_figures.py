@@ -26,7 +26,9 @@ def cdf_xy(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x, f
 
 
-def latency_cdf_fig(curves: dict[str, dict[str, np.ndarray]], slo: dict[str, float]) -> Any:
+def latency_cdf_fig(curves: dict[str, dict[str, np.ndarray]], slo: dict[str, float],
+                    class_slo: dict[str, dict[str, float]] | None = None) -> Any:
+    """Latency CDFs, with the run's SLO (dashed) and each class's own (dotted, named)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -59,6 +61,14 @@ def latency_cdf_fig(curves: dict[str, dict[str, np.ndarray]], slo: dict[str, flo
                                      line=dict(color="black", dash="dash", width=1.2), legendgroup=f"slo{key}",
                                      hovertemplate=f"SLO {slo[key]:g} s<extra></extra>"), row=1, col=c)
             vals.append(np.array([slo[key]]))
+        for j, (cname, lim) in enumerate((class_slo or {}).items()):
+            if key in lim:
+                fig.add_trace(go.Scatter(x=[lim[key], lim[key]], y=[0, 1.02], mode="lines",
+                                         name=f"{cname} SLO {lim[key]:g} s",
+                                         line=dict(color=series_color(j + 3), dash="dot", width=1.2),
+                                         legendgroup=f"slo{cname}{key}",
+                                         hovertemplate=f"{cname} SLO {lim[key]:g} s<extra></extra>"), row=1, col=c)
+                vals.append(np.array([lim[key]]))
         if key != "tpot_s":
             log_if_wide(fig.update_xaxes, np.concatenate(vals) if vals else [], row=1, col=c)
         fig.update_xaxes(title_text=name, row=1, col=c)

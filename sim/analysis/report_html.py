@@ -165,7 +165,16 @@ def calibration_warnings(status: dict[str, str]) -> list[str]:
             note = catalog.builtin_catalog().get_hardware(hid).calibration_note()
         except (ScenarioError, KeyError):
             note = None
-        out.append(note or f"{hid}: constants {st}; its latencies and throughput are estimates")
+        out.append(note or f"{hid}: constants {st}; its latencies and throughput are estimates; measure your own: "
+                   "dcsim observe, then dcsim calibrate (docs/calibrate.md)")
+    return out
+
+
+def merged_status(summaries: Any) -> dict[str, str]:
+    """The parts' calibration_status over several runs' summaries (a study's)."""
+    out: dict[str, str] = {}
+    for s in summaries:
+        out.update((s or {}).get("calibration_status") or {})
     return out
 
 

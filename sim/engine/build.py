@@ -45,32 +45,39 @@ class Groups:
 
 def routing_groups(sc: Scenario, wl: Workload) -> Groups:
     """Which replicas may serve each request: those of the pools serving its model (its prefill
-    pools when the model is served disaggregated)."""
-    keys: list[tuple[str, str]] = []
+    pools when the model is served disaggregated); a class pinned to pools (`pools = [...]`),
+    those pools only, and a class that names none, its model's pools no class names."""
+    classes = sc.workload.classes
+    pins = list(dict.fromkeys(frozenset(c.pools) for c in classes if c.pools))  # one group per set
+    pin_of = {n: k for k, s in enumerate(pins) for n in s}
+    keys: list[tuple[str, str, int]] = []
     rep_group = []
     for p in sc.pools:
-        key = (p.model.id, "decode" if p.role == "decode" else "entry")
+        side = "decode" if p.role == "decode" else "entry"
+        key = (p.model.id, side, pin_of.get(p.name, -1) if side == "entry" else -1)
         if key not in keys:
             keys.append(key)
         rep_group += [keys.index(key)] * p.replicas
     roles = []
-    for m, side in keys:
-        rs = {p.role for p in sc.pools if p.model.id == m and (p.role == "decode") == (side == "decode")}
+    for m, side, pin in keys:
+        rs = {p.role for p in sc.pools if p.model.id == m and (p.role == "decode") == (side == "decode")
+              and (side == "decode" or pin_of.get(p.name, -1) == pin)}
         roles.append(rs.pop())
-    entry = {m: g for g, (m, side) in enumerate(keys) if side == "entry"}
+    entry = {(m, pin): g for g, (m, side, pin) in enumerate(keys) if side == "entry"}
     of_replica = np.asarray(rep_group, np.int64)
     of_request = np.zeros(len(wl), np.int64)
-    classes = sc.workload.classes
-    first = entry[sc.pools[0].model.id]
+    first = sc.pools[0].model.id
     if classes and wl.cls is not None:
         # a class without a model: the one model every pool serves (parse refuses it otherwise)
-        code = np.array([entry.get(c.model, -1) if c.model is not None else first for c in classes], np.int64)
+        code = np.array([entry.get((c.model or first, pins.index(frozenset(c.pools)) if c.pools else -1), -1)
+                         for c in classes], np.int64)
         of_request = code[wl.cls]
     else:
-        of_request[:] = first
+        of_request[:] = entry[(first, -1)]
     reps = tuple(np.flatnonzero(of_replica == g) for g in range(len(keys)))
-    dec = tuple(keys.index((m, "decode")) if (m, "decode") in keys and side == "entry" else -1 for m, side in keys)
-    return Groups(tuple(m for m, _ in keys), tuple(roles), reps, of_request, of_replica, dec)
+    dec = tuple(keys.index((m, "decode", -1)) if (m, "decode", -1) in keys and side == "entry" else -1
+                for m, side, _ in keys)
+    return Groups(tuple(m for m, _, _ in keys), tuple(roles), reps, of_request, of_replica, dec)
 
 
 def check_workload(sc: Scenario, wl: Workload, groups: Groups | None = None) -> None:
@@ -87,10 +94,10 @@ def check_workload(sc: Scenario, wl: Workload, groups: Groups | None = None) -> 
         if p.service is not None:
             continue
         ctx = p.model.max_context_tokens
-        mine = True
+        mine: Any = True
         if groups is not None:  # the requests of its model
-            g = next(g for g, m in enumerate(groups.models) if m == p.model.id and groups.roles[g] != "decode")
-            mine = groups.of_request == g
+            entry = [g for g, m in enumerate(groups.models) if m == p.model.id and groups.roles[g] != "decode"]
+            mine = np.isin(groups.of_request, entry)
         over = np.flatnonzero((need > ctx) & mine)
         if over.size:
             i = int(over[0])
@@ -127,15 +134,15 @@ def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | No
     from sim.perf.roofline import tokens_per_step, verify_steps
 
     out = None
-    for g, model in enumerate(groups.models):
-        if groups.roles[g] == "decode":
-            continue  # (its requests arrive at its model's prefill group)
+    for model in dict.fromkeys(groups.models):
+        # its requests arrive at its model's entry groups (prefill or mixed; several when classes are pinned)
+        entry = [g for g, m in enumerate(groups.models) if m == model and groups.roles[g] != "decode"]
         specs = {p.speculative for p in sc.pools if p.model.id == model and p.role != "prefill"}
         if len(specs) != 1 or None in specs:
             continue
         sp = specs.pop()
         assert sp is not None  # (None was ruled out above)
-        mine = np.flatnonzero(groups.of_request == g)
+        mine = np.flatnonzero(np.isin(groups.of_request, entry))
         if not mine.size:
             continue
         rates = np.full(mine.size, sp.acceptance_rate)
@@ -159,8 +166,10 @@ def build(scenario: Scenario, workload: Workload | None = None) -> Model:
     sizes = None
     if len(groups.models) > 1:  # power_of_two draws its pairs within each request's (arrival) group
         if scenario.router.policy == "central_queue":
-            raise ScenarioError("router.policy", "central_queue is one queue for every replica, but the pools serve "
-                                f"several models ({', '.join(groups.models)})", "use a per-request router (e.g. jsq)")
+            why = (f"the pools serve several models ({', '.join(dict.fromkeys(groups.models))})"
+                   if len(set(groups.models)) > 1 else "classes are pinned to pools (workload.classes.pools)")
+            raise ScenarioError("router.policy", f"central_queue is one queue for every replica, but {why}",
+                                "use a per-request router (e.g. jsq)")
         sizes = np.array([len(r) for r in groups.replicas], np.int64)[np.maximum(groups.of_request, 0)]
     router = make_router(scenario.router.policy, n, n_reps, stream(scenario.seed, "router"), sizes)
     service: dict[str, np.ndarray] = {}

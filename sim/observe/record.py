@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.analysis.metrics import steady_window
 from sim.observe.client import Outcome
 
 MEASURED_KEYS = ("ttft_mean_s", "tpot_mean_s", "throughput_output_tok_per_s")  # what calibrate fits
@@ -57,21 +58,28 @@ def summary(cols: dict[str, Any], clients: int, complete: bool, url: str, model:
     for r in cols["reason"][~done]:
         k = str(r).split(":", 1)[0].split(" (", 1)[0]
         reasons[k] = reasons.get(k, 0) + 1
-    # throughput as a simulated run counts it: from t = 0 (the run's start, the scenario's origin)
-    # to the last completion
+    # the whole run's throughput (t = 0, the run's start and the scenario's origin, to the last
+    # completion): what calibrate fits, as bench tools report it; the headline figures are the
+    # steady state's, defined as for a simulated run (metrics.steady_window)
     t0 = float(np.min(arr[sent])) if sent.any() else 0.0
     t_end = float(np.max(cols["finish_s"][done])) if done.any() else 0.0
     window = max(t_end, 1e-12)
+    fin = np.where(done, cols["finish_s"], np.nan)
+    win = steady_window(arr, cols["first_token_s"], fin, done, cols["output_tokens"], 0.0, t_end)
+    w0, w1 = win["measurement_window_s"]
+    in_win = done & (fin > w0) & (fin <= w1)
     s: dict[str, Any] = {
         "measured": True, "complete": complete, "url": url, "model": model,
         "requests_total": int(len(st)), "requests_completed": int(done.sum()), "requests_rejected": 0,
         "requests_failed": int((~done).sum()), "requests_in_flight": 0,
         **_stats("ttft", cols["ttft_s"][done]), **_stats("tpot", cols["tpot_s"][done]),
         **_stats("e2e", cols["e2e_s"][done]),
-        "throughput_output_tok_per_s": float(cols["output_tokens"][done].sum()) / window,
+        "throughput_output_tok_per_s": win["window_output_tokens"] / max(w1 - w0, 1e-12),
+        "run_throughput_output_tok_per_s": float(cols["output_tokens"][done].sum()) / window,
         "output_tokens_completed": int(cols["output_tokens"][done].sum()),
         "arrival_span_s": float(np.max(arr[sent]) - t0) if sent.any() else 0.0,
-        "clients": int(clients), "throughput_req_per_s": float(done.sum()) / window,
+        "clients": int(clients), "throughput_req_per_s": float(in_win.sum()) / max(w1 - w0, 1e-12),
+        "run_throughput_req_per_s": float(done.sum()) / window, **win,
         "reasons": dict(sorted(reasons.items())),
     }
     return s

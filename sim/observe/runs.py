@@ -76,7 +76,8 @@ def _observe_folder(path: Path) -> ObservedRun:
         raise ScenarioError(str(path), "holds a simulated run, not a measured one",
                             "point at a folder written by dcsim observe")
     raw = tomllib.loads((path / "scenario.toml").read_text())
-    meas = {k: s.get(k) for k in MEASURED_KEYS}
+    # calibrate fits the whole run's throughput (as bench tools report it: predict's definition)
+    meas = {k: s.get("run_" + k, s.get(k)) if k.startswith("throughput") else s.get(k) for k in MEASURED_KEYS}
     if any(v is None or not v > 0 for v in meas.values()):
         raise ScenarioError(str(path), "has no completed request to calibrate on", "observe a run that completes")
     return ObservedRun(path.name, raw, path, {k: float(v) for k, v in meas.items() if v is not None})

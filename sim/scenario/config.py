@@ -272,6 +272,7 @@ class Scenario:
         if len(set(names)) != len(names):
             raise ScenarioError("pools.name", f"duplicate pool names {names}", "give each pool a unique name")
         _check_models(kw["workload"], pools, ctx.catalog)
+        _check_pins(kw["workload"], pools)
         kw["network_given"] = kw["network"] is not None
         if kw["network"] is None:
             kw["network"] = read(NetworkConfig, {}, "network", _with_pools(ctx, kw))
@@ -321,6 +322,44 @@ def _check_roles(pools: tuple[PoolConfig, ...], router: RouterConfig) -> None:
             raise ScenarioError(f"pools[{first}].kv_dtype", f"{m}'s prefill and decode pools keep KV as "
                                 f"{', '.join(sorted(kvd))}: the KV cannot be handed over as it is",
                                 "give its prefill and decode pools one kv_dtype")
+
+
+def _check_pins(w: WorkloadConfig, pools: tuple[PoolConfig, ...]) -> None:
+    """Classes pinned to pools: each name a pool that serves the class's model where requests
+    arrive (not a decode pool: decode pools serve every prefill pool of their model); two
+    classes name the same pools or none in common (each set of pinned pools is one routing
+    group); a class that names none has its model's pools that no class names."""
+    by_name = {p.name: p for p in pools}
+    sets: list[frozenset[str]] = []
+    for k, c in enumerate(w.classes):
+        where = f"workload.classes[{k}].pools"
+        names = c.pools
+        if not all(isinstance(n, str) for n in names):
+            raise ScenarioError(where, f"must be a list of pool names, got {names!r}", 'write pools = ["name", ...]')
+        model = c.model if c.model is not None else pools[0].model.id
+        for n in names:
+            p = by_name.get(n)
+            if p is None:
+                raise ScenarioError(where, f"no pool named {n!r}", f"use pool names ({', '.join(by_name)})")
+            if p.model.id != model:
+                raise ScenarioError(where, f"pool {n!r} serves {p.model.id}, not the class's {model}",
+                                    "name pools of the class's model")
+            if p.role == "decode":
+                raise ScenarioError(where, f"{n!r} is a decode pool: decode pools serve every prefill pool of "
+                                    "their model", "name the class's prefill pools")
+        pin = frozenset(names)
+        if pin and any(pin != o and pin & o for o in sets):
+            raise ScenarioError(where, f"{sorted(pin)} overlaps another class's pools without being the same set",
+                                "give classes the same pools or none in common")
+        if pin:
+            sets.append(pin)
+    pinned = set().union(*sets) if sets else set()
+    for k, c in enumerate(w.classes):
+        model = c.model if c.model is not None else pools[0].model.id
+        free = [p for p in pools if p.model.id == model and p.role != "decode" and p.name not in pinned]
+        if not c.pools and sets and not free:
+            raise ScenarioError(f"workload.classes[{k}].pools", f"every pool of {model} is pinned by another class, so "
+                                f"{c.name!r} has none", f"give it pools = [...] or leave a pool of {model} unnamed")
 
 
 def _check_models(w: WorkloadConfig, pools: tuple[PoolConfig, ...], cat: Any) -> None:

@@ -110,6 +110,8 @@ class RequestClass:
                                                   parse=length_spec, write=write_dict, kind=(int, dict))
     slo: SLO | None = key(None, "its own latency objectives (else [slo])", parse=_slo, write=write_slo)
     model: str | None = key(None, "the model its requests ask for (else the one every pool serves)")
+    pools: list = key([], "the pools that serve it, by name (dedicated: a pool named here serves only the classes "
+                      "that name it; a class naming none goes to its model's pools no class names)", kind=list)
 
 
 def _classes(raw: Any, path: str, ctx: Context, kw: Any = None) -> tuple[RequestClass, ...]:

@@ -178,7 +178,7 @@ def fleet_summary(path: str, cells: list[Cell], kinds: list[dict], n_cells: int,
                            "kinds": []}
     lat: dict[str, list[Any]] = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
     tok_s = req_s = cost_h = 0.0
-    power = {"facility_power_mean_w": 0.0, "energy_j": 0.0, "facility_power_peak_w": 0.0}
+    power = {"facility_power_mean_w": 0.0, "energy_j": 0.0, "facility_power_peak_w": 0.0, "battery_used_j": 0.0}
     over: dict[str, list[Any]] = {"power_limit_exceeded_s": [], "ramp_limit_exceeded_s": []}
     lost = 0.0
     slo: list[tuple[float, int]] = []  # (attainment, cells) per kind

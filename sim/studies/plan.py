@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sim.analysis.intervals import why_wide
 from sim.errors import ScenarioError
 from sim.scenario.config import Scenario, apply_overrides, parse, read_toml
 from sim.scenario.pools import accel_usd_per_hour
@@ -114,15 +115,16 @@ def _candidates(raw0: dict, hardware: Sequence[str], tps: Sequence[str], schedul
                 tp.append(None)
                 continue
             try:
-                tp.append(int(t))
+                degree = int(t)
             except ValueError:
                 raise ScenarioError("--tp", f"{t!r} is not a whole number",
                                     "give TP degrees, e.g. --tp 1,2,8") from None
-            if tp[-1] < 1:
-                raise ScenarioError("--tp", f"must be >= 1, got {tp[-1]}")
+            if degree < 1:
+                raise ScenarioError("--tp", f"must be >= 1, got {degree}")
             model = pool.get("model") if isinstance(pool, dict) else None
             if model in cat.models:
-                cat.models[model].check_tp(tp[-1], "--tp")
+                cat.models[model].check_tp(degree, "--tp")
+            tp.append(degree)
         out.append(list(itertools.product(hw[k], tp, sch[k])))
     return out
 
@@ -276,6 +278,7 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
     seeds = [seed0 + k * seed_stride(raw0) for k in range(replications)]
     frontier: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
+    status: dict[str, str] = {}  # the parts' calibration_status over every run
     evals = 0
     for combo in itertools.product(*per):
         raw_c, combo_sets = _apply(raw0, combo)
@@ -298,6 +301,7 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
                 evals += 1
                 r = apply_overrides(raw_c, [f"{d.path}={n}" for d, n in zip(dims, counts, strict=True)])
                 cache[counts] = _meets(r, path.parent, seeds, attainment, headroom)
+                status.update(cache[counts][1].get("calibration_status") or {})
             return cache[counts][0]
 
         best = search(test, usd, max_replicas)
@@ -320,6 +324,7 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
             "ttft_p99_s": s["ttft_p99_s"],
             "ttft_p99_interval_s": (s.get("prediction_interval") or {}).get("ttft_p99_s"),
             "tpot_p99_s": s["tpot_p99_s"],
+            "ttft_p99_interval_why": why_wide("ttft_p99", s.get("calibration_status") or {}),
             "one_fewer_attainment": max(fewer) if fewer else None,
             "verify_sets": combo_sets + [f"{d.path}={n}" for d, n in zip(dims, best, strict=True)],
         })
@@ -331,7 +336,7 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
     out = {"scenario": str(scenario), "target_rate_per_s": target_rate, "slo": raw0["slo"],
            "attainment": attainment, "headroom": headroom, "replications": replications, "plan": best_row,
            "searched": [d.path for d in dims], "search": "exact" if len(dims) == 1 else "local minimum",
-           "frontier": frontier, "skipped": skipped, "evaluations": evals}
+           "frontier": frontier, "skipped": skipped, "evaluations": evals, "calibration_status": status}
     if best_row:
         out["verify"] = (f"dcsim run {scenario} --set workload.rate_per_s={target_rate} "
                          + " ".join(f"--set {x}" for x in list(sets) + best_row["verify_sets"]
@@ -371,14 +376,15 @@ def _replicas(raw: dict, dims: list[Dim], counts: tuple[int, ...]) -> int:
 
 def _answer_label(names: list[str], combo: Sequence[tuple], raw: dict, dims: list[Dim],
                   counts: tuple[int, ...]) -> str:
-    keys = [_combo_keys([n], [c], {"pools": [p]}) for n, c, p in zip(names, combo, raw.get("pools"), strict=True)]
+    raw_pools: list[dict] = raw.get("pools") or []
+    keys = [_combo_keys([n], [c], {"pools": [p]}) for n, c, p in zip(names, combo, raw_pools, strict=True)]
     pools = [f"{k['hardware']} TP{k['tp']}, {k['scheduler']}" for k in keys]
     if dims[0].what == "cells":
-        per = " + ".join(f"{p.get('replicas', 1)} x {d}" for p, d in zip(raw.get("pools"), pools, strict=True))
+        per = " + ".join(f"{p.get('replicas', 1)} x {d}" for p, d in zip(raw_pools, pools, strict=True))
         return ", ".join(f"{n} cells of {d.name}" for d, n in zip(dims, counts, strict=True)) + f" ({per} each)"
     if len(names) == 1:
         return f"{counts[0]} x {pools[0]}"
-    roles = [p.get("role") for p in raw.get("pools")]
+    roles = [p.get("role") for p in raw_pools]
     return " + ".join(f"{n} x {pools[k]} ({names[k]}" + (f", {roles[k]})" if roles[k] else ")")
                       for k, n in enumerate(counts))
 
@@ -404,6 +410,10 @@ def table(rep: dict[str, Any]) -> str:
     if rep["plan"]:
         b = rep["plan"]
         L += ["", f"cheapest: {b['label']}: {b['accelerators']} accelerators at ${b['usd_per_hour']:.2f}/h"]
+        iv = b.get("ttft_p99_interval_s")
+        if rep.get("headroom") or (iv and iv[0] > 0 and iv[1] / iv[0] > 10):
+            L.append(f"  p99 TTFT interval {iv[0]:.3g}-{iv[1]:.3g} s: {b['ttft_p99_interval_why']}" if iv else
+                     f"  {b['ttft_p99_interval_why']}")
         if rep.get("search") == "local minimum":
             L.append("  (several counts searched: no single count can be lowered; another mix may cost less)")
         L.append(f"verify: {rep['verify']}")

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 from sim.scenario.config import apply_overrides, parse, read_toml
 from sim.errors import ScenarioError, warn
 from sim.progress import Progress
+from sim.analysis.report_html import merged_status
 from sim.analysis.stats import mean_ci, paired_diff_ci
 
 METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
@@ -292,6 +293,7 @@ def compare(scenario: str | Path, vary: Sequence[str], replications: int = 3, ba
     metrics = [m for m in METRICS + FLEET_METRICS
                if all(r["summary"].get(m) is not None for rs in by.values() for r in rs)]
     out["metrics"] = metrics
+    out["calibration_status"] = merged_status(r["summary"] for r in res)  # what the numbers rest on
     for lab, s in vs:
         runs = by[lab]
         md: dict[str, Any] = {}
@@ -373,7 +375,8 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                             "fix the variant or the range")
     out: dict[str, Any] = {"scenario": str(scenario), "key": key, "values": values, "replications": replications,
                            "attainment_target": attainment, "slo": raw.get("slo") or {}, "variants": {},
-                           "failed_runs": _failures(res, [(lab, f"{key}={v}") for lab, v in index])}
+                           "failed_runs": _failures(res, [(lab, f"{key}={v}") for lab, v in index]),
+                           "calibration_status": merged_status(r.get("summary") for r in res)}
     for lab, s in vs:
         pts: list[dict[str, Any]] = []
         for v in values:
@@ -386,10 +389,9 @@ def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replicati
                 vals = [r["summary"].get(m) for r in runs]
                 if any(x is None for x in vals):
                     continue
-                mean, lo, hi = mean_ci([float(x) for x in vals])
-                if len(vals) < 2:  # one run: no interval, not a zero-width one
-                    lo = hi = None
-                md[m] = {"mean": mean, "ci_low": lo, "ci_high": hi}
+                mean, lo_ci, hi_ci = mean_ci([float(x) for x in vals])
+                one = len(vals) < 2  # one run: no interval, not a zero-width one
+                md[m] = {"mean": mean, "ci_low": None if one else lo_ci, "ci_high": None if one else hi_ci}
             unstable = [r["summary"]["instability"] for r in runs if r["summary"].get("stable") is False]
             pts.append({"value": v, "metrics": md, "stable": not unstable,
                         "instability": unstable[0] if unstable else None})
