@@ -26,3 +26,22 @@ def test_a_step_that_runs_still_prints_its_figures(capsys):
     argv = ["perf", "--hardware", "h100-sxm", "--model", "llama-3.1-8b", "--batch", "52", "--context", "8192"]
     assert main(argv) == 0
     assert "decode_step_s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--kv-memory-fraction", "0.98"], "--kv-memory-fraction"),
+    (["--batch", "1500", "--context", "128"], "--batch"),
+    (["--clock-lock", "0.3"], "--clock-lock"),
+    (["--tp", "16", "--model", "llama-3.1-405b"], "--tp"),  # past one node's NVLink
+])
+def test_odd_but_legal_steps_run_with_one_warning(capsys, argv, flag):
+    argv = ["perf", "--hardware", "h100-sxm", "--model", "llama-3.1-8b", *argv]
+    assert main(argv) == 0
+    cap = capsys.readouterr()
+    warns = [x for x in cap.err.splitlines() if x.startswith("dcsim: warning:")]
+    assert len(warns) == 1 and flag in warns[0] and "decode_step_s" in cap.out, cap.err
+
+
+def test_a_plain_step_warns_nothing(capsys):
+    assert main(["perf", "--hardware", "h100-sxm", "--model", "llama-3.1-8b", "--batch", "32"]) == 0
+    assert "warning" not in capsys.readouterr().err

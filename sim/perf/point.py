@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn
 from sim.perf.catalog import builtin_catalog, load_catalog_file
 from sim.perf.engines import engine_names
-from sim.perf.refusals import refuse_step
+from sim.perf.refusals import odd_step, refuse_step
 from sim.perf.roofline import PerfModel
 
 
@@ -59,6 +59,8 @@ def perf_point(q: PerfQuery) -> dict[str, Any]:
     per_seq = math.ceil(q.context / q.block_size)
     refuse_step(hw, model, pm, q.tp, q.context, q.batch, q.kv_memory_fraction, q.power_cap_w,
                 max(0, blocks // per_seq))
+    for flag, what, fix in odd_step(hw, q.tp, q.batch, q.kv_memory_fraction, q.clock_lock):
+        warn(flag, what, fix)
     dec = pm.decode_cost(q.batch, q.context)
     out: dict[str, Any] = {
         "hardware": hw.id, "model": model.id, "tp": q.tp, "dtype": pm.dtype, "kv_dtype": pm.kv_dtype,

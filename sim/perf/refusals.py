@@ -36,3 +36,30 @@ def refuse_step(hw: Any, model: Any, pm: Any, tp: int, context: int, batch: int,
     if power_cap_w is not None and not 0 < power_cap_w <= hw.tdp_w:
         raise ScenarioError("--power-cap-w", f"must be in (0, {hw.tdp_w:g}] ({hw.id}'s TDP), got {power_cap_w:g}",
                             "give a cap at or below the TDP, or none")
+
+
+# Legal but odd: numbers a user may not have meant, each said in one warning line (and run).
+LARGEST_ENGINE_BATCH = 1024  # vLLM's max_num_seqs tops out around here in published configurations
+NODE_GPUS = 8  # one NVLink/xGMI domain on the parts in the catalog (GB200 NVL72 aside)
+
+
+Oddity = tuple[str, str, str]  # (flag, what is odd, the fix)
+
+
+def odd_step(hw: Any, tp: int, batch: int, kv_memory_fraction: float, clock_lock: float) -> list[Oddity]:
+    """(flag, what is odd, the fix) for a step that can run but is unusual enough to check."""
+    out: list[Oddity] = []
+    if kv_memory_fraction > 0.95:
+        out.append(("--kv-memory-fraction", f"{kv_memory_fraction:g} leaves little room for activations and the "
+                    "CUDA graphs (vLLM's default: 0.9)", "give 0.9 unless you measured more"))
+    if batch > LARGEST_ENGINE_BATCH:
+        out.append(("--batch", f"{batch} sequences per step is beyond what serving engines run "
+                    f"(max_num_seqs up to about {LARGEST_ENGINE_BATCH})", "check the engine can schedule it"))
+    if clock_lock < 0.5:
+        out.append(("--clock-lock", f"{clock_lock:g} of the maximum clock is below the range the power model was "
+                    "fitted on (extrapolated)", "give 0.5 or more"))
+    if tp > NODE_GPUS and "nvl" not in hw.name.lower() and not hw.id.startswith("gb"):
+        out.append(("--tp", f"TP{tp} spans more than one {NODE_GPUS}-GPU node: its all-reduce would cross the "
+                    "network, which the step formula does not model (it uses the scale-up link)",
+                    f"use tp <= {NODE_GPUS} (pipeline or expert parallelism across nodes)"))
+    return out
