@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.errors import ScenarioError
+from sim.errors import ScenarioError, warn
 from sim.policies.routers import make_router
 from sim.rng import stream
 from sim.scenario.config import Scenario
@@ -156,9 +156,28 @@ def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | No
     return out
 
 
+def _before_horizon(sc: Scenario, wl: Workload) -> Workload:
+    """The requests that arrive before run.horizon_s: those after it are not part of the run (they
+    would otherwise be counted in flight, though they never arrived). Said in one warning."""
+    h = sc.run.horizon_s
+    if h is None or wl.clients or not len(wl):
+        return wl
+    m = int(np.searchsorted(wl.arrival_s, h, side="left"))
+    if m < len(wl):
+        if m == 0:
+            first = float(wl.arrival_s[0])
+            raise ScenarioError("run.horizon_s", f"{h:g} s is before the first arrival ({first:.6g} s): nothing "
+                                "would run", "raise horizon_s or remove it")
+        warn("run.horizon_s", f"{len(wl) - m} of {len(wl)} requests arrive after {h:g} s and are not simulated",
+             "remove horizon_s (or shorten the workload) to run them")
+        wl = wl.head(m)
+    return wl
+
+
 def build(scenario: Scenario, workload: Workload | None = None) -> Model:
     """The model of one run of `scenario` (with `workload`, when given, instead of drawing it)."""
     wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
+    wl = _before_horizon(scenario, wl)
     n = len(wl)
     groups = routing_groups(scenario, wl)
     check_workload(scenario, wl, groups)

@@ -228,6 +228,11 @@ class Speculative:
                 raise ScenarioError(f"{path}.draft_model", f"{draft.id} has a vocabulary of {draft.vocab} tokens, "
                                     f"{model.id} one of {model.vocab}: a drafter must share the target's tokenizer",
                                     "pick a draft model of the target's family (e.g. llama-3.2-1b for Llama 3.1)")
+            if draft.active_params >= model.active_params:
+                raise ScenarioError(f"{path}.draft_model", f"{draft.id} ({draft.active_params / 1e9:.3g}B active) is "
+                                    f"no smaller than the target {model.id} ({model.active_params / 1e9:.3g}B): "
+                                    "drafting would cost more than it saves",
+                                    "pick a drafter a small fraction of the target's size")
         elif draft is not None:
             raise ScenarioError(f"{path}.draft_model", f"only method = \"draft\" takes a draft model ({method!r} "
                                 "drafts with the target's own head or the prompt)",

@@ -17,6 +17,10 @@ LENGTH_DISTS = {"fixed": ("value",), "uniform": ("min", "max"), "lognormal": ("m
                 "empirical": ("file",)}
 TIME_DISTS = {"fixed": ("value",), "exponential": ("mean",), "lognormal": ("mean", "cv"), "uniform": ("min", "max")}
 SERVICE_DISTS = ("exponential", "deterministic")
+# How far in simulated time a run may reach: ten years. Past it a time is a typo or an epoch
+# timestamp, and the per-hour summaries and the facility's decisions alone would not fit.
+MAX_SIM_S = 10 * 365.25 * 86400.0
+MAX_REPLICAS = 1_000_000  # per pool (a 200 MW site is about 70,000 replicas)
 MAX_TOKENS = 1e9  # per request: past any model's context window (checked per model at build)
 MAX_CV = 100.0
 ROLES = ("mixed", "prefill", "decode")

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from sim.errors import ScenarioError, warn
 from sim.perf.catalog import builtin_catalog, load_catalog_file
 from sim.registry import ROUTERS
-from sim.scenario.common import DECODE_ROUTERS, ENGINES, FABRICS, Context, policy_name, table_of, wrong_type
+from sim.scenario.common import DECODE_ROUTERS, ENGINES, FABRICS, MAX_SIM_S, Context, policy_name, table_of, wrong_type
 from sim.scenario.facility import Facility, parse_facility
 from sim.scenario.pools import CostConfig, PoolConfig, check_fits, dataclasses_replace
 from sim.scenario.workload import SLO, WorkloadConfig, write_slo
@@ -45,8 +45,8 @@ class RunConfig:
     """[run]: how the simulation runs."""
 
     horizon_s: float | None = key(None, "stop at this simulated time (none: when the last request leaves)",
-                                  positive=True, hi=1e12, unit="s",
-                                  hint="energy = watts x seconds must stay finite: at most 1e12 s (about 31,700 years)")
+                                  positive=True, hi=MAX_SIM_S, unit="s",
+                                  hint="a run reaches at most ten years of simulated time")
     timeseries: bool = key(True, "record each replica's batch, KV and queue at every step (timeseries.parquet)")
     fast_forward: bool = key(True, "advance stable decode batches many steps at once (exact)")
     engine: str = key("auto", "\"compiled\", \"simpy\" (the per-step driver), or \"auto\": compiled where it applies",

@@ -56,6 +56,9 @@ from sim.schema import OMIT, REQUIRED, Table, effective, key, read
 SOURCE_KINDS = ("gas_turbine", "grid", "battery")
 
 
+MIN_INTERVAL_S = 0.01  # a manager acting more often is a mistake (and a run of 1e9 decisions a second)
+
+
 def _turbine(v: Mapping[str, Any]) -> bool:
     return v.get("kind") == "gas_turbine"
 
@@ -95,7 +98,7 @@ class Source:
                                nonneg=True, below=1.0, hint="gas turbines run stably from about 0.3-0.5",
                                when=_turbine, doc_when="gas_turbine")
     trip_at_s: tuple[float, ...] = key((), "scheduled unit trips, one unit each", kind=list,
-                                       parse=lambda v, p, c, kw: tuple(float(x) for x in _list(v, p)),
+                                       parse=lambda v, p, c, kw: _times(v, p),
                                        write=lambda v, o: list(v) if v else OMIT, when=_turbine,
                                        doc_when="gas_turbine")
     trip_repair_s: float = key(600.0, "how long a scheduled trip keeps the unit down", positive=True, unit="s",
@@ -140,6 +143,18 @@ class Source:
         return kw
 
 
+def _times(v: Any, path: str) -> tuple[float, ...]:
+    """A list of times (s): numbers, finite, >= 0."""
+    out = []
+    for k, x in enumerate(_list(v, path)):
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            raise ScenarioError(f"{path}[{k}]", f"must be a number of seconds, got {x!r}", "write e.g. [1800.0]")
+        if not math.isfinite(x) or x < 0:
+            raise ScenarioError(f"{path}[{k}]", f"must be a finite time >= 0, got {x!r}", "write e.g. [1800.0]")
+        out.append(float(x))
+    return tuple(out)
+
+
 def _list(v: Any, path: str) -> list:
     if not isinstance(v, list):
         raise ScenarioError(path, f"must be list, got {v!r}", f"write {path.rsplit('.', 1)[-1]} = <list>")
@@ -163,7 +178,8 @@ class Pue:
 
     base: float = key(REQUIRED, "the day's mean", positive=True)
     amplitude: float = key(0.0, "the swing either way", nonneg=True)
-    peak_hour: float = key(15.0, "the hour of the highest", nonneg=True, unit="h")
+    peak_hour: float = key(15.0, "the hour of the highest", nonneg=True, below=24.0, unit="h",
+                           hint="give an hour of the day, 0 to 24")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,7 +245,8 @@ class Manager:
 
     policy: str = key("cap_uniform", "the policy (dcsim policies), or a plug-in \"file.py:Class\"", kind=str,
                       parse=lambda v, p, c, kw: _manager_policy(v, p, c))
-    interval_s: float = key(5.0, "time between decisions", positive=True, unit="s")
+    interval_s: float = key(5.0, "time between decisions", positive=True, lo=MIN_INTERVAL_S, unit="s",
+                            hint="managers act every second or more (every 5 s by default)")
     reserve_units: int = key(0, "N+k: hold the load under the running turbines less the k largest", nonneg=True)
 
 
@@ -344,6 +361,18 @@ def parse_facility(raw: Any, failures_raw: Any, pools: list[dict[str, Any]], poo
         raise ScenarioError("facility.sources", "empty", "add at least one [[facility.sources]] (gas_turbine, grid)")
     if not fac.tents:
         raise ScenarioError("facility.tents", "empty", "add at least one [[facility.tents]]")
+    src_names = [x.name for x in fac.sources]
+    dup = next((n for n in src_names if src_names.count(n) > 1), None)
+    if dup is not None:  # (facility.parquet has a column per source: one would vanish)
+        raise ScenarioError("facility.sources.name", f"two sources are named {dup!r}", "give each source its own name")
+    units = sum(x.units for x in fac.sources if x.kind == "gas_turbine")
+    if fac.manager.reserve_units and fac.manager.reserve_units >= units:
+        raise ScenarioError("facility.manager.reserve_units", f"{fac.manager.reserve_units} spare units leave none of "
+                            f"the {units} turbine units to carry the load", f"give at most {max(0, units - 1)}")
+    for k, x in enumerate(fac.sources):
+        if x.kind == "gas_turbine" and len(x.trip_at_s) > x.units * 1000:
+            raise ScenarioError(f"facility.sources[{k}].trip_at_s", f"{len(x.trip_at_s)} scheduled trips",
+                                "give the trips the study needs (a few)")
     names = [x.name for x in fac.tents]
     cap_w = sum(s.units * s.unit_mw * 1e6 for s in fac.sources)  # every source at once (battery: its power)
     for k, tn in enumerate(fac.tents):

@@ -16,7 +16,8 @@ from sim.perf.roofline import Speculative
 from sim.perf.variability import OFF, Variability
 from sim.perf.variability import defaults as var_defaults
 from sim.registry import AUTOSCALERS, SCHEDULERS
-from sim.scenario.common import KV_TIERS, ROLES, SERVICE_DISTS, SERVING_ENGINES, Context, policy_name, table_of
+from sim.scenario.common import (KV_TIERS, MAX_REPLICAS, ROLES, SERVICE_DISTS, SERVING_ENGINES, Context, policy_name,
+                                 table_of)
 from sim.schema import OMIT, REQUIRED, Table, key, read
 
 # --- [[pools]] and its tables -----------------------------------------------------------------------
@@ -96,9 +97,11 @@ class AutoscalerConfig:
     policy: str = key("queue", "the autoscaling policy (dcsim policies), or a plug-in", parse=policy_name(AUTOSCALERS),
                       kind=str)
     min_replicas: int = key(1, "the fewest replicas serving", positive=True)
-    max_replicas: int = key(REQUIRED, "the most (every one is built; those off draw nothing)", positive=True)
+    max_replicas: int = key(REQUIRED, "the most (every one is built; those off draw nothing)", positive=True,
+                            hi=MAX_REPLICAS, hint="a million replicas is far past a whole site")
     initial_replicas: int = 1  # serving at t = 0 (the pool's `replicas` key; default min_replicas)
-    interval_s: float = key(30.0, "time between decisions", positive=True, unit="s")
+    interval_s: float = key(30.0, "time between decisions", positive=True, lo=0.01, unit="s",
+                            hint="autoscalers decide every few seconds or more (30 s by default)")
     scale_down_delay_s: float = key(300.0, "scale down to the highest recommendation of this window", nonneg=True,
                                     unit="s")
     # ASSUMED defaults: a replica reads its weights at 25 Gb/s (about 3 GB/s: one local NVMe
@@ -166,7 +169,8 @@ class PoolConfig:
     dtype: str = key("bf16", "weights' precision", choices=tuple(DTYPE_BYTES))
     kv_dtype: str = key(REQUIRED, "the KV cache's precision", choices=tuple(DTYPE_BYTES),
                         derive=lambda ctx, kw: kw["dtype"], doc_default="dtype")
-    replicas: int = key(1, "replicas (autoscaled: those serving at first)", positive=True,
+    replicas: int = key(1, "replicas (autoscaled: those serving at first)", positive=True, hi=MAX_REPLICAS,
+                        hint="a million replicas is far past a whole site; run a fleet of cells ([fleet])",
                         write=lambda v, o: o.autoscaler.initial_replicas if o.autoscaler is not None else v)
     tp: int = key(1, "tensor-parallel degree: accelerators per replica", positive=True)
     ep: int = key(1, "expert-parallel degree: > 1 splits a MoE model's routed experts over this many accelerators "
@@ -234,6 +238,9 @@ class PoolConfig:
         if kw["role"] != "mixed" and kw["service"] is not None:
             raise ScenarioError(f"{path}.role", "a pool with analytic [pools.service] times has no KV to hand off",
                                 "remove role or the service table")
+        if kw["speculative"] is not None and kw["role"] == "prefill":
+            raise ScenarioError(f"{path}.speculative", "a prefill pool decodes no tokens to speculate on (its "
+                                "requests decode in the decode pools)", "move [pools.speculative] to the decode pool")
         if kw["speculative"] is not None and kw["service"] is not None:
             raise ScenarioError(f"{path}.speculative", "a pool with analytic [pools.service] times has no decode "
                                 "steps to speculate on", "remove one of the two tables")
@@ -321,6 +328,11 @@ def check_fits(pool: PoolConfig, path: str) -> None:
                             f"not fit beside {pool.model.id}'s", "use a smaller draft_model, method = \"eagle\" or a "
                             "larger tp")
     if pool.kv_offload is not None:
+        block = pm.group_kv_bytes_per_token * sch.block_size
+        if pool.kv_offload.capacity_gb * 1e9 < block:
+            raise ScenarioError(f"{path}.kv_offload.capacity_gb", f"{pool.kv_offload.capacity_gb:g} GB holds no KV "
+                                f"block of {pool.model.id} ({block / 1e6:.3g} MB at block_size {sch.block_size})",
+                                f"give at least {block / 1e9:.3g} GB (a tier holds thousands of blocks)")
         if not pm.kv_tier_pays(sch.block_size, pool.kv_offload.gbps):
             load, redo = pm.kv_block_load_s(sch.block_size, pool.kv_offload.gbps), pm.block_recompute_s(sch.block_size)
             warn(f"{path}.kv_offload.gbps", f"loading a KV block ({load * 1e3:.3g} ms) is no faster than recomputing "

@@ -15,6 +15,7 @@ from sim.scenario.common import (
     ARRIVALS,
     LENGTH_DISTS,
     MAX_CV,
+    MAX_SIM_S,
     MAX_TOKENS,
     TIME_DISTS,
     TRACE_FORMATS,
@@ -212,6 +213,7 @@ class WorkloadConfig:
     num_requests: int | None = key(None, "how many requests arrive (or give duration_s)", positive=True,
                                    shown=lambda v: not v.get("stages"))
     duration_s: float | None = key(None, "how long requests arrive (or give num_requests)", positive=True, unit="s",
+                                   hi=MAX_SIM_S, hint="a run reaches at most ten years of simulated time",
                                    shown=lambda v: not v.get("stages"))
     concurrency: int | None = key(None, "arrival = \"closed\": clients, each sending its next request when its last "
                                   "one ends (offline: num_requests, all at once)", positive=True,
@@ -430,7 +432,8 @@ class Diurnal:
 
     peak_rate_per_s: float = key(REQUIRED, "the rate at peak_hour", positive=True, unit="req/s")
     trough_rate_per_s: float = key(REQUIRED, "the rate 12 hours from it", nonneg=True, unit="req/s")
-    peak_hour: float = key(15.0, "the hour of the peak (t = 0 is midnight)", nonneg=True, unit="h")
+    peak_hour: float = key(15.0, "the hour of the peak (t = 0 is midnight)", nonneg=True, below=24.0, unit="h",
+                           hint="give an hour of the day, 0 to 24")
 
     @classmethod
     def resolve(cls, kw: dict[str, Any], path: str, ctx: Any, t: Table) -> dict[str, Any]:

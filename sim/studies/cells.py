@@ -30,6 +30,7 @@ from sim.scenario.config import apply_overrides, parse
 from sim.schema import REQUIRED, key, read
 from sim.errors import ScenarioError
 
+MAX_CELLS = 10_000_000  # per kind: a million cells is a 100 GW site; past this a count is a mistake
 POWER_REASONS = ("power",)  # requests shed while the facility is over its supply (reason "power")
 
 
@@ -94,7 +95,8 @@ class CellKind:
     """[[fleet.cells]]: identical cells of one kind."""
 
     name: str = key(REQUIRED, "the kind's name", derive=lambda ctx, kw: f"cell{ctx}", doc_default='"cell<k>"')
-    count: int = key(1, "identical cells of this kind", positive=True)
+    count: int = key(1, "identical cells of this kind", positive=True, hi=MAX_CELLS,
+                     hint="a site of a million cells is far beyond any built; check the count")
     weight: float = key(1.0, "the share of the traffic each of its cells takes (relative)", positive=True)
     set: list = key([], "overrides of the base scenario for this kind (key.path=value)", kind=list)
 
@@ -149,14 +151,13 @@ def fleet_cells(raw: dict[str, Any], base_dir: Path, seed: int | None = None) ->
     total_w = sum(k["count"] * k["weight"] for k in kinds)
     seed0 = int(base.get("seed", 0)) if seed is None else seed
     cells, cell_id = [], 0
-    for kind in kinds:
-        for j in range(kind["count"]):
-            if j < per_kind:
-                r = site_share(apply_overrides(copy.deepcopy(base), list(kind["set"])), kind["weight"] / total_w,
-                               kind["bus"] == "shared")
-                parse(r, base_dir)  # fail fast, naming the field
-                cells.append(Cell(r, seed0 + cell_id, kind["name"], cell_id))
-            cell_id += 1
+    for kind in kinds:  # (only the simulated cells are visited: a kind may count billions)
+        r = site_share(apply_overrides(copy.deepcopy(base), list(kind["set"])), kind["weight"] / total_w,
+                       kind["bus"] == "shared")
+        parse(r, base_dir)  # fail fast, naming the field
+        for j in range(min(per_kind, kind["count"])):
+            cells.append(Cell(r, seed0 + cell_id + j, kind["name"], cell_id + j))
+        cell_id += kind["count"]
     return cells, kinds, cell_id
 
 

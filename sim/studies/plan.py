@@ -193,6 +193,23 @@ def _scenarios(raw: dict, base: Path) -> list[tuple[int, Scenario]]:
     return [(names.index(n), sc) for n, sc in first.items()]
 
 
+def _below_physics(raw: dict, base: Path, slo: dict[str, Any]) -> str | None:
+    """Why no replica count can meet the SLO on this configuration (an SLO below one step of a
+    one-token request on its fastest pool), or None."""
+    from sim.perf.roofline import PerfModel
+
+    pools = [p for _, sc in _scenarios(raw, base) for p in sc.pools if p.service is None]
+    if not pools:
+        return None
+    pms = [PerfModel(p.hardware, p.model, p.tp, p.dtype, p.kv_dtype, p.clock_lock, ep=p.ep) for p in pools]
+    floor = {"ttft_s": min(pm.prefill_cost(1).t_s for pm in pms), "tpot_s": min(pm.decode_cost(1, 1).t_s for pm in pms)}
+    for k, lim in slo.items():
+        if k in floor and isinstance(lim, (int, float)) and lim < floor[k]:
+            return (f"slo.{k} = {lim:g} s is below one step of a one-token request on the fastest pool "
+                    f"({floor[k]:.3g} s): no count of replicas meets it")
+    return None
+
+
 def unit_costs(raw: dict, base: Path, dims: list[Dim]) -> tuple[list[float], list[int], list[str]]:
     """USD/h and accelerators of one unit of each dimension (a replica of the pool; a cell of the
     kind), and the parts that have no price."""
@@ -288,6 +305,10 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
         except ScenarioError as exc:
             skipped.append({**_combo_keys(names, combo), "label": label, "why": str(exc)})
             continue
+        too_tight = _below_physics(raw_c, path.parent, raw0["slo"])
+        if too_tight:
+            skipped.append({**_combo_keys(names, combo), "label": label, "why": too_tight})
+            continue
         if unpriced:
             skipped.append({**_combo_keys(names, combo), "label": label,
                             "why": f"no hourly rate for {unpriced[0]}: set hardware.{unpriced[0]}.usd_per_accel_hour, "
@@ -329,8 +350,11 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
             "verify_sets": combo_sets + [f"{d.path}={n}" for d, n in zip(dims, best, strict=True)],
         })
     if evals == 0 and skipped and all(not s["why"].startswith("SLO not met") for s in skipped):
-        raise ScenarioError("--hardware" if hardware else "pools", f"nothing could run: {skipped[0]['label']}: "
-                            f"{skipped[0]['why']}", "pick candidates that fit (dcsim perf says what fits where)")
+        field = "--slo" if all("no count of replicas meets it" in x["why"] for x in skipped) else (
+            "--hardware" if hardware else "pools")
+        raise ScenarioError(field, f"nothing could run: {skipped[0]['label']}: "
+                            f"{skipped[0]['why']}", "loosen the SLO" if field == "--slo" else
+                            "pick candidates that fit (dcsim perf says what fits where)")
     frontier.sort(key=lambda f: (f["usd_per_hour"], str(f["hardware"]), str(f["tp"]), str(f["scheduler"]), f["label"]))
     best_row = frontier[0] if frontier else None
     out = {"scenario": str(scenario), "target_rate_per_s": target_rate, "slo": raw0["slo"],

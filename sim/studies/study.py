@@ -33,6 +33,8 @@ FLEET_METRICS = ("fleet_output_tok_per_s", "fleet_req_per_s", "fleet_output_toke
                  "fleet_facility_power_peak_w", "fleet_energy_j", "fleet_requests_lost_to_power",
                  "ramp_limit_exceeded_s")
 
+MAX_SWEEP_POINTS = 10_000  # a sweep's range; each point is one or more runs
+
 
 @dataclass(frozen=True)
 class Task:
@@ -331,7 +333,12 @@ def parse_range(text: str) -> tuple[str, list[float]]:
         raise ScenarioError("--range", "needs STEP > 0 and STOP >= START")
     if a < 0 or (a == 0 and k.strip().endswith(("rate_per_s", "replicas", "tp", "num_requests", "duration_s"))):
         raise ScenarioError("--range", f"starts at {a:g}: {k.strip()} must be positive", "start the range above 0")
+    if not all(math.isfinite(x) for x in (a, b, st)):
+        raise ScenarioError("--range", f"{spec!r}: START, STOP and STEP must be finite")
     n = int(math.floor((b - a) / st + 1e-9)) + 1
+    if n > MAX_SWEEP_POINTS:
+        raise ScenarioError("--range", f"{spec!r} is {n:,} points",
+                            f"give at most {MAX_SWEEP_POINTS:,} (a larger STEP)")
     vals = [round(a + i * st, 10) for i in range(n)]
     if all(x.strip().lstrip("-").isdigit() for x in spec.split(":")):
         vals = [int(v) for v in vals]  # an integer key (tp, replicas, ...) stays integer

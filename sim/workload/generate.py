@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from sim.errors import ScenarioError, warn
+from sim.scenario.common import MAX_SIM_S
 from sim.rng import stream
 
 
@@ -187,6 +188,25 @@ def _arrival_column(x: np.ndarray, col: str, path: Path, line: Callable[[int], i
 
 
 def read_trace(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """read_trace_rows, with a file that is not text (or not well-formed CSV) one line, and every
+    arrival within the ten years a run reaches (MAX_SIM_S: a larger time is an epoch clock or a typo)."""
+    try:
+        arr, pr, out = read_trace_rows(path, fmt, field)
+    except UnicodeDecodeError:
+        raise ScenarioError(field, f"{path} is not a text file (a binary or compressed file?)",
+                            "give the trace as CSV or JSON lines text") from None
+    except csv.Error as exc:
+        raise ScenarioError(field, f"{path} is not well-formed CSV: {exc}", "give the trace as CSV text") from None
+    far = np.flatnonzero(arr > MAX_SIM_S)
+    if far.size:
+        i = int(far[0])
+        raise ScenarioError(field, f"{path}: request {i + 1} arrives at {arr[i]:.4g} s, past ten years of simulated "
+                            "time (an epoch clock in arrival_s?)", "give arrival_s in seconds from the run's start "
+                            "(subtract the first row's), or trace_format = \"azure\" / \"mooncake\" for clocks")
+    return arr, pr, out
+
+
+def read_trace_rows(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Read a request trace. Formats: `csv` (arrival_s,prompt_tokens,output_tokens: arrival_s in
     seconds from the run's start), `azure` (Azure LLM inference trace 2023:
     TIMESTAMP,ContextTokens,GeneratedTokens) and `mooncake` (JSON lines with timestamp in ms,
@@ -244,6 +264,10 @@ def read_trace(path: Path, fmt: str, field: str = "workload.trace") -> tuple[np.
         except ValueError:
             i = next(i for i, v in enumerate(t_raw) if not _is_time(v))
             raise _bad_row(path, i + 2, f"TIMESTAMP = {t_raw[i]!r} is not a date-time", "fix that row", field) from None
+        nat = np.flatnonzero(np.isnat(stamps))
+        if nat.size:
+            raise _bad_row(path, int(nat[0]) + 2, f"TIMESTAMP = {t_raw[int(nat[0])]!r} is not a date-time",
+                           "fix that row", field)
         arr = (stamps - stamps[0]) / np.timedelta64(1, "us") / 1e6
     else:
         arr = np.empty(len(rows))
@@ -297,8 +321,12 @@ def check_memory(w: Any) -> None:
         n = sum(r * d for r, d in w.stages)
     elif w.num_requests is not None:
         n = float(w.num_requests)
+    elif w.rate_points:
+        n = max(r for _, r in w.rate_points) * w.duration_s
     else:
-        n = w.rate_per_s * w.duration_s
+        n = (w.rate_per_s or 0.0) * (w.duration_s or 0.0)
+    if w.multi_turn is not None:  # each arrival starts a session of many requests
+        n *= _turns_bound(w)
     mem = _memory_bytes()
     if mem is not None and n * BYTES_PER_REQUEST > 0.8 * mem:
         most = int(0.8 * mem / BYTES_PER_REQUEST)
@@ -307,6 +335,24 @@ def check_memory(w: Any) -> None:
         raise ScenarioError(key, f"about {n:.3g} requests would need about {n * BYTES_PER_REQUEST / 1e9:,.0f} GB "
                             f"({BYTES_PER_REQUEST} bytes each); this machine has {mem / 1e9:,.0f} GB",
                             f"simulate at most about {most:,} requests (or a shorter duration_s)")
+
+
+def _spec_mean(spec: Any) -> float:
+    """A length distribution's mean, near enough to size memory (its max where it gives one)."""
+    for k in ("value", "mean"):
+        if k in spec:
+            return float(min(spec[k], spec.get("max", spec[k])))
+    if "min" in spec and "max" in spec:
+        return (float(spec["min"]) + float(spec["max"])) / 2
+    return float(spec.get("max", 1.0))
+
+
+def _turns_bound(w: Any) -> float:
+    """Turns per session, at most: the turns' mean, and no more than fit in max_history_tokens
+    (a session ends before a turn past it; each turn adds at least a prompt and an output)."""
+    mt = w.multi_turn
+    per_turn = max(1.0, _spec_mean(w.prompt_tokens) + _spec_mean(w.output_tokens))
+    return max(1.0, min(_spec_mean(mt.turns), mt.max_history_tokens / per_turn + 1))
 
 
 def build_workload(w: Any, seed: int, base_dir: Path) -> Workload:
@@ -416,6 +462,9 @@ def _sessions(w: Any, seed: int, starts: np.ndarray, stage: Any, bounds: tuple, 
     mt = w.multi_turn
     n_s = starts.shape[0]
     turns = draw_lengths(mt.turns, n_s, stream(seed, "turns"), "workload.multi_turn.turns", base_dir)
+    # turn k's prompt holds at least 2 (k - 1) tokens of history (a message and an output of at
+    # least one token each), so no session reaches a turn past this: clipping draws nothing less
+    turns = np.minimum(turns, mt.max_history_tokens // 2 + 2)
     m = int(turns.sum())
     sess = np.repeat(np.arange(n_s, dtype=np.int64), turns)
     first = np.concatenate([[0], np.cumsum(turns)[:-1]])  # each session's first row
