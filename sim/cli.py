@@ -138,31 +138,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     raw = config.read_toml(Path(args.scenario))
     if "fleet" in raw:
-        from sim.studies.fleet import run_fleet
+        from sim.studies.fleet import run_fleet, table_fleet
         sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
         if args.workers is not None and args.workers < 1:
             raise ScenarioError("--workers", f"must be >= 1, got {args.workers}")
-        rep = run_fleet(args.scenario, sets, workers=args.workers, quiet=args.quiet or args.json,
-                        executor=args.executor, out_dir=args.out)
-        if args.out:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            (Path(args.out) / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
-            _report(args.out, args.no_report)
-        print(json.dumps(rep, indent=1) if args.json else _fleet_table(rep))
+        with _out(args, "run", in_place=True) as out:  # (its cells' results kept under OUT/runs: --resume)
+            rep = run_fleet(args.scenario, sets, workers=args.workers, quiet=args.quiet or args.json,
+                            executor=args.executor, out_dir=out, cache_dir=_cache_dir(args))
+            if out:
+                (out / "fleet.json").write_text(json.dumps(rep, indent=1) + "\n")
+                _report(out, args.no_report)
+        print(json.dumps(rep, indent=1) if args.json else table_fleet(rep))
         status_notes(rep.get("calibration_status") or {})
         return 0
+    if args.resume:
+        raise ScenarioError("--resume", "a single run has nothing to resume (fleets, compare and sweep do)",
+                            "remove --resume")
     sc = config.load(args.scenario, args.set, args.seed)
     from sim import api
 
-    res = api.run(sc, quiet=args.quiet, bar=not args.json)
-    _calibration_notes([p.hardware for p in sc.pools if p.service is None])
-    summary = summarize(res)
-    if args.out:
-        write_run(res, summary, args.out)
-        if not args.no_plots:
-            from sim.analysis.plots import plot_dir
-            plot_dir(args.out)
-        _report(args.out, args.no_report)
+    with _out(args, "run") as out:
+        res = api.run(sc, quiet=args.quiet, bar=not args.json)
+        _calibration_notes([p.hardware for p in sc.pools if p.service is None])
+        summary = summarize(res)
+        if out:
+            write_run(res, summary, out)
+            if not args.no_plots:
+                from sim.analysis.plots import plot_dir
+                plot_dir(out)
+            _report(out, args.no_report)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -171,40 +175,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  results in {args.out}/ (report.html, requests.parquet, timeseries.parquet, summary.json, "
                   "scenario.toml, PNG plots)")
     return 0
-
-
-def energy_text(j: float) -> str:
-    """Joules in the unit that reads best: kWh, MWh or GWh (3 significant figures)."""
-    for unit, per in (("GWh", 3.6e12), ("MWh", 3.6e9), ("kWh", 3.6e6)):
-        if abs(j) >= per or unit == "kWh":
-            return f"{j / per:,.3g} {unit}"
-    return ""  # (unreachable)
-
-
-def _fleet_table(rep: dict[str, Any]) -> str:
-    L = [f"dcsim fleet: {rep['scenario']}: {rep['cells_simulated']} of {rep['cells_total']} cells simulated "
-         f"(engine {rep['engine']})"]
-    for k in rep["kinds"]:
-        L.append(f"  {k['name']}: {k['count']} cells, {k['simulated']} simulated; per cell "
-                 f"{k['per_cell_output_tok_per_s']:,.0f} output tok/s, {k['per_cell_req_per_s']:,.1f} req/s, "
-                 f"p99 TTFT {k['per_cell_ttft_p99_s']:.3g} s, ${k['per_cell_usd_per_hour']:,.0f}/h")
-    L.append(f"  fleet: {rep['fleet_output_tokens_per_day'] / 1e12:,.2f} trillion output tokens/day, "
-             f"{rep['fleet_req_per_s']:,.0f} req/s, ${rep['fleet_usd_per_hour']:,.0f}/h, "
-             f"${rep['fleet_usd_per_mtok'] or 0:.3f} per million output tokens"
-             + (f", SLO attainment {rep['fleet_slo_attainment']:.1%}" if rep.get("fleet_slo_attainment") is not None
-                else ""))
-    L.append(f"  latency (merged simulated cells): TTFT p50 {rep['ttft_p50_s']:.3g} s, p99 {rep['ttft_p99_s']:.3g} s; "
-             f"TPOT p50 {rep['tpot_p50_s']:.3g} s, p99 {rep['tpot_p99_s']:.3g} s")
-    if "fleet_facility_power_mean_w" in rep:
-        L.append(
-            f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
-            f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {energy_text(rep['fleet_energy_j'])}, "
-            f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
-            f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
-            f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}"
-        )
-    L.append(f"  inferred: {rep['inference']}")
-    return "\n".join(L)
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
@@ -321,6 +291,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _out(args: argparse.Namespace, command: str, in_place: bool = False) -> Any:
+    """The --out folder as a context: checked and locked before any work, written whole or not at
+    all (sim/analysis/outdir.py); nothing without --out."""
+    import contextlib
+
+    if not getattr(args, "out", None):
+        return contextlib.nullcontext(None)
+    from sim.analysis.outdir import OutDir
+
+    return OutDir(args.out, getattr(args, "force", False), command, getattr(args, "scenario", None), in_place,
+                  resume=bool(getattr(args, "resume", False)))
+
+
 def _cache_dir(args: argparse.Namespace) -> Path | None:
     """Per-run results under OUT/runs/: kept as they finish, reused with --resume."""
     if args.resume and not args.out:
@@ -337,14 +320,15 @@ def _cache_dir(args: argparse.Namespace) -> Path | None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from sim.studies.study import compare, save, strip_latencies, table_compare
 
-    rep = compare(args.scenario, args.vary, args.replications, args.baseline, args.workers, args.set,
-                  args.quiet or args.json, executor=args.executor, cache_dir=_cache_dir(args), named=args.variant)
-    if args.out:
-        out = Path(args.out)
-        save(rep, out / "compare.json")
-        from sim.analysis.plots import plot_dir
-        plot_dir(out)
-        _report(out, args.no_report)
+    with _out(args, "compare", in_place=True) as out:
+        rep = compare(args.scenario, args.vary, args.replications, args.baseline, args.workers, args.set,
+                      args.quiet or args.json, executor=args.executor, cache_dir=_cache_dir(args),
+                      named=args.variant)
+        if out:
+            save(rep, out / "compare.json")
+            from sim.analysis.plots import plot_dir
+            plot_dir(out)
+            _report(out, args.no_report)
     if args.json:
         print(json.dumps(strip_latencies(rep), indent=1))
     else:
@@ -358,15 +342,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from sim.studies.study import save, sweep, table_sweep
 
-    rep = sweep(args.scenario, args.range, args.vary, args.replications, args.workers, args.set,
-                args.quiet or args.json, args.attainment, executor=args.executor, cache_dir=_cache_dir(args),
-                named=args.variant)
-    if args.out:
-        out = Path(args.out)
-        save(rep, out / "sweep.json")
-        from sim.analysis.plots import plot_dir
-        plot_dir(out)
-        _report(out, args.no_report)
+    with _out(args, "sweep", in_place=True) as out:
+        rep = sweep(args.scenario, args.range, args.vary, args.replications, args.workers, args.set,
+                    args.quiet or args.json, args.attainment, executor=args.executor, cache_dir=_cache_dir(args),
+                    named=args.variant)
+        if out:
+            save(rep, out / "sweep.json")
+            from sim.analysis.plots import plot_dir
+            plot_dir(out)
+            _report(out, args.no_report)
     if args.json:
         print(json.dumps(rep, indent=1))
     else:
@@ -399,13 +383,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             except ValueError:
                 raise ScenarioError("--slo", f"{v!r} is not a number of seconds") from None
     split = lambda x: [y.strip() for y in x.split(",") if y.strip()] if x else []  # noqa: E731
-    rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), split(args.tp),
-               split(args.schedulers), args.attainment, args.max_replicas, args.set,
-               headroom=args.headroom, replications=args.replications)
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "plan.json").write_text(json.dumps(rep, indent=1) + "\n")
-        _report(args.out, args.no_report)
+    with _out(args, "plan") as out:
+        rep = plan(args.scenario, args.target_rate, slo, split(args.hardware), split(args.tp),
+                   split(args.schedulers), args.attainment, args.max_replicas, args.set,
+                   headroom=args.headroom, replications=args.replications)
+        if out:
+            (out / "plan.json").write_text(json.dumps(rep, indent=1) + "\n")
+            _report(out, args.no_report)
     print(json.dumps(rep, indent=1) if args.json else table(rep))
     if args.out and not args.json:
         print(f"\nreport.html and plan.json in {args.out}/")
@@ -427,17 +411,32 @@ def _plan_notes(scenario: str, sets: list[str], ids: list[str]) -> None:
     _calibration_notes(list(known.values()) + [cat.hardware[i] for i in ids if i not in known and i in cat.hardware])
 
 
+def _read_folder(d: str, fn: Any) -> Any:
+    """fn(d) on a results folder, with one that is being written, unfinished or damaged (a file
+    cut short, a JSON that does not parse) one line instead of a traceback."""
+    from sim.analysis.outdir import check_readable
+
+    check_readable(Path(d))
+    try:
+        return fn(d)
+    except ScenarioError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ScenarioError("RUN_DIR", f"{d} is incomplete or damaged ({type(exc).__name__}: {str(exc)[:160]})",
+                            "rerun the command that wrote it") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from sim.analysis.report import write_report
 
-    print(write_report(args.run_dir))
+    print(_read_folder(args.run_dir, write_report))
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from sim.analysis.plots import plot_dir
 
-    for f in plot_dir(args.run_dir):
+    for f in _read_folder(args.run_dir, plot_dir):
         print(f)
     return 0
 
@@ -454,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print only the summary JSON")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--no-plots", dest="no_plots", action="store_true", help="with --out: skip the PNG plots")
+    r.add_argument("--force", action="store_true", help="with --out: replace the results already there")
+    r.add_argument("--resume", action="store_true", help="fleets: reuse the cells already saved under --out")
     r.add_argument("--no-report", dest="no_report", action="store_true", help="with --out: skip report.html")
     r.add_argument("--executor", default="local",
                    help="fleets of cells: local, dask or tcp://HOST:PORT (cells run as tasks there)")
@@ -485,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--resume", action="store_true",
                        help="reuse the runs already saved under --out (after an interruption)")
         c.add_argument("--out", help="write report.html, the report JSON and PNG plots here")
+        c.add_argument("--force", action="store_true", help="with --out: replace the results already there")
         c.add_argument("--no-report", dest="no_report", action="store_true", help="with --out: skip report.html")
         c.add_argument("--quiet", action="store_true", help="no progress bar")
         c.add_argument("--json", action="store_true")
@@ -505,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     pn.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE")
     pn.add_argument("--json", action="store_true")
     pn.add_argument("--out", help="write plan.json and report.html here")
+    pn.add_argument("--force", action="store_true", help="with --out: replace the results already there")
     pn.add_argument("--no-report", dest="no_report", action="store_true", help="with --out: skip report.html")
     pn.set_defaults(fn=cmd_plan)
     rp = sub.add_parser("report", help="write report.html for a run, compare, sweep, plan or fleet folder "
@@ -596,6 +599,13 @@ def _one_line_warnings() -> None:
     warnings.showwarning = show
 
 
+# what a failed write means, and its fix (one line, exit 2: no traceback after the work is done)
+OUTPUT_ERRNOS = {28: "free some disk space or write --out elsewhere", 122: "free some quota or write --out elsewhere",
+                 13: "give an --out folder you can write to", 30: "give an --out folder on a writable disk",
+                 20: "a path in --out is a file, not a folder: give another --out",
+                 21: "give a file path, not a folder", 17: "give another --out"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     WARNED.clear()
@@ -604,6 +614,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.fn(args)
     except ScenarioError as exc:
         print(f"dcsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dcsim: interrupted (Ctrl-C); what finished is kept: a run folder is only written complete, and "
+              "compare/sweep with --out continue with --resume", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRNOS:
+            raise
+        print(f"dcsim: error: {exc.filename or 'output'}: {exc.strerror} (fix: {OUTPUT_ERRNOS[exc.errno]})",
+              file=sys.stderr)
         return 2
     except BrokenPipeError:  # pragma: no cover - e.g. piped into head
         return 0

@@ -97,6 +97,15 @@ class Registry:
             self._check(cls, name, key)
         return cls
 
+    def make(self, name: str, *args: Any) -> Any:
+        """An instance of the policy named `name`, built with `args`. A plug-in is untrusted code:
+        it is built and every method of it called through `Guarded` (an exception or sys.exit in it
+        is one line naming the plug-in, the method and the error)."""
+        cls = self.load(name)
+        if not self.is_plugin(name) and name not in self._user:
+            return cls(*args)
+        return Guarded(guard_call(cls, f"{self.kind} plug-in {name}", "__init__", *args), self.kind, name)
+
     def _check(self, cls: Any, name: str, key: str | None = None) -> None:
         key = key or self.key
         if not isinstance(cls, type):
@@ -108,6 +117,52 @@ class Registry:
 
     def _need(self) -> str:
         return " and ".join(f"a {m}() method" for m in self.methods)
+
+
+class PluginError(ScenarioError):
+    """A plug-in raised or exited: the run stops with one line naming it (exit 2)."""
+
+
+def guard_call(fn: Any, who: str, method: str, *args: Any) -> Any:
+    """fn(*args), with any exception or SystemExit from a plug-in turned into a PluginError (a
+    ScenarioError from it, e.g. a nested dcsim check, passes as it is; Ctrl-C passes)."""
+    try:
+        return fn(*args)
+    except (ScenarioError, KeyboardInterrupt):
+        raise
+    except SystemExit as exc:
+        raise PluginError(f"{who}.{method}()", f"called sys.exit({exc.code!r})",
+                          "a plug-in returns its answer; it does not end the process") from None
+    except BaseException as exc:  # noqa: BLE001 - untrusted code: whatever it raised, in one line
+        raise PluginError(f"{who}.{method}()", f"raised {type(exc).__name__}: {str(exc)[:200]}",
+                          "fix the plug-in (run it on a small scenario under pdb to see where)") from None
+
+
+class Guarded:
+    """A plug-in instance whose every method is called through guard_call (attributes read as
+    they are)."""
+
+    def __init__(self, obj: Any, kind: str, name: str) -> None:
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_who", f"{kind} plug-in {name}")
+
+    def __getattr__(self, attr: str) -> Any:
+        v = getattr(self._obj, attr)
+        if not callable(v) or attr.startswith("__"):
+            return v
+        who = self._who
+
+        def call(*args: Any, **kw: Any) -> Any:
+            return guard_call(lambda *a: v(*a, **kw), who, attr, *args)
+
+        return call
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        setattr(self._obj, attr, value)
+
+    @property
+    def wrapped(self) -> Any:
+        return self._obj
 
 
 def _absolute(spec: str, base_dir: Path | None) -> str:

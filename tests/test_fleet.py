@@ -73,7 +73,7 @@ def test_fleet_merges_the_cells_request_tables(tmp_path):
     import pyarrow.parquet as pq
 
     rep = run_fleet(write(tmp_path, 10, 2), workers=1, out_dir=tmp_path / "out")
-    t = pq.read_table(rep["requests_file"]).to_pydict()
+    t = pq.read_table(tmp_path / "out" / rep["requests_file"]).to_pydict()  # (a name in the folder)
     k = rep["kinds"][0]
     assert len(t["request_id"]) == k["requests_simulated"]
     assert sorted(set(t["cell"])) == [0, 1] and set(t["kind"]) == {"a"}

@@ -357,7 +357,7 @@ def test_studies_and_fleets_say_what_their_numbers_rest_on(tmp_path, capsys):
 
 
 def test_energy_reads_in_the_unit_that_fits():
-    from sim.cli import energy_text
+    from sim.studies.fleet import energy_text
 
     assert energy_text(15 * 3.6e9) == "15 MWh" and energy_text(2.5 * 3.6e12) == "2.5 GWh"
     assert energy_text(3.6e6) == "1 kWh"

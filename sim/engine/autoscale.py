@@ -26,6 +26,7 @@ import numpy as np
 from sim.engine.events import FACILITY, Later, then, wait_or_end
 from sim.engine.kernel.layout import IDLE, NRUN, OUTREQ, QLEN, QROW, ST, TOT, USED
 from sim.engine.recorder import IN_FLIGHT
+from sim.errors import ScenarioError
 from sim.registry import AUTOSCALERS
 
 OFF, STARTING, SERVING, DRAINING = 0, 1, 2, 3
@@ -123,7 +124,7 @@ class _Controller:
         self.kernel = sim.kernel
         self.reps = [r for r in sim.replicas if r.pool.name == pool.name]
         self.idx = np.array([r.index for r in self.reps], np.int64)
-        self.policy = AUTOSCALERS.load(self.cfg.policy)()
+        self.policy = AUTOSCALERS.make(self.cfg.policy)
         self.slo_ttft_s = sim.sc.slo.ttft_s
         perf = sim.sim.replicas[self.reps[0].index].perf if self.reps else None
         weights = perf.weight_bytes if perf is not None else 0.0
@@ -171,7 +172,13 @@ class _Controller:
             if st[q] == DRAINING and int(k.S[r.index, ST]) == IDLE and int(k.S[r.index, OUTREQ]) == 0:
                 self._set(q, OFF, now)
         view = PoolView(self, now)
-        want = int(self.policy.desired(view))
+        got = self.policy.desired(view)
+        # (a plug-in's answer, checked every call: a whole number, not a bool, NaN, inf or text)
+        if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)) or not np.isfinite(got) \
+                or got != int(got):
+            raise ScenarioError(f"pools.{self.pool.name}.autoscaler.policy", f"{self.cfg.policy}: desired() returned "
+                                f"{got!r}", "return a whole number of replicas")
+        want = int(got)
         want = min(max(want, self.cfg.min_replicas), self.cfg.max_replicas)
         self.recs.append((now, want))
         while self.recs and self.recs[0][0] < now - self.cfg.scale_down_delay_s:

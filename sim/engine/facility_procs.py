@@ -15,10 +15,14 @@ their narrow interface: `fail()`, `repair()`, `drain()`, `undrain()`, `begin_com
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sim.engine.autoscale import start_autoscalers
 from sim.engine.events import wait_or_end
+from sim.errors import ScenarioError
 from sim.registry import MANAGERS
 from sim.rng import stream
 
@@ -144,14 +148,27 @@ class FacilityView:
         hosts = sim.hosts_on_w()
         return min(self._supply_w / pue, sum(t.it_limit_w for t in sim.fac.tents)) - hosts
 
+    def _replica(self, index: Any, method: str) -> Any:
+        """The replica a manager names, checked (a plug-in's argument, on every call)."""
+        n = len(self._sim.replicas)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
+            raise ScenarioError("facility.manager.policy", f"{method}() was given replica {index!r} of {n}",
+                                "pass a replica's index (fac.replicas[k].index)")
+        return self._sim.replicas[int(index)]
+
     def set_cap(self, index: int, w_per_accel: float | None) -> None:
-        self._sim.replicas[index].cap_w = w_per_accel
+        rep = self._replica(index, "set_cap")
+        if w_per_accel is not None and (isinstance(w_per_accel, bool) or not isinstance(w_per_accel, (int, float,
+                                        np.number)) or not math.isfinite(w_per_accel) or w_per_accel <= 0):
+            raise ScenarioError("facility.manager.policy", f"set_cap() was given {w_per_accel!r} W per accelerator",
+                                "pass a finite power > 0, or None for no cap")
+        rep.cap_w = None if w_per_accel is None else float(w_per_accel)
 
     def drain(self, index: int) -> None:
-        self._sim.replicas[index].drain()
+        self._replica(index, "drain").drain()
 
     def undrain(self, index: int) -> None:
-        self._sim.replicas[index].undrain()
+        self._replica(index, "undrain").undrain()
 
     def shed(self, on: bool) -> None:
         self._sim.shedding = bool(on)
@@ -160,7 +177,7 @@ class FacilityView:
 def _manager(sim):
     """Every interval: update PUE, compare facility draw with the live supply, act, sample."""
     env, fac, led = sim.env, sim.fac, sim.ledger
-    manager = MANAGERS.load(fac.manager_policy)()
+    manager = MANAGERS.make(fac.manager_policy)
     view = FacilityView(sim)
     while True:
         now = env.now

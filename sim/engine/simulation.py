@@ -61,7 +61,9 @@ class ReplicaSpec:
             self.lag = pool.hardware.output_lag_steps
             self.delay_s = pool.hardware.request_overhead_s  # host-side latency (HTTP, tokenizer)
             self.policy_code, cls = scheduler_code(sc.policy)
-            self.scheduler = cls(sc.max_batch_size, sc.max_batched_tokens) if cls is not None else None
+            # a plug-in is untrusted: built and called through the registry's guard (one line on an error)
+            self.scheduler = (SCHEDULERS.make(sc.policy, sc.max_batch_size, sc.max_batched_tokens)
+                              if cls is not None else None)
             self.max_batch_size = 1 if sc.policy == "fcfs" else sc.max_batch_size
             self.info_blocks = self.total_blocks
             # the KV tier: blocks it holds and seconds to load one (none when it loses to recomputing)

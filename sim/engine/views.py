@@ -6,6 +6,8 @@ docs/policies.md documents both interfaces."""
 
 from __future__ import annotations
 
+import numbers
+
 from typing import TYPE_CHECKING, Any
 
 from sim.engine.kernel.layout import (AGE, BS, DIT, DONE, FHLEN, GEN, HELD, NDEC, NRUN, NXT, OUTREQ, OUTTOK,
@@ -244,6 +246,11 @@ class CoreView:
     def take(self, req: ScheduledRequest, n: int) -> None:
         """Give a prefilling request n more blocks (evicting cached blocks if needed)."""
         K = self._k
+        ok = not isinstance(n, bool) and isinstance(n, numbers.Integral) and n <= self.free_blocks
+        if not ok or req.idx not in self.running:
+            raise ScenarioError("pools.scheduler.policy", f"plan() took {n!r} blocks for request {req.idx} with "
+                                f"{self.free_blocks} free (it must be running here)",
+                                "take at most free_blocks, for a request in core.running")
         if n <= 0:
             return
         K.m.take_for(self.r, req.idx, n, K.S, K.rq.RQ, K.rp.KC)
@@ -251,6 +258,9 @@ class CoreView:
     def preempt(self, req: ScheduledRequest) -> None:
         """Recompute preemption: the request's KV is freed and it rejoins the queue's front."""
         K = self._k
+        if req.idx not in self.running:
+            raise ScenarioError("pools.scheduler.policy", f"plan() preempted request {req.idx}, which is not running "
+                                f"on replica {self.r}", "preempt only requests in core.running")
         rp, rq = K.rp, K.rq
         K.m.preempt(self.r, req.idx, self._grown, rp.S, rp.FH, rp.CNT, rp.KC, rq.RQ, rq.RA, rq.QA, rq.PRE, rq.prompt)
         self.preempted_this_step = True

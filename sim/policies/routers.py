@@ -124,7 +124,7 @@ def make_router(policy: str, n_requests: int = 0, n_replicas: int = 1,
                 rng: np.random.Generator | None = None, sizes: np.ndarray | None = None) -> Any:
     """The router named `policy` (a registered name or a plug-in spec), set up for a run;
     `sizes` (several models): how many replicas each request chooses among."""
-    router = ROUTERS.load(policy)()
+    router = ROUTERS.make(policy)
     setup = getattr(router, "setup", None)
     rng = rng if rng is not None else np.random.default_rng(0)
     if callable(setup):

@@ -36,7 +36,8 @@ from sim.studies.study import Task, execute
 
 
 def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | None = None,
-              quiet: bool = True, executor: str = "local", out_dir: str | Path | None = None) -> dict[str, Any]:
+              quiet: bool = True, executor: str = "local", out_dir: str | Path | None = None,
+              cache_dir: Path | None = None) -> dict[str, Any]:
     """Run a fleet's representative cells on the executor and infer the fleet; with `out_dir`,
     also write the merged per-request table of the simulated cells there (requests.parquet)."""
     from sim.scenario.config import read_toml
@@ -46,10 +47,10 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
     cells, kinds, n_cells = fleet_cells(raw, p.parent)
     tasks = [Task(c.raw, str(p.parent), c.seed, keep_latencies=True, keep_requests=out_dir is not None)
              for c in cells]
-    res = execute(tasks, workers, "fleet", quiet, executor)
+    res = execute(tasks, workers, "fleet", quiet, executor, cache_dir)
     out = fleet_summary(str(path), cells, kinds, n_cells, res)
     if out_dir is not None:
-        out["requests_file"] = str(write_merged([(c.kind, c.cell_id) for c in cells], res, Path(out_dir)))
+        out["requests_file"] = write_merged([(c.kind, c.cell_id) for c in cells], res, Path(out_dir)).name
     return out
 
 
@@ -68,3 +69,38 @@ def write_merged(meta: list[tuple[str, int]], res: list[dict[str, Any]], out_dir
     path = out_dir / "requests.parquet"
     pq.write_table(pa.concat_tables(tables, promote_options="default"), path)
     return path
+
+
+def energy_text(j: float) -> str:
+    """Joules in the unit that reads best: kWh, MWh or GWh (3 significant figures)."""
+    for unit, per in (("GWh", 3.6e12), ("MWh", 3.6e9), ("kWh", 3.6e6)):
+        if abs(j) >= per or unit == "kWh":
+            return f"{j / per:,.3g} {unit}"
+    return ""  # (unreachable)
+
+
+def table_fleet(rep: dict[str, Any]) -> str:
+    """The fleet's figures as `dcsim run FLEET` prints them."""
+    L = [f"dcsim fleet: {rep['scenario']}: {rep['cells_simulated']} of {rep['cells_total']} cells simulated "
+         f"(engine {rep['engine']})"]
+    for k in rep["kinds"]:
+        L.append(f"  {k['name']}: {k['count']} cells, {k['simulated']} simulated; per cell "
+                 f"{k['per_cell_output_tok_per_s']:,.0f} output tok/s, {k['per_cell_req_per_s']:,.1f} req/s, "
+                 f"p99 TTFT {k['per_cell_ttft_p99_s']:.3g} s, ${k['per_cell_usd_per_hour']:,.0f}/h")
+    L.append(f"  fleet: {rep['fleet_output_tokens_per_day'] / 1e12:,.2f} trillion output tokens/day, "
+             f"{rep['fleet_req_per_s']:,.0f} req/s, ${rep['fleet_usd_per_hour']:,.0f}/h, "
+             f"${rep['fleet_usd_per_mtok'] or 0:.3f} per million output tokens"
+             + (f", SLO attainment {rep['fleet_slo_attainment']:.1%}" if rep.get("fleet_slo_attainment") is not None
+                else ""))
+    L.append(f"  latency (merged simulated cells): TTFT p50 {rep['ttft_p50_s']:.3g} s, p99 {rep['ttft_p99_s']:.3g} s; "
+             f"TPOT p50 {rep['tpot_p50_s']:.3g} s, p99 {rep['tpot_p99_s']:.3g} s")
+    if "fleet_facility_power_mean_w" in rep:
+        L.append(
+            f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
+            f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {energy_text(rep['fleet_energy_j'])}, "
+            f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
+            f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
+            f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}"
+        )
+    L.append(f"  inferred: {rep['inference']}")
+    return "\n".join(L)

@@ -91,11 +91,55 @@ def seed_stride(raw: dict[str, Any]) -> int:
     return cells_total(raw)
 
 
+def _named_files(node: Any, base: Path, out: set[Path]) -> None:
+    """Files a scenario names: string values that are paths to existing files (a "file.py:Class"
+    plug-in by its file), relative to the scenario's folder or absolute."""
+    if isinstance(node, dict):
+        for v in node.values():
+            _named_files(v, base, out)
+    elif isinstance(node, list):
+        for v in node:
+            _named_files(v, base, out)
+    elif isinstance(node, str) and ("/" in node or "." in node) and len(node) < 4096:
+        for cand in (node, node.rpartition(":")[0]):
+            if cand:
+                p = Path(cand) if Path(cand).is_absolute() else base / cand
+                try:
+                    if p.is_file():
+                        out.add(p.resolve())
+                except OSError:
+                    pass
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def files_digest(raw: dict[str, Any], base: Path) -> dict[str, str]:
+    """SHA-256 (first 16 hex digits) of every file the scenario names, by path."""
+    import hashlib
+
+    found: set[Path] = set()
+    _named_files(raw, base, found)
+    out = {}
+    for p in sorted(found):
+        st = p.stat()
+        k = (str(p), st.st_mtime_ns, st.st_size)
+        if k not in _DIGESTS:
+            _DIGESTS[k] = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+        out[str(p)] = _DIGESTS[k]
+    return out
+
+
 def task_key(task: Task) -> str:
     """Stable id of a task (scenario, seed, options): names its saved result for --resume."""
     import hashlib
 
-    key = {"raw": task.raw, "seed": task.seed, "lat": task.keep_latencies}
+    from sim import __version__
+
+    # keyed on content: the scenario, every file it names (a trace, a rate profile, a plug-in, a
+    # profile) by its bytes, and the dcsim version, so a saved result is reused only for the same run
+    key = {"raw": task.raw, "seed": task.seed, "lat": task.keep_latencies,
+           "files": files_digest(task.raw, Path(task.base_dir)), "dcsim": __version__}
     if task.keep_requests:
         key["req"] = True
     blob = json.dumps(key, sort_keys=True, default=str)
@@ -150,16 +194,55 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
             for i in todo:
                 done(i, _safe_run(tasks[i]))
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                futs = {pool.submit(_safe_run, tasks[i]): i for i in todo}
-                for fut in as_completed(futs):
-                    done(futs[fut], fut.result())
+            _execute_local(tasks, todo, workers, done, results)
     elif executor == "dask" or executor.startswith("tcp://"):
         _execute_dask(tasks, todo, executor, workers, done)
     else:
         raise ScenarioError("--executor", f"unknown executor {executor!r}", "use local, dask or tcp://HOST:PORT")
     bar.close()
     return [r if r is not None else {"error": "not run"} for r in results]
+
+
+DASK_CONNECT_S = 10  # how long to wait for a Dask scheduler to answer
+LOCAL_RETRIES = 3  # a process pool whose worker died (killed, out of memory) is restarted this often
+
+
+def _quiet_worker() -> None:
+    """A pool worker leaves Ctrl-C to the parent (which stops the study in one line), instead of
+    each printing its own traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _execute_local(tasks: Sequence[Task], todo: list[int], workers: int,
+                   done: Callable[[int, dict[str, Any]], None], results: list[Any]) -> None:
+    """The runs on a local process pool. A worker that dies (killed, out of memory) breaks the
+    pool: what finished is kept (and saved with a cache), the rest runs on a new pool, up to
+    LOCAL_RETRIES times; then one line naming what was lost."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    left = list(todo)
+    for attempt in range(LOCAL_RETRIES + 1):
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, len(left)), initializer=_quiet_worker) as pool:
+                futs = {pool.submit(_safe_run, tasks[i]): i for i in left}
+                try:
+                    for fut in as_completed(futs):
+                        done(futs[fut], fut.result())
+                except KeyboardInterrupt:  # stop now: the runs under way are dropped, what finished is kept
+                    for proc in list(getattr(pool, "_processes", {}).values()):
+                        proc.terminate()
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+            return
+        except BrokenProcessPool:
+            left = [i for i in left if results[i] is None]
+            if attempt == LOCAL_RETRIES:
+                raise ScenarioError("--workers", f"a worker process died {LOCAL_RETRIES + 1} times ({len(left)} runs "
+                                    "not done; out of memory?)", "use fewer --workers or a smaller scenario; with "
+                                    "--out, --resume keeps what finished") from None
+            warn("--workers", f"a worker process died; {len(left)} runs go to a new pool", "")
 
 
 def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers: int,
@@ -175,7 +258,11 @@ def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(executor, timeout=30)
+        try:
+            client = Client(executor, timeout=DASK_CONNECT_S)
+        except (OSError, TimeoutError) as exc:
+            raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
+                                "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
     try:
         futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3)
         index = {f.key: i for f, i in zip(futs, todo, strict=False)}

@@ -34,6 +34,30 @@ from sim.errors import ScenarioError
 from sim.policies.interfaces import BUILTIN, Plan
 
 
+def _checked_chunks(chunks: Any, core: CoreView) -> list[tuple[int, int]]:
+    """A scheduler plug-in's prefill chunks, refused (one line) unless each names a request
+    prefilling on this replica, once, with a whole number of tokens from 1 to what it has left
+    to prefill: impossible work is never handed to the kernel (which would loop or crash)."""
+    where = "pools.scheduler.policy"
+    pre = {v.idx: v for v in core.prefilling}
+    out, seen = [], set()
+    for req, tok in chunks:
+        i = req.idx if isinstance(req, RequestView) else req
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or int(i) not in pre:
+            raise ScenarioError(where, f"plan() names request {i!r}, which is not prefilling on replica {core.r}",
+                                "plan chunks only for core.prefilling (admit with admit_with first)")
+        i = int(i)
+        if i in seen:
+            raise ScenarioError(where, f"plan() gives request {i} two chunks in one step", "one chunk per request")
+        seen.add(i)
+        left = pre[i].target - pre[i].done
+        if isinstance(tok, bool) or not isinstance(tok, numbers.Integral) or not 1 <= int(tok) <= left:
+            raise ScenarioError(where, f"plan() gives request {i} a chunk of {tok!r} tokens; it has {left} left to "
+                                "prefill", f"give a whole number from 1 to {left}")
+        out.append((i, int(tok)))
+    return out
+
+
 class _Env(simpy.Environment):
     """An environment that brings the facility's ledger up to each facility event, and to the end
     of the run, before the facility's processes act on it (what the fast driver's barriers do)."""
@@ -147,8 +171,8 @@ class StepDriver:
             if ndec not in (0, core.n_dec):
                 raise ScenarioError("pools.scheduler.policy", f"plan() returned n_dec={ndec} with {core.n_dec} "
                                     "decoding", "return n_dec=core.n_dec (decode all) or 0 (a prefill-only step)")
-            for c, (req, tok) in enumerate(plan.chunks):
-                k.set_chunk(r, c, req.idx if isinstance(req, RequestView) else int(req), int(tok))
+            for c, (i, tok) in enumerate(_checked_chunks(plan.chunks, core)):
+                k.set_chunk(r, c, i, tok)
         else:
             raise ScenarioError("pools.scheduler.policy", f"plan() returned {type(plan).__name__}",
                                 "return a sim.policies.schedulers.Plan or None")
