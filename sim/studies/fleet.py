@@ -61,7 +61,7 @@ def write_merged(meta: list[tuple[str, int]], res: list[dict[str, Any]], out_dir
 
     tables = []
     for (kind, cell), r in zip(meta, res, strict=False):
-        cols = dict(r["requests"])
+        cols = {k: np.asarray(v) for k, v in r["requests"].items()}  # (lists when read back by --resume)
         n = len(cols["request_id"])
         cols = {"cell": np.full(n, cell, np.int32), "kind": np.full(n, kind), **cols}
         tables.append(pa.table(cols))

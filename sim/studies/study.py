@@ -146,6 +146,17 @@ def task_key(task: Task) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def _jsonable(v: Any) -> Any:
+    """numpy values in a saved result (a fleet cell's request columns) as JSON keeps them."""
+    import numpy as np
+
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"{type(v).__name__} is not JSON serializable")
+
+
 def _safe_run(task: Task) -> dict[str, Any]:
     """run_task, with a failure turned into a result that says which run failed and why."""
     try:
@@ -184,7 +195,7 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
         if cache_dir is not None and "error" not in r:
             cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = cache_dir / f"{keys[i]}.json.tmp"
-            tmp.write_text(json.dumps(r))
+            tmp.write_text(json.dumps(r, default=_jsonable))
             tmp.replace(cache_dir / f"{keys[i]}.json")  # atomic: an interrupted write leaves no result
         bar.update()
 
