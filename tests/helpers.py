@@ -220,6 +220,7 @@ def differential_scenario(d: dict) -> dict:
             pools[1].update(model="qwen3-8b", tp=1, replicas=2)
         elif d.get("pd") and d["router"] != "central_queue":  # ... or the same model disaggregated
             pools[0]["role"], pools[1]["role"] = "prefill", "decode"
+            pools[0].pop("speculative", None)  # (a prefill pool decodes nothing to speculate on: refused)
             pools[1]["replicas"] = 2
     if d.get("ep") and d["model"] == "mixtral-8x7b":  # expert parallelism: 2 experts on each of 4 GPUs
         pools[0].update(ep=4, moe_imbalance=1.25)

@@ -174,10 +174,28 @@ def _before_horizon(sc: Scenario, wl: Workload) -> Workload:
     return wl
 
 
+MAX_DECISIONS = 10**8  # a controller's decisions in one run (each a Python call): past this, an interval typo
+
+
+def _check_decisions(sc: Scenario, wl: Workload) -> None:
+    """Refuse, before the run, a power manager or autoscaler that would decide more than
+    MAX_DECISIONS times over the arrivals' span (a 1e-9 s interval over an hour)."""
+    last = float(wl.arrival_s[-1]) if len(wl) and not wl.clients else 0.0
+    span = sc.run.horizon_s if sc.run.horizon_s is not None else last
+    fac = sc.facility
+    ctl = [("facility.manager.interval_s", fac.interval_s)] if fac is not None and fac.sources else []
+    ctl += [(f"pools.{p.name}.autoscaler.interval_s", p.autoscaler.interval_s) for p in sc.pools if p.autoscaler]
+    for key, iv in ctl:
+        if span / iv > MAX_DECISIONS:
+            raise ScenarioError(key, f"{iv:g} s over {span:.4g} s of arrivals is {span / iv:.3g} decisions",
+                                f"give an interval of at least {span / MAX_DECISIONS:.3g} s")
+
+
 def build(scenario: Scenario, workload: Workload | None = None) -> Model:
     """The model of one run of `scenario` (with `workload`, when given, instead of drawing it)."""
     wl = workload if workload is not None else build_workload(scenario.workload, scenario.seed, scenario.base_dir)
     wl = _before_horizon(scenario, wl)
+    _check_decisions(scenario, wl)
     n = len(wl)
     groups = routing_groups(scenario, wl)
     check_workload(scenario, wl, groups)
