@@ -134,7 +134,6 @@ def _report(out: str | Path, no_report: bool = False) -> Path | None:
 def cmd_run(args: argparse.Namespace) -> int:
     from sim.scenario import config
     from sim.analysis.metrics import summarize
-    from sim.analysis.output import write_run
 
     raw = config.read_toml(Path(args.scenario))
     if "fleet" in raw:
@@ -162,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _calibration_notes([p.hardware for p in sc.pools if p.service is None])
         summary = summarize(res)
         if out:
+            from sim.analysis.output import write_run  # (pyarrow: only when writing)
+
             write_run(res, summary, out)
             if not args.no_plots:
                 from sim.analysis.plots import plot_dir

@@ -82,8 +82,50 @@ def request_models(res: Any) -> np.ndarray:
     return names[wl.cls]
 
 
-def request_columns(res: Any) -> dict[str, np.ndarray]:
-    """The per-request table as columns (one row per request, in arrival order)."""
+def request_categories(res: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The per-request table's text columns as (codes, labels): labels[codes] is the column. Kept
+    as codes so a writer stores them dictionary-encoded without building a string per row."""
+    wl, tb = res.workload, res.requests
+    from sim.engine.recorder import STATUS
+
+    n = len(wl)
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        "status": (tb.status.astype(np.int32), np.array([STATUS[k] for k in range(max(STATUS) + 1)]))}
+    labels = [""]
+    code = np.zeros(n, np.int32)
+    dlabels = [""]
+    dcode = np.zeros(n, np.int32)
+    seen: dict[str, int] = {"": 0}
+    dseen: dict[str, int] = {"": 0}
+    for i, r in tb.reason.items():  # only the requests that did not complete
+        head, _, rest = str(r).partition(":")
+        head, rest = head.strip(), rest.strip()  # the code apart from the message
+        code[i] = seen.setdefault(head, len(seen))
+        dcode[i] = dseen.setdefault(rest, len(dseen))
+    labels = list(seen)
+    dlabels = list(dseen)
+    out["reason"] = (code, np.array(labels))
+    out["reason_detail"] = (dcode, np.array(dlabels))
+    classes = res.scenario.workload.classes
+    if wl.cls is not None and classes:
+        out["class"] = (wl.cls.astype(np.int32), np.array([c.name for c in classes]))
+    sc = res.scenario
+    default = sc.pools[0].model.id
+    if classes and wl.cls is not None:
+        out["model"] = (wl.cls.astype(np.int32), np.array([c.model if c.model is not None else default
+                                                            for c in classes]))
+    else:
+        out["model"] = (np.zeros(n, np.int32), np.array([default]))
+    names = [p.name for p in sc.pools]
+    pool_of = np.array([names.index(r.pool) for r in res.replicas] + [len(names)], np.int32)
+    out["pool"] = (pool_of[np.where(tb.replica >= 0, tb.replica, len(res.replicas))], np.array(names + [""]))
+    return out
+
+
+def request_columns(res: Any, text: bool = True) -> dict[str, np.ndarray]:
+    """The per-request table as columns (one row per request, in arrival order); text columns
+    (status, reason, class, model, pool) as strings, or left out with `text=False`
+    (request_categories has them as codes)."""
     wl, tb = res.workload, res.requests
     arr = wl.arrival_s
     done = tb.status == COMPLETED
@@ -93,43 +135,32 @@ def request_columns(res: Any) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(done & (denom > 0), (tb.finish_s - tb.first_token_s) / np.maximum(denom, 1), np.nan)
     queue = np.where(tb.start_s >= 0, tb.start_s - arr, np.nan)
-    from sim.engine.recorder import STATUS
-
-    names = np.array([STATUS[k] for k in range(max(STATUS) + 1)])
-    status = names[tb.status]  # vectorised: millions of rows
-    reason = np.zeros(len(arr), dtype=object)
-    reason[:] = ""
-    for i, r in tb.reason.items():
-        reason[i] = r
-    reason = reason.astype(str) if len(arr) else np.zeros(0, dtype=str)
-    # the code apart from the message ("no_pool_for_model: no pool serves ..." -> code, detail)
-    parts = np.char.partition(reason, ":") if len(arr) else np.zeros((0, 3), dtype=str)
-    detail = np.char.strip(parts[:, 2]) if len(arr) else np.zeros(0, dtype=str)
-    reason = np.char.strip(parts[:, 0]) if len(arr) else reason
+    cats = request_categories(res) if text else {}
+    txt = {k: labels[codes] for k, (codes, labels) in cats.items()}  # "" pool: served by none
     extra: dict[str, np.ndarray] = {}
-    if wl.cls is not None and res.scenario.workload.classes:
-        names = np.array([c.name for c in res.scenario.workload.classes])
-        extra["class"] = names[wl.cls]
+    if "class" in txt:
+        extra["class"] = txt["class"]
     if wl.session is not None:
         extra["session"] = wl.session
     if tb.client is not None:  # closed-loop clients: who sent it (arrival_s: when)
         extra["client"] = tb.client
-    extra["model"] = request_models(res)
-    pools = np.array([r.pool for r in res.replicas] + [""])
-    extra["pool"] = pools[np.where(tb.replica >= 0, tb.replica, len(res.replicas))]  # "": served by none
+    for k in ("model", "pool"):
+        if k in txt:
+            extra[k] = txt[k]
     met = slo_met(res)
     if met is not None:
         extra["slo_met"] = met
-    return {
+    cols = {
         **{"request_id": np.arange(len(arr), dtype=np.int64), "arrival_s": arr},
         "prompt_tokens": wl.prompt_tokens, "output_tokens": wl.output_tokens,
         "start_s": tb.start_s, "first_token_s": tb.first_token_s, "finish_s": tb.finish_s,
         "ttft_s": ttft, "tpot_s": tpot, "e2e_s": e2e, "queue_s": queue,
-        "replica": tb.replica, "status": status, "reason": reason, "reason_detail": detail,
-        "preemptions": tb.preemptions,
+        "replica": tb.replica, "status": txt.get("status"), "reason": txt.get("reason"),
+        "reason_detail": txt.get("reason_detail"), "preemptions": tb.preemptions,
         "prefill_replica": tb.prefill_replica, "decode_replica": tb.decode_replica, "kv_transfer_s": tb.kv_transfer_s,
         **extra,
     }
+    return cols if text else {k: v for k, v in cols.items() if v is not None}
 
 
 def saturation(res: Any) -> dict[str, Any]:

@@ -62,6 +62,9 @@ def build_compiled() -> None:
         pd = [dict(WARM_UP["pools"][0], role="prefill", replicas=1), dict(WARM_UP["pools"][0], name="d", role="decode")]
         Simulation(parse(dict(WARM_UP, run=run, pools=pd, network={"fabric": "ib-400g"},
                               router={"policy": "jsq", "decode_policy": "least_kv"}))).run()
+        closed = {"arrival": "closed", "concurrency": 4, "num_requests": 40, "think_time_s": 0.0,
+                  "prompt_tokens": 200, "output_tokens": 50}  # (closed-loop clients' entry points)
+        Simulation(parse(dict(WARM_UP, run=run, workload=closed))).run()
     plug = [dict(WARM_UP["pools"][0], scheduler={"policy": f"{__name__}:_WarmUpScheduler"})]
     Simulation(parse(dict(WARM_UP, pools=plug))).run()
 
