@@ -76,6 +76,18 @@ class AutoscaleLog:
         return {k: (np.asarray(v, dtype=object if k == "pool" else float)) for k, v in self.cols.items()}
 
 
+def _right(arr: np.ndarray, d0: float, x: float) -> int:
+    """np.searchsorted(arr + d0, x, side="right"), bit for bit, without forming arr + d0: the
+    search on x - d0, then the few rows where rounding could differ checked as the sum would."""
+    n = len(arr)
+    i = int(np.searchsorted(arr, x - d0, side="right"))
+    while i > 0 and arr[i - 1] + d0 > x:
+        i -= 1
+    while i < n and arr[i] + d0 <= x:
+        i += 1
+    return i
+
+
 class PoolView:
     """What an autoscaling policy reads of its pool at a decision (sim/policies/autoscalers.py)."""
 
@@ -101,15 +113,18 @@ class PoolView:
         self.kv_used_frac = float(np.mean(S[on, USED] / np.maximum(tot, 1.0))) if len(on) else 0.0
         # the last interval's arrivals at this pool: TTFT, or the wait so far of those still waiting
         rq = k.rq
-        t_arr = rq.arr + k.st.clk.d0
-        lo = int(np.searchsorted(t_arr, now - cfg.interval_s, side="right"))
-        hi = int(np.searchsorted(t_arr, now, side="right"))
+        d0 = k.st.clk.d0
+        # (the interval's rows found in the arrival column as it is: adding d0 to every request
+        # at every decision made autoscaling O(requests x decisions))
+        lo = _right(rq.arr, d0, now - cfg.interval_s)
+        hi = _right(rq.arr, d0, now)
         js = np.arange(lo, hi)
         js = js[np.isin(rq.REP[js], ctl.idx)]
         self.arrivals_per_s = len(js) / cfg.interval_s
         if len(js):
             first = rq.FIRST[js]
-            wait = np.where(first > 0, first - t_arr[js], now - t_arr[js])
+            t_js = rq.arr[js] + d0
+            wait = np.where(first > 0, first - t_js, now - t_js)
             keep = (first > 0) | (rq.STATUS[js] == IN_FLIGHT)
             self.ttft_p90_s = float(np.percentile(wait[keep], 90)) if keep.any() else math.nan
         else:

@@ -252,19 +252,27 @@ def verify_steps(out_tok, rates, k: int, rng) -> "np.ndarray":
     step from `rng`, in step order over the requests still decoding."""
     import numpy as np
 
-    need = np.asarray(out_tok, np.int64) - 1
-    a = np.asarray(rates, float)
-    steps = np.zeros(need.shape[0], np.int64)
-    live = np.flatnonzero(need > 0)
+    need_all = np.asarray(out_tok, np.int64) - 1
+    a_all = np.asarray(rates, float)
+    steps = np.zeros(need_all.shape[0], np.int64)
+    live = np.flatnonzero(need_all > 0)
+    # the live requests' columns kept compact (not gathered from the full arrays every step), and
+    # their step counts written back once each is done: the same draws, in the same order
+    need, a, n_steps = need_all[live], a_all[live], 0
     with np.errstate(divide="ignore"):
         log_a = np.log(a)  # (-inf for a = 0: nothing accepted)
+    pos = a > 0.0
     while live.size:
         u = rng.random(live.size)
         with np.errstate(divide="ignore", invalid="ignore"):
-            acc = np.where(a[live] > 0.0, np.floor(np.log(u) / log_a[live]), 0.0)  # P(acc >= i) = a^i
-        need[live] -= 1 + np.minimum(acc, k).astype(np.int64)
-        steps[live] += 1
-        live = live[need[live] > 0]
+            acc = np.where(pos, np.floor(np.log(u) / log_a), 0.0)  # P(acc >= i) = a^i
+        need -= 1 + np.minimum(acc, k).astype(np.int64)
+        n_steps += 1
+        done = need <= 0
+        if done.any():
+            steps[live[done]] = n_steps
+            keep = ~done
+            live, need, log_a, pos = live[keep], need[keep], log_a[keep], pos[keep]
     return steps
 
 

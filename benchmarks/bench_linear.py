@@ -1,0 +1,142 @@
+"""Is cost linear? (issue 34) Whole-process CPU seconds of `dcsim run`, one core, side by side in
+one invocation: requests, replicas under each router at fixed load per replica, features against
+the plain quickstart, a small run's start-up and what --out adds. Prints one JSON object with the
+machine it ran on and the fitted exponents: the log-log slope between the two sizes of the CPU
+net of start-up (a 200-request run's CPU: interpreter, imports, the cached engine's load), so
+that a fixed cost does not pass for sub-linear growth.
+
+Usage:
+  python benchmarks/bench_linear.py [--quick] [--out benchmarks/results/linear.json]
+--quick uses smaller sizes (a few minutes on 2 cores); the default takes longer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MACHINE = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+           "processor": platform.processor() or platform.machine()}
+
+
+def cpu_of(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(CPU seconds, peak RSS MiB) of one `dcsim` process pinned to one core (taskset where found)."""
+    pin = ["taskset", "-c", "0"] if Path("/usr/bin/taskset").exists() else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run(pin + [sys.executable, "-m", "sim", *args], cwd=REPO, capture_output=True, text=True,
+                       env=dict(os.environ, **(env or {})))
+    if r.returncode != 0:
+        raise SystemExit(f"dcsim {' '.join(args)} failed: {r.stderr.strip()[-300:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, after.ru_maxrss / 1024.0
+
+
+BASE_CPU_S = 0.0  # start-up, measured first (main)
+
+
+def slope(xs: list[float], ys: list[float]) -> float:
+    """log-log slope of CPU net of start-up between the last two sizes."""
+    a, b = max(ys[-2] - BASE_CPU_S, 1e-3), max(ys[-1] - BASE_CPU_S, 1e-3)
+    return math.log(b / a) / math.log(xs[-1] / xs[-2])
+
+
+def scenario(text: str) -> Path:
+    f = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False, dir=tempfile.gettempdir())
+    f.write(text)
+    f.close()
+    return Path(f.name)
+
+
+def requests(sizes: list[int]) -> dict:
+    cpu = [cpu_of(["run", "scenarios/quickstart.toml", "--quiet", "--set", f"workload.num_requests={n}"])[0]
+           for n in sizes]
+    return {"sizes": sizes, "cpu_s": cpu, "us_per_request": [1e6 * c / n for c, n in zip(cpu, sizes, strict=True)],
+            "exponent": slope(sizes, cpu)}
+
+
+def replicas(sizes: list[int], router: str, facility: bool = False) -> dict:
+    """8B replicas at 6 req/s each for 20 s (load per replica fixed), timeseries off."""
+    out = {"router": router, "facility": facility, "sizes": sizes, "cpu_s": []}
+    for r in sizes:
+        text = (f'name = "scale"\nseed = 1\n[workload]\narrival = "poisson"\nrate_per_s = {6.0 * r}\n'
+                'duration_s = 20\nprompt_tokens = 512\noutput_tokens = 64\n[[pools]]\nhardware = "h100-sxm"\n'
+                f'model = "llama-3.1-8b"\nreplicas = {r}\n' + ('tent = "t"\n' if facility else "")
+                + f'[router]\npolicy = "{router}"\n[run]\ntimeseries = false\n')
+        if facility:
+            text += (f'[facility]\n[[facility.sources]]\nname = "grid"\nkind = "grid"\nmw = {r * 0.002}\n'
+                     f'[[facility.tents]]\nname = "t"\nit_limit_mw = {r * 0.002}\n')
+        out["cpu_s"].append(cpu_of(["run", str(scenario(text)), "--quiet"])[0])
+    out["us_per_request"] = [1e6 * c / (6.0 * r * 20) for c, r in zip(out["cpu_s"], sizes, strict=True)]
+    out["exponent"] = slope(sizes, out["cpu_s"])
+    return out
+
+
+def features(n: int) -> dict:
+    """Each feature's run against the plain quickstart at n requests (the same load)."""
+    q = ["run", "scenarios/quickstart.toml", "--quiet", "--set", f"workload.num_requests={n}", "--set",
+         "run.timeseries=false"]
+    plain = cpu_of(q)[0]
+    cases = {
+        "autoscaling": ["--set", "pools.autoscaler.max_replicas=8"],
+        "speculative": ["--set", 'pools.speculative={method = "eagle", num_tokens = 3, acceptance_rate = 0.7}'],
+        "pd": ["--set", 'pools=[{name = "p", hardware = "h100-sxm", model = "llama-3.1-8b", replicas = 2, '
+               'role = "prefill"}, {name = "d", hardware = "h100-sxm", model = "llama-3.1-8b", replicas = 2, '
+               'role = "decode"}]', "--set", 'router.decode_policy="least_kv"'],
+    }
+    out = {"requests": n, "plain_cpu_s": plain}
+    for k, extra in cases.items():
+        c = cpu_of(q + extra)[0]
+        out[k] = {"cpu_s": c, "ratio": c / plain}
+    return out
+
+
+def startup_and_output(n_small: int, n_big: int) -> dict:
+    small = cpu_of(["run", "scenarios/quickstart.toml", "--quiet", "--set", f"workload.num_requests={n_small}"])[0]
+    q = ["run", "scenarios/quickstart.toml", "--quiet", "--set", f"workload.num_requests={n_big}"]
+    without = cpu_of(q)[0]
+    d = tempfile.mkdtemp()
+    with_out = cpu_of(q + ["--out", str(Path(d) / "o"), "--no-plots", "--no-report"])[0]
+    return {"small_run_requests": n_small, "small_run_cpu_s": small, "big_requests": n_big,
+            "without_out_cpu_s": without, "with_out_cpu_s": with_out, "out_ratio": with_out / without}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    ap.add_argument("--replicas", help="two replica counts, e.g. 10000,100000 (default 1000,10000)")
+    a = ap.parse_args()
+    global BASE_CPU_S
+    cpu_of(["run", "scenarios/quickstart.toml", "--quiet", "--set", "workload.num_requests=200"],
+           env={"DCSIM_KERNEL": "compiled"})  # (the engine compiled and cached first)
+    BASE_CPU_S = cpu_of(["run", "scenarios/quickstart.toml", "--quiet", "--set", "workload.num_requests=200"])[0]
+    t = time.time()
+    big = 10**5 if a.quick else 10**6
+    reps = [100, 1000] if a.quick else [1000, 10000]
+    if a.replicas:
+        reps = [int(x) for x in a.replicas.split(",")]
+    res = {"machine": MACHINE, "date": time.strftime("%Y-%m-%d"), "one_core": True, "startup_cpu_s": BASE_CPU_S,
+           "requests": requests([big // 10, big]),
+           "replicas": [replicas(reps, "round_robin"), replicas(reps, "least_loaded"),
+                        replicas(reps, "least_loaded", facility=True)],
+           "features": features(big), "startup_and_output": startup_and_output(10**4, big)}
+    res["wall_s"] = time.time() - t
+    text = json.dumps(res, indent=1)
+    print(text)
+    if a.out:
+        Path(a.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
