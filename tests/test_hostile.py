@@ -427,3 +427,12 @@ def test_generated_hostile_scenarios_are_handled(capsys, key, value):
     else:
         assert err == [], err
     assert time.monotonic() - t < 60
+
+
+def test_force_never_deletes_what_is_not_a_results_folder(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mine.toml").write_text("x")
+    rc, _, err = cli(capsys, "run", QUICK, *SMALL, "--out", tmp_path, "--force", "--quiet")
+    assert rc == 2 and len(err) == 1 and "not a results folder" in err[0] and (tmp_path / "mine.toml").exists()
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = cli(capsys, "run", QUICK, *SMALL, "--out", ".", "--force", "--quiet")
+    assert rc == 2 and "working folder" in err[0] and (tmp_path / "mine.toml").exists()

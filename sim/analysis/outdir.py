@@ -45,6 +45,21 @@ def _writable_parent(p: Path) -> Path:
     return q
 
 
+def _clearable(p: Path) -> None:
+    """Refuse to let --force delete a folder that is not a results folder: the working folder or
+    one above it, the home folder, a repository, or one holding code or scenarios."""
+    r = p.resolve()
+    cwd = Path.cwd().resolve()
+    if r == cwd or r in cwd.parents or r == Path.home().resolve() or r == Path(r.anchor):
+        raise ScenarioError("--out", f"--force would delete {p}, which holds the working folder", "give a results "
+                            "folder of its own")
+    odd = next((x.name for x in r.iterdir() if x.name in (".git", "pyproject.toml", "setup.py")
+                or (x.suffix in (".py", ".toml") and x.name != "scenario.toml")), None)
+    if odd is not None:
+        raise ScenarioError("--out", f"--force would delete {p}, which holds {odd} (not a results folder)",
+                            "give a results folder of its own")
+
+
 def scenario_hash(path: str | Path | None) -> str | None:
     if path is None or not Path(path).is_file():
         return None
@@ -77,6 +92,8 @@ class OutDir:
                                 "give a new folder, or --force to replace what is there")
         if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
             raise ScenarioError("--out", f"cannot write in {p}", "give an --out folder you can write to")
+        if self.force and not self.resume and p.is_dir() and any(p.iterdir()):
+            _clearable(p)
 
     def __enter__(self) -> Path:
         self.check()
