@@ -71,17 +71,6 @@ def slo_met(res: Any, ttft_factor: float = 1.0, tpot_factor: float = 1.0) -> np.
     return done & (ttft * ttft_factor <= lim[0] + 1e-12) & (tpot * tpot_factor <= lim[1] + 1e-12)
 
 
-def request_models(res: Any) -> np.ndarray:
-    """The model each request asks for: its class's, else the one the pools serve."""
-    sc, wl = res.scenario, res.workload
-    default = sc.pools[0].model.id
-    classes = sc.workload.classes
-    if not classes or wl.cls is None:
-        return np.full(len(wl), default)
-    names = np.array([c.model if c.model is not None else default for c in classes])
-    return names[wl.cls]
-
-
 def request_categories(res: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The per-request table's text columns as (codes, labels): labels[codes] is the column. Kept
     as codes so a writer stores them dictionary-encoded without building a string per row."""
@@ -91,9 +80,7 @@ def request_categories(res: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     n = len(wl)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "status": (tb.status.astype(np.int32), np.array([STATUS[k] for k in range(max(STATUS) + 1)]))}
-    labels = [""]
     code = np.zeros(n, np.int32)
-    dlabels = [""]
     dcode = np.zeros(n, np.int32)
     seen: dict[str, int] = {"": 0}
     dseen: dict[str, int] = {"": 0}
@@ -102,10 +89,8 @@ def request_categories(res: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         head, rest = head.strip(), rest.strip()  # the code apart from the message
         code[i] = seen.setdefault(head, len(seen))
         dcode[i] = dseen.setdefault(rest, len(dseen))
-    labels = list(seen)
-    dlabels = list(dseen)
-    out["reason"] = (code, np.array(labels))
-    out["reason_detail"] = (dcode, np.array(dlabels))
+    out["reason"] = (code, np.array(list(seen)))
+    out["reason_detail"] = (dcode, np.array(list(dseen)))
     classes = res.scenario.workload.classes
     if wl.cls is not None and classes:
         out["class"] = (wl.cls.astype(np.int32), np.array([c.name for c in classes]))

@@ -140,6 +140,7 @@ class Cell:
     seed: int
     kind: str
     cell_id: int
+    scenario: Any = None  # its scenario parsed (shared by the cells of a kind)
 
 
 def fleet_cells(raw: dict[str, Any], base_dir: Path, seed: int | None = None) -> tuple[list[Cell], list[dict], int]:
@@ -154,9 +155,9 @@ def fleet_cells(raw: dict[str, Any], base_dir: Path, seed: int | None = None) ->
     for kind in kinds:  # (only the simulated cells are visited: a kind may count billions)
         r = site_share(apply_overrides(copy.deepcopy(base), list(kind["set"])), kind["weight"] / total_w,
                        kind["bus"] == "shared")
-        parse(r, base_dir)  # fail fast, naming the field
+        sc = parse(r, base_dir)  # fail fast, naming the field
         for j in range(min(per_kind, kind["count"])):
-            cells.append(Cell(r, seed0 + cell_id + j, kind["name"], cell_id + j))
+            cells.append(Cell(r, seed0 + cell_id + j, kind["name"], cell_id + j, sc))
         cell_id += kind["count"]
     return cells, kinds, cell_id
 

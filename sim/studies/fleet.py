@@ -5,15 +5,8 @@ splits arrivals across cells by weight, as large platforms do with weighted DNS 
 Cells do not interact, so each runs as its own simulation (one task on the executor), and a
 Poisson or gamma stream split by independent weighted choice is again such a stream at the
 cell's share of the rate: each cell draws its own arrivals at that rate from its own seed
-(cell k uses seed + k; a one-cell fleet is exactly the plain scenario).
-
-    [fleet]
-    simulate_per_kind = 2          # cells simulated of each kind; the rest are inferred
-    [[fleet.cells]]
-    name = "h200-70b"
-    count = 1100                   # identical cells of this kind
-    weight = 1.0                   # share of the traffic per cell (relative)
-    set = ["pools.replicas=64"]    # overrides of the base scenario for this kind
+(cell k uses seed + k; a one-cell fleet is exactly the plain scenario). The [fleet] tables
+are described in `sim/studies/cells.py`.
 
 The simulated cells' per-request tables merge into one (`requests.parquet` in the output
 folder, with `cell` and `kind` columns; request ids are per cell).

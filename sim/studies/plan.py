@@ -187,18 +187,16 @@ def _scenarios(raw: dict, base: Path) -> list[tuple[int, Scenario]]:
         return [(0, parse(raw, base))]
     cells, kinds, _ = fleet_cells(raw, base)
     names = [k["name"] for k in kinds]
-    first: dict[str, Scenario] = {}
-    for c in cells:
-        first.setdefault(c.kind, parse(c.raw, base))
+    first = {c.kind: c.scenario for c in cells}  # (the cells of a kind share one parsed scenario)
     return [(names.index(n), sc) for n, sc in first.items()]
 
 
-def _below_physics(raw: dict, base: Path, slo: dict[str, Any]) -> str | None:
-    """Why no replica count can meet the SLO on this configuration (an SLO below one step of a
-    one-token request on its fastest pool), or None."""
+def _below_physics(scs: list[tuple[int, Scenario]], slo: dict[str, Any]) -> str | None:
+    """Why no replica count can meet the SLO on this configuration (its `_scenarios`: an SLO
+    below one step of a one-token request on its fastest pool), or None."""
     from sim.perf.roofline import PerfModel
 
-    pools = [p for _, sc in _scenarios(raw, base) for p in sc.pools if p.service is None]
+    pools = [p for _, sc in scs for p in sc.pools if p.service is None]
     if not pools:
         return None
     pms = [PerfModel(p.hardware, p.model, p.tp, p.dtype, p.kv_dtype, p.clock_lock, ep=p.ep) for p in pools]
@@ -210,11 +208,12 @@ def _below_physics(raw: dict, base: Path, slo: dict[str, Any]) -> str | None:
     return None
 
 
-def unit_costs(raw: dict, base: Path, dims: list[Dim]) -> tuple[list[float], list[int], list[str]]:
+def unit_costs(raw: dict, scs: list[tuple[int, Scenario]], dims: list[Dim]) -> tuple[list[float], list[int],
+                                                                                     list[str]]:
     """USD/h and accelerators of one unit of each dimension (a replica of the pool; a cell of the
-    kind), and the parts that have no price."""
+    kind; `scs`: the configuration's `_scenarios`), and the parts that have no price."""
     usd, acc, unpriced = [0.0] * len(dims), [0] * len(dims), []
-    for k, sc in _scenarios(raw, base):
+    for k, sc in scs:
         for j, p in enumerate(sc.pools):
             rate = accel_usd_per_hour(p, sc.cost)
             if rate is None and p.service is None:
@@ -301,11 +300,12 @@ def plan(scenario: str | Path, target_rate: float, slo: dict[str, float] | None 
         raw_c, combo_sets = _apply(raw0, combo)
         label = _combo_label(names, combo)
         try:
-            usd, acc, unpriced = unit_costs(raw_c, path.parent, dims)
+            scs = _scenarios(raw_c, path.parent)  # parsed once: priced and checked against physics
         except ScenarioError as exc:
             skipped.append({**_combo_keys(names, combo), "label": label, "why": str(exc)})
             continue
-        too_tight = _below_physics(raw_c, path.parent, raw0["slo"])
+        usd, acc, unpriced = unit_costs(raw_c, scs, dims)
+        too_tight = _below_physics(scs, raw0["slo"])
         if too_tight:
             skipped.append({**_combo_keys(names, combo), "label": label, "why": too_tight})
             continue
