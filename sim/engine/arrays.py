@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from operator import attrgetter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,9 @@ class Kernel:
 
     def __init__(self, st: State, m: Any, central: bool) -> None:
         self.st, self.m, self.central = st, m, central
+        # the facility's ledger taking the power rows no replica can precede any more, when their
+        # buffer is full between barriers (sim/engine/drivers/facility.py); None: the buffer grows
+        self.rows_full: Callable[[], None] | None = None
         self._at: float | None = None  # a barrier reached, with no replica woken since
 
     # --- the groups, and the arrays Python reads most ---
@@ -62,13 +66,19 @@ class Kernel:
 
     # --- the loop ---
     def grow(self) -> None:
-        """The time series and power rows, those near full twice as long."""
+        """The time series and power rows, those near full twice as long; full power rows go to
+        the ledger first where a driver takes them (`rows_full`), growing only if that left
+        more than half."""
         run = self.st.run
         tsf, tsi, PW = run.tsf, run.tsi, run.PW
         if run.GI[L.TS_N] + 8 > tsf.shape[0]:
             tsf = np.concatenate([tsf, np.empty_like(tsf)])
             tsi = np.concatenate([tsi, np.empty_like(tsi)])
-        if run.GI[L.PB_N] + 64 > PW.shape[0]:
+        full = run.GI[L.PB_N] + 64 > PW.shape[0]
+        if full and self.rows_full is not None:
+            self.rows_full()  # (in place: the rows left move to the buffer's start)
+            full = run.GI[L.PB_N] + 64 > PW.shape[0] or run.GI[L.PB_N] > PW.shape[0] // 2
+        if full:
             PW = np.concatenate([PW, np.empty_like(PW)])
         self.st = self.st._replace(run=run._replace(tsf=tsf, tsi=tsi, PW=PW))
 
@@ -239,7 +249,15 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
     sc, wl = sim.sc, sim.wl
     pools = [p.name for p in sc.pools]
     net = sc.network
+    seed_key = mix((sc.seed ^ (sc.seed >> 32)) & 0xFFFFFFFF)
     for r, rep in enumerate(sim.replicas):
+        # the replica's key for its draws (kernel step.vary): seed and replica, hashed
+        jseed = mix(seed_key ^ (r & 0xFFFFFFFF))
+        if r and rep.pool is sim.replicas[r - 1].pool:  # a pool's replicas differ only in these
+            S[r], F[r], PC[r] = S[r - 1], F[r - 1], PC[r - 1]
+            S[r, L.QROW] = r
+            S[r, L.JSEED] = jseed
+            continue
         S[r, L.PIDX] = pools.index(rep.pool.name)
         S[r, L.QROW] = r
         S[r, [L.QH, L.QT, L.PH, L.PT, L.AH, L.AT, L.LH, L.LT, L.TLH, L.TLT, L.HOH, L.HOT]] = -1
@@ -274,8 +292,7 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
             F[r, L.VLO] = v.floor
             if v.warmup_factor > 0:  # (BORN = 0) the term is below 1e-6 from here on
                 F[r, L.WEND] = v.warmup_s * math.log(v.warmup_factor * 1e6) if v.warmup_factor * 1e6 > 1 else 0.0
-        # the replica's key for its draws (kernel step.vary): seed and replica, hashed
-        S[r, L.JSEED] = mix(mix((sc.seed ^ (sc.seed >> 32)) & 0xFFFFFFFF) ^ (r & 0xFFFFFFFF))
+        S[r, L.JSEED] = jseed
         F[r, L.REST_W] = PC[r, IDLE_W] * S[r, L.TP] + rep.host_idle_w
         if rep.pool.role == "prefill":  # disaggregation: prefill replicas hand off; KV transfers
             S[r, L.ROLE] = L.ROLE_PREFILL
@@ -382,6 +399,9 @@ def _clients(wl: Any, tb: Any) -> tuple[np.ndarray, ...]:
             np.arange(c, dtype=np.int64) - c, np.arange(c, dtype=np.int64), np.array([c], np.int64))
 
 
+ROWS_PER_REPLICA = 64  # the power rows' first buffer, per replica (the ledger takes them as it fills)
+
+
 def prepare(sim: Any, m: Any) -> Kernel:
     """The kernel's state for a run of `sim` (its replica specs, workload and router), in kernel
     m (compiled or interpreted): every replica idle, nothing routed."""
@@ -411,7 +431,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     GI[L.PD] = 1 if sim.groups.disaggregated else 0
     GI[L.FAC] = 1 if sc.facility is not None else 0
     run = L.new_run(np.zeros(L.N_BINS), np.ones(1), GI, n + 64 * R if ts_on else 0,
-                    64 * R if sc.facility is not None else 0, ts_on)
+                    ROWS_PER_REPLICA * R if sc.facility is not None else 0, ts_on)
     ho = Handoff(np.asarray(outputs).astype(np.int64), np.full(n, -1, np.int64), np.zeros(n, np.float64),
                  np.zeros(max(n, 1), np.float64), np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64),
                  np.zeros(2, np.int64))

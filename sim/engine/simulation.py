@@ -6,6 +6,7 @@ step) for plug-ins in plain Python, `run.engine = "simpy"` and what the fast dri
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,17 @@ class ReplicaSpec:
             self.block_bytes, self.tier_block_s, self.tier_blocks = 0.0, 0.0, 0
 
 
+    def twin(self, rid: int) -> "ReplicaSpec":
+        """Replica rid of the same pool: this spec's data shared (its perf model too: plain data),
+        a scheduler plug-in of its own (it may keep state per replica)."""
+        t = copy.copy(self)
+        t.rid = t.index = rid
+        if self.scheduler is not None:
+            sc = self.pool.scheduler
+            t.scheduler = SCHEDULERS.make(sc.policy, sc.max_batch_size, sc.max_batched_tokens)
+        return t
+
+
 def _closed_loop_supported(sc: Scenario) -> None:
     """What closed-loop clients (sim/engine/kernel/clients.py) do not run with yet."""
     if sc.router.policy == "central_queue":
@@ -122,9 +134,12 @@ class Simulation:
         net = scenario.network
         ep_net = (net.gbps * 1e9 / 8.0, net.latency_us * 1e-6, net.gpus_per_node)  # the ports EP all-to-alls use
         for pool in scenario.pools:
-            for _ in range(pool.replicas):
-                self.replicas.append(ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host,
-                                                 net.scaleout(pool.tp), ep_net))
+            if not pool.replicas:
+                continue
+            first = ReplicaSpec(len(self.replicas), pool, self.wl.prefix_tokens, host, net.scaleout(pool.tp), ep_net)
+            self.replicas.append(first)
+            for _ in range(pool.replicas - 1):  # the pool's others: the same spec (a site has 1e5 of them)
+                self.replicas.append(first.twin(len(self.replicas)))
         cls = self.wl.cls
         classes = scenario.workload.classes
         self._prio = (np.array([c.priority for c in classes], np.int64)[cls] if (cls is not None and classes)

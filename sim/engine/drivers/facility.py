@@ -25,7 +25,7 @@ import simpy
 from simpy.events import NORMAL
 
 from sim.engine.events import FACILITY, Later, then
-from sim.engine.kernel.layout import (CAP, DF_NOW, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
+from sim.engine.kernel.layout import (CAP, DF_NOW, PW_T, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
                                       RS_NODE, SHED, ST)
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
 
@@ -181,6 +181,9 @@ class FacilityDriver:
         self._retries = np.zeros(len(kernel.rq.arr), np.int64)
         self.autoscale: Any = None  # sim/engine/autoscale.py's log, when a pool is autoscaled
         self._live_from = 0  # requests before this index have all left (or never entered)
+        self._floor = -math.inf  # no power row may be written before this any more (_take_rows)
+        if host is None and not kernel.central and not kernel.closed:
+            kernel.rows_full = self._take_rows  # (the other loops' clocks are their own: the buffer grows)
 
     @property
     def shedding(self) -> bool:
@@ -216,6 +219,9 @@ class FacilityDriver:
         PW, n = self.kernel.power_rows()
         if n == 0:
             return
+        if PW[:n, PW_T].min() < self._floor:  # (row_floor was wrong: the walk would be out of order)
+            raise RuntimeError(f"internal: a power row at {PW[:n, PW_T].min()!r} s, after the ledger took every "
+                               f"row before {self._floor!r} s")
         led = self.ledger
         if len(self._sorted[0]) < n:  # the walk's scratch, kept (fresh pages cost a tent's run ~5%)
             m = max(n, len(PW))
@@ -223,6 +229,16 @@ class FacilityDriver:
         rest = self.kernel.m.ledger_walk(PW, n, t_max, led.L, led.rep_w, self._tent_of, led.tent_it_w,
                                          np.asarray(led.pue_of, dtype=np.float64), *self._sorted)
         self.kernel.keep_rows(rest)
+
+    def _take_rows(self) -> None:
+        """The power rows' buffer is full between barriers: the ledger takes every row before the
+        earliest time a row can still be written (the kernel's row_floor), so the buffer holds
+        the rows near the replicas' clocks, not the whole interval's (a site's replicas write
+        millions a second). The same rows in the same order as at the barrier: the same bits."""
+        w = float(self.kernel.m.row_floor(self.kernel.st))
+        if w > self._floor:
+            self._walk(math.nextafter(w, -math.inf))
+            self._floor = w
 
     # --- node failures -----------------------------------------------------------------------
     def fail(self, rep: FastReplica) -> None:

@@ -12,8 +12,7 @@ from sim.engine.kernel.advance import advance, before
 from sim.engine.kernel.handoff import collect, until
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (D_DEADLINE, D_ENTERED, D_NEXT, D_STARTED, DF_NOW, EEND, FIT_OK, HOH, IDLE,
-                                      NAV, PD, QG, R_GONE, RS_NO_CAPACITY, RST,
-                                      ST, TS_FULL)
+                                      NAV, NXT, PD, QG, R_GONE, RS_NO_CAPACITY, RST, ST, TS_FULL)
 from sim.engine.kernel.lifecycle import client_free, enqueue, give_up
 from sim.engine.kernel.route import (R_JSQ, R_POWER_OF_TWO, R_ROUND_ROBIN, arrival_check, assign, build_trees,
                                      choose, fix_tree, fresh_session, group_available, keeps, read, unchoose)
@@ -191,3 +190,25 @@ def run_until(T, st):
         if until(end_of(T, horizon), st, fb) == TS_FULL:
             return TS_FULL
     return to_barrier(T, st)
+
+
+@kernel
+def row_floor(st):
+    """A time before which run_until (paused, or between barriers) writes no more power rows:
+    the earliest of the arrival clock (later arrivals and pending deadlines come at or after
+    it), each busy replica's step end or wake-up (its next row), the times of prefilled requests
+    not yet handed on and of pending hand-off events (a decode replica they wake writes rows
+    from then). The ledger can take every row before it without waiting for a barrier."""
+    S, F, RQ, FIN, ho = st.rp.S, st.rp.F, st.rq.RQ, st.rq.FIN, st.ho
+    w = st.clk.Df[DF_NOW]
+    for r in range(S.shape[0]):
+        if S[r, ST] != IDLE and F[r, EEND] < w:
+            w = F[r, EEND]
+        i = S[r, HOH]
+        while i >= 0:
+            if FIN[i] < w:
+                w = FIN[i]
+            i = RQ[i, NXT]
+    if ho.HN[0] > 0 and ho.HT[0] < w:
+        w = ho.HT[0]
+    return w
