@@ -82,6 +82,24 @@ def replicas(sizes: list[int], router: str, facility: bool = False) -> dict:
     return out
 
 
+def sessions(n_sessions: int) -> dict:
+    """Multi-turn sessions with prefix caching (5 turns, session affinity, 64 replicas): CPU and
+    peak memory per request (the prefix index is sparse: O(blocks cached))."""
+    rate = 400.0
+    text = (f'name = "sessions"\nseed = 1\n[workload]\narrival = "poisson"\nrate_per_s = {rate}\n'
+            f'duration_s = {n_sessions / rate}\nprompt_tokens = 200\noutput_tokens = 100\n'
+            '[workload.multi_turn]\nturns = 5\nthink_time_s = 5.0\n[[pools]]\nhardware = "h100-sxm"\n'
+            'model = "llama-3.1-8b"\nreplicas = 64\n[pools.scheduler]\nprefix_caching = true\n'
+            '[router]\npolicy = "session_affinity"\n[run]\ntimeseries = false\n')
+    path = scenario(text)
+    cpu, rss_mib = cpu_of(["run", str(path), "--quiet"])
+    from sim.api import load
+    from sim.engine.build import build
+    n = len(build(load(path)).workload)  # the requests the run had (every session's turns)
+    return {"sessions": n_sessions, "requests": n, "cpu_s": cpu, "us_per_request": 1e6 * cpu / n,
+            "peak_rss_mib": rss_mib, "bytes_per_request": rss_mib * 2**20 / n}
+
+
 def features(n: int) -> dict:
     """Each feature's run against the plain quickstart at n requests (the same load)."""
     q = ["run", "scenarios/quickstart.toml", "--quiet", "--set", f"workload.num_requests={n}", "--set",
@@ -115,7 +133,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
-    ap.add_argument("--replicas", help="two replica counts, e.g. 10000,100000 (default 1000,10000)")
+    ap.add_argument("--replicas", help="two replica counts, e.g. 1000,100000 (default 1000,10000)")
     a = ap.parse_args()
     global BASE_CPU_S
     cpu_of(["run", "scenarios/quickstart.toml", "--quiet", "--set", "workload.num_requests=200"],
@@ -130,6 +148,7 @@ def main() -> None:
            "requests": requests([big // 10, big]),
            "replicas": [replicas(reps, "round_robin"), replicas(reps, "least_loaded"),
                         replicas(reps, "least_loaded", facility=True)],
+           "sessions": sessions(20_000 if a.quick else 200_000),
            "features": features(big), "startup_and_output": startup_and_output(10**4, big)}
     res["wall_s"] = time.time() - t
     text = json.dumps(res, indent=1)

@@ -80,11 +80,13 @@ class Kernel:
             full = run.GI[L.PB_N] + 64 > PW.shape[0] or run.GI[L.PB_N] > PW.shape[0] // 2
         if full:
             PW = np.concatenate([PW, np.empty_like(PW)])
+        if self.m.kc_low(self.st.rp.KC):  # the prefix index: twice the entries
+            self.st = self.st._replace(rp=self.st.rp._replace(KC=grown_index(self.st.rp.KC, self.m.kc_rehash)))
         self.st = self.st._replace(run=run._replace(tsf=tsf, tsi=tsi, PW=PW))
 
     def room(self) -> None:
         """Room in the growing buffers for the rows a plan or a sleep writes."""
-        if self.m.buffers_full(self.st.run):
+        if self.m.buffers_full(self.st.run) or self.m.kc_low(self.st.rp.KC):
             self.grow()
 
     def run_until(self, T: float) -> None:
@@ -366,11 +368,10 @@ def _requests(sim: Any, S: np.ndarray, outputs: np.ndarray) -> Requests:
         ids, dense = np.unique(wl.prefix_group, return_inverse=True)  # labels only: cache rows for the groups used
         RQ[:, L.GRP] = np.where(wl.prefix_group < 0, -1, dense - int((ids < 0).sum()))
         groups = int(RQ[:, L.GRP].max()) + 1
-        index_bytes = R * groups * int(S[:, L.PB].max()) * 3 * 8
-        if index_bytes > 4e9:  # the prefix cache's index (KC) would not fit
+        if R * groups * int(S[:, L.PB].max()) >= 1 << 62:  # the prefix index's keys (kv.kc_find) would overflow
             raise ScenarioError("workload.multi_turn" if wl.history else "workload.shared_prefix",
-                                f"the prefix cache's index for {groups} prefixes of up to {int(S[:, L.PB].max())} "
-                                f"blocks on {R} replicas needs {index_bytes / 1e9:.0f} GB",
+                                f"{groups} prefixes of up to {int(S[:, L.PB].max())} blocks on {R} replicas are "
+                                "more cached blocks than the prefix cache's index can name",
                                 "fewer sessions (or groups), a lower max_history_tokens, or a larger block_size")
     else:
         RQ[:, L.GRP] = -1
@@ -399,6 +400,28 @@ def _clients(wl: Any, tb: Any) -> tuple[np.ndarray, ...]:
             np.arange(c, dtype=np.int64) - c, np.arange(c, dtype=np.int64), np.array([c], np.int64))
 
 
+def prefix_index(width: int, room: int, entries: int = 0) -> L.PrefixIndex:
+    """An empty prefix index (kernel kv.py) whose keys are replica x width + slot, with room
+    for `entries` (at least twice `room`, what one step may add) and every entry free."""
+    n = max(2 * room, entries, 16)
+    E = np.full((n, L.N_SLOT), -1, np.int64)
+    E[:-1, L.KNEXT] = np.arange(1, n)  # the free list: 0, 1, ...
+    N = np.zeros(L.KC_N.n, np.int64)
+    N[L.K_FREE], N[L.K_NFREE], N[L.K_W], N[L.K_ROOM] = 0, n, max(width, 1), room
+    return L.PrefixIndex(E, np.full(1 << int(2 * n - 1).bit_length(), -1, np.int64), N)
+
+
+def grown_index(KC: L.PrefixIndex, rehash: Any) -> L.PrefixIndex:
+    """KC with twice the entries: the cached ones kept (the same entry numbers, so the replicas'
+    LRU lists stand), the others free, the table twice as wide (`rehash`: kernel kv_rehash)."""
+    n = KC.E.shape[0]
+    E = np.full((2 * n, L.N_SLOT), -1, np.int64)
+    E[:n] = KC.E
+    big = L.PrefixIndex(E, np.full(2 * KC.H.shape[0], -1, np.int64), KC.N.copy())
+    rehash(big)
+    return big
+
+
 ROWS_PER_REPLICA = 64  # the power rows' first buffer, per replica (the ledger takes them as it fills)
 
 
@@ -420,7 +443,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     rq = _requests(sim, S, outputs)
     groups = int(rq.RQ[:, L.GRP].max()) + 1 if n and rq.RQ[:, L.GRP].max() >= 0 else 0
     cap = max(1, min(int(S[:, L.MAXB].max()), n))  # no batch holds more sequences than the run has requests
-    KC = np.full((R, max(1, groups * int(S[:, L.PB].max())), 3), -1, np.int64)  # nothing cached yet
+    KC = prefix_index(groups * int(S[:, L.PB].max()), int(S[:, L.TOT].max()) if groups else 0)
     rp = Replicas(S, F, PC, np.zeros((R, cap, 2), np.int64), np.zeros((R, cap), np.int64),
                   np.zeros((R, int(S[:, L.BS].max())), np.int64), np.zeros((R, cap), np.int64),
                   np.zeros((R, cap), np.int64), KC, np.zeros(cap, np.int64))

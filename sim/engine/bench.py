@@ -53,6 +53,7 @@ class Bench:
 
     def commit(self, t: float) -> None:
         """The step in flight ends at t."""
+        self.k.room()
         self.m.commit(0, t, self.k.rp, self.k.rq)
 
     def cancel(self, j: int) -> None:

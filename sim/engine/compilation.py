@@ -28,7 +28,8 @@ ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "p
                 ("handoff", "handoff_route"), ("handoff", "handoff_arrive"), ("handoff", "begin_transfer"),
                 ("handoff", "prefilled"), ("handoff", "fail"), ("loop", "reject"),  # the per-step driver's
                 ("plan", "plan_limited"), ("plan", "launch"), ("queues", "q_head"), ("kv", "peek_hits"),
-                ("plan", "admit"), ("kv", "grow"), ("loop", "row_floor"))  # a plug-in scheduler's
+                ("plan", "admit"), ("kv", "grow"),  # a plug-in scheduler's
+                ("loop", "row_floor"), ("kv", "kc_rehash"), ("kv", "kc_low"))  # buffers, the prefix index
 
 COMPILE_NOTICE = "compiling the simulation engine for this machine (once; a minute or two)..."
 INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "

@@ -67,6 +67,14 @@ def build_compiled() -> None:
         Simulation(parse(dict(WARM_UP, run=run, workload=closed))).run()
     plug = [dict(WARM_UP["pools"][0], scheduler={"policy": f"{__name__}:_WarmUpScheduler"})]
     Simulation(parse(dict(WARM_UP, pools=plug))).run()
+    # entry points a small run may not reach: the ledger taking rows as their buffer fills, the
+    # prefix index growing (called here on a fresh state: they change nothing there)
+    from sim.engine.arrays import prepare
+    from sim.engine.compilation import compiled
+
+    k = prepare(Simulation(parse(dict(WARM_UP, workload=wl, pools=pools, **WARM_UP_FACILITY))), compiled())
+    k.m.row_floor(k.st)
+    k.m.kc_rehash(k.rp.KC)
 
 
 def warm_up(report: Reporter | None = None) -> None:

@@ -133,6 +133,7 @@ class StepDriver:
                     continue
                 now = env.now
                 if k.S[r, ST] == STEP:
+                    k.room()  # (the prefix index: room for the blocks the step publishes)
                     m.commit(r, now, k.rp, k.rq)
                     if k.S[r, HOH] >= 0:
                         self.hand_off(r)

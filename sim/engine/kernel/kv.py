@@ -5,15 +5,18 @@ LRU list over the same index, filled by evictions and by preempted requests' swa
 growth of decoding sequences block by block, and recompute preemption of the latest arrival (of
 the lowest class under `priority`).
 
-Prefix cache: PB full blocks per shared prefix; block j of group g is slot g x PB + j of KC[r].
-USED counts every block running requests hold once (shared ones too); NLRU cached blocks no one
+Prefix cache: PB full blocks per shared prefix; block j of group g is slot g x PB + j of its
+replica's cache, an entry of the sparse index KC (kc_find: a hash table over every replica's
+cached blocks, so memory follows the blocks cached, not replicas x prefixes x blocks). USED
+counts every block running requests hold once (shared ones too); NLRU cached blocks no one
 holds, oldest first from LH: free = TOT - USED - NLRU."""
 
 from __future__ import annotations
 
 from sim.engine.kernel import heap
 from sim.engine.kernel.jit import kernel
-from sim.engine.kernel.layout import (BS, CTXB, DIT, DONE, FHLEN, GEN, GRP, HELD, KNEXT, KPREV, KREF, LH, LT, NDEC,
+from sim.engine.kernel.layout import (BS, CTXB, DIT, DONE, FHLEN, GEN, GRP, HELD, K_FREE, K_NFREE, K_ROOM, K_W, KKEY,
+                                      KNEXT, KPREV, KREF, LH, LT, NDEC,
                                       NLRU, NPF, NRUN, NSH, NXT, P_PRIORITY, PB, PH, POL, PT, QKEY, QROW, RSV,
                                       R_DECODE, R_WAITING, RST, SWP, TCAP, THIT, TLH, TLT, TN, TOFF, TOT, TPEND, TSWP,
                                       USED)
@@ -26,32 +29,154 @@ def cdiv(a, b):
 
 
 @kernel(inline=True)
-def list_unlink(r, s, S, KC, H, T, N):
-    """Slot s out of the list whose head, tail and length are S[r, H], S[r, T], S[r, N]."""
-    p = KC[r, s, KPREV]
-    n = KC[r, s, KNEXT]
+def _slot0(KC, key):
+    """Where key's probe starts in the table KC.H (a multiplicative hash; any spread is correct)."""
+    h = int(key) * -7046029254386353131  # (2^64 / golden ratio, signed: wraps in int64; only the spread matters)
+    return (h ^ (h >> 29)) & (KC.H.shape[0] - 1)
+
+
+@kernel
+def kc_find(KC, r, s):
+    """The entry of slot s (g x PB + j) of replica r's prefix cache; -1: not cached."""
+    key = r * KC.N[K_W] + s
+    H, E = KC.H, KC.E
+    mask = H.shape[0] - 1
+    i = _slot0(KC, key)
+    while True:
+        e = H[i]
+        if e < 0:
+            return -1
+        if E[e, KKEY] == key:
+            return e
+        i = (i + 1) & mask
+
+
+@kernel(inline=True)
+def kc_ref(KC, r, s):
+    """Holders of slot s of replica r (-2: in the tier; -1: not cached)."""
+    e = kc_find(KC, r, s)
+    return KC.E[e, KREF] if e >= 0 else -1
+
+
+@kernel
+def kc_add(KC, r, s):
+    """A new entry for slot s of replica r (not cached now), off the free list; the caller sets
+    its holders. There is always one: the index grows between steps (kc_low)."""
+    E, H, N = KC.E, KC.H, KC.N
+    e = N[K_FREE]
+    N[K_FREE] = E[e, KNEXT]
+    N[K_NFREE] -= 1
+    key = r * N[K_W] + s
+    E[e, KKEY] = key
+    E[e, KPREV] = -1
+    E[e, KNEXT] = -1
+    mask = H.shape[0] - 1
+    i = _slot0(KC, key)
+    while H[i] >= 0:
+        i = (i + 1) & mask
+    H[i] = e
+    return e
+
+
+@kernel
+def kc_del(KC, e):
+    """Entry e no longer caches anything: out of the table (backward-shift deletion, so probes
+    need no tombstones) and onto the free list."""
+    E, H, N = KC.E, KC.H, KC.N
+    mask = H.shape[0] - 1
+    i = _slot0(KC, E[e, KKEY])
+    while H[i] != e:
+        i = (i + 1) & mask
+    j = i
+    while True:
+        j = (j + 1) & mask
+        f = H[j]
+        if f < 0:
+            break
+        k = _slot0(KC, E[f, KKEY])  # f may fill the hole at i if its probe started at or before i
+        if (j > i and (k <= i or k > j)) or (j < i and k <= i and k > j):
+            H[i] = f
+            i = j
+    H[i] = -1
+    E[e, KREF] = -1
+    E[e, KKEY] = -1
+    E[e, KPREV] = -1
+    E[e, KNEXT] = N[K_FREE]
+    N[K_FREE] = e
+    N[K_NFREE] += 1
+
+
+@kernel(inline=True)
+def kc_low(KC):
+    """Whether the index has fewer free entries than a step may take (grow it, then go on)."""
+    return KC.N[K_NFREE] < KC.N[K_ROOM]
+
+
+@kernel
+def kc_rehash(KC):
+    """The table KC.H rebuilt from the entries that cache a block (KKEY >= 0), the others put
+    on the free list in index order (after the index grew: sim/engine/arrays.py grown_index)."""
+    E, H, N = KC.E, KC.H, KC.N
+    mask = H.shape[0] - 1
+    H[:] = -1
+    head = -1
+    nfree = 0
+    for e in range(E.shape[0] - 1, -1, -1):
+        if E[e, KKEY] >= 0:
+            i = _slot0(KC, E[e, KKEY])
+            while H[i] >= 0:
+                i = (i + 1) & mask
+            H[i] = e
+        else:
+            E[e, KREF] = -1
+            E[e, KPREV] = -1
+            E[e, KNEXT] = head
+            head = e
+            nfree += 1
+    N[K_FREE] = head
+    N[K_NFREE] = nfree
+
+
+@kernel
+def kc_clear(KC, r):
+    """Replica r caches nothing any more (a failed node): its entries freed."""
+    E = KC.E
+    lo = r * KC.N[K_W]
+    hi = lo + KC.N[K_W]
+    for e in range(E.shape[0]):
+        if lo <= E[e, KKEY] < hi:
+            kc_del(KC, e)
+
+
+@kernel(inline=True)
+def list_unlink(r, e, S, KC, H, T, N):
+    """Entry e out of replica r's list whose head, tail and length are S[r, H], S[r, T], S[r, N]."""
+    E = KC.E
+    p = E[e, KPREV]
+    n = E[e, KNEXT]
     if p >= 0:
-        KC[r, p, KNEXT] = n
+        E[p, KNEXT] = n
     else:
         S[r, H] = n
     if n >= 0:
-        KC[r, n, KPREV] = p
+        E[n, KPREV] = p
     else:
         S[r, T] = p
     S[r, N] -= 1
 
 
 @kernel(inline=True)
-def list_push(r, s, S, KC, H, T, N):
-    """Slot s to the most recently used end of that list."""
+def list_push(r, e, S, KC, H, T, N):
+    """Entry e to the most recently used end of that list."""
+    E = KC.E
     t = S[r, T]
-    KC[r, s, KPREV] = t
-    KC[r, s, KNEXT] = -1
+    E[e, KPREV] = t
+    E[e, KNEXT] = -1
     if t >= 0:
-        KC[r, t, KNEXT] = s
+        E[t, KNEXT] = e
     else:
-        S[r, H] = s
-    S[r, T] = s
+        S[r, H] = e
+    S[r, T] = e
     S[r, N] += 1
 
 
@@ -62,19 +187,19 @@ def tier_room(r, n, S, KC):
     while S[r, TCAP] - S[r, TN] - S[r, TSWP] < n and S[r, TN] > 0:
         h = S[r, TLH]
         list_unlink(r, h, S, KC, TLH, TLT, TN)
-        KC[r, h, KREF] = -1
+        kc_del(KC, h)
     return S[r, TCAP] - S[r, TN] - S[r, TSWP] >= n
 
 
 @kernel
-def _offload(r, s, S, KC):
-    """Cached block s, evicted from HBM: into the KV tier when it has (or makes) room, else
+def _offload(r, e, S, KC):
+    """Cached block e, evicted from HBM: into the KV tier when it has (or makes) room, else
     dropped."""
     if S[r, TCAP] == 0 or not tier_room(r, 1, S, KC):
-        KC[r, s, KREF] = -1
+        kc_del(KC, e)
         return
-    list_push(r, s, S, KC, TLH, TLT, TN)
-    KC[r, s, KREF] = -2
+    list_push(r, e, S, KC, TLH, TLT, TN)
+    KC.E[e, KREF] = -2
     S[r, TOFF] += 1
 
 
@@ -84,9 +209,9 @@ def take(r, n, S, KC):
     caller has checked that TOT - USED >= n."""
     free = S[r, TOT] - S[r, USED] - S[r, NLRU]
     while free < n:
-        s = S[r, LH]
-        list_unlink(r, s, S, KC, LH, LT, NLRU)
-        _offload(r, s, S, KC)
+        e = S[r, LH]
+        list_unlink(r, e, S, KC, LH, LT, NLRU)
+        _offload(r, e, S, KC)
         free += 1
     S[r, USED] += n
 
@@ -106,12 +231,13 @@ def release(r, i, blocks, S, RQ, KC):
     S[r, USED] -= blocks - nsh
     if nsh:
         base = RQ[i, GRP] * S[r, PB]
+        E = KC.E
         for j in range(nsh):
-            s = base + j
-            KC[r, s, KREF] -= 1
-            if KC[r, s, KREF] == 0:
+            e = kc_find(KC, r, base + j)
+            E[e, KREF] -= 1
+            if E[e, KREF] == 0:
                 S[r, USED] -= 1
-                list_push(r, s, S, KC, LH, LT, NLRU)
+                list_push(r, e, S, KC, LH, LT, NLRU)
         RQ[i, NSH] = 0
 
 
@@ -129,7 +255,7 @@ def peek_hits(r, i, target, S, RQ, KC):
     hits = 0
     idle = 0
     while hits < k:
-        c = KC[r, base + hits, KREF]
+        c = kc_ref(KC, r, base + hits)
         if c < 0 and c != -2:
             break
         if c <= 0:
@@ -143,24 +269,26 @@ def acquire_hits(r, i, hits, S, RQ, KC):
     """Request i holds the first `hits` cached blocks of its prefix; those in the KV tier are
     loaded into fresh blocks (their time is added to the next step: TPEND)."""
     base = RQ[i, GRP] * S[r, PB]
+    E = KC.E
     nt = 0
     for j in range(hits):
-        s = base + j
-        c = KC[r, s, KREF]
+        e = kc_find(KC, r, base + j)
+        c = E[e, KREF]
         if c == -2:  # out of the tier first (so no eviction below can drop it)
-            list_unlink(r, s, S, KC, TLH, TLT, TN)
-            KC[r, s, KREF] = -3
+            list_unlink(r, e, S, KC, TLH, TLT, TN)
+            E[e, KREF] = -3
             nt += 1
             continue
         if c == 0:
-            list_unlink(r, s, S, KC, LH, LT, NLRU)
+            list_unlink(r, e, S, KC, LH, LT, NLRU)
             S[r, USED] += 1
-        KC[r, s, KREF] = c + 1
+        E[e, KREF] = c + 1
     if nt:  # fresh blocks for them (evicting unheld ones, never these: they are held now)
         take(r, nt, S, KC)
         for j in range(hits):
-            if KC[r, base + j, KREF] == -3:
-                KC[r, base + j, KREF] = 1
+            e = kc_find(KC, r, base + j)
+            if E[e, KREF] == -3:
+                E[e, KREF] = 1
         S[r, TPEND] += nt
         S[r, THIT] += nt
     RQ[i, NSH] = hits
@@ -175,13 +303,16 @@ def register(r, i, S, RQ, KC):
     full = min(S[r, PB], RQ[i, DONE] // S[r, BS])
     nsh = RQ[i, NSH]
     base = RQ[i, GRP] * S[r, PB]
+    E = KC.E
     while nsh < full:
-        s = base + nsh
-        if KC[r, s, KREF] >= 0:
+        e = kc_find(KC, r, base + nsh)
+        if e < 0:
+            e = kc_add(KC, r, base + nsh)
+        elif E[e, KREF] >= 0:
             break
-        if KC[r, s, KREF] == -2:  # computed again: the tier's copy goes
-            list_unlink(r, s, S, KC, TLH, TLT, TN)
-        KC[r, s, KREF] = 1
+        elif E[e, KREF] == -2:  # computed again: the tier's copy goes
+            list_unlink(r, e, S, KC, TLH, TLT, TN)
+        E[e, KREF] = 1
         nsh += 1
     RQ[i, NSH] = nsh
 

@@ -149,12 +149,23 @@ ANEXT = QUEUE.col("sjf: next in arrival order")
 QUEUE.seal(globals())
 N_QA = QUEUE.n
 
-# --- the prefix cache KC[r, slot, column] (int64) ------------------------------------------------
-SLOT = Table("KC", "int64", "replica r's prefix cache: block j of group g is slot g x PB + j, KC[r, slot, column]")
-KREF = SLOT.col("holders; -1: not cached, -2: in the KV tier, -3: being loaded from it")
-KPREV = SLOT.col("previous slot in the LRU list it is on (HBM's or the tier's)")
-KNEXT = SLOT.col("next slot in that list")
+# --- the prefix cache's entries KC.E[entry, column] (int64) ---------------------------------------
+# One entry per cached block of any replica (sparse: O(blocks cached), not replicas x prefixes x
+# blocks); found by its key r x KC.N[K_W] + (g x PB + j), block j of group g on replica r, through
+# the open-addressing table KC.H (kv.py kc_find). Free entries are linked through KNEXT.
+SLOT = Table("KC.E", "int64", "a cached prefix block (a replica's block j of group g), KC.E[entry, column]")
+KREF = SLOT.col("holders; -2: in the KV tier, -3: being loaded from it; -1: a free entry")
+KPREV = SLOT.col("previous entry in the LRU list it is on (its replica's HBM list or tier list)")
+KNEXT = SLOT.col("next entry in that list (a free entry: the next free one)")
+KKEY = SLOT.col("its key: replica x K_W + g x PB + j (-1: free)")
 SLOT.seal(globals())
+KC_N = Table("KC.N", "int64", "the prefix index's counts, KC.N[column]")
+K_FREE = KC_N.col("head of the free entries' list (-1: none)")
+K_NFREE = KC_N.col("free entries")
+K_W = KC_N.col("slots per replica: prefix groups x PB (a key's stride)")
+K_ROOM = KC_N.col("free entries a step may need (the most KV blocks of a replica): fewer, and the index grows")
+KC_N.seal(globals())
+N_SLOT = SLOT.n
 
 # --- run-wide integers GI[column] (int64) and floats G[column] (float64) -------------------------
 RUN_I = Table("GI", "int64", "run-wide integers, GI[column]")
@@ -224,6 +235,15 @@ N_BINS = 65536  # energy bins (widened pairwise as the run grows)
 
 
 # --- the groups the kernel's functions take ------------------------------------------------------
+class PrefixIndex(NamedTuple):
+    """Every replica's cached prefix blocks: entries, and an open-addressing hash table over
+    their keys (linear probing, a power of two at least twice the entries)."""
+
+    E: np.ndarray  # int64 [entries, N_SLOT]: SLOT's columns
+    H: np.ndarray  # int64 [slots]: entry at each slot of the table (-1: empty)
+    N: np.ndarray  # int64 [KC_N.n]: KC_N's columns
+
+
 class Replicas(NamedTuple):
     """Per-replica state: a row per replica."""
 
@@ -235,7 +255,7 @@ class Replicas(NamedTuple):
     CNT: np.ndarray  # int64 [R, block size]: decoding sequences by RA mod block size (whose next token opens a block)
     PFIRST: np.ndarray  # int64 [R, cap]: lagged first tokens (S NPFIRST)
     PDONE: np.ndarray  # int64 [R, cap]: lagged completions (S NPDONE)
-    KC: np.ndarray  # int64 [R, slots, 3]: the prefix cache (SLOT)
+    KC: PrefixIndex  # the prefix cache's sparse index (SLOT)
     tmp: np.ndarray  # int64 [cap]: scratch of a plan
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.engine.kernel.jit import kernel
+from sim.engine.kernel.kv import kc_low
 from sim.engine.kernel.layout import (D_ARR_SEQ, D_DEADLINE, D_ENTERED, D_NEXT, D_SEQ, D_STARTED, DF_NEXT, DF_NOW,
                                       DOWN, DRN, EEND, FAC, FIT_OK, IDLE, NAV, OWN, PB_N, R_GONE, R_WAITING,
                                       RS_NO_CAPACITY, RST, SEQ, ST, STEP, TS_FULL, TS_N, WAKE)
@@ -81,7 +82,8 @@ def run_shared(T, st):
             D[D_ARR_SEQ] = D[D_SEQ]
             D[D_SEQ] += 1
     while True:
-        if (run.ts_on and GI[TS_N] + 4 > run.tsf.shape[0]) or (GI[FAC] != 0 and GI[PB_N] + 64 > run.PW.shape[0]):
+        if ((run.ts_on and GI[TS_N] + 4 > run.tsf.shape[0]) or (GI[FAC] != 0 and GI[PB_N] + 64 > run.PW.shape[0])
+                or kc_low(rp.KC)):
             keep(D, Df, ai, D[D_STARTED], dj, entered, a_now)
             return TS_FULL
         best, who = _next_event(st, ai, n)
