@@ -368,7 +368,7 @@ def _requests(sim: Any, S: np.ndarray, outputs: np.ndarray) -> Requests:
         ids, dense = np.unique(wl.prefix_group, return_inverse=True)  # labels only: cache rows for the groups used
         RQ[:, L.GRP] = np.where(wl.prefix_group < 0, -1, dense - int((ids < 0).sum()))
         groups = int(RQ[:, L.GRP].max()) + 1
-        if R * groups * int(S[:, L.PB].max()) >= 1 << 62:  # the prefix index's keys (kv.kc_find) would overflow
+        if R * groups * int(S[:, L.PB].max()) >= 1 << 62:  # the prefix index's keys (cache_index.kc_find) overflow
             raise ScenarioError("workload.multi_turn" if wl.history else "workload.shared_prefix",
                                 f"{groups} prefixes of up to {int(S[:, L.PB].max())} blocks on {R} replicas are "
                                 "more cached blocks than the prefix cache's index can name",
@@ -401,7 +401,7 @@ def _clients(wl: Any, tb: Any) -> tuple[np.ndarray, ...]:
 
 
 def prefix_index(width: int, room: int, entries: int = 0) -> L.PrefixIndex:
-    """An empty prefix index (kernel kv.py) whose keys are replica x width + slot, with room
+    """An empty prefix index (kernel cache_index.py) whose keys are replica x width + slot, with room
     for `entries` (at least twice `room`, what one step may add) and every entry free."""
     n = max(2 * room, entries, 16)
     E = np.full((n, L.N_SLOT), -1, np.int64)
@@ -413,7 +413,7 @@ def prefix_index(width: int, room: int, entries: int = 0) -> L.PrefixIndex:
 
 def grown_index(KC: L.PrefixIndex, rehash: Any) -> L.PrefixIndex:
     """KC with twice the entries: the cached ones kept (the same entry numbers, so the replicas'
-    LRU lists stand), the others free, the table twice as wide (`rehash`: kernel kv_rehash)."""
+    LRU lists stand), the others free, the table twice as wide (`rehash`: kernel kc_rehash)."""
     n = KC.E.shape[0]
     E = np.full((2 * n, L.N_SLOT), -1, np.int64)
     E[:n] = KC.E
@@ -476,10 +476,11 @@ def _placement(sim: Any, k: Kernel, RSN: np.ndarray) -> None:
         tb.decode_replica[:] = tb.replica
         return
     prep, xfer = k.st.ho.PREP, k.st.ho.XFER
-    role = np.array([r.pool.role for r in sim.replicas] + ["none"])
+    codes = {"prefill": 1, "decode": 2, "mixed": 3}  # (codes, not strings: a compare per request is cheap then)
+    role = np.array([codes.get(r.pool.role, 0) for r in sim.replicas] + [0], np.int8)
     rep_role = role[np.where(tb.replica >= 0, tb.replica, len(sim.replicas))]
-    tb.prefill_replica[:] = np.where(prep >= 0, prep, np.where(rep_role != "decode", tb.replica, -1))
-    tb.decode_replica[:] = np.where(rep_role == "decode", tb.replica, np.where(rep_role == "mixed", tb.replica, -1))
+    tb.prefill_replica[:] = np.where(prep >= 0, prep, np.where(rep_role != 2, tb.replica, -1))
+    tb.decode_replica[:] = np.where((rep_role == 2) | (rep_role == 3), tb.replica, -1)
     tb.kv_transfer_s[:] = xfer
     tb.finish_s[tb.status == IN_FLIGHT] = -1.0  # (a hand-off's time is no finish)
     for i in np.flatnonzero((tb.status == FAILED) & (RSN == L.RS_NO_CAPACITY)).tolist():

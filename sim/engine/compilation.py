@@ -16,7 +16,8 @@ from typing import Any
 import sim.engine.kernel as _pkg
 from sim.engine.kernel.jit import NUMBA_ERROR, PACKAGE
 
-MODULES = ("layout", "heap", "step", "queues", "kv", "lifecycle", "plan", "advance", "route", "handoff", "loop",
+MODULES = ("layout", "heap", "cache_index", "step", "queues", "kv", "lifecycle", "plan", "advance", "route", "handoff",
+           "loop",
            "clients", "shared", "tally")
 # the entry points each driver calls from Python (module, function): what must be compiled
 ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "pop_client"),
@@ -29,7 +30,8 @@ ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "p
                 ("handoff", "prefilled"), ("handoff", "fail"), ("loop", "reject"),  # the per-step driver's
                 ("plan", "plan_limited"), ("plan", "launch"), ("queues", "q_head"), ("kv", "peek_hits"),
                 ("plan", "admit"), ("kv", "grow"),  # a plug-in scheduler's
-                ("loop", "row_floor"), ("kv", "kc_rehash"), ("kv", "kc_low"))  # buffers, the prefix index
+                ("loop", "row_floor"), ("cache_index", "kc_rehash"),  # buffers, the prefix index
+                ("cache_index", "kc_low"))
 
 COMPILE_NOTICE = "compiling the simulation engine for this machine (once; a minute or two)..."
 INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "

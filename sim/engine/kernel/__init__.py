@@ -11,6 +11,7 @@ The modules, lowest first (each imports only those above it):
 | `jit` | how the kernel is compiled, and the cache it drops when a source changes |
 | `layout` | the state: every table's named columns, the value codes, the named groups |
 | `heap` | the one binary min-heap (finish heaps, hand-off events, link transfers) |
+| `cache_index` | the prefix cache's sparse index: a hash table over every replica's cached blocks |
 | `step` | a step's time and power from the one step formula, variability, what a step records |
 | `queues` | queue disciplines: FIFO, class-priority and shortest-first skew heaps |
 | `kv` | paged KV, prefix caching, the KV tier, block growth and preemption |

@@ -13,7 +13,7 @@ from sim.engine.kernel.layout import (BIN_W, BS, BUSY, CAP, CTXB, DIT, DTF, DTU,
                                       HOST_W, IDLE, NB, NCH, NDEC, NLRU, NPDONE, NPFIRST, PB_N, RSV,
                                       PW_R, PW_T, PW_W, QBLK, QLEN, QROW, ST, TOT, TP, TS_FULL, USED, VLO, WAKE,
                                       WSTEP)
-from sim.engine.kernel.kv import kc_low
+from sim.engine.kernel.cache_index import kc_low
 from sim.engine.kernel.lifecycle import commit, flush, sleep
 from sim.engine.kernel.plan import plan
 from sim.perf.roofline import F_MAX

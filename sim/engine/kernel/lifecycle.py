@@ -9,7 +9,8 @@ import numpy as np
 
 from sim.engine.kernel import heap
 from sim.engine.kernel.jit import kernel, njit
-from sim.engine.kernel.kv import cdiv, drop, kc_clear, register, release, unlink_prefill
+from sim.engine.kernel.cache_index import kc_clear
+from sim.engine.kernel.kv import cdiv, drop, register, release, unlink_prefill
 from sim.engine.kernel.layout import (AH, AT, BS, BUSY, CH_REQ, CH_TOK, CTXB, D_SEQ, DIT, DONE, DOWN, EEND, ESTEP,
                                       FHLEN, DRN, GEN, GRP, HELD, HOH, HOT, IDLE, IDLE_SINCE, LAG, LH, LT, NAV, NB, NCH,
                                       NDEC, NLRU, NPDONE, NPF, NPFIRST, NRUN, NSH, NXT, OUTREQ, OUTTOK, P_ANALYTIC,

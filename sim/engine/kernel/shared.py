@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.engine.kernel.jit import kernel
-from sim.engine.kernel.kv import kc_low
+from sim.engine.kernel.cache_index import kc_low
 from sim.engine.kernel.layout import (D_ARR_SEQ, D_DEADLINE, D_ENTERED, D_NEXT, D_SEQ, D_STARTED, DF_NEXT, DF_NOW,
                                       DOWN, DRN, EEND, FAC, FIT_OK, IDLE, NAV, OWN, PB_N, R_GONE, R_WAITING,
                                       RS_NO_CAPACITY, RST, SEQ, ST, STEP, TS_FULL, TS_N, WAKE)

@@ -1,4 +1,4 @@
-"""The prefix cache's sparse index (sim/engine/kernel/kv.py kc_*): a hash table over every
+"""The prefix cache's sparse index (sim/engine/kernel/cache_index.py): a hash table over every
 replica's cached blocks, against a dict under random adds, deletions and growth; and the memory
 it takes on a run with many sessions (O(blocks cached), not replicas x sessions x blocks)."""
 
