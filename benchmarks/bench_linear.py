@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,16 +29,18 @@ MACHINE = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": pl
 
 
 def cpu_of(args: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(CPU seconds, peak RSS MiB) of one `dcsim` process pinned to one core (taskset where found)."""
+    """(CPU seconds, peak RSS MiB) of one `dcsim` process pinned to one core (taskset where found),
+    from that process's own rusage (os.wait4: the children's maximum would carry an earlier,
+    larger run's peak)."""
     pin = ["taskset", "-c", "0"] if Path("/usr/bin/taskset").exists() else []
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = subprocess.run(pin + [sys.executable, "-m", "sim", *args], cwd=REPO, capture_output=True, text=True,
-                       env=dict(os.environ, **(env or {})))
-    if r.returncode != 0:
-        raise SystemExit(f"dcsim {' '.join(args)} failed: {r.stderr.strip()[-300:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return cpu, after.ru_maxrss / 1024.0
+    p = subprocess.Popen(pin + [sys.executable, "-m", "sim", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, env=dict(os.environ, **(env or {})))
+    err = p.stderr.read() if p.stderr is not None else ""
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"dcsim {' '.join(args)} failed: {err.strip()[-300:]}")
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
 
 
 BASE_CPU_S = 0.0  # start-up, measured first (main)
@@ -134,7 +135,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--replicas", help="two replica counts, e.g. 1000,100000 (default 1000,10000)")
+    ap.add_argument("--only", help="comma-separated parts to run (requests, replicas, sessions, features, "
+                                   "startup); default all")
     a = ap.parse_args()
+    parts = set(a.only.split(",")) if a.only else {"requests", "replicas", "sessions", "features", "startup"}
     global BASE_CPU_S
     cpu_of(["run", "scenarios/quickstart.toml", "--quiet", "--set", "workload.num_requests=200"],
            env={"DCSIM_KERNEL": "compiled"})  # (the engine compiled and cached first)
@@ -144,12 +148,19 @@ def main() -> None:
     reps = [100, 1000] if a.quick else [1000, 10000]
     if a.replicas:
         reps = [int(x) for x in a.replicas.split(",")]
-    res = {"machine": MACHINE, "date": time.strftime("%Y-%m-%d"), "one_core": True, "startup_cpu_s": BASE_CPU_S,
-           "requests": requests([big // 10, big]),
-           "replicas": [replicas(reps, "round_robin"), replicas(reps, "least_loaded"),
-                        replicas(reps, "least_loaded", facility=True)],
-           "sessions": sessions(20_000 if a.quick else 200_000),
-           "features": features(big), "startup_and_output": startup_and_output(10**4, big)}
+    res: dict = {"machine": MACHINE, "date": time.strftime("%Y-%m-%d"), "one_core": True,
+                 "startup_cpu_s": BASE_CPU_S}
+    if "requests" in parts:
+        res["requests"] = requests([big // 10, big])
+    if "replicas" in parts:
+        res["replicas"] = [replicas(reps, "round_robin"), replicas(reps, "least_loaded"),
+                           replicas(reps, "least_loaded", facility=True)]
+    if "sessions" in parts:
+        res["sessions"] = sessions(20_000 if a.quick else 200_000)
+    if "features" in parts:
+        res["features"] = features(big)
+    if "startup" in parts:
+        res["startup_and_output"] = startup_and_output(10**4, big)
     res["wall_s"] = time.time() - t
     text = json.dumps(res, indent=1)
     print(text)

@@ -112,12 +112,12 @@ def _same_with_few_rows(raw: dict, fast) -> None:
     """The compiled run again with a power-row buffer of one row per replica, so the ledger takes
     rows between barriers at every fill (FacilityDriver._take_rows): identical results, the
     ledger's figures bit for bit."""
-    keep = arrays.ROWS_PER_REPLICA
-    arrays.ROWS_PER_REPLICA = 1
+    keep = arrays.ROWS_PER_REPLICA, arrays.ROWS_MIN
+    arrays.ROWS_PER_REPLICA, arrays.ROWS_MIN = 1, 1
     try:
         few = Simulation(parse(dict(raw, run=dict(raw["run"], engine="compiled")))).run()
     finally:
-        arrays.ROWS_PER_REPLICA = keep
+        arrays.ROWS_PER_REPLICA, arrays.ROWS_MIN = keep
     for k in ("status", "replica", "preemptions", "first_token_s", "start_s", "finish_s"):
         np.testing.assert_array_equal(getattr(few.requests, k), getattr(fast.requests, k), err_msg=k)
     sa, sb = summarize(few), summarize(fast)

@@ -80,14 +80,20 @@ class Kernel:
             full = run.GI[L.PB_N] + 64 > PW.shape[0] or run.GI[L.PB_N] > PW.shape[0] // 2
         if full:
             PW = np.concatenate([PW, np.empty_like(PW)])
-        if self.m.kc_low(self.st.rp.KC):  # the prefix index: twice the entries
+        if self.kc_low():  # the prefix index: twice the entries
             self.st = self.st._replace(rp=self.st.rp._replace(KC=grown_index(self.st.rp.KC, self.m.kc_rehash)))
         self.st = self.st._replace(run=run._replace(tsf=tsf, tsi=tsi, PW=PW))
 
     def room(self) -> None:
         """Room in the growing buffers for the rows a plan or a sleep writes."""
-        if self.m.buffers_full(self.st.run) or self.m.kc_low(self.st.rp.KC):
+        if self.m.buffers_full(self.st.run) or self.kc_low():
             self.grow()
+
+    def kc_low(self) -> bool:
+        """The kernel's kc_low, read here (a compiled call from Python costs more than the test:
+        room() runs at every transition the drivers make from Python)."""
+        N = self.st.rp.KC.N
+        return bool(N[L.K_NFREE] < N[L.K_ROOM])
 
     def run_until(self, T: float) -> None:
         """Every event up to a barrier at T (inf, or the horizon: to the end), growing the
@@ -422,7 +428,9 @@ def grown_index(KC: L.PrefixIndex, rehash: Any) -> L.PrefixIndex:
     return big
 
 
-ROWS_PER_REPLICA = 64  # the power rows' first buffer, per replica (the ledger takes them as it fills)
+# the power rows' first buffer: rows per replica, and at least ROWS_MIN (1.5 MB: the ledger takes
+# the rows each time it fills, a call from Python: a few replicas would fill 64 each too often)
+ROWS_PER_REPLICA, ROWS_MIN = 64, 1 << 16
 
 
 def prepare(sim: Any, m: Any) -> Kernel:
@@ -454,7 +462,7 @@ def prepare(sim: Any, m: Any) -> Kernel:
     GI[L.PD] = 1 if sim.groups.disaggregated else 0
     GI[L.FAC] = 1 if sc.facility is not None else 0
     run = L.new_run(np.zeros(L.N_BINS), np.ones(1), GI, n + 64 * R if ts_on else 0,
-                    ROWS_PER_REPLICA * R if sc.facility is not None else 0, ts_on)
+                    max(ROWS_PER_REPLICA * R, ROWS_MIN) if sc.facility is not None else 0, ts_on)
     ho = Handoff(np.asarray(outputs).astype(np.int64), np.full(n, -1, np.int64), np.zeros(n, np.float64),
                  np.zeros(max(n, 1), np.float64), np.zeros(max(n, 1), np.int64), np.zeros(max(n, 1), np.int64),
                  np.zeros(2, np.int64))

@@ -30,8 +30,7 @@ ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "p
                 ("handoff", "prefilled"), ("handoff", "fail"), ("loop", "reject"),  # the per-step driver's
                 ("plan", "plan_limited"), ("plan", "launch"), ("queues", "q_head"), ("kv", "peek_hits"),
                 ("plan", "admit"), ("kv", "grow"),  # a plug-in scheduler's
-                ("loop", "row_floor"), ("cache_index", "kc_rehash"),  # buffers, the prefix index
-                ("cache_index", "kc_low"))
+                ("loop", "row_floor"), ("cache_index", "kc_rehash"))  # buffers, the prefix index
 
 COMPILE_NOTICE = "compiling the simulation engine for this machine (once; a minute or two)..."
 INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "
