@@ -78,10 +78,12 @@ def test_observe_times_every_token_as_the_server_sent_it(server, tmp_path):
         last.append(e - times[-1])
     lag = np.abs(np.array(first + last))
     # measured on a 2-core machine, client and server sharing it: median 1.1-1.3 ms, p99 2.3-3.3 ms;
-    # on the same kind of VM on 2026-12-07 (idle): median 2.0-2.4 ms, p99 6.9-7.0 ms. The bound is
-    # a third of the fake server's step at this load (~29 ms): a token timed a step late fails it
+    # on the same kind of VM on 2026-12-07: median 1.7-2.4 ms, p99 4.8-7.0 ms, more inside a long
+    # pytest session (the client shares the test process). A token timed a step late (the fake
+    # server's step is ~29 ms at this load) fails the median if systematic, the p99 if in 1%
     print("lag p50 p99 max ms", np.round(np.percentile(lag, [50, 99, 100]) * 1e3, 2))
-    assert np.percentile(lag, 99) < 0.010 and np.max(lag) < 0.03, np.percentile(lag, [50, 99, 100])
+    p50, p99 = np.percentile(lag, [50, 99])
+    assert p50 < 0.005 and p99 < 0.015 and np.max(lag) < 0.05, np.percentile(lag, [50, 99, 100])
     gaps = t["itl_s"][0]
     assert len(gaps) == 15 and all(g > 0 for g in gaps)
     assert "measured" in (tmp_path / "run" / "report.html").read_text()
