@@ -86,7 +86,6 @@ class ReplicaSpec:
             self.token_s = pool.service.mean_s
             self.block_bytes, self.tier_block_s, self.tier_blocks = 0.0, 0.0, 0
 
-
     def twin(self, rid: int) -> "ReplicaSpec":
         """Replica rid of the same pool: this spec's data shared (its perf model too: plain data),
         a scheduler plug-in of its own (it may keep state per replica)."""

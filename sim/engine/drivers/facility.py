@@ -25,7 +25,7 @@ import simpy
 from simpy.events import NORMAL
 
 from sim.engine.events import FACILITY, Later, then
-from sim.engine.kernel.layout import (CAP, DF_NOW, PW_T, DOWN, DRN, IDLE, OUTREQ, QG, REST_W, RGRP,
+from sim.engine.kernel.layout import (CAP, DF_NOW, DOWN, DRN, IDLE, OUTREQ, PW_T, QG, REST_W, RGRP,
                                       RS_NODE, SHED, ST)
 from sim.engine.recorder import COMPLETED, FAILED, IN_FLIGHT
 
@@ -219,9 +219,10 @@ class FacilityDriver:
         PW, n = self.kernel.power_rows()
         if n == 0:
             return
-        if PW[:n, PW_T].min() < self._floor:  # (row_floor was wrong: the walk would be out of order)
-            raise RuntimeError(f"internal: a power row at {PW[:n, PW_T].min()!r} s, after the ledger took every "
-                               f"row before {self._floor!r} s")
+        first = PW[:n, PW_T].min() if self._floor > -math.inf else math.inf  # (no rows taken early: no check)
+        if first < self._floor:  # (row_floor was wrong: the walk would be out of order)
+            raise RuntimeError(f"internal: a power row at {first!r} s, after the ledger took every row before "
+                               f"{self._floor!r} s")
         led = self.ledger
         if len(self._sorted[0]) < n:  # the walk's scratch, kept (fresh pages cost a tent's run ~5%)
             m = max(n, len(PW))

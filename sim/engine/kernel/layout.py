@@ -152,7 +152,7 @@ N_QA = QUEUE.n
 # --- the prefix cache's entries KC.E[entry, column] (int64) ---------------------------------------
 # One entry per cached block of any replica (sparse: O(blocks cached), not replicas x prefixes x
 # blocks); found by its key r x KC.N[K_W] + (g x PB + j), block j of group g on replica r, through
-# the open-addressing table KC.H (kv.py kc_find). Free entries are linked through KNEXT.
+# the open-addressing table KC.H (cache_index.py kc_find). Free entries are linked through KNEXT.
 SLOT = Table("KC.E", "int64", "a cached prefix block (a replica's block j of group g), KC.E[entry, column]")
 KREF = SLOT.col("holders; -2: in the KV tier, -3: being loaded from it; -1: a free entry")
 KPREV = SLOT.col("previous entry in the LRU list it is on (its replica's HBM list or tier list)")
