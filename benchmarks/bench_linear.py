@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,11 +102,12 @@ def sessions(n_sessions: int) -> dict:
             "peak_rss_mib": rss_mib, "bytes_per_request": rss_mib * 2**20 / n}
 
 
-def features(n: int) -> dict:
-    """Each feature's run against the plain quickstart at n requests (the same load)."""
+def features(n: int, repeat: int) -> dict:
+    """Each feature's run against the plain quickstart at n requests (the same load): the median
+    of `repeat` runs each, interleaved (plain, each feature, plain, ...), so that a noisy
+    neighbour or a clock change hits every case alike."""
     q = ["run", "scenarios/quickstart.toml", "--quiet", "--set", f"workload.num_requests={n}", "--set",
          "run.timeseries=false"]
-    plain = cpu_of(q)[0]
     cases = {
         "autoscaling": ["--set", "pools.autoscaler.max_replicas=8"],
         "speculative": ["--set", 'pools.speculative={method = "eagle", num_tokens = 3, acceptance_rate = 0.7}'],
@@ -113,10 +115,16 @@ def features(n: int) -> dict:
                'role = "prefill"}, {name = "d", hardware = "h100-sxm", model = "llama-3.1-8b", replicas = 2, '
                'role = "decode"}]', "--set", 'router.decode_policy="least_kv"'],
     }
-    out = {"requests": n, "plain_cpu_s": plain}
-    for k, extra in cases.items():
-        c = cpu_of(q + extra)[0]
-        out[k] = {"cpu_s": c, "ratio": c / plain}
+    runs: dict[str, list[float]] = {k: [] for k in ["plain", *cases]}
+    for _ in range(repeat):
+        runs["plain"].append(cpu_of(q)[0])
+        for k, extra in cases.items():
+            runs[k].append(cpu_of(q + extra)[0])
+    plain = statistics.median(runs["plain"])
+    out: dict = {"requests": n, "repeat": repeat, "plain_cpu_s": plain, "plain_runs_cpu_s": runs["plain"]}
+    for k in cases:
+        c = statistics.median(runs[k])
+        out[k] = {"cpu_s": c, "ratio": c / plain, "runs_cpu_s": runs[k]}
     return out
 
 
@@ -135,6 +143,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--replicas", help="two replica counts, e.g. 1000,100000 (default 1000,10000)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per case in the features part (median)")
     ap.add_argument("--only", help="comma-separated parts to run (requests, replicas, sessions, features, "
                                    "startup); default all")
     a = ap.parse_args()
@@ -158,7 +167,7 @@ def main() -> None:
     if "sessions" in parts:
         res["sessions"] = sessions(20_000 if a.quick else 200_000)
     if "features" in parts:
-        res["features"] = features(big)
+        res["features"] = features(big, a.repeat)
     if "startup" in parts:
         res["startup_and_output"] = startup_and_output(10**4, big)
     res["wall_s"] = time.time() - t

@@ -27,9 +27,6 @@ from sim.scenario import config
 from sim.scenario.config import Scenario
 from sim.analysis.metrics import request_columns, summarize
 from sim.engine.simulation import Result, Simulation
-from sim.studies.study import compare as _compare
-from sim.studies.study import save
-from sim.studies.study import sweep as _sweep
 
 
 def load(path: str | Path, set: Sequence[str] = (), seed: int | None = None) -> Scenario:  # noqa: A002
@@ -89,6 +86,8 @@ def timeseries_df(res: Result):
 def compare(scenario: str | Path, vary: Sequence[str] = (), replications: int = 3, baseline: str | None = None,
             set: Sequence[str] = (), workers: int | None = None,  # noqa: A002
             variant: Sequence[str] = ()) -> dict[str, Any]:
+    from sim.studies.study import compare as _compare  # (on use: a run need not import the studies)
+
     return _compare(scenario, vary, replications, baseline, workers, set, quiet=True, named=variant)
 
 
@@ -106,6 +105,8 @@ def compare_df(rep: dict[str, Any]):
 def sweep(scenario: str | Path, range_: str, vary: Sequence[str] = (), replications: int = 1,
           set: Sequence[str] = (), workers: int | None = None, attainment: float = 0.9,  # noqa: A002
           variant: Sequence[str] = ()) -> dict[str, Any]:
+    from sim.studies.study import sweep as _sweep
+
     return _sweep(scenario, range_, vary, replications, workers, set, quiet=True, attainment=attainment,
                   named=variant)
 
@@ -136,6 +137,8 @@ def plot(obj: Result | dict[str, Any] | str | Path, out_dir: str | Path | None =
     if isinstance(obj, Result):
         write_run(obj, _s(obj), out)
     else:
+        from sim.studies.study import save
+
         save(obj, out / ("sweep.json" if "key" in obj else "compare.json"))
     return plot_dir(out)
 

@@ -172,6 +172,38 @@ def test_verify_steps_against_the_acceptance_process():
     assert np.array_equal(s, verify_steps(out, np.full(2000, 0.8), 4, stream(1, "x")))  # seeded
 
 
+def test_the_compiled_walk_draws_the_references_counts_bit_for_bit(monkeypatch):
+    """sim/engine/kernel/verify.py over chunks of the stream against the numpy reference: mixed
+    rates (a = 0, tiny, near 1), outputs of 0-1 tokens (no step), steps split across chunk ends
+    (tiny chunks), and a draw of exactly 0 (log 0 = -inf) for a = 0 and a > 0."""
+    import sim.engine.build as build
+    from sim.perf.roofline import verify_steps
+
+    monkeypatch.setenv("DCSIM_KERNEL", "compiled")
+    for seed, chunk in [(0, 7), (1, 64), (2, 1 << 16), (3, 1000)]:
+        monkeypatch.setattr(build, "VERIFY_CHUNK", chunk)
+        g = np.random.default_rng(seed)
+        n = 3000
+        out = g.integers(0, 300, n)
+        rates = g.choice([0.0, 1e-300, 0.3, 0.7, 0.95, 0.999999], n)
+        k = int(g.integers(1, 17))
+        ref = verify_steps(out, rates, k, stream(seed, "x"))
+        assert np.array_equal(build._verify_steps(out, rates, k, stream(seed, "x")), ref)
+        assert ref.sum() > n  # (steps were drawn)
+
+    class Zeros:  # a stream whose every draw is 0: log u = -inf
+        def random(self, size=None, out=None):
+            if out is not None:
+                out[:] = 0.0
+                return out
+            return np.zeros(size)
+
+    out, rates = np.full(6, 40), np.array([0.0, 0.5, 0.0, 0.9, 1e-300, 0.2])
+    ref = verify_steps(out, rates, 4, Zeros())
+    assert np.array_equal(build._verify_steps(out, rates, 4, Zeros()), ref)
+    assert ref.tolist() == [39, 8, 39, 8, 8, 8]  # a = 0: one token a step; else k + 1 every step
+
+
 def test_per_request_draws_spread_tpot_and_per_class_rates_apply():
     """One request at a time: with the draws every request's TPOT is S x step / (output - 1), so
     TPOT varies between requests; a class accepting more decodes faster."""

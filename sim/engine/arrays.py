@@ -385,7 +385,7 @@ def _requests(sim: Any, S: np.ndarray, outputs: np.ndarray) -> Requests:
     output = outputs.astype(np.int64, copy=False)
     if gr.disaggregated:  # a request holds 1 output token while on a prefill replica (handoff.begin_transfer)
         output = output.copy()
-        output[np.isin(gr.of_request, np.flatnonzero(np.asarray(gr.decode_of) >= 0))] = 1
+        output[gr.requests_in(np.flatnonzero(np.asarray(gr.decode_of) >= 0))] = 1
     tb = sim.table
     return Requests(wl.arrival_s, wl.prompt_tokens.astype(np.int64, copy=False), output, RQ, np.zeros(n, np.int64),
                     QA, SV, tb.first_token_s, tb.start_s, tb.finish_s, tb.status, tb.preemptions, np.zeros(n, np.int8),
@@ -500,8 +500,8 @@ def _rejections(sim: Any, k: Kernel) -> None:
     wl, tb, RSN = sim.wl, sim.table, k.rq.RSN
     FIT, gof = k.st.rt.FIT, sim.groups.of_request
     rej = np.flatnonzero(tb.status == REJECTED)
-    tot = (wl.prompt_tokens + wl.output_tokens)
-    for i in rej.tolist():
+    tot = (wl.prompt_tokens[rej] + wl.output_tokens[rej]).tolist()
+    for q, i in enumerate(rej.tolist()):
         if RSN[i] == L.RS_POWER:
             tb.reason[i] = "power: new requests shed while the facility is over its supply limit"
         elif RSN[i] == L.RS_NO_CAPACITY:
@@ -509,7 +509,7 @@ def _rejections(sim: Any, k: Kernel) -> None:
         elif RSN[i] == L.RS_NO_POOL:
             tb.reason[i] = f"no_pool_for_model: no pool serves {sim.request_model(i)}"
         else:
-            tb.reason[i] = f"kv_capacity: needs {int(tot[i])} tokens of KV cache, a replica holds {int(FIT[gof[i]])}"
+            tb.reason[i] = f"kv_capacity: needs {int(tot[q])} tokens of KV cache, a replica holds {int(FIT[gof[i]])}"
     tb.replica[rej] = -1
 
 

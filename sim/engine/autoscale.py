@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,7 +90,9 @@ def _right(arr: np.ndarray, d0: float, x: float) -> int:
 
 
 class PoolView:
-    """What an autoscaling policy reads of its pool at a decision (sim/policies/autoscalers.py)."""
+    """What an autoscaling policy reads of its pool at a decision (sim/policies/autoscalers.py).
+    The counts are read at once; the KV share and the interval's p90 TTFT only if the policy
+    reads them (a percentile at every decision was most of a long autoscaled run's overhead)."""
 
     def __init__(self, ctl: "_Controller", now: float) -> None:
         k = ctl.kernel
@@ -104,31 +107,41 @@ class PoolView:
         self.starting = st.count(STARTING)
         self.draining = st.count(DRAINING)
         self.current = self.serving + self.starting
-        on = ctl.idx[np.array([s == SERVING for s in st], bool)]
-        S = k.S
+        self._on = on = ctl.idx[np.array([s == SERVING for s in st], bool)]
+        self._S = S = k.S
         self.outstanding = int(S[on, OUTREQ].sum()) if len(on) else 0
         self.queued = int(S[S[on, QROW], QLEN].sum()) if len(on) else 0
         self.running = int(S[on, NRUN].sum()) if len(on) else 0
-        tot = S[on, TOT].astype(float)
-        self.kv_used_frac = float(np.mean(S[on, USED] / np.maximum(tot, 1.0))) if len(on) else 0.0
-        # the last interval's arrivals at this pool: TTFT, or the wait so far of those still waiting
-        rq = k.rq
-        d0 = k.st.clk.d0
-        # (the interval's rows found in the arrival column as it is: adding d0 to every request
-        # at every decision made autoscaling O(requests x decisions))
+        # the last interval's arrivals at this pool (the interval's rows found in the arrival
+        # column as it is: adding d0 to every request at every decision made autoscaling
+        # O(requests x decisions))
+        self._rq = rq = k.rq
+        self._d0 = d0 = k.st.clk.d0
         lo = _right(rq.arr, d0, now - cfg.interval_s)
         hi = _right(rq.arr, d0, now)
         js = np.arange(lo, hi)
-        js = js[np.isin(rq.REP[js], ctl.idx)]
-        self.arrivals_per_s = len(js) / cfg.interval_s
-        if len(js):
-            first = rq.FIRST[js]
-            t_js = rq.arr[js] + d0
-            wait = np.where(first > 0, first - t_js, now - t_js)
-            keep = (first > 0) | (rq.STATUS[js] == IN_FLIGHT)
-            self.ttft_p90_s = float(np.percentile(wait[keep], 90)) if keep.any() else math.nan
-        else:
-            self.ttft_p90_s = math.nan
+        self._js = js[ctl.in_pool[rq.REP[js]]]  # (REP = -1, not routed: in_pool's last entry, False)
+        self.arrivals_per_s = len(self._js) / cfg.interval_s
+
+    @cached_property
+    def kv_used_frac(self) -> float:
+        """Mean share of KV blocks in use over the serving replicas."""
+        on, S = self._on, self._S
+        if not len(on):
+            return 0.0
+        return float(np.mean(S[on, USED] / np.maximum(S[on, TOT].astype(float), 1.0)))
+
+    @cached_property
+    def ttft_p90_s(self) -> float:
+        """p90 TTFT of the interval's arrivals (those still waiting: their wait so far); NaN: none."""
+        js, rq = self._js, self._rq
+        if not len(js):
+            return math.nan
+        first = rq.FIRST[js]
+        t_js = rq.arr[js] + self._d0
+        wait = np.where(first > 0, first - t_js, self.now_s - t_js)
+        keep = (first > 0) | (rq.STATUS[js] == IN_FLIGHT)
+        return float(np.percentile(wait[keep], 90)) if keep.any() else math.nan
 
 
 class _Controller:
@@ -139,6 +152,8 @@ class _Controller:
         self.kernel = sim.kernel
         self.reps = [r for r in sim.replicas if r.pool.name == pool.name]
         self.idx = np.array([r.index for r in self.reps], np.int64)
+        self.in_pool = np.zeros(len(sim.replicas) + 1, bool)  # by replica; the last: not routed (-1)
+        self.in_pool[self.idx] = True
         self.policy = AUTOSCALERS.make(self.cfg.policy)
         self.slo_ttft_s = sim.sc.slo.ttft_s
         perf = sim.sim.replicas[self.reps[0].index].perf if self.reps else None

@@ -42,6 +42,13 @@ class Groups:
     def disaggregated(self) -> bool:
         return any(d >= 0 for d in self.decode_of)
 
+    def requests_in(self, groups: Any) -> np.ndarray:
+        """bool per request: it arrives at one of `groups` (np.isin by a lookup table: a pass over
+        the requests, not a sort of them)."""
+        table = np.zeros(len(self.models) + 1, bool)  # (the last entry: -1, no group)
+        table[np.asarray(groups, np.int64)] = True
+        return table[self.of_request]
+
 
 def routing_groups(sc: Scenario, wl: Workload) -> Groups:
     """Which replicas may serve each request: those of the pools serving its model (its prefill
@@ -97,7 +104,7 @@ def check_workload(sc: Scenario, wl: Workload, groups: Groups | None = None) -> 
         mine: Any = True
         if groups is not None:  # the requests of its model
             entry = [g for g, m in enumerate(groups.models) if m == p.model.id and groups.roles[g] != "decode"]
-            mine = np.isin(groups.of_request, entry)
+            mine = groups.requests_in(entry)
         over = np.flatnonzero((need > ctx) & mine)
         if over.size:
             i = int(over[0])
@@ -131,7 +138,7 @@ def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | No
     1 + round(g x S) tokens for it: its decode takes S verify steps, as drawn. Its KV then grows
     by g x S tokens instead of its output (equal in expectation). None: no model qualifies
     (the engine decodes the outputs, at 1/g of a verify step a token: acceptance in expectation)."""
-    from sim.perf.roofline import tokens_per_step, verify_steps
+    from sim.perf.roofline import tokens_per_step
 
     out = None
     for model in dict.fromkeys(groups.models):
@@ -142,18 +149,48 @@ def engine_output(sc: Scenario, wl: Workload, groups: Groups) -> np.ndarray | No
             continue
         sp = specs.pop()
         assert sp is not None  # (None was ruled out above)
-        mine = np.flatnonzero(np.isin(groups.of_request, entry))
+        mine = np.flatnonzero(groups.requests_in(entry))
         if not mine.size:
             continue
         rates = np.full(mine.size, sp.acceptance_rate)
         if sp.class_rates and wl.cls is not None:
             rates = np.array([a for _, a in sp.class_rates])[wl.cls[mine]]
-        steps = verify_steps(wl.output_tokens[mine], rates, sp.num_tokens, stream(sc.seed, f"speculative:{model}"))
+        steps = _verify_steps(wl.output_tokens[mine], rates, sp.num_tokens, stream(sc.seed, f"speculative:{model}"))
         if out is None:
             out = wl.output_tokens.astype(np.int64).copy()
         gain = tokens_per_step(sp.acceptance_rate, sp.num_tokens)
         out[mine] = np.where(wl.output_tokens[mine] > 1, 1 + np.maximum(1, np.rint(gain * steps)), 1).astype(np.int64)
     return out
+
+
+VERIFY_CHUNK = 1 << 16  # draws per chunk handed to the compiled walk (its buffer stays in cache)
+
+
+def _verify_steps(out_tok: np.ndarray, rates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """sim.perf.roofline.verify_steps's counts, bit for bit: by the compiled kernel's walk over
+    chunks of the same stream (sim/engine/kernel/verify.py) where the kernel is compiled, else
+    by the numpy reference itself (numba's interpreter would take a Python step per draw)."""
+    from sim.engine.compilation import compiled, kernel_mode
+    from sim.perf.roofline import verify_steps
+
+    m = compiled() if kernel_mode(len(out_tok)) == "compiled" else None
+    if m is None or m.interpreted:
+        return verify_steps(out_tok, rates, k, rng)
+    need_all = np.asarray(out_tok, np.int64) - 1
+    steps = np.zeros(need_all.shape[0], np.int64)
+    live = np.flatnonzero(need_all > 0)
+    with np.errstate(divide="ignore"):
+        log_a = np.log(np.asarray(rates, float)[live])  # (-inf for a = 0: nothing accepted)
+    # (need as int32: the columns walked every step are memory-bound; int64 for a trace's absurd outputs)
+    small = not live.size or need_all[live].max() < 2**31 - 1
+    need, vs = need_all[live].astype(np.int32 if small else np.int64), np.array([live.size, 0, 0, 0], np.int64)
+    buf = np.empty(VERIFY_CHUNK)
+    while vs[m.V_LIVE]:
+        rng.random(out=buf)
+        with np.errstate(divide="ignore"):
+            np.log(buf, out=buf)
+        m.verify_chunk(buf, need, log_a, live, steps, vs, k)
+    return steps
 
 
 def _before_horizon(sc: Scenario, wl: Workload) -> Workload:

@@ -18,7 +18,7 @@ from sim.engine.kernel.jit import NUMBA_ERROR, PACKAGE
 
 MODULES = ("layout", "heap", "cache_index", "step", "queues", "kv", "lifecycle", "plan", "advance", "route", "handoff",
            "loop",
-           "clients", "shared", "tally")
+           "clients", "shared", "tally", "verify")
 # the entry points each driver calls from Python (module, function): what must be compiled
 ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "pop_client"),
                 ("shared", "run_shared"), ("shared", "to_shared"), ("tally", "in_system"),
@@ -30,7 +30,8 @@ ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "p
                 ("handoff", "prefilled"), ("handoff", "fail"), ("loop", "reject"),  # the per-step driver's
                 ("plan", "plan_limited"), ("plan", "launch"), ("queues", "q_head"), ("kv", "peek_hits"),
                 ("plan", "admit"), ("kv", "grow"),  # a plug-in scheduler's
-                ("loop", "row_floor"), ("cache_index", "kc_rehash"))  # buffers, the prefix index
+                ("loop", "row_floor"), ("cache_index", "kc_rehash"),  # buffers, the prefix index
+                ("verify", "verify_chunk"))  # speculative decoding's draws
 
 COMPILE_NOTICE = "compiling the simulation engine for this machine (once; a minute or two)..."
 INTERPRET_NOTICE = ("the simulation engine is not compiled for this machine yet: this small run interprets it "

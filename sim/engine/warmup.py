@@ -68,13 +68,17 @@ def build_compiled() -> None:
     plug = [dict(WARM_UP["pools"][0], scheduler={"policy": f"{__name__}:_WarmUpScheduler"})]
     Simulation(parse(dict(WARM_UP, pools=plug))).run()
     # entry points a small run may not reach: the ledger taking rows as their buffer fills, the
-    # prefix index growing (called here on a fresh state: they change nothing there)
+    # prefix index growing, speculative draws (called here on a fresh state: they change nothing there)
     from sim.engine.arrays import prepare
     from sim.engine.compilation import compiled
 
     k = prepare(Simulation(parse(dict(WARM_UP, workload=wl, pools=pools, **WARM_UP_FACILITY))), compiled())
     k.m.row_floor(k.st)
     k.m.kc_rehash(k.rp.KC)
+    import numpy as np  # speculative decoding's draws (sim/engine/build.py), on an empty walk
+
+    none = np.zeros(0, np.int64)
+    k.m.verify_chunk(np.zeros(1), np.zeros(0, np.int32), np.zeros(0), none, none, np.zeros(4, np.int64), 3)
 
 
 def warm_up(report: Reporter | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,8 @@ def cmd_observe(args: argparse.Namespace) -> int:
         raise ScenarioError("--out", f"{out} is a file", "give a folder")
     model = args.model or sc.pools[0].model.id
     t = client.Target(args.url, model, args.timeout_s, args.max_inflight)
+    import asyncio  # (here: the CLI's other commands need not import it)
+
     why = asyncio.run(client.probe(t))
     if why is not None:
         raise ScenarioError("--url", f"{t.endpoint} did not answer a streamed completion ({why})",

@@ -150,9 +150,12 @@ class AutoscaledPool(Protocol):
     outstanding: int
     queued: int
     running: int
-    kv_used_frac: float
     arrivals_per_s: float
-    ttft_p90_s: float
+
+    @property
+    def kv_used_frac(self) -> float: ...
+    @property
+    def ttft_p90_s(self) -> float: ...
 
 
 class PowerReplica(Protocol):

@@ -24,6 +24,7 @@ The modules, lowest first (each imports only those above it):
 | `clients` | closed-loop clients: their sends merged with the replicas' events and deadlines |
 | `shared` | central_queue's loop in SimPy's event order |
 | `tally` | the ledger's walk over power rows, requests in the system |
+| `verify` | speculative decoding's verify steps drawn per sequence per step (at build) |
 
 Units: seconds, watts, joules, tokens, KV blocks.
 """
