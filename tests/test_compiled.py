@@ -610,3 +610,26 @@ def test_analytic_service_with_node_failures_on_both_drivers():
     sa = same(a, b)
     assert sa["node_failures"] > 10 and sa["requests_failed"] > 0
     assert sa["requests_completed"] + sa["requests_failed"] + sa["requests_rejected"] == 400
+
+
+def test_the_batch_arrays_start_narrow_and_widen_to_the_batches_reached(monkeypatch):
+    """The fast driver's batch arrays (CH, FH, PFIRST, PDONE) start one slot wide and widen when a
+    replica's next plan may need more (plan.batch_low, Kernel.grow): to the batches reached, not
+    max_batch_size, with the per-step driver's results bit for bit (it sizes them at once)."""
+    from sim.engine import arrays
+
+    widths: list[int] = []
+    widen = arrays.Kernel._widen
+
+    def spy(self):
+        before = int(self.st.rp.FH.shape[1])
+        widen(self)
+        if int(self.st.rp.FH.shape[1]) != before:  # (the per-step driver's are full width from the start)
+            widths.append(int(self.st.rp.FH.shape[1]))
+
+    monkeypatch.setattr(arrays.Kernel, "_widen", spy)
+    monkeypatch.setattr(arrays, "BATCH_ROWS", 1)
+    a, b = _pair(["workload.num_requests=1500", "workload.rate_per_s=24", 'router.policy="least_loaded"'])
+    same(a, b)
+    assert widths and 2 <= max(widths) < 256  # widened, and not to max_batch_size
+    assert widths == sorted(widths)

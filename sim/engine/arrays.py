@@ -33,6 +33,7 @@ class Kernel:
         # buffer is full between barriers (sim/engine/drivers/facility.py); None: the buffer grows
         self.rows_full: Callable[[], None] | None = None
         self._at: float | None = None  # a barrier reached, with no replica woken since
+        self.batch_full = int(st.rp.FH.shape[1])  # the widest batch the run can reach (prepare sets it)
 
     # --- the groups, and the arrays Python reads most ---
     @property
@@ -83,6 +84,34 @@ class Kernel:
         if self.kc_low():  # the prefix index: twice the entries
             self.st = self.st._replace(rp=self.st.rp._replace(KC=grown_index(self.st.rp.KC, self.m.kc_rehash)))
         self.st = self.st._replace(run=run._replace(tsf=tsf, tsi=tsi, PW=PW))
+        self._widen()
+
+    def _room(self) -> tuple[tuple[np.ndarray, ...], int]:
+        """What grow() can change: the growing buffers (compared by identity) and the power rows
+        held (the ledger takes rows in place: their count falls)."""
+        run, rp = self.st.run, self.st.rp
+        return (run.tsf, run.PW, rp.KC.E, rp.FH), int(run.GI[L.PB_N])
+
+    def _widen(self) -> None:
+        """The batch arrays at least twice as wide when some replica's next plan may need more
+        slots than they have (the kernel's plan.batch_low, over every replica), up to the widest
+        batch of the run."""
+        rp = self.st.rp
+        S, cap = rp.S, int(rp.FH.shape[1])
+        if cap >= self.batch_full:
+            return
+        reach = int(np.minimum(S[:, L.MAXB], S[:, L.NRUN] + S[S[:, L.QROW], L.QLEN]).max())
+        if reach <= cap:
+            return
+        w = min(self.batch_full, max(2 * cap, reach))
+
+        def wider(a: np.ndarray) -> np.ndarray:
+            out = np.zeros((a.shape[0], w) + a.shape[2:], a.dtype)
+            out[:, :cap] = a
+            return out
+
+        self.st = self.st._replace(rp=rp._replace(CH=wider(rp.CH), FH=wider(rp.FH), PFIRST=wider(rp.PFIRST),
+                                                  PDONE=wider(rp.PDONE), tmp=np.zeros(w, np.int64)))
 
     def room(self) -> None:
         """Room in the growing buffers for the rows a plan or a sleep writes."""
@@ -103,7 +132,11 @@ class Kernel:
             return
         loop = self.m.run_shared if self.central else self.m.run_closed if self.closed else self.m.run_until
         while loop(T, self.st) == L.TS_FULL:
+            bufs, rows = self._room()
             self.grow()
+            bufs_now, rows_now = self._room()
+            if rows_now == rows and all(a is b for a, b in zip(bufs_now, bufs, strict=True)):  # (none made: spins)
+                raise RuntimeError("internal error: the kernel's loop stopped for room its driver did not make")
         self._at = T
 
     # --- the facility's narrow interface and the drivers' transitions ---
@@ -253,7 +286,7 @@ def _network(sc: Any, reps: list, S: np.ndarray, n: int) -> Network:
 
 
 def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: Any) -> None:
-    """Each replica's rows of S, F and PC from its spec."""
+    """Each replica's rows of S and F from its spec, and its pool's row of PC (the perf constants)."""
     sc, wl = sim.sc, sim.wl
     pools = [p.name for p in sc.pools]
     net = sc.network
@@ -262,11 +295,11 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
         # the replica's key for its draws (kernel step.vary): seed and replica, hashed
         jseed = mix(seed_key ^ (r & 0xFFFFFFFF))
         if r and rep.pool is sim.replicas[r - 1].pool:  # a pool's replicas differ only in these
-            S[r], F[r], PC[r] = S[r - 1], F[r - 1], PC[r - 1]
+            S[r], F[r] = S[r - 1], F[r - 1]
             S[r, L.QROW] = r
             S[r, L.JSEED] = jseed
             continue
-        S[r, L.PIDX] = pools.index(rep.pool.name)
+        S[r, L.PIDX] = p = pools.index(rep.pool.name)
         S[r, L.QROW] = r
         S[r, [L.QH, L.QT, L.PH, L.PT, L.AH, L.AT, L.LH, L.LT, L.TLH, L.TLT, L.HOH, L.HOT]] = -1
         S[r, L.BS] = rep.block_size
@@ -286,10 +319,10 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
         if rep.service is not None:
             S[r, L.POL] = L.P_ANALYTIC
             S[r, L.MAXB] = 1
-            PC[r, IDLE_W] = rep.pool.hardware.idle_w
-            PC[r, F_MAX] = 1.0
+            PC[p, IDLE_W] = rep.pool.hardware.idle_w
+            PC[p, F_MAX] = 1.0
         else:
-            PC[r] = rep.perf.constants
+            PC[p] = rep.perf.constants
         F[r, L.HOST_W] = rep.host_w
         v = rep.pool.variability
         F[r, L.WT], F[r, L.JP], F[r, L.VLO], F[r, L.EK], F[r, L.WDEC] = 1.0, 1.0, 1.0, -1.0, 1.0
@@ -301,7 +334,7 @@ def _replica_rows(sim: Any, S: np.ndarray, F: np.ndarray, PC: np.ndarray, mix: A
             if v.warmup_factor > 0:  # (BORN = 0) the term is below 1e-6 from here on
                 F[r, L.WEND] = v.warmup_s * math.log(v.warmup_factor * 1e6) if v.warmup_factor * 1e6 > 1 else 0.0
         S[r, L.JSEED] = jseed
-        F[r, L.REST_W] = PC[r, IDLE_W] * S[r, L.TP] + rep.host_idle_w
+        F[r, L.REST_W] = PC[p, IDLE_W] * S[r, L.TP] + rep.host_idle_w
         if rep.pool.role == "prefill":  # disaggregation: prefill replicas hand off; KV transfers
             S[r, L.ROLE] = L.ROLE_PREFILL
         F[r, L.NIC] = rep.pool.accels * net.gbps * 1e9 / 8.0
@@ -428,20 +461,23 @@ def grown_index(KC: L.PrefixIndex, rehash: Any) -> L.PrefixIndex:
     return big
 
 
+BATCH_ROWS = 16  # the fast driver's first batch-array width (a replica's CH row: 256 B)
 # the power rows' first buffer: rows per replica, and at least ROWS_MIN (1.5 MB: the ledger takes
 # the rows each time it fills, a call from Python: a few replicas would fill 64 each too often)
 ROWS_PER_REPLICA, ROWS_MIN = 64, 1 << 16
 
 
-def prepare(sim: Any, m: Any) -> Kernel:
+def prepare(sim: Any, m: Any, batch_rows: int | None = None) -> Kernel:
     """The kernel's state for a run of `sim` (its replica specs, workload and router), in kernel
-    m (compiled or interpreted): every replica idle, nothing routed."""
+    m (compiled or interpreted): every replica idle, nothing routed. batch_rows: the batch
+    arrays' first width (the fast loops widen them as batches grow: plan.batch_low); None: the
+    widest batch at once (the per-step driver, whose plans are made from Python too)."""
     sc, wl, reps = sim.sc, sim.wl, sim.replicas
     R, n = len(reps), len(wl)
     central = sc.router.policy == "central_queue"  # one shared queue: row 0's
     S = np.zeros((R, L.N_S), np.int64)
     F = np.zeros((R, L.N_F), np.float64)
-    PC = np.zeros((R, N_PC), np.float64)
+    PC = np.zeros((len(sc.pools), N_PC), np.float64)
     _replica_rows(sim, S, F, PC, getattr(m.mix32, "py_func", m.mix32))
     if central:
         S[:, L.QROW] = 0
@@ -450,7 +486,8 @@ def prepare(sim: Any, m: Any) -> Kernel:
     outputs = sim.engine_output if sim.engine_output is not None else wl.output_tokens
     rq = _requests(sim, S, outputs)
     groups = int(rq.RQ[:, L.GRP].max()) + 1 if n and rq.RQ[:, L.GRP].max() >= 0 else 0
-    cap = max(1, min(int(S[:, L.MAXB].max()), n))  # no batch holds more sequences than the run has requests
+    full = max(1, min(int(S[:, L.MAXB].max()), n))  # no batch holds more sequences than the run has requests
+    cap = full if batch_rows is None else min(full, max(1, batch_rows))
     KC = prefix_index(groups * int(S[:, L.PB].max()), int(S[:, L.TOT].max()) if groups else 0)
     rp = Replicas(S, F, PC, np.zeros((R, cap, 2), np.int64), np.zeros((R, cap), np.int64),
                   np.zeros((R, int(S[:, L.BS].max())), np.int64), np.zeros((R, cap), np.int64),
@@ -472,7 +509,9 @@ def prepare(sim: Any, m: Any) -> Kernel:
                 float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf,
                 float(sc.workload.duration_s) if wl.clients and sc.workload.duration_s is not None else np.inf)
     clk.Df[L.DF_BATCH] = -1.0
-    return Kernel(State(rp, rq, run, rt, ho, net, clk), m, central)
+    k = Kernel(State(rp, rq, run, rt, ho, net, clk), m, central)
+    k.batch_full = full
+    return k
 
 
 def _placement(sim: Any, k: Kernel, RSN: np.ndarray) -> None:

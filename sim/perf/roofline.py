@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 ACT_BYTES = 2.0  # activations travel in bf16 in the TP all-reduces
 
 # A PerfModel's constants as one flat tuple (PerfModel.constants), in this order: what the step
-# formula below reads, and what the compiled engine keeps per replica (its PC[r, column]).
-PERF = Columns("PC", "float64", "a replica's step-formula constants (PerfModel.constants), PC[r, column]; "
+# formula below reads, and what the compiled engine keeps per pool (its PC[pool, column]).
+PERF = Columns("PC", "float64", "a pool's step-formula constants (PerfModel.constants), PC[pool, column]; "
              "per accelerator of its TP (or EP) group")
 W_FIXED = PERF.col("weight bytes every step reads: all but the routed experts, TP-split")
 KV_TOK = PERF.col("KV bytes read or written per context token")

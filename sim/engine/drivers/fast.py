@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sim.engine import arrays
 from sim.engine.arrays import finish, prepare
 from sim.engine.compilation import kernel_for
 from sim.engine.kernel.jit import NUMBA_ERROR
@@ -50,7 +51,7 @@ def supported(sc: Any, wl: Any) -> list[str]:
 def run(sim: Any) -> Any:
     """Run a Simulation (sim/engine/simulation.py) on the fast driver; its Result."""
     wall0 = time.perf_counter()
-    k = prepare(sim, kernel_for(len(sim.wl), sim.report))
+    k = prepare(sim, kernel_for(len(sim.wl), sim.report), batch_rows=arrays.BATCH_ROWS)
     drv = None
     if sim.fac is None:
         k.run_until(np.inf)

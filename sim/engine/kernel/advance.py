@@ -10,12 +10,12 @@ import numpy as np
 
 from sim.engine.kernel.jit import kernel
 from sim.engine.kernel.layout import (BIN_W, BS, BUSY, CAP, CTXB, DIT, DTF, DTU, EEND, ESTEP, FAC, FHLEN,
-                                      HOST_W, IDLE, NB, NCH, NDEC, NLRU, NPDONE, NPFIRST, PB_N, RSV,
+                                      HOST_W, IDLE, NB, NCH, NDEC, NLRU, NPDONE, NPFIRST, PB_N, PIDX, RSV,
                                       PW_R, PW_T, PW_W, QBLK, QLEN, QROW, ST, TOT, TP, TS_FULL, USED, VLO, WAKE,
                                       WSTEP)
 from sim.engine.kernel.cache_index import kc_low
 from sim.engine.kernel.lifecycle import commit, flush, sleep
-from sim.engine.kernel.plan import plan
+from sim.engine.kernel.plan import batch_low, plan
 from sim.perf.roofline import F_MAX
 from sim.engine.kernel.step import bin_energy, buffers_full, idle_until, perf_row, step_capped, step_uncapped, vary
 
@@ -51,7 +51,7 @@ def _decode_run(r, T, rp, run):
     e = F[r, EEND]
     top = rp.FH[r, 0] >> 32
     d = S[r, DIT]
-    pc = perf_row(rp.PC, r)  # (here: most calls return before any step)
+    pc = perf_row(rp.PC, S[r, PIDX])  # (here: most calls return before any step)
     ndec = S[r, NDEC]
     ctxb = S[r, CTXB]
     used = S[r, USED]
@@ -145,7 +145,7 @@ def advance(r, T, T_wake, rp, rq, run):
             F[r, NB] = np.inf
             return 0
         e = F[r, EEND]
-        if buffers_full(run) or kc_low(rp.KC):
+        if buffers_full(run) or kc_low(rp.KC) or batch_low(r, rp):
             return TS_FULL
         if st == WAKE:
             if e > T_wake:

@@ -6,7 +6,7 @@ functions take.
 A run's state is a few named groups of arrays (`Replicas`, `Requests`, `Run`, `Routing`,
 `Handoff`, `Network`, `Clock`, gathered in `State`); within an array a column is named by a
 constant declared here (sim/columns.py derives its index from the order of declaration). The
-per-replica perf constants `PC` are the step formula's and are declared beside it
+perf constants `PC` (a row per pool: its replicas share them) are the step formula's and are declared beside it
 (sim/perf/roofline.py: `PERF`); the facility ledger's state `L` beside the ledger
 (sim/facility/ledger.py: `LEDGER`). Units: seconds, watts, joules, tokens, KV blocks.
 """
@@ -249,7 +249,7 @@ class Replicas(NamedTuple):
 
     S: np.ndarray  # int64 [R, N_S]: REPLICA's columns
     F: np.ndarray  # float64 [R, N_F]: REPLICA_F's columns
-    PC: np.ndarray  # float64 [R, N_PC]: the step formula's constants (sim/perf/roofline.py PERF)
+    PC: np.ndarray  # float64 [pools, N_PC]: each pool's step-formula constants (PERF; a replica's: row S PIDX)
     CH: np.ndarray  # int64 [R, cap, 2]: the prefill chunks of the step in flight (CHUNK)
     FH: np.ndarray  # int64 [R, cap]: decoding sequences by when they finish, a min-heap of (step << 32) | request
     CNT: np.ndarray  # int64 [R, block size]: decoding sequences by RA mod block size (whose next token opens a block)

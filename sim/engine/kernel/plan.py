@@ -200,6 +200,17 @@ def plan_limited(r, now, max_batch, max_tokens, rp, rq):
     return nch, ndec
 
 
+@kernel(inline=True)
+def batch_low(r, rp):
+    """Whether replica r's batch arrays (CH, FH, PFIRST, PDONE, tmp: FH.shape[1] slots a replica)
+    may lack room for its next plan: the batch it can reach, max_batch_size or its running and
+    waiting requests if fewer, is more. The fast loops stop then (TS_FULL) and the driver widens
+    them (Kernel.grow): sized by the batches reached, not max_batch_size, a replica's arrays fit
+    in a page or two (100,000 replicas at max_batch_size 256 touched 1 GB of them)."""
+    S = rp.S
+    return min(S[r, MAXB], S[r, NRUN] + S[S[r, QROW], QLEN]) > rp.FH.shape[1]
+
+
 @kernel
 def plan(r, now, rp, rq, run):
     """Plan the next step at `now` with the replica's scheduler and start it. 1: a step is in
@@ -236,10 +247,11 @@ def launch(r, now, nch, ndec, rp, rq, run):
     n_seq = ndec + nch
     ctx = S[r, CTXB] + ndec * (S[r, DIT] + 1) if ndec else 0
     cap_w = F[r, CAP]
-    if cap_w == cap_w or rp.PC[r, F_MAX] < 1.0:  # a power cap (NaN: none) or a locked clock
-        dt, pw, dtu = step_capped(perf_row(rp.PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
+    pool = S[r, PIDX]  # (the perf constants are the pool's)
+    if cap_w == cap_w or rp.PC[pool, F_MAX] < 1.0:  # a power cap (NaN: none) or a locked clock
+        dt, pw, dtu = step_capped(perf_row(rp.PC, pool), ndec, ctx, p_tok, p_read, p_attn, n_seq, cap_w)
     else:
-        dt, pw = step_uncapped(perf_row(rp.PC, r), ndec, ctx, p_tok, p_read, p_attn, n_seq)
+        dt, pw = step_uncapped(perf_row(rp.PC, pool), ndec, ctx, p_tok, p_read, p_attn, n_seq)
         dtu = dt
     dt *= vary(r, now, S, F, p_tok > 0)
     if S[r, TPEND]:  # KV blocks loaded from the tier for requests admitted now (not clocked)

@@ -13,7 +13,7 @@ from sim.engine.kernel.layout import (D_ARR_SEQ, D_DEADLINE, D_ENTERED, D_NEXT, 
                                       RS_NO_CAPACITY, RST, SEQ, ST, STEP, TS_FULL, TS_N, WAKE)
 from sim.engine.kernel.lifecycle import commit, give_up, sleep, wake
 from sim.engine.kernel.loop import keep, reject
-from sim.engine.kernel.plan import plan
+from sim.engine.kernel.plan import batch_low, plan
 from sim.engine.kernel.queues import q_push, queue_key
 from sim.engine.kernel.route import arrival_check
 from sim.engine.kernel.step import idle_until
@@ -121,6 +121,9 @@ def run_shared(T, st):
                 D[D_SEQ] += 1
             continue
         r = who
+        if batch_low(r, rp):  # (nothing changed since the loop's top: resumed here after growing)
+            keep(D, Df, ai, D[D_STARTED], dj, entered, a_now)
+            return TS_FULL
         if S[r, ST] == WAKE:
             idle_until(r, best, rp.F, run)
         else:

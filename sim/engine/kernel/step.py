@@ -23,8 +23,9 @@ _capped = njit(cache=True)(_capped_with(_at_clock))  # the one bisection, over t
 
 @kernel(inline=True)
 def perf_row(PC, r):
-    """Replica r's perf constants as a tuple: a value, so passing it costs no reference counting
-    (an array view would, on every step). (The row's 29 columns, sim/perf/roofline.py PERF.)"""
+    """Row r of the perf constants (a pool's: a replica's is row S PIDX) as a tuple: a value, so
+    passing it costs no reference counting (an array view would, on every step). (The row's 29
+    columns, sim/perf/roofline.py PERF.)"""
     return (
         PC[r, 0],
         PC[r, 1],
