@@ -83,11 +83,20 @@ def _tree_pull(T, i):
 
 @kernel
 def _tree_set(T, q, v):
+    """Leaf q to v, and the nodes above it; a node whose value stays the same stops the walk
+    (nothing above it can change): most updates at a large fleet end a few levels up."""
     i = T.shape[0] // 2 + q
+    if T[i] == v:
+        return
     T[i] = v
     i >>= 1
     while i:
-        _tree_pull(T, i)
+        a = T[2 * i]
+        b = T[2 * i + 1]
+        m = a if a <= b else b
+        if T[i] == m:
+            return
+        T[i] = m
         i >>= 1
 
 
