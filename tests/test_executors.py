@@ -97,3 +97,28 @@ def test_a_run_that_raises_is_reported(monkeypatch):
     r = sweep(QUICK, "workload.rate_per_s=20:60:20", sets=["workload.num_requests=200"], workers=1, quiet=True)
     assert r["failed_runs"] == [{"variant": "base", "config": "workload.rate_per_s=40", "error": "RuntimeError: boom"}]
     assert [p.get("failed", False) for p in r["variants"]["base"]["points"]] == [False, True, False]
+
+
+def test_a_worker_running_other_code_refuses_the_task_in_one_line(monkeypatch):
+    """Each task carries the driver's code digest (every file under sim/): a worker whose own
+    differs (another commit installed there) returns an error naming both and the fix instead of
+    a result from other code; the same digest runs; the digest follows a change of any source."""
+    from sim.scenario.config import read_toml
+
+    raw = read_toml(Path(QUICK))
+    raw["workload"]["num_requests"] = 50
+    mine = study.code_digest()
+    r = study._safe_run(study.Task(raw, str(REPO / "scenarios"), 1, code="0" * 16))
+    assert r["error"].startswith("this worker (") and f"runs dcsim code {mine}, the driver {'0' * 16}" in r["error"]
+    assert "install the driver's commit on every worker" in r["error"]
+    ok = study._safe_run(study.Task(raw, str(REPO / "scenarios"), 1, code=mine))
+    assert "error" not in ok and ok["summary"]["requests_completed"] == 50
+    study.code_digest.cache_clear()  # a source changed on disk: another digest
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda p: real(p) + (b"#" if p.name == "study.py" else b""))
+    try:
+        assert study.code_digest() != mine
+    finally:
+        monkeypatch.undo()
+        study.code_digest.cache_clear()
+    assert study.code_digest() == mine

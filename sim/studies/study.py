@@ -5,6 +5,8 @@ aggregated in task order, so results do not depend on the number of workers.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -43,6 +45,22 @@ class Task:
     seed: int
     keep_latencies: bool = False
     keep_requests: bool = False  # return the whole per-request table (fleet cells merge them)
+    code: str = ""  # the driver's code_digest(): a worker running other code refuses the task ("": unchecked)
+
+
+@functools.cache
+def code_digest() -> str:
+    """A digest of this dcsim's code and data (every file under sim/ but bytecode): what a worker
+    checks against the driver's before it runs a task (a cluster's machines must run the same
+    commit; the package version alone does not change between commits)."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".nbi", ".nbc", ".lock"):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -158,7 +176,14 @@ def _jsonable(v: Any) -> Any:
 
 
 def _safe_run(task: Task) -> dict[str, Any]:
-    """run_task, with a failure turned into a result that says which run failed and why."""
+    """run_task, with a failure turned into a result that says which run failed and why; a task
+    from a driver running other code is refused (its results would not be the driver's)."""
+    if task.code and task.code != code_digest():
+        import socket
+
+        why = (f"this worker ({socket.gethostname()}) runs dcsim code {code_digest()}, the driver {task.code}: "
+               "install the driver's commit on every worker and restart them")
+        return {"error": why, "seed": task.seed}
     try:
         return run_task(task)
     except Exception as exc:  # noqa: BLE001 - reported per run, the study goes on
@@ -207,7 +232,8 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
         else:
             _execute_local(tasks, todo, workers, done, results)
     elif executor == "dask" or executor.startswith("tcp://"):
-        _execute_dask(tasks, todo, executor, workers, done)
+        code = code_digest()  # (each worker checks it: machines may run another commit)
+        _execute_dask([dataclasses.replace(t, code=code) for t in tasks], todo, executor, workers, done)
     else:
         raise ScenarioError("--executor", f"unknown executor {executor!r}", "use local, dask or tcp://HOST:PORT")
     bar.close()
