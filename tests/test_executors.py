@@ -122,3 +122,43 @@ def test_a_worker_running_other_code_refuses_the_task_in_one_line(monkeypatch):
         monkeypatch.undo()
         study.code_digest.cache_clear()
     assert study.code_digest() == mine
+
+
+@pytest.mark.slow
+def test_files_a_scenario_names_travel_with_its_tasks(tmp_path, monkeypatch):
+    """A trace and a plug-in router named by a scenario go to Dask workers by content (written
+    under the worker's DCSIM_FILES and checked against their SHA-256), so the results are the
+    local executor's, byte for byte; a task still runs once the driver's folder is gone, and a
+    damaged file is refused in one line."""
+    import shutil
+
+    from sim.studies.portable import MARK, bundle, localize
+
+    src = tmp_path / "driver"
+    src.mkdir()
+    (src / "trace.csv").write_text("arrival_s,prompt_tokens,output_tokens\n"
+                                   + "".join(f"{0.05 * i:.2f},{200 + 7 * i},{20 + i % 9}\n" for i in range(120)))
+    shutil.copy(REPO / "examples" / "bandwidth_router.py", src / "router.py")
+    (src / "s.toml").write_text('name = "t"\nseed = 1\n[workload]\narrival = "trace"\ntrace = "trace.csv"\n'
+                                '[[pools]]\nhardware = "h100-sxm"\nmodel = "llama-3.1-8b"\nreplicas = 2\n'
+                                '[router]\npolicy = "router.py:BandwidthWeighted"\n')
+    monkeypatch.setenv("DCSIM_FILES", str(tmp_path / "worker-files"))
+    rng = "pools.replicas=1:3:1"
+    local = sweep(str(src / "s.toml"), rng, workers=1, quiet=True)
+    dask = sweep(str(src / "s.toml"), rng, workers=2, quiet=True, executor="dask")
+    assert not local.get("failed_runs") and json.dumps(dask, sort_keys=True) == json.dumps(local, sort_keys=True)
+    assert len(list((tmp_path / "worker-files").rglob("*.py"))) == 1  # written once, by content
+
+    files: dict[str, bytes] = {}
+    raw = study.read_toml(src / "s.toml")
+    moved = bundle(raw, src, files)
+    assert moved["workload"]["trace"].startswith(MARK) and moved["router"]["policy"].endswith(":BandwidthWeighted")
+    assert len(files) == 2
+    shutil.rmtree(src)  # the driver's folder gone: the task carries what it needs
+    r = study._safe_run(study.Task(moved, str(src), 1), files)
+    assert "error" not in r and r["summary"]["requests_completed"] == 120
+    sha = next(iter(files))
+    bad = study._safe_run(study.Task(moved, str(src), 1), dict(files, **{sha: files[sha] + b"x"}))
+    assert "arrived damaged" in bad["error"]
+    with pytest.raises(ValueError, match="does not carry"):
+        localize(moved, {})

@@ -21,6 +21,7 @@ from sim.errors import ScenarioError, warn
 from sim.progress import Progress
 from sim.analysis.report_html import merged_status
 from sim.analysis.stats import mean_ci, paired_diff_ci
+from sim.studies.portable import named_file, bundle, localize
 
 METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
            "e2e_mean_s", "e2e_p50_s", "e2e_p99_s", "queue_mean_s", "throughput_output_tok_per_s",
@@ -111,22 +112,17 @@ def seed_stride(raw: dict[str, Any]) -> int:
 
 def _named_files(node: Any, base: Path, out: set[Path]) -> None:
     """Files a scenario names: string values that are paths to existing files (a "file.py:Class"
-    plug-in by its file), relative to the scenario's folder or absolute."""
+    plug-in by its file), relative to the scenario's folder or absolute (portable.named_file)."""
     if isinstance(node, dict):
         for v in node.values():
             _named_files(v, base, out)
     elif isinstance(node, list):
         for v in node:
             _named_files(v, base, out)
-    elif isinstance(node, str) and ("/" in node or "." in node) and len(node) < 4096:
-        for cand in (node, node.rpartition(":")[0]):
-            if cand:
-                p = Path(cand) if Path(cand).is_absolute() else base / cand
-                try:
-                    if p.is_file():
-                        out.add(p.resolve())
-                except OSError:
-                    pass
+    elif isinstance(node, str):
+        found = named_file(node, base)
+        if found is not None:
+            out.add(found[0])
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
@@ -175,9 +171,10 @@ def _jsonable(v: Any) -> Any:
     raise TypeError(f"{type(v).__name__} is not JSON serializable")
 
 
-def _safe_run(task: Task) -> dict[str, Any]:
+def _safe_run(task: Task, files: dict[str, bytes] | None = None) -> dict[str, Any]:
     """run_task, with a failure turned into a result that says which run failed and why; a task
-    from a driver running other code is refused (its results would not be the driver's)."""
+    from a driver running other code is refused (its results would not be the driver's). files:
+    the bytes of the files the task's scenario names, by content address (sim/studies/portable.py)."""
     if task.code and task.code != code_digest():
         import socket
 
@@ -185,6 +182,8 @@ def _safe_run(task: Task) -> dict[str, Any]:
                "install the driver's commit on every worker and restart them")
         return {"error": why, "seed": task.seed}
     try:
+        if files is not None:  # (from another machine: the files its scenario names, by content)
+            task = dataclasses.replace(task, raw=localize(task.raw, files))
         return run_task(task)
     except Exception as exc:  # noqa: BLE001 - reported per run, the study goes on
         return {"error": f"{type(exc).__name__}: {exc}", "seed": task.seed}
@@ -232,8 +231,11 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
         else:
             _execute_local(tasks, todo, workers, done, results)
     elif executor == "dask" or executor.startswith("tcp://"):
-        code = code_digest()  # (each worker checks it: machines may run another commit)
-        _execute_dask([dataclasses.replace(t, code=code) for t in tasks], todo, executor, workers, done)
+        # each task as it runs on another machine: the driver's code digest (each worker checks
+        # it) and the files its scenario names carried by content, not as this machine's paths
+        code, files = code_digest(), dict[str, bytes]()
+        tasks = [dataclasses.replace(t, code=code, raw=bundle(t.raw, Path(t.base_dir), files)) for t in tasks]
+        _execute_dask(tasks, todo, executor, workers, done, files)
     else:
         raise ScenarioError("--executor", f"unknown executor {executor!r}", "use local, dask or tcp://HOST:PORT")
     bar.close()
@@ -283,8 +285,9 @@ def _execute_local(tasks: Sequence[Task], todo: list[int], workers: int,
 
 
 def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers: int,
-                  done: Callable[[int, dict[str, Any]], None]) -> None:
-    """One Dask task per run; a worker that dies has its runs retried on another worker."""
+                  done: Callable[[int, dict[str, Any]], None], files: dict[str, bytes]) -> None:
+    """One Dask task per run; a worker that dies has its runs retried on another worker. The
+    files the scenarios name go to the cluster once each (scattered), not with every task."""
     try:
         from distributed import Client, LocalCluster, as_completed as dask_completed
     except ImportError:  # pragma: no cover
@@ -301,7 +304,8 @@ def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers
             raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
                                 "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
     try:
-        futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3)
+        shipped = client.scatter(files) if files else {}  # (a dict of futures: each worker gets the values)
+        futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3, files=shipped)
         index = {f.key: i for f, i in zip(futs, todo, strict=False)}
         for f in dask_completed(futs):
             done(index[f.key], f.result())
