@@ -162,3 +162,23 @@ def test_files_a_scenario_names_travel_with_its_tasks(tmp_path, monkeypatch):
     assert "arrived damaged" in bad["error"]
     with pytest.raises(ValueError, match="does not carry"):
         localize(moved, {})
+
+
+@pytest.mark.slow
+def test_a_task_that_kills_every_worker_is_one_line(tmp_path, capsys):
+    """A run whose worker dies at every try (here a plug-in that kills its own process: what the
+    kernel's out-of-memory killer does) ends the study with one line naming the run and the fix,
+    not distributed's KilledWorker traceback."""
+    from sim.cli import main
+
+    (tmp_path / "killer.py").write_text("import os, signal\n\n\nclass Killer:\n"
+                                        "    def choose(self, request, replicas):\n"
+                                        "        os.kill(os.getpid(), signal.SIGKILL)\n")
+    (tmp_path / "s.toml").write_text('name = "k"\nseed = 1\n[workload]\narrival = "poisson"\nrate_per_s = 5.0\n'
+                                     'num_requests = 20\nprompt_tokens = 100\noutput_tokens = 10\n[[pools]]\nhardware = "h100-sxm"\n'
+                                     'model = "llama-3.1-8b"\nreplicas = 2\n[router]\npolicy = "killer.py:Killer"\n')
+    rc = main(["sweep", str(tmp_path / "s.toml"), "--range", "workload.rate_per_s=5:10:5", "--executor", "dask",
+               "--workers", "1", "--quiet"])
+    assert rc == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "Dask workers died running run" in err[0] and "--memory-limit" in err[0], err

@@ -307,12 +307,29 @@ def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers
         shipped = client.scatter(files) if files else {}  # (a dict of futures: each worker gets the values)
         futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3, files=shipped)
         index = {f.key: i for f, i in zip(futs, todo, strict=False)}
-        for f in dask_completed(futs):
+        for f in dask_completed(futs, raise_errors=False):
+            if f.status != "finished" and _lost(f):
+                raise ScenarioError("--executor", f"Dask workers died running run {index[f.key] + 1} of {len(tasks)}, "
+                                    "at every try (out of memory?)", "give the workers more memory (dask worker "
+                                    "--memory-limit, fewer --nworkers a machine) or run less per task; with --out, "
+                                    "--resume keeps what finished")
             done(index[f.key], f.result())
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _lost(f: Any) -> bool:
+    """Whether a Dask future ended without a result because its workers died (KilledWorker after
+    the scheduler's tries, or cancelled once the scheduler forgot it), not by an error of its own
+    (_safe_run returns those as results)."""
+    if f.status == "cancelled":
+        return True
+    try:
+        return type(f.exception()).__name__ == "KilledWorker"
+    except Exception:  # noqa: BLE001 - a future in any other state: not a lost worker
+        return False
 
 
 def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
