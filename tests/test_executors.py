@@ -175,8 +175,9 @@ def test_a_task_that_kills_every_worker_is_one_line(tmp_path, capsys):
                                         "    def choose(self, request, replicas):\n"
                                         "        os.kill(os.getpid(), signal.SIGKILL)\n")
     (tmp_path / "s.toml").write_text('name = "k"\nseed = 1\n[workload]\narrival = "poisson"\nrate_per_s = 5.0\n'
-                                     'num_requests = 20\nprompt_tokens = 100\noutput_tokens = 10\n[[pools]]\nhardware = "h100-sxm"\n'
-                                     'model = "llama-3.1-8b"\nreplicas = 2\n[router]\npolicy = "killer.py:Killer"\n')
+                                     'num_requests = 20\nprompt_tokens = 100\noutput_tokens = 10\n[[pools]]\n'
+                                     'hardware = "h100-sxm"\nmodel = "llama-3.1-8b"\nreplicas = 2\n[router]\n'
+                                     'policy = "killer.py:Killer"\n')
     rc = main(["sweep", str(tmp_path / "s.toml"), "--range", "workload.rate_per_s=5:10:5", "--executor", "dask",
                "--workers", "1", "--quiet"])
     assert rc == 2
