@@ -27,13 +27,14 @@ class Kernel:
     """A run's kernel state (`st`, the named groups) in kernel `m` (compiled or interpreted), and
     the transitions drivers and the facility make through it."""
 
-    def __init__(self, st: State, m: Any, central: bool) -> None:
+    def __init__(self, st: State, m: Any, central: bool, batch_full: int | None = None) -> None:
         self.st, self.m, self.central = st, m, central
         # the facility's ledger taking the power rows no replica can precede any more, when their
         # buffer is full between barriers (sim/engine/drivers/facility.py); None: the buffer grows
         self.rows_full: Callable[[], None] | None = None
         self._at: float | None = None  # a barrier reached, with no replica woken since
-        self.batch_full = int(st.rp.FH.shape[1])  # the widest batch the run can reach (prepare sets it)
+        # the widest batch the run can reach: the batch arrays widen up to it (default: as wide already)
+        self.batch_full = int(st.rp.FH.shape[1]) if batch_full is None else batch_full
 
     # --- the groups, and the arrays Python reads most ---
     @property
@@ -509,9 +510,7 @@ def prepare(sim: Any, m: Any, batch_rows: int | None = None) -> Kernel:
                 float(sc.workload.timeout_s) if sc.workload.timeout_s is not None else np.inf,
                 float(sc.workload.duration_s) if wl.clients and sc.workload.duration_s is not None else np.inf)
     clk.Df[L.DF_BATCH] = -1.0
-    k = Kernel(State(rp, rq, run, rt, ho, net, clk), m, central)
-    k.batch_full = full
-    return k
+    return Kernel(State(rp, rq, run, rt, ho, net, clk), m, central, full)
 
 
 def _placement(sim: Any, k: Kernel, RSN: np.ndarray) -> None:

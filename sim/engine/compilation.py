@@ -17,8 +17,7 @@ import sim.engine.kernel as _pkg
 from sim.engine.kernel.jit import NUMBA_ERROR, PACKAGE
 
 MODULES = ("layout", "heap", "cache_index", "step", "queues", "kv", "lifecycle", "plan", "advance", "route", "handoff",
-           "loop",
-           "clients", "shared", "tally", "verify")
+           "loop", "clients", "shared", "tally", "verify")
 # the entry points each driver calls from Python (module, function): what must be compiled
 ENTRY_POINTS = (("loop", "run_until"), ("clients", "run_closed"), ("clients", "pop_client"),
                 ("shared", "run_shared"), ("shared", "to_shared"), ("tally", "in_system"),

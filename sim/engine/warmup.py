@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 from sim.engine.simulation import Simulation
 from sim.progress import Reporter
 from sim.scenario.config import parse
@@ -75,9 +77,7 @@ def build_compiled() -> None:
     k = prepare(Simulation(parse(dict(WARM_UP, workload=wl, pools=pools, **WARM_UP_FACILITY))), compiled())
     k.m.row_floor(k.st)
     k.m.kc_rehash(k.rp.KC)
-    import numpy as np  # speculative decoding's draws (sim/engine/build.py), on an empty walk
-
-    none = np.zeros(0, np.int64)
+    none = np.zeros(0, np.int64)  # speculative decoding's draws (sim/engine/build.py), on an empty walk
     k.m.verify_chunk(np.zeros(1), np.zeros(0, np.int32), np.zeros(0), none, none, np.zeros(4, np.int64), 3)
 
 
