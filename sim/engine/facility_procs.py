@@ -27,14 +27,12 @@ from sim.registry import MANAGERS
 from sim.rng import stream
 
 
-def start_facility(sim: Any) -> None:
+def start_facility(sim: Any, site: bool = True) -> None:
+    """The facility's processes on sim's environment. site=False: a cell of a coupled site
+    (sim/studies/site.py), whose sources and manager are the site's (its facility has no
+    sources): its nodes, commissioning and autoscalers."""
     env, fac = sim.env, sim.fac
-    for s in fac.sources:
-        if s.kind == "gas_turbine" and s.mtbf_h:
-            for u in range(s.units):
-                env.process(_turbine(sim, s, u))
-        for t in s.trip_at_s:
-            env.process(_scheduled_trip(sim, s, t))
+    start_sources(sim)
     if fac.failures.node_mtbf_h and sim.graph is not None:
         for node, data in sim.graph.nodes(data=True):
             if data.get("kind") == "node":
@@ -48,9 +46,21 @@ def start_facility(sim: Any) -> None:
             for r in reps:
                 r.begin_commissioning()
             env.process(_commission(sim, reps, t.commission_s))
-    if fac.tents:
+    if fac.tents and site:
         env.process(_manager(sim))
     start_autoscalers(sim)
+
+
+def start_sources(sim: Any) -> None:
+    """The sources' processes: turbines' random trips and repairs, scheduled trips. `sim` has
+    env, end, fac, sc.seed, units_up, supply_drops, trip_marks and ledger (a run's facility
+    host, or a coupled site's: sim/studies/site.py)."""
+    for s in sim.fac.sources:
+        if s.kind == "gas_turbine" and s.mtbf_h:
+            for u in range(s.units):
+                sim.env.process(_turbine(sim, s, u))
+        for t in s.trip_at_s:
+            sim.env.process(_scheduled_trip(sim, s, t))
 
 
 def _turbine(sim, src, unit: int):
@@ -111,6 +121,33 @@ def _commission(sim, reps, at_s: float):
         r.end_commissioning()
 
 
+def replica_index(index: Any, n: int, method: str) -> int:
+    """A replica index a manager passed, checked (a plug-in's argument, on every call)."""
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
+        raise ScenarioError("facility.manager.policy", f"{method}() was given replica {index!r} of {n}",
+                            "pass a replica's index (fac.replicas[k].index)")
+    return int(index)
+
+
+def cap_value(w_per_accel: Any) -> float | None:
+    """A per-accelerator cap a manager passed, checked: a finite power > 0, or None."""
+    if w_per_accel is not None and (isinstance(w_per_accel, bool) or not isinstance(w_per_accel, (int, float,
+                                    np.number)) or not math.isfinite(w_per_accel) or w_per_accel <= 0):
+        raise ScenarioError("facility.manager.policy", f"set_cap() was given {w_per_accel!r} W per accelerator",
+                            "pass a finite power > 0, or None for no cap")
+    return None if w_per_accel is None else float(w_per_accel)
+
+
+def live_supply_w(fac: Any, led: Any, units_up: dict[str, int]) -> float:
+    """What the manager may plan on: the sources' supply less the spinning reserve, and with
+    ramp-limited turbines no more than they can follow by the next decision (their output, the
+    step they take at once and one interval's ramp)."""
+    supply = fac.supply_w(units_up) - fac.reserve_w(units_up)  # N+k: the reserve stays spare
+    if led.ramp_on and led.gen_w == led.gen_w:
+        supply = min(supply, led.gen_w + led.step_w + led.ramp_w_s * fac.interval_s + led.base_w)
+    return supply
+
+
 class FacilityView:
     """The narrow interface a power-manager policy acts through (sim/policies/managers.py)."""
 
@@ -150,19 +187,11 @@ class FacilityView:
 
     def _replica(self, index: Any, method: str) -> Any:
         """The replica a manager names, checked (a plug-in's argument, on every call)."""
-        n = len(self._sim.replicas)
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= int(index) < n:
-            raise ScenarioError("facility.manager.policy", f"{method}() was given replica {index!r} of {n}",
-                                "pass a replica's index (fac.replicas[k].index)")
-        return self._sim.replicas[int(index)]
+        return self._sim.replicas[replica_index(index, len(self._sim.replicas), method)]
 
     def set_cap(self, index: int, w_per_accel: float | None) -> None:
         rep = self._replica(index, "set_cap")
-        if w_per_accel is not None and (isinstance(w_per_accel, bool) or not isinstance(w_per_accel, (int, float,
-                                        np.number)) or not math.isfinite(w_per_accel) or w_per_accel <= 0):
-            raise ScenarioError("facility.manager.policy", f"set_cap() was given {w_per_accel!r} W per accelerator",
-                                "pass a finite power > 0, or None for no cap")
-        rep.cap_w = None if w_per_accel is None else float(w_per_accel)
+        rep.cap_w = cap_value(w_per_accel)
 
     def drain(self, index: int) -> None:
         self._replica(index, "drain").drain()
@@ -183,10 +212,7 @@ def _manager(sim):
         now = env.now
         for k, t in enumerate(fac.tents):
             led.set_pue(k, t.pue(now), now)
-        supply = fac.supply_w(sim.units_up) - fac.reserve_w(sim.units_up)  # N+k: the reserve stays spare
-        if led.ramp_on and led.gen_w == led.gen_w:  # ramp-aware: no more than the units can follow
-            # by the next decision: their output, the step they take at once and one interval's ramp
-            supply = min(supply, led.gen_w + led.step_w + led.ramp_w_s * fac.interval_s + led.base_w)
+        supply = live_supply_w(fac, led, sim.units_up)
         # The battery bridges a shortfall (a trip, a ramp the turbines cannot follow) while the
         # manager brings the load down to what the sources sustain; counted as supply, it would
         # raise every cap until it ran empty and leave nothing for the trip it is sized for.

@@ -165,20 +165,7 @@ class Simulation:
             self.graph = build_graph(fac, self.sc.pools, [tents[k] for k in
                                                           [placement[sum(p.replicas for p in self.sc.pools[:i])]
                                                            for i in range(len(self.sc.pools))]])
-            self.ledger.supply_w = fac.supply_w({})
-            led = self.ledger
-            led.sources = fac.sources
-            bats = [s for s in fac.sources if s.kind == "battery"]
-            for s in bats:
-                led.battery_w += s.unit_mw * 1e6
-                led.battery_j += s.energy_mwh * 3.6e9
-                led.battery_mwh += s.energy_mwh
-                led.charge_w += s.charge_mw * 1e6
-            led.battery_cap_j = led.battery_j
-            if bats:  # one pooled battery: the capacity-weighted efficiency
-                led.charge_eff = sum(s.round_trip_efficiency * s.energy_mwh for s in bats) / led.battery_mwh
-            led.ramp_on = fac.ramp_limited
-            led.follow_cap_w, led.ramp_w_s, led.step_w, led.base_w, led.min_gen_w = fac.follow({})
+            self.ledger.attach_sources(fac)
         self.units_up = {s.name: s.units for s in fac.sources if s.kind == "gas_turbine"} if fac is not None else {}
 
     def request_model(self, i: int) -> str:

@@ -237,6 +237,23 @@ class Ledger:
         self.source_samples: list[list[float]] = []
         self.tent_samples: list[list[float]] = []
 
+    def attach_sources(self, fac: Facility) -> None:
+        """The supply side of `fac`: its sources' live supply, the batteries pooled, the turbines'
+        ramp model (every unit up)."""
+        self.supply_w = fac.supply_w({})
+        self.sources = fac.sources
+        bats = [s for s in fac.sources if s.kind == "battery"]
+        for s in bats:
+            self.battery_w += s.unit_mw * 1e6
+            self.battery_j += s.energy_mwh * 3.6e9
+            self.battery_mwh += s.energy_mwh
+            self.charge_w += s.charge_mw * 1e6
+        self.battery_cap_j = self.battery_j
+        if bats:  # one pooled battery: the capacity-weighted efficiency
+            self.charge_eff = sum(s.round_trip_efficiency * s.energy_mwh for s in bats) / self.battery_mwh
+        self.ramp_on = fac.ramp_limited
+        self.follow_cap_w, self.ramp_w_s, self.step_w, self.base_w, self.min_gen_w = fac.follow({})
+
     def _advance(self, t: float) -> None:
         apply_rows(self.L, self.rep_w, self.tent_of, self.tent_it_w, self.pue_of, (), (), (), 0, 0, t)
 

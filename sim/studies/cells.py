@@ -112,22 +112,51 @@ class FleetConfig:
     """[fleet]: cells of the scenario's router and pools, a global balancer splitting arrivals
     across them by weight."""
 
-    simulate_per_kind: int = key(2, "cells simulated of each kind; the rest are inferred", positive=True)
-    power_bus: str = key("none", "\"shared\": the cells share the site's [facility] at their share",
-                         choices=("none", "shared"))
+    simulate_per_kind: int | None = key(None, "cells simulated of each kind, the rest inferred (power_bus "
+                                        "\"none\" or \"split\"; a coupled site simulates every cell)",
+                                        positive=True, kind=int, doc_default="2 (every cell when \"shared\")")
+    power_bus: str = key("none", "\"shared\": every cell on the site's one [facility], coupled in lockstep "
+                         "windows (sim/studies/site.py); \"split\": each simulated cell with its share of "
+                         "the facility, the site's figures extrapolated", choices=("none", "shared", "split"))
+    window_s: float | None = key(None, "a coupled site's lockstep window (the site's facility acts on the "
+                                 "cells' summed draw at each window's end)", positive=True, unit="s", kind=float,
+                                 doc_default="the power manager's interval_s")
+    bin_s: float = key(0.01, "a coupled site's draw resolution: each cell's IT draw integrated over bins of "
+                       "this width (the site's peak, ramps and time over the supply see bin means)",
+                       positive=True, unit="s")
     cells: tuple[CellKind, ...] = key(REQUIRED, "[[fleet.cells]]", kind=list, parse=_cells)
 
 
-def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+def fleet_config(raw: dict[str, Any]) -> FleetConfig:
+    """[fleet], validated (naming the field)."""
     fc = read(FleetConfig, raw["fleet"], "fleet")
-    if fc.power_bus == "shared" and "facility" not in raw:
-        raise ScenarioError("fleet.power_bus", "\"shared\" needs the site's [facility]",
-                            "declare [facility] or remove it")
+    if fc.power_bus != "none" and "facility" not in raw:
+        raise ScenarioError("fleet.power_bus", f"{fc.power_bus!r} needs the site's [facility]",
+                            "declare [facility] or remove power_bus")
     if not fc.cells:
         raise ScenarioError("fleet.cells", "empty", "add at least one [[fleet.cells]]")
+    if fc.power_bus == "shared" and fc.simulate_per_kind is not None:
+        few = [c for c in fc.cells if c.count > fc.simulate_per_kind]
+        if few:
+            raise ScenarioError("fleet.simulate_per_kind", f"a coupled site (power_bus = \"shared\") simulates "
+                                f"every cell; {fc.simulate_per_kind} of {few[0].name}'s {few[0].count} would leave "
+                                "the rest's draw off the bus", "remove simulate_per_kind, or set power_bus = "
+                                "\"split\" (cells sampled at their shares; the site's figures extrapolated)")
+    if fc.power_bus != "shared" and (fc.window_s is not None or "bin_s" in raw["fleet"]):
+        raise ScenarioError("fleet.window_s" if fc.window_s is not None else "fleet.bin_s",
+                            "only a coupled site (power_bus = \"shared\") has windows and bins",
+                            "remove it, or set power_bus = \"shared\"")
+    return fc
+
+
+def parse_fleet(raw: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    fc = fleet_config(raw)
     kinds = [{"name": c.name, "count": c.count, "weight": c.weight, "set": list(c.set), "bus": fc.power_bus}
              for c in fc.cells]
-    return kinds, fc.simulate_per_kind
+    per_kind = fc.simulate_per_kind or 2
+    if fc.power_bus == "shared":
+        per_kind = max(c.count for c in fc.cells)
+    return kinds, per_kind
 
 
 
@@ -154,7 +183,7 @@ def fleet_cells(raw: dict[str, Any], base_dir: Path, seed: int | None = None) ->
     cells, cell_id = [], 0
     for kind in kinds:  # (only the simulated cells are visited: a kind may count billions)
         r = site_share(apply_overrides(copy.deepcopy(base), list(kind["set"])), kind["weight"] / total_w,
-                       kind["bus"] == "shared")
+                       kind["bus"] == "split")
         sc = parse(r, base_dir)  # fail fast, naming the field
         for j in range(min(per_kind, kind["count"])):
             cells.append(Cell(r, seed0 + cell_id + j, kind["name"], cell_id + j, sc))
@@ -229,7 +258,7 @@ def fleet_summary(path: str, cells: list[Cell], kinds: list[dict], n_cells: int,
     out["fleet_usd_per_mtok"] = cost_h / (tok_s * 3600 / 1e6) if tok_s and not unpriced else None
     if slo:  # requests meeting the SLO, weighted by cells (cells of a kind serve alike)
         out["fleet_slo_attainment"] = sum(a * n for a, n in slo) / sum(n for _, n in slo)
-    if any(k["bus"] == "shared" for k in kinds) or power["energy_j"]:
+    if any(k["bus"] == "split" for k in kinds) or power["energy_j"]:
         out.update({f"fleet_{k}": v for k, v in power.items()})
         out.update({k: (float(np.max(v)) if v else 0.0) for k, v in over.items()})  # the worst simulated cell
         out["fleet_requests_lost_to_power"] = lost  # shed while over the supply (inferred over the cells)
@@ -240,6 +269,10 @@ def fleet_summary(path: str, cells: list[Cell], kinds: list[dict], n_cells: int,
     out["instability"] = next((r["summary"].get("instability") for r in res
                                if r["summary"].get("stable") is False), None)
     out["calibration_status"] = {k: v for r in res for k, v in (r["summary"].get("calibration_status") or {}).items()}
+    out["power_bus"] = kinds[0]["bus"] if kinds else "none"
+    out["extrapolated"] = ([k for k in out if k.startswith("fleet_") or k in ("power_limit_exceeded_s",
+                                                                                "ramp_limit_exceeded_s")]
+                           if len(cells) < n_cells else [])
     out["inference"] = ("each kind's totals = mean over its simulated cells x its count; each cell's steady-state "
                         "rates (the drain after its last arrival not counted); percentiles from the merged "
                         "requests of the simulated cells")

@@ -24,7 +24,8 @@ import numpy as np
 
 from sim.scenario.config import apply_overrides
 from sim.studies.cells import (  # noqa: F401 - the fleet's data, named here too
-    POWER_REASONS, CellKind, FleetConfig, fleet_cells, fleet_summary, parse_fleet, share_facility, site_share)
+    POWER_REASONS, CellKind, FleetConfig, fleet_cells, fleet_config, fleet_summary, parse_fleet, share_facility,
+    site_share)
 from sim.studies.study import Task, execute
 
 
@@ -37,6 +38,15 @@ def run_fleet(path: str | Path, sets: list[str] | None = None, workers: int | No
 
     p = Path(path)
     raw = apply_overrides(read_toml(p), list(sets or []))
+    if fleet_config(raw).power_bus == "shared":  # every cell, coupled on the site's bus
+        from sim.studies.coupled import run_coupled
+
+        out = run_coupled(raw, p.parent, None, workers, executor, None if out_dir is None else str(out_dir),
+                          quiet=quiet)
+        out["scenario"] = str(path)
+        if out_dir is not None:
+            out["requests_dataset"] = "requests/"  # partitioned by cell: requests/cell=<id>/part-0.parquet
+        return out
     cells, kinds, n_cells = fleet_cells(raw, p.parent)
     tasks = [Task(c.raw, str(p.parent), c.seed, keep_latencies=True, keep_requests=out_dir is not None)
              for c in cells]
@@ -87,13 +97,20 @@ def table_fleet(rep: dict[str, Any]) -> str:
                 else ""))
     L.append(f"  latency (merged simulated cells): TTFT p50 {rep['ttft_p50_s']:.3g} s, p99 {rep['ttft_p99_s']:.3g} s; "
              f"TPOT p50 {rep['tpot_p50_s']:.3g} s, p99 {rep['tpot_p99_s']:.3g} s")
+    coupled = rep.get("power_bus") == "shared"
     if "fleet_facility_power_mean_w" in rep:
+        peak = "site peak" if coupled else "peak of cells at most"
         L.append(
-            f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW (peak of cells at most "
+            f"  power: facility mean {rep['fleet_facility_power_mean_w'] / 1e6:,.1f} MW ({peak} "
             f"{rep['fleet_facility_power_peak_w'] / 1e6:,.1f} MW), energy {energy_text(rep['fleet_energy_j'])}, "
             f"{(rep['fleet_tokens_per_kwh'] or 0):,.0f} output tokens/kWh; over the supply "
             f"{rep['power_limit_exceeded_s']:.1f} s, short while ramping {rep['ramp_limit_exceeded_s']:.1f} s "
-            f"(worst cell); requests shed for power {rep['fleet_requests_lost_to_power']:,.0f}"
-        )
+            f"({'the site' if coupled else 'worst cell'}); requests shed for power "
+            f"{rep['fleet_requests_lost_to_power']:,.0f}"
+            + (f"; battery gave {energy_text(rep['fleet_battery_used_j'])}, {rep['supply_drops']} trips"
+               if coupled else ""))
+    if coupled:
+        L.append(f"  coupled: {rep['window_s']:g} s windows, draw in {rep['bin_s']:g} s bins, {rep['blocks']} "
+                 f"block(s) of cells; percentiles {rep['percentiles']}")
     L.append(f"  inferred: {rep['inference']}")
     return "\n".join(L)

@@ -284,25 +284,31 @@ def _execute_local(tasks: Sequence[Task], todo: list[int], workers: int,
             warn("--workers", f"a worker process died; {len(left)} runs go to a new pool", "")
 
 
+def dask_client(executor: str, workers: int) -> tuple[Any, Any]:
+    """(a Dask client, its LocalCluster or None): "dask" starts a LocalCluster on loopback with
+    `workers` single-threaded worker processes; "tcp://HOST:PORT" connects to a scheduler."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover
+        raise ScenarioError("--executor", "Dask is not installed", "pip install 'dcsim[dask]'") from None
+    if executor == "dask":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return Client(executor, timeout=DASK_CONNECT_S), None
+    except (OSError, TimeoutError) as exc:
+        raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
+                            "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
+
+
 def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers: int,
                   done: Callable[[int, dict[str, Any]], None], files: dict[str, bytes]) -> None:
     """One Dask task per run; a worker that dies has its runs retried on another worker. The
     files the scenarios name go to the cluster once each (scattered), not with every task."""
-    try:
-        from distributed import Client, LocalCluster, as_completed as dask_completed
-    except ImportError:  # pragma: no cover
-        raise ScenarioError("--executor", "Dask is not installed", "pip install 'dcsim[dask]'") from None
-    cluster = None
-    if executor == "dask":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(executor, timeout=DASK_CONNECT_S)
-        except (OSError, TimeoutError) as exc:
-            raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
-                                "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
+    from distributed import as_completed as dask_completed
+
+    client, cluster = dask_client(executor, workers)
     try:
         shipped = client.scatter(files) if files else {}  # (a dict of futures: each worker gets the values)
         futs = client.map(_safe_run, [tasks[i] for i in todo], pure=False, retries=3, files=shipped)

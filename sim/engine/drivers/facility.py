@@ -302,8 +302,9 @@ class FacilityDriver:
             self.host.poke(r)
 
     # --- the run ------------------------------------------------------------------------------
-    def _ended(self) -> float | None:
-        """If every request has arrived and left: when the last one left (the run ends then)."""
+    def _ended(self, clock: bool = True) -> float | None:
+        """If every request has arrived and left: when the last one left (the run ends then; with
+        `clock`, not before the kernel's clock)."""
         k = self.kernel
         n = len(k.rq.arr)
         if not k.sending_over():
@@ -322,7 +323,7 @@ class FacilityDriver:
         self._live_from = n
         gone = (st == COMPLETED) | (st == FAILED)
         t_last = float(k.rq.FIN[gone].max()) if gone.any() else 0.0
-        return max(float(k.st.clk.Df[DF_NOW]), t_last)
+        return max(float(k.st.clk.Df[DF_NOW]), t_last) if clock else t_last
 
     def run(self) -> None:
         from sim.engine.facility_procs import start_facility

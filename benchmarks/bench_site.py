@@ -1,0 +1,131 @@
+"""A coupled site against the same site as one monolithic simulation, and the old sampled way.
+
+The site is scenarios/tent_200mw.toml at `cells` of its 2,200 cells (its load and its facility at
+that share), with the turbine trip at a third of the run: as one simulation holding every
+replica on one bus (the monolith: one router, one manager, one ledger), as a coupled fleet
+(power_bus = "shared": every cell its own simulation, the site's facility on their summed
+draw) and as the sampled fleet (power_bus = "split": 2 cells at their shares, extrapolated).
+
+Usage: python benchmarks/bench_site.py [--cells 24,34] [--duration 900] [--workers 1]
+                                        [--out benchmarks/results/site.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sim.analysis.metrics import summarize  # noqa: E402
+from sim.engine.simulation import Simulation  # noqa: E402
+from sim.scenario.config import parse, read_toml  # noqa: E402
+from sim.studies.cells import site_share  # noqa: E402
+from sim.studies.fleet import run_fleet  # noqa: E402
+
+KEYS = {"facility_power_peak_w": "fleet_facility_power_peak_w", "facility_power_mean_w": "fleet_facility_power_mean_w",
+        "battery_used_j": "fleet_battery_used_j", "ramp_limit_exceeded_s": "ramp_limit_exceeded_s",
+        "power_limit_exceeded_s": "power_limit_exceeded_s", "slo_attainment": "fleet_slo_attainment"}
+BIN_S: float | None = None  # (an experiment: the coupled runs at another bin_s)
+TOL = {"facility_power_peak_w": 0.02, "facility_power_mean_w": 0.01, "battery_used_j": 0.10,
+       "ramp_limit_exceeded_s": 0.20, "slo_attainment": 0.005}  # slo: points (absolute)
+
+
+def site(cells: int, duration_s: float, trip: bool = True, bus: str = "shared") -> dict:
+    """tent_200mw.toml at `cells` of its cells: load and facility at that share."""
+    raw = read_toml(REPO / "scenarios" / "tent_200mw.toml")
+    total = raw["fleet"]["cells"][0]["count"]
+    raw["workload"]["duration_s"] = duration_s
+    src = raw["facility"]["sources"][0]
+    if trip:
+        src["trip_at_s"] = [duration_s / 3]
+        src["trip_repair_s"] = duration_s / 3
+    else:
+        src.pop("trip_at_s", None)
+    raw = site_share(raw, cells / total)
+    raw["fleet"]["cells"][0]["count"] = cells
+    raw["fleet"]["power_bus"] = bus
+    if bus == "shared" and BIN_S:
+        raw["fleet"]["bin_s"] = BIN_S
+    raw["fleet"].pop("simulate_per_kind", None)
+    if bus == "split":
+        raw["fleet"]["simulate_per_kind"] = 2
+    return raw
+
+
+def monolith(raw: dict, cells: int) -> dict:
+    """Every cell's replicas as one pool on the bus: one simulation, router, manager, ledger."""
+    r = copy.deepcopy(raw)
+    r.pop("fleet")
+    r["pools"][0]["replicas"] *= cells
+    t0 = time.perf_counter()
+    s = summarize(Simulation(parse(r, REPO / "scenarios")).run())
+    out = {k: s.get(k) for k in KEYS}
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def fleet(raw: dict, tmp: Path, workers: int) -> dict:
+    import tomli_w
+
+    path = tmp / f"site_{raw['fleet']['power_bus']}.toml"
+    path.write_text(tomli_w.dumps(raw))
+    t0 = time.perf_counter()
+    f = run_fleet(path, workers=workers)
+    out = {k: f.get(v) for k, v in KEYS.items()}
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def errors(got: dict, ref: dict) -> dict:
+    e = {}
+    for k in KEYS:
+        a, b = got.get(k), ref.get(k)
+        if a is None or b is None:
+            e[k] = None
+        elif k == "slo_attainment":
+            e[k] = a - b
+        else:
+            e[k] = (a / b - 1) if b else (0.0 if a == 0 else float("inf"))
+    return e
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", default="24,34")
+    ap.add_argument("--duration", type=float, default=900.0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--no-split", action="store_true", help="skip the sampled (split) fleet")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [int(x) for x in args.cells.split(",")]:
+            raw = site(n, args.duration)
+            mono = monolith(raw, n)
+            coup = fleet(raw, Path(tmp), args.workers)
+            row = {"cells": n, "duration_s": args.duration, "monolith": mono, "coupled": coup,
+                   "coupled_err": errors(coup, mono)}
+            if not args.no_split:
+                split = fleet(site(n, args.duration, bus="split"), Path(tmp), args.workers)
+                row["split"], row["split_err"] = split, errors(split, mono)
+            row["coupled_within"] = {k: (v is not None and abs(v) <= TOL[k]) for k, v in row["coupled_err"].items()
+                                     if k in TOL}
+            rows.append(row)
+            print(json.dumps(row, indent=1), flush=True)
+    res = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+           "when": time.strftime("%Y-%m-%d %H:%M"), "tolerances": TOL, "rows": rows}
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""The coupled site (sim/studies/site.py, coupled.py, blocks.py, actors.py): every cell on one
+power bus in lockstep windows, against one monolithic simulation of the same site; the same bits
+on any executor and worker count, and after a lost worker; partitioned results; bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from sim.analysis.metrics import summarize
+from sim.engine.drivers.cell import step_integrals, window_bins
+from sim.engine.simulation import Simulation
+from sim.scenario.config import parse, read_toml
+from sim.studies.blocks import SKETCH_EDGES, sketch, sketch_percentile
+from sim.studies.cells import site_share
+from sim.studies.fleet import run_fleet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def site(cells: int, duration_s: float, bus: str = "shared", **fleet) -> dict:
+    """tent_200mw.toml at `cells` of its cells (its load and facility at that share), the trip at a third."""
+    raw = read_toml(REPO / "scenarios" / "tent_200mw.toml")
+    total = raw["fleet"]["cells"][0]["count"]
+    raw["workload"]["duration_s"] = duration_s
+    src = raw["facility"]["sources"][0]
+    src["trip_at_s"], src["trip_repair_s"] = [duration_s / 3], duration_s / 3
+    raw = site_share(raw, cells / total)
+    raw["fleet"]["cells"][0]["count"] = cells
+    raw["fleet"] = {k: v for k, v in raw["fleet"].items() if k != "simulate_per_kind"}
+    raw["fleet"].update(power_bus=bus, **fleet)
+    return raw
+
+
+def write(tmp: Path, raw: dict, name: str = "site.toml") -> Path:
+    p = tmp / name
+    p.write_text(tomli_w.dumps(raw))
+    return p
+
+
+def strip(rep: dict) -> str:
+    return json.dumps({k: v for k, v in rep.items() if "wall" not in k and k not in ("scenario", "blocks")},
+                      sort_keys=True)
+
+
+def test_a_step_functions_integrals_are_exact_over_any_bins():
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.uniform(0, 5, 200))
+    d = rng.normal(0, 10, 200)
+    edges = window_bins(0.0, 5.0, 0.3)
+    assert edges[-1] == 5.0 and np.all(np.diff(edges) > 0) and np.diff(edges)[-1] <= 0.3
+    got = step_integrals(100.0, t, d, edges)
+    fine = np.linspace(0, 5, 2_000_001)  # midpoint rule on a fine grid
+    v = 100.0 + np.concatenate(([0.0], np.cumsum(d)))[np.searchsorted(t, fine[:-1], side="right")]
+    assert got.sum() == pytest.approx(np.sum(v * np.diff(fine)), rel=1e-5)
+    assert got.sum() == pytest.approx(100.0 * 5 + np.sum(d * (5 - t)), rel=1e-12)  # the closed form
+
+
+def test_latency_sketches_merge_by_addition_and_give_percentiles_to_their_resolution():
+    rng = np.random.default_rng(2)
+    a, b = rng.lognormal(-1, 1, 50_000), rng.lognormal(0, 0.5, 30_000)
+    merged = sketch(a) + sketch(b)
+    assert np.array_equal(merged, sketch(np.concatenate([a, b])))
+    step = SKETCH_EDGES[1] / SKETCH_EDGES[0]
+    for q in (50, 99):
+        exact = np.percentile(np.concatenate([a, b]), q)
+        assert sketch_percentile(merged, q) == pytest.approx(exact, rel=step - 1)
+
+
+def test_a_coupled_site_matches_the_same_site_as_one_simulation(tmp_path):
+    raw = site(6, 300.0)
+    mono_raw = copy.deepcopy(raw)
+    mono_raw.pop("fleet")
+    mono_raw["pools"][0]["replicas"] *= 6
+    mono = summarize(Simulation(parse(mono_raw, REPO / "scenarios")).run())
+    rep = run_fleet(write(tmp_path, raw))
+    assert rep["cells_simulated"] == rep["cells_total"] == 6 and rep["extrapolated"] == []
+    assert rep["fleet_facility_power_mean_w"] == pytest.approx(mono["facility_power_mean_w"], rel=0.01)
+    assert rep["fleet_facility_power_peak_w"] == pytest.approx(mono["facility_power_peak_w"], rel=0.02)
+    assert abs(rep["fleet_slo_attainment"] - mono["slo_attainment"]) < 0.005
+    assert rep["supply_drops"] == 1 and rep["trip_times_s"] == [100.0]  # the unit trips once, for the site
+    # the site's energy is the cells' exact integrals (to the microjoule per bin)
+    samples = rep["site_samples"]
+    assert samples["t_s"][0] == 0.0 and samples["t_s"][-1] == rep["sim_time_s"]
+    assert min(samples["supply_w"]) < max(samples["supply_w"])  # the trip shows in the live supply
+    for k in ("fleet_facility_power_peak_w", "fleet_facility_power_mean_w", "fleet_battery_used_j",
+              "ramp_limit_exceeded_s", "power_limit_exceeded_s", "fleet_slo_attainment"):
+        assert rep[k] is not None, k
+
+
+def test_the_site_peak_is_the_sites_not_a_sum_of_cell_peaks(tmp_path):
+    raw = site(4, 120.0)
+    rep = run_fleet(write(tmp_path, raw))
+    split = run_fleet(write(tmp_path, site(4, 120.0, bus="split", simulate_per_kind=4), "split.toml"))
+    assert split["cells_simulated"] == 4 and split["power_bus"] == "split"
+    # cells peak at different moments: the site's peak is below the sum of theirs
+    assert rep["fleet_facility_power_peak_w"] < split["fleet_facility_power_peak_w"]
+    assert rep["fleet_facility_power_mean_w"] == pytest.approx(split["fleet_facility_power_mean_w"], rel=0.01)
+
+
+def test_a_coupled_site_is_the_same_bits_on_one_or_two_local_workers(tmp_path):
+    p = write(tmp_path, site(3, 60.0))
+    one = run_fleet(p, workers=1, out_dir=tmp_path / "one")
+    two = run_fleet(p, workers=2, out_dir=tmp_path / "two")
+    assert two["blocks"] == 2 and one["blocks"] == 1
+    assert strip(one) == strip(two)
+    import pyarrow.dataset as ds
+
+    t1 = ds.dataset(tmp_path / "one" / "requests", partitioning="hive").to_table().sort_by([("cell", "ascending"),
+                                                                                           ("request_id", "ascending")])
+    t2 = ds.dataset(tmp_path / "two" / "requests", partitioning="hive").to_table().sort_by([("cell", "ascending"),
+                                                                                           ("request_id", "ascending")])
+    assert t1.num_rows == one["requests_written"] > 0 and t1.equals(t2)
+    assert sorted(set(t1.column("cell").to_pylist())) == [0, 1, 2]
+
+
+def test_a_lost_worker_process_is_rebuilt_and_replayed_to_the_same_bits(tmp_path):
+    from sim.studies.blocks import CellSpec, InProcess, Processes
+    from sim.studies.cells import fleet_cells
+
+    cells, _, _ = fleet_cells(site(2, 40.0), REPO / "scenarios")
+    specs = [CellSpec(c.cell_id, c.kind, c.raw, c.seed, str(REPO / "scenarios")) for c in cells]
+    args = (0.01, True, None)
+    ref, pr = InProcess([specs[:1], specs[1:]], args), Processes([specs[:1], specs[1:]], args)
+    try:
+        for i in range(5):
+            a, b = ref.step(5.0 * i, [[None], [None]]), pr.step(5.0 * i, [[None], [None]])
+            assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+            if i == 2:
+                pr.procs[1].kill()  # a worker lost mid-run
+                pr.procs[1].join()
+        assert pr.lost == 1
+        fa, fb = ref.finish(), pr.finish()
+        for x, y in zip(fa, fb, strict=True):
+            assert x[0]["summary"] == y[0]["summary"]
+            assert np.array_equal(x[0]["latencies"]["e2e_s"], y[0]["latencies"]["e2e_s"])
+    finally:
+        pr.close()
+
+
+@pytest.mark.slow
+def test_a_coupled_site_is_the_same_bits_on_a_dask_cluster(tmp_path):
+    p = write(tmp_path, site(3, 60.0))
+    local = run_fleet(p, workers=1)
+    dask = run_fleet(p, workers=2, executor="dask")
+    assert strip(local) == strip(dask)
+
+
+@pytest.mark.parametrize("fleet, field", [
+    ({"simulate_per_kind": 1}, "fleet.simulate_per_kind"),
+    ({"window_s": 0}, "fleet.window_s"),
+    ({"bin_s": -1}, "fleet.bin_s"),
+    ({"power_bus": "split", "window_s": 5.0}, "fleet.window_s"),
+    ({"power_bus": "grid"}, "fleet.power_bus"),
+])
+def test_bad_coupled_site_settings_are_one_line(tmp_path, fleet, field):
+    raw = site(2, 30.0)
+    raw["fleet"].update(fleet)
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(write(tmp_path, raw))], capture_output=True,
+                       text=True, cwd=REPO)
+    assert r.returncode == 2 and field in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_coupled_site_prints_the_sites_figures(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(write(tmp_path, site(2, 30.0))), "--quiet"],
+                       capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert "site peak" in r.stdout and "2 of 2 cells simulated" in r.stdout and "windows" in r.stdout
