@@ -6,8 +6,9 @@ replica on one bus (the monolith: one router, one manager, one ledger), as a cou
 (power_bus = "shared": every cell its own simulation, the site's facility on their summed
 draw) and as the sampled fleet (power_bus = "split": 2 cells at their shares, extrapolated).
 
-Usage: python benchmarks/bench_site.py [--cells 24,34] [--duration 900] [--workers 1]
-                                        [--out benchmarks/results/site.json]
+Usage: python benchmarks/bench_site.py [--cells 24,34] [--duration 900] [--workers 1] [--noise]
+                                        [--no-battery]
+                                        [--no-split] [--out benchmarks/results/site.json]
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ TOL = {"facility_power_peak_w": 0.02, "facility_power_mean_w": 0.01, "battery_us
        "ramp_limit_exceeded_s": 0.20, "slo_attainment": 0.005}  # slo: points (absolute)
 
 
-def site(cells: int, duration_s: float, trip: bool = True, bus: str = "shared") -> dict:
-    """tent_200mw.toml at `cells` of its cells: load and facility at that share."""
+def site(cells: int, duration_s: float, trip: bool = True, bus: str = "shared", battery: bool = True) -> dict:
+    """tent_200mw.toml at `cells` of its cells: load and facility at that share (battery=False:
+    without its battery, so the turbines' ramp shows as time short of power)."""
     raw = read_toml(REPO / "scenarios" / "tent_200mw.toml")
+    if not battery:
+        raw["facility"]["sources"] = [s for s in raw["facility"]["sources"] if s["kind"] != "battery"]
     total = raw["fleet"]["cells"][0]["count"]
     raw["workload"]["duration_s"] = duration_s
     src = raw["facility"]["sources"][0]
@@ -60,10 +64,12 @@ def site(cells: int, duration_s: float, trip: bool = True, bus: str = "shared") 
     return raw
 
 
-def monolith(raw: dict, cells: int) -> dict:
+def monolith(raw: dict, cells: int, seed: int | None = None) -> dict:
     """Every cell's replicas as one pool on the bus: one simulation, router, manager, ledger."""
     r = copy.deepcopy(raw)
     r.pop("fleet")
+    if seed is not None:
+        r["seed"] = seed
     r["pools"][0]["replicas"] *= cells
     t0 = time.perf_counter()
     s = summarize(Simulation(parse(r, REPO / "scenarios")).run())
@@ -103,18 +109,23 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=900.0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-split", action="store_true", help="skip the sampled (split) fleet")
+    ap.add_argument("--no-battery", action="store_true", help="the site without its battery (ramp shortfalls)")
+    ap.add_argument("--noise", action="store_true", help="also the monolith on another seed (the noise floor)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(x) for x in args.cells.split(",")]:
-            raw = site(n, args.duration)
+            raw = site(n, args.duration, battery=not args.no_battery)
             mono = monolith(raw, n)
             coup = fleet(raw, Path(tmp), args.workers)
-            row = {"cells": n, "duration_s": args.duration, "monolith": mono, "coupled": coup,
+            row = {"cells": n, "duration_s": args.duration, "battery": not args.no_battery, "monolith": mono, "coupled": coup,
                    "coupled_err": errors(coup, mono)}
+            if args.noise:  # the monolith against itself on another seed: the comparison's noise floor
+                row["monolith_other_seed_err"] = errors(monolith(raw, n, int(raw.get("seed", 0)) + 1000), mono)
             if not args.no_split:
-                split = fleet(site(n, args.duration, bus="split"), Path(tmp), args.workers)
+                split = fleet(site(n, args.duration, bus="split", battery=not args.no_battery), Path(tmp),
+                              args.workers)
                 row["split"], row["split_err"] = split, errors(split, mono)
             row["coupled_within"] = {k: (v is not None and abs(v) <= TOL[k]) for k, v in row["coupled_err"].items()
                                      if k in TOL}

@@ -80,16 +80,19 @@ def test_a_coupled_site_matches_the_same_site_as_one_simulation(tmp_path):
     mono_raw.pop("fleet")
     mono_raw["pools"][0]["replicas"] *= 6
     mono = summarize(Simulation(parse(mono_raw, REPO / "scenarios")).run())
-    rep = run_fleet(write(tmp_path, raw))
+    rep = run_fleet(write(tmp_path, raw), out_dir=tmp_path / "out")
     assert rep["cells_simulated"] == rep["cells_total"] == 6 and rep["extrapolated"] == []
     assert rep["fleet_facility_power_mean_w"] == pytest.approx(mono["facility_power_mean_w"], rel=0.01)
     assert rep["fleet_facility_power_peak_w"] == pytest.approx(mono["facility_power_peak_w"], rel=0.02)
     assert abs(rep["fleet_slo_attainment"] - mono["slo_attainment"]) < 0.005
     assert rep["supply_drops"] == 1 and rep["trip_times_s"] == [100.0]  # the unit trips once, for the site
     # the site's energy is the cells' exact integrals (to the microjoule per bin)
-    samples = rep["site_samples"]
+    import pyarrow.parquet as pq
+
+    samples = pq.read_table(tmp_path / "out" / "facility.parquet").to_pydict()
     assert samples["t_s"][0] == 0.0 and samples["t_s"][-1] == rep["sim_time_s"]
     assert min(samples["supply_w"]) < max(samples["supply_w"])  # the trip shows in the live supply
+    assert max(samples["facility_w"]) <= rep["fleet_facility_power_peak_w"]
     for k in ("fleet_facility_power_peak_w", "fleet_facility_power_mean_w", "fleet_battery_used_j",
               "ramp_limit_exceeded_s", "power_limit_exceeded_s", "fleet_slo_attainment"):
         assert rep[k] is not None, k
@@ -173,3 +176,14 @@ def test_the_coupled_site_prints_the_sites_figures(tmp_path):
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert "site peak" in r.stdout and "2 of 2 cells simulated" in r.stdout and "windows" in r.stdout
+
+
+def test_a_coupled_sites_report_shows_its_power_against_the_supply_and_the_battery(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(write(tmp_path, site(2, 60.0))), "--quiet",
+                        "--out", str(out)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    page = (out / "report.html").read_text()
+    assert "Did the load stay under the power supply" in page
+    assert "battery&#x27;s charge" in page or "battery's charge" in page
+    assert "Every cell simulated" in page and (out / "requests").is_dir()

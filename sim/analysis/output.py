@@ -104,19 +104,8 @@ def write_run(res: Any, summary: dict[str, Any], out_dir: str | Path) -> Path:
         write(_table(ts), out / "timeseries.parquet", codec="lz4")
     # (the requests in the system over time is not written: requests.parquet's arrival_s and
     # finish_s give it, and it was as large as the time series)
-    led = res.ledger
-    if led is not None and led.samples["t_s"]:
-        cols = {k: np.asarray(v, dtype=float) for k, v in led.samples.items()}
-        tents = res.facility.tents
-        tv = np.asarray(led.tent_samples, dtype=float)
-        for k, name in enumerate(tents):
-            cols[f"tent_it_w:{name}"] = tv[:, k]
-        sv = np.asarray(led.source_samples, dtype=float).reshape(len(led.source_samples), len(led.sources))
-        for k, src in enumerate(led.sources):  # each source's output (W; a battery charging: negative)
-            cols[f"source_w:{src.name}"] = sv[:, k]
-        write(_table(cols), out / "facility.parquet")
-        (out / "facility_events.json").write_text(json.dumps(
-            {"turbine_trips_s": res.facility.trip_times_s, "node_failures_s": res.facility.failure_times_s}))
+    if res.ledger is not None:
+        write_facility(out, res.ledger, res.facility.tents, res.facility.trip_times_s, res.facility.failure_times_s)
     if res.autoscale is not None:  # each decision (replicas against load) and each replica's state changes
         write(_table(res.autoscale.columns()), out / "autoscale.parquet")
         ev = res.autoscale.events
@@ -126,6 +115,24 @@ def write_run(res: Any, summary: dict[str, Any], out_dir: str | Path) -> Path:
     with open(out / "scenario.toml", "wb") as fh:
         tomli_w.dump(_clean(res.scenario.raw), fh)
     return out
+
+
+def write_facility(out: Path, led: Any, tents: list[str], trips_s: list[float], failures_s: list[float]) -> None:
+    """facility.parquet (the ledger's samples at the manager's ticks: draw, supply, each tent's IT
+    and each source's output) and facility_events.json (turbine trips, node failures): a run's,
+    or a coupled site's (sim/studies/site.py)."""
+    if not led.samples["t_s"]:
+        return
+    cols = {k: np.asarray(v, dtype=float) for k, v in led.samples.items()}
+    tv = np.asarray(led.tent_samples, dtype=float)
+    for k, name in enumerate(tents):
+        cols[f"tent_it_w:{name}"] = tv[:, k]
+    sv = np.asarray(led.source_samples, dtype=float).reshape(len(led.source_samples), len(led.sources))
+    for k, src in enumerate(led.sources):  # each source's output (W; a battery charging: negative)
+        cols[f"source_w:{src.name}"] = sv[:, k]
+    write(_table(cols), out / "facility.parquet")
+    (out / "facility_events.json").write_text(json.dumps({"turbine_trips_s": list(trips_s),
+                                                          "node_failures_s": list(failures_s)}))
 
 
 def _clean(obj: Any) -> Any:

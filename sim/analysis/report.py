@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.analysis.plots import latency_curves
-from sim.analysis.report_figures import autoscale_fig, facility_fig, fleet_fig, latency_cdf_fig
+from sim.analysis.report_figures import autoscale_fig, battery_fig, facility_fig, fleet_fig, latency_cdf_fig
 from sim.analysis.report_html import (
     Figures,
     big,
@@ -346,26 +346,30 @@ def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
             )
         )
     warn: list[str] = []
+    site = rep.get("power_bus") == "shared"  # a coupled site: the power figures are the site's own
+    where = "the site" if site else "worst cell"
     if rep.get("fleet_energy_j"):
         e = rep["fleet_energy_j"]
         unit, per = next((u, v) for u, v in (("GWh", 3.6e12), ("MWh", 3.6e9), ("kWh", 3.6e6)) if e >= v or u == "kWh")
         cards.append(card_html("facility power", num(rep["fleet_facility_power_mean_w"] / 1e6, "MW"),
-                               f"peak of the cells at most {num(rep['fleet_facility_power_peak_w'] / 1e6)} MW; "
+                               ("site peak " if site else "peak of the cells at most ")
+                               + f"{num(rep['fleet_facility_power_peak_w'] / 1e6)} MW; "
                                f"energy {num(e / per, unit)}"))
         if "fleet_requests_lost_to_power" in rep:
             cards.append(card_html("power events", f"{big(rep['fleet_requests_lost_to_power'])} requests shed",
                                    f"over the supply {num(rep.get('power_limit_exceeded_s'))} s, short while the "
-                                   f"turbines ramp {num(rep.get('ramp_limit_exceeded_s'))} s (worst cell); battery "
+                                   f"turbines ramp {num(rep.get('ramp_limit_exceeded_s'))} s ({where}); battery "
                                    f"gave {num((rep.get('fleet_battery_used_j') or 0) / 3.6e9, 'MWh')}"))
         if (rep.get("fleet_requests_lost_to_power") or 0) > 0:
-            warn.append(f"About {big(rep['fleet_requests_lost_to_power'])} requests were shed for power (inferred "
-                        "over the cells).")
+            warn.append(f"About {big(rep['fleet_requests_lost_to_power'])} requests were shed for power"
+                        + (" (every cell simulated)." if site else " (inferred over the cells)."))
         if (rep.get("power_limit_exceeded_s") or 0) > 0:
-            warn.append("A cell drew more than its share of the live supply for "
-                        f"{num(rep['power_limit_exceeded_s'])} s.")
+            warn.append(("The site drew more than its live supply for " if site else
+                         "A cell drew more than its share of the live supply for ")
+                        + f"{num(rep['power_limit_exceeded_s'])} s.")
         if (rep.get("ramp_limit_exceeded_s") or 0) > 0:
             warn.append(f"Load changed faster than the turbines ramp for {num(rep['ramp_limit_exceeded_s'])} s "
-                        "(worst cell).")
+                        f"({where}).")
     if rep.get("stable") is False:
         warn.append(f"A simulated cell did not reach a steady state: {rep.get('instability')}.")
     rows = [[esc(k["name"]), esc(k["count"]), esc(k["simulated"]), esc(num(k["per_cell_output_tok_per_s"])),
@@ -374,6 +378,18 @@ def _fleet_report(d: Path) -> tuple[str, str, list[str]]:
     body = ["<h2>Key numbers</h2>", f'<div class="cards">{"".join(cards)}</div>', "<h2>Cell kinds</h2>",
             html_table(["kind", "cells", "simulated", "tok/s per cell", "req/s per cell", "completed (simulated)"],
                        rows)]
+    if rep.get("extrapolated"):
+        warn.append("Sampled cells: " + ", ".join(rep["extrapolated"][:6]) + (" ..." if len(rep["extrapolated"]) > 6
+                    else "") + " are extrapolated from them (power_bus = \"shared\" simulates every cell).")
+    if site:  # the site's draw against its live supply, the trips marked; what carried it; what it rests on
+        body.append(f"<p class=\"note\">Every cell simulated; the site's facility acted on their summed draw every "
+                    f"{num(rep.get('window_s'))} s window, the draw integrated exactly over "
+                    f"{num(rep.get('bin_s'))} s bins (the peak, ramps and time over the supply at that resolution); "
+                    f"latency percentiles {esc(rep.get('percentiles', ''))}.</p>")
+        figs = Figures()  # (one numbering for the page's figures: their divs' ids differ)
+        for fig in (facility_fig(d), battery_fig(d)):
+            if fig is not None:
+                body.append(figs.html(fig))
     if (d / "requests.parquet").exists():
         body.append(Figures().html(latency_cdf_fig(latency_curves(d), {})))
     body.append(warnings_html(warn + saved_warnings(d)))

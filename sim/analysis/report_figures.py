@@ -185,6 +185,34 @@ def facility_fig(d: Path) -> Any | None:
     return fig
 
 
+def battery_fig(d: Path) -> Any | None:
+    """The battery's state of charge and each source's output over the run (a site's facility)."""
+    import plotly.graph_objects as go
+    import pyarrow.parquet as pq
+
+    from sim.analysis.plots import power_unit
+
+    if not (d / "facility.parquet").exists():
+        return None
+    c = {k: np.asarray(v, dtype=float) for k, v in pq.read_table(d / "facility.parquet").to_pydict().items()}
+    soc = c.get("battery_soc")
+    if soc is None or not np.isfinite(soc).any():
+        return None
+    t = c["t_s"]
+    src = [k for k in c if k.startswith("source_w:")]
+    scale, unit = power_unit(float(np.nanmax(np.abs(np.concatenate([c[k] for k in src]))))) if src else (1.0, "W")
+    fig = go.Figure()
+    for k in src:
+        fig.add_trace(go.Scatter(x=t, y=c[k] / scale, name=f"{k.split(':', 1)[1]} output ({unit})", line_shape="hv"))
+    fig.add_trace(go.Scatter(x=t, y=100 * soc, name="battery charge (%)", yaxis="y2", line=dict(color="green")))
+    fig.update_layout(title="What carried the load: each source's output, and the battery's charge",
+                      hovermode="x unified", legend=dict(orientation="h", y=-0.18),
+                      yaxis=dict(title=f"output ({unit})"),
+                      yaxis2=dict(title="battery charge (%)", overlaying="y", side="right", range=[0, 105]))
+    fig.update_xaxes(title_text="simulated time (s)")
+    return fig
+
+
 def autoscale_fig(d: Path) -> tuple[Any, int] | None:
     """Replicas serving (and starting) against the arrival rate, a panel per pool; with the pools' count."""
     import plotly.graph_objects as go

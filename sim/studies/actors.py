@@ -27,7 +27,11 @@ class DaskActors:
 
         self.client, self.cluster = dask_client(executor, len(blocks))
         files: dict[str, bytes] = {}
-        self.blocks = [[dataclasses.replace(s, raw=bundle(s.raw, Path(s.base_dir), files)) for s in b] for b in blocks]
+        raws: dict[int, dict[str, Any]] = {}  # each kind's scenario bundled once (its cells share it)
+        for s in (s for b in blocks for s in b):
+            if id(s.raw) not in raws:
+                raws[id(s.raw)] = bundle(s.raw, Path(s.base_dir), files)
+        self.blocks = [[dataclasses.replace(s, raw=raws[id(s.raw)]) for s in b] for b in blocks]
         self.args = (*args, code_digest())
         self.files = self.client.scatter(files, broadcast=True) if files else {}
         self.log: list[tuple[float, list[list[Any]]]] = []

@@ -41,8 +41,9 @@ class CellSpec:
     base_dir: str
 
 
-def build_cell(spec: CellSpec, bin_s: float) -> Any:
-    """A cell's driver, started (its workload drawn, every replica at rest power)."""
+def build_cell(spec: CellSpec, bin_s: float, parsed: dict[int, Any] | None = None) -> Any:
+    """A cell's driver, started (its workload drawn, every replica at rest power). parsed: the
+    scenarios parsed so far, by their raw table's id (the cells of a kind share one)."""
     from sim.engine import arrays
     from sim.engine.arrays import prepare
     from sim.engine.compilation import kernel_for
@@ -51,10 +52,15 @@ def build_cell(spec: CellSpec, bin_s: float) -> Any:
     from sim.engine.simulation import Simulation
     from sim.scenario.config import parse
 
-    raw = dict(spec.raw, seed=spec.seed)
-    raw["run"] = dict(raw.get("run", {}), timeseries=False)
-    sc = parse(raw, Path(spec.base_dir))
-    sc = dataclasses.replace(sc, facility=dataclasses.replace(sc.facility, sources=()))  # the site's
+    parsed = {} if parsed is None else parsed
+    sc = parsed.get(id(spec.raw))
+    if sc is None:
+        raw = dict(spec.raw, seed=spec.seed)
+        raw["run"] = dict(raw.get("run", {}), timeseries=False)
+        sc = parse(raw, Path(spec.base_dir))
+        sc = dataclasses.replace(sc, facility=dataclasses.replace(sc.facility, sources=()))  # the site's
+        parsed[id(spec.raw)] = sc
+    sc = dataclasses.replace(sc, seed=spec.seed)
     sim = Simulation(sc)
     sim.ledger.supply_w = math.inf  # the supply side is the site's ledger
     why = fast.supported(sc, sim.wl)
@@ -150,7 +156,8 @@ class CellBlock:
             specs = [dataclasses.replace(s, raw=localize(s.raw, files)) for s in specs]
         self.specs = specs
         self.opts = (keep_latencies, out_dir)
-        self.cells = [build_cell(s, bin_s) for s in specs]
+        parsed: dict[int, Any] = {}
+        self.cells = [build_cell(s, bin_s, parsed) for s in specs]
 
     def step(self, T: float, decisions: list[Any]) -> tuple[np.ndarray, list[Any]]:
         """Each cell: the previous window's decisions (at their time), then on to T. Returns the

@@ -67,11 +67,16 @@ def run_coupled(raw: dict[str, Any], base_dir: Path, seed: int | None = None, wo
     try:
         decisions: list[list[Any]] = [[None] * len(b) for b in blocks]
         i = 0
+        t_cells = t_site = 0.0  # wall time waiting for the cells' windows / in the site's (serial) work
+        t_built = time.perf_counter()
         while True:
             T = i * window
             if horizon is not None:
                 T = min(T, horizon)
+            w0 = time.perf_counter()
             got = be.step(T, decisions)
+            w1 = time.perf_counter()
+            t_cells += w1 - w0
             it_uj = np.sum([g[0] for g in got], axis=0)  # (integers: the same sum however blocked)
             reports = [r for g in got for r in g[1]]
             done = [r.done_at for r in reports]
@@ -81,17 +86,26 @@ def run_coupled(raw: dict[str, Any], base_dir: Path, seed: int | None = None, wo
             if dec is None:
                 break
             decisions = [dec[sum(len(x) for x in blocks[:j]):][:len(b)] for j, b in enumerate(blocks)]
+            t_site += time.perf_counter() - w1
             i += 1
             if not quiet and i % 60 == 0:
                 print(f"dcsim: site at {T:,.0f} s ({time.perf_counter() - t0:,.0f} s)", file=sys.stderr)
+        t_run = time.perf_counter()
         res = [r for rs in be.finish() for r in rs]
     finally:
         be.close()
+    wall = {"wall_build_s": t_built - t0, "wall_windows_s": t_run - t_built, "wall_cells_s": t_cells,
+            "wall_site_s": t_site, "wall_finish_s": time.perf_counter() - t_run, "windows": i + 1}
     assert t_end is not None
     out = coupled_summary(str(raw.get("name", "fleet")), kinds, n_cells, res, site.figures(t_end), exact)
     out["window_s"], out["bin_s"], out["sim_time_s"] = window, fc.bin_s, t_end
     out["blocks"] = len(blocks)
-    out["site_samples"] = {k: [float(x) for x in v] for k, v in site.ledger.samples.items()}
+    out["wall_time_s"] = wall  # where the wall time went: the site's share is the serial fraction per window
+    if out_dir is not None and "://" not in out_dir:  # the site's power over time, beside the summary
+        from sim.analysis.output import write_facility
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        write_facility(Path(out_dir), site.ledger, [t.name for t in fac.tents], site.trip_marks, [])
     if keep_latencies:
         out["_latencies"] = {k: np.concatenate([r["latencies"][k] for r in res]) for k in LAT_KEYS}
     return out

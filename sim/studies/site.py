@@ -16,9 +16,9 @@ depend only on its scenario, its seed and the decisions it was given, and the si
 cells' bins in cell order: the same bits on any executor and worker count.
 
 What the figures rest on: energy is the cells' exact integrals; the site's peak, its time over
-the supply and its ramps see the draw averaged over a bin (0.01 s by default: a replica's step
-is tens of ms: at 0.01 s the figures no longer move with the bin, benchmarks/bench_site.py); the manager sees the site as a
-monolithic run's manager does, at its interval.
+the supply and its ramps see the draw averaged over a bin (0.01 s by default: a replica's step is
+tens of ms, and from 0.01 s down the figures no longer move with the bin: benchmarks/
+bench_site.py); the manager sees the site as a monolithic run's manager does, at its interval.
 """
 
 from __future__ import annotations
@@ -112,8 +112,7 @@ class SiteView:
 
     def _where(self, index: Any, method: str) -> tuple[int, int]:
         i = replica_index(index, self._site.n_replicas, method)
-        c = int(np.searchsorted(self._site.offset, i, side="right")) - 1
-        return c, i - int(self._site.offset[c])
+        return self._site.where[i]
 
     def set_cap(self, index: int, w_per_accel: float | None) -> None:
         c, r = self._where(index, "set_cap")
@@ -158,6 +157,7 @@ class Site:
         self.pools = pools  # per cell, each replica's pool (PoolConfig)
         self.offset = np.concatenate(([0], np.cumsum([len(p) for p in pools]))).astype(np.int64)
         self.n_replicas = int(self.offset[-1])
+        self.where = [(c, r) for c, p in enumerate(pools) for r in range(len(p))]  # site index -> (cell, replica)
         self.manager = MANAGERS.make(fac.manager_policy)
         self.t0 = 0.0
         start_sources(self)
