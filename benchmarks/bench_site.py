@@ -119,8 +119,8 @@ def main() -> int:
             raw = site(n, args.duration, battery=not args.no_battery)
             mono = monolith(raw, n)
             coup = fleet(raw, Path(tmp), args.workers)
-            row = {"cells": n, "duration_s": args.duration, "battery": not args.no_battery, "monolith": mono, "coupled": coup,
-                   "coupled_err": errors(coup, mono)}
+            row = {"cells": n, "duration_s": args.duration, "battery": not args.no_battery, "monolith": mono,
+                   "coupled": coup, "coupled_err": errors(coup, mono)}
             if args.noise:  # the monolith against itself on another seed: the comparison's noise floor
                 row["monolith_other_seed_err"] = errors(monolith(raw, n, int(raw.get("seed", 0)) + 1000), mono)
             if not args.no_split:
