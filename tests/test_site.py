@@ -187,3 +187,18 @@ def test_a_coupled_sites_report_shows_its_power_against_the_supply_and_the_batte
     assert "Did the load stay under the power supply" in page
     assert "battery&#x27;s charge" in page or "battery's charge" in page
     assert "Every cell simulated" in page and (out / "requests").is_dir()
+
+
+def test_dask_workers_start_the_engines_build_without_blocking(monkeypatch):
+    from sim.engine import compilation
+    from sim.studies import daskwarm
+
+    started = []
+    monkeypatch.setattr(compilation, "cached", lambda: False)
+    monkeypatch.setattr(compilation, "build_in_background", lambda: started.append(1) or True)
+    daskwarm.dask_setup(None)  # (dask worker --preload sim.studies.daskwarm)
+    daskwarm.WarmEngine().setup(None)
+    assert started == [1, 1]
+    monkeypatch.setattr(compilation, "cached", lambda: True)
+    daskwarm.WarmEngine().setup(None)
+    assert started == [1, 1]  # a warm machine starts nothing

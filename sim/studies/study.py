@@ -291,15 +291,21 @@ def dask_client(executor: str, workers: int) -> tuple[Any, Any]:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover
         raise ScenarioError("--executor", "Dask is not installed", "pip install 'dcsim[dask]'") from None
+    from sim.studies.daskwarm import WarmEngine
+
+    cluster = None
     if executor == "dask":
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None)
-        return Client(cluster), cluster
-    try:
-        return Client(executor, timeout=DASK_CONNECT_S), None
-    except (OSError, TimeoutError) as exc:
-        raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
-                            "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(executor, timeout=DASK_CONNECT_S)
+        except (OSError, TimeoutError) as exc:
+            raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
+                                "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
+    client.register_plugin(WarmEngine())  # workers that join later warm up too
+    return client, cluster
 
 
 def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers: int,
