@@ -6,7 +6,8 @@ replica on one bus (the monolith: one router, one manager, one ledger), as a cou
 (power_bus = "shared": every cell its own simulation, the site's facility on their summed
 draw) and as the sampled fleet (power_bus = "split": 2 cells at their shares, extrapolated).
 
-Usage: python benchmarks/bench_site.py [--cells 24,34] [--duration 900] [--workers 1] [--noise]
+Usage: python benchmarks/bench_site.py --scaling --cells 16 [--executor dask]   (1 vs 2 workers)
+       python benchmarks/bench_site.py [--cells 24,34] [--duration 900] [--workers 1] [--noise]
                                         [--no-battery]
                                         [--no-split] [--out benchmarks/results/site.json]
 """
@@ -90,6 +91,30 @@ def fleet(raw: dict, tmp: Path, workers: int) -> dict:
     return out
 
 
+def scaling(cells: int, duration_s: float, tmp: Path, executor: str = "local") -> dict:
+    """The coupled site on 1 and 2 workers: wall time, parallel efficiency, and the serial
+    fraction per window (the site's work and the exchange, measured on 1 worker), extrapolated
+    to 1,000 cores by Amdahl's law (an upper bound on the speed-up: the exchange grows with the
+    workers)."""
+    import tomli_w
+
+    path = tmp / "site_scaling.toml"
+    path.write_text(tomli_w.dumps(site(cells, duration_s)))
+    out: dict = {"cells": cells, "duration_s": duration_s, "executor": executor}
+    for w in (1, 2):
+        t0 = time.perf_counter()
+        f = run_fleet(path, workers=w, executor=executor)
+        out[f"workers_{w}"] = {"wall_s": time.perf_counter() - t0, **f["wall_time_s"]}
+    w1, w2 = out["workers_1"], out["workers_2"]
+    out["parallel_efficiency"] = w1["wall_windows_s"] / (2 * w2["wall_windows_s"])
+    serial = w1["wall_site_s"] / w1["wall_windows_s"]  # per window: the site's work, the cells waited for
+    out["serial_fraction_per_window"] = serial
+    out["windows"] = w1["windows"]
+    out["site_s_per_window"] = w1["wall_site_s"] / w1["windows"]
+    out["amdahl_speedup_1000_cores"] = 1 / (serial + (1 - serial) / 1000)
+    return out
+
+
 def errors(got: dict, ref: dict) -> dict:
     e = {}
     for k in KEYS:
@@ -109,10 +134,20 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=900.0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-split", action="store_true", help="skip the sampled (split) fleet")
+    ap.add_argument("--scaling", action="store_true", help="instead: 1 vs 2 workers on the first --cells")
+    ap.add_argument("--executor", default="local", help="for --scaling: local or dask")
     ap.add_argument("--no-battery", action="store_true", help="the site without its battery (ramp shortfalls)")
     ap.add_argument("--noise", action="store_true", help="also the monolith on another seed (the noise floor)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.scaling:
+        with tempfile.TemporaryDirectory() as tmp:
+            sc = {"machine": platform.processor() or platform.machine(), "when": time.strftime("%Y-%m-%d %H:%M"),
+                  **scaling(int(args.cells.split(",")[0]), args.duration, Path(tmp), args.executor)}
+        print(json.dumps(sc, indent=1))
+        if args.out:
+            args.out.write_text(json.dumps(sc, indent=1) + "\n")
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in [int(x) for x in args.cells.split(",")]:

@@ -71,10 +71,19 @@ class DaskActors:
             self.actors[k].step(T, dec[k]).result()
 
     def step(self, T: float, decisions: list[list[Any]]) -> list[Any]:
-        futs = [a.step(T, d) for a, d in zip(self.actors, decisions, strict=True)]
+        futs: list[Any] = []
+        for a, d in zip(self.actors, decisions, strict=True):  # every block's window at once
+            try:
+                futs.append(a.step(T, d))
+            except ScenarioError:
+                raise
+            except Exception:  # noqa: BLE001 - its worker is gone (the proxy says so at once)
+                futs.append(None)
         out = []
         for k, f in enumerate(futs):
             try:
+                if f is None:
+                    raise RuntimeError("lost")
                 out.append(f.result())
             except ScenarioError:
                 raise

@@ -121,7 +121,7 @@ class FleetConfig:
     window_s: float | None = key(None, "a coupled site's lockstep window (the site's facility acts on the "
                                  "cells' summed draw at each window's end)", positive=True, unit="s", kind=float,
                                  doc_default="the power manager's interval_s")
-    bin_s: float = key(0.01, "a coupled site's draw resolution: each cell's IT draw integrated over bins of "
+    bin_s: float = key(0.001, "a coupled site's draw resolution: each cell's IT draw integrated over bins of "
                        "this width (the site's peak, ramps and time over the supply see bin means)",
                        positive=True, unit="s")
     cells: tuple[CellKind, ...] = key(REQUIRED, "[[fleet.cells]]", kind=list, parse=_cells)
