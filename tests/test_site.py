@@ -134,8 +134,8 @@ def test_a_lost_worker_process_is_rebuilt_and_replayed_to_the_same_bits(tmp_path
     ref, pr = InProcess([specs[:1], specs[1:]], args), Processes([specs[:1], specs[1:]], args)
     try:
         for i in range(5):
-            a, b = ref.step(5.0 * i, [[None], [None]]), pr.step(5.0 * i, [[None], [None]])
-            assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+            a, b = ref.step(5.0 * i, [None, None]), pr.step(5.0 * i, [None, None])
+            assert all(np.array_equal(x.it_uj, y.it_uj) for x, y in zip(a, b, strict=True))
             if i == 2:
                 pr.procs[1].kill()  # a worker lost mid-run
                 pr.procs[1].join()
@@ -218,8 +218,8 @@ def test_a_lost_dask_worker_is_rebuilt_elsewhere_and_replayed_to_the_same_bits()
     ref, da = InProcess([specs[:1], specs[1:]], args), DaskActors("dask", [specs[:1], specs[1:]], args)
     try:
         for i in range(5):
-            a, b = ref.step(5.0 * i, [[None], [None]]), da.step(5.0 * i, [[None], [None]])
-            assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+            a, b = ref.step(5.0 * i, [None, None]), da.step(5.0 * i, [None, None])
+            assert all(np.array_equal(x.it_uj, y.it_uj) for x, y in zip(a, b, strict=True))
             if i == 2:  # the worker holding block 2 dies (its nanny starts a fresh one)
                 da.client.run(os._exit, 1, workers=[da.actors[1]._address], on_error="return")
         assert sum(da.lost) >= 1
@@ -245,3 +245,32 @@ def test_one_coupled_cell_is_the_cell_run_alone_to_the_bins_resolution(tmp_path)
     assert rep["fleet_battery_used_j"] == pytest.approx(s["battery_used_j"], rel=0.05)
     finer = run_fleet(write(tmp_path, dict(raw, fleet=dict(raw["fleet"], bin_s=0.0002)), "fine.toml"))
     assert finer["fleet_energy_j"] == pytest.approx(s["energy_j"], rel=1e-6)  # converges as the bins shrink
+
+
+@pytest.mark.parametrize("policy", ["cap_uniform", "cap_priority", "shed"])
+def test_built_in_managers_over_arrays_decide_what_they_decide_replica_by_replica(policy):
+    from sim.registry import MANAGERS
+    from sim.studies.blocks import BlockReport
+    from sim.studies.site import Site, SiteView
+
+    sc = parse({k: v for k, v in site(3, 60.0).items() if k != "fleet"}, REPO / "scenarios")
+    batch = [p for p in sc.pools for _ in range(p.replicas)]
+    pools = batch * 3
+    hi = copy.copy(batch[0])
+    object.__setattr__(hi, "priority", -1)  # (a pool of higher priority for a third of them)
+    pools = [hi if i % 3 == 0 else p for i, p in enumerate(pools)]
+    s = Site(sc.facility, 0, 0.001, pools)
+    rng = np.random.default_rng(3)
+    n = len(pools)
+    rep = BlockReport(it_uj=np.zeros((1, 1), np.int64), it_uw=np.zeros(1, np.int64), live=rng.random(n) > 0.1,
+                      drained=np.zeros(n, bool), comm=np.zeros(n, bool), cap_w=np.full(n, np.nan),
+                      hosts_on_uw=10**11, draw_uw=10**12, done_at=None)
+    for supply in (0.5e6, 0.7e6, 1e9):  # short (caps), between, plenty (no caps)
+        a, b = SiteView(s, [rep], supply, 0.0), SiteView(s, [rep], supply, 0.0)
+        m = MANAGERS.make(policy)
+        m.act(a, supply)
+        m.act_arrays(b, supply)
+        assert np.array_equal(a._set, b._set) and a._shed == b._shed
+        assert np.allclose(np.nan_to_num(a.cap, nan=-1), np.nan_to_num(b.cap, nan=-1), rtol=1e-9)
+        if supply < 1e9:
+            assert np.isfinite(b.cap).any()

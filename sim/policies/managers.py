@@ -22,9 +22,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
     from sim.perf.catalog import Hardware
-    from sim.policies.interfaces import PowerControl, PowerReplica
+    from sim.policies.interfaces import PowerArrays, PowerControl, PowerReplica
 
 
 def min_cap_w(hw: Hardware) -> float:
@@ -69,6 +71,11 @@ def _cap_all(fac: PowerControl, caps_w: dict[int, float]) -> None:
         fac.set_cap(r.index, None if c >= _full_w(r) - 1e-9 else c / r.pool.accels)
 
 
+def _caps_arrays(fac: PowerArrays, caps_w: np.ndarray) -> None:
+    """_cap_all over arrays: per-accelerator caps, NaN (none) at full power."""
+    fac.set_caps(fac.index, np.where(caps_w >= fac.full_w - 1e-9, np.nan, caps_w / fac.accels))
+
+
 class CapUniform(Manager):
     """One per-accelerator cap: the budget shared evenly, within each part's range."""
 
@@ -79,6 +86,13 @@ class CapUniform(Manager):
         per = fac.budget_w() / sum(r.pool.accels for r in live)
         _cap_all(fac, {r.index: min(_full_w(r), max(_floor_w(r), per * r.pool.accels)) for r in live})
 
+    def act_arrays(self, fac: PowerArrays, supply_w: float) -> None:
+        """act over a site's arrays (the same caps to rounding)."""
+        if not len(fac.index):
+            return
+        per = fac.budget_w() / float(fac.accels.sum())
+        _caps_arrays(fac, np.minimum(fac.full_w, np.maximum(fac.floor_w, per * fac.accels)))
+
 
 class Shed(CapUniform):
     """cap_uniform, and reject new requests while the draw is over the supply."""
@@ -88,6 +102,13 @@ class Shed(CapUniform):
             return
         over = fac.over_supply
         super().act(fac, supply_w)
+        fac.shed(over)
+
+    def act_arrays(self, fac: PowerArrays, supply_w: float) -> None:
+        if not len(fac.index):
+            return
+        over = fac.over_supply
+        super().act_arrays(fac, supply_w)
         fac.shed(over)
 
 
@@ -106,6 +127,19 @@ class CapPriority(Manager):
             caps[r.index] += add
             left -= add
         _cap_all(fac, caps)
+
+    def act_arrays(self, fac: PowerArrays, supply_w: float) -> None:
+        """act over a site's arrays: each replica in (priority, index) order gets what is left
+        after those before it, up to its room (the same caps to rounding)."""
+        if not len(fac.index):
+            return
+        order = np.lexsort((fac.index, fac.priority))
+        room = (fac.full_w - fac.floor_w)[order]
+        left = fac.budget_w() - float(fac.floor_w.sum())
+        before = np.cumsum(room) - room  # the room of those served first
+        add = np.empty_like(room)
+        add[order] = np.clip(left - before, 0.0, room)
+        _caps_arrays(fac, fac.floor_w + add)
 
 
 class Drain(Manager):

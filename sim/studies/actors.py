@@ -34,7 +34,7 @@ class DaskActors:
         self.blocks = [[dataclasses.replace(s, raw=raws[id(s.raw)]) for s in b] for b in blocks]
         self.args = (*args, code_digest())
         self.files = self.client.scatter(files, broadcast=True) if files else {}
-        self.log: list[tuple[float, list[list[Any]]]] = []
+        self.log: list[tuple[float, list[Any]]] = []
         self.lost = [0] * len(blocks)
         self.actors = [self._make(b, k) for k, b in enumerate(self.blocks)]
 
@@ -70,7 +70,7 @@ class DaskActors:
         for T, dec in self.log:
             self.actors[k].step(T, dec[k]).result()
 
-    def step(self, T: float, decisions: list[list[Any]]) -> list[Any]:
+    def step(self, T: float, decisions: list[Any]) -> list[Any]:
         futs: list[Any] = []
         for a, d in zip(self.actors, decisions, strict=True):  # every block's window at once
             try:

@@ -138,6 +138,22 @@ def write_partition(out_dir: str, spec: CellSpec, cols: dict[str, Any]) -> int:
     return t.num_rows
 
 
+@dataclass
+class BlockReport:
+    """A block's window: what its cells report (sim/engine/drivers/cell.py CellReport), summed
+    where the site sums and concatenated where it reads per replica."""
+
+    it_uj: np.ndarray  # (tents, bins): IT energy per bin, integer microjoules
+    it_uw: np.ndarray  # (tents,): IT draw now, integer microwatts
+    live: np.ndarray  # per replica (the block's cells in order): can serve
+    drained: np.ndarray
+    comm: np.ndarray
+    cap_w: np.ndarray  # per-accelerator cap (NaN: none)
+    hosts_on_uw: int
+    draw_uw: int
+    done_at: float | None  # when its cells' last request left (None: some cell not done)
+
+
 class CellBlock:
     """A block of cells where they run (this process, a worker process, a Dask actor)."""
 
@@ -159,21 +175,28 @@ class CellBlock:
         parsed: dict[int, Any] = {}
         self.cells = [build_cell(s, bin_s, parsed) for s in specs]
 
-    def step(self, T: float, decisions: list[Any]) -> tuple[np.ndarray, list[Any]]:
-        """Each cell: the previous window's decisions (at their time), then on to T. Returns the
-        cells' binned draw summed (integer microjoules: exact in any order) and their reports."""
-        out = []
-        total = None
-        for cell, dec in zip(self.cells, decisions, strict=True):
+    def step(self, T: float, dec: Any) -> BlockReport:
+        """Each cell: the previous window's decisions (`dec`: the block's slice of the site's
+        Decisions, or None), then on to T. Returns the block's report: its cells' binned draw
+        and scalars summed (integers: exact in any order, so the same bits however the site's
+        cells are blocked), their replicas' state concatenated in cell order."""
+        reps = []
+        lo = 0
+        for cell in self.cells:
+            n = len(cell.replicas)
             if dec is not None:
-                cell.apply(*dec.args())
+                cell.apply(dec.t, dec.cap_set[lo:lo + n], dec.cap_w[lo:lo + n], dec.drain[lo:lo + n], dec.shed)
+            lo += n
             cell.advance(T)
-            rep = cell.report(T)
-            total = rep.it_uj if total is None else total + rep.it_uj
-            rep.it_uj = None  # (only the sum travels)
-            out.append(rep)
-        assert total is not None
-        return total, out
+            reps.append(cell.report(T))
+        done = [r.done_at for r in reps]
+        def cat(k: str) -> np.ndarray:
+            return np.concatenate([getattr(r, k) for r in reps])
+
+        return BlockReport(it_uj=np.sum([r.it_uj for r in reps], axis=0), it_uw=np.sum([r.it_uw for r in reps], axis=0),
+                           live=cat("live"), drained=cat("drained"), comm=cat("comm"), cap_w=cat("cap_w"),
+                           hosts_on_uw=sum(r.hosts_on_uw for r in reps), draw_uw=sum(r.draw_uw for r in reps),
+                           done_at=None if any(d is None for d in done) else max(done))
 
     def finish(self) -> list[dict[str, Any]]:
         res = [cell_result(s, c, *self.opts) for s, c in zip(self.specs, self.cells, strict=True)]
@@ -187,7 +210,7 @@ class InProcess:
     def __init__(self, blocks: list[list[CellSpec]], args: tuple) -> None:
         self.blocks = [CellBlock(b, *args) for b in blocks]
 
-    def step(self, T: float, decisions: list[list[Any]]) -> list[tuple[np.ndarray, list[Any]]]:
+    def step(self, T: float, decisions: list[Any]) -> list[BlockReport]:
         return [b.step(T, d) for b, d in zip(self.blocks, decisions, strict=True)]
 
     def finish(self) -> list[list[dict[str, Any]]]:
@@ -230,7 +253,7 @@ class Processes:
 
         self._ctx = mp.get_context("spawn")
         self.blocks, self.args = blocks, args
-        self.log: list[tuple[float, list[list[Any]]]] = []  # every window's (T, decisions): for replays
+        self.log: list[tuple[float, list[Any]]] = []  # every window's (T, decisions): for replays
         self.procs: list[Any] = [None] * len(blocks)
         self.conns: list[Any] = [None] * len(blocks)
         self.lost = 0
@@ -290,7 +313,7 @@ class Processes:
         except (BrokenPipeError, ConnectionError, OSError):
             pass  # (its reply's recv sees it gone)
 
-    def step(self, T: float, decisions: list[list[Any]]) -> list[tuple[np.ndarray, list[Any]]]:
+    def step(self, T: float, decisions: list[Any]) -> list[BlockReport]:
         out = self._all("step", [(T, d) for d in decisions])
         self.log.append((T, decisions))
         return out

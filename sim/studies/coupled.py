@@ -56,7 +56,7 @@ def run_coupled(raw: dict[str, Any], base_dir: Path, seed: int | None = None, wo
     fac = site_facility(raw, base_dir)
     window = fc.window_s if fc.window_s is not None else fac.interval_s
     specs = [CellSpec(c.cell_id, c.kind, c.raw, c.seed, str(base_dir)) for c in cells]
-    pools = [[p for p in c.scenario.pools for _ in range(p.replicas)] for c in cells]
+    pools = [p for c in cells for p in c.scenario.pools for _ in range(p.replicas)]  # the site's replicas, in order
     horizon = cells[0].scenario.run.horizon_s
     n_exact = sum(int(c.scenario.workload.rate_per_s * c.scenario.workload.duration_s)
                   if getattr(c.scenario.workload, "rate_per_s", None) else EXACT_MAX for c in cells)
@@ -65,7 +65,9 @@ def run_coupled(raw: dict[str, Any], base_dir: Path, seed: int | None = None, wo
     blocks = blocks_of(specs, workers or 1)
     be = _backend(executor, blocks, (fc.bin_s, exact, out_dir))
     try:
-        decisions: list[list[Any]] = [[None] * len(b) for b in blocks]
+        decisions: list[Any] = [None] * len(blocks)
+        per_cell = np.cumsum([0] + [sum(p.replicas for p in c.scenario.pools) for c in cells])
+        cuts = per_cell[np.cumsum([0] + [len(b) for b in blocks])]  # each block's first replica, in the site's order
         i = 0
         t_cells = t_site = 0.0  # wall time waiting for the cells' windows / in the site's (serial) work
         t_built = time.perf_counter()
@@ -74,18 +76,16 @@ def run_coupled(raw: dict[str, Any], base_dir: Path, seed: int | None = None, wo
             if horizon is not None:
                 T = min(T, horizon)
             w0 = time.perf_counter()
-            got = be.step(T, decisions)
+            reps = be.step(T, decisions)
             w1 = time.perf_counter()
             t_cells += w1 - w0
-            it_uj = np.sum([g[0] for g in got], axis=0)  # (integers: the same sum however blocked)
-            reports = [r for g in got for r in g[1]]
-            done = [r.done_at for r in reports]
+            done = [r.done_at for r in reps]
             t_end = (horizon if horizon is not None and T >= horizon else
                      max(done) if all(d is not None for d in done) else None)
-            dec = site.window(T, it_uj, reports, t_end)
+            dec = site.window(T, reps, t_end)
             if dec is None:
                 break
-            decisions = [dec[sum(len(x) for x in blocks[:j]):][:len(b)] for j, b in enumerate(blocks)]
+            decisions = [dec.part(int(cuts[j]), int(cuts[j + 1])) for j in range(len(blocks))]
             t_site += time.perf_counter() - w1
             i += 1
             if not quiet and i % 60 == 0:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sim.engine.drivers.cell import DRAIN, UNDRAIN, CellReport, window_bins
+from sim.engine.drivers.cell import DRAIN, UNDRAIN, window_bins
 from sim.engine.facility_procs import cap_value, live_supply_w, replica_index, start_sources
 from sim.engine.kernel.layout import PW_R, PW_T, PW_W
 from sim.facility.ledger import Ledger, apply_rows
@@ -41,7 +41,7 @@ from sim.registry import MANAGERS
 
 @dataclass
 class Decisions:
-    """A window's decisions for one cell, applied at time `t`."""
+    """A window's decisions for a run of replicas (the site's, or a block's slice), applied at `t`."""
 
     t: float
     cap_set: np.ndarray  # bool per replica: its cap was set
@@ -49,55 +49,62 @@ class Decisions:
     drain: np.ndarray  # int8 per replica: KEEP, DRAIN or UNDRAIN (the last called)
     shed: bool | None  # shedding on/off (None: not called)
 
-    def args(self) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, bool | None]:
-        return self.t, self.cap_set, self.cap_w, self.drain, self.shed
+    def part(self, lo: int, hi: int) -> "Decisions":
+        return Decisions(self.t, self.cap_set[lo:hi], self.cap_w[lo:hi], self.drain[lo:hi], self.shed)
 
 
 class _Replica:
-    """A replica of some cell as the site's manager sees it."""
+    """A replica of the site as a manager sees it (its index: the site's numbering)."""
 
-    __slots__ = ("_v", "_c", "_r", "index", "pool")
+    __slots__ = ("_v", "index", "pool")
 
-    def __init__(self, view: "SiteView", c: int, r: int, index: int, pool: Any) -> None:
-        self._v, self._c, self._r, self.index, self.pool = view, c, r, index, pool
+    def __init__(self, view: "SiteView", index: int, pool: Any) -> None:
+        self._v, self.index, self.pool = view, index, pool
 
     @property
     def drained(self) -> bool:
-        return bool(self._v.drained[self._c][self._r])
+        return bool(self._v.drained[self.index])
 
     @property
     def cap_w(self) -> float | None:
-        c = float(self._v.cap[self._c][self._r])
+        c = float(self._v.cap[self.index])
         return None if math.isnan(c) else c
 
 
 class SiteView:
-    """The manager's narrow interface (sim/policies/interfaces.py PowerControl) over every cell's
-    replicas; what it is told to do is collected per cell (`decisions`)."""
+    """The manager's narrow interface over every cell's replicas, numbered as one monolithic run
+    numbers them: per replica (PowerControl, any policy, plug-ins included) and as arrays
+    (PowerArrays: the built-in managers' act_arrays, one call for a site of 70,000 replicas).
+    What it is told to do is collected as Decisions."""
 
-    def __init__(self, site: "Site", reports: list[CellReport], supply_w: float, bridge_w: float) -> None:
+    def __init__(self, site: "Site", reps: list[Any], supply_w: float, bridge_w: float) -> None:
         self._site = site
-        self._reports = reports
         self._supply_w, self._bridge_w = supply_w, bridge_w
-        self.drained = [r.drained.copy() for r in reports]
-        self.cap = [r.cap_w.copy() for r in reports]
-        self._set = [np.zeros(len(r.live), bool) for r in reports]
-        self._drain = [np.zeros(len(r.live), np.int8) for r in reports]
+        self.live = np.concatenate([r.live for r in reps])
+        self.drained = np.concatenate([r.drained for r in reps])
+        self.cap = np.concatenate([r.cap_w for r in reps])
+        self._hosts_w = sum(r.hosts_on_uw for r in reps) * 1e-6
+        self._draw_w = sum(r.draw_uw for r in reps) * 1e-6
+        n = len(self.live)
+        self._set = np.zeros(n, bool)
+        self._drain = np.zeros(n, np.int8)
         self._shed: bool | None = None
         self._live: list[_Replica] | None = None
+        self.index = np.flatnonzero(self.live)  # PowerArrays: the live replicas' columns
+        self.priority, self.floor_w = site.priority[self.index], site.floor_w[self.index]
+        self.full_w, self.accels = site.full_w[self.index], site.accels[self.index]
 
     @property
     def replicas(self) -> list[_Replica]:
         """Replicas that can serve now (not failed, commissioned), in the site's replica order."""
         if self._live is None:
-            s = self._site
-            self._live = [_Replica(self, c, r, s.offset[c] + r, s.pools[c][r])
-                          for c, rep in enumerate(self._reports) for r in np.flatnonzero(rep.live).tolist()]
+            pools = self._site.pool_of
+            self._live = [_Replica(self, i, pools[i]) for i in self.index.tolist()]
         return self._live
 
     @property
     def draw_w(self) -> float:
-        return float(sum(r.draw_w for r in self._reports))
+        return self._draw_w
 
     @property
     def bridge_w(self) -> float:
@@ -105,39 +112,39 @@ class SiteView:
 
     @property
     def over_supply(self) -> bool:
-        return self.draw_w > self._supply_w + self._bridge_w
+        return self._draw_w > self._supply_w + self._bridge_w
 
     def budget_w(self) -> float:
         led, fac = self._site.ledger, self._site.fac
         pue = max(led.pue_of) if led.pue_of else 1.0
-        hosts = sum(r.hosts_on_w for r in self._reports)
-        return min(self._supply_w / pue, sum(t.it_limit_w for t in fac.tents)) - hosts
-
-    def _where(self, index: Any, method: str) -> tuple[int, int]:
-        i = replica_index(index, self._site.n_replicas, method)
-        return self._site.where[i]
+        return min(self._supply_w / pue, sum(t.it_limit_w for t in fac.tents)) - self._hosts_w
 
     def set_cap(self, index: int, w_per_accel: float | None) -> None:
-        c, r = self._where(index, "set_cap")
+        i = replica_index(index, len(self.live), "set_cap")
         w = cap_value(w_per_accel)
-        self._set[c][r] = True
-        self.cap[c][r] = math.nan if w is None else w
+        self._set[i] = True
+        self.cap[i] = math.nan if w is None else w
+
+    def set_caps(self, index: np.ndarray, w_per_accel: np.ndarray) -> None:
+        """PowerArrays: caps per accelerator for these replicas (NaN: none), in one call."""
+        self._set[index] = True
+        self.cap[index] = w_per_accel
 
     def drain(self, index: int) -> None:
-        c, r = self._where(index, "drain")
-        self._drain[c][r] = DRAIN
-        self.drained[c][r] = True
+        i = replica_index(index, len(self.live), "drain")
+        self._drain[i] = DRAIN
+        self.drained[i] = True
 
     def undrain(self, index: int) -> None:
-        c, r = self._where(index, "undrain")
-        self._drain[c][r] = UNDRAIN
-        self.drained[c][r] = False
+        i = replica_index(index, len(self.live), "undrain")
+        self._drain[i] = UNDRAIN
+        self.drained[i] = False
 
     def shed(self, on: bool) -> None:
         self._shed = bool(on)
 
-    def decisions(self, t: float) -> list[Decisions]:
-        return [Decisions(t, self._set[c], self.cap[c], self._drain[c], self._shed) for c in range(len(self._reports))]
+    def decisions(self, t: float) -> Decisions:
+        return Decisions(t, self._set, self.cap, self._drain, self._shed)
 
 
 def _compiled() -> Any:
@@ -151,11 +158,20 @@ def _compiled() -> Any:
     return compiled()
 
 
+def _min_cap(cap: np.ndarray) -> float:
+    """The lowest per-accelerator cap (NaN: none capped)."""
+    return float(np.nanmin(cap)) if len(cap) and not np.isnan(cap).all() else math.nan
+
+
 class Site:
     """The site's facility: one ledger on the cells' summed draw, the sources' events, the manager."""
 
-    def __init__(self, fac: Any, seed: int, bin_s: float, pools: list[list[Any]]) -> None:
+    def __init__(self, fac: Any, seed: int, bin_s: float, pools: list[Any]) -> None:
+        """pools: each of the site's replicas' pool (PoolConfig), in the site's order (cell by cell)."""
         import simpy
+
+        from sim.policies.managers import _limits_w
+        from sim.registry import Registry
 
         self.env = simpy.Environment()
         self.end = self.env.event()
@@ -171,11 +187,20 @@ class Site:
         self.units_up = {s.name: s.units for s in fac.sources if s.kind == "gas_turbine"}
         self.supply_drops = 0
         self.trip_marks: list[float] = []
-        self.pools = pools  # per cell, each replica's pool (PoolConfig)
-        self.offset = np.concatenate(([0], np.cumsum([len(p) for p in pools]))).astype(np.int64)
-        self.n_replicas = int(self.offset[-1])
-        self.where = [(c, r) for c, p in enumerate(pools) for r in range(len(p))]  # site index -> (cell, replica)
+        self.pool_of = pools
+        self.n_replicas = len(pools)
+        # each replica's pool's priority and power range (what the built-in managers read), once
+        by_pool: dict[int, tuple[int, float, float, int]] = {}
+        for p in pools:
+            if id(p) not in by_pool:
+                hw = p.hardware
+                by_pool[id(p)] = (p.priority, *_limits_w(hw.idle_w, hw.tdp_w, p.accels), p.accels)
+        cols = np.array([by_pool[id(p)] for p in pools], dtype=np.float64).reshape(-1, 4)
+        self.priority = cols[:, 0].astype(np.int64)
+        self.floor_w, self.full_w, self.accels = cols[:, 1], cols[:, 2], cols[:, 3]
         self.manager = MANAGERS.make(fac.manager_policy)
+        # the built-in managers act over arrays (one call); a plug-in replica by replica
+        self._arrays = not Registry.is_plugin(fac.manager_policy) and hasattr(self.manager, "act_arrays")
         self.t0 = 0.0
         start_sources(self)
 
@@ -198,15 +223,15 @@ class Site:
         apply_rows(led.L, led.rep_w, led.tent_of, led.tent_it_w, led.pue_of, ts, rs, ws, q, q1, t)
         return q1
 
-    def window(self, T: float, it_uj: np.ndarray, reports: list[CellReport],
-               t_end: float | None = None) -> list[Decisions] | None:
-        """The window ending at T: the cells' summed draw (it_uj: (tents, bins), microjoules) and
-        the site's events into the ledger, then the manager's decisions at T (None: the run
-        ended at t_end <= T)."""
+    def window(self, T: float, reps: list[Any], t_end: float | None = None) -> Decisions | None:
+        """The window ending at T from the blocks' reports (sim/studies/blocks.py BlockReport, in
+        block order): their summed draw and the site's events into the ledger, then the
+        manager's decisions at T for every replica (None: the run ended at t_end <= T)."""
         env = self.env
         stop = T if t_end is None else t_end
         if T > self.t0:
             edges = window_bins(self.t0, T, self.bin_s)
+            it_uj = np.sum([r.it_uj for r in reps], axis=0)  # (integers: the same sum however blocked)
             w = it_uj * 1e-6 / np.diff(edges)  # (tents, bins): mean IT draw per bin, W
             n_t, nb = w.shape
             rows = (np.repeat(edges[:-1], n_t), np.tile(np.arange(n_t), nb), w.T.reshape(-1))
@@ -216,34 +241,30 @@ class Site:
                 env.step()
             self._feed(rows, q, stop)
         else:  # the run's start: every cell's draw from T on
-            it_w = np.sum([r.it_uw for r in reports], axis=0) * 1e-6
+            it_w = np.sum([r.it_uw for r in reps], axis=0) * 1e-6
             n_t = len(it_w)
             self._feed((np.full(n_t, T), np.arange(n_t), it_w), 0, T)
         self.t0 = T
         if t_end is not None:
-            self.ledger.sample(t_end, self.units_up, self._min_cap(reports, None), 0)
+            self.ledger.sample(t_end, self.units_up, _min_cap(np.concatenate([r.cap_w for r in reps])), 0)
             self.ledger.close(t_end)
             return None
-        return self._manage(T, reports)
+        return self._manage(T, reps)
 
-    def _manage(self, T: float, reports: list[CellReport]) -> list[Decisions]:
+    def _manage(self, T: float, reps: list[Any]) -> Decisions:
         led, fac = self.ledger, self.fac
         for k, t in enumerate(fac.tents):
             led.set_pue(k, t.pue(T), T)
         supply = live_supply_w(fac, led, self.units_up)
-        view = SiteView(self, reports, supply, led.battery_w * (led.battery_j > 0))
-        if self.n_replicas and any(r.live.any() for r in reports):
-            self.manager.act(view, supply)
-        dec = view.decisions(T)
-        drained = sum(int(np.count_nonzero(d & ~r.comm)) for d, r in zip(view.drained, reports, strict=True))
-        led.sample(T, self.units_up, self._min_cap(reports, view), drained)
-        return dec
-
-    @staticmethod
-    def _min_cap(reports: list[CellReport], view: SiteView | None) -> float:
-        caps = view.cap if view is not None else [r.cap_w for r in reports]
-        lows = [float(np.nanmin(c)) for c in caps if len(c) and not np.isnan(c).all()]
-        return min(lows) if lows else math.nan
+        view = SiteView(self, reps, supply, led.battery_w * (led.battery_j > 0))
+        if len(view.index):
+            if self._arrays:
+                self.manager.act_arrays(view, supply)
+            else:
+                self.manager.act(view, supply)
+        comm = np.concatenate([r.comm for r in reps])
+        led.sample(T, self.units_up, _min_cap(view.cap), int(np.count_nonzero(view.drained & ~comm)))
+        return view.decisions(T)
 
     def figures(self, t_end: float) -> dict[str, Any]:
         """The site's own figures (the fleet summary's fleet_* power keys)."""

@@ -42,8 +42,8 @@ class CellReport:
     drained: np.ndarray  # bool per replica
     comm: np.ndarray  # bool per replica: commissioning (or scaled off)
     cap_w: np.ndarray  # per-accelerator cap per replica (NaN: none)
-    hosts_on_w: float  # what the hosts of replicas drawing power draw now, W
-    draw_w: float  # the cell's facility draw now (IT x PUE), W
+    hosts_on_uw: int  # what the hosts of replicas drawing power draw now, integer microwatts
+    draw_uw: int  # the cell's facility draw now (IT x PUE), integer microwatts
     done_at: float | None  # when its last request left (None: some still to come or in flight)
 
 
@@ -143,7 +143,8 @@ class CellDriver(FacilityDriver):
         S, F = self.kernel.S, self.kernel.F
         return CellReport(it_uj=np.rint(it_j * 1e6).astype(np.int64), it_uw=np.rint(self._it0 * 1e6).astype(np.int64),
                           live=(S[:, DOWN] == 0) & ~self._comm, drained=S[:, DRN] != 0, comm=self._comm.copy(),
-                          cap_w=F[:, CAP].copy(), hosts_on_w=self.hosts_on_w(), draw_w=self.ledger.draw_w(),
+                          cap_w=F[:, CAP].copy(), hosts_on_uw=round(self.hosts_on_w() * 1e6),
+                          draw_uw=round(self.ledger.draw_w() * 1e6),
                           done_at=self._ended(clock=False))
 
     def apply(self, T: float, cap_set: np.ndarray, cap_w: np.ndarray, drain: np.ndarray, shed: bool | None) -> None:
