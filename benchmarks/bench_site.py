@@ -91,7 +91,7 @@ def fleet(raw: dict, tmp: Path, workers: int) -> dict:
     return out
 
 
-def scaling(cells: int, duration_s: float, tmp: Path, executor: str = "local") -> dict:
+def scaling(cells: int, duration_s: float, tmp: Path, executor: str = "local", repeat: int = 1) -> dict:
     """The coupled site on 1 and 2 workers: wall time, parallel efficiency, and the serial
     fraction per window (the site's work and the exchange, measured on 1 worker), extrapolated
     to 1,000 cores by Amdahl's law (an upper bound on the speed-up: the exchange grows with the
@@ -100,19 +100,53 @@ def scaling(cells: int, duration_s: float, tmp: Path, executor: str = "local") -
 
     path = tmp / "site_scaling.toml"
     path.write_text(tomli_w.dumps(site(cells, duration_s)))
-    out: dict = {"cells": cells, "duration_s": duration_s, "executor": executor}
-    for w in (1, 2):
-        t0 = time.perf_counter()
-        f = run_fleet(path, workers=w, executor=executor)
-        out[f"workers_{w}"] = {"wall_s": time.perf_counter() - t0, **f["wall_time_s"]}
+    import statistics
+
+    out: dict = {"cells": cells, "duration_s": duration_s, "executor": executor, "repeat": repeat}
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    for _ in range(repeat):  # interleaved: the machine's drift hits both alike
+        for w in (1, 2):
+            t0 = time.perf_counter()
+            f = run_fleet(path, workers=w, executor=executor)
+            runs[w].append({"wall_s": time.perf_counter() - t0, **f["wall_time_s"]})
+    for w in (1, 2):  # the median of each figure
+        out[f"workers_{w}"] = {k: statistics.median(r[k] for r in runs[w]) for k in runs[w][0]}
     w1, w2 = out["workers_1"], out["workers_2"]
     out["parallel_efficiency"] = w1["wall_windows_s"] / (2 * w2["wall_windows_s"])
+    out["parallel_efficiency_runs"] = [a["wall_windows_s"] / (2 * b["wall_windows_s"])
+                                       for a, b in zip(runs[1], runs[2], strict=True)]
+    # the machine's own ceiling: the two halves' windows, uncoupled (no site, no decisions), each
+    # alone and then both at once in two processes (two cores sharing memory and caches)
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--_half", "K", "--cells", str(cells), "--duration", str(duration_s)]
+    alone = [float(subprocess.run([*cmd[:3], str(k), *cmd[4:]], capture_output=True, text=True,
+                                  check=True).stdout) for k in (0, 1)]
+    procs = [subprocess.Popen([*cmd[:3], str(k), *cmd[4:]], stdout=subprocess.PIPE, text=True) for k in (0, 1)]
+    both = [float(p.communicate()[0]) for p in procs]
+    out["uncoupled_halves"] = {"alone_s": alone, "together_s": both,
+                               "efficiency": sum(alone) / (2 * max(both))}
     serial = w1["wall_site_s"] / w1["wall_windows_s"]  # per window: the site's work, the cells waited for
     out["serial_fraction_per_window"] = serial
     out["windows"] = w1["windows"]
     out["site_s_per_window"] = w1["wall_site_s"] / w1["windows"]
     out["amdahl_speedup_1000_cores"] = 1 / (serial + (1 - serial) / 1000)
     return out
+
+
+def _half(k: int, cells: int, duration_s: float) -> float:
+    """Seconds for half k of the site's cells to run every window, uncoupled (after building)."""
+    from sim.studies.blocks import CellBlock, CellSpec
+    from sim.studies.cells import fleet_cells
+    from sim.studies.coupled import blocks_of
+
+    cs, _, _ = fleet_cells(site(cells, duration_s), REPO / "scenarios")
+    specs = [CellSpec(c.cell_id, c.kind, c.raw, c.seed, str(REPO / "scenarios")) for c in cs]
+    b = CellBlock(blocks_of(specs, 2)[k], 0.001, False, None)
+    t0 = time.perf_counter()
+    for i in range(int(duration_s / 5) + 8):
+        b.step(5.0 * i, None)
+    return time.perf_counter() - t0
 
 
 def errors(got: dict, ref: dict) -> dict:
@@ -134,16 +168,21 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=900.0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--no-split", action="store_true", help="skip the sampled (split) fleet")
+    ap.add_argument("--_half", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--scaling", action="store_true", help="instead: 1 vs 2 workers on the first --cells")
     ap.add_argument("--executor", default="local", help="for --scaling: local or dask")
+    ap.add_argument("--repeat", type=int, default=1, help="for --scaling: runs of each, medians reported")
     ap.add_argument("--no-battery", action="store_true", help="the site without its battery (ramp shortfalls)")
     ap.add_argument("--noise", action="store_true", help="also the monolith on another seed (the noise floor)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args._half is not None:  # (scaling's helper: one half of the cells' windows, uncoupled; prints seconds)
+        print(_half(args._half, int(args.cells.split(",")[0]), args.duration))
+        return 0
     if args.scaling:
         with tempfile.TemporaryDirectory() as tmp:
             sc = {"machine": platform.processor() or platform.machine(), "when": time.strftime("%Y-%m-%d %H:%M"),
-                  **scaling(int(args.cells.split(",")[0]), args.duration, Path(tmp), args.executor)}
+                  **scaling(int(args.cells.split(",")[0]), args.duration, Path(tmp), args.executor, args.repeat)}
         print(json.dumps(sc, indent=1))
         if args.out:
             args.out.write_text(json.dumps(sc, indent=1) + "\n")
