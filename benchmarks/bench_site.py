@@ -108,7 +108,7 @@ def scaling(cells: int, duration_s: float, tmp: Path, executor: str = "local", r
         for w in (1, 2):
             t0 = time.perf_counter()
             f = run_fleet(path, workers=w, executor=executor)
-            runs[w].append({"wall_s": time.perf_counter() - t0, **f["wall_time_s"]})
+            runs[w].append({"wall_s": time.perf_counter() - t0, **f["wall_breakdown"]})
     for w in (1, 2):  # the median of each figure
         out[f"workers_{w}"] = {k: statistics.median(r[k] for r in runs[w]) for k in runs[w][0]}
     w1, w2 = out["workers_1"], out["workers_2"]

@@ -141,6 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         sets = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
         if args.workers is not None and args.workers < 1:
             raise ScenarioError("--workers", f"must be >= 1, got {args.workers}")
+        if args.resume:
+            from sim.studies.cells import fleet_config
+
+            if fleet_config(config.apply_overrides(raw, sets)).power_bus == "shared":
+                raise ScenarioError("--resume", "a coupled site (power_bus = \"shared\") does not resume from a "
+                                    "checkpoint yet (a lost worker is replayed within the run)",
+                                    "run it again without --resume")
         with _out(args, "run", in_place=True) as out:  # (its cells' results kept under OUT/runs: --resume)
             rep = run_fleet(args.scenario, sets, workers=args.workers, quiet=args.quiet or args.json,
                             executor=args.executor, out_dir=out, cache_dir=_cache_dir(args))

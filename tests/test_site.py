@@ -274,3 +274,19 @@ def test_built_in_managers_over_arrays_decide_what_they_decide_replica_by_replic
         assert np.allclose(np.nan_to_num(a.cap, nan=-1), np.nan_to_num(b.cap, nan=-1), rtol=1e-9)
         if supply < 1e9:
             assert np.isfinite(b.cap).any()
+
+
+def test_a_coupled_site_is_one_task_of_a_study():
+    from sim.studies.study import Task, run_task
+
+    out = run_task(Task(site(2, 30.0), str(REPO / "scenarios"), 11, keep_latencies=True))
+    s = out["summary"]
+    assert s["cells_simulated"] == s["cells_total"] == 2 and s["power_bus"] == "shared"
+    assert s["facility_power_peak_w"] == s["fleet_facility_power_peak_w"]  # the single-run names carry the site's
+    assert len(out["latencies"]["e2e_s"]) == sum(k["completed_simulated"] for k in s["kinds"])
+
+
+def test_resume_on_a_coupled_site_is_one_line(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "sim", "run", str(write(tmp_path, site(2, 30.0))), "--out",
+                        str(tmp_path / "o"), "--resume"], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 2 and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr

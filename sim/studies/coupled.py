@@ -100,7 +100,7 @@ def run_coupled(raw: dict[str, Any], base_dir: Path, seed: int | None = None, wo
     out = coupled_summary(str(raw.get("name", "fleet")), kinds, n_cells, res, site.figures(t_end), exact)
     out["window_s"], out["bin_s"], out["sim_time_s"] = window, fc.bin_s, t_end
     out["blocks"] = len(blocks)
-    out["wall_time_s"] = wall  # where the wall time went: the site's share is the serial fraction per window
+    out["wall_breakdown"] = wall  # where the wall time went: the site's share is the serial fraction per window
     if out_dir is not None and "://" not in out_dir:  # the site's power over time, beside the summary
         from sim.analysis.output import write_facility
 
