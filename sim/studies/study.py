@@ -102,10 +102,10 @@ def _run_fleet_task(task: Task) -> dict[str, Any]:
         rep = run_coupled(task.raw, Path(task.base_dir), task.seed, keep_latencies=task.keep_latencies)
         lat = rep.pop("_latencies", None)
         rep["scenario"] = str(task.raw.get("name", "fleet"))
-        out = {"summary": as_study_summary(rep), "wall_time_s": time.perf_counter() - t0}
+        done: dict[str, Any] = {"summary": as_study_summary(rep), "wall_time_s": time.perf_counter() - t0}
         if lat is not None:
-            out["latencies"] = {k: v.tolist() for k, v in lat.items()}
-        return out
+            done["latencies"] = {k: v.tolist() for k, v in lat.items()}
+        return done
     cells, kinds, n_cells = fleet_cells(task.raw, Path(task.base_dir), task.seed)
     res = [run_task(Task(c.raw, task.base_dir, c.seed, keep_latencies=True)) for c in cells]
     rep = fleet_summary(str(task.raw.get("name", "fleet")), cells, kinds, n_cells, res)
