@@ -23,7 +23,7 @@ class DaskActors:
 
     def __init__(self, executor: str, blocks: list[list[CellSpec]], args: tuple) -> None:
         from sim.studies.portable import bundle
-        from sim.studies.study import code_digest, dask_client
+        from sim.studies.cluster import code_digest, dask_client
 
         self.client, self.cluster = dask_client(executor, len(blocks))
         files: dict[str, bytes] = {}

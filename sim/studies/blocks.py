@@ -160,7 +160,7 @@ class CellBlock:
     def __init__(self, specs: list[CellSpec], bin_s: float, keep_latencies: bool, out_dir: str | None,
                  code: str | None = None, files: dict[str, bytes] | None = None) -> None:
         if code is not None:  # (a Dask actor, maybe on another machine: the same dcsim as the driver's)
-            from sim.studies.study import code_digest
+            from sim.studies.cluster import code_digest
 
             if code != code_digest():
                 raise ScenarioError("--executor", f"this worker runs other dcsim code ({code_digest()[:12]}) than "

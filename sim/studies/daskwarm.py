@@ -3,7 +3,7 @@ does not compile it (about two minutes on a cold machine). The build runs in a d
 (sim/engine/compilation.py build_in_background: once per machine and source, a lock file keeps
 a second from starting), so the worker's event loop is never blocked by it; a task that arrives
 before it ends runs as on any cold machine. Registered by the driver on every cluster it uses
-(sim/studies/study.py dask_client), or at a worker's start with
+(sim/studies/cluster.py dask_client), or at a worker's start with
 `dask worker ... --preload sim.studies.daskwarm`."""
 
 from __future__ import annotations

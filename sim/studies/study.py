@@ -6,7 +6,6 @@ aggregated in task order, so results do not depend on the number of workers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
 import json
 import math
@@ -21,6 +20,7 @@ from sim.errors import ScenarioError, warn
 from sim.progress import Progress
 from sim.analysis.report_html import merged_status
 from sim.analysis.stats import mean_ci, paired_diff_ci
+from sim.studies.cluster import DASK_CONNECT_S, code_digest, dask_client  # noqa: F401 - (named here too)
 from sim.studies.portable import named_file, bundle, localize
 
 METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
@@ -47,21 +47,6 @@ class Task:
     keep_latencies: bool = False
     keep_requests: bool = False  # return the whole per-request table (fleet cells merge them)
     code: str = ""  # the driver's code_digest(): a worker running other code refuses the task ("": unchecked)
-
-
-@functools.cache
-def code_digest() -> str:
-    """A digest of this dcsim's code and data (every file under sim/ but bytecode): what a worker
-    checks against the driver's before it runs a task (a cluster's machines must run the same
-    commit; the package version alone does not change between commits)."""
-    import hashlib
-
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".nbi", ".nbc", ".lock"):
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -255,7 +240,6 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
     return [r if r is not None else {"error": "not run"} for r in results]
 
 
-DASK_CONNECT_S = 10  # how long to wait for a Dask scheduler to answer
 LOCAL_RETRIES = 3  # a process pool whose worker died (killed, out of memory) is restarted this often
 
 
@@ -295,30 +279,6 @@ def _execute_local(tasks: Sequence[Task], todo: list[int], workers: int,
                                     "not done; out of memory?)", "use fewer --workers or a smaller scenario; with "
                                     "--out, --resume keeps what finished") from None
             warn("--workers", f"a worker process died; {len(left)} runs go to a new pool", "")
-
-
-def dask_client(executor: str, workers: int) -> tuple[Any, Any]:
-    """(a Dask client, its LocalCluster or None): "dask" starts a LocalCluster on loopback with
-    `workers` single-threaded worker processes; "tcp://HOST:PORT" connects to a scheduler."""
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:  # pragma: no cover
-        raise ScenarioError("--executor", "Dask is not installed", "pip install 'dcsim[dask]'") from None
-    from sim.studies.daskwarm import WarmEngine
-
-    cluster = None
-    if executor == "dask":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(executor, timeout=DASK_CONNECT_S)
-        except (OSError, TimeoutError) as exc:
-            raise ScenarioError("--executor", f"no Dask scheduler answers at {executor} ({type(exc).__name__})",
-                                "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
-    client.register_plugin(WarmEngine())  # workers that join later warm up too
-    return client, cluster
 
 
 def _execute_dask(tasks: Sequence[Task], todo: list[int], executor: str, workers: int,
