@@ -290,3 +290,14 @@ def test_resume_on_a_coupled_site_is_one_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "sim", "run", str(write(tmp_path, site(2, 30.0))), "--out",
                         str(tmp_path / "o"), "--resume"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 2 and "--resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_percentiles_from_sketches_are_the_same_bits_however_blocked(tmp_path, monkeypatch):
+    from sim.studies import coupled
+
+    monkeypatch.setattr(coupled, "EXACT_MAX", 0)  # (force the sketches)
+    p = write(tmp_path, site(3, 30.0))
+    one, two = run_fleet(p, workers=1), run_fleet(p, workers=2)
+    assert one["percentiles"].startswith("from merged sketches") and strip(one) == strip(two)
+    exact = coupled.run_coupled(site(3, 30.0), REPO / "scenarios", keep_latencies=True)
+    assert one["ttft_p99_s"] == pytest.approx(exact["ttft_p99_s"], rel=1e-3)

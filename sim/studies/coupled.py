@@ -140,7 +140,7 @@ def coupled_summary(name: str, kinds: list[dict[str, Any]], n_cells: int, res: l
             out[f"{k[:-2]}_p99_s"] = float(np.percentile(a, 99)) if a.size else None
     else:
         for k in LAT_KEYS:
-            counts = np.sum([r["sketch"][k] for r in res], axis=0)
+            counts = np.sum([r["sketch"][k] for r in res if "sketch" in r], axis=0)  # (one per block)
             out[f"{k[:-2]}_p50_s"] = sketch_percentile(counts, 50)
             out[f"{k[:-2]}_p99_s"] = sketch_percentile(counts, 99)
     out["percentiles"] = "exact (every cell's completed requests)" if exact else "from merged sketches (+-0.06%)"
