@@ -251,14 +251,16 @@ def _serve(conn: Any, specs: list[CellSpec], args: tuple) -> None:
 
 
 class Processes:
-    """A block per local process (spawned: a clean interpreter, the compiled engine from its cache)."""
+    """A block per local process: forked on Linux, as the study's process pool (the engine already
+    loaded, and a caller's script need not guard its main module), spawned elsewhere."""
 
     RETRIES = 2
 
     def __init__(self, blocks: list[list[CellSpec]], args: tuple) -> None:
         import multiprocessing as mp
+        import sys
 
-        self._ctx = mp.get_context("spawn")
+        self._ctx: Any = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
         self.blocks, self.args = blocks, args
         self.log: list[tuple[float, list[Any]]] = []  # every window's (T, decisions): for replays
         self.procs: list[Any] = [None] * len(blocks)
@@ -267,7 +269,10 @@ class Processes:
         for b in range(len(blocks)):
             self._start(b)
         for b in range(len(blocks)):
-            self._recv(b)
+            try:
+                self._recv(b)
+            except _Lost:  # (it died building its cells: again, then one line)
+                self._revive(b)
 
     def _start(self, b: int) -> None:
         mine, theirs = self._ctx.Pipe()
@@ -288,17 +293,23 @@ class Processes:
         return val
 
     def _revive(self, b: int) -> None:
-        """Block b's process died: a new one, replayed through every window so far."""
-        self.lost += 1
-        if self.lost > self.RETRIES * max(1, len(self.blocks)):
-            raise ScenarioError("--workers", f"worker processes died {self.lost} times (out of memory?)",
-                                "use fewer --workers or fewer cells per worker")
-        self.procs[b].join(timeout=5)
-        self._start(b)
-        self._recv(b)
-        for T, dec in self.log:
-            self.conns[b].send(("step", (T, dec[b])))
-            self._recv(b)
+        """Block b's process died: a new one, replayed through every window so far (again if that
+        one dies too; past RETRIES a process, one line)."""
+        while True:
+            self.lost += 1
+            if self.lost > self.RETRIES * max(1, len(self.blocks)):
+                raise ScenarioError("--workers", f"worker processes died {self.lost} times (out of memory?)",
+                                    "use fewer --workers or fewer cells per worker")
+            self.procs[b].join(timeout=5)
+            self._start(b)
+            try:
+                self._recv(b)
+                for T, dec in self.log:
+                    self.conns[b].send(("step", (T, dec[b])))
+                    self._recv(b)
+                return
+            except _Lost:
+                continue
 
     def _all(self, cmd: str, args: list[Any]) -> list[Any]:
         for b, a in enumerate(args):
