@@ -2,7 +2,7 @@
 advanced a window at a time (sim/studies/site.py drives them).
 
 - `CellBlock`: a block's cells (sim/engine/drivers/cell.py), their windows and their results.
-- Backends, one interface (`start`, `step`, `finish`, `close`):
+- Backends, one interface (`step`, `finish`, `close`):
   `InProcess` (one block here), `Processes` (a block per local worker process, talking over
   multiprocessing's pipes) and `DaskActors` (a block per Dask actor: the cells stay on their
   worker, only a window's decisions go out and its reports come back).
@@ -23,7 +23,7 @@ import numpy as np
 
 from sim.errors import ScenarioError
 
-# latency sketch: log-spaced bins, exact counts (mergeable by addition); percentiles to +-0.05%
+# latency sketch: log-spaced bins, exact counts (mergeable by addition); percentiles to +-0.06%
 SKETCH_LO_S, SKETCH_HI_S, SKETCH_PER_DECADE = 1e-5, 1e6, 2000
 SKETCH_EDGES = np.logspace(math.log10(SKETCH_LO_S), math.log10(SKETCH_HI_S),
                            int(round(math.log10(SKETCH_HI_S / SKETCH_LO_S) * SKETCH_PER_DECADE)) + 1)
@@ -125,7 +125,10 @@ def write_partition(out_dir: str, spec: CellSpec, cols: dict[str, Any]) -> int:
     t = pa.table({"kind": np.full(len(cols["request_id"]), spec.kind), **{k: np.asarray(v) for k, v in cols.items()}})
     part = f"requests/cell={spec.cell_id}/part-0.parquet"
     if "://" in out_dir:
-        import fsspec
+        try:
+            import fsspec
+        except ImportError:  # (it comes with the dask extra)
+            raise ScenarioError("--out", f"{out_dir} is a URL, which needs fsspec", "pip install 'dcsim[dask]'") from None
 
         fs, root = fsspec.core.url_to_fs(out_dir)
         fs.makedirs(f"{root}/requests/cell={spec.cell_id}", exist_ok=True)
@@ -229,10 +232,11 @@ class InProcess:
 
 def _serve(conn: Any, specs: list[CellSpec], args: tuple) -> None:
     """A local worker process: one block, commands from the driver's pipe until "close"."""
-    import os
     import traceback
 
-    os.environ.setdefault("DCSIM_QUIET", "1")
+    from sim.studies.cluster import quiet_worker
+
+    quiet_worker()  # (Ctrl-C is the driver's to report, as in the study's process pool)
     try:
         block = CellBlock(specs, *args)
         conn.send(("ok", None))

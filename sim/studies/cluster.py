@@ -1,6 +1,7 @@
 """What a study needs of a cluster, below the studies that use it (study, blocks, actors): the
-code digest a worker checks against the driver's, and a Dask client on a LocalCluster or a
-scheduler elsewhere (its workers warming the engine on start: sim/studies/daskwarm.py)."""
+code digest a worker checks against the driver's, a Dask client on a LocalCluster or a
+scheduler elsewhere (its workers warming the engine on start: sim/studies/daskwarm.py), and what
+a local worker process does first (quiet_worker)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,11 @@ def dask_client(executor: str, workers: int) -> tuple[Any, Any]:
                                 "start one (dask scheduler --host 127.0.0.1) or use --executor local") from None
     client.register_plugin(WarmEngine())  # workers that join later warm up too
     return client, cluster
+
+
+def quiet_worker() -> None:
+    """A pool worker leaves Ctrl-C to the parent (which stops the study in one line), instead of
+    each printing its own traceback."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

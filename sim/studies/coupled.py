@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from sim.errors import ScenarioError
 from sim.studies.blocks import LAT_KEYS, CellSpec, InProcess, Processes, sketch_percentile
 from sim.studies.cells import fleet_cells, fleet_config
 
@@ -166,7 +165,4 @@ def coupled_summary(name: str, kinds: list[dict[str, Any]], n_cells: int, res: l
     out["inference"] = ("none: every cell simulated, coupled on the site's power bus; power figures from the site's "
                         "ledger (its turbines, battery and manager on the cells' summed draw)")
     out["requests_written"] = int(sum(r.get("requests_rows", 0) for r in res))
-    bad = [r for r in res if r["summary"].get("requests_total") is None]
-    if bad:
-        raise ScenarioError("fleet", f"cell {bad[0]['cell']} returned no summary")
     return out

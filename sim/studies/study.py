@@ -20,7 +20,7 @@ from sim.errors import ScenarioError, warn
 from sim.progress import Progress
 from sim.analysis.report_html import merged_status
 from sim.analysis.stats import mean_ci, paired_diff_ci
-from sim.studies.cluster import DASK_CONNECT_S, code_digest, dask_client  # noqa: F401 - (named here too)
+from sim.studies.cluster import DASK_CONNECT_S, code_digest, dask_client, quiet_worker  # noqa: F401
 from sim.studies.portable import named_file, bundle, localize
 
 METRICS = ("ttft_mean_s", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_mean_s", "tpot_p50_s", "tpot_p99_s",
@@ -243,14 +243,6 @@ def execute(tasks: Sequence[Task], workers: int | None = None, label: str = "",
 LOCAL_RETRIES = 3  # a process pool whose worker died (killed, out of memory) is restarted this often
 
 
-def _quiet_worker() -> None:
-    """A pool worker leaves Ctrl-C to the parent (which stops the study in one line), instead of
-    each printing its own traceback."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _execute_local(tasks: Sequence[Task], todo: list[int], workers: int,
                    done: Callable[[int, dict[str, Any]], None], results: list[Any]) -> None:
     """The runs on a local process pool. A worker that dies (killed, out of memory) breaks the
@@ -261,7 +253,7 @@ def _execute_local(tasks: Sequence[Task], todo: list[int], workers: int,
     left = list(todo)
     for attempt in range(LOCAL_RETRIES + 1):
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(left)), initializer=_quiet_worker) as pool:
+            with ProcessPoolExecutor(max_workers=min(workers, len(left)), initializer=quiet_worker) as pool:
                 futs = {pool.submit(_safe_run, tasks[i]): i for i in left}
                 try:
                     for fut in as_completed(futs):
