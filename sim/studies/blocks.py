@@ -128,7 +128,8 @@ def write_partition(out_dir: str, spec: CellSpec, cols: dict[str, Any]) -> int:
         try:
             import fsspec
         except ImportError:  # (it comes with the dask extra)
-            raise ScenarioError("--out", f"{out_dir} is a URL, which needs fsspec", "pip install 'dcsim[dask]'") from None
+            raise ScenarioError("--out", f"{out_dir} is a URL, which needs fsspec",
+                                "pip install 'dcsim[dask]'") from None
 
         fs, root = fsspec.core.url_to_fs(out_dir)
         fs.makedirs(f"{root}/requests/cell={spec.cell_id}", exist_ok=True)
